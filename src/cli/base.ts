@@ -1,0 +1,29 @@
+import {Command, Flags} from '@oclif/core'
+import {exitCodeOf, formatError, isKpiError} from '../errors.js'
+
+/**
+ * Every kpi command extends this: it adds the global flags and turns typed errors into
+ * one line on stderr (or a JSON object with --json) and an exit code. No stack traces.
+ */
+export abstract class KpiCommand extends Command {
+  static override baseFlags = {
+    json: Flags.boolean({description: 'print machine-readable JSON (events as JSON lines, then a result)', default: false}),
+    'ca-cert': Flags.string({description: 'PEM file of extra CA certificates to trust (repeatable)', multiple: true}),
+    'insecure-skip-tls-verify': Flags.boolean({description: 'do not verify TLS certificates (unsafe; explicit opt-in)', default: false}),
+  }
+
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit: number}}): Promise<unknown> {
+    // oclif's own parse errors carry their exit code
+    if (!isKpiError(err) && err.oclif) return super.catch(err)
+    const json = this.argv.includes('--json')
+    const line = formatError(err)
+    if (json) {
+      process.stdout.write(JSON.stringify({ok: false, error: {kind: isKpiError(err) ? err.kind : 'internal', message: line}}) + '\n')
+    } else {
+      process.stderr.write(`Error: ${line}\n`)
+      if (process.env.KPI_DEBUG && err.stack) process.stderr.write(err.stack + '\n')
+    }
+    process.exitCode = exitCodeOf(err)
+    return undefined
+  }
+}
