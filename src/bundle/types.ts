@@ -3,6 +3,8 @@
  * write. A relocated lock has the same shape, every reference rewritten to the destination, plus
  * `origins` (destination reference -> source reference).
  */
+import type {BundleProblem} from './problems.js'
+
 export interface KpackImages {
   controller: string
   webhook: string
@@ -71,4 +73,6 @@ export interface LoadedBundle {
   dir?: string
   /** raw bytes of bundle.yaml as read */
   raw: string
+  /** optional (added): non-fatal findings, e.g. unknown descriptive fields that are ignored */
+  warnings?: BundleProblem[]
 }

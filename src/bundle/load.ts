@@ -1,0 +1,93 @@
+/**
+ * Reads a bundle (a directory holding bundle.yaml, or one YAML file), checks it against
+ * v1alpha1 and returns it, or reports every problem with file:line:col.
+ */
+import {readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {LineCounter, parseDocument} from 'yaml'
+import {problemsError, sortProblems, type BundleProblem} from './problems.js'
+import type {Bundle, LoadedBundle} from './types.js'
+import {validateDocument} from './validate.js'
+
+export const BUNDLE_FILE = 'bundle.yaml'
+
+export type BundleCheck =
+  | {ok: true; loaded: LoadedBundle; file: string; problems: []; warnings: BundleProblem[]}
+  | {ok: false; file: string; problems: BundleProblem[]; warnings: BundleProblem[]; bundle?: Partial<Bundle>}
+
+/** Loads and validates; throws KpiError('input') naming every problem. */
+export async function loadBundle(path: string): Promise<LoadedBundle> {
+  const r = await checkBundle(path)
+  if (!r.ok) throw problemsError(r.file, r.problems, r.warnings)
+  return r.loaded
+}
+
+/** Like loadBundle but returns the problems instead of throwing (for `kpi bundle lint --json`). */
+export async function checkBundle(path: string): Promise<BundleCheck> {
+  let file = path
+  let dir: string | undefined
+  const fail = (message: string, hint: string): BundleCheck => ({ok: false, file, problems: [{file, message, hint}], warnings: []})
+  let st
+  try {
+    st = await stat(path)
+  } catch {
+    return fail('bundle not found', `pass a bundle directory containing ${BUNDLE_FILE}, or a bundle YAML file`)
+  }
+  if (st.isDirectory()) {
+    dir = path
+    file = join(path, BUNDLE_FILE)
+  }
+  let raw: string
+  try {
+    raw = await readFile(file, 'utf8')
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return fail(`no ${BUNDLE_FILE} in the bundle directory`, `a bundle directory holds ${BUNDLE_FILE}; or pass the manifest file itself`)
+    return fail(`cannot read the bundle file (${code ?? String(e)})`, 'check the path and its permissions')
+  }
+  return checkBundleText(raw, file, dir)
+}
+
+/** Parses and validates bundle text; `file` is used in messages. */
+export function checkBundleText(raw: string, file: string, dir?: string): BundleCheck {
+  const lc = new LineCounter()
+  const doc = parseDocument(raw, {lineCounter: lc, prettyErrors: false, uniqueKeys: true})
+  const problems: BundleProblem[] = []
+  const warnings: BundleProblem[] = []
+  for (const e of doc.errors) problems.push(yamlProblem(file, lc, e))
+  for (const w of doc.warnings) warnings.push(yamlProblem(file, lc, w))
+  // A syntax error leaves a partial tree; validating it would add noise after the real cause.
+  if (problems.length === 0) {
+    const v = validateDocument(doc, lc, file)
+    problems.push(...v.problems)
+    warnings.push(...v.warnings)
+  }
+  const sortedWarnings = sortProblems(warnings)
+  if (problems.length > 0) {
+    let partial: Partial<Bundle> | undefined
+    try {
+      const js = doc.toJS() as unknown
+      if (js && typeof js === 'object' && !Array.isArray(js)) partial = js as Partial<Bundle>
+    } catch {
+      partial = undefined
+    }
+    return {ok: false, file, problems: sortProblems(problems), warnings: sortedWarnings, ...(partial ? {bundle: partial} : {})}
+  }
+  const bundle = doc.toJS() as Bundle
+  const loaded: LoadedBundle = {bundle, file, raw, ...(dir === undefined ? {} : {dir}), ...(sortedWarnings.length ? {warnings: sortedWarnings} : {})}
+  return {ok: true, loaded, file, problems: [], warnings: sortedWarnings}
+}
+
+/** Parses bundle text or throws KpiError('input'). */
+export function parseBundle(raw: string, file = BUNDLE_FILE): Bundle {
+  const r = checkBundleText(raw, file)
+  if (!r.ok) throw problemsError(r.file, r.problems, r.warnings)
+  return r.loaded.bundle
+}
+
+function yamlProblem(file: string, lc: LineCounter, e: {message: string; pos: [number, number]; linePos?: unknown}): BundleProblem {
+  const {line, col} = lc.linePos(e.pos[0])
+  // yaml appends " at line L, column C" and a code excerpt; the position is already in front.
+  const message = (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, '')
+  return {file, line, col, message: `YAML syntax: ${message}`, hint: 'fix the YAML syntax at that line'}
+}
