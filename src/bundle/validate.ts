@@ -271,10 +271,11 @@ function seq(ctx: Ctx, e: Entries, parent: Node, path: string, key: string): imp
 }
 
 function version(ctx: Ctx, e: Entries, parent: Node, path: string, key: string): void {
-  const v = str(ctx, e, parent, path, key)
+  // `version: 1.4` parses as a number; say what is wrong with it as a version, not as a type.
+  const node = resolve(ctx, e.get(key)?.value)
+  const v = isScalar(node) && typeof node.value === 'number' ? (node.source ?? String(node.value)) : str(ctx, e, parent, path, key)
   if (v === undefined) return
   if (semver.valid(v) === v) return
-  const node = e.get(key)?.value
   const suggestion = semver.valid(semver.clean(v) ?? '') ?? semver.coerce(v)?.version
   problem(
     ctx, node, join(path, key), `"${v}" is not a semantic version (MAJOR.MINOR.PATCH)`,
@@ -331,16 +332,16 @@ export function closest(word: string, known: readonly string[]): string | undefi
   return bestD <= Math.min(2, Math.floor(word.length / 3)) || bestD === 0 ? best : undefined
 }
 
+/** Edit distance counting a swap of neighbours as one edit (optimal string alignment). */
 function distance(a: string, b: string): number {
-  const row = Array.from({length: b.length + 1}, (_, j) => j)
+  const d: number[][] = Array.from({length: a.length + 1}, (_, i) => Array.from({length: b.length + 1}, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!
-    row[0] = i
     for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = tmp
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1)
+      d[i]![j] = v
     }
   }
-  return row[b.length]!
+  return d[a.length]![b.length]!
 }
