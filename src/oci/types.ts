@@ -132,6 +132,8 @@ export interface Credentials {
   identityToken?: string
   /** a ready bearer token */
   registryToken?: string
+  /** where these came from, for hints (e.g. `docker config /home/u/.docker/config.json`); never a secret */
+  source?: string
 }
 
 export interface ClientOptions {

@@ -1,0 +1,206 @@
+/**
+ * Registry credentials, found the way docker finds them: `$DOCKER_CONFIG/config.json` (or
+ * `~/.docker/config.json`) with `auths`, `credsStore` and `credHelpers`
+ * (`docker-credential-<name> get`), plus `KPI_REGISTRY_*` environment variables and an explicit
+ * map from flags. Secrets are returned to the caller and never put in messages.
+ */
+import {spawn} from 'node:child_process'
+import {readFile} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import {join} from 'node:path'
+import {KpiError} from '../errors.js'
+import {DOCKER_HUB, normaliseRegistry} from './reference.js'
+import type {Credentials} from './types.js'
+
+/** The key docker uses for Docker Hub in config.json and when asking helpers. */
+export const DOCKER_HUB_KEY = 'https://index.docker.io/v1/'
+
+export interface DockerAuthEntry {
+  auth?: string
+  username?: string
+  password?: string
+  identitytoken?: string
+  registrytoken?: string
+}
+
+export interface DockerConfig {
+  auths?: Record<string, DockerAuthEntry>
+  credsStore?: string
+  credHelpers?: Record<string, string>
+}
+
+export interface CredentialOptions {
+  /** credentials given on the command line, keyed by registry host; they win */
+  explicit?: Record<string, Credentials>
+  /** environment to read DOCKER_CONFIG, HOME and KPI_REGISTRY_* from (default process.env) */
+  env?: NodeJS.ProcessEnv
+  /** directory holding config.json (default $DOCKER_CONFIG or ~/.docker) */
+  configDir?: string
+  /** skip the docker config entirely */
+  noDockerConfig?: boolean
+}
+
+/** Docker's ConvertToHostname: drop the scheme and any path, so `https://h:5000/v1/` is `h:5000`. */
+export function registryKeyHost(key: string): string {
+  let s = key.trim()
+  if (s.startsWith('http://')) s = s.slice(7)
+  else if (s.startsWith('https://')) s = s.slice(8)
+  const slash = s.indexOf('/')
+  return normaliseRegistry(slash === -1 ? s : s.slice(0, slash))
+}
+
+const sameRegistry = (key: string, registry: string): boolean =>
+  registryKeyHost(key).toLowerCase() === normaliseRegistry(registry).toLowerCase()
+
+export function dockerConfigFile(opts: CredentialOptions = {}): string {
+  const env = opts.env ?? process.env
+  const dir = opts.configDir ?? env.DOCKER_CONFIG ?? join(env.HOME || homedir(), '.docker')
+  return join(dir, 'config.json')
+}
+
+/** Read the docker config; a missing file is an empty config, an unreadable one an input error. */
+export async function readDockerConfig(file: string): Promise<DockerConfig> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new KpiError('input', `cannot read docker config ${file}: ${(e as Error).message}`)
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object')
+    return parsed as DockerConfig
+  } catch (e) {
+    throw new KpiError('input', `docker config ${file} is not valid JSON (${(e as Error).message})`, {hint: 'fix the file or run docker login again'})
+  }
+}
+
+function fromEntry(e: DockerAuthEntry): Credentials | undefined {
+  const c: Credentials = {}
+  if (e.auth) {
+    const decoded = Buffer.from(e.auth, 'base64').toString('utf8')
+    const i = decoded.indexOf(':')
+    if (i > 0) {
+      c.username = decoded.slice(0, i)
+      c.password = decoded.slice(i + 1)
+    }
+  }
+  if (e.username) c.username = e.username
+  if (e.password) c.password = e.password
+  if (e.identitytoken) c.identityToken = e.identitytoken
+  if (e.registrytoken) c.registryToken = e.registrytoken
+  return c.username || c.password || c.identityToken || c.registryToken ? c : undefined
+}
+
+function findKey<T>(map: Record<string, T> | undefined, registry: string): T | undefined {
+  if (!map) return undefined
+  if (map[registry] !== undefined) return map[registry]
+  for (const [k, v] of Object.entries(map)) if (sameRegistry(k, registry)) return v
+  return undefined
+}
+
+/**
+ * Run `docker-credential-<helper> get` with the server on stdin. Undefined when the helper has
+ * nothing for this server; a KpiError('auth') when the helper is missing or fails otherwise.
+ */
+export async function runCredentialHelper(helper: string, registry: string, env: NodeJS.ProcessEnv = process.env): Promise<Credentials | undefined> {
+  const program = `docker-credential-${helper}`
+  const server = normaliseRegistry(registry) === DOCKER_HUB ? DOCKER_HUB_KEY : registry
+  const {code, stdout, stderr, spawnError} = await new Promise<{code: number | null; stdout: string; stderr: string; spawnError?: Error}>((resolve) => {
+    const child = spawn(program, ['get'], {env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000})
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
+    child.on('error', (e) => resolve({code: null, stdout: out, stderr: err, spawnError: e}))
+    child.on('close', (c) => resolve({code: c, stdout: out, stderr: err}))
+    child.stdin.on('error', () => {})
+    child.stdin.end(server)
+  })
+  if (spawnError) {
+    const missing = (spawnError as NodeJS.ErrnoException).code === 'ENOENT'
+    throw new KpiError('auth', missing
+      ? `docker credential helper ${program} (configured for ${registry}) is not on PATH`
+      : `docker credential helper ${program} could not run for ${registry}: ${spawnError.message}`,
+    {hint: 'install the helper or remove it from credHelpers/credsStore in the docker config'})
+  }
+  if (code !== 0) {
+    // helpers print "credentials not found in native keychain" when they have no entry
+    if (/credentials not found/i.test(stdout + stderr)) return undefined
+    // only the first line of stderr: a helper's diagnostics, never its stdout (which could hold a secret)
+    const why = stderr.trim().split('\n')[0]?.slice(0, 200) || `exit code ${code}`
+    throw new KpiError('auth', `docker credential helper ${program} failed for ${registry}: ${why}`, {hint: 'run the helper by hand or docker login again'})
+  }
+  let parsed: {Username?: string; Secret?: string}
+  try {
+    parsed = JSON.parse(stdout) as {Username?: string; Secret?: string}
+  } catch {
+    throw new KpiError('auth', `docker credential helper ${program} printed something that is not JSON for ${registry}`)
+  }
+  if (!parsed.Secret) return undefined
+  // docker's convention: a username of <token> means the secret is an identity (refresh) token
+  const source = `docker credential helper ${program}`
+  if (parsed.Username === '<token>') return {identityToken: parsed.Secret, source}
+  return {username: parsed.Username, password: parsed.Secret, source}
+}
+
+/** KPI_REGISTRY_USERNAME/PASSWORD[/HOSTNAME], optionally with a suffix (`_1`, `_DEST`) per set. */
+export function envCredentials(registry: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
+  const sets = new Map<string, {username?: string; password?: string; hostname?: string}>()
+  for (const [k, v] of Object.entries(env)) {
+    const m = /^KPI_REGISTRY_(USERNAME|PASSWORD|HOSTNAME)(_\w+)?$/.exec(k)
+    if (!m || v === undefined) continue
+    const key = m[2] ?? ''
+    const set = sets.get(key) ?? {}
+    set[m[1]!.toLowerCase() as 'username' | 'password' | 'hostname'] = v
+    sets.set(key, set)
+  }
+  let unscoped: Credentials | undefined
+  for (const s of sets.values()) {
+    if (s.username === undefined || s.password === undefined) continue
+    if (s.hostname) {
+      if (sameRegistry(s.hostname, registry)) return {username: s.username, password: s.password, source: 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD'}
+    } else {
+      unscoped ??= {username: s.username, password: s.password, source: 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD'}
+    }
+  }
+  return unscoped
+}
+
+/**
+ * Credentials for one registry: explicit map, then the environment, then the docker config
+ * (credHelpers entry, then auths, then credsStore). Undefined means anonymous.
+ */
+export async function credentialsFor(registry: string, opts: CredentialOptions = {}): Promise<Credentials | undefined> {
+  const explicit = findKey(opts.explicit, registry)
+  if (explicit) return {source: 'the credentials given on the command line', ...explicit}
+  const env = opts.env ?? process.env
+  const fromEnv = envCredentials(registry, env)
+  if (fromEnv) return fromEnv
+  if (opts.noDockerConfig) return undefined
+  const file = dockerConfigFile(opts)
+  const cfg = await readDockerConfig(file)
+  const helper = findKey(cfg.credHelpers, registry)
+  if (helper) return runCredentialHelper(helper, registry, env)
+  const entry = findKey(cfg.auths, registry)
+  const fromFile = entry ? fromEntry(entry) : undefined
+  if (fromFile) return {...fromFile, source: `docker config ${file}`}
+  if (cfg.credsStore) return runCredentialHelper(cfg.credsStore, registry, env)
+  return undefined
+}
+
+/** A memoised `credentialsFor`, so helpers run once per registry per client. */
+export function credentialResolver(opts: CredentialOptions = {}): (registry: string) => Promise<Credentials | undefined> {
+  const cache = new Map<string, Promise<Credentials | undefined>>()
+  return (registry) => {
+    const key = normaliseRegistry(registry).toLowerCase()
+    let p = cache.get(key)
+    if (!p) {
+      p = credentialsFor(registry, opts)
+      cache.set(key, p)
+      p.catch(() => cache.delete(key))
+    }
+    return p
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * Connections to registries: one undici dispatcher per client (a keep-alive pool per origin,
+ * bounded), TLS with the system CAs plus the user's, HTTP(S)_PROXY/NO_PROXY, and the mapping
+ * of socket and TLS failures to one clear KpiError.
+ */
+import {readFileSync} from 'node:fs'
+import {rootCertificates} from 'node:tls'
+import {Agent, EnvHttpProxyAgent, type Dispatcher} from 'undici'
+import {KpiError} from '../errors.js'
+import {DOCKER_HUB} from './reference.js'
+import {errorCodes} from './retry.js'
+
+export interface ProxyOptions {
+  httpProxy?: string
+  httpsProxy?: string
+  /** comma-separated hosts (and host:port) that bypass the proxy; loopback always does */
+  noProxy?: string
+}
+
+export interface TransportOptions {
+  caCerts?: string[]
+  insecureSkipTlsVerify?: boolean
+  /** connections per origin */
+  connections?: number
+  /** proxy settings; default from HTTP_PROXY/HTTPS_PROXY/NO_PROXY (either case) */
+  proxy?: ProxyOptions
+  env?: NodeJS.ProcessEnv
+}
+
+/** Host without port or brackets: `[::1]:5000` -> `::1`, `127.0.0.1:5000` -> `127.0.0.1`. */
+export function hostOnly(registry: string): string {
+  if (registry.startsWith('[')) return registry.slice(1, registry.indexOf(']'))
+  const i = registry.lastIndexOf(':')
+  return (i === -1 ? registry : registry.slice(0, i)).toLowerCase()
+}
+
+/** Registries on this machine: localhost, *.localhost, 127.0.0.0/8 and ::1. */
+export function isLoopbackRegistry(registry: string): boolean {
+  const h = hostOnly(registry)
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::1'
+}
+
+/** Base URL of a registry's API; Docker Hub's API lives on registry-1.docker.io. */
+export function registryBaseUrl(registry: string, plainHttp: boolean): string {
+  const host = registry === DOCKER_HUB ? 'registry-1.docker.io' : registry
+  return `${plainHttp ? 'http' : 'https'}://${host}`
+}
+
+function extraCaFromEnv(env: NodeJS.ProcessEnv): string[] {
+  // passing `ca` replaces node's default store, which includes NODE_EXTRA_CA_CERTS: keep it
+  const file = env.NODE_EXTRA_CA_CERTS
+  if (!file) return []
+  try {
+    return [readFileSync(file, 'utf8')]
+  } catch {
+    return []
+  }
+}
+
+export function tlsOptions(opts: TransportOptions): {ca?: string[]; rejectUnauthorized: boolean} {
+  const rejectUnauthorized = !opts.insecureSkipTlsVerify
+  if (!opts.caCerts?.length) return {rejectUnauthorized}
+  return {ca: [...rootCertificates, ...extraCaFromEnv(opts.env ?? process.env), ...opts.caCerts], rejectUnauthorized}
+}
+
+function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
+  const env = opts.env ?? process.env
+  const p: ProxyOptions = {
+    httpProxy: opts.proxy?.httpProxy ?? env.http_proxy ?? env.HTTP_PROXY,
+    httpsProxy: opts.proxy?.httpsProxy ?? env.https_proxy ?? env.HTTPS_PROXY,
+    noProxy: opts.proxy?.noProxy ?? env.no_proxy ?? env.NO_PROXY,
+  }
+  return p.httpProxy || p.httpsProxy ? p : undefined
+}
+
+/** One dispatcher for a client: pools per origin, keep-alive, no pipelining, bounded connections. */
+export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
+  const tls = tlsOptions(opts)
+  const agentOpts = {
+    connections: opts.connections ?? 16,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 120_000,
+    connect: {...tls, timeout: 15_000},
+  }
+  const proxy = proxySettings(opts)
+  if (!proxy) return new Agent(agentOpts)
+  // Like Go's net/http (and so docker, crane, skopeo), loopback never goes through a proxy.
+  const noProxy = [proxy.noProxy, 'localhost', '127.0.0.1', '[::1]'].filter(Boolean).join(',')
+  return new EnvHttpProxyAgent({
+    ...agentOpts,
+    httpProxy: proxy.httpProxy ?? '',
+    httpsProxy: proxy.httpsProxy ?? proxy.httpProxy ?? '',
+    noProxy,
+    requestTls: tls,
+    proxyTls: tls,
+    // plain-HTTP registries go through the proxy as absolute-URI requests (no CONNECT), which
+    // proxies allow on any port; HTTPS still tunnels with CONNECT
+    proxyTunnel: false,
+  })
+}
+
+const tlsTrustCodes = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE', 'INVALID_CA', 'CERT_REJECTED',
+])
+const tlsValidityCodes = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_REVOKED'])
+const notTlsCodes = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST'])
+
+const networkWords: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_HEADERS_TIMEOUT: 'no response in time',
+  UND_ERR_BODY_TIMEOUT: 'the transfer stalled',
+}
+
+const tlsHint = 'pass --ca-cert FILE with the registry CA, or --insecure-skip-tls-verify'
+const networkHint = 'check the registry address and that it is running; set HTTPS_PROXY/NO_PROXY if it is behind a proxy'
+
+/** Turn a socket/TLS error into a KpiError naming the host; KpiErrors pass through. */
+export function mapTransportError(e: unknown, host: string): KpiError {
+  if (e instanceof KpiError) return e
+  const codes = errorCodes(e)
+  const msg = (e as Error)?.message ?? String(e)
+  const trust = codes.find((c) => tlsTrustCodes.has(c))
+  if (trust) {
+    return new KpiError('tls', `TLS certificate of ${host} is not trusted (${msg})`, {hint: tlsHint, cause: e})
+  }
+  if (codes.includes('ERR_TLS_CERT_ALTNAME_INVALID')) {
+    return new KpiError('tls', `TLS certificate of ${host} does not name that host (${msg})`, {hint: 'use the host name the certificate was issued for, or --insecure-skip-tls-verify', cause: e})
+  }
+  const validity = codes.find((c) => tlsValidityCodes.has(c))
+  if (validity) return new KpiError('tls', `TLS certificate of ${host} is not valid now (${msg})`, {hint: 'renew the registry certificate or check the clock', cause: e})
+  if (codes.some((c) => notTlsCodes.has(c)) || /wrong version number/i.test(msg)) {
+    return new KpiError('tls', `registry ${host} does not speak TLS on that port`, {hint: 'it serves plain HTTP: give it TLS, or allow plain HTTP for this registry', cause: e})
+  }
+  const net = codes.find((c) => networkWords[c])
+  if (net) return new KpiError('network', `cannot reach registry ${host} (${networkWords[net]})`, {hint: networkHint, cause: e})
+  if (codes.some((c) => c.startsWith('ERR_TLS') || c.startsWith('ERR_SSL'))) {
+    return new KpiError('tls', `TLS handshake with ${host} failed (${msg})`, {hint: tlsHint, cause: e})
+  }
+  if (codes.includes('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')) {
+    return new KpiError('integrity', `upload to ${host}: the source gave a different number of bytes than the blob size`, {cause: e})
+  }
+  return new KpiError('network', `request to registry ${host} failed (${msg})`, {hint: networkHint, cause: e})
+}
