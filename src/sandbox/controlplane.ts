@@ -1,0 +1,384 @@
+/**
+ * A real Kubernetes control plane on loopback, for tests and the demo: etcd, kube-apiserver,
+ * kube-controller-manager and kube-scheduler built from their Go modules (scripts/tools.sh), with
+ * KWOK playing the kubelets of a few fake nodes so pods get scheduled, run and become Ready without a
+ * container runtime. Everything listens on 127.0.0.1 on free ports and lives under one run directory.
+ */
+import {CoreV1Api, KubeConfig, type V1Node} from '@kubernetes/client-node'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {request} from 'node:https'
+import {request as httpRequest} from 'node:http'
+import {join, resolve} from 'node:path'
+import {readdirSync} from 'node:fs'
+import {stringify} from 'yaml'
+import {KpiError} from '../errors.js'
+import {issueCert, makeCA, makeKeyPair, type CA, type CertFiles} from './pki.js'
+import {freePorts, startProcess, waitFor, type Proc} from './procs.js'
+import {toolHome, toolPath} from './tools.js'
+
+export interface FakeNode {
+  name: string
+  /** e.g. `4` or `4000m` */
+  cpu: string
+  /** e.g. `16Gi` */
+  memory: string
+  /** pod capacity, 110 when unset */
+  pods?: number
+}
+
+export interface ControlPlaneOptions {
+  runDir: string
+  /** fake nodes KWOK manages; two of 4 CPU / 16Gi / 110 pods when unset */
+  nodes?: FakeNode[]
+  /** how long to wait for everything to become ready, 180 s when unset (cold caches, 2 busy cores) */
+  timeoutMs?: number
+}
+
+export interface ControlPlane {
+  /** path of an admin kubeconfig (client certificate in system:masters) */
+  kubeconfig: string
+  /** https://127.0.0.1:<port> */
+  server: string
+  /** the sandbox CA that signed the apiserver's serving certificate */
+  caFile: string
+  runDir: string
+  /** one log file per component: etcd.log, kube-apiserver.log, ... */
+  logsDir: string
+  nodes: string[]
+  stop(): Promise<void>
+}
+
+/** The annotation KWOK is told to look for: only nodes carrying it are played by KWOK. */
+export const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node'
+
+const defaultNodes: FakeNode[] = [
+  {name: 'kwok-node-0', cpu: '4', memory: '16Gi', pods: 110},
+  {name: 'kwok-node-1', cpu: '4', memory: '16Gi', pods: 110},
+]
+
+const SERVICE_CIDR = '10.96.0.0/16'
+// The first address of SERVICE_CIDR, which the `kubernetes` service gets; named in the serving cert.
+const SERVICE_IP = '10.96.0.1'
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const runDir = resolve(opts.runDir)
+  const logsDir = join(runDir, 'logs')
+  const nodes = opts.nodes ?? defaultNodes
+  const timeoutMs = opts.timeoutMs ?? 180_000
+  if (nodes.length === 0) throw new KpiError('usage', 'startControlPlane: nodes must name at least one node')
+  await mkdir(logsDir, {recursive: true})
+
+  const bins = {
+    etcd: toolPath('etcd'),
+    apiserver: toolPath('kube-apiserver'),
+    kcm: toolPath('kube-controller-manager'),
+    scheduler: toolPath('kube-scheduler'),
+    kwok: toolPath('kwok'),
+  }
+  const stages = kwokStages()
+
+  const procs: Proc[] = []
+  let stopping: Promise<void> | undefined
+  const stop = (): Promise<void> => {
+    // Dependants first, etcd last, so nothing logs a storm of errors about a vanished apiserver.
+    stopping ??= (async () => {
+      const [etcd, apiserver, ...rest] = procs
+      await Promise.all(rest.map((p) => p.stop()))
+      if (apiserver) await apiserver.stop()
+      if (etcd) await etcd.stop()
+    })()
+    return stopping
+  }
+
+  try {
+    const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await freePorts(6) as [number, number, number, number, number, number]
+    const pki = await makePki(join(runDir, 'pki'))
+    const server = `https://127.0.0.1:${apiPort}`
+
+    const kubeconfig = join(runDir, 'kubeconfig')
+    const kcmKubeconfig = join(runDir, 'kube-controller-manager.kubeconfig')
+    const schedKubeconfig = join(runDir, 'kube-scheduler.kubeconfig')
+    await writeKubeconfig(kubeconfig, server, pki.ca, pki.admin, 'kpi-admin')
+    await writeKubeconfig(kcmKubeconfig, server, pki.ca, pki.kcm, 'system:kube-controller-manager')
+    await writeKubeconfig(schedKubeconfig, server, pki.ca, pki.scheduler, 'system:kube-scheduler')
+
+    const etcd = await startProcess({
+      name: 'etcd', cmd: bins.etcd, logDir: logsDir, args: [
+        '--name=kpi',
+        `--data-dir=${join(runDir, 'etcd')}`,
+        `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
+        `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=kpi=http://127.0.0.1:${etcdPeer}`,
+        // a throw-away store: durability buys nothing and fsync costs seconds on a busy disk
+        '--unsafe-no-fsync=true',
+        '--log-level=warn',
+      ],
+    })
+    procs.push(etcd)
+    await waitFor(async () => (await httpGet(`http://127.0.0.1:${etcdClient}/health`)).includes('"true"'), {
+      what: 'etcd /health', timeoutMs, procs: [etcd],
+    })
+
+    const apiserver = await startProcess({
+      name: 'kube-apiserver', cmd: bins.apiserver, logDir: logsDir, args: [
+        `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${apiPort}`,
+        `--cert-dir=${join(runDir, 'pki')}`,
+        `--tls-cert-file=${pki.apiserver.cert}`,
+        `--tls-private-key-file=${pki.apiserver.key}`,
+        `--client-ca-file=${pki.ca.cert}`,
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        `--service-account-key-file=${pki.sa.pub}`,
+        `--service-account-signing-key-file=${pki.sa.key}`,
+        `--service-cluster-ip-range=${SERVICE_CIDR}`,
+        '--authorization-mode=Node,RBAC',
+        '--allow-privileged=true',
+        // Endpoints may not hold a loopback address, and nothing routes to the service IP anyway.
+        '--endpoint-reconciler-type=none',
+        // The aggregation layer's front proxy, as kubeadm sets it up: controllers and extension
+        // apiservers read this CA from kube-system/extension-apiserver-authentication.
+        `--requestheader-client-ca-file=${pki.frontProxyCa.cert}`,
+        '--requestheader-allowed-names=front-proxy-client',
+        '--requestheader-username-headers=X-Remote-User',
+        '--requestheader-group-headers=X-Remote-Group',
+        '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+        `--proxy-client-cert-file=${pki.frontProxyClient.cert}`,
+        `--proxy-client-key-file=${pki.frontProxyClient.key}`,
+        '--profiling=false',
+      ],
+    })
+    procs.push(apiserver)
+    const adminTls = {ca: pki.ca.certPem, cert: pki.admin.certPem, key: await readFile(pki.admin.key, 'utf8')}
+    await waitFor(async () => (await httpsGet(`${server}/readyz`, adminTls)) === 'ok', {
+      what: 'kube-apiserver /readyz', timeoutMs, procs: [etcd, apiserver],
+    })
+
+    const kcm = await startProcess({
+      name: 'kube-controller-manager', cmd: bins.kcm, logDir: logsDir, args: [
+        `--kubeconfig=${kcmKubeconfig}`,
+        `--authentication-kubeconfig=${kcmKubeconfig}`,
+        `--authorization-kubeconfig=${kcmKubeconfig}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${kcmPort}`,
+        `--tls-cert-file=${pki.kcmServing.cert}`,
+        `--tls-private-key-file=${pki.kcmServing.key}`,
+        '--use-service-account-credentials=true',
+        `--service-account-private-key-file=${pki.sa.key}`,
+        `--root-ca-file=${pki.ca.cert}`,
+        `--cluster-signing-cert-file=${pki.ca.cert}`,
+        `--cluster-signing-key-file=${pki.ca.key}`,
+        `--service-cluster-ip-range=${SERVICE_CIDR}`,
+        '--controllers=*',
+        '--leader-elect=false',
+        // lift the not-ready taint from fresh nodes within a second, not five
+        '--node-monitor-period=1s',
+        '--profiling=false',
+      ],
+    })
+    procs.push(kcm)
+    const scheduler = await startProcess({
+      name: 'kube-scheduler', cmd: bins.scheduler, logDir: logsDir, args: [
+        `--kubeconfig=${schedKubeconfig}`,
+        `--authentication-kubeconfig=${schedKubeconfig}`,
+        `--authorization-kubeconfig=${schedKubeconfig}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${schedPort}`,
+        `--tls-cert-file=${pki.schedServing.cert}`,
+        `--tls-private-key-file=${pki.schedServing.key}`,
+        '--leader-elect=false',
+        '--profiling=false',
+      ],
+    })
+    procs.push(scheduler)
+    const kwok = await startProcess({
+      name: 'kwok', cmd: bins.kwok, logDir: logsDir, args: [
+        `--kubeconfig=${kubeconfig}`,
+        ...stages.map((s) => `--config=${s}`),
+        '--manage-all-nodes=false',
+        `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
+        `--server-address=127.0.0.1:${kwokPort}`,
+        '--node-ip=127.0.0.1',
+        // KWOK renews a Lease per node, as a kubelet does, so the node lifecycle controller keeps them Ready
+        '--node-lease-duration-seconds=40',
+      ],
+      // kwok reads ~/.kwok/kwok.yaml when present; keep a stray one from changing the sandbox
+      env: {HOME: runDir},
+    })
+    procs.push(kwok)
+
+    const all = [etcd, apiserver, kcm, scheduler, kwok]
+    const servingTls = {ca: pki.ca.certPem}
+    await Promise.all([
+      waitFor(async () => (await httpsGet(`https://127.0.0.1:${kcmPort}/healthz`, servingTls)) === 'ok', {
+        what: 'kube-controller-manager /healthz', timeoutMs, procs: all,
+      }),
+      waitFor(async () => (await httpsGet(`https://127.0.0.1:${schedPort}/healthz`, servingTls)) === 'ok', {
+        what: 'kube-scheduler /healthz', timeoutMs, procs: all,
+      }),
+      waitFor(async () => (await httpGet(`http://127.0.0.1:${kwokPort}/healthz`)) === 'ok', {
+        what: 'kwok /healthz', timeoutMs, procs: all,
+      }),
+    ])
+
+    const kc = new KubeConfig()
+    kc.loadFromFile(kubeconfig)
+    const core = kc.makeApiClient(CoreV1Api)
+    for (const n of nodes) await core.createNode({body: fakeNode(n)})
+    const names = nodes.map((n) => n.name)
+    await waitFor(async () => {
+      const list = await core.listNode()
+      const ready = list.items.filter((n) => names.includes(n.metadata?.name ?? '') && isSchedulable(n))
+      return ready.length === names.length
+    }, {what: `nodes ${names.join(', ')} Ready (KWOK)`, timeoutMs, intervalMs: 500, procs: all})
+    // The serviceaccount controller in kube-controller-manager creates it: proof that kcm works.
+    await waitFor(async () => {
+      await core.readNamespacedServiceAccount({name: 'default', namespace: 'default'})
+      return true
+    }, {what: 'the default service account (kube-controller-manager)', timeoutMs, intervalMs: 500, procs: all})
+
+    return {kubeconfig, server, caFile: pki.ca.cert, runDir, logsDir, nodes: names, stop}
+  } catch (e) {
+    await stop()
+    if (e instanceof KpiError) {
+      throw new KpiError(e.kind, `control plane did not start: ${e.message}`, {
+        hint: `${e.hint ? e.hint + '; ' : ''}logs in ${logsDir}`, cause: e, details: e.details,
+      })
+    }
+    throw new KpiError('failed', `control plane did not start: ${e instanceof Error ? e.message : String(e)}`, {
+      hint: `logs in ${logsDir}`, cause: e,
+    })
+  }
+}
+
+/** The node and pod lifecycle stages tools.sh keeps beside the kwok binary. */
+function kwokStages(): string[] {
+  const dir = join(toolHome('kwok'), 'stages')
+  let files: string[] = []
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort().map((f) => join(dir, f))
+  } catch {
+    // reported below
+  }
+  if (files.length === 0) {
+    throw new KpiError('not-found', `no KWOK stages in ${dir}`, {hint: 'remove that kwok directory and run bash scripts/tools.sh'})
+  }
+  return files
+}
+
+interface Pki {
+  ca: CA
+  apiserver: CertFiles
+  admin: CertFiles
+  kcm: CertFiles
+  scheduler: CertFiles
+  kcmServing: CertFiles
+  schedServing: CertFiles
+  sa: {key: string; pub: string}
+  frontProxyCa: CA
+  frontProxyClient: CertFiles
+}
+
+async function makePki(dir: string): Promise<Pki> {
+  const [ca, frontProxyCa] = await Promise.all([
+    makeCA(dir, 'kpi sandbox kubernetes CA'),
+    makeCA(join(dir, 'front-proxy'), 'kpi sandbox front-proxy CA'),
+  ])
+  const loopback = {dnsNames: ['localhost'], ips: ['127.0.0.1'], usage: 'server' as const}
+  const [apiserver, admin, kcm, scheduler, kcmServing, schedServing, sa, frontProxyClient] = await Promise.all([
+    issueCert(ca, {
+      name: 'apiserver', commonName: 'kube-apiserver', usage: 'server', ips: ['127.0.0.1', SERVICE_IP],
+      dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+    }),
+    issueCert(ca, {name: 'admin', commonName: 'kpi-admin', organizations: ['system:masters'], usage: 'client'}),
+    issueCert(ca, {name: 'kube-controller-manager', commonName: 'system:kube-controller-manager', usage: 'client'}),
+    issueCert(ca, {name: 'kube-scheduler', commonName: 'system:kube-scheduler', usage: 'client'}),
+    issueCert(ca, {name: 'kube-controller-manager-serving', commonName: 'kube-controller-manager', ...loopback}),
+    issueCert(ca, {name: 'kube-scheduler-serving', commonName: 'kube-scheduler', ...loopback}),
+    makeKeyPair(dir, 'service-account'),
+    issueCert(frontProxyCa, {name: 'front-proxy-client', commonName: 'front-proxy-client', usage: 'client'}),
+  ])
+  return {ca, apiserver, admin, kcm, scheduler, kcmServing, schedServing, sa, frontProxyCa, frontProxyClient}
+}
+
+/** A kubeconfig with the CA and client certificate embedded, so it can be copied anywhere. */
+async function writeKubeconfig(file: string, server: string, ca: CA, client: CertFiles, user: string): Promise<void> {
+  const b64 = (s: string) => Buffer.from(s).toString('base64')
+  const doc = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{name: 'kpi-sandbox', cluster: {server, 'certificate-authority-data': b64(ca.certPem)}}],
+    users: [{name: user, user: {
+      'client-certificate-data': b64(client.certPem),
+      'client-key-data': b64(await readFile(client.key, 'utf8')),
+    }}],
+    contexts: [{name: 'kpi-sandbox', context: {cluster: 'kpi-sandbox', user}}],
+    'current-context': 'kpi-sandbox',
+  }
+  await writeFile(file, stringify(doc), {mode: 0o600})
+}
+
+function fakeNode(n: FakeNode): V1Node {
+  const resources = {cpu: n.cpu, memory: n.memory, pods: String(n.pods ?? 110)}
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: n.name,
+      annotations: {[KWOK_NODE_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0'},
+      labels: {
+        'kubernetes.io/hostname': n.name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        'node-role.kubernetes.io/agent': '',
+        type: 'kwok',
+      },
+    },
+    // KWOK's node-initialize stage keeps a capacity the node was created with.
+    status: {capacity: resources, allocatable: resources},
+  }
+}
+
+/** Ready, and the node lifecycle controller has lifted its not-ready taint. */
+function isSchedulable(n: V1Node): boolean {
+  const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false
+  const tainted = n.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/not-ready') || t.key === 'node.kubernetes.io/unreachable') ?? false
+  return ready && !tainted
+}
+
+interface Tls {
+  ca: string
+  cert?: string
+  key?: string
+}
+
+function httpsGet(url: string, tls: Tls): Promise<string> {
+  return new Promise((resolveBody, reject) => {
+    const req = request(url, {ca: tls.ca, cert: tls.cert, key: tls.key, timeout: 5000}, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => (body += c))
+      res.on('end', () => (res.statusCode === 200 ? resolveBody(body.trim()) : reject(new Error(`${url}: HTTP ${res.statusCode}: ${body.slice(0, 200)}`))))
+    })
+    req.on('timeout', () => req.destroy(new Error(`${url}: timed out`)))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolveBody, reject) => {
+    const req = httpRequest(url, {timeout: 5000}, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => (body += c))
+      res.on('end', () => (res.statusCode === 200 ? resolveBody(body.trim()) : reject(new Error(`${url}: HTTP ${res.statusCode}`))))
+    })
+    req.on('timeout', () => req.destroy(new Error(`${url}: timed out`)))
+    req.on('error', reject)
+    req.end()
+  })
+}

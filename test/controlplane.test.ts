@@ -1,0 +1,127 @@
+import {ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod} from '@kubernetes/client-node'
+import {mkdtemp} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {startControlPlane, type ControlPlane} from '../src/sandbox/controlplane.js'
+import {waitFor} from '../src/sandbox/procs.js'
+
+let cp: ControlPlane | undefined
+let runDir = ''
+let kc: KubeConfig
+
+// Each test names the run dir when it fails, so the component logs are one `ls` away.
+const nameRunDir = () => onTestFailed(() => console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`))
+
+beforeAll(async () => {
+  runDir = await mkdtemp(join(tmpdir(), 'kpi-controlplane-'))
+  const t0 = Date.now()
+  try {
+    cp = await startControlPlane({runDir})
+  } catch (e) {
+    console.error(`control plane failed to start; logs in ${runDir}/logs`)
+    throw e
+  }
+  console.log(`control plane up in ${((Date.now() - t0) / 1000).toFixed(1)}s at ${cp.server} (run dir ${runDir})`)
+  kc = new KubeConfig()
+  kc.loadFromFile(cp.kubeconfig)
+})
+
+afterAll(async () => {
+  await cp?.stop()
+})
+
+const statusOf = (e: unknown): number | undefined => (e as {code?: number}).code
+
+describe('sandbox control plane', () => {
+  it('runs a 2-replica Deployment to Available through the controller-manager, scheduler and KWOK', async () => {
+    nameRunDir()
+    const apps = kc.makeApiClient(AppsV1Api)
+    const labels = {app: 'web'}
+    await apps.createNamespacedDeployment({namespace: 'default', body: {
+      metadata: {name: 'web'},
+      spec: {
+        replicas: 2,
+        selector: {matchLabels: labels},
+        template: {metadata: {labels}, spec: {containers: [{name: 'web', image: 'registry.invalid/web:1', resources: {requests: {cpu: '100m'}}}]}},
+      },
+    }})
+    const d = await waitFor(async () => {
+      const d = await apps.readNamespacedDeployment({name: 'web', namespace: 'default'})
+      return d.status?.availableReplicas === 2 ? d : undefined
+    }, {what: 'deployment web available', timeoutMs: 90_000, intervalMs: 500})
+    expect(d.status?.availableReplicas).toBe(2)
+    const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({namespace: 'default', labelSelector: 'app=web'})
+    expect(pods.items).toHaveLength(2)
+    for (const p of pods.items) {
+      expect(cp!.nodes).toContain(p.spec?.nodeName)
+      expect(p.status?.phase).toBe('Running')
+    }
+  })
+
+  it('leaves a pod that asks more CPU than any node has Pending, with the scheduler saying why', async () => {
+    nameRunDir()
+    const core = kc.makeApiClient(CoreV1Api)
+    await core.createNamespacedPod({namespace: 'default', body: {
+      metadata: {name: 'too-big'},
+      spec: {containers: [{name: 'c', image: 'registry.invalid/big:1', resources: {requests: {cpu: '64'}}}]},
+    }})
+    const cond = await waitFor(async () => {
+      const p: V1Pod = await core.readNamespacedPod({name: 'too-big', namespace: 'default'})
+      return p.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False')
+    }, {what: 'pod too-big marked unschedulable', timeoutMs: 60_000, intervalMs: 500})
+    expect(cond.reason).toBe('Unschedulable')
+    expect(cond.message).toMatch(/Insufficient cpu/)
+    const p = await core.readNamespacedPod({name: 'too-big', namespace: 'default'})
+    expect(p.status?.phase).toBe('Pending')
+    expect(p.spec?.nodeName).toBeUndefined()
+  })
+
+  it('establishes a CRD and enforces its structural schema on custom resources', async () => {
+    nameRunDir()
+    const ext = kc.makeApiClient(ApiextensionsV1Api)
+    await ext.createCustomResourceDefinition({body: {
+      metadata: {name: 'widgets.example.kpi.dev'},
+      spec: {
+        group: 'example.kpi.dev',
+        scope: 'Namespaced',
+        names: {plural: 'widgets', singular: 'widget', kind: 'Widget'},
+        versions: [{
+          name: 'v1', served: true, storage: true,
+          schema: {openAPIV3Schema: {
+            type: 'object',
+            properties: {spec: {
+              type: 'object',
+              required: ['size'],
+              properties: {size: {type: 'integer', minimum: 1, maximum: 10}},
+            }},
+          }},
+        }],
+      },
+    }})
+    await waitFor(async () => {
+      const crd = await ext.readCustomResourceDefinition({name: 'widgets.example.kpi.dev'})
+      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')
+    }, {what: 'CRD widgets established', timeoutMs: 30_000})
+
+    const custom = kc.makeApiClient(CustomObjectsApi)
+    const widget = (name: string, spec: unknown) => ({
+      group: 'example.kpi.dev', version: 'v1', namespace: 'default', plural: 'widgets',
+      body: {apiVersion: 'example.kpi.dev/v1', kind: 'Widget', metadata: {name}, spec},
+    })
+    // The CRD's discovery can lag Established by a moment: retry the valid create until it lands.
+    const ok = await waitFor(async () => custom.createNamespacedCustomObject(widget('good', {size: 3})) as Promise<{metadata: {name: string}}>,
+      {what: 'creating a valid Widget', timeoutMs: 30_000})
+    expect(ok.metadata.name).toBe('good')
+
+    let refused: unknown
+    try {
+      await custom.createNamespacedCustomObject(widget('bad', {size: 'huge'}))
+    } catch (e) {
+      refused = e
+    }
+    expect(statusOf(refused)).toBe(422)
+    expect(String((refused as {body?: unknown}).body)).toMatch(/spec\.size/)
+    await expect(custom.createNamespacedCustomObject(widget('missing', {}))).rejects.toMatchObject({code: 422})
+  })
+})
