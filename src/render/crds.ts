@@ -1,0 +1,291 @@
+/**
+ * kpack's CustomResourceDefinitions (group kpack.io), written for kpi from kpack's Go API types
+ * (pkg/apis/build/v1alpha2). kpack itself ships schemas that accept anything; these are structural,
+ * so the apiserver checks what kpi and users write:
+ * - the kinds kpi creates (ClusterStack, ClusterStore, ClusterBuilder, Builder, ClusterLifecycle)
+ *   have precise spec schemas with the fields kpack's validation requires marked required;
+ * - the kinds users and kpack create (Image, Build, SourceResolver, Buildpack, ClusterBuildpack)
+ *   type the common fields and keep the rest (x-kubernetes-preserve-unknown-fields), so nothing
+ *   kpack understands is pruned;
+ * - `status` is kpack's business: preserved as is, behind the status subresource.
+ * v1alpha2 is served and stored; v1alpha1 is served too, as kpack does, converted by kpack's webhook.
+ */
+import {KPACK_NAMESPACE, obj} from './meta.js'
+import type {RenderedObject} from './types.js'
+
+type Schema = Record<string, unknown>
+
+export interface KpackFeatures {
+  /** ClusterLifecycle replaces the lifecycle-image ConfigMap (kpack >= 0.17) */
+  clusterLifecycle: boolean
+}
+
+const str: Schema = {type: 'string'}
+const nonEmpty: Schema = {type: 'string', minLength: 1}
+const preserved: Schema = {type: 'object', 'x-kubernetes-preserve-unknown-fields': true}
+
+function object(properties: Record<string, Schema>, required: string[] = [], extra: Schema = {}): Schema {
+  return {type: 'object', properties, ...(required.length ? {required} : {}), ...extra}
+}
+
+/** corev1.ObjectReference, as kpack uses it for stack, store, lifecycle and service account refs. */
+function ref(required: string[], kinds?: string[]): Schema {
+  return object(
+    {
+      apiVersion: str,
+      kind: kinds ? {type: 'string', enum: kinds} : str,
+      name: nonEmpty,
+      namespace: str,
+    },
+    required,
+  )
+}
+
+const order: Schema = {
+  type: 'array',
+  description: 'buildpack groups, tried in order at detection',
+  items: object({
+    group: {
+      type: 'array',
+      minItems: 1,
+      items: object(
+        {
+          id: nonEmpty,
+          version: str,
+          optional: {type: 'boolean'},
+          // a group entry may name a Buildpack/ClusterBuildpack instead of an id
+          kind: {type: 'string', enum: ['Buildpack', 'ClusterBuildpack']},
+          name: nonEmpty,
+          namespace: str,
+          apiVersion: str,
+        },
+        [],
+        {anyOf: [{required: ['id']}, {required: ['name']}]},
+      ),
+    },
+  }, ['group']),
+}
+
+const image = (required: boolean): Schema => object({image: nonEmpty}, required ? ['image'] : [])
+
+const readyColumn = {name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+const latestImageColumn = {name: 'LatestImage', type: 'string', jsonPath: '.status.latestImage'}
+
+interface CrdSpec {
+  kind: string
+  plural: string
+  singular: string
+  scope: 'Namespaced' | 'Cluster'
+  shortNames?: string[]
+  spec: Schema
+  /** spec is required (the kinds kpi creates) */
+  specRequired: boolean
+  columns: Array<Record<string, string>>
+  /** served as v1alpha1 too (converted by kpack's webhook) */
+  v1alpha1: boolean
+}
+
+function crd(c: CrdSpec): RenderedObject {
+  const schema = {
+    openAPIV3Schema: object(
+      {apiVersion: str, kind: str, metadata: {type: 'object'}, spec: c.spec, status: preserved},
+      c.specRequired ? ['spec'] : [],
+    ),
+  }
+  const version = (name: string, storage: boolean, s: Schema) => ({
+    name,
+    served: true,
+    storage,
+    schema: s,
+    subresources: {status: {}},
+    additionalPrinterColumns: c.columns,
+  })
+  // v1alpha1 objects are kpack's to convert; their shape differs, so they are kept as given.
+  const legacy = {openAPIV3Schema: object({apiVersion: str, kind: str, metadata: {type: 'object'}, spec: preserved, status: preserved})}
+  return obj('crds', 'apiextensions.k8s.io/v1', 'CustomResourceDefinition', {name: `${c.plural}.kpack.io`}, {
+    spec: {
+      group: 'kpack.io',
+      names: {
+        kind: c.kind,
+        listKind: `${c.kind}List`,
+        plural: c.plural,
+        singular: c.singular,
+        categories: ['kpack'],
+        ...(c.shortNames ? {shortNames: c.shortNames} : {}),
+      },
+      scope: c.scope,
+      versions: [...(c.v1alpha1 ? [version('v1alpha1', false, legacy)] : []), version('v1alpha2', true, schema)],
+      ...(c.v1alpha1
+        ? {
+            conversion: {
+              strategy: 'Webhook',
+              webhook: {
+                clientConfig: {service: {name: 'kpack-webhook', namespace: KPACK_NAMESPACE, path: '/convert', port: 443}},
+                conversionReviewVersions: ['v1'],
+              },
+            },
+          }
+        : {}),
+    },
+  })
+}
+
+const builderSpec: Record<string, Schema> = {
+  tag: {type: 'string', minLength: 1, description: 'where kpack pushes the builder image it assembles'},
+  order,
+}
+
+/** Every kpack CRD for the pinned kpack version, in a stable order. */
+export function kpackCrds(f: KpackFeatures): RenderedObject[] {
+  const lifecycleRef: Record<string, Schema> = f.clusterLifecycle ? {lifecycle: ref(['name'], ['ClusterLifecycle'])} : {}
+  const out: RenderedObject[] = [
+    crd({
+      kind: 'Image', plural: 'images', singular: 'image', scope: 'Namespaced',
+      shortNames: ['cnbimage', 'cnbimages', 'img', 'imgs'],
+      spec: object(
+        {
+          tag: nonEmpty,
+          additionalTags: {type: 'array', items: str},
+          builder: ref([], ['Builder', 'ClusterBuilder']),
+          serviceAccountName: str,
+          source: preserved,
+          cache: preserved,
+          build: preserved,
+          successBuildHistoryLimit: {type: 'integer', format: 'int64'},
+          failedBuildHistoryLimit: {type: 'integer', format: 'int64'},
+          imageTaggingStrategy: {type: 'string', enum: ['None', 'BuildNumber']},
+          projectDescriptorPath: str,
+          defaultProcess: str,
+        },
+        ['tag'],
+        {'x-kubernetes-preserve-unknown-fields': true},
+      ),
+      specRequired: true,
+      columns: [latestImageColumn, readyColumn],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'Build', plural: 'builds', singular: 'build', scope: 'Namespaced',
+      shortNames: ['cnbbuild', 'cnbbuilds', 'bld', 'blds'],
+      spec: object(
+        {
+          tags: {type: 'array', items: str},
+          builder: preserved,
+          serviceAccountName: str,
+          source: preserved,
+        },
+        [],
+        {'x-kubernetes-preserve-unknown-fields': true},
+      ),
+      specRequired: false,
+      columns: [
+        {name: 'Image', type: 'string', jsonPath: '.status.latestImage'},
+        {name: 'Succeeded', type: 'string', jsonPath: '.status.conditions[?(@.type=="Succeeded")].status'},
+      ],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'Builder', plural: 'builders', singular: 'builder', scope: 'Namespaced',
+      shortNames: ['bldr', 'bldrs'],
+      spec: object(
+        {
+          ...builderSpec,
+          // kpack's defaulting webhook fills in the kinds; ClusterStack/ClusterStore are the only valid ones
+          stack: ref(['name'], ['ClusterStack']),
+          store: ref(['name'], ['ClusterStore']),
+          serviceAccountName: str,
+          serviceAccount: {type: 'string', description: 'deprecated spelling of serviceAccountName'},
+          ...lifecycleRef,
+        },
+        ['tag', 'stack', 'store'],
+      ),
+      specRequired: true,
+      columns: [latestImageColumn, readyColumn],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'ClusterBuilder', plural: 'clusterbuilders', singular: 'clusterbuilder', scope: 'Cluster',
+      shortNames: ['clstbldr', 'clstbldrs'],
+      spec: object(
+        {
+          ...builderSpec,
+          stack: ref(['kind', 'name'], ['ClusterStack']),
+          store: ref(['kind', 'name'], ['ClusterStore']),
+          serviceAccountRef: ref(['name', 'namespace'], ['ServiceAccount']),
+          ...lifecycleRef,
+        },
+        ['tag', 'stack', 'store', 'serviceAccountRef'],
+      ),
+      specRequired: true,
+      columns: [latestImageColumn, readyColumn],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'ClusterStore', plural: 'clusterstores', singular: 'clusterstore', scope: 'Cluster',
+      spec: object({
+        sources: {type: 'array', items: image(true)},
+        serviceAccountRef: ref(['name', 'namespace'], ['ServiceAccount']),
+      }, ['sources']),
+      specRequired: true,
+      columns: [readyColumn],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'ClusterStack', plural: 'clusterstacks', singular: 'clusterstack', scope: 'Cluster',
+      spec: object(
+        {
+          id: nonEmpty,
+          buildImage: image(true),
+          runImage: image(true),
+          serviceAccountRef: ref(['name', 'namespace'], ['ServiceAccount']),
+        },
+        ['id', 'buildImage', 'runImage'],
+      ),
+      specRequired: true,
+      columns: [readyColumn],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'SourceResolver', plural: 'sourceresolvers', singular: 'sourceresolver', scope: 'Namespaced',
+      spec: object({serviceAccountName: str, source: preserved}, [], {'x-kubernetes-preserve-unknown-fields': true}),
+      specRequired: false,
+      columns: [readyColumn],
+      v1alpha1: true,
+    }),
+    crd({
+      kind: 'Buildpack', plural: 'buildpacks', singular: 'buildpack', scope: 'Namespaced',
+      spec: object({image: str, serviceAccountName: str}, [], {'x-kubernetes-preserve-unknown-fields': true}),
+      specRequired: false,
+      columns: [readyColumn],
+      v1alpha1: false,
+    }),
+    crd({
+      kind: 'ClusterBuildpack', plural: 'clusterbuildpacks', singular: 'clusterbuildpack', scope: 'Cluster',
+      spec: object({image: str, serviceAccountRef: ref(['name', 'namespace'])}, [], {'x-kubernetes-preserve-unknown-fields': true}),
+      specRequired: false,
+      columns: [readyColumn],
+      v1alpha1: false,
+    }),
+  ]
+  if (f.clusterLifecycle) {
+    out.push(
+      crd({
+        kind: 'ClusterLifecycle', plural: 'clusterlifecycles', singular: 'clusterlifecycle', scope: 'Cluster',
+        spec: object(
+          {image: {type: 'string', minLength: 1, description: 'the CNB lifecycle image'}, serviceAccountRef: ref(['name', 'namespace'], ['ServiceAccount'])},
+          ['image'],
+        ),
+        specRequired: true,
+        columns: [readyColumn],
+        // kpack serves ClusterLifecycle as v1alpha1 and v1alpha2 without conversion
+        v1alpha1: false,
+      }),
+    )
+  }
+  return out
+}
+
+/** The CRD names, for the webhook's RBAC (it patches their conversion CA bundle). */
+export function kpackCrdNames(f: KpackFeatures): string[] {
+  return kpackCrds(f).map((o) => o.object.metadata.name)
+}

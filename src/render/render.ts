@@ -1,0 +1,94 @@
+/**
+ * renderPlatform: a relocated lock plus site values in, the platform's Kubernetes objects out,
+ * staged for the installer. Pure: no I/O, same inputs give the same objects in the same order.
+ */
+import semver from 'semver'
+import type {Builder, Bundle} from '../bundle/types.js'
+import {KpiError} from '../errors.js'
+import {kpackCrds, type KpackFeatures} from './crds.js'
+import {assertAirGapped, assertCredentialsOnlyInSecrets} from './guard.js'
+import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
+import {clusterBuilders, clusterStacks, clusterStores, lifecycle, registryConfig} from './platform.js'
+import {teamObjects, teamRoles} from './teams.js'
+import {controllerTrust, injector, trustConfig} from './trust.js'
+import {STAGES, type RenderedObject, type RenderOptions, type RenderResult, type Values} from './types.js'
+
+export const MIN_KPACK = '0.10.0'
+export const CLUSTER_LIFECYCLE_SINCE = '0.17.0'
+
+/** What the pinned kpack version has; throws KpiError('input') for a version kpi cannot render. */
+export function kpackFeatures(version: string): KpackFeatures {
+  const v = semver.coerce(version)
+  if (!v || !semver.valid(version.replace(/^v/, ''))) {
+    throw new KpiError('input', `kpack.version "${version}" is not a semantic version`, {hint: 'write the kpack release the bundle pins, e.g. 0.13.2'})
+  }
+  if (semver.lt(v, MIN_KPACK)) {
+    throw new KpiError('input', `kpack ${version} is older than kpi supports (>= ${MIN_KPACK})`, {hint: 'pin a newer kpack release in the bundle'})
+  }
+  // a pre-release of 0.17 (0.17.0-rc.1) already has ClusterLifecycle: compare the release numbers
+  return {clusterLifecycle: semver.gte(v, CLUSTER_LIFECYCLE_SINCE)}
+}
+
+/** Checks that every builder names a stack and store of the lock and a namespace that exists. */
+function checkReferences(lock: Bundle, values: Values): void {
+  const problems: string[] = []
+  const stacks = new Set(lock.stacks.map((s) => s.name))
+  const stores = new Set(lock.stores.map((s) => s.name))
+  const teamNamespaces = new Set(values.teams.map((t) => t.namespace))
+  const check = (b: {name: string; stack: string; store: string}, where: string) => {
+    if (!stacks.has(b.stack)) problems.push(`${where}: stack "${b.stack}" is not a stack of the lock (${[...stacks].join(', ') || 'none'})`)
+    if (!stores.has(b.store)) problems.push(`${where}: store "${b.store}" is not a store of the lock (${[...stores].join(', ') || 'none'})`)
+  }
+  lock.builders.forEach((b, i) => {
+    check(b, `lock builders[${i}] (${b.name})`)
+    if (b.namespace && !teamNamespaces.has(b.namespace)) {
+      problems.push(`lock builders[${i}] (${b.name}): namespace "${b.namespace}" is not the namespace of a team in the values (add a team with namespace: ${b.namespace})`)
+    }
+  })
+  values.teams.forEach((t, i) => {
+    t.builders.forEach((b, j) => {
+      check(b, `values teams[${i}].builders[${j}] (${b.name})`)
+      if (lock.builders.some((lb) => lb.namespace === t.namespace && lb.name === b.name)) {
+        problems.push(`values teams[${i}].builders[${j}]: a lock builder named "${b.name}" is already in namespace ${t.namespace}`)
+      }
+    })
+  })
+  if (problems.length === 1) throw new KpiError('input', problems[0]!, {hint: 'builders must name stacks and stores of the lock'})
+  if (problems.length) throw new KpiError('input', [`${problems.length} problems with builder references:`, ...problems.map((p) => `  ${p}`)].join('\n'))
+}
+
+export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions = {}): RenderResult {
+  const f = kpackFeatures(lock.kpack.version)
+  checkReferences(lock, values)
+  const warnings: string[] = []
+  const inj = injector(values, lock.kpack.images.injector, values.kpack.injector)
+  warnings.push(...inj.warnings)
+
+  const teamBuilders = (ns: string): Builder[] => lock.builders.filter((b) => b.namespace === ns)
+  const teams = [...values.teams].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+
+  const objects: RenderedObject[] = [
+    kpackNamespace(),
+    ...kpackCrds(f),
+    ...kpackRbac(f),
+    ...inj.rbac,
+    ...kpackConfig(lock),
+    ...trustConfig(values),
+    ...registryConfig(values.registry),
+    ...kpackWorkloads(lock, values.kpack.controller, values.kpack.webhook, controllerTrust(values)),
+    ...inj.workload,
+    lifecycle(lock, f.clusterLifecycle, values.registry),
+    ...clusterStacks(lock, values.registry),
+    ...clusterStores(lock, values.registry),
+    ...clusterBuilders(lock, values.registry),
+    ...(teams.length ? teamRoles(f.clusterLifecycle) : []),
+    ...teams.flatMap((t) => teamObjects(t, values, teamBuilders(t.namespace))),
+  ]
+  // stable: objects keep their order within a stage
+  const rank = (o: RenderedObject) => STAGES.indexOf(o.stage)
+  objects.sort((a, b) => rank(a) - rank(b))
+
+  if (!opts.skipAirGapGuard) assertAirGapped(objects, values.registry)
+  assertCredentialsOnlyInSecrets(objects, values.registry)
+  return {objects, warnings}
+}

@@ -1,0 +1,225 @@
+/**
+ * JSON schema (draft-07, checked with ajv) of the values file that `kpi render/install/upgrade -f`
+ * read. `additionalProperties: false` everywhere so a misspelt field is an error, not a silently
+ * ignored setting. Checks a schema cannot express (PEM parsing, proxy URLs, docker config JSON,
+ * credential alternatives, duplicates) live in values.ts. Documented field by field in docs/values.md.
+ */
+
+const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
+const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
+// Kubernetes resource.Quantity, as its parser accepts it
+const quantity = '^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$'
+
+const resourceList = {
+  type: 'object',
+  description: 'resource name (cpu, memory, ...) to a Kubernetes quantity',
+  additionalProperties: {
+    type: ['string', 'number'],
+    pattern: quantity,
+  },
+}
+
+const workload = (what: string, replicas: number) => ({
+  replicas: {type: 'integer', minimum: 0, maximum: 100, default: replicas, description: `replicas of the ${what} Deployment`},
+  resources: {
+    type: 'object',
+    additionalProperties: false,
+    description: `container resources of the ${what}; kpack's own defaults when absent`,
+    properties: {requests: resourceList, limits: resourceList},
+  },
+  nodeSelector: {
+    type: 'object',
+    description: `node labels the ${what} pods must run on (kubernetes.io/os: linux is always set)`,
+    additionalProperties: {type: 'string'},
+  },
+  tolerations: {
+    type: 'array',
+    description: `tolerations of the ${what} pods`,
+    items: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        key: {type: 'string'},
+        operator: {enum: ['Exists', 'Equal']},
+        value: {type: 'string'},
+        effect: {enum: ['NoSchedule', 'PreferNoSchedule', 'NoExecute']},
+        tolerationSeconds: {type: 'integer'},
+      },
+    },
+  },
+})
+
+const failurePolicy = (what: string) => ({
+  enum: ['Fail', 'Ignore'],
+  default: 'Fail',
+  description: `failurePolicy of the ${what} admission webhooks (Fail, as kpack ships them, or Ignore)`,
+})
+
+const builder = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'stack', 'store', 'order'],
+  properties: {
+    name: {type: 'string', pattern: dnsSubdomain, maxLength: 253, description: 'name of the namespaced Builder'},
+    stack: {type: 'string', description: 'name of a stack of the bundle (a ClusterStack)'},
+    store: {type: 'string', description: 'name of a store of the bundle (a ClusterStore)'},
+    order: {
+      type: 'array',
+      minItems: 1,
+      description: 'buildpack groups, tried in order at detection',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['group'],
+        properties: {
+          group: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['id'],
+              properties: {
+                id: {type: 'string', minLength: 1},
+                version: {type: 'string'},
+                optional: {type: 'boolean'},
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+}
+
+export const valuesSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://kpi.dev/schemas/values.json',
+  title: 'kpi values',
+  description: 'Site configuration for rendering and installing a kpack platform from a relocated lock',
+  type: 'object',
+  additionalProperties: false,
+  required: ['registry'],
+  properties: {
+    registry: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['server', 'repository'],
+      description: 'the registry the lock was relocated to; builders are pushed under it',
+      properties: {
+        server: {
+          type: 'string',
+          minLength: 1,
+          pattern: '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?$',
+          description: 'registry host[:port], without scheme',
+        },
+        repository: {
+          type: 'string',
+          minLength: 1,
+          pattern: '^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$',
+          description: 'repository prefix under the server every image must sit under, e.g. platform/kpack',
+        },
+        username: {type: 'string', minLength: 1, description: 'registry user (with password or passwordFile)'},
+        password: {type: 'string', minLength: 1, description: 'registry password or token'},
+        passwordFile: {type: 'string', minLength: 1, description: 'file holding the password, relative to the values file'},
+        dockerConfigJson: {type: 'string', minLength: 1, description: 'a docker config.json document (inline) instead of username/password'},
+        dockerConfigJsonFile: {type: 'string', minLength: 1, description: 'a docker config.json file, relative to the values file'},
+      },
+    },
+    caCerts: {
+      type: 'array',
+      description: 'PEM CA certificates the kpack controller (and, with an injector, build pods) must trust',
+      items: {type: 'string', minLength: 1},
+    },
+    proxy: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'HTTP proxy for the kpack controller (and, with an injector, build pods)',
+      properties: {
+        httpProxy: {type: 'string', minLength: 1, description: 'URL with scheme, e.g. http://proxy.corp:3128'},
+        httpsProxy: {type: 'string', minLength: 1, description: 'URL with scheme, e.g. http://proxy.corp:3128'},
+        noProxy: {
+          type: ['string', 'array'],
+          items: {type: 'string', minLength: 1},
+          description: 'hosts, domains (.corp) and CIDRs reached directly: a comma-separated string or a list',
+        },
+      },
+    },
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'facts about the cluster, used for noProxy',
+      properties: {
+        domain: {type: 'string', pattern: dnsSubdomain, default: 'cluster.local', description: 'cluster DNS domain'},
+        serviceCIDR: {
+          type: ['string', 'array'],
+          items: {type: 'string', minLength: 1},
+          description: 'service CIDR(s), always added to noProxy',
+        },
+        podCIDR: {
+          type: ['string', 'array'],
+          items: {type: 'string', minLength: 1},
+          description: 'pod CIDR(s), always added to noProxy',
+        },
+      },
+    },
+    teams: {
+      type: 'array',
+      description: 'teams (projects): each gets a namespace, a service account with the registry secret, RBAC and optional builders',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: {type: 'string', pattern: dnsLabel, maxLength: 63, description: 'team name'},
+          namespace: {type: 'string', pattern: dnsLabel, maxLength: 63, description: 'namespace of the team (default: the name)'},
+          serviceAccount: {
+            type: 'string',
+            pattern: dnsSubdomain,
+            maxLength: 253,
+            default: 'kpi-builds',
+            description: 'service account for Images and Builders in the namespace',
+          },
+          subjects: {
+            type: 'array',
+            description: 'users, groups and service accounts of the team (RBAC subjects)',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['kind', 'name'],
+              properties: {
+                kind: {enum: ['User', 'Group', 'ServiceAccount']},
+                name: {type: 'string', minLength: 1},
+                namespace: {type: 'string', pattern: dnsLabel},
+              },
+            },
+          },
+          builders: {type: 'array', description: 'namespaced Builders of the team', items: builder},
+        },
+      },
+    },
+    kpack: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'the kpack Deployments',
+      properties: {
+        controller: {
+          type: 'object',
+          additionalProperties: false,
+          properties: workload('kpack-controller', 1),
+        },
+        webhook: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {...workload('kpack-webhook', 1), failurePolicy: failurePolicy('kpack')},
+        },
+        injector: {
+          type: 'object',
+          additionalProperties: false,
+          description: 'the CA/proxy injector for build pods (only when the bundle ships kpack.images.injector)',
+          properties: {...workload('kpi-injector', 1), failurePolicy: failurePolicy('injector')},
+        },
+      },
+    },
+  },
+} as const
