@@ -28,6 +28,8 @@ export interface OciClientOptions extends ClientOptions {
   proxy?: ProxyOptions
   /** backoff tuning (tests shorten it) */
   retryPolicy?: Partial<RetryPolicy>
+  /** tags asked for per page of the tag list (default 1000) */
+  tagPageSize?: number
 }
 
 /** RegistryClient plus what this implementation can also tell. */
@@ -424,7 +426,7 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
 
   async function listTags(repo: Repo): Promise<string[]> {
     const tags: string[] = []
-    let url: string | undefined = repoUrl(repo, 'tags/list?n=1000')
+    let url: string | undefined = repoUrl(repo, `tags/list?n=${opts.tagPageSize ?? 1000}`)
     for (let pages = 0; url && pages < 10_000; pages++) {
       const res: Dispatcher.ResponseData = await send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true})
       if (res.statusCode === 404) {

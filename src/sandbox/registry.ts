@@ -5,9 +5,10 @@
  * `sha256-<hex>` fallback tag against it.
  */
 import {execFile} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
-import {mkdir, writeFile} from 'node:fs/promises'
-import {request as httpRequest} from 'node:http'
+import {randomBytes, sign, X509Certificate} from 'node:crypto'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {request as httpsRequest} from 'node:https'
 import {join} from 'node:path'
 import {KpiError} from '../errors.js'
@@ -21,8 +22,15 @@ export interface RegistryOptions {
   runDir: string
   /** short name (files and messages); default `registry` */
   name?: string
-  /** htpasswd (bcrypt) authentication with this one user */
+  /** one user, checked by htpasswd (bcrypt), or by the token server with `authMode: 'token'` */
   auth?: {username: string; password: string}
+  /**
+   * `token`: distribution's bearer token auth, with a token server on loopback in this Node
+   * process that checks `auth` (Basic on GET, or the OAuth2 POST grants) and signs RS256 JWTs.
+   */
+  authMode?: 'htpasswd' | 'token'
+  /** with `authMode: 'token'`: a refresh token the token server also accepts (docker's identity token) */
+  identityToken?: string
   /** TLS with a certificate for 127.0.0.1 and localhost from this CA (true: a new CA) */
   tls?: {ca: CA} | boolean
   /** a fixed port (default: a free one) */
@@ -47,6 +55,9 @@ export interface Registry {
   /** filesystem storage root (`docker/registry/v2/...` below it) */
   dataDir: string
   logFile: string
+  /** with `authMode: 'token'`: the realm URL and how many tokens it has issued or refused */
+  tokenRealm?: string
+  tokenRequests?: () => number
   stop(): Promise<void>
   /** stop and start again on the same port with the same storage */
   restart(): Promise<void>
@@ -76,7 +87,14 @@ function probe(url: string, caPem?: string): Promise<number | undefined> {
   })
 }
 
-function configYaml(o: {port: number; dataDir: string; htpasswd?: string; cert?: string; key?: string}): string {
+interface TokenAuthConfig {
+  realm: string
+  service: string
+  issuer: string
+  rootcertbundle: string
+}
+
+function configYaml(o: {port: number; dataDir: string; htpasswd?: string; token?: TokenAuthConfig; cert?: string; key?: string}): string {
   // JSON is YAML: no quoting surprises with paths
   const cfg: Record<string, unknown> = {
     version: 0.1,
@@ -94,6 +112,7 @@ function configYaml(o: {port: number; dataDir: string; htpasswd?: string; cert?:
       ...(o.cert ? {tls: {certificate: o.cert, key: o.key}} : {}),
     },
     ...(o.htpasswd ? {auth: {htpasswd: {realm: 'kpi-sandbox', path: o.htpasswd}}} : {}),
+    ...(o.token ? {auth: {token: o.token}} : {}),
   }
   return JSON.stringify(cfg, null, 2) + '\n'
 }
@@ -106,7 +125,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   await mkdir(dataDir, {recursive: true})
 
   let htpasswd: string | undefined
-  if (opts.auth) {
+  let tokens: TokenServer | undefined
+  if (opts.auth && opts.authMode === 'token') {
+    tokens = await startTokenServer(join(dir, `${name}-token-ca`), opts.auth, opts.identityToken)
+  } else if (opts.auth) {
     htpasswd = join(dir, `${name}.htpasswd`)
     // -i reads the password from stdin, so it never shows in a process listing
     const line = await run('htpasswd', ['-niB', opts.auth.username], opts.auth.password)
@@ -129,7 +151,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   let proc: Proc | undefined
 
   const launch = async (): Promise<void> => {
-    await writeFile(configFile, configYaml({port, dataDir, htpasswd, cert: cert?.cert, key: cert?.key}))
+    await writeFile(configFile, configYaml({port, dataDir, htpasswd, token: tokens?.config, cert: cert?.cert, key: cert?.key}))
     proc = await startProcess({name, cmd: REGISTRY_BIN, args: ['serve', configFile], logDir: dir})
     const p = proc
     await waitFor(async () => {
@@ -148,6 +170,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       const tail = proc ? await tailLog(proc.logFile, 5) : ''
       await proc?.stop()
       if (attempt < 2 && !opts.port && /address already in use/.test(tail)) continue
+      await tokens?.close()
       throw e
     }
   }
@@ -163,12 +186,106 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     password: opts.auth?.password,
     dataDir,
     logFile: join(dir, `${name}.log`),
+    tokenRealm: tokens?.config.realm,
+    tokenRequests: tokens ? () => tokens.requests : undefined,
     stop: async () => {
       await proc?.stop()
+      await tokens?.close()
     },
     restart: async () => {
       await proc?.stop()
       await launch()
     },
+  }
+}
+
+interface TokenServer {
+  config: TokenAuthConfig
+  readonly requests: number
+  close(): Promise<void>
+}
+
+const b64url = (b: Buffer | string): string => Buffer.from(b).toString('base64url')
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  let s = ''
+  for await (const chunk of req) s += String(chunk)
+  return s
+}
+
+/**
+ * A minimal token server for distribution's `auth: token`: it grants every requested action to
+ * the one user (nothing to anonymous callers) in an RS256 JWT whose `x5c` header carries the
+ * signing certificate, which distribution verifies against `rootcertbundle`.
+ */
+async function startTokenServer(caDir: string, user: {username: string; password: string}, identityToken?: string): Promise<TokenServer> {
+  const ca = await makeCA(caDir, 'kpi sandbox token CA')
+  const signer = await issueCert(ca, {name: 'token-signer', commonName: 'kpi sandbox token signer', usage: 'both'})
+  const key = await readFile(signer.key, 'utf8')
+  const x5c = new X509Certificate(signer.certPem).raw.toString('base64')
+  const service = 'kpi-sandbox-registry'
+  const issuer = 'kpi-sandbox-token-issuer'
+  let requests = 0
+
+  const grant = (subject: string, scopes: string[]): string => {
+    const now = Math.floor(Date.now() / 1000)
+    const access = subject ? scopes.flatMap((s) => {
+      const m = /^([^:]+):(.+):([^:]+)$/.exec(s)
+      return m ? [{type: m[1], name: m[2], actions: m[3]!.split(',')}] : []
+    }) : []
+    const header = b64url(JSON.stringify({typ: 'JWT', alg: 'RS256', x5c: [x5c]}))
+    const claims = b64url(JSON.stringify({iss: issuer, sub: subject, aud: service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access}))
+    const sig = sign('sha256', Buffer.from(`${header}.${claims}`), key)
+    return `${header}.${claims}.${b64url(sig)}`
+  }
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    requests++
+    const url = new URL(req.url ?? '/', 'http://token')
+    const reply = (status: number, body: unknown): void => {
+      res.writeHead(status, {'content-type': 'application/json'}).end(JSON.stringify(body))
+    }
+    if (url.pathname !== '/token') return reply(404, {error: 'not found'})
+    let subject = ''
+    let scopes: string[]
+    if (req.method === 'POST') {
+      const form = new URLSearchParams(await readBody(req))
+      scopes = (form.get('scope') ?? '').split(' ').filter(Boolean)
+      const ok = form.get('grant_type') === 'refresh_token'
+        ? !!identityToken && form.get('refresh_token') === identityToken
+        : form.get('grant_type') === 'password' && form.get('username') === user.username && form.get('password') === user.password
+      if (!ok) return reply(401, {error: 'invalid_grant'})
+      subject = user.username
+    } else {
+      scopes = url.searchParams.getAll('scope')
+      const authz = req.headers.authorization
+      if (authz) {
+        const [u, ...rest] = Buffer.from(authz.replace(/^Basic /, ''), 'base64').toString('utf8').split(':')
+        if (!authz.startsWith('Basic ') || u !== user.username || rest.join(':') !== user.password) {
+          return reply(401, {errors: [{code: 'UNAUTHORIZED', message: 'invalid credentials'}]})
+        }
+        subject = user.username
+      }
+    }
+    const token = grant(subject, scopes)
+    reply(200, {token, access_token: token, expires_in: 300, issued_at: new Date().toISOString()})
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch(() => res.writeHead(500).end())
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  // like the registry process, the token server must not keep a finished test run alive
+  server.unref()
+  const port = (server.address() as AddressInfo).port
+  return {
+    config: {realm: `http://127.0.0.1:${port}/token`, service, issuer, rootcertbundle: ca.cert},
+    get requests() {
+      return requests
+    },
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    }),
   }
 }

@@ -1,0 +1,272 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {setFlagsFromString} from 'node:v8'
+import {runInNewContext} from 'node:vm'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {KpiError} from '../src/errors.js'
+import {createRegistryClient, referrersTag, type OciClient} from '../src/oci/client.js'
+import {sha256Digest} from '../src/oci/digest.js'
+import {attachReferrer} from '../src/oci/referrers.js'
+import {isLoopbackRegistry} from '../src/oci/transport.js'
+import {MediaTypes, type Repo} from '../src/oci/types.js'
+import {freePort} from '../src/sandbox/procs.js'
+import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+
+const MiB = 1024 * 1024
+
+/** A deterministic stream of `size` bytes in fresh 256 KiB chunks (never held whole). */
+function generated(size: number, seed: number, tick?: () => void): Readable {
+  const pattern = createHash('sha512').update(`seed-${seed}`).digest()
+  let sent = 0
+  return new Readable({
+    read() {
+      if (sent >= size) return void this.push(null)
+      const n = Math.min(64 * 1024, size - sent)
+      const chunk = Buffer.allocUnsafe(n)
+      for (let i = 0; i < n; i += pattern.length) pattern.copy(chunk, i, 0, Math.min(pattern.length, n - i))
+      chunk.writeUInt32BE(sent / (64 * 1024), 0)
+      sent += n
+      if (tick && sent % (4 * MiB) === 0) tick()
+      this.push(chunk)
+    },
+  })
+}
+
+async function digestOfStream(s: Readable): Promise<{digest: string; size: number}> {
+  const h = createHash('sha256')
+  let size = 0
+  for await (const c of s) {
+    h.update(c as Buffer)
+    size += (c as Buffer).length
+  }
+  return {digest: `sha256:${h.digest('hex')}`, size}
+}
+
+async function collect(s: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of s) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
+}
+
+// A collector we can call, so RSS shows what is live rather than what V8 has not collected yet.
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+/**
+ * Peak growth of RSS, and peak of live ArrayBuffer memory (where Buffers live), while `fn` runs,
+ * each read after a full collection whenever `tick` is called (the generator and the consumer
+ * call it every 4 MiB): garbage not yet collected does not count, bytes the pipeline holds do.
+ */
+async function peakMemory(fn: (tick: () => void) => Promise<void>): Promise<{rss: number; buffers: number}> {
+  gc()
+  const start = process.memoryUsage()
+  let rss = start.rss
+  let buffers = 0
+  const tick = (): void => {
+    gc()
+    const m = process.memoryUsage()
+    rss = Math.max(rss, m.rss)
+    buffers = Math.max(buffers, m.arrayBuffers)
+  }
+  await fn(tick)
+  tick()
+  return {rss: rss - start.rss, buffers}
+}
+
+async function pushBytes(client: OciClient, repo: Repo, bytes: Buffer): Promise<{digest: string; size: number; mediaType: string}> {
+  const digest = sha256Digest(bytes)
+  await client.putBlob(repo, digest, bytes.length, () => Readable.from([bytes]))
+  return {digest, size: bytes.length, mediaType: MediaTypes.ociLayer}
+}
+
+describe('OCI client against a real distribution registry', () => {
+  let dir: string
+  let reg: Registry
+  let client: OciClient
+  let app: Repo
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpi-oci-client-'))
+    reg = await startRegistry({runDir: dir, name: 'plain'})
+    client = createRegistryClient({plainHttp: isLoopbackRegistry, tagPageSize: 2})
+    app = {registry: reg.host, repository: 'kpi/app'}
+  })
+  afterAll(async () => {
+    await client?.close()
+    await reg?.stop()
+    await rm(dir, {recursive: true, force: true})
+  })
+
+  it('pings the registry', async () => {
+    await expect(client.ping(reg.host)).resolves.toBeUndefined()
+  })
+
+  it('streams a 50 MiB blob up and down without holding it in memory', async () => {
+    const size = 50 * MiB
+    const {digest} = await digestOfStream(generated(size, 1))
+    expect(await client.hasBlob(app, digest)).toBe(false)
+    // warm up first (undici's HTTP parser is WebAssembly, compiled and tiered up on first use),
+    // so the measurement sees the transfer and not one-time allocations
+    const warm = await digestOfStream(generated(8 * MiB, 2))
+    await client.putBlob(app, warm.digest, warm.size, () => generated(8 * MiB, 2))
+    await digestOfStream(await client.getBlob(app, warm.digest, warm.size))
+    let opens = 0
+    const up = await peakMemory((tick) => client.putBlob(app, digest, size, () => { opens++; return generated(size, 1, tick) }))
+    expect(opens).toBe(1)
+    expect(await client.hasBlob(app, digest)).toBe(true)
+    let got = 0
+    const down = await peakMemory(async (tick) => {
+      const s = await client.getBlob(app, digest, size)
+      await pipeline(s, new Writable({write(c: Buffer, _e, cb) {
+        if (Math.floor((got + c.length) / (4 * MiB)) > Math.floor(got / (4 * MiB))) tick()
+        got += c.length
+        cb()
+      }}))
+    })
+    expect(got).toBe(size)
+    // streaming keeps growth far below the blob size (50 MiB); buffering would show it whole
+    // streaming keeps memory far below the blob size (50 MiB); buffering would show it whole
+    expect(up.buffers).toBeLessThan(16 * MiB)
+    expect(down.buffers).toBeLessThan(16 * MiB)
+    expect(up.rss).toBeLessThan(24 * MiB)
+    expect(down.rss).toBeLessThan(24 * MiB)
+  })
+
+  it('pushes an OCI manifest and an index and gets them back byte-identical', async () => {
+    const config = Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', rootfs: {type: 'layers', diff_ids: []}}))
+    const cfg = await pushBytes(client, app, config)
+    const layer = await pushBytes(client, app, randomBytes(4096))
+    // unusual but valid formatting: a client that re-serialised would change the digest
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaTypes.ociManifest,
+      config: {...cfg, mediaType: MediaTypes.ociConfig}, layers: [layer],
+      annotations: {'org.example.z': '1', 'org.example.a': '2'},
+    }, null, 3) + '\n')
+    const mDigest = await client.putManifest(app, 'v1', manifest, MediaTypes.ociManifest)
+    expect(mDigest).toBe(sha256Digest(manifest))
+
+    const byTag = await client.getManifest(app, 'v1')
+    expect(byTag.bytes.equals(manifest)).toBe(true)
+    expect(byTag.digest).toBe(mDigest)
+    expect(byTag.mediaType).toBe(MediaTypes.ociManifest)
+    const byDigest = await client.getManifest(app, mDigest)
+    expect(byDigest.bytes.equals(manifest)).toBe(true)
+    expect(await client.headManifest(app, 'v1')).toEqual({mediaType: MediaTypes.ociManifest, digest: mDigest, size: manifest.length})
+    expect(await client.headManifest(app, 'nope')).toBeUndefined()
+
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaTypes.ociIndex,
+      manifests: [{mediaType: MediaTypes.ociManifest, digest: mDigest, size: manifest.length, platform: {architecture: 'amd64', os: 'linux'}}],
+    }))
+    const iDigest = sha256Digest(index)
+    expect(await client.putManifest(app, iDigest, index, MediaTypes.ociIndex)).toBe(iDigest)
+    const gotIndex = await client.getManifest(app, iDigest)
+    expect(gotIndex.bytes.equals(index)).toBe(true)
+    expect(gotIndex.mediaType).toBe(MediaTypes.ociIndex)
+
+    // the blob comes back with its bytes
+    expect((await collect(await client.getBlob(app, cfg.digest, cfg.size))).equals(config)).toBe(true)
+  })
+
+  it('refuses a manifest pushed under a digest it does not hash to', async () => {
+    const bytes = Buffer.from('{"schemaVersion":2}')
+    await expect(client.putManifest(app, sha256Digest('other'), bytes, MediaTypes.ociManifest)).rejects.toMatchObject({kind: 'integrity'})
+  })
+
+  it('reports a manifest whose blobs are missing, naming the image', async () => {
+    const missing = sha256Digest('not pushed')
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaTypes.ociManifest,
+      config: {mediaType: MediaTypes.ociConfig, digest: missing, size: 10}, layers: [],
+    }))
+    const err = await client.putManifest(app, 'broken', manifest, MediaTypes.ociManifest).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).kind).toBe('failed')
+    expect((err as KpiError).message).toContain(`${reg.host}/kpi/app:broken`)
+    expect((err as KpiError).message).toMatch(/blob it references is missing/)
+  })
+
+  it('reports unknown manifests and blobs as not-found, naming the image', async () => {
+    const d = sha256Digest('nothing')
+    await expect(client.getManifest(app, d)).rejects.toMatchObject({kind: 'not-found', message: expect.stringContaining(`${reg.host}/kpi/app@${d}`)})
+    await expect(client.getManifest({registry: reg.host, repository: 'no/such'}, 'latest')).rejects.toMatchObject({kind: 'not-found'})
+    await expect(client.getBlob(app, d)).rejects.toMatchObject({kind: 'not-found', message: expect.stringContaining(d)})
+  })
+
+  it('mounts a blob across repositories, and declines an unknown one', async () => {
+    const blob = await pushBytes(client, app, randomBytes(1000))
+    const other: Repo = {registry: reg.host, repository: 'kpi/other'}
+    expect(await client.hasBlob(other, blob.digest)).toBe(false)
+    expect(await client.mountBlob(other, blob.digest, app.repository)).toBe(true)
+    expect(await client.hasBlob(other, blob.digest)).toBe(true)
+    expect(await client.mountBlob(other, sha256Digest('unknown blob'), app.repository)).toBe(false)
+  })
+
+  it('fails the blob stream with kind integrity when the registry serves corrupt bytes', async () => {
+    const bytes = randomBytes(64 * 1024)
+    const blob = await pushBytes(client, app, bytes)
+    const hex = blob.digest.slice(7)
+    const file = join(reg.dataDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data')
+    const corrupt = Buffer.from(bytes)
+    corrupt[1000] = corrupt[1000]! ^ 0xff
+    await writeFile(file, corrupt)
+    const stream = await client.getBlob(app, blob.digest, blob.size)
+    const err = await collect(stream).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).kind).toBe('integrity')
+    expect((err as KpiError).message).toContain(blob.digest)
+    // a wrong expected size fails before any byte is trusted
+    const ok = await pushBytes(client, app, randomBytes(100))
+    await expect(client.getBlob(app, ok.digest, 99)).rejects.toMatchObject({kind: 'integrity'})
+  })
+
+  it('finds referrers through the fallback tag (distribution 2.8 has no referrers API)', async () => {
+    const subject = await client.getManifest(app, 'v1')
+    expect(await client.referrersApi(app)).toBe(false)
+    expect(await client.referrers(app, subject.digest)).toEqual([])
+    const empty = await pushBytes(client, app, Buffer.from('{}'))
+    const sbom = await pushBytes(client, app, Buffer.from('{"sbom":true}'))
+    const artifact = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaTypes.ociManifest, artifactType: 'application/vnd.example.sbom.v1+json',
+      config: {mediaType: MediaTypes.ociEmpty, digest: empty.digest, size: empty.size},
+      layers: [{...sbom, mediaType: 'application/vnd.example.sbom.v1+json'}],
+      subject: {mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length},
+      annotations: {'org.example.kind': 'sbom'},
+    }))
+    const d = await attachReferrer(client, app, artifact, MediaTypes.ociManifest)
+    expect(d).toBe(sha256Digest(artifact))
+    // the registry keeps the manifest with its subject, byte for byte
+    expect((await client.getManifest(app, d)).bytes.equals(artifact)).toBe(true)
+    const refs = await client.referrers(app, subject.digest)
+    expect(refs).toEqual([{mediaType: MediaTypes.ociManifest, digest: d, size: artifact.length,
+      artifactType: 'application/vnd.example.sbom.v1+json', annotations: {'org.example.kind': 'sbom'}}])
+    // attaching again does not duplicate the entry
+    await attachReferrer(client, app, artifact, MediaTypes.ociManifest)
+    expect(await client.referrers(app, subject.digest)).toHaveLength(1)
+    expect(await client.listTags(app)).toContain(referrersTag(subject.digest))
+  })
+
+  it('lists tags across pages', async () => {
+    const repo: Repo = {registry: reg.host, repository: 'kpi/tags'}
+    const cfg = await pushBytes(client, repo, Buffer.from('{}'))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: {...cfg, mediaType: MediaTypes.ociConfig}, layers: []}))
+    const tags = ['a', 'b', 'c', 'd', 'e']
+    for (const t of tags) await client.putManifest(repo, t, manifest, MediaTypes.ociManifest)
+    // page size 2: three pages joined through the Link header
+    expect((await client.listTags(repo)).sort()).toEqual(tags)
+    expect(await client.listTags({registry: reg.host, repository: 'kpi/none'})).toEqual([])
+  })
+
+  it('reports an unreachable registry as kind network', async () => {
+    const port = await freePort()
+    const host = `127.0.0.1:${port}`
+    const err = await client.ping(host).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).kind).toBe('network')
+    expect((err as KpiError).message).toBe(`cannot reach registry ${host} (connection refused)`)
+    await expect(client.getManifest({registry: host, repository: 'x'}, 'latest')).rejects.toMatchObject({kind: 'network'})
+  })
+})
