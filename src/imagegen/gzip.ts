@@ -5,7 +5,8 @@
  * anyway, so stored blocks cost ~0.01% in size. Readers see ordinary gzip.
  *
  * Blocks are always 65535 bytes except the last, whatever the input chunking, so the output
- * depends only on the input bytes. Pushed buffers are kept until written: do not reuse them.
+ * depends only on the input bytes. A pushed buffer may be reused once the pieces that push()
+ * returned for it are written; the few bytes kept for the next block are copied.
  */
 import {crc32} from 'node:zlib'
 
@@ -50,7 +51,7 @@ export function storedGzip(): StoredGzip {
       let off = 0
       if (pendingLen > 0) {
         const take = Math.min(MAX_BLOCK - pendingLen, data.length)
-        pending.push(data.subarray(0, take))
+        pending.push(Buffer.from(data.subarray(0, take)))
         pendingLen += take
         off = take
         if (pendingLen < MAX_BLOCK) return out
@@ -63,7 +64,8 @@ export function storedGzip(): StoredGzip {
         off += MAX_BLOCK
       }
       if (off < data.length) {
-        pending = [data.subarray(off)]
+        // copied: the caller may refill `data` once the returned pieces are written
+        pending = [Buffer.from(data.subarray(off))]
         pendingLen = data.length - off
       }
       return out

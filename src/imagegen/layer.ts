@@ -16,7 +16,7 @@ import {blobDir, blobPath, ensureLayout, exists, writeAtomic} from './layout.js'
 import {randomStream} from './prng.js'
 import {tarEnd, tarHeader, tarPadding} from './tar.js'
 
-export const GENERATOR_VERSION = 'kpi-imagegen/1'
+export const GENERATOR_VERSION = 'kpi-imagegen/2'
 const CHUNK = 1 << 20
 const DEFAULT_FILE_SIZE = 4 << 20
 
@@ -152,6 +152,7 @@ async function generate(layoutDir: string, spec: ReturnType<typeof normalize>): 
   const diffHash = createHash('sha256')
   const gz = storedGzip()
   const rand = randomStream(spec.seed)
+  const chunk = Buffer.allocUnsafeSlow(CHUNK)
   let size = 0
   let uncompressedSize = 0
 
@@ -181,7 +182,12 @@ async function generate(layoutDir: string, spec: ReturnType<typeof normalize>): 
       await tar(tarHeader({path: e.path, size: e.size, mode: e.mode}))
       if (e.kind === 'text' && e.content) await tar(e.content)
       if (e.kind === 'random') {
-        for (let left = e.size; left > 0; left -= CHUNK) await tar(rand.next(Math.min(CHUNK, left)))
+        // one buffer, refilled: tar() has hashed and written it before it returns
+        for (let left = e.size; left > 0; left -= CHUNK) {
+          const piece = chunk.subarray(0, Math.min(CHUNK, left))
+          rand.fill(piece)
+          await tar(piece, true)
+        }
       }
       if (e.kind !== 'dir') await tar(tarPadding(e.size))
     }
