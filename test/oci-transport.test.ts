@@ -1,0 +1,231 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
+import {KpiError} from '../src/errors.js'
+import {createRegistryClient, type OciClient} from '../src/oci/client.js'
+import {sha256Digest} from '../src/oci/digest.js'
+import {MediaTypes, type Repo} from '../src/oci/types.js'
+import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+
+type Fault = 'forward' | 'reset' | {status: number; headers?: Record<string, string>}
+
+interface Seen {
+  method: string
+  url: string
+  authorization?: string
+}
+
+interface TestServer {
+  server: Server
+  port: number
+  seen: Seen[]
+  close(): Promise<void>
+}
+
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<TestServer> {
+  const seen: Seen[] = []
+  const server = createServer((req, res) => {
+    seen.push({method: req.method!, url: req.url!, authorization: req.headers.authorization})
+    handler(req, res)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    server, seen, port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    }),
+  }
+}
+
+/** Forward a request to `target` (host:port), body and response streamed. */
+function forward(req: IncomingMessage, res: ServerResponse, target: string, path = req.url!): void {
+  const [hostname, port] = target.split(':')
+  const up = httpRequest({hostname, port: Number(port), method: req.method, path, headers: req.headers}, (r) => {
+    res.writeHead(r.statusCode!, r.headers)
+    r.pipe(res)
+  })
+  up.on('error', () => res.destroy())
+  req.pipe(up)
+}
+
+/**
+ * A loopback reverse proxy in front of the registry that injects faults: `decide` sees every
+ * request and says forward it, answer with a status, or drop the connection.
+ */
+async function faultyProxy(registry: string, decide: (req: IncomingMessage) => Fault): Promise<TestServer> {
+  return listen((req, res) => {
+    const f = decide(req)
+    if (f === 'forward') return forward(req, res, registry)
+    // read the request body first, as a server that failed late would
+    req.resume()
+    req.on('end', () => {
+      if (f === 'reset') return void req.socket.destroy()
+      res.writeHead(f.status, {'content-type': 'application/json', ...f.headers})
+      res.end(JSON.stringify({errors: [{code: 'UNAVAILABLE', message: 'injected fault'}]}))
+    })
+  })
+}
+
+describe('OCI client transport: retries, redirects, proxies', () => {
+  let dir: string
+  let reg: Registry
+  let secured: Registry
+  const servers: TestServer[] = []
+  const clients: OciClient[] = []
+  const client = (o: Parameters<typeof createRegistryClient>[0] = {}): OciClient => {
+    const c = createRegistryClient({plainHttp: () => true, credentials: async () => undefined, retryPolicy: {baseMs: 5, maxMs: 2000}, ...o})
+    clients.push(c)
+    return c
+  }
+  const serve = async (s: Promise<TestServer>): Promise<TestServer> => {
+    const t = await s
+    servers.push(t)
+    return t
+  }
+
+  let repo: Repo
+  let manifestDigest: string
+  let blob: Buffer
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpi-oci-transport-'))
+    ;[reg, secured] = await Promise.all([
+      startRegistry({runDir: dir, name: 'plain'}),
+      startRegistry({runDir: dir, name: 'secured', auth: {username: 'alice', password: 'transport-pw'}}),
+    ])
+    // seed an image directly on the registry
+    const c = client()
+    repo = {registry: reg.host, repository: 'net/app'}
+    blob = Buffer.from('config of the seeded image')
+    await c.putBlob(repo, sha256Digest(blob), blob.length, () => Readable.from([blob]))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest,
+      config: {mediaType: MediaTypes.ociConfig, digest: sha256Digest(blob), size: blob.length}, layers: []}))
+    manifestDigest = await c.putManifest(repo, 'v1', manifest, MediaTypes.ociManifest)
+  })
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()))
+    await Promise.all(servers.splice(0).map((s) => s.close()))
+  })
+  afterAll(async () => {
+    await Promise.all([reg?.stop(), secured?.stop()])
+    await rm(dir, {recursive: true, force: true})
+  })
+
+  it('retries 503 twice and then succeeds', async () => {
+    let manifestGets = 0
+    const proxy = await serve(faultyProxy(reg.host, (req) =>
+      req.method === 'GET' && req.url!.includes('/manifests/') && ++manifestGets <= 2 ? {status: 503} : 'forward'))
+    const host = `127.0.0.1:${proxy.port}`
+    const m = await client().getManifest({registry: host, repository: repo.repository}, 'v1')
+    expect(m.digest).toBe(manifestDigest)
+    expect(manifestGets).toBe(3)
+  })
+
+  it('waits as long as Retry-After says on 429', async () => {
+    let heads = 0
+    const proxy = await serve(faultyProxy(reg.host, (req) =>
+      req.method === 'HEAD' && ++heads === 1 ? {status: 429, headers: {'retry-after': '1'}} : 'forward'))
+    const start = Date.now()
+    expect(await client().hasBlob({registry: `127.0.0.1:${proxy.port}`, repository: repo.repository}, sha256Digest(blob))).toBe(true)
+    expect(Date.now() - start).toBeGreaterThanOrEqual(950)
+    expect(heads).toBe(2)
+  })
+
+  it('retries a connection reset', async () => {
+    let gets = 0
+    const proxy = await serve(faultyProxy(reg.host, (req) =>
+      req.method === 'GET' && req.url!.includes('/blobs/') && ++gets === 1 ? 'reset' : 'forward'))
+    const s = await client().getBlob({registry: `127.0.0.1:${proxy.port}`, repository: repo.repository}, sha256Digest(blob), blob.length)
+    const chunks: Buffer[] = []
+    for await (const c of s) chunks.push(c as Buffer)
+    expect(Buffer.concat(chunks).equals(blob)).toBe(true)
+    expect(gets).toBe(2)
+  })
+
+  it('restarts a failed upload from the beginning with a fresh stream', async () => {
+    let puts = 0
+    const proxy = await serve(faultyProxy(reg.host, (req) =>
+      req.method === 'PUT' && req.url!.includes('/blobs/uploads/') && ++puts === 1 ? {status: 503} : 'forward'))
+    const r = {registry: `127.0.0.1:${proxy.port}`, repository: 'net/upload'}
+    const bytes = Buffer.alloc(300_000, 7)
+    let opens = 0
+    await client().putBlob(r, sha256Digest(bytes), bytes.length, () => { opens++; return Readable.from([bytes.subarray(0, 100_000), bytes.subarray(100_000)]) })
+    expect(opens).toBe(2)
+    expect(puts).toBe(2)
+    expect(await client().hasBlob({registry: reg.host, repository: 'net/upload'}, sha256Digest(bytes))).toBe(true)
+  })
+
+  it('gives up after the retries with kind failed naming the image', async () => {
+    const proxy = await serve(faultyProxy(reg.host, (req) => req.url!.includes('/manifests/') ? {status: 503} : 'forward'))
+    const host = `127.0.0.1:${proxy.port}`
+    const e = await client({retries: 2}).getManifest({registry: host, repository: repo.repository}, 'v1').catch((err: unknown) => err)
+    expect(e).toBeInstanceOf(KpiError)
+    expect((e as KpiError).kind).toBe('failed')
+    expect((e as KpiError).message).toBe(`registry ${host} answered 503 for manifest ${host}/net/app:v1: injected fault`)
+    expect(proxy.seen.filter((s) => s.url.includes('/manifests/'))).toHaveLength(3)
+  })
+
+  it('follows a blob redirect to storage without sending the registry credentials there', async () => {
+    const digest = sha256Digest(blob)
+    const basic = `Basic ${Buffer.from('alice:transport-pw').toString('base64')}`
+    // "storage" on another port fetches the blob from the registry itself
+    const storage = await serve(listen((req, res) => {
+      const up = httpRequest({hostname: '127.0.0.1', port: Number(secured.host.split(':')[1]), path: `/v2/net/app/blobs/${digest}`, headers: {authorization: basic}}, (r) => {
+        res.writeHead(r.statusCode!, {'content-length': r.headers['content-length']})
+        r.pipe(res)
+      })
+      up.end()
+      req.resume()
+    }))
+    const proxy = await serve(listen((req, res) => {
+      if (req.method === 'GET' && req.url!.includes('/blobs/sha256:')) {
+        res.writeHead(307, {location: `http://127.0.0.1:${storage.port}/storage/${digest}?sig=abc`}).end()
+        return
+      }
+      forward(req, res, secured.host)
+    }))
+    const creds = {username: 'alice', password: 'transport-pw'}
+    const direct = client({credentials: async () => creds})
+    const securedRepo = {registry: secured.host, repository: 'net/app'}
+    await direct.putBlob(securedRepo, digest, blob.length, () => Readable.from([blob]))
+
+    const c = client({credentials: async () => creds})
+    const s = await c.getBlob({registry: `127.0.0.1:${proxy.port}`, repository: 'net/app'}, digest, blob.length)
+    const chunks: Buffer[] = []
+    for await (const chunk of s) chunks.push(chunk as Buffer)
+    expect(Buffer.concat(chunks).equals(blob)).toBe(true)
+    expect(storage.seen).toHaveLength(1)
+    expect(storage.seen[0]!.authorization).toBeUndefined()
+    // the registry itself did get the credentials
+    expect(proxy.seen.find((r) => r.url.includes('/blobs/'))?.authorization).toBe(basic)
+  })
+
+  it('goes through an HTTP proxy, except for loopback and NO_PROXY hosts', async () => {
+    // a forward proxy that knows the name registry.kpi.test, which no DNS resolves
+    const name = `registry.kpi.test:${reg.host.split(':')[1]}`
+    const fwd = await serve(listen((req, res) => {
+      const u = new URL(req.url!)
+      if (u.host !== name) return void res.writeHead(502).end()
+      forward(req, res, reg.host, u.pathname + u.search)
+    }))
+    const proxy = {httpProxy: `http://127.0.0.1:${fwd.port}`}
+    const viaProxy = client({proxy})
+    const m = await viaProxy.getManifest({registry: name, repository: repo.repository}, 'v1')
+    expect(m.digest).toBe(manifestDigest)
+    expect(fwd.seen.map((s) => s.url)).toContain(`http://${name}/v2/net/app/manifests/v1`)
+
+    // loopback never goes through the proxy
+    const before = fwd.seen.length
+    await viaProxy.getManifest(repo, 'v1')
+    expect(fwd.seen.length).toBe(before)
+
+    // NO_PROXY sends registry.kpi.test direct, where its name does not resolve
+    const e = await client({proxy: {...proxy, noProxy: 'kpi.test'}}).ping(name).catch((err: unknown) => err)
+    expect(e).toMatchObject({kind: 'network', message: `cannot reach registry ${name} (host not found)`})
+    expect(fwd.seen.length).toBe(before)
+  })
+})
