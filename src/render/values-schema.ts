@@ -9,6 +9,17 @@ const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
 const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
 // Kubernetes resource.Quantity, as its parser accepts it
 const quantity = '^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$'
+const hostPort = '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?$'
+const repoPath = '^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$'
+
+/** What each pattern means, for error messages (a regex tells a user nothing). */
+export const patternMeaning: Record<string, string> = {
+  [dnsLabel]: 'a DNS label: lowercase letters, digits and -, starting and ending with a letter or digit',
+  [dnsSubdomain]: 'a DNS subdomain: lowercase letters, digits, - and .',
+  [quantity]: 'a Kubernetes quantity such as 100m, 2 or 512Mi',
+  [hostPort]: 'host[:port] without a scheme, e.g. registry.corp.example:5000',
+  [repoPath]: 'a lowercase repository path such as platform/kpack',
+}
 
 const resourceList = {
   type: 'object',
@@ -110,13 +121,13 @@ export const valuesSchema = {
         server: {
           type: 'string',
           minLength: 1,
-          pattern: '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?$',
+          pattern: hostPort,
           description: 'registry host[:port], without scheme',
         },
         repository: {
           type: 'string',
           minLength: 1,
-          pattern: '^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$',
+          pattern: repoPath,
           description: 'repository prefix under the server every image must sit under, e.g. platform/kpack',
         },
         username: {type: 'string', minLength: 1, description: 'registry user (with password or passwordFile)'},

@@ -11,7 +11,7 @@ import {Ajv, type ErrorObject, type ValidateFunction} from 'ajv'
 import {isMap, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair} from 'yaml'
 import {KpiError} from '../errors.js'
 import type {ProxyValues, RbacSubject, RegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
-import {valuesSchema} from './values-schema.js'
+import {patternMeaning, valuesSchema} from './values-schema.js'
 
 export interface ValuesProblem {
   file: string
@@ -58,8 +58,8 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
     problems.push({file, ...position(doc, lc, path, onKey), ...(path.length ? {path: fieldPath(path)} : {}), message})
   }
   for (const e of doc.errors) {
-    const [line, col] = e.linePos?.[0] ? [e.linePos[0].line, e.linePos[0].col] : [undefined, undefined]
-    problems.push({file, ...(line ? {line, col} : {}), message: `YAML syntax: ${e.message.split('\n')[0]}`})
+    const {line, col} = lc.linePos(e.pos[0])
+    problems.push({file, line, col, message: `YAML syntax: ${e.message.split('\n')[0]}`})
   }
   if (problems.length) throw valuesError(file, problems)
 
@@ -70,9 +70,12 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
   }
   const v = validate()
   if (!v(data)) for (const e of v.errors ?? []) schemaProblem(e, at)
-  // The semantic checks only look at parts whose shape the schema accepted.
+  // The semantic checks only look at parts whose shape the schema accepted, and the credential
+  // combinations only when the registry section has no schema problem (a misspelt `usrname` would
+  // otherwise also report "a password needs a username").
   const raw = data as RawValues
-  const registry = await checkRegistry(raw, file, opts, at)
+  const registryClean = !problems.some((p) => p.path === 'registry' || p.path?.startsWith('registry.'))
+  const registry = await checkRegistry(raw, file, opts, at, registryClean)
   checkCaCerts(raw, at)
   checkProxy(raw, at)
   checkCluster(raw, at)
@@ -180,9 +183,11 @@ function schemaProblem(e: ErrorObject, at: (path: Seg[], message: string, onKey?
     case 'enum':
       at(path, `must be one of ${((e.params as {allowedValues: unknown[]}).allowedValues ?? []).join(', ')}`)
       return
-    case 'pattern':
-      at(path, `invalid value${parent?.description ? `: expected ${parent.description}` : ''}`)
+    case 'pattern': {
+      const meaning = patternMeaning[(e.params as {pattern: string}).pattern] ?? parent?.description
+      at(path, `invalid value${meaning ? `: expected ${meaning}` : ''}`)
       return
+    }
     default:
       at(path, e.message ?? 'invalid value')
   }
@@ -231,7 +236,7 @@ interface RawValues {
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
-async function checkRegistry(raw: RawValues, file: string, opts: ParseValuesOptions, at: At): Promise<RegistryValues | undefined> {
+async function checkRegistry(raw: RawValues, file: string, opts: ParseValuesOptions, at: At, checkCombinations: boolean): Promise<RegistryValues | undefined> {
   const r = raw.registry
   if (!r || typeof r !== 'object') return undefined
   const server = str(r.server)
@@ -255,14 +260,16 @@ async function checkRegistry(raw: RawValues, file: string, opts: ParseValuesOpti
   }
   const docker = has('dockerConfigJson') || has('dockerConfigJsonFile')
   const basic = has('username') || has('password') || has('passwordFile')
-  if (docker && basic) {
-    at(['registry', has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'], 'give either username/password or a docker config, not both', true)
-  }
-  if (has('dockerConfigJson') && has('dockerConfigJsonFile')) at(['registry', 'dockerConfigJsonFile'], 'give dockerConfigJson or dockerConfigJsonFile, not both', true)
-  if (has('password') && has('passwordFile')) at(['registry', 'passwordFile'], 'give password or passwordFile, not both', true)
-  if (has('username') && !has('password') && !has('passwordFile')) at(['registry', 'username'], 'a username needs password or passwordFile', true)
-  if (!has('username') && (has('password') || has('passwordFile'))) {
-    at(['registry', has('password') ? 'password' : 'passwordFile'], 'a password needs a username', true)
+  if (checkCombinations) {
+    if (docker && basic) {
+      at(['registry', has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'], 'give either username/password or a docker config, not both', true)
+    }
+    if (has('dockerConfigJson') && has('dockerConfigJsonFile')) at(['registry', 'dockerConfigJsonFile'], 'give dockerConfigJson or dockerConfigJsonFile, not both', true)
+    if (has('password') && has('passwordFile')) at(['registry', 'passwordFile'], 'give password or passwordFile, not both', true)
+    if (has('username') && !has('password') && !has('passwordFile')) at(['registry', 'username'], 'a username needs password or passwordFile', true)
+    if (!has('username') && (has('password') || has('passwordFile'))) {
+      at(['registry', has('password') ? 'password' : 'passwordFile'], 'a password needs a username', true)
+    }
   }
   if (has('username')) out.username = str(r.username)
   if (has('password')) out.password = str(r.password)

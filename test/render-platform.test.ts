@@ -1,0 +1,373 @@
+import {X509Certificate} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
+import {describe, expect, it} from 'vitest'
+import {parseAllDocuments} from 'yaml'
+import {KpiError} from '../src/errors.js'
+import {imageReferences, walkStrings} from '../src/render/guard.js'
+import {renderPlatform} from '../src/render/render.js'
+import {STAGES, type KubeObject, type RenderedObject} from '../src/render/types.js'
+import {toYaml} from '../src/render/yaml.js'
+import {CANARY, caFile, lock13, lock17, lockImages, reverseKeys, values} from './fixtures/render/helpers.js'
+
+const find = (objs: RenderedObject[], kind: string, name: string, namespace?: string): KubeObject | undefined =>
+  objs.map((o) => o.object).find((o) => o.kind === kind && o.metadata.name === name && o.metadata.namespace === namespace)
+
+const must = (objs: RenderedObject[], kind: string, name: string, namespace?: string): KubeObject => {
+  const o = find(objs, kind, name, namespace)
+  if (!o) throw new Error(`no ${kind} ${namespace ?? ''}/${name} rendered`)
+  return o
+}
+
+type Container = {name: string; image: string; env?: Array<{name: string; value?: string; valueFrom?: unknown}>; volumeMounts?: Array<{name: string; mountPath: string}>}
+type PodSpec = {containers: Container[]; volumes?: Array<{name: string; configMap?: {name: string}}>; nodeSelector?: Record<string, string>; tolerations?: unknown[]}
+const podSpec = (d: KubeObject): PodSpec => (d as unknown as {spec: {template: {spec: PodSpec}}}).spec.template.spec
+const envOf = (d: KubeObject): Map<string, {value?: string; valueFrom?: unknown}> =>
+  new Map((podSpec(d).containers[0]!.env ?? []).map((e) => [e.name, e]))
+
+describe('renderPlatform: output model', () => {
+  it('labels every object with kpi and its stage, in install order', async () => {
+    const {objects} = renderPlatform(await lock17(), await values())
+    expect(objects.length).toBeGreaterThan(40)
+    let last = 0
+    for (const {stage, object} of objects) {
+      expect(object.metadata.labels['app.kubernetes.io/managed-by']).toBe('kpi')
+      expect(object.metadata.labels['kpi.dev/stage']).toBe(stage)
+      expect(object.metadata.annotations).toBeTypeOf('object')
+      const i = STAGES.indexOf(stage)
+      expect(i).toBeGreaterThanOrEqual(last)
+      last = i
+    }
+    // the first object of each kind of dependency comes before what needs it
+    const idx = (kind: string, name: string, ns?: string) => objects.findIndex((o) => o.object.kind === kind && o.object.metadata.name === name && o.object.metadata.namespace === ns)
+    expect(idx('Namespace', 'kpack')).toBe(0)
+    expect(idx('CustomResourceDefinition', 'clusterstacks.kpack.io')).toBeLessThan(idx('ClusterStack', 'base'))
+    expect(idx('ClusterStack', 'base')).toBeLessThan(idx('ClusterBuilder', 'base'))
+    expect(idx('Namespace', 'payments')).toBeLessThan(idx('Builder', 'java-only', 'payments'))
+  })
+
+  it('renders kpack as its release does: names, service accounts, ConfigMaps, webhooks', async () => {
+    const lock = await lock13()
+    const {objects} = renderPlatform(lock, await values())
+    const controller = must(objects, 'Deployment', 'kpack-controller', 'kpack')
+    expect(podSpec(controller).containers[0]!.image).toBe(lock.kpack.images.controller)
+    expect((podSpec(controller) as {serviceAccountName?: string}).serviceAccountName).toBe('controller')
+    const env = envOf(controller)
+    for (const [envName, cm] of [['BUILD_INIT_IMAGE', 'build-init-image'], ['BUILD_WAITER_IMAGE', 'build-waiter-image'], ['REBASE_IMAGE', 'rebase-image'], ['COMPLETION_IMAGE', 'completion-image']] as const) {
+      expect(env.get(envName)?.valueFrom).toEqual({configMapKeyRef: {name: cm, key: 'image'}})
+      expect(must(objects, 'ConfigMap', cm, 'kpack').data).toHaveProperty('image')
+    }
+    expect((must(objects, 'ConfigMap', 'build-init-image', 'kpack').data as {image: string}).image).toBe(lock.kpack.images.buildInit)
+    const webhook = must(objects, 'Deployment', 'kpack-webhook', 'kpack')
+    expect(podSpec(webhook).containers[0]!.image).toBe(lock.kpack.images.webhook)
+    const svc = must(objects, 'Service', 'kpack-webhook', 'kpack') as unknown as {spec: {ports: Array<{port: number; targetPort: number}>}}
+    expect(svc.spec.ports[0]).toMatchObject({port: 443, targetPort: 8443})
+    expect(find(objects, 'Secret', 'webhook-certs', 'kpack')).toBeDefined()
+    for (const [kind, name] of [['MutatingWebhookConfiguration', 'defaults.webhook.kpack.io'], ['ValidatingWebhookConfiguration', 'validation.webhook.kpack.io']] as const) {
+      const w = must(objects, kind, name) as unknown as {webhooks: Array<Record<string, unknown>>}
+      expect(w.webhooks[0]).toMatchObject({name, failurePolicy: 'Fail', sideEffects: 'None', clientConfig: {service: {name: 'kpack-webhook', namespace: 'kpack'}}})
+      // as kpack ships them: the webhook fills in rules and caBundle when it runs
+      expect(w.webhooks[0]!.rules).toBeUndefined()
+    }
+    for (const name of ['kpack-controller-admin', 'kpack-webhook-mutatingwebhookconfiguration-admin']) expect(find(objects, 'ClusterRole', name)).toBeDefined()
+    expect(find(objects, 'Role', 'kpack-webhook-certs-admin', 'kpack')).toBeDefined()
+    for (const kind of ['Image', 'Build', 'Builder', 'ClusterBuilder', 'ClusterStore', 'ClusterStack', 'SourceResolver']) {
+      const crd = objects.find((o) => o.object.kind === 'CustomResourceDefinition' && (o.object.spec as {names: {kind: string}}).names.kind === kind)
+      expect(crd, kind).toBeDefined()
+      const versions = (crd!.object.spec as {versions: Array<{name: string; storage: boolean}>}).versions
+      expect(versions.find((v) => v.storage)?.name).toBe('v1alpha2')
+    }
+  })
+
+  it('takes replicas, resources, nodeSelector, tolerations and failurePolicy from the values', async () => {
+    const v = await values()
+    v.kpack.webhook.failurePolicy = 'Ignore'
+    v.kpack.webhook.replicas = 3
+    const {objects} = renderPlatform(await lock13(), v)
+    const c = must(objects, 'Deployment', 'kpack-controller', 'kpack') as unknown as {spec: {replicas: number}}
+    expect(c.spec.replicas).toBe(2)
+    const spec = podSpec(c as unknown as KubeObject)
+    expect(spec.nodeSelector).toEqual({'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/platform': 'true'})
+    expect(spec.tolerations).toEqual([{key: 'platform', operator: 'Exists', effect: 'NoSchedule'}])
+    expect((spec.containers[0] as unknown as {resources: unknown}).resources).toEqual({requests: {cpu: '100m', memory: '512Mi'}, limits: {memory: '1Gi'}})
+    expect((must(objects, 'Deployment', 'kpack-webhook', 'kpack') as unknown as {spec: {replicas: number}}).spec.replicas).toBe(3)
+    const w = must(objects, 'ValidatingWebhookConfiguration', 'validation.webhook.kpack.io') as unknown as {webhooks: Array<{failurePolicy: string}>}
+    expect(w.webhooks[0]!.failurePolicy).toBe('Ignore')
+  })
+
+  it('kpack < 0.17 gets the lifecycle-image ConfigMap, >= 0.17 the ClusterLifecycle default-lifecycle', async () => {
+    const old = await lock13()
+    const r13 = renderPlatform(old, await values()).objects
+    const cm = must(r13, 'ConfigMap', 'lifecycle-image', 'kpack')
+    expect((cm.data as {image: string}).image).toBe(old.lifecycle.image)
+    expect(r13.find((o) => o.object === cm)?.stage).toBe('lifecycle')
+    expect(r13.some((o) => o.object.kind === 'ClusterLifecycle')).toBe(false)
+    expect(find(r13, 'CustomResourceDefinition', 'clusterlifecycles.kpack.io')).toBeUndefined()
+
+    const cur = await lock17()
+    const r17 = renderPlatform(cur, await values()).objects
+    const cl = must(r17, 'ClusterLifecycle', 'default-lifecycle')
+    expect(cl.apiVersion).toBe('kpack.io/v1alpha2')
+    expect((cl.spec as {image: string}).image).toBe(cur.lifecycle.image)
+    expect(r17.find((o) => o.object === cl)?.stage).toBe('lifecycle')
+    expect(find(r17, 'ConfigMap', 'lifecycle-image', 'kpack')).toBeUndefined()
+    expect(find(r17, 'CustomResourceDefinition', 'clusterlifecycles.kpack.io')).toBeDefined()
+    const rules = (must(r17, 'ClusterRole', 'kpack-controller-admin').rules as Array<{resources: string[]}>)[0]!.resources
+    expect(rules).toContain('clusterlifecycles')
+
+    // the boundary: a 0.17 pre-release already has ClusterLifecycle, 0.16 does not
+    const rc = await lock13()
+    rc.kpack.version = '0.17.0-rc.1'
+    expect(find(renderPlatform(rc, await values()).objects, 'ClusterLifecycle', 'default-lifecycle')).toBeDefined()
+    rc.kpack.version = '0.16.4'
+    expect(find(renderPlatform(rc, await values()).objects, 'ClusterLifecycle', 'default-lifecycle')).toBeUndefined()
+  })
+
+  it('renders stacks, stores and builders with tags under the registry and the push service account', async () => {
+    const lock = await lock13()
+    const {objects} = renderPlatform(lock, await values())
+    expect(must(objects, 'ClusterStack', 'base').spec).toEqual({
+      id: 'io.buildpacks.stacks.jammy',
+      buildImage: {image: lock.stacks[0]!.buildImage},
+      runImage: {image: lock.stacks[0]!.runImage},
+      serviceAccountRef: {name: 'kp-default-repository-serviceaccount', namespace: 'kpack'},
+    })
+    expect((must(objects, 'ClusterStore', 'default').spec as {sources: unknown}).sources).toEqual(lock.stores[0]!.sources)
+    expect(must(objects, 'ClusterBuilder', 'base').spec).toEqual({
+      tag: 'registry.corp.example:5000/platform/kpack/builders/base',
+      stack: {kind: 'ClusterStack', name: 'base'},
+      store: {kind: 'ClusterStore', name: 'default'},
+      order: [{group: [{id: 'paketo-buildpacks/java'}]}, {group: [{id: 'paketo-buildpacks/nodejs', version: '1.2.3', optional: true}]}],
+      serviceAccountRef: {name: 'kp-default-repository-serviceaccount', namespace: 'kpack'},
+    })
+    const sa = must(objects, 'ServiceAccount', 'kp-default-repository-serviceaccount', 'kpack')
+    expect(sa.secrets).toEqual([{name: 'kp-default-repository-secret'}])
+    expect(sa.imagePullSecrets).toEqual([{name: 'kp-default-repository-secret'}])
+    const secret = must(objects, 'Secret', 'kp-default-repository-secret', 'kpack')
+    expect(secret.type).toBe('kubernetes.io/dockerconfigjson')
+    const cfg = JSON.parse(Buffer.from((secret.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString()) as {auths: Record<string, {auth: string}>}
+    expect(Buffer.from(cfg.auths['registry.corp.example:5000']!.auth, 'base64').toString()).toBe(`robot$kpi:${CANARY}`)
+    expect(must(objects, 'ConfigMap', 'kp-config', 'kpack').data).toMatchObject({
+      'default.repository': 'registry.corp.example:5000/platform/kpack',
+      'default.repository.serviceaccount': 'kp-default-repository-serviceaccount',
+      'default.repository.serviceaccount.namespace': 'kpack',
+    })
+  })
+
+  it('gives each team a namespace, a service account with the registry secret, RBAC and its builders', async () => {
+    const lock = await lock13()
+    lock.builders.push({name: 'web-special', stack: 'base', store: 'default', namespace: 'team-web', order: [{group: [{id: 'paketo-buildpacks/nodejs'}]}]})
+    const {objects} = renderPlatform(lock, await values())
+    for (const ns of ['payments', 'team-web']) {
+      expect(find(objects, 'Namespace', ns)).toBeDefined()
+      const sa = must(objects, 'ServiceAccount', 'kpi-builds', ns)
+      expect(sa.secrets).toEqual([{name: 'kpi-registry-credentials'}])
+      expect(sa.imagePullSecrets).toEqual([{name: 'kpi-registry-credentials'}])
+      expect(must(objects, 'Secret', 'kpi-registry-credentials', ns).type).toBe('kubernetes.io/dockerconfigjson')
+      expect(must(objects, 'RoleBinding', 'kpi-team-builds', ns).roleRef).toMatchObject({kind: 'ClusterRole', name: 'kpi-team-builds'})
+    }
+    const crb = must(objects, 'ClusterRoleBinding', 'kpi-team-cluster-builders-payments')
+    expect(crb.subjects).toContainEqual({kind: 'Group', name: 'payments-devs', apiGroup: 'rbac.authorization.k8s.io'})
+    expect(crb.subjects).toContainEqual({kind: 'ServiceAccount', name: 'kpi-builds', namespace: 'payments'})
+    const read = (must(objects, 'ClusterRole', 'kpi-team-cluster-builders').rules as Array<{resources: string[]; verbs: string[]}>)[0]!
+    expect(read.resources).toEqual(expect.arrayContaining(['clusterbuilders', 'clusterstacks', 'clusterstores']))
+    expect(read.verbs).toEqual(['get', 'list', 'watch'])
+    const manage = (must(objects, 'ClusterRole', 'kpi-team-builds').rules as Array<{resources: string[]}>)[0]!
+    expect(manage.resources).toEqual(expect.arrayContaining(['images', 'builds', 'builders', 'sourceresolvers']))
+    expect(must(objects, 'Builder', 'java-only', 'payments').spec).toMatchObject({
+      tag: 'registry.corp.example:5000/platform/kpack/builders/payments/java-only',
+      serviceAccountName: 'kpi-builds',
+      stack: {kind: 'ClusterStack', name: 'base'},
+    })
+    // a lock builder with a namespace becomes that team's Builder, not a ClusterBuilder
+    expect(find(objects, 'Builder', 'web-special', 'team-web')).toBeDefined()
+    expect(find(objects, 'ClusterBuilder', 'web-special')).toBeUndefined()
+  })
+
+  it('refuses builders naming a stack, store or namespace the lock and values do not have', async () => {
+    const lock = await lock13()
+    lock.builders.push({name: 'lost', stack: 'nope', store: 'default', namespace: 'nowhere', order: [{group: [{id: 'x'}]}]})
+    try {
+      renderPlatform(lock, await values())
+      expect.unreachable()
+    } catch (e) {
+      expect(e).toBeInstanceOf(KpiError)
+      expect((e as KpiError).kind).toBe('input')
+      expect((e as KpiError).message).toMatch(/stack "nope" is not a stack of the lock/)
+      expect((e as KpiError).message).toMatch(/namespace "nowhere" is not the namespace of a team/)
+    }
+  })
+})
+
+describe('renderPlatform: determinism', () => {
+  it('gives byte-identical YAML across runs and whatever the key order of the inputs', async () => {
+    const a = toYaml(renderPlatform(await lock17(), await values()).objects)
+    const b = toYaml(renderPlatform(await lock17(), await values()).objects)
+    expect(b).toBe(a)
+    const c = toYaml(renderPlatform(reverseKeys(await lock17()), reverseKeys(await values())).objects)
+    expect(c).toBe(a)
+    // and of the order of stacks/stores/builders/teams, which carry no meaning
+    const lock = await lock17()
+    lock.stacks.push({...lock.stacks[0]!, name: 'aaa-first'})
+    const lockRev = structuredClone(lock)
+    lockRev.stacks.reverse()
+    const v = await values()
+    const vRev = structuredClone(v)
+    vRev.teams.reverse()
+    expect(toYaml(renderPlatform(lockRev, vRev).objects)).toBe(toYaml(renderPlatform(lock, v).objects))
+    // the YAML round-trips to the same objects, one document each
+    const docs = parseAllDocuments(a)
+    expect(Array.isArray(docs) ? docs.length : 0).toBe(renderPlatform(await lock17(), await values()).objects.length)
+  })
+})
+
+describe('renderPlatform: air gap', () => {
+  it('writes only digest references from the lock, wherever a string holds one', async () => {
+    for (const lock of [await lock13(), await lock17()]) {
+      const {objects} = renderPlatform(lock, await values())
+      const allowed = new Set(lockImages(lock))
+      const found = imageReferences(objects)
+      expect(found.length).toBeGreaterThan(10)
+      for (const f of found) expect(allowed, `${f.ref} at ${f.object}: ${f.path}`).toContain(f.ref)
+      // and every image of the lock is used somewhere
+      expect(new Set(found.map((f) => f.ref))).toEqual(allowed)
+      // independently of the walker: any string holding a digest anywhere is one of the lock's
+      for (const {object} of objects) {
+        walkStrings(object, (s, path) => {
+          if (/sha256:[a-f0-9]{64}/.test(s)) expect(allowed, `${object.kind} ${object.metadata.name}: ${path}`).toContain(s)
+        })
+      }
+    }
+  })
+
+  it('refuses a lock with a reference outside the registry, naming it and where it goes', async () => {
+    const lock = await lock13()
+    const outside = 'docker.io/paketobuildpacks/run-jammy-base@sha256:' + 'a'.repeat(64)
+    lock.stacks[0]!.runImage = outside
+    try {
+      renderPlatform(lock, await values())
+      expect.unreachable()
+    } catch (e) {
+      expect(e).toBeInstanceOf(KpiError)
+      expect((e as KpiError).kind).toBe('input')
+      const m = (e as KpiError).message
+      expect(m).toContain(outside)
+      expect(m).toContain('ClusterStack base: spec.runImage.image')
+      expect(m).toContain('not under registry.corp.example:5000/platform/kpack')
+      expect(m.split('\n')).toHaveLength(2)
+    }
+  })
+
+  it('refuses tag references and names every offender, including helper images in ConfigMaps', async () => {
+    const lock = await lock13()
+    lock.kpack.images.rebase = 'registry.corp.example:5000/platform/kpack/kpack/rebase:0.13.2'
+    lock.lifecycle.image = 'registry.corp.example:5000/elsewhere/lifecycle@sha256:' + 'b'.repeat(64)
+    try {
+      renderPlatform(lock, await values())
+      expect.unreachable()
+    } catch (e) {
+      const m = (e as KpiError).message
+      expect(m).toMatch(/^2 image references are not/)
+      expect(m).toContain('kpack/rebase:0.13.2 (not pinned by digest) at ConfigMap kpack/rebase-image: data.image')
+      expect(m).toContain('elsewhere/lifecycle@sha256:')
+      expect(m).toContain('ConfigMap kpack/lifecycle-image: data.image')
+    }
+  })
+})
+
+describe('renderPlatform: credentials', () => {
+  it('puts the registry password only in Secret data', async () => {
+    const {objects} = renderPlatform(await lock17(), await values())
+    const needles = [CANARY, Buffer.from(CANARY).toString('base64'), Buffer.from(`robot$kpi:${CANARY}`).toString('base64')]
+    let secretsWithIt = 0
+    for (const {object} of objects) {
+      walkStrings(object, (s, path) => {
+        const inSecretData = object.kind === 'Secret' && /^(data|stringData)\./.test(path)
+        if (inSecretData) {
+          if (Buffer.from(s, 'base64').toString().includes(CANARY)) secretsWithIt++
+          return
+        }
+        for (const n of needles) expect(s.includes(n), `${object.kind} ${object.metadata.name}: ${path}`).toBe(false)
+      })
+    }
+    // kpack namespace and both team namespaces
+    expect(secretsWithIt).toBe(3)
+    const yaml = toYaml(objects)
+    expect(yaml).not.toContain(CANARY)
+  })
+
+  it('keeps a proxy password in a Secret and refers to it from the env', async () => {
+    const v = await values()
+    v.proxy = {httpProxy: 'http://user:proxy-s3cret-99@proxy.corp.example:3128', noProxy: []}
+    const {objects} = renderPlatform(await lock17(), v)
+    for (const {object} of objects) {
+      walkStrings(object, (s, path) => {
+        if (object.kind === 'Secret' && path.startsWith('data.')) return
+        expect(s, `${object.kind} ${object.metadata.name}: ${path}`).not.toContain('proxy-s3cret-99')
+      })
+    }
+    const env = envOf(must(objects, 'Deployment', 'kpack-controller', 'kpack'))
+    expect(env.get('HTTP_PROXY')?.valueFrom).toEqual({secretKeyRef: {name: 'kpi-proxy', key: 'HTTP_PROXY'}})
+    const secret = must(objects, 'Secret', 'kpi-proxy', 'kpack')
+    expect(Buffer.from((secret.data as Record<string, string>).HTTP_PROXY!, 'base64').toString()).toBe('http://user:proxy-s3cret-99@proxy.corp.example:3128')
+  })
+})
+
+describe('renderPlatform: CA certificates and proxy', () => {
+  it('brings the CA and the proxy to the kpack controller, keeping the system CAs and cluster traffic direct', async () => {
+    const {objects} = renderPlatform(await lock13(), await values())
+    const controller = must(objects, 'Deployment', 'kpack-controller', 'kpack')
+    const env = envOf(controller)
+    expect(env.get('HTTP_PROXY')?.value).toBe('http://proxy.corp.example:3128')
+    expect(env.get('https_proxy')?.value).toBe('http://proxy.corp.example:3128')
+    const noProxy = env.get('NO_PROXY')!.value!.split(',')
+    expect(env.get('no_proxy')?.value).toBe(env.get('NO_PROXY')?.value)
+    for (const e of ['.corp.example', '10.0.0.0/8', '.svc', '.cluster.local', 'kubernetes.default', '10.96.0.0/12', '127.0.0.1', 'localhost']) expect(noProxy).toContain(e)
+    expect(new Set(noProxy).size).toBe(noProxy.length)
+    // CA: its own directory added to Go's default directories; SSL_CERT_FILE left alone
+    const dirs = env.get('SSL_CERT_DIR')!.value!.split(':')
+    expect(dirs).toContain('/etc/ssl/certs')
+    expect(env.has('SSL_CERT_FILE')).toBe(false)
+    const spec = podSpec(controller)
+    const mount = spec.containers[0]!.volumeMounts!.find((m) => dirs.includes(m.mountPath))!
+    expect(mount.mountPath).not.toBe('/etc/ssl/certs')
+    const vol = spec.volumes!.find((x) => x.name === mount.name)!
+    const cm = must(objects, 'ConfigMap', vol.configMap!.name, 'kpack')
+    const pem = Object.values(cm.data as Record<string, string>)[0]!
+    const want = new X509Certificate(await readFile(caFile))
+    expect(new X509Certificate(pem).fingerprint256).toBe(want.fingerprint256)
+  })
+
+  it('warns that build pods will not get the CA or proxy when the bundle has no injector', async () => {
+    const {warnings} = renderPlatform(await lock13(), await values())
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/no kpack\.images\.injector/)
+    expect(warnings[0]).toMatch(/build pods will not trust the CA or use the proxy/)
+    const v = await values()
+    v.caCerts = []
+    delete v.proxy
+    expect(renderPlatform(await lock13(), v).warnings).toEqual([])
+    v.caCerts = [await readFile(caFile, 'utf8')]
+    expect(renderPlatform(await lock13(), v).warnings[0]).toMatch(/build pods will not trust the CA;/)
+  })
+
+  it('renders the injector for build pods when the bundle ships one', async () => {
+    const lock = await lock17()
+    const {objects, warnings} = renderPlatform(lock, await values())
+    expect(warnings).toEqual([])
+    const d = must(objects, 'Deployment', 'kpi-injector', 'kpack')
+    expect(podSpec(d).containers[0]!.image).toBe(lock.kpack.images.injector)
+    const env = envOf(d)
+    expect(env.get('INJECT_LABEL')?.value).toBe('kpack.io/build')
+    expect(env.get('INJECT_HTTPS_PROXY')?.value).toBe('http://proxy.corp.example:3128')
+    expect(env.get('INJECT_NO_PROXY')?.value).toContain('.svc')
+    expect(env.get('INJECT_CA_FILE')?.value).toMatch(/ca\.crt$/)
+    const w = must(objects, 'MutatingWebhookConfiguration', 'kpi-injector.kpi.dev') as unknown as {webhooks: Array<Record<string, unknown>>}
+    expect(w.webhooks[0]).toMatchObject({
+      objectSelector: {matchExpressions: [{key: 'kpack.io/build', operator: 'Exists'}]},
+      rules: [{apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods']}],
+      clientConfig: {service: {name: 'kpi-injector', namespace: 'kpack'}},
+      failurePolicy: 'Fail',
+    })
+    expect(find(objects, 'Service', 'kpi-injector', 'kpack')).toBeDefined()
+  })
+})

@@ -1,0 +1,184 @@
+import {execFile} from 'node:child_process'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {KpiError} from '../src/errors.js'
+import {makeCA} from '../src/sandbox/pki.js'
+import {loadValues, parseValues} from '../src/render/values.js'
+import {valuesSchema} from '../src/render/values-schema.js'
+import {caFile, valuesFile} from './fixtures/render/helpers.js'
+
+const run = promisify(execFile)
+let dir = ''
+let caPem = ''
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kpi-values-'))
+  caPem = await readFile(caFile, 'utf8')
+})
+afterAll(async () => {
+  await rm(dir, {recursive: true, force: true})
+})
+
+/** Writes `text` as values.yaml in the temp dir and returns the KpiError loadValues throws. */
+async function problemsOf(text: string, name = 'values.yaml'): Promise<KpiError> {
+  const file = join(dir, name)
+  await writeFile(file, text)
+  try {
+    await loadValues(file)
+  } catch (e) {
+    expect(e).toBeInstanceOf(KpiError)
+    expect((e as KpiError).kind).toBe('input')
+    return e as KpiError
+  }
+  throw new Error('loadValues accepted invalid values')
+}
+
+const indent = (s: string, n: number) => s.trimEnd().split('\n').map((l) => ' '.repeat(n) + l).join('\n')
+
+describe('values: accepted', () => {
+  it('loads the fixture with defaults filled and noProxy split', async () => {
+    const v = await loadValues(valuesFile)
+    expect(v.registry).toMatchObject({server: 'registry.corp.example:5000', repository: 'platform/kpack', username: 'robot$kpi'})
+    expect(v.caCerts).toHaveLength(1)
+    expect(v.proxy?.noProxy).toEqual(['.corp.example', '10.0.0.0/8'])
+    expect(v.cluster).toEqual({domain: 'cluster.local', serviceCIDR: ['10.96.0.0/12'], podCIDR: []})
+    expect(v.teams.map((t) => [t.name, t.namespace, t.serviceAccount])).toEqual([['payments', 'payments', 'kpi-builds'], ['web', 'team-web', 'kpi-builds']])
+    expect(v.kpack.webhook).toEqual({replicas: 1, failurePolicy: 'Fail'})
+    expect(v.kpack.controller.replicas).toBe(2)
+  })
+
+  it('reads passwordFile and dockerConfigJsonFile relative to the values file', async () => {
+    await writeFile(join(dir, 'pw.txt'), 'from-a-file\n')
+    await writeFile(join(dir, 'v-pw.yaml'), 'registry:\n  server: reg.example\n  repository: p\n  username: u\n  passwordFile: pw.txt\n')
+    expect((await loadValues(join(dir, 'v-pw.yaml'))).registry.password).toBe('from-a-file')
+    const cfg = JSON.stringify({auths: {'https://reg.example': {auth: Buffer.from('u:p').toString('base64')}}})
+    await writeFile(join(dir, 'config.json'), cfg)
+    await writeFile(join(dir, 'v-dc.yaml'), 'registry:\n  server: reg.example\n  repository: p\n  dockerConfigJsonFile: config.json\n')
+    expect((await loadValues(join(dir, 'v-dc.yaml'))).registry.dockerConfigJson).toBe(cfg)
+  })
+
+  it('accepts a CA bundle of several certificates made by openssl', async () => {
+    const a = await makeCA(join(dir, 'ca-a'), 'A')
+    const b = await makeCA(join(dir, 'ca-b'), 'B')
+    const v = await parseValues(`registry: {server: r.example, repository: p}\ncaCerts:\n  - |\n${indent(a.certPem + b.certPem, 4)}\n`, 'v.yaml')
+    expect(v.caCerts).toHaveLength(1)
+  })
+})
+
+describe('values: problems name the field and line', () => {
+  it('a misspelt field, with a suggestion', async () => {
+    const e = await problemsOf(['registry:', '  server: r.example', '  repository: p', '  usrname: robot', '  password: hunter2-secret', ''].join('\n'))
+    expect(e.message).toBe(`${join(dir, 'values.yaml')}:4:3: registry.usrname: unknown field (did you mean username?)`)
+    // the message never carries values: the file holds credentials
+    expect(e.message).not.toContain('hunter2')
+  })
+
+  it('a wrong type', async () => {
+    const e = await problemsOf(['registry: {server: r.example, repository: p}', 'kpack:', '  controller:', '    replicas: two', ''].join('\n'))
+    expect(e.message).toMatch(/values\.yaml:4:15: kpack\.controller\.replicas: expected an integer, got a string$/)
+  })
+
+  it('a malformed PEM certificate', async () => {
+    const broken = caPem.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!notbase64!!!!!!!')
+    const e = await problemsOf(`registry: {server: r.example, repository: p}\ncaCerts:\n  - |\n${indent(caPem, 4)}\n  - |\n${indent(broken, 4)}\n`)
+    // the second list item's block scalar starts at its `|` indicator
+    const second = 4 + caPem.trimEnd().split('\n').length
+    expect(e.message).toMatch(new RegExp(`values\\.yaml:${second}:5: caCerts\\[1\\]: malformed PEM: block 1 is not a valid X\\.509 certificate$`))
+  })
+
+  it('a private key where a certificate belongs, and text that is no PEM at all', async () => {
+    const e = await problemsOf('registry: {server: r.example, repository: p}\ncaCerts:\n  - "-----BEGIN PRIVATE KEY-----\\nMIIB\\n-----END PRIVATE KEY-----"\n  - just text\n')
+    expect(e.message).toContain('3:5: caCerts[0]: malformed PEM: block 1 is a PRIVATE KEY, not a CERTIFICATE')
+    expect(e.message).toContain('4:5: caCerts[1]: malformed PEM: no PEM certificate')
+  })
+
+  it('a proxy without a scheme', async () => {
+    const e = await problemsOf('registry: {server: r.example, repository: p}\nproxy:\n  httpsProxy: proxy.corp:3128\n')
+    expect(e.message).toMatch(/values\.yaml:3:15: proxy\.httpsProxy: must be a URL with a scheme, e\.g\. http:\/\/proxy\.corp:3128$/)
+  })
+
+  it('collects every problem of a file, in line order, with a count', async () => {
+    const text = [
+      'registry:', //                 1
+      '  server: r.example', //       2
+      '  repositry: p', //            3  misspelt, and repository is then missing
+      'caCerts: ["not a cert"]', //   4
+      'proxy:', //                    5
+      '  httpProxy: proxy:3128', //   6
+      'teams:', //                    7
+      '  - name: Bad_Name', //        8
+      '    replicas: 2', //           9
+      'kpack:', //                    10
+      '  webhook:', //                11
+      '    failurePolicy: Sometimes', // 12
+      '',
+    ].join('\n')
+    const e = await problemsOf(text)
+    const lines = e.message.split('\n')
+    expect(lines[0]).toMatch(/values\.yaml: 7 problems in the values file$/)
+    const body = lines.slice(1).map((l) => l.trim().replace(`${join(dir, 'values.yaml')}:`, ''))
+    expect(body).toEqual([
+      '2:3: registry: missing required field repository',
+      '3:3: registry.repositry: unknown field (did you mean repository?)',
+      '4:11: caCerts[0]: malformed PEM: no PEM certificate (expected -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)',
+      '6:14: proxy.httpProxy: must be a URL with a scheme, e.g. http://proxy.corp:3128',
+      '8:11: teams[0].name: invalid value: expected a DNS label: lowercase letters, digits and -, starting and ending with a letter or digit',
+      '9:5: teams[0].replicas: unknown field (known: name, namespace, serviceAccount, subjects, builders)',
+      '12:20: kpack.webhook.failurePolicy: must be one of Fail, Ignore',
+    ])
+    expect((e.details as {problems: unknown[]}).problems).toHaveLength(7)
+  })
+
+  it('credentials: alternatives that exclude each other, and a docker config without the server', async () => {
+    let e = await problemsOf('registry:\n  server: r.example\n  repository: p\n  username: u\n')
+    expect(e.message).toMatch(/4:3: registry\.username: a username needs password or passwordFile$/)
+    e = await problemsOf('registry:\n  server: r.example\n  repository: p\n  username: u\n  password: pw-1234\n  dockerConfigJson: "{}"\n')
+    expect(e.message).toContain('registry.dockerConfigJson: give either username/password or a docker config, not both')
+    e = await problemsOf(`registry:\n  server: r.example\n  repository: p\n  dockerConfigJson: '{"auths": {"other.example": {"auth": "dTpzZWNyZXQtenp6"}}}'\n`)
+    expect(e.message).toMatch(/4:21: registry\.dockerConfigJson: no "auths" entry for r\.example/)
+    expect(e.message).not.toContain('dTpzZWNyZXQtenp6')
+    e = await problemsOf(`registry:\n  server: r.example\n  repository: p\n  dockerConfigJson: '{"auths": {secret-zzz'\n`)
+    expect(e.message).toMatch(/registry\.dockerConfigJson: not valid JSON/)
+    expect(e.message).not.toContain('secret-zzz')
+    e = await problemsOf('registry:\n  server: r.example\n  repository: p\n  username: u\n  passwordFile: missing.txt\n')
+    expect(e.message).toMatch(/5:17: registry\.passwordFile: cannot read .*missing\.txt \(ENOENT\)$/)
+  })
+
+  it('teams: duplicates and reserved namespaces; CIDRs', async () => {
+    const e = await problemsOf('registry: {server: r.example, repository: p}\ncluster:\n  serviceCIDR: [10.96.0.0/12, 10.96.0.0]\nteams:\n  - name: a\n  - name: b\n    namespace: a\n  - name: kpack\n')
+    expect(e.message).toContain('3:31: cluster.serviceCIDR[1]: expected a CIDR such as 10.96.0.0/12')
+    expect(e.message).toContain('7:16: teams[1].namespace: namespace a is already used by teams[0]')
+    expect(e.message).toContain('8:11: teams[2].name: namespace kpack is reserved')
+  })
+
+  it('YAML syntax errors and a missing file', async () => {
+    let e = await problemsOf('registry:\n  server: [unclosed\n')
+    expect(e.message).toMatch(/values\.yaml:\d+:\d+: YAML syntax: /)
+    e = await problemsOf('registry: {server: a, repository: p}\nregistry: {server: b, repository: p}\n')
+    expect(e.message).toMatch(/values\.yaml:2:1: YAML syntax: Map keys must be unique/)
+    await expect(loadValues(join(dir, 'nope.yaml'))).rejects.toThrow(/cannot read the values file \(ENOENT\)/)
+  })
+})
+
+describe('kpi values schema', () => {
+  it('prints the JSON schema, closed everywhere', async () => {
+    const root = join(import.meta.dirname, '..')
+    await run('npx', ['tsc', '-p', '.'], {cwd: root}).catch(() => undefined)
+    const {stdout} = await run(process.execPath, [join(root, 'bin/run.js'), 'values', 'schema'], {cwd: root})
+    const printed = JSON.parse(stdout) as typeof valuesSchema
+    expect(printed).toEqual(JSON.parse(JSON.stringify(valuesSchema)))
+    // every object schema with properties is closed, so typos are errors
+    const open: string[] = []
+    const visit = (s: unknown, path: string) => {
+      if (!s || typeof s !== 'object') return
+      const o = s as Record<string, unknown>
+      if (o.properties && o.additionalProperties !== false) open.push(path)
+      for (const [k, v] of Object.entries(o)) visit(v, `${path}/${k}`)
+    }
+    visit(printed, '')
+    expect(open).toEqual([])
+  })
+})
