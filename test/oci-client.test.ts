@@ -1,3 +1,4 @@
+import {execFile} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -5,6 +6,7 @@ import {join} from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {setFlagsFromString} from 'node:v8'
+import {promisify} from 'node:util'
 import {runInNewContext} from 'node:vm'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {KpiError} from '../src/errors.js'
@@ -17,6 +19,7 @@ import {freePort} from '../src/sandbox/procs.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 
 const MiB = 1024 * 1024
+const run = promisify(execFile)
 
 /** A deterministic stream of `size` bytes in fresh 256 KiB chunks (never held whole). */
 function generated(size: number, seed: number, tick?: () => void): Readable {
@@ -169,6 +172,24 @@ describe('OCI client against a real distribution registry', () => {
 
     // the blob comes back with its bytes
     expect((await collect(await client.getBlob(app, cfg.digest, cfg.size))).equals(config)).toBe(true)
+  })
+
+  it('writes what other tools read: skopeo sees the same manifest bytes', async () => {
+    const {stdout} = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/kpi/app:v1`], {encoding: 'buffer'})
+    const ours = await client.getManifest(app, 'v1')
+    expect(Buffer.from(stdout).equals(ours.bytes)).toBe(true)
+  })
+
+  it('fails an upload whose stream is shorter than the blob size with kind integrity', async () => {
+    const bytes = Buffer.from('short stream')
+    const err = await client.putBlob(app, sha256Digest(bytes), bytes.length + 10, () => Readable.from([bytes])).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).kind).toBe('integrity')
+    expect((err as KpiError).message).toBe(`blob ${reg.host}/kpi/app@${sha256Digest(bytes)}: the source stream did not give the ${bytes.length + 10} bytes the blob has`)
+    // a stream with the right length but other bytes is refused by the registry's own check
+    const err2 = await client.putBlob(app, sha256Digest('other bytes!'), bytes.length, () => Readable.from([bytes])).catch((e: unknown) => e)
+    expect((err2 as KpiError).kind).toBe('integrity')
+    expect((err2 as KpiError).message).toContain(sha256Digest('other bytes!'))
   })
 
   it('refuses a manifest pushed under a digest it does not hash to', async () => {

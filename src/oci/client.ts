@@ -13,7 +13,7 @@ import {algorithmOf, digestHex, digestOf, verifyingStream} from './digest.js'
 import {credentialResolver} from './dockerconfig.js'
 import {checkDigest, formatImage, formatRepo, isDigest} from './reference.js'
 import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
-import {backoffMs, defaultRetryPolicy, isConnectionReset, retryableStatus, withRetry, type RetryPolicy} from './retry.js'
+import {backoffMs, defaultRetryPolicy, errorCodes, isConnectionReset, retryableStatus, withRetry, type RetryPolicy} from './retry.js'
 import {createDispatcher, mapTransportError, registryBaseUrl, type ProxyOptions} from './transport.js'
 import {
   MediaTypes, manifestAccept,
@@ -378,7 +378,9 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
       try {
         res = await uploadOnce(repo, digest, size, open)
       } catch (e) {
-        const err = e instanceof KpiError ? e : mapTransportError(e, repo.registry)
+        const err = errorCodes(e).includes('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')
+          ? new KpiError('integrity', `blob ${formatRepo(repo)}@${digest}: the source stream did not give the ${size} bytes the blob has`, {hint: 'the source is truncated or its size is wrong; check the source', cause: e})
+          : e instanceof KpiError ? e : mapTransportError(e, repo.registry)
         // a token that expired during a long upload: refreshed by send(), worth one restart
         if (err.kind === 'auth' && !reauthed) {
           reauthed = true
