@@ -33,7 +33,9 @@ export interface ToArchiveOptions {
   bundle: LoadedBundle
   file: string
   /** reaches the source registries */
-  client: RegistryClient
+  client?: RegistryClient
+  /** read images from here instead of the registries (e.g. an OCI layout directory) */
+  source?: ImageSource
   /** a delta: leave out every blob this older bundle (or its relocated lock) already has */
   since?: LoadedBundle
   /** continue FILE.partial of an interrupted run */
@@ -91,7 +93,8 @@ export async function relocateToArchive(o: ToArchiveOptions): Promise<ToArchiveR
   const onEvent = o.onEvent ?? noProgress
   // images are read where the bundle (or lock) given says they are
   const bundle = o.bundle.bundle
-  const source = registrySource(o.client)
+  if (!o.source && !o.client) throw new KpiError('internal', 'relocateToArchive needs a client or a source')
+  const source = o.source ?? registrySource(o.client!)
   // the archive keeps the source names: the destination is chosen at import
   const roots = bundleRoots(bundle, (src) => src)
   onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${source.name}`})

@@ -1,0 +1,391 @@
+/**
+ * The archive format without registries: images come from an OCI layout directory written by the
+ * image generator (a real source through the same engine), and the archives are checked with
+ * kpi's reader, GNU tar, Python's tarfile and skopeo.
+ */
+import {execFile} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {copyFile, mkdtemp, open, readFile, readdir, rm, stat, truncate, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import * as tarStream from 'tar-stream'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {relocateToArchive} from '../src/archive/actions.js'
+import {secretReason} from '../src/archive/bundle-files.js'
+import {openOciLayout} from '../src/archive/layout.js'
+import {PartSet} from '../src/archive/parts.js'
+import {openArchive} from '../src/archive/reader.js'
+import {scanTar} from '../src/archive/scan.js'
+import {BLOCK, MAX_OCTAL_SIZE, fileHeader, parseHeader, parsePax, readNumber} from '../src/archive/tar.js'
+import {blobMember, type Toc} from '../src/archive/toc.js'
+import {verifyArchive} from '../src/archive/verify.js'
+import {loadBundle} from '../src/bundle/index.js'
+import type {LoadedBundle} from '../src/bundle/types.js'
+import {generateSample, writeBundleDir, type SampleResult} from '../src/imagegen/index.js'
+import {formatError} from '../src/errors.js'
+import type {ProgressEvent} from '../src/progress/events.js'
+
+const run = promisify(execFile)
+let dir: string
+let layout: string
+let v1: SampleResult
+let v2: SampleResult
+let b1: LoadedBundle
+let b2: LoadedBundle
+let whole: string
+/** the one line a user sees: message and hint */
+const failure = (p: Promise<unknown>): Promise<string> => p.then(() => 'no error', (e) => formatError(e))
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+const write = async (file: string, bundle: LoadedBundle, extra: Partial<Parameters<typeof relocateToArchive>[0]> = {}) => {
+  const {source} = await openOciLayout(layout)
+  return relocateToArchive({bundle, file, source, ...extra})
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kpi-archive-format-'))
+  layout = join(dir, 'layout')
+  v1 = await generateSample({version: 'v1', layoutDir: layout})
+  v2 = await generateSample({version: 'v2', layoutDir: layout})
+  b1 = await loadBundle(await writeBundleDir(v1.bundle('registry.example', 'sample'), join(dir, 'bundle-v1')))
+  b2 = await loadBundle(await writeBundleDir(v2.bundle('registry.example', 'sample'), join(dir, 'bundle-v2')))
+  whole = join(dir, 'v1.tar')
+  await write(whole, b1)
+})
+afterAll(async () => {
+  await rm(dir, {recursive: true, force: true})
+})
+
+describe('tar headers', () => {
+  it('round-trips a plain member header', () => {
+    const h = fileHeader('blobs/sha256/' + 'a'.repeat(64), 1234)
+    expect(h.length).toBe(BLOCK)
+    expect(parseHeader(h)).toMatchObject({name: 'blobs/sha256/' + 'a'.repeat(64), size: 1234, type: '0'})
+  })
+
+  it('puts a long name in the ustar prefix or a PAX path', () => {
+    const mid = 'kpi/bundle/' + 'd/'.repeat(60) + 'file.txt'
+    expect(parseHeader(fileHeader(mid, 1))!.name).toBe(mid)
+    const long = 'kpi/bundle/' + 'x'.repeat(300)
+    const h = fileHeader(long, 1)
+    expect(parseHeader(h.subarray(0, BLOCK))!.type).toBe('x')
+    const paxLen = parseHeader(h.subarray(0, BLOCK))!.size
+    expect(parsePax(h.subarray(BLOCK, BLOCK + paxLen)).path).toBe(long)
+  })
+
+  it('encodes sizes of 8 GiB and more as PAX size plus base-256', () => {
+    const size = 9 * 1024 ** 3 + 7
+    const h = fileHeader('blobs/sha256/' + 'b'.repeat(64), size)
+    const pax = parseHeader(h.subarray(0, BLOCK))!
+    expect(pax.type).toBe('x')
+    expect(parsePax(h.subarray(BLOCK, BLOCK + pax.size)).size).toBe(String(size))
+    const main = h.subarray(h.length - BLOCK)
+    expect(main[124]).toBe(0x80)
+    expect(readNumber(main, 124, 12)).toBe(size)
+    expect(parseHeader(main)!.size).toBe(size)
+    // just below the limit stays octal, no PAX
+    expect(fileHeader('x', MAX_OCTAL_SIZE).length).toBe(BLOCK)
+  })
+
+  it('writes a 9 GiB member that GNU tar, Python and kpi list with its size (sparse file, no 9 GiB written)', async () => {
+    const size = 9 * 1024 ** 3 + 5
+    const file = join(dir, 'big.tar')
+    const h = fileHeader('blobs/sha256/' + 'c'.repeat(64), size)
+    const f = await open(file, 'w')
+    await f.write(h, 0, h.length, 0)
+    const end = h.length + size + ((BLOCK - (size % BLOCK)) % BLOCK)
+    await f.write(Buffer.alloc(2 * BLOCK), 0, 2 * BLOCK, end)
+    await f.close()
+    const gnu = await run('tar', ['-tvf', file])
+    expect(gnu.stdout).toContain(String(size))
+    const py = await run('python3', ['-c', 'import sys,tarfile\nfor m in tarfile.open(sys.argv[1]): print(m.name, m.size)', file])
+    expect(py.stdout.trim()).toBe(`blobs/sha256/${'c'.repeat(64)} ${size}`)
+    const ps = await PartSet.open([file])
+    const scan = await scanTar(ps, file)
+    await ps.close()
+    expect(scan.members.map((m) => [m.name, m.size])).toEqual([[`blobs/sha256/${'c'.repeat(64)}`, size]])
+  })
+})
+
+describe('writing an archive', () => {
+  it('is a standard OCI layout tar: oci-layout first, the toc last, every image named in index.json', async () => {
+    const {stdout} = await run('tar', ['-tf', whole])
+    const names = stdout.trim().split('\n')
+    expect(names[0]).toBe('oci-layout')
+    expect(names.at(-1)).toBe('kpi/toc.json')
+    expect(names).toContain('index.json')
+    expect(names).toContain('kpi/bundle/bundle.yaml')
+    expect(names).toContain('kpi/bundle/README.txt')
+    expect(new Set(names).size).toBe(names.length)
+    const a = await openArchive(whole)
+    try {
+      expect(a.toc.bundle).toMatchObject({name: b1.bundle.metadata.name, version: b1.bundle.metadata.version})
+      expect(a.toc.images.map((i) => [i.path, i.digest])).toEqual(v1.images.map((i) => [i.path, i.digest]))
+      const run = a.toc.images.find((i) => i.path === 'stacks[0].runImage')!
+      expect(run.platforms.sort()).toEqual(['linux/amd64', 'linux/arm64'])
+      expect(a.toc.images.find((i) => i.path === 'kpack.images.controller')!.platforms).toEqual(['linux/amd64'])
+      expect(a.toc.external).toEqual([])
+      expect(a.toc.archivedBytes).toBe(a.toc.uniqueBytes)
+      for (const d of a.index.manifests) expect(a.toc.images.some((i) => i.name === d.annotations?.['org.opencontainers.image.ref.name'])).toBe(true)
+      expect((await readFile(whole)).toString('latin1')).not.toContain('.partial')
+    } finally {
+      await a.close()
+    }
+    await expect(stat(whole + '.partial')).rejects.toThrow()
+    expect((await verifyArchive(whole)).ok).toBe(true)
+  })
+
+  it('gives the same bytes every time', async () => {
+    const again = join(dir, 'again.tar')
+    await write(again, b1)
+    expect(sha(await readFile(again))).toBe(sha(await readFile(whole)))
+  })
+
+  it('lets skopeo read every image by its name with the same digest', async () => {
+    const a = await openArchive(whole)
+    const images = a.toc.images
+    await a.close()
+    for (const img of images) {
+      const {stdout} = await run('skopeo', ['inspect', '--raw', `oci-archive:${whole}:${img.name}`], {encoding: 'buffer', maxBuffer: 1 << 24})
+      expect(`sha256:${sha(stdout as unknown as Buffer)}`, img.path).toBe(img.digest)
+    }
+  })
+
+  it('resumes an interrupted run to the same bytes', async () => {
+    const file = join(dir, 'resumed.tar')
+    const ctl = new AbortController()
+    let copied = 0
+    const onEvent = (e: ProgressEvent) => {
+      if (e.type === 'blob' && e.action === 'copied' && ++copied === 7) ctl.abort()
+    }
+    await expect(write(file, b1, {signal: ctl.signal, onEvent})).rejects.toThrow(/interrupted/)
+    await expect(stat(file)).rejects.toThrow()
+    const partial = (await stat(file + '.partial')).size
+    expect(partial).toBeGreaterThan(0)
+    const events: ProgressEvent[] = []
+    const r = await write(file, b1, {resume: true, onEvent: (e) => events.push(e)})
+    expect(r.archive.resumed.blobs).toBe(7)
+    expect(events.some((e) => e.type === 'info' && /kept 7 blobs/.test(e.message))).toBe(true)
+    expect(sha(await readFile(file))).toBe(sha(await readFile(whole)))
+    await expect(stat(file + '.partial')).rejects.toThrow()
+  })
+
+  it('resumes from a partial file cut in the middle of a member, or with a damaged member', async () => {
+    const bytes = await readFile(whole)
+    const a = await openArchive(whole)
+    const layers = a.toc.blobs.filter((b) => b.size > 20_000)
+    const cutIn = a.members.get(blobMember(layers[3]!.digest))!
+    const damage = a.members.get(blobMember(layers[1]!.digest))!
+    await a.close()
+    const file = join(dir, 'cut.tar')
+    // a SIGKILL mid-write: the partial ends inside a member
+    await writeFile(file + '.partial', bytes.subarray(0, cutIn.offset + 1000))
+    const r = await write(file, b1, {resume: true})
+    expect(r.archive.resumed.blobs).toBeGreaterThan(2)
+    expect(sha(await readFile(file))).toBe(sha(bytes))
+    // a flipped byte in a kept member: it and everything after it is written again
+    const broken = Buffer.from(bytes.subarray(0, cutIn.offset))
+    broken[damage.offset + 100] = broken[damage.offset + 100]! ^ 0xff
+    await writeFile(file + '.partial', broken)
+    const r2 = await write(file, b1, {resume: true})
+    expect(r2.archive.resumed.blobs).toBeLessThan(r.archive.resumed.blobs)
+    expect(sha(await readFile(file))).toBe(sha(bytes))
+  })
+
+  it('splits into parts that concatenate to the whole archive, reads them, and names a missing part', async () => {
+    const size = (await stat(whole)).size
+    const base = join(dir, 'split.tar')
+    const r = await write(base, b1, {splitSize: Math.ceil(size / 5)})
+    expect(r.archive.files.map((f) => f.slice(dir.length + 1))).toEqual(['split.tar.part001', 'split.tar.part002', 'split.tar.part003', 'split.tar.part004', 'split.tar.part005'])
+    const joined = Buffer.concat(await Promise.all(r.archive.files.map((f) => readFile(f))))
+    expect(sha(joined)).toBe(sha(await readFile(whole)))
+    for (const name of [base, `${base}.part001`]) {
+      const v = await verifyArchive(name)
+      expect(v.ok, name).toBe(true)
+    }
+    expect(await failure(openArchive(`${base}.part002`))).toMatch(/is part 2 of a split archive: give the first part, .*split\.tar\.part001/)
+    const moved = join(dir, 'moved-part')
+    await copyFile(`${base}.part003`, moved)
+    await rm(`${base}.part003`)
+    await expect(openArchive(base)).rejects.toThrow(/split\.tar\.part003 is missing/)
+    await copyFile(moved, `${base}.part003`)
+    await rm(`${base}.part005`)
+    expect(await failure(openArchive(base))).toMatch(/truncated.*no part after .*split\.tar\.part004 is missing/)
+  })
+
+  it('writes a delta with only what the older version lacks', async () => {
+    const file = join(dir, 'delta.tar')
+    const r = await write(file, b2, {since: b1})
+    const a = await openArchive(file)
+    const full = join(dir, 'v2.tar')
+    await write(full, b2)
+    const f = await openArchive(full)
+    try {
+      expect(a.toc.since).toEqual({name: b1.bundle.metadata.name, version: b1.bundle.metadata.version})
+      const v1Blobs = new Set((await openArchive(whole).then(async (o) => {
+        const l = o.toc.blobs.map((b) => b.digest)
+        await o.close()
+        return l
+      })))
+      const changed = f.toc.blobs.filter((b) => !v1Blobs.has(b.digest))
+      const changedBytes = changed.reduce((s, b) => s + b.size, 0)
+      expect(a.toc.blobs.map((b) => b.digest).sort()).toEqual(changed.map((b) => b.digest).sort())
+      expect(a.toc.external.length).toBeGreaterThan(0)
+      expect(r.archive.bytes).toBeLessThanOrEqual(changedBytes * 1.01 + 64 * 1024)
+      expect((await verifyArchive(file)).ok).toBe(true)
+    } finally {
+      await a.close()
+      await f.close()
+    }
+  })
+})
+
+describe('reading an archive refuses what is wrong before anything is used', () => {
+  /** the members of the good archive, re-packed by tar-stream with a change */
+  const repack = async (name: string, edit: (entries: Array<{header: tarStream.Headers; data: Buffer}>) => void): Promise<string> => {
+    const entries: Array<{header: tarStream.Headers; data: Buffer}> = []
+    const ex = tarStream.extract()
+    const done = new Promise<void>((resolve, reject) => {
+      ex.on('entry', (header, stream, next) => {
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        stream.on('end', () => {
+          entries.push({header, data: Buffer.concat(chunks)})
+          next()
+        })
+      })
+      ex.on('finish', resolve)
+      ex.on('error', reject)
+    })
+    ex.end(await readFile(whole))
+    await done
+    edit(entries)
+    const pack = tarStream.pack()
+    const out: Buffer[] = []
+    pack.on('data', (c: Buffer) => out.push(c))
+    const ended = new Promise((r) => pack.on('end', r))
+    for (const e of entries) pack.entry(e.header, e.data)
+    pack.finalize()
+    await ended
+    const file = join(dir, name)
+    await writeFile(file, Buffer.concat(out))
+    return file
+  }
+  const readToc = (entries: Array<{header: tarStream.Headers; data: Buffer}>) => {
+    const t = entries.find((e) => e.header.name === 'kpi/toc.json')!
+    return {entry: t, toc: JSON.parse(t.data.toString()) as Toc}
+  }
+
+  it('accepts the unchanged re-pack (the checks below fail for their own reason)', async () => {
+    const file = await repack('same.tar', () => {})
+    const a = await openArchive(file)
+    await a.close()
+  })
+
+  it('a truncated archive', async () => {
+    const file = join(dir, 'truncated.tar')
+    await copyFile(whole, file)
+    await truncate(file, Math.floor((await stat(file)).size / 2))
+    await expect(openArchive(file)).rejects.toThrow(/truncated/)
+  })
+
+  it('a member with ../', async () => {
+    const file = await repack('dotdot.tar', (es) => es.splice(1, 0, {header: {name: '../../etc/evil', size: 4, type: 'file'}, data: Buffer.from('evil')}))
+    await expect(openArchive(file)).rejects.toThrow(/"\.\.\/\.\.\/etc\/evil" has a '\.\.' path component/)
+  })
+
+  it('an absolute path', async () => {
+    const file = await repack('abs.tar', (es) => es.splice(1, 0, {header: {name: '/etc/evil', size: 4, type: 'file'}, data: Buffer.from('evil')}))
+    await expect(openArchive(file)).rejects.toThrow(/"\/etc\/evil" has an absolute path/)
+  })
+
+  it('a symlink or a hard link', async () => {
+    const sym = await repack('symlink.tar', (es) => es.splice(1, 0, {header: {name: 'blobs/sha256/link', type: 'symlink', linkname: '/etc/passwd'}, data: Buffer.alloc(0)}))
+    await expect(openArchive(sym)).rejects.toThrow(/blobs\/sha256\/link" -> \/etc\/passwd is a symbolic link/)
+    const hard = await repack('hardlink.tar', (es) => es.splice(1, 0, {header: {name: 'x', type: 'link', linkname: 'oci-layout'}, data: Buffer.alloc(0)}))
+    await expect(openArchive(hard)).rejects.toThrow(/is a hard link/)
+  })
+
+  it('a duplicate member', async () => {
+    const file = await repack('dup.tar', (es) => {
+      const blob = es.find((e) => e.header.name.startsWith('blobs/'))!
+      es.splice(es.length - 1, 0, {header: {...blob.header}, data: Buffer.from('something else')})
+    })
+    await expect(openArchive(file)).rejects.toThrow(/appears twice/)
+  })
+
+  it('an oversized manifest', async () => {
+    const file = await repack('bigmanifest.tar', (es) => {
+      const {entry, toc} = readToc(es)
+      const huge = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', pad: 'x'.repeat(5 * 1024 * 1024)}))
+      const digest = `sha256:${sha(huge)}`
+      toc.manifests.push({digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: huge.length})
+      entry.data = Buffer.from(JSON.stringify(toc))
+      entry.header.size = entry.data.length
+      es.splice(1, 0, {header: {name: blobMember(digest), size: huge.length, type: 'file'}, data: huge})
+    })
+    await expect(openArchive(file)).rejects.toThrow(/is \d+ bytes, more than the 4194304 bytes a manifest may have/)
+  })
+
+  it('a missing kpi/toc.json or index.json', async () => {
+    const noToc = await repack('notoc.tar', (es) => es.splice(es.findIndex((e) => e.header.name === 'kpi/toc.json'), 1))
+    await expect(openArchive(noToc)).rejects.toThrow(/has no kpi\/toc\.json/)
+    const noIndex = await repack('noindex.tar', (es) => es.splice(es.findIndex((e) => e.header.name === 'index.json'), 1))
+    await expect(openArchive(noIndex)).rejects.toThrow(/has no index\.json/)
+  })
+})
+
+describe('verify', () => {
+  it('names a damaged blob and the images that use it', async () => {
+    const file = join(dir, 'flipped.tar')
+    await copyFile(whole, file)
+    const a = await openArchive(file)
+    const run = a.toc.images.find((i) => i.path === 'stacks[0].runImage')!
+    const shared = run.blobs.find((b) => b.size > 20_000 && a.toc.images.filter((i) => i.blobs.some((x) => x.digest === b.digest)).length > 1) ?? run.blobs.find((b) => b.size > 20_000)!
+    const m = a.members.get(blobMember(shared.digest))!
+    await a.close()
+    const f = await open(file, 'r+')
+    const byte = Buffer.alloc(1)
+    await f.read(byte, 0, 1, m.offset + 500)
+    byte[0] = byte[0]! ^ 0x01
+    await f.write(byte, 0, 1, m.offset + 500)
+    await f.close()
+    const v = await verifyArchive(file)
+    expect(v.ok).toBe(false)
+    expect(v.problems).toHaveLength(1)
+    expect(v.problems[0]).toMatchObject({digest: shared.digest, problem: 'damaged'})
+    expect(v.problems[0]!.images).toContain('stacks[0].runImage')
+  })
+})
+
+describe('bundle files', () => {
+  it('leave credentials out', () => {
+    expect(secretReason('README.txt', Buffer.from('hello'))).toBeUndefined()
+    expect(secretReason('values.yaml', Buffer.from('registry:\n  password: hunter2\n'))).toBeDefined()
+    expect(secretReason('docker/config.json', Buffer.from('{}'))).toBeDefined()
+    expect(secretReason('ca.pem', Buffer.from('-----BEGIN CERTIFICATE-----\n'))).toBeUndefined()
+    expect(secretReason('tls.pem', Buffer.from('-----BEGIN RSA PRIVATE KEY-----\n'))).toBeDefined()
+    expect(secretReason('auth.json', Buffer.from('{"auths": {"r": {"auth": "eDp5"}}}'))).toBeDefined()
+  })
+
+  it('travel in the archive, hidden and secret files left out with a warning', async () => {
+    const bdir = join(dir, 'bundle-extra')
+    await writeBundleDir(b1.bundle, bdir)
+    await writeFile(join(bdir, 'NOTES.md'), 'release notes\n')
+    await writeFile(join(bdir, '.dockerconfigjson'), '{"auths":{}}')
+    await writeFile(join(bdir, 'values.yaml'), 'password: hunter2\n')
+    const loaded = await loadBundle(bdir)
+    const events: ProgressEvent[] = []
+    const file = join(dir, 'extra.tar')
+    await write(file, loaded, {onEvent: (e) => events.push(e)})
+    const a = await openArchive(file)
+    expect(a.bundleFiles.map((f) => f.path)).toEqual(['bundle.yaml', 'NOTES.md', 'README.txt'])
+    await a.close()
+    const warnings = events.filter((e) => e.type === 'warning').map((e) => (e as {message: string}).message)
+    expect(warnings.join('\n')).toMatch(/\.dockerconfigjson left out/)
+    expect(warnings.join('\n')).toMatch(/values\.yaml left out/)
+    expect((await readFile(file)).includes('hunter2')).toBe(false)
+    expect((await readdir(dir)).includes('extra.tar.partial')).toBe(false)
+  })
+})
