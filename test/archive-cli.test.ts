@@ -1,0 +1,144 @@
+/**
+ * The archive from the command line, as a user runs it: `kpi tar inspect`, `kpi tar verify`, and a
+ * `kpi relocate --to-tar` killed with SIGKILL half-way and finished with --resume.
+ */
+import {execFile} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {copyFile, mkdtemp, open, readFile, rm, stat} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {fileURLToPath} from 'node:url'
+import {promisify} from 'node:util'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {relocateFromOciLayout, relocateToArchive} from '../src/archive/actions.js'
+import {openOciLayout} from '../src/archive/layout.js'
+import {openArchive} from '../src/archive/reader.js'
+import {blobMember} from '../src/archive/toc.js'
+import {loadBundle} from '../src/bundle/index.js'
+import {generateSample, writeBundleDir} from '../src/imagegen/index.js'
+import {createRegistryClient} from '../src/oci/client.js'
+import {isLoopbackRegistry} from '../src/oci/transport.js'
+import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+const sha = async (f: string) => createHash('sha256').update(await readFile(f)).digest('hex')
+let dir: string
+let file: string
+
+beforeAll(async () => {
+  // other modules may be mid-change: judge the build by the files these tests run
+  await run('npx', ['tsc', '-p', '.'], {cwd: root}).catch(() => undefined)
+  expect(existsSync(join(root, 'dist/commands/tar/inspect.js'))).toBe(true)
+  dir = await mkdtemp(join(tmpdir(), 'kpi-archive-cli-'))
+  const layout = join(dir, 'layout')
+  const v1 = await generateSample({version: 'v1', layoutDir: layout})
+  const bundle = await loadBundle(await writeBundleDir(v1.bundle('registry.example', 'sample'), join(dir, 'bundle')))
+  file = join(dir, 'v1.tar')
+  await relocateToArchive({bundle, file, source: (await openOciLayout(layout)).source})
+}, 300_000)
+
+afterAll(async () => {
+  await rm(dir, {recursive: true, force: true})
+})
+
+describe('kpi tar inspect', () => {
+  it('shows bundle, images, platforms and sizes', async () => {
+    const r = await kpi(['tar', 'inspect', file])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^build-service \S+ \(Bundle\) in .*v1\.tar, [\d.]+ [KM]i?B/m)
+    expect(r.stdout).toMatch(/stacks\[0\]\.runImage .*registry\.example\/sample\//)
+    expect(r.stdout).toMatch(/linux\/amd64, linux\/arm64/)
+    expect(r.stdout).toMatch(/\d+ images, \d+ manifests, \d+ blobs/)
+    const j = await kpi(['tar', 'inspect', file, '--json'])
+    expect(j.code).toBe(0)
+    const out = JSON.parse(j.stdout) as {ok: boolean; images: Array<{path: string; platforms: string[]}>; bundle: {files: Array<{path: string}>}}
+    expect(out.ok).toBe(true)
+    expect(out.images.find((i) => i.path === 'stacks[0].runImage')!.platforms.sort()).toEqual(['linux/amd64', 'linux/arm64'])
+    expect(out.bundle.files.map((f) => f.path)).toEqual(['bundle.yaml', 'README.txt'])
+  })
+
+  it('fails cleanly on a file that is not an archive', async () => {
+    const line = expectCleanFailure(await kpi(['tar', 'inspect', join(dir, 'nope.tar')]))
+    expect(line).toMatch(/archive .*nope\.tar not found/)
+    const notTar = join(dir, 'bundle', 'README.txt')
+    expect(expectCleanFailure(await kpi(['tar', 'inspect', notTar]))).toMatch(/bad tar header|truncated/)
+  })
+})
+
+describe('kpi tar verify', () => {
+  it('passes a good archive and names the damaged blob and its images otherwise', async () => {
+    const ok = await kpi(['tar', 'verify', file])
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(ok.stdout).toMatch(/^ok: build-service .* manifests and \d+ blobs .* match their digests/m)
+
+    const bad = join(dir, 'bad.tar')
+    await copyFile(file, bad)
+    const a = await openArchive(bad)
+    const img = a.toc.images.find((i) => i.path === 'lifecycle.image')!
+    const layer = img.blobs.filter((b) => b.size > 10_000 && a.toc.images.filter((i) => i.blobs.some((x) => x.digest === b.digest)).length === 1)[0]!
+    const m = a.members.get(blobMember(layer.digest))!
+    await a.close()
+    const f = await open(bad, 'r+')
+    await f.write(Buffer.from('X'), 0, 1, m.offset + 1234)
+    await f.close()
+    const r = await kpi(['tar', 'verify', bad])
+    expect(r.code).toBe(8)
+    expect(r.stderr).toContain(`damaged: blob ${layer.digest}`)
+    expect(r.stderr).toMatch(/used by lifecycle\.image/)
+    expect(expectCleanFailure(r)).toMatch(new RegExp(`is damaged: 1 problem, first ${layer.digest} \\(lifecycle\\.image\\)`))
+    const j = await kpi(['tar', 'verify', bad, '--json'])
+    expect(j.code).toBe(8)
+    expect(JSON.parse(j.stdout)).toMatchObject({ok: false, problems: [{digest: layer.digest, images: ['lifecycle.image']}]})
+  })
+})
+
+describe('kpi relocate --to-tar killed and resumed', () => {
+  let reg: Registry
+  afterAll(async () => {
+    await reg?.stop()
+  })
+
+  it('gives the same bytes as an uninterrupted run', async () => {
+    reg = await startRegistry({runDir: dir, name: 'src'})
+    // a bigger sample so the run lasts long enough to be killed half-way
+    const layout = join(dir, 'layout-big')
+    const big = await generateSample({version: 'v1', layoutDir: layout, scale: 12})
+    const bundleDir = await writeBundleDir(big.bundle(reg.host, 'sample'), join(dir, 'bundle-big'))
+    const loaded = await loadBundle(bundleDir)
+    const client = createRegistryClient({plainHttp: isLoopbackRegistry})
+    try {
+      await relocateFromOciLayout({bundle: loaded, dir: layout, toRepo: reg.host, client})
+    } finally {
+      await client.close()
+    }
+    const whole = join(dir, 'big-whole.tar')
+    const args = (f: string) => ['relocate', '-b', bundleDir, '--to-tar', f, '--plain-http', reg.host]
+    const first = await kpi(args(whole))
+    expect(first.code, first.stderr).toBe(0)
+    const total = (await stat(whole)).size
+
+    const killed = join(dir, 'big-killed.tar')
+    const {child, done} = startKpi(args(killed))
+    let size = 0
+    for (let i = 0; i < 3000 && size < total * 0.4; i++) {
+      await sleep(5)
+      size = await stat(`${killed}.partial`).then((s) => s.size, () => 0)
+    }
+    child.kill('SIGKILL')
+    const r = await done
+    expect(r.signal).toBe('SIGKILL')
+    expect(existsSync(killed)).toBe(false)
+    const partial = (await stat(`${killed}.partial`)).size
+    expect(partial).toBeGreaterThan(0)
+    expect(partial).toBeLessThan(total)
+
+    const resumed = await kpi([...args(killed), '--resume'])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(existsSync(`${killed}.partial`)).toBe(false)
+    expect(await sha(killed)).toBe(await sha(whole))
+  })
+})
