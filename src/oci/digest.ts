@@ -26,6 +26,8 @@ export interface VerifyOptions {
   size?: number
   /** what to call the content in the error, e.g. `registry/repo@sha256:...` */
   label?: string
+  /** bytes buffered on each side (default 1 MiB) */
+  highWaterMark?: number
 }
 
 /**
@@ -41,7 +43,9 @@ export class DigestVerifier extends Transform {
   bytes = 0
 
   constructor(expected: string, opts: VerifyOptions = {}) {
-    super()
+    // Larger buffers than node's 16 KiB default: when a download is piped into an upload, small
+    // buffers pause and resume both sockets every few chunks, which halves throughput.
+    super({highWaterMark: opts.highWaterMark ?? 1024 * 1024})
     this.expected = expected
     this.size = opts.size
     this.label = opts.label ?? expected
