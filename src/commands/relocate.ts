@@ -1,0 +1,120 @@
+import {writeFile, rename} from 'node:fs/promises'
+import {Flags} from '@oclif/core'
+import {loadBundle} from '../bundle/load.js'
+import {serializeBundle} from '../bundle/serialize.js'
+import type {Bundle} from '../bundle/types.js'
+import {KpiCommand} from '../cli/base.js'
+import {registryClientFromFlags, registryFlags} from '../cli/registry.js'
+import {KpiError} from '../errors.js'
+import {formatBytes, progressMode, withProgress} from '../progress/reporter.js'
+import type {RelocationSummary} from '../relocate/execute.js'
+import {parseDestination} from '../relocate/naming.js'
+import {registrySink, registrySource} from '../relocate/registry-endpoints.js'
+import {bundleRoots, relocate} from '../relocate/relocate.js'
+
+export default class Relocate extends KpiCommand {
+  static override description = `Copy every image of a bundle to another registry, or across the air gap through one archive file
+
+Registry to registry:      kpi relocate -b BUNDLE --to-repo REGISTRY/PREFIX --lock-output LOCK
+Into an archive:           kpi relocate -b BUNDLE --to-tar FILE [--since OLD] [--resume] [--split SIZE]
+Archive to a registry:     kpi relocate --from-tar FILE --to-repo REGISTRY/PREFIX --lock-output LOCK
+
+Each image goes to REGISTRY/PREFIX/<its source repository>; digests never change. Credentials
+come from the docker config (~/.docker/config.json or $DOCKER_CONFIG) or KPI_REGISTRY_USERNAME
+and KPI_REGISTRY_PASSWORD.`
+
+  static override flags = {
+    bundle: Flags.string({char: 'b', description: 'bundle directory or bundle.yaml (or a relocated lock)'}),
+    'to-repo': Flags.string({description: 'destination REGISTRY/PREFIX'}),
+    'to-tar': Flags.string({description: 'write an archive file for the air gap'}),
+    'from-tar': Flags.string({description: 'read images from an archive file (its first part, if split)'}),
+    'from-oci-layout': Flags.string({description: 'read the bundle images from an OCI image layout directory (e.g. written by skopeo)'}),
+    'lock-output': Flags.string({description: 'write the relocated lock (the bundle with every reference at the destination) here'}),
+    since: Flags.string({description: 'with --to-tar: a bundle or lock of the version the destination has; write only what it lacks'}),
+    resume: Flags.boolean({description: 'with --to-tar: continue an interrupted archive', default: false}),
+    split: Flags.string({description: 'with --to-tar: write parts of at most this size (e.g. 4GiB, 700MB)'}),
+    'no-referrers': Flags.boolean({description: 'leave signatures, SBOMs and attestations behind', default: false}),
+    ...registryFlags,
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Relocate)
+    const mode = progressMode(flags)
+    const referrers = !flags['no-referrers']
+    const toRepo = flags['to-repo']
+    if (flags['to-tar'] && toRepo) throw new KpiError('usage', 'give either --to-tar or --to-repo, not both')
+    if (!flags['to-tar'] && !toRepo) throw new KpiError('usage', 'missing destination', {hint: 'give --to-repo REGISTRY/PREFIX or --to-tar FILE'})
+    if (toRepo && !flags['lock-output']) throw new KpiError('usage', '--to-repo needs --lock-output LOCK', {hint: 'the lock records where every image went; render and install read it'})
+    if (flags['from-tar'] && flags.bundle) throw new KpiError('usage', '--from-tar carries its own bundle: drop -b')
+    if (!flags['from-tar'] && !flags.bundle) throw new KpiError('usage', 'missing -b BUNDLE (or --from-tar FILE)')
+
+    const client = await registryClientFromFlags(flags)
+    try {
+      if (flags['to-tar']) {
+        const archive = await import('../archive/actions.js')
+        const loaded = await loadBundle(flags.bundle!)
+        const since = flags.since ? await loadBundle(flags.since) : undefined
+        const result = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
+          archive.relocateToArchive({bundle: loaded, file: flags['to-tar']!, client, since, resume: flags.resume, splitSize: flags.split ? parseSize(flags.split) : undefined, referrers, onEvent}))
+        this.report(flags.json, `Wrote ${flags['to-tar']}`, result.summary, {archive: result.archive})
+        return
+      }
+      const dest = parseDestination(toRepo!)
+      let lock: Bundle
+      let summary: RelocationSummary
+      if (flags['from-tar']) {
+        const archive = await import('../archive/actions.js')
+        const r = await withProgress(mode, `Relocating ${flags['from-tar']} to ${toRepo}`, (onEvent) =>
+          archive.relocateFromArchive({file: flags['from-tar']!, toRepo: toRepo!, client, referrers, onEvent}))
+        lock = r.lock
+        summary = r.summary
+      } else if (flags['from-oci-layout']) {
+        const archive = await import('../archive/actions.js')
+        const loaded = await loadBundle(flags.bundle!)
+        const r = await withProgress(mode, `Relocating ${flags['from-oci-layout']} to ${toRepo}`, (onEvent) =>
+          archive.relocateFromOciLayout({bundle: loaded, dir: flags['from-oci-layout']!, toRepo: toRepo!, client, onEvent}))
+        lock = r.lock
+        summary = r.summary
+      } else {
+        const loaded = await loadBundle(flags.bundle!)
+        const roots = bundleRoots(loaded.bundle, dest)
+        const r = await withProgress(mode, `Relocating ${loaded.bundle.metadata.name} ${loaded.bundle.metadata.version} to ${toRepo}`, (onEvent) =>
+          relocate(loaded.bundle, registrySource(client), registrySink(client, dest.registry, flags.concurrency), roots, {referrers, onEvent, concurrency: flags.concurrency * 2}))
+        lock = r.lock
+        summary = r.summary
+      }
+      await writeAtomically(flags['lock-output']!, serializeBundle(lock))
+      this.report(flags.json, `Relocated to ${toRepo}; lock written to ${flags['lock-output']}`, summary, {lock: flags['lock-output']})
+    } finally {
+      await client.close()
+    }
+  }
+
+  private report(json: boolean, headline: string, s: RelocationSummary, extra: Record<string, unknown>): void {
+    if (json) {
+      this.log(JSON.stringify({ok: true, summary: s, ...extra}))
+      return
+    }
+    const secs = s.durationMs / 1000
+    this.log(headline)
+    this.log(`  images: ${s.images}, manifests: ${s.manifests.pushed} pushed, ${s.manifests.skipped} already there`)
+    this.log(`  blobs: ${s.blobs.copied} copied, ${s.blobs.mounted} mounted, ${s.blobs.skipped} already there`)
+    this.log(`  bytes moved: ${formatBytes(s.bytesMoved)} of ${formatBytes(s.uniqueBytes)} unique${s.bytesMoved === 0 ? ' (nothing to move: the destination had every blob)' : ''}`)
+    this.log(`  time: ${secs.toFixed(1)}s (${formatBytes(s.bytesMoved / Math.max(secs, 0.001))}/s)`)
+  }
+}
+
+export function parseSize(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(s)
+  if (!m) throw new KpiError('usage', `--split "${s}" is not a size`, {hint: 'write it like 4GiB, 700MB or 1048576'})
+  const unit = (m[2] ?? 'b').toLowerCase()
+  const pow = {b: 0, k: 1, m: 2, g: 3, t: 4}[unit[0] as 'b' | 'k' | 'm' | 'g' | 't']
+  const base = unit.includes('i') || unit.length === 1 ? 1024 : 1000
+  return Math.floor(Number(m[1]) * base ** pow)
+}
+
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`
+  await writeFile(tmp, text)
+  await rename(tmp, file)
+}

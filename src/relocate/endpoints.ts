@@ -1,0 +1,37 @@
+/**
+ * Where images are copied from and to. Relocation is one engine over these two shapes:
+ * a registry, an archive and an OCI layout directory are each a source, a sink, or both.
+ */
+import type {Readable} from 'node:stream'
+import type {Descriptor, FetchedManifest, Repo} from '../oci/types.js'
+
+export interface ImageSource {
+  /** for messages: `registry 127.0.0.1:5000`, `archive v2.tar` */
+  readonly name: string
+  getManifest(repo: Repo, reference: string): Promise<FetchedManifest>
+  getBlob(repo: Repo, digest: string, size: number): Promise<Readable>
+  referrers(repo: Repo, digest: string): Promise<Descriptor[]>
+}
+
+export interface ImageSink {
+  readonly name: string
+  /** the registry host a sink writes to, when it is a registry (enables cross-repository mounts) */
+  readonly registry?: string
+  /** how many blob uploads may run at once (an archive writes one member at a time) */
+  readonly concurrency: number
+  hasBlob(repo: Repo, digest: string): Promise<boolean>
+  hasManifest(repo: Repo, digest: string): Promise<boolean>
+  /** mount a blob from another repository of the same registry; false when declined */
+  mountBlob?(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
+  /** `open` may be called again on a retry and must return a fresh stream */
+  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable>): Promise<void>
+  /** store a manifest by digest, and under `tags` when given */
+  putManifest(repo: Repo, manifest: FetchedManifest, tags: string[]): Promise<void>
+  /**
+   * Make `referrer` discoverable as a referrer of `subject` at the sink, for registries
+   * without the referrers API (the `sha256-<hex>` fallback tag). No-op where not needed.
+   */
+  linkReferrer?(repo: Repo, subject: string, referrer: Descriptor): Promise<void>
+  /** finish: flush and close (an archive writes its table of contents here) */
+  close?(): Promise<void>
+}

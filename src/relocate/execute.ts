@@ -1,0 +1,167 @@
+/**
+ * Executes a plan against a sink. Each manifest waits for its blobs and its children, so the
+ * destination never holds a manifest whose content is missing, whenever the run stops. Each
+ * unique blob crosses the wire once: later repositories of the same registry mount it.
+ */
+import {Transform, type Readable} from 'node:stream'
+import {KpiError} from '../errors.js'
+import type {Descriptor, Repo} from '../oci/types.js'
+import {noProgress, type OnEvent} from '../progress/events.js'
+import type {ImageSink, ImageSource} from './endpoints.js'
+import {limit, once} from './limit.js'
+import type {Plan, PlanManifest} from './plan.js'
+
+export interface RelocationSummary {
+  images: number
+  manifests: {pushed: number; skipped: number}
+  blobs: {copied: number; skipped: number; mounted: number}
+  /** blob bytes that crossed the wire */
+  bytesMoved: number
+  /** sum of the sizes of the bundle's unique blobs */
+  uniqueBytes: number
+  durationMs: number
+}
+
+export interface ExecuteOptions {
+  onEvent?: OnEvent
+  /** manifest pushes and HEADs at once (blob uploads are bounded by the sink) */
+  concurrency?: number
+}
+
+const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
+
+export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Promise<RelocationSummary> {
+  const started = Date.now()
+  const onEvent = opts.onEvent ?? noProgress
+  const uploads = limit(Math.max(1, sink.concurrency))
+  const requests = limit(opts.concurrency ?? 16)
+  const summary: RelocationSummary = {
+    images: plan.roots.length,
+    manifests: {pushed: 0, skipped: 0},
+    blobs: {copied: 0, skipped: 0, mounted: 0},
+    bytesMoved: 0,
+    uniqueBytes: plan.uniqueBytes,
+    durationMs: 0,
+  }
+  let failure: unknown
+  const guard = <T>(f: () => Promise<T>) => () => {
+    // once something failed, start nothing new: the run ends with what it has, all consistent
+    if (failure) return Promise.reject(failure)
+    return f()
+  }
+
+  const counted = (digest: string, stream: Readable): Readable => {
+    let pending = 0
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        pending += chunk.length
+        if (pending >= 1 << 20) {
+          onEvent({type: 'bytes', digest, bytes: pending})
+          pending = 0
+        }
+        cb(null, chunk)
+      },
+      flush(cb) {
+        if (pending) onEvent({type: 'bytes', digest, bytes: pending})
+        cb()
+      },
+    })
+    stream.on('error', (e) => counter.destroy(e))
+    return stream.pipe(counter)
+  }
+
+  const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
+    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, async () => counted(d.digest, await source.getBlob(src, d.digest, d.size)))))
+    summary.blobs.copied++
+    summary.bytesMoved += d.size
+    onEvent({type: 'blob', digest: d.digest, size: d.size, action: 'copied'})
+  }
+  const record = (d: Descriptor, action: 'skipped' | 'mounted') => {
+    summary.blobs[action]++
+    onEvent({type: 'blob', digest: d.digest, size: d.size, action})
+  }
+
+  // The first repository that needs a blob gets it by HEAD, same-registry mount or upload.
+  const place = async (dst: Repo, d: Descriptor, src: Repo): Promise<void> => {
+    if (await requests(guard(() => sink.hasBlob(dst, d.digest)))) return record(d, 'skipped')
+    if (sink.mountBlob && sink.registry === src.registry && (await requests(guard(() => sink.mountBlob!(dst, d.digest, src.repository))))) {
+      return record(d, 'mounted')
+    }
+    await upload(dst, d, src)
+  }
+  const firstHome = once<Repo>()
+  const blobDone = once<void>()
+  const ensureBlob = (dst: Repo, d: Descriptor, src: Repo): Promise<void> =>
+    blobDone(`${repoKey(dst)}@${d.digest}`, async () => {
+      let placedHere = false
+      const home = await firstHome(d.digest, async () => {
+        await place(dst, d, src)
+        placedHere = true
+        return dst
+      })
+      if (placedHere || repoKey(home) === repoKey(dst)) return
+      if (await requests(guard(() => sink.hasBlob(dst, d.digest)))) return record(d, 'skipped')
+      if (sink.mountBlob && (await requests(guard(() => sink.mountBlob!(dst, d.digest, home.repository))))) return record(d, 'mounted')
+      await upload(dst, d, src)
+    })
+
+  const byKey = new Map<string, PlanManifest>()
+  for (const m of plan.manifests) byKey.set(`${repoKey(m.dst)}@${m.manifest.digest}`, m)
+  const manifestDone = once<void>()
+  const ensureManifest = (m: PlanManifest): Promise<void> =>
+    manifestDone(`${repoKey(m.dst)}@${m.manifest.digest}`, async () => {
+      const deps: Array<Promise<void>> = m.blobs.map((b) => ensureBlob(m.dst, b, m.src))
+      for (const c of m.children) {
+        const child = byKey.get(`${repoKey(m.dst)}@${c}`)
+        if (!child) throw new KpiError('internal', `plan lacks child ${c} of ${m.manifest.digest}`)
+        deps.push(ensureManifest(child))
+      }
+      if (m.subject) {
+        const subject = byKey.get(`${repoKey(m.dst)}@${m.subject.digest}`)
+        if (subject) deps.push(ensureManifest(subject))
+      }
+      await settleAll(deps)
+      const exists = await requests(guard(() => sink.hasManifest(m.dst, m.manifest.digest)))
+      if (exists && m.tags.length === 0) {
+        summary.manifests.skipped++
+      } else {
+        await requests(guard(() => sink.putManifest(m.dst, m.manifest, m.tags)))
+        if (exists) summary.manifests.skipped++
+        else summary.manifests.pushed++
+      }
+      if (m.subject && sink.linkReferrer) {
+        const desc: Descriptor = {mediaType: m.manifest.mediaType, digest: m.manifest.digest, size: m.manifest.bytes.length}
+        const artifactType = artifactTypeOf(m.manifest.bytes)
+        if (artifactType) desc.artifactType = artifactType
+        await requests(guard(() => sink.linkReferrer!(m.dst, m.subject!.digest, desc)))
+      }
+    })
+
+  try {
+    await settleAll(plan.manifests.map((m) => ensureManifest(m).catch((e) => {
+      failure ??= e
+      throw e
+    })))
+    await sink.close?.()
+  } finally {
+    summary.durationMs = Date.now() - started
+  }
+  for (const r of plan.roots) onEvent({type: 'image-done', image: r.path, digest: r.digest})
+  return summary
+}
+
+/** Like Promise.all, but waits for every promise to settle before rejecting with the first error. */
+async function settleAll(ps: Array<Promise<void>>): Promise<void> {
+  const results = await Promise.allSettled(ps)
+  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (bad) throw bad.reason
+}
+
+function artifactTypeOf(bytes: Buffer): string | undefined {
+  try {
+    const m = JSON.parse(bytes.toString('utf8')) as {artifactType?: string; config?: {mediaType?: string}}
+    return m.artifactType ?? m.config?.mediaType
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The relocation plan: every manifest and blob that a set of root images needs, as one graph.
+ * Manifests are kept as the exact bytes the source served, so digests never change; the plan
+ * lists them children first, so an executor that follows it never pushes a manifest before
+ * what it refers to.
+ */
+import {KpiError} from '../errors.js'
+import type {Descriptor, FetchedManifest, ImageIndex, ImageManifest, Repo} from '../oci/types.js'
+import {isIndexMediaType} from '../oci/types.js'
+import type {ImageSource} from './endpoints.js'
+import {limit, once} from './limit.js'
+
+export interface PlanRoot {
+  /** where the image sits in the bundle, e.g. `stacks[0].runImage` */
+  path: string
+  /** the reference as written in the bundle */
+  ref: string
+  src: Repo
+  dst: Repo
+  digest: string
+  /** tags to set at the destination besides the digest */
+  tags: string[]
+}
+
+export interface PlanManifest {
+  src: Repo
+  dst: Repo
+  manifest: FetchedManifest
+  /** config and layers of an image manifest; empty for an index */
+  blobs: Descriptor[]
+  /** digests of the manifests an index lists (same repository) */
+  children: string[]
+  /** the manifest this one is attached to, for referrers */
+  subject?: Descriptor
+  tags: string[]
+}
+
+export interface PlanBlob {
+  digest: string
+  size: number
+  mediaType: string
+}
+
+export interface Plan {
+  roots: PlanRoot[]
+  /** children before parents, subjects before their referrers */
+  manifests: PlanManifest[]
+  /** each unique blob once */
+  blobs: Map<string, PlanBlob>
+  /** sum of the sizes of the unique blobs */
+  uniqueBytes: number
+}
+
+export interface PlanOptions {
+  /** follow OCI 1.1 referrers (signatures, SBOMs, attestations); default true */
+  referrers?: boolean
+  concurrency?: number
+}
+
+// Layers that registries must not redistribute (Windows base layers) stay where their urls point.
+const foreign = (d: Descriptor) =>
+  /foreign|nondistributable/.test(d.mediaType) && (d.urls?.length ?? 0) > 0
+
+const key = (r: Repo, digest: string) => `${r.registry}/${r.repository}@${digest}`
+
+function parseJson<T>(m: FetchedManifest, where: string): T {
+  try {
+    return JSON.parse(m.bytes.toString('utf8')) as T
+  } catch {
+    throw new KpiError('integrity', `manifest ${where} is not valid JSON`)
+  }
+}
+
+export async function planImages(source: ImageSource, roots: PlanRoot[], opts: PlanOptions = {}): Promise<Plan> {
+  const followReferrers = opts.referrers ?? true
+  const pool = limit(opts.concurrency ?? 16)
+  const visit = once<PlanManifest>()
+  const ordered: PlanManifest[] = []
+  const blobs = new Map<string, PlanBlob>()
+
+  // Post-order walk: a manifest is appended after its children, referrers after their subject.
+  const walk = (src: Repo, dst: Repo, digest: string, where: string, subject?: Descriptor): Promise<PlanManifest> =>
+    visit(key(dst, digest), async () => {
+      const manifest = await pool(() => source.getManifest(src, digest))
+      const node: PlanManifest = {src, dst, manifest, blobs: [], children: [], subject, tags: []}
+      if (isIndexMediaType(manifest.mediaType)) {
+        const index = parseJson<ImageIndex>(manifest, where)
+        if (!Array.isArray(index.manifests)) throw new KpiError('integrity', `index ${where} has no manifests list`)
+        await Promise.all(index.manifests.map((d) => walk(src, dst, d.digest, `${where} (${platformName(d)})`)))
+        node.children = index.manifests.map((d) => d.digest)
+      } else {
+        const image = parseJson<ImageManifest>(manifest, where)
+        if (!image.config || !Array.isArray(image.layers)) {
+          throw new KpiError('input', `${where} is not an OCI or Docker v2 image manifest (media type ${manifest.mediaType})`,
+            {hint: 'only schema 2 manifests and indexes can be relocated'})
+        }
+        node.blobs = [image.config, ...image.layers].filter((d) => !foreign(d))
+        for (const b of node.blobs) blobs.set(b.digest, {digest: b.digest, size: b.size, mediaType: b.mediaType})
+      }
+      ordered.push(node)
+      if (followReferrers) {
+        const refs = await pool(() => source.referrers(src, manifest.digest))
+        const subj: Descriptor = {mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length}
+        await Promise.all(refs.map((r) => walk(src, dst, r.digest, `referrer ${r.digest.slice(0, 19)} of ${where}`, subj)))
+      }
+      return node
+    })
+
+  await Promise.all(
+    roots.map(async (r) => {
+      const node = await walk(r.src, r.dst, r.digest, r.ref)
+      for (const t of r.tags) if (!node.tags.includes(t)) node.tags.push(t)
+    }),
+  )
+  let uniqueBytes = 0
+  for (const b of blobs.values()) uniqueBytes += b.size
+  return {roots: [...roots].sort((a, b) => a.path.localeCompare(b.path)), manifests: ordered, blobs, uniqueBytes}
+}
+
+export function platformName(d: Descriptor): string {
+  const p = d.platform
+  if (!p) return d.digest.slice(0, 19)
+  return [p.os, p.architecture, p.variant].filter(Boolean).join('/')
+}

@@ -1,0 +1,124 @@
+/**
+ * The local sandbox: a "public" registry standing in for the internet (plain HTTP, no auth),
+ * an "air-gapped" registry (htpasswd auth and TLS from a CA the sandbox makes), optionally a
+ * real control plane, and the sample platform's images pushed to the public registry. Tests and
+ * the demo use it; kpi itself only ever sees registry addresses, a docker config and a kubeconfig.
+ */
+import {mkdir, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import type {Bundle} from '../bundle/types.js'
+import {openOciLayout} from '../archive/layout.js'
+import {generateSample, writeBundleDir} from '../imagegen/index.js'
+import {createRegistryClient} from '../oci/client.js'
+import {registrySink} from '../relocate/registry-endpoints.js'
+import {bundleRoots, relocate} from '../relocate/relocate.js'
+import {startControlPlane, type ControlPlane, type FakeNode} from './controlplane.js'
+import {makeCA} from './pki.js'
+import {startRegistry, type Registry} from './registry.js'
+
+export type SampleVersion = 'v1' | 'v2'
+
+export interface SandboxOptions {
+  runDir: string
+  /** start etcd, kube-apiserver, controller-manager, scheduler and KWOK (default false) */
+  controlPlane?: boolean
+  nodes?: FakeNode[]
+  /** sample versions to generate and push to the public registry (default both) */
+  samples?: SampleVersion[]
+  /** layer size multiplier of the sample (1: a few MiB; 256: over 1 GiB) */
+  scale?: number
+  /** the air-gapped registry's user */
+  username?: string
+  password?: string
+}
+
+export interface Sandbox {
+  runDir: string
+  public: Registry
+  airgap: Registry
+  controlPlane?: ControlPlane
+  /** bundle directories of the sample versions, referencing the public registry */
+  bundles: Partial<Record<SampleVersion, string>>
+  bundle: Partial<Record<SampleVersion, Bundle>>
+  /** where relocations go: `<airgap host>/build-service` */
+  airgapPrefix: string
+  /** a docker config directory holding the air-gapped registry's credentials */
+  dockerConfigDir: string
+  /** the CA that signed the air-gapped registry's certificate */
+  caFile: string
+  /** environment for kpi commands: DOCKER_CONFIG, KPI_PLAIN_HTTP (the public registry) */
+  env: Record<string, string>
+  stop(): Promise<void>
+}
+
+export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
+  const runDir = opts.runDir
+  await mkdir(runDir, {recursive: true})
+  const username = opts.username ?? 'platform'
+  const password = opts.password ?? `kpi-sandbox-${Math.random().toString(36).slice(2, 12)}`
+  const stops: Array<() => Promise<void>> = []
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {})
+    stops.length = 0
+  }
+  try {
+    const ca = await makeCA(join(runDir, 'ca'), 'kpi sandbox CA')
+    const [pub, airgap] = await Promise.all([
+      startRegistry({runDir: join(runDir, 'public'), name: 'public'}),
+      startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, tls: {ca}}),
+    ])
+    stops.push(pub.stop, airgap.stop)
+    const cpPromise = opts.controlPlane ? startControlPlane({runDir: join(runDir, 'k8s'), nodes: opts.nodes}) : undefined
+    // started in parallel with the image generation; its failure is reported when awaited below
+    cpPromise?.then((cp) => stops.push(cp.stop), () => {})
+
+    const dockerConfigDir = join(runDir, 'docker')
+    await mkdir(dockerConfigDir, {recursive: true})
+    const auth = Buffer.from(`${username}:${password}`).toString('base64')
+    await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({auths: {[airgap.host]: {auth}}}, null, 2) + '\n', {mode: 0o600})
+
+    const bundles: Sandbox['bundles'] = {}
+    const bundle: Sandbox['bundle'] = {}
+    const client = createRegistryClient({plainHttp: (r) => r === pub.host})
+    try {
+      for (const version of opts.samples ?? (['v1', 'v2'] as const)) {
+        const sample = await generateSample({version, layoutDir: join(runDir, 'layout'), scale: opts.scale})
+        const b = sample.bundle(pub.host)
+        const layout = await openOciLayout(sample.layoutDir)
+        const roots = bundleRoots(b, {registry: pub.host, prefix: ''})
+        await relocate(b, layout.source, registrySink(client, pub.host), roots)
+        const dir = join(runDir, 'bundles', version)
+        await writeBundleDir(b, dir)
+        bundles[version] = dir
+        bundle[version] = b
+      }
+    } finally {
+      await client.close()
+    }
+
+    let controlPlane: ControlPlane | undefined
+    if (cpPromise) {
+      controlPlane = await cpPromise
+    }
+    const env = {DOCKER_CONFIG: dockerConfigDir, KPI_PLAIN_HTTP: pub.host}
+    const envFile = Object.entries({...env, KPI_CA_CERT: airgap.caFile ?? ca.cert, KPI_AIRGAP: `${airgap.host}/build-service`, KUBECONFIG: controlPlane?.kubeconfig ?? ''})
+      .map(([k, v]) => `export ${k}=${JSON.stringify(v)}`).join('\n')
+    await writeFile(join(runDir, 'sandbox.env'), envFile + '\n')
+    return {
+      runDir,
+      public: pub,
+      airgap,
+      controlPlane,
+      bundles,
+      bundle,
+      airgapPrefix: `${airgap.host}/build-service`,
+      dockerConfigDir,
+      caFile: airgap.caFile ?? ca.cert,
+      env,
+      stop,
+    }
+  } catch (e) {
+    await stop()
+    throw e
+  }
+}
