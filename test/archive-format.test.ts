@@ -214,6 +214,27 @@ describe('writing an archive', () => {
     expect(await failure(openArchive(base))).toMatch(/truncated.*no part after .*split\.tar\.part004 is missing/)
   })
 
+  it('resumes a split archive to the same parts, and drops partial parts of another split size', async () => {
+    const size = (await stat(whole)).size
+    const splitSize = Math.ceil(size / 7)
+    const file = join(dir, 'split-resume.tar')
+    // stale partial parts of an earlier run with another split size
+    await writeFile(`${file}.part009.partial`, 'stale')
+    const ctl = new AbortController()
+    let copied = 0
+    await expect(write(file, b1, {splitSize, signal: ctl.signal, onEvent: (e) => {
+      if (e.type === 'blob' && e.action === 'copied' && ++copied === 20) ctl.abort()
+    }})).rejects.toThrow(/interrupted/)
+    const partials = (await readdir(dir)).filter((f) => f.startsWith('split-resume.tar.part') && f.endsWith('.partial'))
+    expect(partials.length).toBeGreaterThan(1)
+    expect(partials).not.toContain('split-resume.tar.part009.partial')
+    const r = await write(file, b1, {splitSize, resume: true})
+    expect(r.archive.resumed.blobs).toBe(20)
+    const joined = Buffer.concat(await Promise.all(r.archive.files.map((f) => readFile(f))))
+    expect(sha(joined)).toBe(sha(await readFile(whole)))
+    expect((await readdir(dir)).filter((f) => f.startsWith('split-resume.tar') && f.endsWith('.partial'))).toEqual([])
+  })
+
   it('writes a delta with only what the older version lacks', async () => {
     const file = join(dir, 'delta.tar')
     const r = await write(file, b2, {since: b1})

@@ -204,8 +204,10 @@ export class PartWriter {
     const left = opts.leftovers ?? []
     const size = opts.splitSize ?? Infinity
     const keptParts = keep === 0 ? 0 : Math.floor((keep - 1) / size) + 1
-    // drop leftovers beyond what is kept
-    for (let i = keptParts; i < left.length; i++) await rm(left[i]!, {force: true})
+    // drop every partial file of this archive that is not kept (also those of another split size)
+    const kept = new Set(left.slice(0, keptParts))
+    const all = [file + PARTIAL, ...(await listParts(file, PARTIAL)).values()]
+    for (const f of all) if (!kept.has(f)) await rm(f, {force: true})
     if (keep === 0) {
       await w.openPart(1, 'w')
       return w
