@@ -207,7 +207,7 @@ describe('OCI client against a real distribution registry', () => {
     expect(err).toBeInstanceOf(KpiError)
     expect((err as KpiError).kind).toBe('failed')
     expect((err as KpiError).message).toContain(`${reg.host}/kpi/app:broken`)
-    expect((err as KpiError).message).toMatch(/blob it references is missing/)
+    expect((err as KpiError).message).toMatch(/blob or manifest it references is missing/)
   })
 
   it('reports unknown manifests and blobs as not-found, naming the image', async () => {
@@ -239,6 +239,14 @@ describe('OCI client against a real distribution registry', () => {
     expect(err).toBeInstanceOf(KpiError)
     expect((err as KpiError).kind).toBe('integrity')
     expect((err as KpiError).message).toContain(blob.digest)
+    // copied into another repository, the corrupt source fails the upload and leaves nothing behind
+    const dest: Repo = {registry: reg.host, repository: 'kpi/copy'}
+    const copyErr = await client.putBlob(dest, blob.digest, blob.size, () => client.getBlob(app, blob.digest, blob.size)).catch((e: unknown) => e)
+    expect(copyErr).toBeInstanceOf(KpiError)
+    expect((copyErr as KpiError).kind).toBe('integrity')
+    // the source's own check speaks, naming where the bad bytes came from
+    expect((copyErr as KpiError).message).toContain(`blob ${reg.host}/kpi/app@${blob.digest}: content hashes to`)
+    expect(await client.hasBlob(dest, blob.digest)).toBe(false)
     // a wrong expected size fails before any byte is trusted
     const ok = await pushBytes(client, app, randomBytes(100))
     await expect(client.getBlob(app, ok.digest, 99)).rejects.toMatchObject({kind: 'integrity'})

@@ -4,6 +4,7 @@
  * mounts, referrers (API or fallback tag), tags. One probe of `/v2/` per registry learns how it
  * authenticates; after that requests carry a cached token and cost one round trip each.
  */
+import {once} from 'node:events'
 import type {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import type {Dispatcher} from 'undici'
@@ -347,6 +348,32 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
   }
 
   async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<Dispatcher.ResponseData> {
+    // open the source first: if it fails, no upload session is left behind in the registry
+    const stream = await open()
+    // The source can fail after undici has sent its last byte and stopped listening (a digest
+    // mismatch found at the end): keep its error, so it is neither unhandled nor lost.
+    let sourceError: unknown
+    stream.on('error', (e) => { sourceError ??= e })
+    try {
+      const res = await putSession(repo, digest, size, stream)
+      if (res.statusCode >= 400 && !sourceError && !stream.destroyed) {
+        // the registry refused the bytes; the source may be about to say why, in its own words
+        await Promise.race([once(stream, 'close').catch(() => {}), sleep(100)])
+      }
+      if (sourceError) {
+        await dump(res)
+        throw sourceError
+      }
+      return res
+    } catch (e) {
+      throw sourceError ?? e
+    } finally {
+      // a refused or failed upload may not have read the source to its end: release it
+      if (!stream.readableEnded) stream.destroy()
+    }
+  }
+
+  async function putSession(repo: Repo, digest: string, size: number, stream: Readable): Promise<Dispatcher.ResponseData> {
     const started = await startUpload(repo)
     if (started.statusCode !== 202) return started
     await dump(started)
@@ -354,17 +381,11 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
     if (!location) throw new KpiError('failed', `registry ${repo.registry} started an upload without a location`)
     const target = new URL(location, repoUrl(repo, 'blobs/uploads/'))
     target.searchParams.set('digest', digest)
-    const stream = await open()
     const headers = {'content-type': 'application/octet-stream', 'content-length': String(size)}
-    try {
-      if (target.origin === new URL(base(repo.registry)).origin) {
-        return await send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream})
-      }
-      return await raw(target.toString(), 'PUT', headers, stream, target.host)
-    } catch (e) {
-      stream.destroy()
-      throw e
+    if (target.origin === new URL(base(repo.registry)).origin) {
+      return send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream})
     }
+    return raw(target.toString(), 'PUT', headers, stream, target.host)
   }
 
   async function putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<void> {

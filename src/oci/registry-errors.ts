@@ -65,7 +65,7 @@ export function registryError(status: number, bodyText: string, ctx: ErrorContex
     return make('not-found', `${ctx.subject} not found`, 'check the reference, and that it was pushed to this registry')
   }
   if (codes.has('MANIFEST_BLOB_UNKNOWN')) {
-    return make('failed', `registry ${ctx.registry} rejected ${ctx.subject}: a blob it references is missing${said}`, 'push every blob before the manifest that references it')
+    return make('failed', `registry ${ctx.registry} rejected ${ctx.subject}: a blob or manifest it references is missing${said}`, 'push blobs and child manifests before the manifest that references them')
   }
   if (codes.has('DIGEST_INVALID') || codes.has('SIZE_INVALID')) {
     return make('integrity', `registry ${ctx.registry} rejected ${ctx.subject}: the content does not match its digest or size${said}`, 'the source content is corrupt or changed while copying; check the source')
