@@ -1,6 +1,6 @@
 import {mkdtemp, rm} from 'node:fs/promises'
 import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import {connect, type AddressInfo, type Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -227,5 +227,39 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     const e = await client({proxy: {...proxy, noProxy: 'kpi.test'}}).ping(name).catch((err: unknown) => err)
     expect(e).toMatchObject({kind: 'network', message: `cannot reach registry ${name} (host not found)`})
     expect(fwd.seen.length).toBe(before)
+  })
+
+  it('tunnels HTTPS through the proxy with CONNECT, verifying the registry with the private CA', async () => {
+    const tlsReg = await startRegistry({runDir: dir, name: 'behind-proxy', tls: true, hostnames: ['registry.kpi.test']})
+    try {
+      const port = tlsReg.host.split(':')[1]!
+      const name = `registry.kpi.test:${port}`
+      const tunnels: string[] = []
+      const fwd = await serve(listen((_req, res) => void res.writeHead(405).end()))
+      fwd.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        tunnels.push(req.url!)
+        if (req.url !== name) return void socket.end('HTTP/1.1 403 Forbidden\r\n\r\n')
+        const up = connect(Number(port), '127.0.0.1', () => {
+          socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+          up.write(head)
+          up.pipe(socket)
+          socket.pipe(up)
+        })
+        up.on('error', () => socket.destroy())
+        socket.on('error', () => up.destroy())
+      })
+      const proxy = {httpsProxy: `http://127.0.0.1:${fwd.port}`}
+      const c = client({proxy, plainHttp: () => false, caCerts: [tlsReg.caPem!]})
+      const r = {registry: name, repository: 'net/tunnel'}
+      await c.putBlob(r, sha256Digest(blob), blob.length, () => Readable.from([blob]))
+      expect(await c.hasBlob(r, sha256Digest(blob))).toBe(true)
+      expect(tunnels.length).toBeGreaterThan(0)
+      expect(new Set(tunnels)).toEqual(new Set([name]))
+      // without the CA, the tunnelled TLS is not trusted
+      const e = await client({proxy, plainHttp: () => false}).ping(name).catch((err: unknown) => err)
+      expect(e).toMatchObject({kind: 'tls'})
+    } finally {
+      await tlsReg.stop()
+    }
   })
 })
