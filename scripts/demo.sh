@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: sandbox, sample bundle across the air gap, install, status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npx tsc -p tsconfig.json
+exec node dist/sandbox/demo.js
