@@ -40,9 +40,22 @@ export async function attachReferrer(
   const {subject, ...desc} = referrerDescriptor(bytes, mediaType)
   if (!subject?.digest) throw new KpiError('input', `referrer ${desc.digest} for ${formatRepo(repo)} has no subject`)
   const digest = await client.putManifest(repo, desc.digest, bytes, mediaType)
-  if (client.referrersApi && (await client.referrersApi(repo))) return digest
+  await linkReferrer(client, repo, subject.digest, {...desc, digest})
+  return digest
+}
 
-  const tag = referrersTag(subject.digest)
+/**
+ * Make `referrer` (already pushed) discoverable from `subject`: a no-op where the registry serves
+ * the referrers API, else a merge into the subject's `sha256-<hex>` fallback tag index.
+ */
+export async function linkReferrer(
+  client: RegistryClient & Partial<Pick<OciClient, 'referrersApi'>>,
+  repo: Repo,
+  subject: string,
+  referrer: Descriptor,
+): Promise<void> {
+  if (client.referrersApi && (await client.referrersApi(repo))) return
+  const tag = referrersTag(subject)
   let index: ImageIndex = {schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: []}
   try {
     const existing = await client.getManifest(repo, tag)
@@ -51,8 +64,7 @@ export async function attachReferrer(
   } catch (e) {
     if (!(e instanceof KpiError && e.kind === 'not-found')) throw e
   }
-  if (index.manifests.some((m) => m.digest === digest)) return digest
-  index.manifests.push(desc)
+  if (index.manifests.some((m) => m.digest === referrer.digest)) return
+  index.manifests.push(referrer)
   await client.putManifest(repo, tag, Buffer.from(JSON.stringify(index)), MediaTypes.ociIndex)
-  return digest
 }

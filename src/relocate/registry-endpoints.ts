@@ -1,6 +1,6 @@
 /** A registry as a relocation source and sink, over the OCI client. */
-import type {Descriptor, FetchedManifest, ImageIndex, RegistryClient, Repo} from '../oci/types.js'
-import {MediaTypes} from '../oci/types.js'
+import {linkReferrer} from '../oci/referrers.js'
+import type {FetchedManifest, RegistryClient} from '../oci/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 
 export function registrySource(client: RegistryClient): ImageSource {
@@ -27,22 +27,4 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     },
     linkReferrer: (repo, subject, referrer) => linkReferrer(client, repo, subject, referrer),
   }
-}
-
-/**
- * Registries with the referrers API index a manifest's `subject` themselves; for the others
- * (distribution 2.8 among them) the OCI 1.1 fallback is an index under the tag `sha256-<hex>`
- * of the subject, which this merges the referrer into.
- */
-async function linkReferrer(client: RegistryClient, repo: Repo, subject: string, referrer: Descriptor): Promise<void> {
-  const listed = await client.referrers(repo, subject)
-  if (listed.some((d) => d.digest === referrer.digest)) return
-  const tag = subject.replace(':', '-')
-  let index: ImageIndex = {schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: []}
-  if (await client.headManifest(repo, tag)) {
-    const current = await client.getManifest(repo, tag)
-    index = JSON.parse(current.bytes.toString('utf8')) as ImageIndex
-  }
-  index.manifests = [...index.manifests.filter((d) => d.digest !== referrer.digest), referrer]
-  await client.putManifest(repo, tag, Buffer.from(JSON.stringify(index)), MediaTypes.ociIndex)
 }
