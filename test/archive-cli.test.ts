@@ -21,6 +21,7 @@ import {generateSample, writeBundleDir} from '../src/imagegen/index.js'
 import {createRegistryClient} from '../src/oci/client.js'
 import {isLoopbackRegistry} from '../src/oci/transport.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
 
 const run = promisify(execFile)
@@ -141,4 +142,42 @@ describe('kpi relocate --to-tar killed and resumed', () => {
     expect(existsSync(`${killed}.partial`)).toBe(false)
     expect(await sha(killed)).toBe(await sha(whole))
   })
+})
+
+describe('the air gap through kpi relocate', () => {
+  let sb: Sandbox
+  afterAll(async () => {
+    await sb?.stop()
+  })
+
+  it('--to-tar, then --from-tar with the public registry stopped, gives the lock registry-to-registry gives; a delta follows', async () => {
+    sb = await startSandbox({runDir: join(dir, 'sandbox')})
+    const tarV1 = join(dir, 'sb-v1.tar')
+    const w = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-tar', tarV1, '--json'], sb.env)
+    expect(w.code, w.stderr).toBe(0)
+    expect(JSON.parse(w.stdout.trim().split('\n').pop()!)).toMatchObject({ok: true, archive: {files: [tarV1]}})
+
+    await sb.public.stop()
+    const fromTar = join(dir, 'lock-from-tar.yaml')
+    const imp = await kpi(['relocate', '--from-tar', tarV1, '--to-repo', sb.airgapPrefix, '--lock-output', fromTar, '--ca-cert', sb.caFile], sb.env)
+    expect(imp.code, imp.stderr).toBe(0)
+    await sb.public.restart()
+
+    const direct = join(dir, 'lock-direct.yaml')
+    const r2r = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-repo', sb.airgapPrefix, '--lock-output', direct, '--ca-cert', sb.caFile], sb.env)
+    expect(r2r.code, r2r.stderr).toBe(0)
+    expect(await readFile(fromTar, 'utf8')).toBe(await readFile(direct, 'utf8'))
+
+    const delta = join(dir, 'sb-delta.tar')
+    const d = await kpi(['relocate', '-b', sb.bundles.v2!, '--to-tar', delta, '--since', sb.bundles.v1!], sb.env)
+    expect(d.code, d.stderr).toBe(0)
+    expect((await stat(delta)).size).toBeLessThan((await stat(tarV1)).size / 2)
+    await sb.public.stop()
+    const lock2 = join(dir, 'lock-v2.yaml')
+    const imp2 = await kpi(['relocate', '--from-tar', delta, '--to-repo', sb.airgapPrefix, '--lock-output', lock2, '--ca-cert', sb.caFile], sb.env)
+    expect(imp2.code, imp2.stderr).toBe(0)
+    const lock = await loadBundle(lock2)
+    expect(lock.bundle.kind).toBe('BundleLock')
+    expect(lock.bundle.metadata.version).toBe(sb.bundle.v2!.metadata.version)
+  }, 300_000)
 })
