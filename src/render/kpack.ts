@@ -233,11 +233,12 @@ export function kpackWorkloads(bundle: Bundle, controller: WorkloadValues, webho
     },
   })
   // kpack ships the webhook configurations without rules or caBundle: the webhook fills both in
-  // when it starts, so until kpack-webhook runs they intercept nothing.
+  // (and the service path) when it starts, so until kpack-webhook runs they intercept nothing. kpi
+  // sets none of the fields the webhook writes, so server-side apply leaves them to it.
   const webhookEntry = (name: string) => ({
     name,
     admissionReviewVersions: ['v1'],
-    clientConfig: {service: {name: WEBHOOK_SERVICE, namespace: NS, port: 443}},
+    clientConfig: {service: {name: WEBHOOK_SERVICE, namespace: NS}},
     failurePolicy: webhook.failurePolicy,
     matchPolicy: 'Exact',
     sideEffects: 'None',
