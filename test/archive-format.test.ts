@@ -5,7 +5,7 @@
  */
 import {execFile} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {copyFile, mkdtemp, open, readFile, readdir, rm, stat, truncate, writeFile} from 'node:fs/promises'
+import {copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -396,12 +396,19 @@ describe('bundle files', () => {
     await writeFile(join(bdir, 'NOTES.md'), 'release notes\n')
     await writeFile(join(bdir, '.dockerconfigjson'), '{"auths":{}}')
     await writeFile(join(bdir, 'values.yaml'), 'password: hunter2\n')
+    // a path longer than ustar's 100 + 155 bytes travels in a PAX header
+    const deep = join(bdir, 'docs', 'd'.repeat(120), 'e'.repeat(120))
+    await mkdir(deep, {recursive: true})
+    await writeFile(join(deep, 'notes-on-the-upgrade.md'), 'deep\n')
     const loaded = await loadBundle(bdir)
     const events: ProgressEvent[] = []
     const file = join(dir, 'extra.tar')
     await write(file, loaded, {onEvent: (e) => events.push(e)})
     const a = await openArchive(file)
-    expect(a.bundleFiles.map((f) => f.path)).toEqual(['bundle.yaml', 'NOTES.md', 'README.txt'])
+    const deepPath = `docs/${'d'.repeat(120)}/${'e'.repeat(120)}/notes-on-the-upgrade.md`
+    expect(a.bundleFiles.map((f) => f.path)).toEqual(['bundle.yaml', 'NOTES.md', 'README.txt', deepPath])
+    expect(a.bundleFiles[3]!.bytes.toString()).toBe('deep\n')
+    expect((await run('tar', ['-tf', file])).stdout.split('\n')).toContain(`kpi/bundle/${deepPath}`)
     await a.close()
     const warnings = events.filter((e) => e.type === 'warning').map((e) => (e as {message: string}).message)
     expect(warnings.join('\n')).toMatch(/\.dockerconfigjson left out/)
