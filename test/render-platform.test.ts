@@ -94,12 +94,13 @@ describe('renderPlatform: output model', () => {
     expect(w.webhooks[0]!.failurePolicy).toBe('Ignore')
   })
 
-  it('kpack < 0.17 gets the lifecycle-image ConfigMap, >= 0.17 the ClusterLifecycle default-lifecycle', async () => {
+  it('kpack < 0.17 gets the lifecycle-image ConfigMap (before the controller), >= 0.17 the ClusterLifecycle default-lifecycle', async () => {
     const old = await lock13()
     const r13 = renderPlatform(old, await values()).objects
     const cm = must(r13, 'ConfigMap', 'lifecycle-image', 'kpack')
     expect((cm.data as {image: string}).image).toBe(old.lifecycle.image)
-    expect(r13.find((o) => o.object === cm)?.stage).toBe('lifecycle')
+    expect(r13.find((o) => o.object === cm)?.stage).toBe('config')
+    expect(r13.findIndex((o) => o.object === cm)).toBeLessThan(r13.findIndex((o) => o.object.kind === 'Deployment'))
     expect(r13.some((o) => o.object.kind === 'ClusterLifecycle')).toBe(false)
     expect(find(r13, 'CustomResourceDefinition', 'clusterlifecycles.kpack.io')).toBeUndefined()
 
@@ -293,6 +294,21 @@ describe('renderPlatform: credentials', () => {
     expect(secretsWithIt).toBe(3)
     const yaml = toYaml(objects)
     expect(yaml).not.toContain(CANARY)
+  })
+
+  it('writes a docker config given in the values as the Secret, and only there', async () => {
+    const v = await values()
+    const auth = Buffer.from('robot:dc-s3cret-42').toString('base64')
+    v.registry = {server: v.registry.server, repository: v.registry.repository, dockerConfigJson: JSON.stringify({auths: {[v.registry.server]: {auth}}})}
+    const {objects} = renderPlatform(await lock13(), v)
+    for (const {object} of objects) {
+      walkStrings(object, (s, path) => {
+        if (object.kind === 'Secret' && path.startsWith('data.')) return
+        expect(s.includes('dc-s3cret-42') || s.includes(auth), `${object.kind} ${object.metadata.name}: ${path}`).toBe(false)
+      })
+    }
+    const secret = must(objects, 'Secret', 'kp-default-repository-secret', 'kpack')
+    expect(Buffer.from((secret.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString()).toBe(v.registry.dockerConfigJson)
   })
 
   it('keeps a proxy password in a Secret and refers to it from the env', async () => {

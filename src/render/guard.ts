@@ -4,7 +4,7 @@
  * else would make the cluster reach out of the air gap), and credentials must only be in Secrets.
  */
 import {KpiError} from '../errors.js'
-import {parseReference} from '../oci/reference.js'
+import {normaliseRegistry, parseReference} from '../oci/reference.js'
 import {registryPrefix} from './platform.js'
 import type {KubeObject, RegistryValues, RenderedObject} from './types.js'
 
@@ -65,7 +65,8 @@ export function airGapProblem(ref: string, registry: RegistryValues): string | u
     return 'not a valid image reference'
   }
   if (!parsed.digest) return 'not pinned by digest'
-  const prefix = registryPrefix(registry).toLowerCase()
+  // docker's spellings of Docker Hub (index.docker.io, ...) are one registry
+  const prefix = registryPrefix({...registry, server: normaliseRegistry(registry.server)}).toLowerCase()
   const full = `${parsed.registry}/${parsed.repository}`.toLowerCase()
   if (!full.startsWith(prefix + '/')) return `not under ${registryPrefix(registry)}`
   return undefined
@@ -100,6 +101,17 @@ export function credentialNeedles(registry: RegistryValues): string[] {
   add(registry.password)
   if (registry.username && registry.password) add(`${registry.username}:${registry.password}`)
   add(registry.dockerConfigJson)
+  if (registry.dockerConfigJson) {
+    try {
+      const auths = (JSON.parse(registry.dockerConfigJson) as {auths?: Record<string, Record<string, unknown>>}).auths ?? {}
+      for (const entry of Object.values(auths)) {
+        for (const k of ['auth', 'password', 'identitytoken', 'registrytoken']) add(typeof entry?.[k] === 'string' ? (entry[k] as string) : undefined)
+        if (typeof entry?.auth === 'string') add(Buffer.from(entry.auth, 'base64').toString().split(':').slice(1).join(':'))
+      }
+    } catch {
+      // checked when the values were read
+    }
+  }
   return [...needles]
 }
 

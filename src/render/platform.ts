@@ -74,7 +74,9 @@ export function lifecycle(bundle: Bundle, clusterLifecycle: boolean, r: Registry
       spec: {image: bundle.lifecycle.image, ...(creds ? {serviceAccountRef: saRef} : {})},
     })
   }
-  return obj('lifecycle', 'v1', 'ConfigMap', {name: LIFECYCLE_CONFIGMAP, namespace: NS}, {
+  // kpack < 0.17 watches this ConfigMap from startup (a missing one stops the controller), so it
+  // goes with the other ConfigMaps kpack reads, before the Deployments
+  return obj('config', 'v1', 'ConfigMap', {name: LIFECYCLE_CONFIGMAP, namespace: NS}, {
     data: {
       image: bundle.lifecycle.image,
       // kpack pulls the lifecycle with this service account's secrets (kp lifecycle update writes the same keys)
