@@ -3,6 +3,7 @@
  * (Debian's openssl), written as PEM files under a directory.
  */
 import {execFile} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -55,7 +56,9 @@ export async function issueCert(ca: CA, req: CertRequest): Promise<CertFiles> {
   const lines = ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', `extendedKeyUsage=${eku}`]
   if (sans.length) lines.push(`subjectAltName=${sans.join(',')}`)
   await writeFile(ext, lines.join('\n') + '\n')
-  await run('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial',
+  // a random serial per certificate: -CAcreateserial races on ca.srl when certificates are issued in parallel
+  const serial = '0x' + randomBytes(16).toString('hex')
+  await run('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', serial,
     '-out', cert, '-days', '3650', '-sha256', '-extfile', ext])
   return {cert, key, certPem: await readFile(cert, 'utf8')}
 }
