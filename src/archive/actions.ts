@@ -5,7 +5,7 @@
  *   OCI layout dir -> registry  relocateFromOciLayout
  * Each gives the same lock as registry-to-registry relocation to the same --to-repo.
  */
-import {bundleImages, mapBundleImages} from '../bundle/images.js'
+import {mapBundleImages} from '../bundle/images.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import {KpiError, isKpiError} from '../errors.js'
 import {parseReference, formatReference} from '../oci/reference.js'
@@ -394,6 +394,3 @@ export async function relocateFromOciLayout(o: FromLayoutOptions): Promise<{lock
   const summary = await executePlan(plan, layout.source, sink, {onEvent, concurrency: o.concurrency})
   return {lock: lockFor(bundle, plan.roots), summary}
 }
-
-/** Every image path of a bundle, for messages. */
-export const imagePaths = (b: Bundle): string[] => bundleImages(b).map((i) => i.path)
