@@ -111,3 +111,96 @@ export async function withProgress<T>(mode: ProgressMode, title: string, op: (on
   await tasks.run()
   return result as T
 }
+
+export interface StageInfo {
+  name: string
+  title: string
+}
+
+function deferred(): {promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void} {
+  let resolve!: () => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  promise.catch(() => {})
+  return {promise, resolve, reject}
+}
+
+const taskMark = {start: '…', done: '✔', failed: '✖', skipped: '↓'} as const
+
+/**
+ * Like withProgress, for an operation that runs in known stages (install, upgrade): in a terminal,
+ * one listr2 task per stage, each showing its nested tasks (`task` events of that stage) with their
+ * state; `stage-start`/`stage-done` events move from one stage to the next. Plain and JSON modes
+ * are those of withProgress. Warnings are printed again after the stages, so they stay on screen.
+ */
+export async function withStagedProgress<T>(mode: ProgressMode, title: string, stages: StageInfo[], op: (onEvent: OnEvent) => Promise<T>): Promise<T> {
+  if (mode !== 'tty') return withProgress(mode, title, op)
+  const err = process.stderr
+  const done = new Map(stages.map((s) => [s.name, deferred()]))
+  const lines = new Map<string, Map<string, string>>(stages.map((s) => [s.name, new Map()]))
+  const outputs = new Map<string, (text: string) => void>()
+  const warnings: string[] = []
+  let current: string | undefined
+  const show = (stage: string) => {
+    const ls = [...(lines.get(stage)?.values() ?? [])]
+    outputs.get(stage)?.(ls.slice(-8).join('\n'))
+  }
+  const onEvent: OnEvent = (e) => {
+    if (e.type === 'stage-start') {
+      current = e.stage
+      show(e.stage)
+    } else if (e.type === 'stage-done') {
+      done.get(e.stage)?.resolve()
+    } else if (e.type === 'task') {
+      const stage = e.stage ?? current
+      if (!stage) return
+      lines.get(stage)?.set(e.task, `${taskMark[e.status]} ${e.task}${e.message ? `: ${e.message}` : ''}`)
+      show(stage)
+    } else if (e.type === 'warning' || e.type === 'info') {
+      if (e.type === 'warning') warnings.push(e.message)
+      if (current) {
+        lines.get(current)?.set(`${e.type}:${e.message}`, `${e.type === 'warning' ? '⚠' : 'ℹ'} ${e.message}`)
+        show(current)
+      }
+    }
+  }
+  let result: T | undefined
+  let failure: {error: unknown} | undefined
+  const running = op(onEvent).then(
+    (r) => {
+      result = r
+      // stages the operation had no need to announce end with it
+      for (const d of done.values()) d.resolve()
+    },
+    (e) => {
+      failure = {error: e}
+      for (const d of done.values()) d.reject(e)
+    },
+  )
+  const tasks = new Listr(
+    stages.map((s) => ({
+      title: s.title,
+      task: async (_ctx: unknown, task: {output: string; title: string}) => {
+        outputs.set(s.name, (text) => {
+          task.output = text
+        })
+        await done.get(s.name)!.promise
+      },
+      rendererOptions: {persistentOutput: true, bottomBar: Infinity},
+    })),
+    {concurrent: false, exitOnError: true, rendererOptions: {collapseErrors: false, formatOutput: 'wrap'}},
+  )
+  err.write(`${title}\n`)
+  try {
+    await tasks.run()
+  } catch {
+    // the operation's own error is the one to report
+  }
+  await running
+  if (warnings.length) for (const w of warnings) err.write(`warning: ${w}\n`)
+  if (failure) throw failure.error
+  return result as T
+}

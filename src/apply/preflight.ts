@@ -1,0 +1,285 @@
+/**
+ * Preflight: everything install needs is checked before anything is applied, and any failure
+ * names the image, permission or object at fault.
+ * - the cluster answers and runs Kubernetes >= 1.29;
+ * - an installation kpi does not manage is not in the way (unless --adopt), and a kpi one is
+ *   either this same install (resume it, or reconcile it when it is deployed with these inputs)
+ *   or a reason to use `kpi upgrade`;
+ * - the user may get, create and patch every kind the render applies, where it applies them
+ *   (SelfSubjectAccessReview), and write revision records;
+ * - every image of the render exists at its digest in the destination registry, asked with the
+ *   credentials the cluster will use: those of the values file, not the user's docker config.
+ */
+import {KpiError} from '../errors.js'
+import type {Kube, ResourceAttributes} from '../kube/client.js'
+import {describeRef, groupOf} from '../kube/types.js'
+import {createRegistryClient, type OciClientOptions} from '../oci/client.js'
+import {parseReference, repoOf, normaliseRegistry} from '../oci/reference.js'
+import type {Credentials, RegistryClient} from '../oci/types.js'
+import type {OnEvent} from '../progress/events.js'
+import {imageReferences} from '../render/guard.js'
+import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RegistryValues, type RenderedObject} from '../render/types.js'
+import {REVISION_NAMESPACE, type RevisionRecord} from '../revision/record.js'
+import {latestRevision, type StoredRevision} from '../revision/store.js'
+
+export const MIN_KUBERNETES = {major: 1, minor: 29}
+
+/**
+ * - `fresh`: nothing here; install from revision 1
+ * - `resume`: an install that did not finish (pending-install or failed); run it again, same revision
+ * - `reconcile`: installed with these very inputs; apply again, expect no change
+ * - `adopt`: kpack is here but not kpi's; take it over (--adopt)
+ */
+export type InstallMode = 'fresh' | 'resume' | 'reconcile' | 'adopt'
+
+export interface PreflightResult {
+  serverVersion: string
+  mode: InstallMode
+  existing?: StoredRevision
+  images: number
+  /** what kpi found that it does not manage (with --adopt) */
+  adopted: string[]
+}
+
+export interface PreflightInput {
+  kube: Kube
+  objects: RenderedObject[]
+  registry: RegistryValues
+  /** the digest of these inputs (revision record inputsDigest) */
+  inputsDigest: string
+  adopt: boolean
+  /** registry client settings of the check (CA, plain HTTP); credentials come from the values */
+  clientOptions: OciClientOptions
+  onEvent: OnEvent
+  /** for tests: a ready client instead of one built from clientOptions */
+  client?: RegistryClient
+}
+
+export async function preflight(p: PreflightInput): Promise<PreflightResult> {
+  const {kube, onEvent} = p
+  const task = (t: string, status: 'start' | 'done' | 'failed', message?: string) => onEvent({type: 'task', stage: 'preflight', task: t, status, message})
+
+  task('cluster', 'start')
+  const v = await kube.version()
+  if (!(v.major > MIN_KUBERNETES.major || (v.major === MIN_KUBERNETES.major && v.minor >= MIN_KUBERNETES.minor))) {
+    throw new KpiError('failed', `preflight: the cluster at ${kube.server} runs Kubernetes ${v.gitVersion}; kpi needs ${MIN_KUBERNETES.major}.${MIN_KUBERNETES.minor} or newer`, {
+      hint: 'upgrade the cluster, or choose another one with --context',
+    })
+  }
+  task('cluster', 'done', `Kubernetes ${v.gitVersion} at ${kube.server}`)
+
+  task('existing installation', 'start')
+  const {mode, existing, adopted} = await existingInstallation(kube, p)
+  task('existing installation', 'done', describeMode(mode, existing?.record, adopted))
+
+  // permissions and images are independent: check both, report permissions first
+  const [perms, images] = await Promise.allSettled([permissions(kube, p.objects, task), imagesExist(p, task)])
+  if (perms.status === 'rejected') throw perms.reason
+  if (images.status === 'rejected') throw images.reason
+  return {serverVersion: v.gitVersion, mode, existing, images: images.value, adopted}
+}
+
+function describeMode(mode: InstallMode, r: RevisionRecord | undefined, adopted: string[]): string {
+  switch (mode) {
+    case 'fresh': return 'none: a fresh install'
+    case 'resume': return `revision ${r!.revision} (${r!.status}): resuming it`
+    case 'reconcile': return `revision ${r!.revision} deployed with these inputs: checking that nothing drifted`
+    case 'adopt': return `adopting what kpi does not manage: ${adopted.join(', ')}`
+  }
+}
+
+// ---- existing installation ----
+
+/** Objects that say kpack is installed; any of them without kpi's label means someone else installed it. */
+const KPACK_MARKERS = [
+  {apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: 'images.kpack.io'},
+  {apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: 'clusterbuilders.kpack.io'},
+  {apiVersion: 'apps/v1', kind: 'Deployment', name: 'kpack-controller', namespace: 'kpack'},
+]
+
+async function existingInstallation(kube: Kube, p: PreflightInput): Promise<{mode: InstallMode; existing?: StoredRevision; adopted: string[]}> {
+  const latest = await latestRevision(kube)
+  if (latest) {
+    const r = latest.record
+    if (r.operation === 'install' && (r.status === 'pending-install' || r.status === 'failed')) return {mode: 'resume', existing: latest, adopted: []}
+    if (r.status === 'deployed' && r.inputsDigest === p.inputsDigest) return {mode: 'reconcile', existing: latest, adopted: []}
+    if (r.status === 'deployed') {
+      throw new KpiError('conflict', `preflight: ${r.name} ${r.version} is already installed (revision ${r.revision}) with other inputs`, {
+        hint: 'use kpi upgrade -b LOCK -f VALUES to change an installed platform',
+      })
+    }
+    throw new KpiError('conflict', `preflight: revision ${r.revision} of ${r.name} is ${r.status} (${r.operation}): kpi install does not start over an ${r.operation}`, {
+      hint: `finish it with kpi ${r.operation === 'rollback' ? 'rollback' : 'upgrade'}, or see kpi status`,
+    })
+  }
+  const foreign: string[] = []
+  for (const m of KPACK_MARKERS) {
+    const live = await kube.get(m)
+    if (live && live.metadata.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) foreign.push(describeRef(live))
+  }
+  // kpi's own objects without a revision: the record was deleted by hand; same remedy
+  const ours = await kube.get({apiVersion: 'apps/v1', kind: 'Deployment', name: 'kpack-controller', namespace: 'kpack'})
+  if (ours?.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY && !foreign.length) foreign.push(`${describeRef(ours)} (kpi's, but no revision record in ${REVISION_NAMESPACE})`)
+  if (!foreign.length) return {mode: 'fresh', adopted: []}
+  if (p.adopt) return {mode: 'adopt', adopted: foreign}
+  throw new KpiError('conflict', `preflight: kpack is already installed and kpi does not manage it: ${foreign.join(', ')}`, {
+    hint: 'pass --adopt to take it over (kpi then owns and changes these objects), or choose another cluster',
+  })
+}
+
+// ---- permissions ----
+
+interface Need {
+  group: string
+  resource: string
+  namespace?: string
+  verbs: string[]
+  /** e.g. `ClusterBuilder` */
+  kind: string
+}
+
+async function resourceNames(kube: Kube, objects: KubeObject[]): Promise<Map<string, {resource: string; namespaced: boolean}>> {
+  // CRDs of the render name resources the cluster does not serve yet
+  const fromCrds = new Map<string, {resource: string; namespaced: boolean}>()
+  for (const o of objects) {
+    if (o.kind !== 'CustomResourceDefinition') continue
+    const spec = o.spec as {group: string; names: {kind: string; plural: string}; scope: string; versions: Array<{name: string}>}
+    for (const v of spec.versions) fromCrds.set(`${spec.group}/${v.name}/${spec.names.kind}`, {resource: spec.names.plural, namespaced: spec.scope === 'Namespaced'})
+  }
+  const out = new Map<string, {resource: string; namespaced: boolean}>()
+  for (const o of objects) {
+    const key = `${o.apiVersion}/${o.kind}`
+    if (out.has(key)) continue
+    const crd = fromCrds.get(key)
+    if (crd) {
+      out.set(key, crd)
+      continue
+    }
+    const r = await kube.resourceFor(o.apiVersion, o.kind)
+    if (!r) {
+      throw new KpiError('failed', `preflight: the cluster does not serve ${o.kind} in ${o.apiVersion} (needed for ${describeRef(o)})`, {
+        hint: 'the cluster is missing an API kpack needs; check its Kubernetes version',
+      })
+    }
+    out.set(key, {resource: r.name, namespaced: r.namespaced})
+  }
+  return out
+}
+
+async function permissions(kube: Kube, rendered: RenderedObject[], task: (t: string, s: 'start' | 'done' | 'failed', m?: string) => void): Promise<void> {
+  task('permissions', 'start')
+  const objects = rendered.map((r) => r.object)
+  const names = await resourceNames(kube, objects)
+  const needs = new Map<string, Need>()
+  const need = (n: Need) => {
+    const key = `${n.group}/${n.resource}/${n.namespace ?? ''}`
+    const had = needs.get(key)
+    needs.set(key, had ? {...had, verbs: [...new Set([...had.verbs, ...n.verbs])]} : n)
+  }
+  for (const o of objects) {
+    const r = names.get(`${o.apiVersion}/${o.kind}`)!
+    // server-side apply is a patch, or a create when the object is new; kpi reads each one first
+    need({group: groupOf(o.apiVersion), resource: r.resource, namespace: r.namespaced ? o.metadata.namespace : undefined, verbs: ['get', 'create', 'patch'], kind: o.kind})
+  }
+  need({group: '', resource: 'namespaces', verbs: ['get', 'create', 'patch'], kind: 'Namespace'})
+  need({group: '', resource: 'secrets', namespace: REVISION_NAMESPACE, verbs: ['get', 'list', 'create', 'update'], kind: 'Secret'})
+  const checks: Array<{attrs: ResourceAttributes; kind: string}> = []
+  for (const n of needs.values()) {
+    for (const verb of n.verbs) checks.push({attrs: {verb, group: n.group, resource: n.resource, ...(n.namespace ? {namespace: n.namespace} : {})}, kind: n.kind})
+  }
+  const results = await Promise.all(checks.map(async (c) => ({...c, result: await kube.canI(c.attrs)})))
+  const denied = results.filter((r) => !r.result.allowed)
+  if (denied.length) {
+    // group by resource: `create, patch clusterbuilders.kpack.io (cluster-wide)`
+    const byRes = new Map<string, string[]>()
+    for (const d of denied) {
+      const what = `${d.attrs.resource}${d.attrs.group ? `.${d.attrs.group}` : ''} ${d.attrs.namespace ? `in namespace ${d.attrs.namespace}` : '(cluster-wide)'}`
+      byRes.set(what, [...(byRes.get(what) ?? []), d.attrs.verb])
+    }
+    const list = [...byRes].map(([what, verbs]) => `${verbs.join(', ')} ${what}`)
+    task('permissions', 'failed', `${denied.length} denied`)
+    throw new KpiError('auth', `preflight: the user of context ${kube.context} may not ${list.slice(0, 6).join('; ')}${list.length > 6 ? `; and ${list.length - 6} more` : ''}`, {
+      hint: 'install needs cluster-admin or an equivalent role; ask a cluster admin, or use another --context',
+      details: {denied: list},
+    })
+  }
+  task('permissions', 'done', `${checks.length} access reviews allowed`)
+}
+
+// ---- images ----
+
+/** The credentials the cluster will pull with: those of the values file, for the registry it names. */
+export function valuesCredentials(r: RegistryValues): (registry: string) => Promise<Credentials | undefined> {
+  const server = normaliseRegistry(r.server).toLowerCase()
+  let fromDockerConfig: Record<string, Credentials> = {}
+  if (r.dockerConfigJson) {
+    try {
+      const cfg = JSON.parse(r.dockerConfigJson) as {auths?: Record<string, {auth?: string; username?: string; password?: string}>}
+      for (const [k, e] of Object.entries(cfg.auths ?? {})) {
+        let username = e.username
+        let password = e.password
+        if (e.auth) {
+          const s = Buffer.from(e.auth, 'base64').toString('utf8')
+          const i = s.indexOf(':')
+          if (i > 0) [username, password] = [s.slice(0, i), s.slice(i + 1)]
+        }
+        const host = k.replace(/^https?:\/\//, '').replace(/\/.*$/, '').toLowerCase()
+        fromDockerConfig[host] = {username, password, source: 'registry.dockerConfigJson of the values file'}
+      }
+    } catch {
+      fromDockerConfig = {}
+    }
+  }
+  return async (registry) => {
+    const host = normaliseRegistry(registry).toLowerCase()
+    if (fromDockerConfig[host]) return fromDockerConfig[host]
+    if (host === server && r.username && r.password) return {username: r.username, password: r.password, source: 'registry.username/registry.password of the values file'}
+    return undefined
+  }
+}
+
+async function imagesExist(p: PreflightInput, task: (t: string, s: 'start' | 'done' | 'failed', m?: string) => void): Promise<number> {
+  const found = imageReferences(p.objects)
+  const byRef = new Map<string, string[]>()
+  for (const f of found) {
+    if (!f.ref.includes('@')) continue
+    byRef.set(f.ref, [...(byRef.get(f.ref) ?? []), f.object])
+  }
+  task('images', 'start', `${byRef.size} images`)
+  const client = p.client ?? createRegistryClient({...p.clientOptions, credentials: valuesCredentials(p.registry)})
+  const missing: string[] = []
+  try {
+    const refs = [...byRef.keys()]
+    let next = 0
+    let stop = false
+    const worker = async () => {
+      while (next < refs.length && !stop) {
+        const ref = refs[next++]!
+        const parsed = parseReference(ref)
+        let desc
+        try {
+          desc = await client.headManifest(repoOf(parsed), parsed.digest!)
+        } catch (e) {
+          const err = e as KpiError
+          stop = true
+          throw new KpiError(err.kind ?? 'failed', `preflight: cannot check image ${ref}: ${err.message}`, {
+            hint: err.kind === 'auth' ? 'the cluster will pull with the registry credentials of the values file; fix registry.username/registry.password there' : err.hint,
+            cause: e,
+          })
+        }
+        if (!desc) missing.push(`${ref} (used by ${byRef.get(ref)!.join(', ')})`)
+      }
+    }
+    await Promise.all(Array.from({length: Math.min(8, refs.length)}, worker))
+  } finally {
+    if (!p.client) await client.close()
+  }
+  if (missing.length) {
+    task('images', 'failed', `${missing.length} missing`)
+    throw new KpiError('not-found', `preflight: ${missing.length === 1 ? 'image' : `${missing.length} images missing:`} ${missing.join('; ')}${missing.length === 1 ? ' is not in the registry' : ''}`, {
+      hint: 'relocate the bundle to this registry again (kpi relocate ... --lock-output) and install with that lock',
+    })
+  }
+  task('images', 'done', `${byRef.size} images present at their digests`)
+  return byRef.size
+}

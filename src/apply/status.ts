@@ -1,0 +1,143 @@
+/**
+ * kpi status: where the installed platform stands, from the latest revision record and the live
+ * objects it lists. Each install stage is judged by its objects' checks (plan.ts): present,
+ * CRDs established, Deployments available, webhook Services with ready endpoints, kpack resources
+ * Ready. A kpack resource with no Ready condition at all is `unknown` (no kpack controller has
+ * looked at it: on a cluster where kpack cannot run, or just after install), which is reported
+ * but is not unhealthy; Ready=False is.
+ */
+import {KpiError} from '../errors.js'
+import type {Kube} from '../kube/client.js'
+import {crdReadiness, deploymentReadiness, endpointsReadiness, kpackReadiness, type Readiness} from '../kube/readiness.js'
+import {describeRef, refOf, type LiveObject} from '../kube/types.js'
+import type {RevisionRecord} from '../revision/record.js'
+import {latestRevision} from '../revision/store.js'
+import {planStages, type PlannedObject} from './plan.js'
+
+export type ObjectState = 'ready' | 'progressing' | 'failed' | 'missing' | 'unknown'
+export type Health = 'healthy' | 'unhealthy' | 'unknown'
+
+export interface ObjectHealth {
+  object: string
+  check: PlannedObject['check']
+  state: ObjectState
+  message: string
+}
+
+export interface StageHealth {
+  name: string
+  title: string
+  health: Health
+  objects: number
+  present: number
+  /** one line: `21/21 present, 2/2 Deployments available` */
+  summary: string
+  /** objects that are not ready (missing, progressing, failed, unknown) */
+  problems: ObjectHealth[]
+}
+
+export interface PlatformStatus {
+  name: string
+  version: string
+  kpackVersion: string
+  revision: number
+  status: RevisionRecord['status']
+  operation: RevisionRecord['operation']
+  message?: string
+  updatedAt: string
+  kpiVersion: string
+  wait: RevisionRecord['wait']
+  healthy: boolean
+  stages: StageHealth[]
+  kpack: {ready: number; notReady: number; unknown: number}
+}
+
+async function judge(kube: Kube, o: PlannedObject): Promise<ObjectHealth> {
+  const ref = refOf(o.object as unknown as LiveObject)
+  const name = describeRef(ref)
+  const live = await kube.get(ref)
+  if (!live) return {object: name, check: o.check, state: 'missing', message: 'not found in the cluster'}
+  let r: Readiness
+  switch (o.check) {
+    case 'established': r = crdReadiness(live); break
+    case 'rollout': r = deploymentReadiness(live); break
+    case 'endpoints': {
+      const slices = await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`})
+      r = endpointsReadiness(slices)
+      break
+    }
+    case 'kpack-ready': {
+      r = kpackReadiness(live)
+      const noStatus = !live.status || Object.keys(live.status as object).length === 0
+      if (r.state === 'progressing' && noStatus) return {object: name, check: o.check, state: 'unknown', message: 'no Ready condition: no kpack controller has reconciled it'}
+      break
+    }
+    default: r = {state: 'ready', message: 'present'}
+  }
+  return {object: name, check: o.check, state: r.state, message: r.message}
+}
+
+async function inBatches<T, R>(items: T[], n: number, f: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = []
+  for (let i = 0; i < items.length; i += n) out.push(...(await Promise.all(items.slice(i, i + n).map(f))))
+  return out
+}
+
+export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
+  const latest = await latestRevision(kube)
+  if (!latest) {
+    throw new KpiError('not-found', `no kpi installation in the cluster at ${kube.server} (no revision record in namespace kpi-system)`, {
+      hint: 'install with kpi install -b LOCK -f VALUES',
+    })
+  }
+  const r = latest.record
+  const stages = planStages(r.objects)
+  const kpack = {ready: 0, notReady: 0, unknown: 0}
+  const out: StageHealth[] = []
+  for (const s of stages) {
+    const judged = await inBatches(s.objects, 8, (o) => judge(kube, o))
+    const present = judged.filter((j) => j.state !== 'missing').length
+    const bad = judged.filter((j) => j.state === 'missing' || j.state === 'failed' || j.state === 'progressing')
+    const unknown = judged.filter((j) => j.state === 'unknown')
+    for (const j of judged.filter((x) => x.check === 'kpack-ready')) {
+      if (j.state === 'ready') kpack.ready++
+      else if (j.state === 'unknown') kpack.unknown++
+      else kpack.notReady++
+    }
+    const parts = [`${present}/${judged.length} present`]
+    const count = (check: PlannedObject['check'], label: string) => {
+      const of = judged.filter((j) => j.check === check)
+      if (of.length) parts.push(`${of.filter((j) => j.state === 'ready').length}/${of.length} ${label}`)
+    }
+    count('established', 'CRDs established')
+    count('rollout', 'Deployments available')
+    count('endpoints', 'Services with ready endpoints')
+    count('kpack-ready', 'kpack resources Ready')
+    if (unknown.length) parts.push(`${unknown.length} kpack readiness unknown`)
+    out.push({
+      name: s.name,
+      title: s.title,
+      health: bad.length ? 'unhealthy' : unknown.length ? 'unknown' : 'healthy',
+      objects: judged.length,
+      present,
+      summary: parts.join(', '),
+      problems: [...bad, ...unknown],
+    })
+  }
+  const finished = r.status === 'deployed'
+  return {
+    name: r.name,
+    version: r.version,
+    kpackVersion: r.kpackVersion,
+    revision: r.revision,
+    status: r.status,
+    operation: r.operation,
+    message: r.message,
+    updatedAt: r.updatedAt,
+    kpiVersion: r.kpiVersion,
+    wait: r.wait,
+    healthy: finished && out.every((s) => s.health !== 'unhealthy'),
+    stages: out,
+    kpack,
+  }
+}

@@ -1,0 +1,111 @@
+import {Flags} from '@oclif/core'
+import {install, installStageTitles, DEFAULT_STAGE_TIMEOUT_MS, type InstallResult} from '../apply/install.js'
+import {formatDuration} from '../apply/stage.js'
+import {loadBundle} from '../bundle/load.js'
+import {KpiCommand} from '../cli/base.js'
+import {readCaCerts, registryFlags} from '../cli/registry.js'
+import {KpiError} from '../errors.js'
+import {createKubeClient} from '../kube/client.js'
+import {kubeFlags, kubeTarget} from '../kube/flags.js'
+import {progressMode, withStagedProgress} from '../progress/reporter.js'
+import {renderPlatform} from '../render/render.js'
+import {loadValues} from '../render/values.js'
+
+export default class Install extends KpiCommand {
+  static override description = `Install the platform on a cluster, stage by stage, and wait until it is ready
+
+Stages: preflight (cluster version, permissions, every image at its digest in the registry with the
+values' credentials, no other installation) -> namespaces and CRDs (established) -> RBAC and
+configuration -> kpack controller and webhook (rolled out, webhook endpoints ready) -> lifecycle,
+stacks and stores -> builders -> teams. kpack resources are waited for until kpack says Ready
+(--wait=ready); --wait=applied skips that check, for clusters where no kpack controller runs.
+
+The revision is recorded in the cluster (Secret kpi.platform.v1 in namespace kpi-system). Running
+install again with the same inputs changes nothing; after an interrupted install it resumes.`
+
+  static override examples = [
+    '<%= config.bin %> install -b lock.yaml -f values.yaml',
+    '<%= config.bin %> install -b lock.yaml -f values.yaml --wait=applied --timeout 10m --context prod',
+  ]
+
+  static override flags = {
+    bundle: Flags.string({char: 'b', description: 'relocated lock (kpi relocate --lock-output)', required: true}),
+    values: Flags.string({char: 'f', description: 'values file (see docs/values.md)', required: true}),
+    wait: Flags.string({
+      description: 'ready: wait for kpack\'s Ready condition on stacks, stores and builders; applied: do not (no kpack controller runs)',
+      options: ['ready', 'applied'],
+      default: 'ready',
+    }),
+    timeout: Flags.string({description: 'how long each stage may take to become ready (e.g. 90s, 5m, 1h)', default: '5m'}),
+    adopt: Flags.boolean({description: 'take over a kpack installation kpi did not make', default: false}),
+    ...kubeFlags,
+    'plain-http': registryFlags['plain-http'],
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Install)
+    const timeoutMs = parseDuration(flags.timeout, '--timeout') ?? DEFAULT_STAGE_TIMEOUT_MS
+    const {bundle: lock} = await loadBundle(flags.bundle)
+    const values = await loadValues(flags.values)
+    const render = renderPlatform(lock, values)
+    const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
+    // the registry CAs the cluster will trust (values) and those given here
+    const caCerts = [...values.caCerts, ...(await readCaCerts(flags['ca-cert']))]
+    const kube = await createKubeClient(kubeTarget(flags))
+    try {
+      const mode = progressMode(flags)
+      const result = await withStagedProgress(mode, `Installing ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, installStageTitles(render), (onEvent) =>
+        install({
+          kube, lock, values, render, wait: flags.wait as 'ready' | 'applied', timeoutMs, adopt: flags.adopt,
+          kpiVersion: this.config.version, onEvent,
+          registryOptions: {caCerts, insecureSkipTlsVerify: flags['insecure-skip-tls-verify'], plainHttp: (r) => plain.has(r)},
+        }))
+      this.report(flags.json, result)
+    } finally {
+      kube.close()
+    }
+  }
+
+  private report(json: boolean, r: InstallResult): void {
+    if (json) {
+      this.log(JSON.stringify({ok: true, ...r}))
+      return
+    }
+    const o = r.objects
+    if (r.mode === 'reconcile') {
+      this.log(`${r.name} ${r.version} is installed with these inputs (revision ${r.revision}): ${o.changed + o.created} objects changed (${o.unchanged} unchanged)`)
+    } else {
+      const how = r.mode === 'resume' ? ' (resumed)' : r.mode === 'adopt' ? ' (adopted)' : ''
+      this.log(`Installed ${r.name} ${r.version} (kpack ${r.kpackVersion}) as revision ${r.revision}${how} in ${formatDuration(r.durationMs)}`)
+      this.log(`  objects: ${o.total} (${o.created} created, ${o.changed} changed, ${o.unchanged} unchanged)`)
+    }
+    if (r.mode === 'reconcile' && r.changedObjects.length) {
+      this.log(`  drift corrected: ${r.changedObjects.map((c) => `${c.object} (${c.action})`).join(', ')}`)
+    }
+    this.log(`  stages: ${r.stages.map((s) => `${s.name} ${formatDuration(s.durationMs)}`).join(', ')}`)
+    for (const c of r.conflicts) this.log(`  ${c}`)
+    if (r.kpackReadiness.checked) {
+      this.log('  kpack readiness: every stack, store and builder is Ready')
+    } else if (r.kpackReadiness.notChecked.length) {
+      this.log(`  kpack readiness NOT checked (--wait=applied): ${r.kpackReadiness.notChecked.join(', ')}`)
+    }
+  }
+}
+
+/** `90s`, `5m`, `1h30m`, `1500ms`, or a bare number of seconds. */
+export function parseDuration(s: string | undefined, flag: string): number | undefined {
+  if (s === undefined) return undefined
+  const t = s.trim()
+  if (/^\d+$/.test(t)) return Number(t) * 1000
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g
+  let total = 0
+  let used = 0
+  for (const m of t.matchAll(re)) {
+    total += Number(m[1]) * {ms: 1, s: 1000, m: 60_000, h: 3_600_000}[m[2] as 'ms' | 's' | 'm' | 'h']
+    used += m[0].length
+  }
+  if (!t || used !== t.length || total <= 0) {
+    throw new KpiError('usage', `${flag} "${s}" is not a duration`, {hint: 'write it like 90s, 5m or 1h30m'})
+  }
+  return total
+}

@@ -1,0 +1,92 @@
+/**
+ * Is this live object ready? Pure functions over what the API serves, one per kind of check, each
+ * with the rule the owning controller documents:
+ * - CRD: Established=True (NamesAccepted=False is a failure: the names clash with another CRD).
+ * - Deployment: as `kubectl rollout status`: the controller observed the current generation, every
+ *   replica is updated and available, no old replicas remain, Available=True;
+ *   Progressing=False/ProgressDeadlineExceeded is a failure.
+ * - kpack resources: kpack's Ready condition for the generation it observed (status.observedGeneration);
+ *   False is a failure carrying kpack's message.
+ * - Service: at least one ready endpoint in its EndpointSlices.
+ */
+import {conditionOf, formatCondition, type Condition, type LiveObject} from './types.js'
+
+export type ReadyState = 'ready' | 'progressing' | 'failed'
+
+export interface Readiness {
+  state: ReadyState
+  /** why, in a few words: `1 of 2 replicas available`, kpack's message... */
+  message: string
+  /** the condition that decided, when one did */
+  condition?: Condition
+}
+
+const ready = (message: string, condition?: Condition): Readiness => ({state: 'ready', message, condition})
+const progressing = (message: string, condition?: Condition): Readiness => ({state: 'progressing', message, condition})
+const failed = (message: string, condition?: Condition): Readiness => ({state: 'failed', message, condition})
+
+export function crdReadiness(crd: LiveObject | undefined): Readiness {
+  if (!crd) return progressing('not found')
+  const names = conditionOf(crd, 'NamesAccepted')
+  if (names?.status === 'False') return failed(`names not accepted: ${names.message ?? names.reason ?? ''}`.trim(), names)
+  const est = conditionOf(crd, 'Established')
+  if (est?.status === 'True') return ready('established', est)
+  return progressing(`not established yet: ${formatCondition(est)}`, est)
+}
+
+interface DeploymentLike extends LiveObject {
+  spec?: {replicas?: number}
+  status?: {observedGeneration?: number; replicas?: number; updatedReplicas?: number; availableReplicas?: number; readyReplicas?: number}
+}
+
+export function deploymentReadiness(live: LiveObject | undefined): Readiness {
+  if (!live) return progressing('not found')
+  const d = live as DeploymentLike
+  const want = d.spec?.replicas ?? 1
+  const s = d.status ?? {}
+  const gen = d.metadata.generation ?? 0
+  const progress = conditionOf(d, 'Progressing')
+  if (progress?.status === 'False' && progress.reason === 'ProgressDeadlineExceeded') {
+    return failed(`rollout stuck: ${progress.message ?? 'progress deadline exceeded'}`, progress)
+  }
+  if ((s.observedGeneration ?? 0) < gen) return progressing(`the deployment controller has not observed generation ${gen} yet`)
+  const updated = s.updatedReplicas ?? 0
+  const available = s.availableReplicas ?? 0
+  const total = s.replicas ?? 0
+  if (updated < want) return progressing(`${updated} of ${want} replicas updated`)
+  if (total > updated) return progressing(`${total - updated} old replicas pending termination`)
+  if (available < updated) return progressing(`${available} of ${updated} updated replicas available`)
+  const avail = conditionOf(d, 'Available')
+  if (avail?.status !== 'True') return progressing(formatCondition(avail), avail)
+  return ready(`${available}/${want} replicas available`, avail)
+}
+
+export function kpackReadiness(live: LiveObject | undefined): Readiness {
+  if (!live) return progressing('not found')
+  const gen = live.metadata.generation ?? 0
+  const observed = (live.status as {observedGeneration?: number} | undefined)?.observedGeneration
+  const c = conditionOf(live, 'Ready')
+  if (observed === undefined && !c) return progressing('kpack has not reconciled it yet (no status)')
+  if ((observed ?? 0) < gen) return progressing(`kpack has not reconciled generation ${gen} yet`, c)
+  if (c?.status === 'True') return ready('Ready', c)
+  if (c?.status === 'False') return failed(c.message || c.reason || 'Ready=False', c)
+  return progressing(formatCondition(c), c)
+}
+
+interface SliceLike {
+  endpoints?: Array<{addresses?: string[]; conditions?: {ready?: boolean}}>
+}
+
+/** Endpoints whose `ready` is unset count as ready, as the EndpointSlice API says consumers should. */
+export function endpointsReadiness(slices: LiveObject[]): Readiness {
+  let total = 0
+  let readyCount = 0
+  for (const s of slices as unknown as SliceLike[]) {
+    for (const e of s.endpoints ?? []) {
+      total++
+      if (e.conditions?.ready !== false && (e.addresses?.length ?? 0) > 0) readyCount++
+    }
+  }
+  if (readyCount > 0) return ready(`${readyCount} ready endpoint${readyCount === 1 ? '' : 's'}`)
+  return progressing(total ? `0 of ${total} endpoints ready` : 'no endpoints yet')
+}

@@ -1,0 +1,87 @@
+/**
+ * Waiting for readiness by polling: a probe reads the live state and judges it (readiness.ts).
+ * Polling rather than watches: a handful of objects per stage, no long-lived connections to keep
+ * healthy through proxies, and the same code path for every kind. The interval starts short
+ * (most objects are ready within a second) and grows to `maxIntervalMs`.
+ */
+import type {Kube} from './client.js'
+import {crdReadiness, deploymentReadiness, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
+import type {LiveObject, ObjectRef} from './types.js'
+
+export interface WaitOptions {
+  timeoutMs: number
+  intervalMs?: number
+  maxIntervalMs?: number
+  signal?: AbortSignal
+  /** called with each new judgement (for progress), only when the message changes */
+  onChange?: (r: Readiness) => void
+}
+
+export type WaitOutcome =
+  | {outcome: 'ready'; readiness: Readiness; live?: LiveObject}
+  | {outcome: 'failed'; readiness: Readiness; live?: LiveObject}
+  | {outcome: 'timeout'; readiness: Readiness; live?: LiveObject}
+
+export type Probe = () => Promise<{readiness: Readiness; live?: LiveObject}>
+
+export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutcome> {
+  const deadline = Date.now() + o.timeoutMs
+  let interval = o.intervalMs ?? 200
+  const max = o.maxIntervalMs ?? 2000
+  let lastMsg = ''
+  for (;;) {
+    o.signal?.throwIfAborted()
+    const r = await probe()
+    if (r.readiness.message !== lastMsg) {
+      lastMsg = r.readiness.message
+      o.onChange?.(r.readiness)
+    }
+    if (r.readiness.state === 'ready') return {outcome: 'ready', ...r}
+    if (r.readiness.state === 'failed') return {outcome: 'failed', ...r}
+    const left = deadline - Date.now()
+    if (left <= 0) return {outcome: 'timeout', ...r}
+    await sleep(Math.min(interval, left), o.signal)
+    interval = Math.min(max, Math.round(interval * 1.5))
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(t)
+      reject(signal!.reason)
+    }
+    signal?.addEventListener('abort', onAbort, {once: true})
+  })
+}
+
+// ---- probes for the checks kpi knows ----
+
+export const crdProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
+  const live = await kube.get(ref)
+  return {readiness: crdReadiness(live), live}
+}
+
+export const deploymentProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
+  const live = await kube.get(ref)
+  return {readiness: deploymentReadiness(live), live}
+}
+
+export const kpackProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
+  const live = await kube.get(ref)
+  return {readiness: kpackReadiness(live), live}
+}
+
+/** A Service is ready when its EndpointSlices list a ready endpoint: something will answer it. */
+export const endpointsProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
+  const live = await kube.get(ref)
+  if (!live) return {readiness: {state: 'progressing', message: 'not found'}}
+  const slices = await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {
+    namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`,
+  })
+  return {readiness: endpointsReadiness(slices), live}
+}
