@@ -14,11 +14,11 @@ import {MediaTypes, isIndexMediaType} from '../oci/types.js'
 import {digestOf} from '../oci/digest.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSource} from '../relocate/endpoints.js'
-import {executePlan, type RelocationSummary} from '../relocate/execute.js'
+import {artifactTypeOf, executePlan, type RelocationSummary} from '../relocate/execute.js'
 import {parseDestination} from '../relocate/naming.js'
 import {planImages, type Plan, type PlanManifest, type PlanRoot} from '../relocate/plan.js'
 import {registrySink, registrySource} from '../relocate/registry-endpoints.js'
-import {bundleRoots, lockFor} from '../relocate/relocate.js'
+import {bundleRoots, lockFor, relocate} from '../relocate/relocate.js'
 import {collectBundleFiles, type BundleFile} from './bundle-files.js'
 import {openOciLayout} from './layout.js'
 import {blobOrder, manifestOrder, orderPlan} from './order.js'
@@ -248,14 +248,6 @@ async function buildToc(t: TocInput): Promise<Toc> {
   return toc
 }
 
-function artifactTypeOf(bytes: Buffer): string | undefined {
-  try {
-    const m = JSON.parse(bytes.toString('utf8')) as {artifactType?: string; config?: {mediaType?: string}}
-    return m.artifactType ?? m.config?.mediaType
-  } catch {
-    return undefined
-  }
-}
 
 /** An index's platforms from its descriptors; a single image's from its config. */
 async function platformsOf(m: PlanManifest, t: TocInput): Promise<string[]> {
@@ -382,15 +374,9 @@ export interface FromLayoutOptions {
 
 /** Relocates a bundle's images from an OCI layout directory (e.g. written by skopeo) to a registry. */
 export async function relocateFromOciLayout(o: FromLayoutOptions): Promise<{lock: Bundle; summary: RelocationSummary}> {
-  const onEvent = o.onEvent ?? noProgress
   const dest = parseDestination(o.toRepo)
   const layout = await openOciLayout(o.dir)
-  const bundle = o.bundle.bundle
-  const roots = bundleRoots(bundle, dest)
-  onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${layout.source.name}`})
-  const plan = await planImages(layout.source, roots, {referrers: o.referrers, concurrency: o.concurrency})
-  const sink = registrySink(o.client, dest.registry, o.uploads)
-  onEvent({type: 'phase', phase: 'copy', message: `${plan.manifests.length} manifests, ${plan.blobs.size} unique blobs to ${sink.name}`})
-  const summary = await executePlan(plan, layout.source, sink, {onEvent, concurrency: o.concurrency})
-  return {lock: lockFor(bundle, plan.roots), summary}
+  const {lock, summary} = await relocate(o.bundle.bundle, layout.source, registrySink(o.client, dest.registry, o.uploads), bundleRoots(o.bundle.bundle, dest),
+    {referrers: o.referrers, concurrency: o.concurrency, onEvent: o.onEvent})
+  return {lock, summary}
 }

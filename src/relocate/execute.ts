@@ -157,7 +157,7 @@ async function settleAll(ps: Array<Promise<void>>): Promise<void> {
   if (bad) throw bad.reason
 }
 
-function artifactTypeOf(bytes: Buffer): string | undefined {
+export function artifactTypeOf(bytes: Buffer): string | undefined {
   try {
     const m = JSON.parse(bytes.toString('utf8')) as {artifactType?: string; config?: {mediaType?: string}}
     return m.artifactType ?? m.config?.mediaType
