@@ -1,17 +1,23 @@
-import {ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod} from '@kubernetes/client-node'
-import {mkdtemp} from 'node:fs/promises'
+import {ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, VersionApi, type V1Pod} from '@kubernetes/client-node'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
 import {startControlPlane, type ControlPlane} from '../src/sandbox/controlplane.js'
 import {waitFor} from '../src/sandbox/procs.js'
+import {toolVersions} from '../src/sandbox/tools.js'
 
 let cp: ControlPlane | undefined
 let runDir = ''
 let kc: KubeConfig
+let failed = false
 
-// Each test names the run dir when it fails, so the component logs are one `ls` away.
-const nameRunDir = () => onTestFailed(() => console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`))
+// Each test names the run dir when it fails, so the component logs are one `ls` away; the run dir
+// (about 60 MB, mostly etcd's preallocated WAL) is removed only when everything passed.
+const nameRunDir = () => onTestFailed(() => {
+  failed = true
+  console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`)
+})
 
 beforeAll(async () => {
   runDir = await mkdtemp(join(tmpdir(), 'kpi-controlplane-'))
@@ -29,11 +35,25 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cp?.stop()
+  if (cp && !failed) await rm(runDir, {recursive: true, force: true})
 })
 
 const statusOf = (e: unknown): number | undefined => (e as {code?: number}).code
 
 describe('sandbox control plane', () => {
+  it('reports the pinned Kubernetes version, with default service account and KWOK nodes in place', async () => {
+    nameRunDir()
+    const v = await kc.makeApiClient(VersionApi).getCode()
+    expect(v.gitVersion).toBe(toolVersions().KUBERNETES_VERSION)
+    expect(v.major).toBe('1')
+    const core = kc.makeApiClient(CoreV1Api)
+    const nodes = await core.listNode()
+    expect(nodes.items.map((n) => n.metadata?.name).sort()).toEqual([...cp!.nodes].sort())
+    expect(nodes.items[0]?.status?.allocatable?.cpu).toBe('4')
+    const sa = await core.readNamespacedServiceAccount({name: 'default', namespace: 'default'})
+    expect(sa.metadata?.name).toBe('default')
+  })
+
   it('runs a 2-replica Deployment to Available through the controller-manager, scheduler and KWOK', async () => {
     nameRunDir()
     const apps = kc.makeApiClient(AppsV1Api)
