@@ -1,0 +1,109 @@
+/**
+ * Runs a command the way a user would and measures it: wall time from here, peak resident set
+ * size from GNU time (`/usr/bin/time -f %M`), which reads the child's rusage, so the number is the
+ * tool's own and not this Node process's. Output is captured for parsing (kpi --json summaries).
+ */
+import {spawn} from 'node:child_process'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {loadavg, tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+export const GNU_TIME = process.env.KPI_BENCH_TIME_BIN ?? '/usr/bin/time'
+
+export interface CommandSpec {
+  cmd: string
+  args: string[]
+  /** added to (and overriding) this process's environment */
+  env?: Record<string, string>
+  cwd?: string
+  /** a short name for messages, e.g. `crane copy kpack/controller` */
+  label?: string
+}
+
+export interface Measured {
+  label: string
+  code: number | null
+  signal: NodeJS.Signals | null
+  wallMs: number
+  /** peak RSS in bytes; undefined if GNU time did not report it (killed by a signal) */
+  peakRssBytes?: number
+  stdout: string
+  stderr: string
+  /** 1-minute load average when the command started and ended: the machine is shared */
+  load: {start: number; end: number}
+}
+
+/** Run one command under GNU time. Never throws for a failing command: check `code`. */
+export async function measure(spec: CommandSpec): Promise<Measured> {
+  const dir = await mkdtemp(join(tmpdir(), 'kpi-bench-time-'))
+  const out = join(dir, 'rusage')
+  const label = spec.label ?? [spec.cmd, ...spec.args].join(' ')
+  const loadStart = loadavg()[0]!
+  const started = performance.now()
+  try {
+    const child = spawn(GNU_TIME, ['-f', '%M', '-o', out, spec.cmd, ...spec.args], {
+      cwd: spec.cwd,
+      env: {...process.env, ...spec.env},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const {code, signal} = await new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', (c, s) => resolve({code: c, signal: s}))
+    })
+    const wallMs = performance.now() - started
+    const rusage = await readFile(out, 'utf8').catch(() => '')
+    // GNU time writes "Command exited with non-zero status N" before the format line on failure
+    const kib = rusage.trim().split('\n').map((l) => /^\d+$/.test(l.trim()) ? Number(l.trim()) : NaN).filter(Number.isFinite).pop()
+    return {
+      label, code, signal, wallMs, stdout, stderr,
+      peakRssBytes: kib === undefined ? undefined : kib * 1024,
+      load: {start: loadStart, end: loadavg()[0]!},
+    }
+  } finally {
+    await rm(dir, {recursive: true, force: true})
+  }
+}
+
+export interface MeasuredLoop {
+  runs: Measured[]
+  /** wall time of the whole loop, one command after another */
+  wallMs: number
+  /** the largest peak RSS of any run: a loop is as heavy as its heaviest process */
+  peakRssBytes?: number
+  failures: Measured[]
+  load: {start: number; end: number}
+}
+
+/**
+ * Run commands one after another, as a user's shell loop would (a peer without a bundle concept
+ * is scripted image by image). Stops at the first failure unless `keepGoing`.
+ */
+export async function measureLoop(specs: CommandSpec[], opts: {keepGoing?: boolean; onRun?: (m: Measured, i: number) => void} = {}): Promise<MeasuredLoop> {
+  const runs: Measured[] = []
+  const loadStart = loadavg()[0]!
+  const started = performance.now()
+  for (const [i, s] of specs.entries()) {
+    const m = await measure(s)
+    runs.push(m)
+    opts.onRun?.(m, i)
+    if (m.code !== 0 && !opts.keepGoing) break
+  }
+  const rss = runs.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined)
+  return {
+    runs,
+    wallMs: performance.now() - started,
+    peakRssBytes: rss.length ? Math.max(...rss) : undefined,
+    failures: runs.filter((r) => r.code !== 0),
+    load: {start: loadStart, end: loadavg()[0]!},
+  }
+}
+
+/** The last lines of a failed command's output, for a one-paragraph error. */
+export function failureText(m: Measured, lines = 5): string {
+  const tail = (m.stderr.trim() || m.stdout.trim()).split('\n').slice(-lines).join('\n')
+  return `${m.label} exited with ${m.signal ?? m.code}${tail ? `:\n${tail}` : ''}`
+}
