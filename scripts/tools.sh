@@ -6,7 +6,7 @@
 #
 #   bash scripts/tools.sh                  # every group
 #   bash scripts/tools.sh controlplane     # kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
-#   bash scripts/tools.sh peers            # crane, toxiproxy-server
+#   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl (the peer for install benchmarks: kapp is not reachable)
 #
 # KPI_CACHE_DIR overrides ~/.cache/kpi. Cold builds of Kubernetes take many minutes on 2 cores.
 set -euo pipefail
@@ -19,11 +19,11 @@ cache=${KPI_CACHE_DIR:-$HOME/.cache/kpi}
 # are not built; the benchmarks that compare with them skip when src/sandbox/tools.ts finds no binary.
 groups_all=(controlplane peers)
 tools_controlplane=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
-tools_peers=(crane toxiproxy-server)
+tools_peers=(crane toxiproxy-server kubectl)
 
 version_of() {
   case $1 in
-    kube-apiserver|kube-controller-manager|kube-scheduler) echo "$KUBERNETES_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     crane) echo "$CRANE_VERSION" ;;
@@ -49,7 +49,7 @@ build_one() { # tool version tmpdir
   local tool=$1 version=$2 tmp=$3/bin
   mkdir -p "$tmp"
   case $tool in
-    kube-apiserver|kube-controller-manager|kube-scheduler)
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
       check_pin k8s k8s.io/kubernetes "$version"
       local minor=${version#v1.}; minor=${minor%%.*}
       local x="" key

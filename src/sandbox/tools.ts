@@ -13,6 +13,7 @@ export type ToolName =
   | 'kube-apiserver'
   | 'kube-controller-manager'
   | 'kube-scheduler'
+  | 'kubectl'
   | 'etcd'
   | 'kwok'
   | 'crane'
@@ -25,6 +26,7 @@ const versionKey: Record<ToolName, string> = {
   'kube-apiserver': 'KUBERNETES_VERSION',
   'kube-controller-manager': 'KUBERNETES_VERSION',
   'kube-scheduler': 'KUBERNETES_VERSION',
+  kubectl: 'KUBERNETES_VERSION',
   etcd: 'ETCD_VERSION',
   kwok: 'KWOK_VERSION',
   crane: 'CRANE_VERSION',
