@@ -142,8 +142,6 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
       if (r.notChecked.length) rec.message = `kpack readiness not checked (--wait=applied): ${r.notChecked.join(', ')}`
       const changed = rec.changed
       onEvent({type: 'stage-done', stage: stage.name, message: `${r.objects} objects, ${changed} changed${r.notChecked.length ? `; kpack readiness not checked for ${r.notChecked.length}` : ''}`})
-      // a drift found by a reconcile is recorded: the revision now says what was re-applied
-      if (!stored && changed > 0 && pre.existing) stored = pre.existing
       if (stored) await save({})
     }
   } catch (e) {
@@ -155,12 +153,17 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
       rec.message = message
     }
     if (current) onEvent({type: 'task', stage: current.name, task: current.title, status: 'failed', message})
-    // record the failure; if that fails too (cluster gone), the original error is what matters
-    if (!stored && pre.existing) stored = pre.existing
-    await save({status: 'failed', message, finishedAt: now()}).catch(() => {})
+    // Record the failure; if that fails too (cluster gone), the original error is what matters. A
+    // reconcile leaves the deployed record alone: `kpi status` reports what is unhealthy now.
+    if (pre.mode !== 'reconcile') await save({status: 'failed', message, finishedAt: now()}).catch(() => {})
     throw isKpiError(e) ? e : new KpiError('failed', message, {cause: e})
   }
-  await save({status: 'deployed', message: undefined, finishedAt: now()})
+  if (pre.mode !== 'reconcile') await save({status: 'deployed', message: undefined, finishedAt: now()})
+  else if (results.some((r) => r.changes.some((c) => c.action !== 'unchanged'))) {
+    // drift a reconcile corrected is recorded: the revision says when and what was re-applied
+    stored = pre.existing
+    await save({})
+  }
 
   const all = results.flatMap((r) => r.changes)
   const count = (a: string) => all.filter((c) => c.action === a).length

@@ -2,11 +2,12 @@
  * Runs one install stage: apply its objects (server-side apply, field manager `kpi`), then wait
  * until each is ready by its check, within the stage's timeout.
  *
- * What changed is told by resourceVersion: the API server does not write an object that an apply
- * leaves as it was, so an unchanged resourceVersion means nothing changed.
+ * What changed is told by a server-side dry run of each apply compared with the live object, so a
+ * controller writing status meanwhile is not taken for a change, and unchanged objects are not written.
  */
 import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
+import {sameObject} from '../kube/compare.js'
 import {crdProbe, deploymentProbe, endpointsProbe, kpackProbe, waitUntil, type Probe, type WaitOutcome} from '../kube/wait.js'
 import {describeRef, formatCondition, refOf, type KubeEvent, type LiveObject} from '../kube/types.js'
 import type {OnEvent} from '../progress/events.js'
@@ -59,23 +60,37 @@ async function parallel<T>(items: T[], limit: number, f: (x: T) => Promise<void>
   if (failed !== undefined) throw failed
 }
 
-/** Apply one object; on a field conflict, say whose fields they were and take them. */
+const conflictLine = (name: string, e: KpiError): string =>
+  // "Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas"
+  `${name}: took over fields from another manager: ${e.message.slice(name.length + 2).replace(/^Apply failed with \d+ conflicts?: /, '')}`
+
+const isConflict = (e: unknown): e is KpiError => isKpiError(e) && e.kind === 'conflict'
+
+/**
+ * Apply one object. A new one is simply applied. An existing one is first applied as a server-side
+ * dry run and compared with the live object (compare.ts): when nothing would change, nothing is
+ * written. On a field conflict, say whose fields they were and take them.
+ */
 async function applyOne(kube: Kube, o: PlannedObject, force: boolean): Promise<{change: ObjectChange; conflict?: string}> {
   const obj = o.object as unknown as LiveObject
   const name = describeRef(obj)
   const before = await kube.get(refOf(obj))
-  let after: LiveObject
-  let conflict: string | undefined
-  try {
-    after = await kube.apply(obj, {force})
-  } catch (e) {
-    if (!(isKpiError(e) && e.kind === 'conflict' && !force)) throw e
-    // "Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas"
-    conflict = `${name}: took over fields from another manager: ${e.message.slice(name.length + 2).replace(/^Apply failed with \d+ conflicts?: /, '')}`
-    after = await kube.apply(obj, {force: true})
+  if (!before) {
+    await kube.apply(obj, {force})
+    return {change: {object: name, action: 'created'}}
   }
-  const action: ChangeAction = !before ? 'created' : before.metadata.resourceVersion === after.metadata.resourceVersion ? 'unchanged' : 'changed'
-  return {change: {object: name, action}, conflict}
+  let conflict: string | undefined
+  let preview: LiveObject
+  try {
+    preview = await kube.apply(obj, {force, dryRun: true})
+  } catch (e) {
+    if (force || !isConflict(e)) throw e
+    conflict = conflictLine(name, e)
+    preview = await kube.apply(obj, {force: true, dryRun: true})
+  }
+  if (!conflict && sameObject(before, preview)) return {change: {object: name, action: 'unchanged'}}
+  await kube.apply(obj, {force: force || !!conflict})
+  return {change: {object: name, action: 'changed'}, conflict}
 }
 
 function probeFor(kube: Kube, o: PlannedObject): Probe | undefined {
@@ -150,8 +165,9 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
     // a namespace or CRD must be usable before the objects of the next wave go in
     if (wave === 0) await waitAll(stage, objs.filter((o) => o.check === 'established'), opts, deadline)
   }
-  const changed = changes.filter((c) => c.action !== 'unchanged').length
-  onEvent({type: 'task', stage: stage.name, task: `apply ${stage.objects.length} objects`, status: 'done', message: `${changed} changed`})
+  const created = changes.filter((c) => c.action === 'created').length
+  const changed = changes.filter((c) => c.action === 'changed').length
+  onEvent({type: 'task', stage: stage.name, task: `apply ${stage.objects.length} objects`, status: 'done', message: `${created} created, ${changed} changed, ${changes.length - created - changed} unchanged`})
 
   const notChecked: string[] = []
   const waits = stage.objects.filter((o) => o.wave === 1 && o.check !== 'applied').filter((o) => {

@@ -158,7 +158,7 @@ export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Ku
       const res = await call<LiveObject>(describeRef(obj), 'PATCH', path, {
         // JSON is YAML: the apply patch content type takes it as it is
         contentType: 'application/apply-patch+yaml',
-        body: obj,
+        body: applyBody(obj),
         query: {fieldManager: o.fieldManager ?? FIELD_MANAGER, force: o.force ? true : undefined, dryRun: o.dryRun ? 'All' : undefined},
       })
       return res.body
@@ -234,4 +234,18 @@ export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Ku
     },
   }
   return kube
+}
+
+/**
+ * The object as sent in an apply: empty `metadata.labels`/`metadata.annotations` maps are left out.
+ * On a custom resource the API server stores no empty map, so an apply that carries one never
+ * matches the stored object and is written every time (a new resourceVersion, a new managedFields
+ * time): a re-apply of the same object would not be a no-op.
+ */
+export function applyBody(obj: LiveObject): LiveObject {
+  const m = obj.metadata
+  const empty = (x: unknown) => !!x && typeof x === 'object' && Object.keys(x).length === 0
+  if (!empty(m.labels) && !empty(m.annotations)) return obj
+  const {labels, annotations, ...rest} = m
+  return {...obj, metadata: {...rest, ...(empty(labels) ? {} : {labels}), ...(empty(annotations) ? {} : {annotations})}}
 }
