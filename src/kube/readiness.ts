@@ -49,14 +49,16 @@ export function deploymentReadiness(live: LiveObject | undefined): Readiness {
   if (progress?.status === 'False' && progress.reason === 'ProgressDeadlineExceeded') {
     return failed(`rollout stuck: ${progress.message ?? 'progress deadline exceeded'}`, progress)
   }
-  if ((s.observedGeneration ?? 0) < gen) return progressing(`the deployment controller has not observed generation ${gen} yet`)
+  // the condition a timeout reports: Available says why pods are missing, else Progressing
+  const avail = conditionOf(d, 'Available')
+  const last = avail ?? progress
+  if ((s.observedGeneration ?? 0) < gen) return progressing(`the deployment controller has not observed generation ${gen} yet`, last)
   const updated = s.updatedReplicas ?? 0
   const available = s.availableReplicas ?? 0
   const total = s.replicas ?? 0
-  if (updated < want) return progressing(`${updated} of ${want} replicas updated`)
-  if (total > updated) return progressing(`${total - updated} old replicas pending termination`)
-  if (available < updated) return progressing(`${available} of ${updated} updated replicas available`)
-  const avail = conditionOf(d, 'Available')
+  if (updated < want) return progressing(`${updated} of ${want} replicas updated`, last)
+  if (total > updated) return progressing(`${total - updated} old replicas pending termination`, last)
+  if (available < updated) return progressing(`${available} of ${updated} updated replicas available`, last)
   if (avail?.status !== 'True') return progressing(formatCondition(avail), avail)
   return ready(`${available}/${want} replicas available`, avail)
 }

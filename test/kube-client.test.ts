@@ -1,0 +1,247 @@
+/**
+ * The Kubernetes client against a real control plane (etcd, kube-apiserver, controller-manager,
+ * scheduler, KWOK): kubeconfig loading, errors that name the cluster or the object, server-side
+ * apply and dry runs, access reviews, and every wait kpi uses (CRD Established, Deployment rollout,
+ * Service endpoints, kpack Ready written through the status subresource as kpack writes it).
+ */
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {parse, stringify} from 'yaml'
+import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {planStages} from '../src/apply/plan.js'
+import {runStage} from '../src/apply/stage.js'
+import {KpiError} from '../src/errors.js'
+import {createKubeClient, type Kube} from '../src/kube/client.js'
+import {loadKubeConfig} from '../src/kube/config.js'
+import {endpointsProbe, crdProbe, deploymentProbe, kpackProbe, waitUntil} from '../src/kube/wait.js'
+import type {LiveObject} from '../src/kube/types.js'
+import type {ProgressEvent} from '../src/progress/events.js'
+import {renderPlatform} from '../src/render/render.js'
+import type {KubeObject, RenderedObject} from '../src/render/types.js'
+import {startControlPlane, type ControlPlane} from '../src/sandbox/controlplane.js'
+import {issueCert} from '../src/sandbox/pki.js'
+import {freePort} from '../src/sandbox/procs.js'
+import {findTool} from '../src/sandbox/tools.js'
+import {lock17, values} from './fixtures/render/helpers.js'
+
+const tools = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'] as const
+const missing = tools.filter((t) => !findTool(t))
+
+let cp: ControlPlane
+let runDir = ''
+let kube: Kube
+let failed = false
+let objects: RenderedObject[]
+
+const nameRunDir = () => onTestFailed(() => {
+  failed = true
+  console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`)
+})
+
+async function rejection(p: Promise<unknown>): Promise<KpiError> {
+  try {
+    await p
+  } catch (e) {
+    expect(e).toBeInstanceOf(KpiError)
+    return e as KpiError
+  }
+  throw new Error('expected a rejection')
+}
+
+/** A kubeconfig like the admin's, but for a user the cluster CA vouches for and RBAC grants nothing. */
+async function unprivilegedKubeconfig(): Promise<string> {
+  const pki = join(cp.runDir, 'pki')
+  const ca = {dir: pki, cert: join(pki, 'ca.crt'), key: join(pki, 'ca.key'), certPem: await readFile(join(pki, 'ca.crt'), 'utf8')}
+  const cert = await issueCert(ca, {name: 'nobody', commonName: 'nobody', usage: 'client'})
+  const doc = parse(await readFile(cp.kubeconfig, 'utf8')) as {users: Array<{name: string; user: Record<string, string>}>}
+  doc.users[0]!.user = {
+    'client-certificate-data': Buffer.from(cert.certPem).toString('base64'),
+    'client-key-data': Buffer.from(await readFile(cert.key, 'utf8')).toString('base64'),
+  }
+  const file = join(runDir, 'nobody.kubeconfig')
+  await writeFile(file, stringify(doc), {mode: 0o600})
+  return file
+}
+
+const obj = (o: Record<string, unknown>) => o as unknown as LiveObject
+
+describe.skipIf(missing.length > 0)('kube client on a real control plane', () => {
+  beforeAll(async () => {
+    runDir = await mkdtemp(join(tmpdir(), 'kpi-kube-'))
+    cp = await startControlPlane({runDir})
+    kube = await createKubeClient({kubeconfig: cp.kubeconfig})
+    objects = renderPlatform(await lock17(), await values()).objects
+  })
+  afterAll(async () => {
+    kube?.close()
+    await cp?.stop()
+    if (cp && !failed) await rm(runDir, {recursive: true, force: true})
+  })
+
+  it('loads the kubeconfig from --kubeconfig, $KUBECONFIG and --context, naming what is wrong', async () => {
+    nameRunDir()
+    expect(loadKubeConfig({kubeconfig: cp.kubeconfig}).server).toBe(cp.server)
+    expect(loadKubeConfig({}, {KUBECONFIG: cp.kubeconfig}).context).toBe('kpi-sandbox')
+    expect(() => loadKubeConfig({kubeconfig: join(runDir, 'nope')})).toThrow(/kubeconfig .*nope does not exist/)
+    const e = (() => {
+      try {
+        loadKubeConfig({kubeconfig: cp.kubeconfig, context: 'prod'})
+      } catch (x) {
+        return x as KpiError
+      }
+      throw new Error('accepted an unknown context')
+    })()
+    expect(e.kind).toBe('usage')
+    expect(e.message).toContain('--context prod is not a context')
+    expect(e.hint).toContain('kpi-sandbox')
+    expect(() => loadKubeConfig({}, {HOME: runDir, KUBECONFIG: ''})).toThrow(/no kubeconfig/)
+  })
+
+  it('an unreachable cluster is a network error naming the API URL, with a kubeconfig hint', async () => {
+    nameRunDir()
+    const port = await freePort()
+    const doc = parse(await readFile(cp.kubeconfig, 'utf8')) as {clusters: Array<{cluster: {server: string}}>}
+    doc.clusters[0]!.cluster.server = `https://127.0.0.1:${port}`
+    const file = join(runDir, 'closed.kubeconfig')
+    await writeFile(file, stringify(doc))
+    const k = await createKubeClient({kubeconfig: file})
+    try {
+      const e = await rejection(k.version())
+      expect(e.kind).toBe('network')
+      expect(e.message).toBe(`cannot reach the Kubernetes API at https://127.0.0.1:${port} (ECONNREFUSED)`)
+      expect(e.hint).toMatch(/--kubeconfig.*--context/)
+    } finally {
+      k.close()
+    }
+  })
+
+  it('reads the server version and answers access reviews for admin and for a user RBAC grants nothing', async () => {
+    nameRunDir()
+    const v = await kube.version()
+    expect(v.major).toBe(1)
+    expect(v.minor).toBeGreaterThanOrEqual(29)
+    expect((await kube.canI({verb: 'create', group: 'apps', resource: 'deployments', namespace: 'kpack'})).allowed).toBe(true)
+    const nobody = await createKubeClient({kubeconfig: await unprivilegedKubeconfig()})
+    try {
+      expect((await nobody.canI({verb: 'create', group: 'apps', resource: 'deployments', namespace: 'kpack'})).allowed).toBe(false)
+      const e = await rejection(nobody.apply(obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'x', namespace: 'default'}})))
+      expect(e.kind).toBe('auth')
+      expect(e.message).toMatch(/^ConfigMap default\/x: forbidden: User "nobody" cannot patch resource "configmaps"/)
+    } finally {
+      nobody.close()
+    }
+  })
+
+  it('server-side applies as field manager kpi: dry runs write nothing, the same apply is a no-op, errors name the object', async () => {
+    nameRunDir()
+    const cm = obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-probe', namespace: 'default', labels: {}, annotations: {}}, data: {a: '1'}})
+    const dry = await kube.apply(cm, {dryRun: true})
+    expect(dry.data).toEqual({a: '1'})
+    expect(await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-probe', namespace: 'default'})).toBeUndefined()
+    const first = await kube.apply(cm)
+    const managers = (first.metadata.managedFields as Array<{manager: string; operation: string}>).map((m) => `${m.manager}/${m.operation}`)
+    expect(managers).toEqual(['kpi/Apply'])
+    const again = await kube.apply(cm)
+    expect(again.metadata.resourceVersion).toBe(first.metadata.resourceVersion)
+    const listed = await kube.list('v1', 'ConfigMap', {namespace: 'default', labelSelector: ''})
+    expect(listed.map((o) => `${o.kind} ${o.metadata.name}`)).toContain('ConfigMap kpi-probe')
+
+    // another manager owns a field kpi sets: a conflict, until kpi forces
+    await kube.apply(obj({...cm, data: {a: '2'}}), {fieldManager: 'someone-else', force: true})
+    const conflict = await rejection(kube.apply(cm))
+    expect(conflict.kind).toBe('conflict')
+    expect(conflict.message).toMatch(/^ConfigMap default\/kpi-probe: Apply failed with 1 conflict: conflict with "someone-else"/)
+    expect((await kube.apply(cm, {force: true})).data).toEqual({a: '1'})
+
+    expect(await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-probe', namespace: 'default'})).toBe(true)
+    expect(await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-probe', namespace: 'default'})).toBe(false)
+
+    const unknownKind = await rejection(kube.apply(obj({apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', metadata: {name: 'early'}, spec: {}})))
+    expect(unknownKind.kind).toBe('not-found')
+    expect(unknownKind.message).toBe('ClusterStack early: the cluster does not serve ClusterStack in kpack.io/v1alpha2')
+  })
+
+  it('waits for CRDs to be Established, then a custom resource re-applied with empty metadata maps stays unchanged', async () => {
+    nameRunDir()
+    const crds = objects.filter((o) => o.object.kind === 'CustomResourceDefinition')
+    for (const c of crds) await kube.apply(obj(c.object))
+    const outcomes = await Promise.all(crds.map((c) => waitUntil(crdProbe(kube, {apiVersion: c.object.apiVersion, kind: c.object.kind, name: c.object.metadata.name}), {timeoutMs: 60_000})))
+    expect(outcomes.map((o) => o.outcome)).toEqual(crds.map(() => 'ready'))
+
+    const stack = structuredClone(objects.find((o) => o.object.kind === 'ClusterStack')!.object)
+    expect(stack.metadata.annotations).toEqual({})
+    const a = await kube.apply(obj(stack))
+    await new Promise((r) => setTimeout(r, 1100))
+    const b = await kube.apply(obj(stack))
+    expect(b.metadata.resourceVersion).toBe(a.metadata.resourceVersion)
+
+    const bad = structuredClone(objects.find((o) => o.object.kind === 'ClusterBuilder')!.object) as KubeObject & {spec: Record<string, unknown>}
+    bad.spec.stack = {kind: 'Stack', name: 'base'}
+    const e = await rejection(kube.apply(obj(bad)))
+    expect(e.kind).toBe('input')
+    expect(e.message).toMatch(/^ClusterBuilder base: ClusterBuilder\.kpack\.io "base" is invalid: spec\.stack\.kind: Unsupported value: "Stack"/)
+  })
+
+  it('kpack Ready, written through the status subresource as kpack writes it: no status, False with kpack\'s message, True', async () => {
+    nameRunDir()
+    const ref = {apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'base'}
+    const probe = kpackProbe(kube, ref)
+    expect((await probe()).readiness).toEqual({state: 'progressing', message: 'kpack has not reconciled it yet (no status)'})
+    const live = (await kube.get(ref))!
+    await kube.patchStatus(ref, {observedGeneration: live.metadata.generation, conditions: [{type: 'Ready', status: 'False', reason: 'ReconcileFailed', message: 'run image has no io.buildpacks.stack.id label', lastTransitionTime: new Date().toISOString()}]})
+    const f = await waitUntil(probe, {timeoutMs: 5000})
+    expect(f.outcome).toBe('failed')
+    expect(f.readiness.message).toBe('run image has no io.buildpacks.stack.id label')
+    // a spec change kpack has not seen yet is not judged by the old status
+    const changed = structuredClone(objects.find((o) => o.object.kind === 'ClusterStack')!.object) as KubeObject & {spec: {id: string}}
+    changed.spec.id = 'io.buildpacks.stacks.noble'
+    await kube.apply(obj(changed))
+    expect((await probe()).readiness.state).toBe('progressing')
+    const g = (await kube.get(ref))!.metadata.generation
+    setTimeout(() => {
+      void kube.patchStatus(ref, {observedGeneration: g, conditions: [{type: 'Ready', status: 'True', lastTransitionTime: new Date().toISOString()}]})
+    }, 500)
+    const t = await waitUntil(probe, {timeoutMs: 10_000})
+    expect(t.outcome).toBe('ready')
+  })
+
+  it('waits for a Deployment rollout (KWOK runs the pods) and for its Service\'s ready endpoints', async () => {
+    nameRunDir()
+    await kube.apply(obj({apiVersion: 'v1', kind: 'Namespace', metadata: {name: 'wait-test'}}))
+    const labels = {app: 'probe'}
+    await kube.apply(obj({
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name: 'probe', namespace: 'wait-test'},
+      spec: {replicas: 2, selector: {matchLabels: labels}, template: {metadata: {labels}, spec: {containers: [{name: 'c', image: 'example.test/probe@sha256:' + 'a'.repeat(64)}]}}},
+    }))
+    await kube.apply(obj({apiVersion: 'v1', kind: 'Service', metadata: {name: 'probe', namespace: 'wait-test'}, spec: {selector: labels, ports: [{port: 443, targetPort: 8443}]}}))
+    const seen: string[] = []
+    const d = await waitUntil(deploymentProbe(kube, {apiVersion: 'apps/v1', kind: 'Deployment', name: 'probe', namespace: 'wait-test'}), {timeoutMs: 60_000, onChange: (r) => seen.push(r.message)})
+    expect(d.outcome).toBe('ready')
+    expect(d.readiness.message).toBe('2/2 replicas available')
+    expect(seen.length).toBeGreaterThan(1)
+    const s = await waitUntil(endpointsProbe(kube, {apiVersion: 'v1', kind: 'Service', name: 'probe', namespace: 'wait-test'}), {timeoutMs: 60_000})
+    expect(s.outcome).toBe('ready')
+    expect(s.readiness.message).toBe('2 ready endpoints')
+  })
+
+  it('a stage that does not get ready in time fails naming the object, its last condition and its recent events', async () => {
+    nameRunDir()
+    const labels = {app: 'stuck'}
+    const stuck: KubeObject = {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name: 'stuck', namespace: 'wait-test', labels: {}, annotations: {}},
+      spec: {replicas: 1, selector: {matchLabels: labels}, template: {metadata: {labels}, spec: {nodeSelector: {'kpi.dev/no-such-node': 'true'}, containers: [{name: 'c', image: 'example.test/stuck@sha256:' + 'b'.repeat(64)}]}}},
+    }
+    const [stage] = planStages([{stage: 'kpack', object: stuck}]).filter((s) => s.objects.length)
+    const events: ProgressEvent[] = []
+    const e = await rejection(runStage(stage!, {kube, wait: 'ready', timeoutMs: 6000, onEvent: (x) => events.push(x)}))
+    expect(e.kind).toBe('timeout')
+    expect(e.message).toMatch(/^stage controllers was not ready after 6\.0s: Deployment wait-test\/stuck: 0 of 1 updated replicas available; last condition Available=False/)
+    expect(e.message).toMatch(/FailedScheduling: 0\/2 nodes are available: 2 node\(s\) didn't match Pod's node affinity\/selector/)
+    expect(events.some((x) => x.type === 'task' && x.task === 'Deployment wait-test/stuck rolled out' && x.status === 'failed')).toBe(true)
+  })
+})
+
+describe.runIf(missing.length > 0)('kube client on a real control plane (skipped)', () => {
+  it.skip(`needs ${missing.join(', ')}: run bash scripts/tools.sh`, () => {})
+})
