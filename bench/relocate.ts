@@ -354,13 +354,20 @@ async function main(): Promise<number> {
   const workDir = await mkdtemp(join(tmpdir(), 'kpi-bench-relocate-'))
   say(`run directory ${workDir}; ${formatMachineFacts(machine).split('\n').slice(1).join('; ')}`)
   let sb: Sandbox | undefined
-  const cleanup = async () => {
+  let interrupted = false
+  let cleaning: Promise<void> | undefined
+  // once: the signal handler and the main flow's finally may both get here
+  const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     await sb?.stop()
-    if (!flags.keep) await rm(workDir, {recursive: true, force: true})
-  }
+    if (!flags.keep) await rm(workDir, {recursive: true, force: true, maxRetries: 5, retryDelay: 200})
+  })())
   const onSignal = () => {
+    interrupted = true
     say('interrupted: stopping the registries')
     void cleanup().finally(() => process.exit(130))
+  }
+  const step = (): void => {
+    if (interrupted) throw new Error('interrupted')
   }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
@@ -382,6 +389,7 @@ async function main(): Promise<number> {
     const candidates: Tool[] = [kpi, ...peers.filter((p) => p.name === 'crane' || p.name === 'skopeo')]
     for (const t of candidates) {
       if (!wanted.has(t.name)) continue
+      step()
       if (t.skipped) {
         tools.push({tool: t.name, status: 'skipped', reason: t.skipped})
         continue
@@ -394,6 +402,7 @@ async function main(): Promise<number> {
       }
     }
 
+    step()
     const memory = flags['no-memory'] ? undefined : await memoryCheck(kpi, sb, workDir)
 
     const checks: Report['checks'] = []
