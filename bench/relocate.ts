@@ -45,6 +45,7 @@ const {values: flags} = parseArgs({
     json: {type: 'boolean', default: false},
     keep: {type: 'boolean', default: false},
     'no-memory': {type: 'boolean', default: false},
+    'kpi-bin': {type: 'string'},
     help: {type: 'boolean', short: 'h', default: false},
   },
   strict: true,
@@ -57,6 +58,7 @@ if (flags.help) {
   --layer-mib N    size of the one-layer image of the memory check (default 1024)
   --tools LIST     which of kpi,crane,skopeo to run (default all; kpi is the baseline)
   --no-memory      skip the one-layer memory check
+  --kpi-bin FILE   measure another kpi build's bin/run.js (default: this checkout's)
   --json           print one JSON document instead of tables
   --keep           keep the run directory (registries' storage and logs)
 `)
@@ -348,8 +350,8 @@ function printReport(r: Report): void {
 
 async function main(): Promise<number> {
   const machine = machineFacts()
-  const kpi = await findKpi()
-  if (kpi.note) say(`warning: ${kpi.note}`)
+  const kpi: Tool = flags['kpi-bin'] ? {name: 'kpi', path: flags['kpi-bin'], version: 'from --kpi-bin'} : await findKpi()
+  if ('note' in kpi && kpi.note) say(`warning: ${kpi.note}`)
   const peers = await Promise.all((['crane', 'skopeo', 'imgpkg', 'kapp'] as const).map(findPeer))
   const workDir = await mkdtemp(join(tmpdir(), 'kpi-bench-relocate-'))
   say(`run directory ${workDir}; ${formatMachineFacts(machine).split('\n').slice(1).join('; ')}`)
