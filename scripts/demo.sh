@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-npx tsc -p tsconfig.json
+npm run --silent build
 exec node dist/sandbox/demo.js

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit $?
-npx tsc -p tsconfig.json || exit $?
+npm run --silent build || exit $?
 mkdir -p .run
 npx vitest run --reporter=default --reporter=json --outputFile.json=.run/vitest.json "$@"
 code=$?

@@ -20,13 +20,19 @@ export interface ImageSink {
   /** how many blob uploads may run at once (an archive writes one member at a time) */
   readonly concurrency: number
   hasBlob(repo: Repo, digest: string): Promise<boolean>
+  /**
+   * True when a manifest present at the sink guarantees everything it refers to is there too
+   * (registries that refuse a manifest whose blobs or children are missing, as distribution
+   * does): then an image found at the destination is skipped whole, without checking each blob.
+   */
+  readonly manifestImpliesContent?: boolean
   hasManifest(repo: Repo, digest: string): Promise<boolean>
   /** mount a blob from another repository of the same registry; false when declined */
   mountBlob?(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
   /** `open` may be called again on a retry and must return a fresh stream */
   putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable>): Promise<void>
-  /** store a manifest by digest, and under `tags` when given */
-  putManifest(repo: Repo, manifest: FetchedManifest, tags: string[]): Promise<void>
+  /** store a manifest by digest (unless `exists`: the sink said it has it), and under `tags` when given */
+  putManifest(repo: Repo, manifest: FetchedManifest, tags: string[], exists?: boolean): Promise<void>
   /**
    * Make `referrer` discoverable as a referrer of `subject` at the sink, for registries
    * without the referrers API (the `sha256-<hex>` fallback tag). No-op where not needed.

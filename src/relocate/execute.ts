@@ -125,7 +125,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       if (exists && m.tags.length === 0) {
         summary.manifests.skipped++
       } else {
-        await requests(guard(() => sink.putManifest(m.dst, m.manifest, m.tags)))
+        await requests(guard(() => sink.putManifest(m.dst, m.manifest, m.tags, exists)))
         if (exists) summary.manifests.skipped++
         else summary.manifests.pushed++
       }
@@ -136,6 +136,27 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
         await requests(guard(() => sink.linkReferrer!(m.dst, m.subject!.digest, desc)))
       }
     })
+
+  // An image already at a sink that guarantees content (the registry refused its manifest until
+  // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
+  if (sink.manifestImpliesContent) {
+    const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
+    const roots = plan.manifests.filter((m) => rootKeys.has(`${repoKey(m.dst)}@${m.manifest.digest}`))
+    await settleAll(roots.map(async (m) => {
+      if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) return
+      const skipTree = (n: PlanManifest) => {
+        void manifestDone(`${repoKey(n.dst)}@${n.manifest.digest}`, async () => {
+          summary.manifests.skipped++
+        })
+        for (const b of n.blobs) void blobDone(`${repoKey(n.dst)}@${b.digest}`, async () => record(b, 'skipped'))
+        for (const c of n.children) {
+          const child = byKey.get(`${repoKey(n.dst)}@${c}`)
+          if (child) skipTree(child)
+        }
+      }
+      skipTree(m)
+    }))
+  }
 
   try {
     await settleAll(plan.manifests.map((m) => ensureManifest(m).catch((e) => {

@@ -17,12 +17,14 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     name: `registry ${registry}`,
     registry,
     concurrency,
+    manifestImpliesContent: true,
     hasBlob: (repo, digest) => client.hasBlob(repo, digest),
     hasManifest: async (repo, digest) => (await client.headManifest(repo, digest)) !== undefined,
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open) => client.putBlob(repo, digest, size, open),
-    putManifest: async (repo, m: FetchedManifest, tags) => {
-      if (!(await client.headManifest(repo, m.digest))) await client.putManifest(repo, m.digest, m.bytes, m.mediaType)
+    // the executor asked hasManifest just before: called for a manifest that is missing, or to set tags
+    putManifest: async (repo, m: FetchedManifest, tags, exists) => {
+      if (!exists) await client.putManifest(repo, m.digest, m.bytes, m.mediaType)
       for (const t of tags) await client.putManifest(repo, t, m.bytes, m.mediaType)
     },
     linkReferrer: (repo, subject, referrer) => linkReferrer(client, repo, subject, referrer),
