@@ -1,0 +1,173 @@
+/**
+ * Time to ready: `kpi install` against its peers applying the same rendered YAML on the same sandbox
+ * (registries + control plane with KWOK nodes), in one run, alternating rounds from a clean cluster:
+ *
+ * - kpi:     kpi install -b LOCK -f VALUES --wait=applied (preflight, stages, waits, revision record)
+ * - kapp:    kapp deploy -a kpi-bench -f platform.yaml -y (kapp orders CRDs/namespaces first and waits)
+ * - kubectl: what a script does by hand: apply namespaces+CRDs (server side), kubectl wait
+ *            established, apply the rest, kubectl rollout status of both Deployments
+ *
+ * kapp comes from scripts/tools.sh (toolPath('kapp')); when it is not built (the Go module proxy
+ * this project reaches does not serve carvel.dev modules) the bench says so and compares with kubectl.
+ *
+ *   npx tsc -p . && npx tsx bench/install.ts [--rounds 3]
+ */
+import {spawn} from 'node:child_process'
+import {mkdtemp, readFile, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {parseAllDocuments, stringify} from 'yaml'
+import {createKubeClient, type Kube} from '../src/kube/client.js'
+import type {LiveObject} from '../src/kube/types.js'
+import {startSandbox} from '../src/sandbox/sandbox.js'
+import {findTool} from '../src/sandbox/tools.js'
+
+const KPI = fileURLToPath(new URL('../bin/run.js', import.meta.url))
+const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1]) || 3
+
+interface Run {
+  code: number | null
+  out: string
+  ms: number
+}
+
+function exec(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
+  const t0 = performance.now()
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, {env: {...process.env, ...env, CI: 'true', NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    child.on('close', (code) => resolve({code, out, ms: performance.now() - t0}))
+  })
+}
+
+async function must(what: string, p: Promise<Run>): Promise<Run> {
+  const r = await p
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.out.slice(-3000)}`)
+  return r
+}
+
+/** Deletes everything the platform made and waits until its namespaces and CRDs are gone. */
+async function teardown(kube: Kube, objects: LiveObject[]): Promise<void> {
+  for (const o of [...objects].reverse()) {
+    await kube.delete({apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name, namespace: o.metadata.namespace}).catch(() => false)
+  }
+  const extra = [{apiVersion: 'v1', kind: 'Namespace', name: 'kpi-system'}, {apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-bench', namespace: 'default'}]
+  for (const r of extra) await kube.delete(r).catch(() => false)
+  const gone = [...objects.filter((o) => o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition'), {apiVersion: 'v1', kind: 'Namespace', metadata: {name: 'kpi-system'}} as LiveObject]
+  const deadline = Date.now() + 180_000
+  for (const o of gone) {
+    const since = Date.now()
+    for (;;) {
+      const live = await kube.get({apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name}).catch(() => undefined)
+      if (!live) break
+      // Seen once: a CRD kept its cleanup finalizer for minutes (kpack's conversion webhook, which the
+      // sandbox cannot run, is in the CRD). Its instances are deleted above; let it go.
+      if (o.kind === 'CustomResourceDefinition' && Date.now() - since > 30_000 && live.metadata.finalizers) {
+        console.log(`  teardown: ${o.metadata.name} kept its finalizers for 30s (${JSON.stringify((live.status as {conditions?: unknown})?.conditions)}); removing them`)
+        await kube.request('PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${o.metadata.name}`, {contentType: 'application/merge-patch+json', body: {metadata: {finalizers: null}}})
+      }
+      if (Date.now() > deadline) throw new Error(`teardown: ${o.kind} ${o.metadata.name} still there after 3 minutes: ${JSON.stringify(live.status)}`)
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)}s`
+
+async function main(): Promise<void> {
+  const kapp = findTool('kapp')
+  const kubectl = findTool('kubectl')
+  const work = await mkdtemp(join(tmpdir(), 'kpi-bench-install-'))
+  console.log(`sandbox in ${work} ...`)
+  const sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1']})
+  const kubeconfig = sb.controlPlane!.kubeconfig
+  const env = {...sb.env, KUBECONFIG: kubeconfig}
+  const kube = await createKubeClient({kubeconfig})
+  try {
+    const lock = join(work, 'lock.yaml')
+    await must('kpi relocate', exec(process.execPath, [KPI, 'relocate', '-b', sb.bundles.v1!, '--to-repo', sb.airgapPrefix, '--lock-output', lock, '--ca-cert', sb.caFile], env))
+    const values = join(work, 'values.yaml')
+    await writeFile(values, stringify({
+      registry: {server: sb.airgap.host, repository: 'build-service', username: sb.airgap.username, password: sb.airgap.password},
+      caCerts: [await readFile(sb.caFile, 'utf8')],
+      teams: [{name: 'payments'}],
+      kpack: {webhook: {failurePolicy: 'Ignore'}},
+    }))
+    const rendered = await must('kpi render', exec(process.execPath, [KPI, 'render', '-b', lock, '-f', values], env))
+    const yamlText = rendered.out.slice(rendered.out.indexOf('---'))
+    const platformFile = join(work, 'platform.yaml')
+    await writeFile(platformFile, yamlText)
+    const objects = parseAllDocuments(yamlText).map((d) => d.toJS() as LiveObject).filter(Boolean)
+    const first = objects.filter((o) => o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition')
+    const rest = objects.filter((o) => !first.includes(o))
+    const firstFile = join(work, 'first.yaml')
+    const restFile = join(work, 'rest.yaml')
+    await writeFile(firstFile, first.map((o) => `---\n${stringify(o)}`).join(''))
+    await writeFile(restFile, rest.map((o) => `---\n${stringify(o)}`).join(''))
+    const crds = first.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => `crd/${o.metadata.name}`)
+    console.log(`${objects.length} objects rendered; ${rounds} rounds, each from a clean cluster`)
+
+    const peers: Array<{name: string; run: () => Promise<number>}> = [
+      {
+        name: 'kpi install',
+        run: async () => (await must('kpi install', exec(process.execPath, [KPI, 'install', '-b', lock, '-f', values, '--ca-cert', sb.caFile, '--wait=applied'], env))).ms,
+      },
+    ]
+    if (kapp) {
+      peers.push({name: 'kapp deploy', run: async () => (await must('kapp deploy', exec(kapp, ['deploy', '-a', 'kpi-bench', '-f', platformFile, '-y', '--kubeconfig', kubeconfig], env))).ms})
+    } else {
+      console.log('kapp: not built (toolPath(\'kapp\') finds nothing: scripts/tools.sh cannot fetch carvel.dev/kapp, the Go module proxy does not serve it); comparing with kubectl instead')
+    }
+    if (kubectl) {
+      peers.push({
+        name: 'kubectl apply+wait',
+        run: async () => {
+          const t0 = performance.now()
+          const k = (...a: string[]) => must(`kubectl ${a[0]}`, exec(kubectl, ['--kubeconfig', kubeconfig, ...a], env))
+          await k('apply', '--server-side', '--field-manager', 'kubectl-bench', '-f', firstFile)
+          await k('wait', '--for', 'condition=Established', '--timeout', '300s', ...crds)
+          await k('apply', '--server-side', '--field-manager', 'kubectl-bench', '-f', restFile)
+          await k('rollout', 'status', '-n', 'kpack', '--timeout', '300s', 'deployment/kpack-controller')
+          await k('rollout', 'status', '-n', 'kpack', '--timeout', '300s', 'deployment/kpack-webhook')
+          return performance.now() - t0
+        },
+      })
+    } else {
+      console.log('kubectl: not built (run bash scripts/tools.sh peers)')
+    }
+
+    const times = new Map<string, number[]>(peers.map((p) => [p.name, []]))
+    for (let round = 1; round <= rounds; round++) {
+      // alternate who goes first, so neither always meets a warmer apiserver
+      const order = round % 2 ? peers : [...peers].reverse()
+      for (const p of order) {
+        await teardown(kube, objects)
+        const ms = await p.run()
+        times.get(p.name)!.push(ms)
+        console.log(`  round ${round}: ${p.name.padEnd(20)} ${secs(ms)}`)
+      }
+    }
+    await teardown(kube, objects)
+
+    const kpiMs = median(times.get('kpi install')!)
+    console.log(`\ntime to ready, median of ${rounds} (clean cluster each time):`)
+    for (const p of peers) {
+      const m = median(times.get(p.name)!)
+      const ratio = p.name === 'kpi install' ? '' : `   kpi/${p.name.split(' ')[0]} = ${(kpiMs / m).toFixed(2)}x`
+      console.log(`  ${p.name.padEnd(20)} ${secs(m)}   (${times.get(p.name)!.map(secs).join(', ')})${ratio}`)
+    }
+    console.log('kpi install also runs preflight (access reviews, every image HEADed in the registry), waits for the webhook endpoints and writes the revision record.')
+  } finally {
+    kube.close()
+    await sb.stop()
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e)
+  process.exitCode = 1
+})
