@@ -142,6 +142,7 @@ export async function withStagedProgress<T>(mode: ProgressMode, title: string, s
   const done = new Map(stages.map((s) => [s.name, deferred()]))
   const lines = new Map<string, Map<string, string>>(stages.map((s) => [s.name, new Map()]))
   const outputs = new Map<string, (text: string) => void>()
+  const finish = new Map<string, (message?: string) => void>()
   const warnings: string[] = []
   let current: string | undefined
   const show = (stage: string) => {
@@ -153,6 +154,8 @@ export async function withStagedProgress<T>(mode: ProgressMode, title: string, s
       current = e.stage
       show(e.stage)
     } else if (e.type === 'stage-done') {
+      // a finished stage keeps one line: its title and what it did
+      finish.get(e.stage)?.(e.message)
       done.get(e.stage)?.resolve()
     } else if (e.type === 'task') {
       const stage = e.stage ?? current
@@ -186,6 +189,10 @@ export async function withStagedProgress<T>(mode: ProgressMode, title: string, s
       task: async (_ctx: unknown, task: {output: string; title: string}) => {
         outputs.set(s.name, (text) => {
           task.output = text
+        })
+        finish.set(s.name, (message) => {
+          task.title = message ? `${s.title}: ${message}` : s.title
+          task.output = ''
         })
         await done.get(s.name)!.promise
       },
