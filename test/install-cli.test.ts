@@ -99,6 +99,22 @@ describe.skipIf(missing.length > 0)('kpi install and kpi status on the sandbox',
     await sb?.stop()
   })
 
+  it('kpi status before any install, and against a cluster that does not answer, fails in one line', async () => {
+    logsOnFailure()
+    const none = await run(['status'])
+    expect(expectCleanFailure(none)).toBe(`Error: no kpi installation in the cluster at ${sb.controlPlane!.server} (no revision record in namespace kpi-system): install with kpi install -b LOCK -f VALUES`)
+    expect(none.code).toBe(7)
+    const doc = parse(await readFile(sb.controlPlane!.kubeconfig, 'utf8')) as {clusters: Array<{cluster: {server: string}}>}
+    doc.clusters[0]!.cluster.server = 'https://127.0.0.1:9'
+    const closed = join(work, 'closed.kubeconfig')
+    await writeFile(closed, stringify(doc))
+    const down = await run(['status', '--kubeconfig', closed])
+    expect(expectCleanFailure(down)).toBe('Error: cannot reach the Kubernetes API at https://127.0.0.1:9 (ECONNREFUSED): check --kubeconfig and --context (or $KUBECONFIG) and that the cluster is running')
+    expect(down.code).toBe(6)
+    const installDown = await run([...installArgs('--wait=applied'), '--kubeconfig', closed])
+    expect(expectCleanFailure(installDown)).toMatch(/^Error: cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:9/)
+  })
+
   it('preflight stops before anything is applied when an image is missing from the registry, naming it', async () => {
     logsOnFailure()
     const broken = parse(await readFile(lockFile, 'utf8')) as Bundle
@@ -285,6 +301,18 @@ describe.skipIf(missing.length > 0)('kpi install and kpi status on the sandbox',
     expect(r.stdout).toContain('ClusterBuilder base: failed: buildpack example/java@1.2.0 is not in store default')
     expect(r.stdout).toMatch(/platform +healthy +2\/2 present, 2\/2 kpack resources Ready/)
     expect(r.stdout.trim().split('\n').at(-1)).toBe('NOT healthy')
+  })
+
+  it('kpack objects of kpi without a revision record are refused, and taken over with --adopt', async () => {
+    logsOnFailure()
+    expect(await kube.delete(revisionRef)).toBe(true)
+    const refused = await run(installArgs('--wait=applied'))
+    expect(expectCleanFailure(refused)).toContain('Deployment kpack/kpack-controller (kpi\'s, but no revision record in kpi-system): pass --adopt')
+    expect(refused.code).toBe(9)
+    const adopted = await run(installArgs('--wait=applied', '--adopt'))
+    expect(adopted.code, adopted.stderr).toBe(0)
+    expect(adopted.stdout).toMatch(/^Installed build-service 1\.0\.0 \(kpack 0\.16\.1\) as revision 1 \(adopted\)/)
+    expect((await readRecord()).record.status).toBe('deployed')
   })
 })
 
