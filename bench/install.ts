@@ -63,8 +63,9 @@ async function teardown(kube: Kube, objects: LiveObject[]): Promise<void> {
     for (;;) {
       const live = await kube.get({apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name}).catch(() => undefined)
       if (!live) break
-      // Seen once: a CRD kept its cleanup finalizer for minutes (kpack's conversion webhook, which the
-      // sandbox cannot run, is in the CRD). Its instances are deleted above; let it go.
+      // Seen now and then: a CRD deleted a second after it was created keeps its cleanup finalizer
+      // ("could not list instances: storage is (re)initializing", an apiserver race). Its instances
+      // are deleted above; let it go.
       if (o.kind === 'CustomResourceDefinition' && Date.now() - since > 30_000 && live.metadata.finalizers) {
         console.log(`  teardown: ${o.metadata.name} kept its finalizers for 30s (${JSON.stringify((live.status as {conditions?: unknown})?.conditions)}); removing them`)
         await kube.request('PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${o.metadata.name}`, {contentType: 'application/merge-patch+json', body: {metadata: {finalizers: null}}})
