@@ -141,7 +141,7 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
       rec.changed = r.changes.filter((c) => c.action !== 'unchanged').length
       if (r.notChecked.length) rec.message = `kpack readiness not checked (--wait=applied): ${r.notChecked.join(', ')}`
       const changed = rec.changed
-      onEvent({type: 'stage-done', stage: stage.name, message: `${r.objects} objects, ${changed} changed${r.notChecked.length ? `; kpack readiness not checked for ${r.notChecked.length}` : ''}`})
+      onEvent({type: 'stage-done', stage: stage.name, message: `${r.objects} object${r.objects === 1 ? '' : 's'}, ${changed} changed${r.notChecked.length ? `; kpack readiness not checked for ${r.notChecked.length}` : ''}`})
       if (stored) await save({})
     }
   } catch (e) {

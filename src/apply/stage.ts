@@ -150,7 +150,8 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
   const conflicts: string[] = []
   const limit = opts.concurrency ?? 8
 
-  onEvent({type: 'task', stage: stage.name, task: `apply ${stage.objects.length} objects`, status: 'start'})
+  const applyTask = `apply ${stage.objects.length} object${stage.objects.length === 1 ? '' : 's'}`
+  onEvent({type: 'task', stage: stage.name, task: applyTask, status: 'start'})
   for (const wave of [0, 1]) {
     const objs = stage.objects.filter((o) => o.wave === wave)
     await parallel(objs, limit, async (o) => {
@@ -167,7 +168,7 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
   }
   const created = changes.filter((c) => c.action === 'created').length
   const changed = changes.filter((c) => c.action === 'changed').length
-  onEvent({type: 'task', stage: stage.name, task: `apply ${stage.objects.length} objects`, status: 'done', message: `${created} created, ${changed} changed, ${changes.length - created - changed} unchanged`})
+  onEvent({type: 'task', stage: stage.name, task: applyTask, status: 'done', message: `${created} created, ${changed} changed, ${changes.length - created - changed} unchanged`})
 
   const notChecked: string[] = []
   const waits = stage.objects.filter((o) => o.wave === 1 && o.check !== 'applied').filter((o) => {
