@@ -13,7 +13,7 @@
  *   npx tsc -p . && npx tsx bench/install.ts [--rounds 3]
  */
 import {spawn} from 'node:child_process'
-import {mkdtemp, readFile, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -166,6 +166,7 @@ async function main(): Promise<void> {
     kube.close()
     await sb.stop()
   }
+  await rm(work, {recursive: true, force: true})
 }
 
 main().catch((e) => {

@@ -6,7 +6,7 @@
  * Run `npx tsc -p .` first: the CLI runs from dist/.
  */
 import {gunzipSync} from 'node:zlib'
-import {mkdtemp, readFile, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {parse, stringify} from 'yaml'
@@ -38,7 +38,12 @@ const run = async (args: string[], extraEnv: Record<string, string> = {}): Promi
   return r
 }
 const installArgs = (...more: string[]) => ['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', sb.caFile, ...more]
-const logsOnFailure = () => onTestFailed(() => console.error(`sandbox run dir: ${sb.runDir} (control plane logs in ${sb.controlPlane?.logsDir})`))
+let failed = false
+// the run dir (registries, etcd) is kept only when a test failed, for its logs
+const logsOnFailure = () => onTestFailed(() => {
+  failed = true
+  console.error(`sandbox run dir: ${sb.runDir} (control plane logs in ${sb.controlPlane?.logsDir})`)
+})
 
 const ns = (name: string): ObjectRef => ({apiVersion: 'v1', kind: 'Namespace', name})
 const revisionRef: ObjectRef = {apiVersion: 'v1', kind: 'Secret', name: 'kpi.platform.v1', namespace: 'kpi-system'}
@@ -97,6 +102,7 @@ describe.skipIf(missing.length > 0)('kpi install and kpi status on the sandbox',
   afterAll(async () => {
     kube?.close()
     await sb?.stop()
+    if (sb && !failed) await rm(work, {recursive: true, force: true})
   })
 
   it('kpi status before any install, and against a cluster that does not answer, fails in one line', async () => {
