@@ -5,7 +5,7 @@
  * installs it, and reports status. kpi sees only registry addresses, a docker config and a kubeconfig.
  */
 import {spawn} from 'node:child_process'
-import {rm} from 'node:fs/promises'
+import {readFile, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {startSandbox, type Sandbox} from './sandbox.js'
@@ -54,6 +54,29 @@ async function main(): Promise<void> {
     await kpi(['tar', 'verify', archive], env)
     await kpi(['relocate', '--from-tar', archive, '--to-repo', sb.airgapPrefix, '--lock-output', lock, '--ca-cert', sb.caFile], env)
     process.stdout.write(`\nlock written: ${lock}\n`)
+
+    step('Install the platform from the lock')
+    const values = join(runDir, 'values.yaml')
+    const ca = (await readFile(sb.caFile, 'utf8')).trim().split('\n').map((l) => `      ${l}`).join('\n')
+    await writeFile(values, [
+      'registry:',
+      `  server: ${sb.airgap.host}`,
+      '  repository: build-service',
+      `  username: ${sb.airgap.username}`,
+      `  password: ${sb.airgap.password}`,
+      'caCerts:',
+      '  - |',
+      ca,
+      'teams:',
+      '  - name: team-a',
+      '',
+    ].join('\n'), {mode: 0o600})
+    process.stdout.write('The sandbox\'s pods are played by KWOK and run no code, so no kpack controller sets Ready on\n' +
+      'stacks, stores and builders: --wait=applied waits for everything else (CRDs, rollouts, endpoints).\n')
+    await kpi(['install', '-b', lock, '-f', values, '--wait=applied', '--ca-cert', sb.caFile], env)
+    await kpi(['status'], env)
+    step('Install again with the same inputs: nothing changes')
+    await kpi(['install', '-b', lock, '-f', values, '--wait=applied', '--ca-cert', sb.caFile], env)
     step('Demo finished')
   } finally {
     await stop()
