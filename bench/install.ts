@@ -10,7 +10,7 @@
  * kapp comes from scripts/tools.sh (toolPath('kapp')); when it is not built (the Go module proxy
  * this project reaches does not serve carvel.dev modules) the bench says so and compares with kubectl.
  *
- *   npx tsc -p . && npx tsx bench/install.ts [--rounds 3]
+ *   npm run build && npx tsx bench/install.ts [--rounds 3]
  */
 import {spawn} from 'node:child_process'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
@@ -22,6 +22,8 @@ import {createKubeClient, type Kube} from '../src/kube/client.js'
 import type {LiveObject} from '../src/kube/types.js'
 import {startSandbox} from '../src/sandbox/sandbox.js'
 import {findTool} from '../src/sandbox/tools.js'
+import {fmtLoad, formatMachineFacts, machineFacts} from './lib/machine.js'
+import {findKpi, findPeer} from './lib/tools.js'
 
 const KPI = fileURLToPath(new URL('../bin/run.js', import.meta.url))
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1]) || 3
@@ -80,7 +82,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)}s`
 
 async function main(): Promise<void> {
-  const kapp = findTool('kapp')
+  console.log(formatMachineFacts(machineFacts()))
+  const kpiTool = await findKpi(['apply', 'kube', 'revision', 'render'])
+  if (kpiTool.note) console.log(`warning: ${kpiTool.note}`)
+  const kappTool = await findPeer('kapp')
+  const kapp = kappTool.path
   const kubectl = findTool('kubectl')
   const work = await mkdtemp(join(tmpdir(), 'kpi-bench-install-'))
   console.log(`sandbox in ${work} ...`)
@@ -121,7 +127,7 @@ async function main(): Promise<void> {
     if (kapp) {
       peers.push({name: 'kapp deploy', run: async () => (await must('kapp deploy', exec(kapp, ['deploy', '-a', 'kpi-bench', '-f', platformFile, '-y', '--kubeconfig', kubeconfig], env))).ms})
     } else {
-      console.log('kapp: not built (toolPath(\'kapp\') finds nothing: scripts/tools.sh cannot fetch carvel.dev/kapp, the Go module proxy does not serve it); comparing with kubectl instead')
+      console.log(`kapp: skipped: ${kappTool.skipped} (scripts/tools.sh cannot build it: the Go module proxy does not serve carvel.dev modules); comparing with kubectl instead`)
     }
     if (kubectl) {
       peers.push({
@@ -161,6 +167,7 @@ async function main(): Promise<void> {
       const ratio = p.name === 'kpi install' ? '' : `   kpi/${p.name.split(' ')[0]} = ${(kpiMs / m).toFixed(2)}x`
       console.log(`  ${p.name.padEnd(20)} ${secs(m)}   (${times.get(p.name)!.map(secs).join(', ')})${ratio}`)
     }
+    console.log(`load at the end: ${fmtLoad(machineFacts().loadavg)}`)
     console.log('kpi install also runs preflight (access reviews, every image HEADed in the registry), waits for the webhook endpoints and writes the revision record.')
   } finally {
     kube.close()

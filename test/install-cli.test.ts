@@ -3,7 +3,7 @@
  * air-gapped registry (htpasswd + TLS), installed on a real control plane where KWOK plays the
  * kubelets (pods become Ready, no container code runs, so no kpack controller ever sets Ready:
  * --wait=applied, except where the test itself writes kpack's status through the status subresource).
- * Run `npx tsc -p .` first: the CLI runs from dist/.
+ * Run `npm run build` first (tsc and the oclif manifest): the CLI runs from dist/.
  */
 import {gunzipSync} from 'node:zlib'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
