@@ -22,7 +22,8 @@ export function obj(stage: Stage, apiVersion: string, kind: string, meta: MetaIn
       name: meta.name,
       ...(meta.namespace === undefined ? {} : {namespace: meta.namespace}),
       labels: {...(meta.labels ?? {}), [MANAGED_BY_LABEL]: MANAGED_BY, [STAGE_LABEL]: stage},
-      annotations: {...(meta.annotations ?? {})},
+      // no empty `annotations: {}`: on a custom resource it makes every apply a new write
+      ...(meta.annotations && Object.keys(meta.annotations).length ? {annotations: {...meta.annotations}} : {}),
     },
     ...body,
   }

@@ -26,7 +26,7 @@ export interface ObjectMeta {
   name: string
   namespace?: string
   labels: Record<string, string>
-  annotations: Record<string, string>
+  annotations?: Record<string, string>
 }
 
 /** A Kubernetes object as plain data; fields beyond metadata depend on the kind. */
