@@ -6,7 +6,8 @@
 #
 #   bash scripts/tools.sh                  # every group
 #   bash scripts/tools.sh controlplane     # kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
-#   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl (the peer for install benchmarks: kapp is not reachable)
+#   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl (the peer for install benchmarks: kapp is not reachable),
+#                                          # ggcr-registry (go-containerregistry's registry with the OCI referrers API)
 #
 # KPI_CACHE_DIR overrides ~/.cache/kpi. Cold builds of Kubernetes take many minutes on 2 cores.
 set -euo pipefail
@@ -19,14 +20,14 @@ cache=${KPI_CACHE_DIR:-$HOME/.cache/kpi}
 # are not built; the benchmarks that compare with them skip when src/sandbox/tools.ts finds no binary.
 groups_all=(controlplane peers)
 tools_controlplane=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
-tools_peers=(crane toxiproxy-server kubectl)
+tools_peers=(crane toxiproxy-server kubectl ggcr-registry)
 
 version_of() {
   case $1 in
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
-    crane) echo "$CRANE_VERSION" ;;
+    crane|ggcr-registry) echo "$CRANE_VERSION" ;;
     toxiproxy-server) echo "$TOXIPROXY_VERSION" ;;
     *) echo "tools.sh: unknown tool $1" >&2; exit 2 ;;
   esac
@@ -85,6 +86,11 @@ build_one() { # tool version tmpdir
       GOBIN=$tmp go install -trimpath -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$version" \
         "github.com/Shopify/toxiproxy/v2/cmd/server@$version"
       mv "$tmp/server" "$tmp/toxiproxy-server"
+      ;;
+    ggcr-registry)
+      # the module crane comes from, at the same pin: its pkg/registry with the referrers API on
+      check_pin ggcr-registry github.com/google/go-containerregistry "$version"
+      (cd "$root/tools/ggcr-registry" && go build -trimpath -ldflags "-s -w" -o "$tmp/ggcr-registry" .)
       ;;
   esac
 }

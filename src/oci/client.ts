@@ -13,7 +13,7 @@ import {Authenticator, pullScope, pushScope, refusedError, userOf} from './auth.
 import {algorithmOf, digestHex, digestOf, verifyingStream} from './digest.js'
 import {credentialResolver} from './dockerconfig.js'
 import {checkDigest, formatImage, formatRepo, isDigest} from './reference.js'
-import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
+import {parseErrorBody, readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
 import {backoffMs, defaultRetryPolicy, errorCodes, isConnectionReset, retryableStatus, withRetry, type RetryPolicy} from './retry.js'
 import {createDispatcher, mapTransportError, registryBaseUrl, type ProxyOptions} from './transport.js'
 import {
@@ -468,7 +468,8 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
     return tags
   }
 
-  async function referrersFromApi(repo: Repo, digest: string): Promise<Descriptor[] | undefined> {
+  /** The referrers listed by the API; undefined: no API; null: the repository is unknown, and so is the API. */
+  async function referrersFromApi(repo: Repo, digest: string): Promise<Descriptor[] | undefined | null> {
     const out: Descriptor[] = []
     let url: string | undefined = repoUrl(repo, `referrers/${digest}`)
     for (let pages = 0; url && pages < 1000; pages++) {
@@ -477,6 +478,10 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
       })
       // registries with the API answer 200 (an empty index for an unknown subject); others 404/400/405
       if (pages === 0 && (res.statusCode === 404 || res.statusCode === 400 || res.statusCode === 405)) {
+        // NAME_UNKNOWN: the registry routed the request and has no such repository (go-containerregistry's
+        // registry does this), which says nothing about the API, so it must not be remembered for the
+        // registry (oras-go reads it the same way)
+        if (res.statusCode === 404 && parseErrorBody(await readErrorBody(res)).some((e) => e.code === 'NAME_UNKNOWN')) return null
         await dump(res)
         return undefined
       }
@@ -492,7 +497,11 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
     let p = referrersSupport.get(repo.registry)
     if (!p) {
       // the empty descriptor's digest: a subject that surely has no referrers
-      p = referrersFromApi(repo, digestOf('{}')).then((r) => r !== undefined)
+      p = referrersFromApi(repo, digestOf('{}')).then((r) => {
+        // unknown repository: answer as without the API (the fallback tag is safe either way), ask again next time
+        if (r === null) referrersSupport.delete(repo.registry)
+        return !!r
+      })
       referrersSupport.set(repo.registry, p)
       p.catch(() => referrersSupport.delete(repo.registry))
     }
@@ -504,7 +513,7 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
     const known = referrersSupport.get(repo.registry)
     if (!known || (await known)) {
       const viaApi = await referrersFromApi(repo, digest)
-      if (!known) referrersSupport.set(repo.registry, Promise.resolve(viaApi !== undefined))
+      if (!known && viaApi !== null) referrersSupport.set(repo.registry, Promise.resolve(viaApi !== undefined))
       if (viaApi) return viaApi
     }
     try {

@@ -20,6 +20,7 @@ export type ToolName =
   | 'imgpkg'
   | 'kapp'
   | 'toxiproxy-server'
+  | 'ggcr-registry'
 
 /** The versions.env key of each tool; imgpkg and kapp have none while the Go proxy does not serve them. */
 const versionKey: Record<ToolName, string> = {
@@ -33,6 +34,8 @@ const versionKey: Record<ToolName, string> = {
   imgpkg: 'IMGPKG_VERSION',
   kapp: 'KAPP_VERSION',
   'toxiproxy-server': 'TOXIPROXY_VERSION',
+  // go-containerregistry's pkg/registry, from the module crane is built from, at the same pin
+  'ggcr-registry': 'CRANE_VERSION',
 }
 
 // src/sandbox/tools.ts and dist/sandbox/tools.js both sit two levels below the repository root.

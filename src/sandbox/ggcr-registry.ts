@@ -1,0 +1,107 @@
+/**
+ * go-containerregistry's registry (pkg/registry, built by scripts/tools.sh as `ggcr-registry`) on
+ * loopback: a second real registry implementation for tests, and one that serves the OCI 1.1
+ * referrers API, which Debian's distribution 2.8 (src/sandbox/registry.ts) lacks.
+ *
+ * Know its differences before trusting a test against it: no authentication; manifests live in
+ * memory (blobs on disk under `dataDir`), so a stopped registry comes back empty; blobs are shared
+ * by every repository (no per-repository blob links, no cross-repository mount); an image manifest
+ * is accepted even when its blobs are missing (an index, though, needs its child manifests); the
+ * referrers listing takes `artifactType` from the config media type and ignores `?artifactType=`;
+ * and a repository it has never seen answers the referrers API with 404 NAME_UNKNOWN.
+ */
+import {randomBytes} from 'node:crypto'
+import {mkdir} from 'node:fs/promises'
+import {request as httpRequest} from 'node:http'
+import {request as httpsRequest} from 'node:https'
+import {join} from 'node:path'
+import {issueCert, makeCA, type CA} from './pki.js'
+import {freePort, startProcess, tailLog, waitFor, type Proc} from './procs.js'
+import {toolPath} from './tools.js'
+
+export interface GgcrRegistryOptions {
+  /** directory for this registry's blobs, certificates and log */
+  runDir: string
+  /** short name (files and messages); default `ggcr` */
+  name?: string
+  /** TLS with a certificate for 127.0.0.1 and localhost from this CA (true: a new CA) */
+  tls?: {ca: CA} | boolean
+}
+
+export interface GgcrRegistry {
+  /** `127.0.0.1:PORT` */
+  host: string
+  /** `http(s)://127.0.0.1:PORT` */
+  url: string
+  name: string
+  /** the CA that signed the TLS certificate (when tls) */
+  caFile?: string
+  caPem?: string
+  logFile: string
+  /** where the blobs are (`sha256/<hex>` below it); manifests are in the process only */
+  dataDir: string
+  stop(): Promise<void>
+}
+
+/** One GET /v2/: the status, or undefined when nothing answers yet. */
+function probe(url: string, caPem?: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const u = new URL('/v2/', url)
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {method: 'GET', ca: caPem, timeout: 2000}, (res) => {
+      res.resume()
+      resolve(res.statusCode)
+    })
+    req.on('error', () => resolve(undefined))
+    req.on('timeout', () => req.destroy())
+    req.end()
+  })
+}
+
+/** Start the ggcr registry and wait until `/v2/` answers 200. Throws KpiError('not-found') when the tool is not built. */
+export async function startGgcrRegistry(opts: GgcrRegistryOptions): Promise<GgcrRegistry> {
+  const bin = toolPath('ggcr-registry')
+  const name = opts.name ?? 'ggcr'
+  const dir = opts.runDir
+  const dataDir = join(dir, `${name}-data`)
+  await mkdir(dataDir, {recursive: true})
+
+  let ca: CA | undefined
+  let cert: {cert: string; key: string} | undefined
+  if (opts.tls) {
+    ca = opts.tls === true ? await makeCA(join(dir, `${name}-ca`), `kpi sandbox CA (${name})`) : opts.tls.ca
+    cert = await issueCert(ca, {
+      name: `${name}-${randomBytes(3).toString('hex')}`, commonName: '127.0.0.1',
+      dnsNames: ['localhost'], ips: ['127.0.0.1'], usage: 'server',
+    })
+  }
+  const scheme = cert ? 'https' : 'http'
+
+  // A free port can be taken between choosing and binding: choose again a couple of times.
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort()
+    const args = ['--address', `127.0.0.1:${port}`, '--disk', dataDir, ...(cert ? ['--tls-cert', cert.cert, '--tls-key', cert.key] : [])]
+    let proc: Proc | undefined
+    try {
+      proc = await startProcess({name, cmd: bin, args, logDir: dir})
+      const p = proc
+      await waitFor(async () => (await probe(`${scheme}://127.0.0.1:${port}`, ca?.certPem)) === 200,
+        {what: `ggcr registry ${name} on 127.0.0.1:${port}`, timeoutMs: 20_000, intervalMs: 50, procs: [p]})
+      const host = `127.0.0.1:${port}`
+      return {
+        host,
+        url: `${scheme}://${host}`,
+        name,
+        caFile: ca?.cert,
+        caPem: ca?.certPem,
+        logFile: proc.logFile,
+        dataDir,
+        stop: () => p.stop(),
+      }
+    } catch (e) {
+      const tail = proc ? await tailLog(proc.logFile, 5) : ''
+      await proc?.stop()
+      if (attempt < 2 && /address already in use/.test(tail)) continue
+      throw e
+    }
+  }
+}
