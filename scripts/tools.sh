@@ -110,7 +110,8 @@ ensure() { # tool
   tmp=$(mktemp -d "$cache/.build-$tool.XXXXXX")
   # go's download chatter goes to a log, shown only when the build fails
   local log="$cache/build-$tool.log"
-  if ! build_one "$tool" "$version" "$tmp" >"$log" 2>&1; then
+  # a subshell, so that an exit in build_one (check_pin) lands here and is reported, not silent
+  if ! (build_one "$tool" "$version" "$tmp") >"$log" 2>&1; then
     rm -rf "$tmp"
     tail -n 40 "$log" >&2
     echo "tools.sh: FAILED to build $tool $version after $((SECONDS - start))s (full output: $log)" >&2
