@@ -58,6 +58,8 @@ export async function resolveParts(file: string): Promise<{base: string; files: 
     return {base: file.slice(0, m.index), files: await contiguous(file.slice(0, m.index))}
   }
   if (await exists(file)) return {base: file, files: [file]}
+  const st = await stat(file).catch(() => undefined)
+  if (st) throw new KpiError('input', `${file} is not an archive file (it is ${st.isDirectory() ? 'a directory' : 'not a regular file'})`, {hint: 'give the .tar file that kpi relocate --to-tar wrote'})
   if (await exists(partName(file, 1))) return {base: file, files: await contiguous(file)}
   const partial = (await exists(file + PARTIAL)) || (await exists(partName(file, 1) + PARTIAL))
   throw new KpiError('not-found', `archive ${file} not found`, {

@@ -1,5 +1,5 @@
 import {Command, Flags} from '@oclif/core'
-import {exitCodeOf, formatError, isKpiError} from '../errors.js'
+import {KpiError, exitCodeOf, formatError, isKpiError} from '../errors.js'
 
 /**
  * Every kpi command extends this: it adds the global flags and turns typed errors into
@@ -15,6 +15,7 @@ export abstract class KpiCommand extends Command {
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit: number}}): Promise<unknown> {
     // oclif's own parse errors carry their exit code
     if (!isKpiError(err) && err.oclif) return super.catch(err)
+    err = fromFsError(err)
     const json = this.argv.includes('--json')
     const line = formatError(err)
     if (json) {
@@ -26,4 +27,21 @@ export abstract class KpiCommand extends Command {
     process.exitCode = exitCodeOf(err)
     return undefined
   }
+}
+
+const fsReasons: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'is a directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  ENOSPC: 'no space left on the device',
+  EROFS: 'read-only file system',
+}
+
+/** A file error that escaped the core becomes one line naming the path, not errno text. */
+function fromFsError<E extends Error>(err: E): E | KpiError {
+  const e = err as E & {code?: string; path?: string}
+  if (isKpiError(e) || !e.code || !fsReasons[e.code] || !e.path) return err
+  return new KpiError(e.code === 'ENOSPC' ? 'failed' : 'input', `${e.path}: ${fsReasons[e.code]}`, {hint: 'check the path and its permissions'})
 }

@@ -1,4 +1,6 @@
-import {writeFile, rename} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {access, rename, stat, writeFile} from 'node:fs/promises'
+import {dirname, resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 import {loadBundle} from '../bundle/load.js'
 import {serializeBundle} from '../bundle/serialize.js'
@@ -48,6 +50,14 @@ and KPI_REGISTRY_PASSWORD.`
     if (flags['from-tar'] && flags.bundle) throw new KpiError('usage', '--from-tar carries its own bundle: drop -b')
     if (!flags['from-tar'] && !flags.bundle) throw new KpiError('usage', 'missing -b BUNDLE (or --from-tar FILE)')
 
+    if (flags['from-oci-layout'] && !toRepo) throw new KpiError('usage', '--from-oci-layout goes with --to-repo', {hint: 'the layout is read into a registry; to make an archive, give -b and --to-tar'})
+    if (flags['from-oci-layout'] && flags['from-tar']) throw new KpiError('usage', 'give either --from-tar or --from-oci-layout, not both')
+    const splitSize = flags.split ? parseSize(flags.split) : undefined
+    if (splitSize !== undefined && splitSize < 64 << 10) throw new KpiError('usage', `--split ${flags.split} is too small`, {hint: 'parts must be at least 64KiB, e.g. --split 4GiB'})
+    // fail on an unwritable output now, not after every blob has moved
+    if (flags['lock-output']) await checkWritableDir(flags['lock-output'], '--lock-output')
+    if (flags['to-tar']) await checkWritableDir(flags['to-tar'], '--to-tar')
+
     const client = await registryClientFromFlags(flags)
     try {
       if (flags['to-tar']) {
@@ -55,7 +65,7 @@ and KPI_REGISTRY_PASSWORD.`
         const loaded = await loadBundle(flags.bundle!)
         const since = flags.since ? await loadBundle(flags.since) : undefined
         const result = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
-          archive.relocateToArchive({bundle: loaded, file: flags['to-tar']!, client, since, resume: flags.resume, splitSize: flags.split ? parseSize(flags.split) : undefined, referrers, onEvent}))
+          archive.relocateToArchive({bundle: loaded, file: flags['to-tar']!, client, since, resume: flags.resume, splitSize, referrers, onEvent}))
         this.report(flags.json, `Wrote ${flags['to-tar']}`, result.summary, {archive: result.archive})
         return
       }
@@ -111,6 +121,17 @@ export function parseSize(s: string): number {
   const pow = {b: 0, k: 1, m: 2, g: 3, t: 4}[unit[0] as 'b' | 'k' | 'm' | 'g' | 't']
   const base = unit.includes('i') || unit.length === 1 ? 1024 : 1000
   return Math.floor(Number(m[1]) * base ** pow)
+}
+
+async function checkWritableDir(file: string, flag: string): Promise<void> {
+  const dir = dirname(resolve(file))
+  try {
+    const st = await stat(dir)
+    if (!st.isDirectory()) throw new Error('not a directory')
+    await access(dir, constants.W_OK)
+  } catch {
+    throw new KpiError('input', `${flag} ${file}: cannot write into ${dir}`, {hint: 'create the directory or choose a writable path'})
+  }
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {

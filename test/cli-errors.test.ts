@@ -1,0 +1,48 @@
+/**
+ * Bad flags and unwritable outputs fail at once, in one line, before any registry is asked or
+ * any byte moves: these runs point at a registry port nobody listens on, so a check made late
+ * would show up as a network error instead.
+ */
+import {mkdtemp, mkdir} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {describe, expect, it} from 'vitest'
+import {expectCleanFailure, kpi} from './helpers/cli.js'
+
+
+describe('kpi relocate refuses bad outputs and flag combinations before moving anything', () => {
+  it('names an unwritable --lock-output directory', async () => {
+    const r = await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', '--to-repo', '127.0.0.1:1/x', '--lock-output', '/nonexistent/dir/lock.yaml'])
+    const line = expectCleanFailure(r)
+    expect(line).toContain('--lock-output /nonexistent/dir/lock.yaml')
+    expect(line).not.toContain('127.0.0.1:1')
+    expect(r.code).toBe(3)
+  })
+
+  it('names an unwritable --to-tar directory', async () => {
+    const line = expectCleanFailure(await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', '--to-tar', '/nonexistent/x.tar']))
+    expect(line).toContain('--to-tar /nonexistent/x.tar')
+  })
+
+  it('refuses a split size too small to be meant', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-cli-'))
+    const r = await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', '--to-tar', join(dir, 'x.tar'), '--split', '1k'])
+    expect(expectCleanFailure(r)).toContain('--split 1k is too small')
+    expect(r.code).toBe(2)
+  })
+
+  it('refuses --from-oci-layout without --to-repo', async () => {
+    const r = await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', '--from-oci-layout', '/tmp', '--to-tar', '/tmp/x.tar'])
+    expect(expectCleanFailure(r)).toContain('--from-oci-layout goes with --to-repo')
+  })
+})
+
+describe('kpi tar verify names what it was given', () => {
+  it('says a directory is not an archive', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-cli-'))
+    await mkdir(join(dir, 'sub'))
+    const r = await kpi(['tar', 'verify', join(dir, 'sub')])
+    expect(expectCleanFailure(r)).toContain('is not an archive file (it is a directory)')
+    expect(r.code).toBe(3)
+  })
+})
