@@ -156,6 +156,41 @@ describe(title, () => {
     expect(await rejected(lifecycle)).toMatch(/spec\.image/)
   })
 
+  it('accepts the Builders kpack accepts: no store, group entries by image or by kind + name; still requires the tag', async () => {
+    onTestFailed(() => console.error(`control plane logs in ${runDir}/logs`))
+    const {objects} = renderPlatform(await lock17(), await values())
+    // self-contained: the CRDs and namespaces (idempotent if an earlier test applied them)
+    const first = objects.filter((o) => o.object.kind === 'CustomResourceDefinition' || o.object.kind === 'Namespace')
+    expect(await applyAll(first, false)).toEqual([])
+    await waitEstablished(first.filter((o) => o.object.kind === 'CustomResourceDefinition').map((o) => o.object.metadata.name))
+    const rendered = objects.find((o) => o.object.kind === 'Builder')!.object
+    expect(rendered.metadata.namespace).toBeTruthy()
+    const builder = (name: string, order: unknown): KubeObject & {spec: Record<string, unknown>} => {
+      const b = structuredClone(rendered) as KubeObject & {spec: Record<string, unknown>}
+      b.metadata.name = name
+      delete b.spec.store
+      b.spec.order = order
+      return b
+    }
+    const byImage = builder('by-image', [{group: [{image: 'registry.corp.example:5000/buildpacks/java@sha256:' + 'b'.repeat(64)}]}])
+    const byRef = builder('by-ref', [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}, {group: [{id: 'paketo-buildpacks/nodejs', version: '1.2.3', optional: true}]}])
+    for (const b of [byImage, byRef]) {
+      const got = (await apply(b, true).catch((e: unknown) => {
+        throw new Error(`${describeObj(b)} was rejected: ${reason(e)}`)
+      })) as KubernetesObject & {spec: Record<string, unknown>}
+      // accepted whole: nothing pruned from the group entries
+      expect(got.spec.order).toEqual(b.spec.order)
+      expect(got.spec.store).toBeUndefined()
+    }
+    const tagless = builder('tagless', [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}])
+    delete tagless.spec.tag
+    const why = await apply(tagless, true).then(
+      () => 'accepted',
+      (e: unknown) => reason(e),
+    )
+    expect(why).toMatch(/spec\.tag: Required value/)
+  })
+
   it('installs for real in stage order where no kpack code runs: kpack webhooks intercept nothing yet', async () => {
     onTestFailed(() => console.error(`control plane logs in ${runDir}/logs`))
     const {objects} = renderPlatform(await lock17(), await values())

@@ -1,5 +1,6 @@
 import {X509Certificate} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
+import {Ajv} from 'ajv'
 import {describe, expect, it} from 'vitest'
 import {parseAllDocuments} from 'yaml'
 import {KpiError} from '../src/errors.js'
@@ -152,6 +153,50 @@ describe('renderPlatform: output model', () => {
       'default.repository.serviceaccount': 'kp-default-repository-serviceaccount',
       'default.repository.serviceaccount.namespace': 'kpack',
     })
+  })
+
+  it('gives Builder and ClusterBuilder the shape of kpack\'s types: store optional, group entries by id, image or kind + name', async () => {
+    const {objects} = renderPlatform(await lock17(), await values())
+    const specSchema = (kind: string) => {
+      const crd = objects.find((o) => o.object.kind === 'CustomResourceDefinition' && (o.object.spec as {names: {kind: string}}).names.kind === kind)!
+      const v2 = (crd.object.spec as {versions: Array<{name: string; schema: {openAPIV3Schema: {properties: {spec: Record<string, unknown>}}}}>}).versions.find((v) => v.name === 'v1alpha2')!
+      return v2.schema.openAPIV3Schema.properties.spec
+    }
+    const builder = specSchema('Builder') as {required: string[]; properties: Record<string, {required?: string[]; items?: {properties: {group: {items: {properties: Record<string, unknown>}}}}}>}
+    const cluster = specSchema('ClusterBuilder') as typeof builder
+    // kpack's validation requires the tag and the stack (and a ClusterBuilder's service account), not the store or the order
+    expect(builder.required.sort()).toEqual(['stack', 'tag'])
+    expect(cluster.required.sort()).toEqual(['serviceAccountRef', 'stack', 'tag'])
+    expect(builder.properties.store!.required).toBeUndefined()
+    expect(Object.keys(builder.properties.order!.items!.properties.group.items.properties).sort()).toEqual(['apiVersion', 'id', 'image', 'kind', 'name', 'namespace', 'optional', 'version'])
+
+    // the schemas as a validator: the x-kubernetes-* keywords mean nothing to ajv, the rest is plain JSON Schema
+    const ajv = new Ajv({strict: false, allErrors: true})
+    const check = {Builder: ajv.compile(builder), ClusterBuilder: ajv.compile(cluster)}
+    const base = {tag: 'registry.corp.example:5000/b', stack: {kind: 'ClusterStack', name: 'base'}}
+    const clusterBase = {...base, serviceAccountRef: {name: 'sa', namespace: 'kpack'}}
+    const accepted: Array<[keyof typeof check, unknown]> = [
+      ['Builder', {...base, order: [{group: [{image: 'registry.corp.example:5000/bp@sha256:' + 'a'.repeat(64)}]}]}],
+      ['Builder', {...base, order: [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}]}],
+      ['Builder', {...base, order: [{group: [{id: 'paketo-buildpacks/java', version: '1.0.0', optional: true}]}]}],
+      ['Builder', {...base, store: {name: 'default'}, order: [{group: [{kind: 'Buildpack', name: 'x', id: 'x/y'}]}]}],
+      ['Builder', {...base}],
+      ['ClusterBuilder', {...clusterBase, order: [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}]}],
+      ['ClusterBuilder', {...clusterBase, store: {kind: 'ClusterStore', name: 'default'}, order: [{group: [{id: 'x'}]}]}],
+    ]
+    for (const [kind, spec] of accepted) expect(check[kind](spec), `${kind} ${JSON.stringify(spec)}: ${ajv.errorsText(check[kind].errors)}`).toBe(true)
+    const rejected: Array<[keyof typeof check, unknown]> = [
+      ['Builder', {stack: base.stack, order: []}],
+      ['Builder', {tag: base.tag}],
+      ['Builder', {...base, order: [{group: [{version: '1.0.0'}]}]}],
+      ['Builder', {...base, order: [{group: [{name: 'x'}]}]}],
+      ['Builder', {...base, order: [{group: [{kind: 'ClusterBuildpack'}]}]}],
+      ['Builder', {...base, order: [{group: [{kind: 'ClusterStore', name: 'x'}]}]}],
+      ['Builder', {...base, store: {kind: 'ClusterStore'}}],
+      ['ClusterBuilder', {...clusterBase, store: {name: 'default'}}],
+      ['ClusterBuilder', {...base}],
+    ]
+    for (const [kind, spec] of rejected) expect(check[kind](spec), `${kind} ${JSON.stringify(spec)}`).toBe(false)
   })
 
   it('gives each team a namespace, a service account with the registry secret, RBAC and its builders', async () => {

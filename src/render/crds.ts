@@ -41,30 +41,54 @@ function ref(required: string[], kinds?: string[]): Schema {
   )
 }
 
+/** `then` is required whenever `when` is present (a structural stand-in for JSON Schema's dependentRequired). */
+const requiredWhen = (when: string, then: string): Schema => ({anyOf: [{required: [then]}, {not: {required: [when]}}]})
+
+/**
+ * A group entry is kpack's BuilderBuildpackRef: an inline BuildpackRef (id, version, optional), an
+ * inline ObjectReference (kind, name) to a Buildpack/ClusterBuildpack, and an image. kpack's
+ * validation wants one of id, image or kind + name, and a reference needs both kind and name.
+ * (kpack's webhook then refuses `image` as "currently not supported"; that is kpack's message to
+ * give, so the schema admits what kpack's types admit.)
+ */
+const groupEntry: Schema = object(
+  {
+    id: nonEmpty,
+    version: str,
+    optional: {type: 'boolean'},
+    kind: {type: 'string', enum: ['Buildpack', 'ClusterBuildpack']},
+    name: nonEmpty,
+    namespace: str,
+    apiVersion: str,
+    image: nonEmpty,
+  },
+  [],
+  {
+    allOf: [
+      {anyOf: [{required: ['id']}, {required: ['image']}, {required: ['kind', 'name']}]},
+      requiredWhen('name', 'kind'),
+      requiredWhen('kind', 'name'),
+    ],
+  },
+)
+
+// kpack's validation checks each entry but requires neither an order nor a non-empty group
 const order: Schema = {
   type: 'array',
   description: 'buildpack groups, tried in order at detection',
-  items: object({
-    group: {
-      type: 'array',
-      minItems: 1,
-      items: object(
-        {
-          id: nonEmpty,
-          version: str,
-          optional: {type: 'boolean'},
-          // a group entry may name a Buildpack/ClusterBuildpack instead of an id
-          kind: {type: 'string', enum: ['Buildpack', 'ClusterBuildpack']},
-          name: nonEmpty,
-          namespace: str,
-          apiVersion: str,
-        },
-        [],
-        {anyOf: [{required: ['id']}, {required: ['name']}]},
-      ),
-    },
-  }, ['group']),
+  items: object({group: {type: 'array', items: groupEntry}}),
 }
+
+/**
+ * The builder's store is optional (newer kpack finds buildpacks through Buildpack/ClusterBuildpack
+ * refs without one: `store,omitempty`, validated only when set); when given, kpack wants a name and,
+ * once its defaults are in, kind ClusterStore. kpack defaults the kind on Builder, not on
+ * ClusterBuilder, so a ClusterBuilder must write both.
+ */
+const storeRef = (kindDefaulted: boolean): Schema => ({
+  ...ref([], ['ClusterStore']),
+  ...(kindDefaulted ? requiredWhen('kind', 'name') : {allOf: [requiredWhen('kind', 'name'), requiredWhen('name', 'kind')]}),
+})
 
 const image = (required: boolean): Schema => object({image: nonEmpty}, required ? ['image'] : [])
 
@@ -192,12 +216,12 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
           ...builderSpec,
           // kpack's defaulting webhook fills in the kinds; ClusterStack/ClusterStore are the only valid ones
           stack: ref(['name'], ['ClusterStack']),
-          store: ref(['name'], ['ClusterStore']),
+          store: storeRef(true),
           serviceAccountName: str,
           serviceAccount: {type: 'string', description: 'deprecated spelling of serviceAccountName'},
           ...lifecycleRef,
         },
-        ['tag', 'stack', 'store'],
+        ['tag', 'stack'],
       ),
       specRequired: true,
       columns: [latestImageColumn, readyColumn],
@@ -210,11 +234,11 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
         {
           ...builderSpec,
           stack: ref(['kind', 'name'], ['ClusterStack']),
-          store: ref(['kind', 'name'], ['ClusterStore']),
+          store: storeRef(false),
           serviceAccountRef: ref(['name', 'namespace'], ['ServiceAccount']),
           ...lifecycleRef,
         },
-        ['tag', 'stack', 'store', 'serviceAccountRef'],
+        ['tag', 'stack', 'serviceAccountRef'],
       ),
       specRequired: true,
       columns: [latestImageColumn, readyColumn],
