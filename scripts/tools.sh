@@ -111,7 +111,13 @@ ensure() { # tool
   # go's download chatter goes to a log, shown only when the build fails
   local log="$cache/build-$tool.log"
   # a subshell, so that an exit in build_one (check_pin) lands here and is reported, not silent
-  if ! (build_one "$tool" "$version" "$tmp") >"$log" 2>&1; then
+  # a heartbeat while Go works, so a cold build never sits silent for minutes
+  ( while sleep 30; do echo "  ... still building $tool ($((SECONDS - start))s)"; done ) &
+  local beat=$!
+  local ok=0
+  (build_one "$tool" "$version" "$tmp") >"$log" 2>&1 || ok=$?
+  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
+  if [ "$ok" -ne 0 ]; then
     rm -rf "$tmp"
     tail -n 40 "$log" >&2
     echo "tools.sh: FAILED to build $tool $version after $((SECONDS - start))s (full output: $log)" >&2
