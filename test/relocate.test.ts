@@ -14,6 +14,7 @@ import {sha256Digest} from '../src/oci/digest.js'
 import {attachReferrer} from '../src/oci/referrers.js'
 import {parseReference} from '../src/oci/reference.js'
 import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../src/oci/types.js'
+import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
 
@@ -159,45 +160,103 @@ describe('kpi relocate registry to registry', () => {
   })
 
   it('stops a relocation killed mid-way with no manifest lacking its blobs, and a rerun completes it', async () => {
-    // a larger copy of the sample so the kill lands while blobs are moving
+    // The destination is go-containerregistry's registry, which accepts an image manifest whose
+    // blobs are missing (distribution refuses it, so against distribution this check could not
+    // fail). Why this test fails if kpi pushed a manifest before its blobs: the kill lands when about
+    // half of the blobs are copied, and we require that some root manifests are there and some are
+    // not. Had kpi pushed manifests first (all up front, or each just before its blobs), then at that
+    // point either every root would already be present (the "some absent" check fails) or a present
+    // manifest would name a blob still missing, the one in flight or not started (the blob check on
+    // every present manifest, index children included, fails).
     const big = await startSandbox({runDir: join(work, 'big'), samples: ['v1'], scale: 24})
+    const registries: GgcrRegistry[] = []
     try {
-      const lock = join(work, 'killed.yaml')
-      const args = ['relocate', '-b', big.bundles.v1!, '--to-repo', `${big.airgap.host}/killed`, '--lock-output', lock, '--ca-cert', big.caFile, '--json', '--concurrency', '2']
-      const run = startKpi(args, big.env)
-      let copied = 0
-      await new Promise<void>((resolve) => {
-        run.child.stderr!.on('data', (d: Buffer) => {
-          copied += (d.toString().match(/"action":"copied"/g) ?? []).length
-          if (copied >= 3) {
-            run.child.kill('SIGKILL')
-            resolve()
-          }
+      const source = createRegistryClient({plainHttp: (r) => r === big.public.host})
+      /** every manifest of the image at the source: digest -> parsed, index children included */
+      const sourceTree = async (repo: Repo, digest: string, out = new Map<string, ImageIndex & ImageManifest>()) => {
+        const m = JSON.parse((await source.getManifest(repo, digest)).bytes.toString('utf8')) as ImageIndex & ImageManifest
+        out.set(digest, m)
+        for (const c of m.manifests ?? []) await sourceTree(repo, c.digest, out)
+        return out
+      }
+      const roots = bundleImages(big.bundle.v1!)
+      const trees = new Map<string, Map<string, ImageIndex & ImageManifest>>()
+      for (const img of roots) trees.set(img.ref, await sourceTree(repoOf(img.ref), parseReference(img.ref).digest!))
+      await source.close()
+
+      /** Relocate into a fresh ggcr registry, SIGKILL once `threshold` blobs are copied; what is there then. */
+      const killedAt = async (threshold: number) => {
+        const gg = await startGgcrRegistry({runDir: join(work, 'big', `ggcr-${threshold}`), name: `ggcr-${threshold}`})
+        registries.push(gg)
+        const lock = join(work, `killed-${threshold}.yaml`)
+        const args = ['relocate', '-b', big.bundles.v1!, '--to-repo', `${gg.host}/killed`, '--lock-output', lock, '--plain-http', gg.host, '--json', '--concurrency', '2']
+        const run = startKpi(args, big.env)
+        let copied = 0
+        let partial = ''
+        await new Promise<void>((resolve) => {
+          run.child.stderr!.on('data', (d: Buffer) => {
+            // count whole lines only: a chunk may end in the middle of an event
+            const lines = (partial + d.toString()).split('\n')
+            partial = lines.pop()!
+            copied += lines.filter((l) => l.includes('"action":"copied"')).length
+            if (copied >= threshold && run.child.exitCode === null) {
+              run.child.kill('SIGKILL')
+              resolve()
+            }
+          })
+          void run.done.then(() => resolve())
         })
-        void run.done.then(() => resolve())
-      })
-      const res = await run.done
-      expect(res.signal).toBe('SIGKILL')
-      const client = createRegistryClient({caCerts: [await readFile(big.caFile, 'utf8')], credentials: async () => ({username: big.airgap.username, password: big.airgap.password})})
-      try {
-        let present = 0
-        for (const img of bundleImages(big.bundle.v1!)) {
-          const repo = {registry: big.airgap.host, repository: `killed/${parseReference(img.ref).repository}`}
-          const digest = parseReference(img.ref).digest!
-          if (await client.headManifest(repo, digest)) {
-            present++
-            await assertComplete(client, repo, digest)
+        const res = await run.done
+        expect(res.signal, `the run ended before ${threshold} blobs were copied:\n${res.stderr.slice(-2000)}`).toBe('SIGKILL')
+
+        const client = createRegistryClient({plainHttp: (r) => r === gg.host})
+        let presentRoots = 0
+        let presentManifests = 0
+        try {
+          for (const img of roots) {
+            const repo = {registry: gg.host, repository: `killed/${parseReference(img.ref).repository}`}
+            const digest = parseReference(img.ref).digest!
+            if (await client.headManifest(repo, digest)) presentRoots++
+            // every manifest of the image that is there, root or index child, has all it names
+            for (const [d, m] of trees.get(img.ref)!) {
+              if (!(await client.headManifest(repo, d))) continue
+              presentManifests++
+              if (m.manifests) {
+                for (const c of m.manifests) expect(await client.headManifest(repo, c.digest), `${img.path}: index ${d} present without child ${c.digest}`).toBeDefined()
+              } else {
+                for (const b of [m.config, ...m.layers]) expect(await client.hasBlob(repo, b.digest), `${img.path}: manifest ${d} present without blob ${b.digest}`).toBe(true)
+              }
+            }
           }
+        } finally {
+          await client.close()
         }
-        expect(present).toBeLessThan(bundleImages(big.bundle.v1!).length)
-        const again = await kpi(args.slice(0, -2), big.env)
-        expect(again.code, again.stderr).toBe(0)
-        const done = (await loadBundle(lock)).bundle
-        for (const img of bundleImages(done)) await assertComplete(client, repoOf(img.ref), parseReference(img.ref).digest!)
+        return {gg, args, lock, presentRoots, presentManifests}
+      }
+
+      // the sample has 34 unique blobs: kill at about half; if the kill landed before the first or
+      // after the last root manifest, move the kill point once and require it mid-way then
+      let k = await killedAt(17)
+      if (k.presentRoots === 0) k = await killedAt(26)
+      else if (k.presentRoots === roots.length) k = await killedAt(9)
+      expect(k.presentRoots, 'some root manifests are there when the run is killed').toBeGreaterThan(0)
+      expect(k.presentRoots, 'some root manifests are missing when the run is killed').toBeLessThan(roots.length)
+
+      const again = await kpi(k.args.slice(0, -2), big.env)
+      expect(again.code, again.stderr).toBe(0)
+      const done = (await loadBundle(k.lock)).bundle
+      expect(bundleImages(done).map((i) => i.ref)).toEqual(roots.map((img) => `${k.gg.host}/killed/${parseReference(img.ref).repository}@${parseReference(img.ref).digest}`))
+      const client = createRegistryClient({plainHttp: (r) => r === k.gg.host})
+      try {
+        for (const img of bundleImages(done)) {
+          const all = await assertComplete(client, repoOf(img.ref), parseReference(img.ref).digest!)
+          expect(all.sort()).toEqual([...trees.get(done.origins![img.ref]!)!.keys()].sort())
+        }
       } finally {
         await client.close()
       }
     } finally {
+      await Promise.all(registries.map((r) => r.stop()))
       await big.stop()
     }
   })
