@@ -263,7 +263,9 @@ async function imagesExist(p: PreflightInput, task: (t: string, s: 'start' | 'do
           const err = e as KpiError
           stop = true
           throw new KpiError(err.kind ?? 'failed', `preflight: cannot check image ${ref}: ${err.message}`, {
-            hint: err.kind === 'auth' ? 'the cluster will pull with the registry credentials of the values file; fix registry.username/registry.password there' : err.hint,
+            hint: err.kind === 'auth' ? 'the cluster will pull with the registry credentials of the values file; fix registry.username/registry.password there'
+              : err.kind === 'tls' ? 'put the registry CA in caCerts of the values file (kpack must trust it too); --ca-cert only helps this check'
+                : err.hint,
             cause: e,
           })
         }
