@@ -236,7 +236,7 @@ describe('kpi install and kpi status on the sandbox', () => {
     expect(r.stdout).toMatch(/controllers +healthy +6\/6 present, 2\/2 Deployments available, 1\/1 Services with ready endpoints/)
     expect(r.stdout).toMatch(/crds +healthy +10\/10 present, 9\/9 CRDs established/)
     expect(r.stdout).toMatch(/ClusterBuilder base: unknown: no Ready condition/)
-    expect(r.stdout.trim().split('\n').at(-1)).toBe('healthy')
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('healthy (kpack readiness unknown for 4 resources)')
     const j = await run(['status', '--json'])
     const doc = JSON.parse(j.stdout) as {ok: boolean; healthy: boolean; revision: number; stages: Array<{name: string; health: string}>; kpack: {unknown: number}}
     expect(j.code).toBe(0)
@@ -322,5 +322,49 @@ describe('kpi install and kpi status on the sandbox', () => {
     expect(adopted.stdout).toMatch(/^Installed build-service 1\.0\.0 \(kpack 0\.16\.1\) as revision 1 \(adopted\)/)
     expect((await readRecord()).record.status).toBe('deployed')
   })
-})
 
+  it('with --wait=ready, install succeeds once kpack marks every kpack resource Ready, and kpi status says healthy with them Ready', async () => {
+    logsOnFailure()
+    const kinds = ['ClusterStack', 'ClusterStore', 'ClusterBuilder', 'Builder', 'ClusterLifecycle']
+    // whatever earlier tests left (a Ready=False builder, statuses of another generation): start from no status at all
+    for (const kind of kinds) {
+      if (!(await kube.get({apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: `${kind.toLowerCase()}s.kpack.io`}))) continue
+      for (const o of await kube.list('kpack.io/v1alpha2', kind)) {
+        await kube.patchStatus({apiVersion: 'kpack.io/v1alpha2', kind, name: o.metadata.name, namespace: o.metadata.namespace}, {observedGeneration: null, conditions: null})
+      }
+    }
+    const p = startKpi(installArgs('--wait=ready', '--timeout', '60s'), env)
+    // play kpack: each resource install starts waiting for is marked Ready (for the generation install applied)
+    const marked: string[] = []
+    const marking: Array<Promise<void>> = []
+    let seen = ''
+    const waitLine = new RegExp(`^ {2}(${kinds.join('|')}) (?:([^/\\s]+)/)?(\\S+) Ready: start$`, 'gm')
+    p.child.stderr!.on('data', (d: Buffer) => {
+      seen += d.toString()
+      for (const m of seen.matchAll(waitLine)) {
+        const [, kind, namespace, name] = m
+        const what = `${kind} ${namespace ? `${namespace}/` : ''}${name}`
+        if (marked.includes(what)) continue
+        marked.push(what)
+        marking.push(setKpackReady({apiVersion: 'kpack.io/v1alpha2', kind: kind!, name: name!, ...(namespace ? {namespace} : {})}, 'True'))
+      }
+    })
+    const r = await p.done
+    outputs.push(r.stdout, r.stderr)
+    await Promise.all(marking)
+    expect(r.code, r.stderr).toBe(0)
+    expect(marked).toEqual(expect.arrayContaining(['ClusterStack base', 'ClusterStore default', 'ClusterBuilder base', 'Builder payments/java-only']))
+    for (const what of marked) expect(r.stderr, what).toContain(`  ${what} Ready: done`)
+    expect(r.stdout).not.toContain('kpack readiness NOT checked')
+    expect(r.stderr).toMatch(/^stage teams done/m)
+
+    const st = await run(['status'])
+    expect(st.code, st.stdout + st.stderr).toBe(0)
+    expect(st.stdout).toMatch(/builders +healthy +1\/1 present, 1\/1 kpack resources Ready/)
+    expect(st.stdout).toMatch(/platform +healthy +2\/2 present, 2\/2 kpack resources Ready/)
+    expect(st.stdout).not.toContain('unknown')
+    expect(st.stdout.trim().split('\n').at(-1)).toBe('healthy')
+    const j = JSON.parse((await run(['status', '--json'])).stdout) as {healthy: boolean; verdict: string; kpack: {ready: number; notReady: number; unknown: number}}
+    expect(j).toMatchObject({healthy: true, verdict: 'healthy', kpack: {ready: marked.length, notReady: 0, unknown: 0}})
+  })
+})

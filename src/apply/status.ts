@@ -48,6 +48,11 @@ export interface PlatformStatus {
   kpiVersion: string
   wait: RevisionRecord['wait']
   healthy: boolean
+  /**
+   * The last word of `kpi status`: `healthy`, `NOT healthy`, or `healthy (kpack readiness unknown
+   * for N resources)`: healthy is not claimed bare while no kpack controller has judged the builders.
+   */
+  verdict: string
   stages: StageHealth[]
   kpack: {ready: number; notReady: number; unknown: number}
 }
@@ -75,6 +80,12 @@ async function judge(kube: Kube, o: PlannedObject): Promise<ObjectHealth> {
     default: r = {state: 'ready', message: 'present'}
   }
   return {object: name, check: o.check, state: r.state, message: r.message}
+}
+
+export function verdict(healthy: boolean, unknownKpack: number): string {
+  if (!healthy) return 'NOT healthy'
+  if (!unknownKpack) return 'healthy'
+  return `healthy (kpack readiness unknown for ${unknownKpack} resource${unknownKpack === 1 ? '' : 's'})`
 }
 
 async function inBatches<T, R>(items: T[], n: number, f: (x: T) => Promise<R>): Promise<R[]> {
@@ -125,6 +136,7 @@ export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
     })
   }
   const finished = r.status === 'deployed'
+  const healthy = finished && out.every((s) => s.health !== 'unhealthy')
   return {
     name: r.name,
     version: r.version,
@@ -136,7 +148,8 @@ export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
     updatedAt: r.updatedAt,
     kpiVersion: r.kpiVersion,
     wait: r.wait,
-    healthy: finished && out.every((s) => s.health !== 'unhealthy'),
+    healthy,
+    verdict: verdict(healthy, kpack.unknown),
     stages: out,
     kpack,
   }

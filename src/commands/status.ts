@@ -37,6 +37,6 @@ nobody has reconciled (no kpack controller running) are shown as unknown, which 
     }
     const k = s.kpack
     if (k.unknown) this.log(`  kpack readiness unknown for ${k.unknown} resource(s): no kpack controller has reconciled them${s.wait === 'applied' ? ' (installed with --wait=applied)' : ''}`)
-    this.log(s.healthy ? 'healthy' : 'NOT healthy')
+    this.log(s.verdict)
   }
 }
