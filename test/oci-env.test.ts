@@ -173,10 +173,8 @@ describe('proxy settings from the environment', () => {
     expect(proxy.requests.length).toBe(mid)
   })
 
-  // KNOWN BUG (src/oci/transport.ts createDispatcher): the bypass list is localhost, 127.0.0.1
-  // and [::1] only, so 127.0.0.2 (loopback, as isLoopbackRegistry and Go's net/http agree) is
-  // sent to the proxy. Go bypasses every ip.IsLoopback() address. Drop `.fails` once fixed.
-  it.fails('keeps all of 127.0.0.0/8 off the proxy, like Go', async () => {
+  // Go bypasses the proxy for every ip.IsLoopback() address, not only those NO_PROXY can name
+  it('keeps all of 127.0.0.0/8 off the proxy, like Go', async () => {
     setEnv({HTTP_PROXY: proxy.url})
     const before = proxy.requests.length
     // the registry listens on 127.0.0.1 only, so a direct try is refused; either way it errs

@@ -5,7 +5,7 @@
  */
 import {readFileSync} from 'node:fs'
 import {createSecureContext, rootCertificates, type SecureContext} from 'node:tls'
-import {Agent, EnvHttpProxyAgent, type Dispatcher} from 'undici'
+import {Agent, Dispatcher, EnvHttpProxyAgent} from 'undici'
 import {KpiError} from '../errors.js'
 import {DOCKER_HUB} from './reference.js'
 import {errorCodes} from './retry.js'
@@ -90,9 +90,8 @@ export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
   }
   const proxy = proxySettings(opts)
   if (!proxy) return new Agent(agentOpts)
-  // Like Go's net/http (and so docker, crane, skopeo), loopback never goes through a proxy.
   const noProxy = [proxy.noProxy, 'localhost', '127.0.0.1', '[::1]'].filter(Boolean).join(',')
-  return new EnvHttpProxyAgent({
+  const proxied = new EnvHttpProxyAgent({
     ...agentOpts,
     httpProxy: proxy.httpProxy ?? '',
     httpsProxy: proxy.httpsProxy ?? proxy.httpProxy ?? '',
@@ -103,6 +102,29 @@ export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
     // proxies allow on any port; HTTPS still tunnels with CONNECT
     proxyTunnel: false,
   })
+  // Like Go's net/http (and so docker, crane, skopeo), loopback never goes through a proxy: all of
+  // 127.0.0.0/8, which NO_PROXY patterns cannot express.
+  const direct = new Agent(agentOpts)
+  return new LoopbackDirect(direct, proxied)
+}
+
+class LoopbackDirect extends Dispatcher {
+  constructor(private readonly direct: Dispatcher, private readonly proxied: Dispatcher) {
+    super()
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const origin = typeof opts.origin === 'string' ? new URL(opts.origin) : opts.origin
+    return (origin && isLoopbackRegistry(origin.host) ? this.direct : this.proxied).dispatch(opts, handler)
+  }
+
+  override async close(): Promise<void> {
+    await Promise.all([this.direct.close(), this.proxied.close()])
+  }
+
+  override async destroy(): Promise<void> {
+    await Promise.all([this.direct.destroy(), this.proxied.destroy()])
+  }
 }
 
 const tlsTrustCodes = new Set([
