@@ -4,4 +4,4 @@ export {BUNDLE_FILE, checkBundle, checkBundleText, loadBundle, parseBundle, type
 export {bundleImages, mapBundleImages} from './images.js'
 export {serializeBundle} from './serialize.js'
 export {formatProblem, problemsError, type BundleProblem} from './problems.js'
-export {checkPinnedReference, splitReference, withName} from './refs.js'
+export {checkPinnedReference} from './refs.js'
