@@ -10,12 +10,10 @@
  * referrers listing takes `artifactType` from the config media type and ignores `?artifactType=`;
  * and a repository it has never seen answers the referrers API with 404 NAME_UNKNOWN.
  */
-import {randomBytes} from 'node:crypto'
 import {mkdir} from 'node:fs/promises'
-import {request as httpRequest} from 'node:http'
-import {request as httpsRequest} from 'node:https'
 import {join} from 'node:path'
-import {issueCert, makeCA, type CA} from './pki.js'
+import type {CA} from './pki.js'
+import {loopbackServingCert, probeV2} from './registry-common.js'
 import {freePort, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 import {toolPath} from './tools.js'
 
@@ -43,20 +41,6 @@ export interface GgcrRegistry {
   stop(): Promise<void>
 }
 
-/** One GET /v2/: the status, or undefined when nothing answers yet. */
-function probe(url: string, caPem?: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const u = new URL('/v2/', url)
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {method: 'GET', ca: caPem, timeout: 2000}, (res) => {
-      res.resume()
-      resolve(res.statusCode)
-    })
-    req.on('error', () => resolve(undefined))
-    req.on('timeout', () => req.destroy())
-    req.end()
-  })
-}
-
 /** Start the ggcr registry and wait until `/v2/` answers 200. Throws KpiError('not-found') when the tool is not built. */
 export async function startGgcrRegistry(opts: GgcrRegistryOptions): Promise<GgcrRegistry> {
   const bin = toolPath('ggcr-registry')
@@ -68,11 +52,9 @@ export async function startGgcrRegistry(opts: GgcrRegistryOptions): Promise<Ggcr
   let ca: CA | undefined
   let cert: {cert: string; key: string} | undefined
   if (opts.tls) {
-    ca = opts.tls === true ? await makeCA(join(dir, `${name}-ca`), `kpi sandbox CA (${name})`) : opts.tls.ca
-    cert = await issueCert(ca, {
-      name: `${name}-${randomBytes(3).toString('hex')}`, commonName: '127.0.0.1',
-      dnsNames: ['localhost'], ips: ['127.0.0.1'], usage: 'server',
-    })
+    const served = await loopbackServingCert(dir, name, opts.tls)
+    ca = served.ca
+    cert = served
   }
   const scheme = cert ? 'https' : 'http'
 
@@ -84,7 +66,7 @@ export async function startGgcrRegistry(opts: GgcrRegistryOptions): Promise<Ggcr
     try {
       proc = await startProcess({name, cmd: bin, args, logDir: dir})
       const p = proc
-      await waitFor(async () => (await probe(`${scheme}://127.0.0.1:${port}`, ca?.certPem)) === 200,
+      await waitFor(async () => (await probeV2(`${scheme}://127.0.0.1:${port}`, ca?.certPem)) === 200,
         {what: `ggcr registry ${name} on 127.0.0.1:${port}`, timeoutMs: 20_000, intervalMs: 50, procs: [p]})
       const host = `127.0.0.1:${port}`
       return {

@@ -7,12 +7,12 @@
 import {execFile} from 'node:child_process'
 import {randomBytes, sign, X509Certificate} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
-import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {request as httpsRequest} from 'node:https'
 import {join} from 'node:path'
 import {KpiError} from '../errors.js'
-import {issueCert, makeCA, type CA} from './pki.js'
+import {makeCA, issueCert, type CA} from './pki.js'
+import {loopbackServingCert, probeV2} from './registry-common.js'
 import {freePort, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 
 export const REGISTRY_BIN = process.env.KPI_DOCKER_REGISTRY_BIN ?? '/usr/bin/docker-registry'
@@ -73,20 +73,6 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
   })
 }
 
-/** One GET /v2/: the status, or undefined when nothing answers yet. */
-function probe(url: string, caPem?: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const u = new URL('/v2/', url)
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {method: 'GET', ca: caPem, timeout: 2000}, (res) => {
-      res.resume()
-      resolve(res.statusCode)
-    })
-    req.on('error', () => resolve(undefined))
-    req.on('timeout', () => req.destroy())
-    req.end()
-  })
-}
-
 interface TokenAuthConfig {
   realm: string
   service: string
@@ -138,11 +124,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   let ca: CA | undefined
   let cert: {cert: string; key: string} | undefined
   if (opts.tls) {
-    ca = opts.tls === true ? await makeCA(join(dir, `${name}-ca`), `kpi sandbox CA (${name})`) : opts.tls.ca
-    cert = await issueCert(ca, {
-      name: `${name}-${randomBytes(3).toString('hex')}`, commonName: '127.0.0.1',
-      dnsNames: ['localhost', ...(opts.hostnames ?? [])], ips: ['127.0.0.1'], usage: 'server',
-    })
+    const served = await loopbackServingCert(dir, name, opts.tls, opts.hostnames)
+    ca = served.ca
+    cert = served
   }
 
   const scheme = cert ? 'https' : 'http'
@@ -155,7 +139,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     proc = await startProcess({name, cmd: REGISTRY_BIN, args: ['serve', configFile], logDir: dir})
     const p = proc
     await waitFor(async () => {
-      const status = await probe(`${scheme}://127.0.0.1:${port}`, ca?.certPem)
+      const status = await probeV2(`${scheme}://127.0.0.1:${port}`, ca?.certPem)
       return status === 200 || status === 401
     }, {what: `registry ${name} on 127.0.0.1:${port}`, timeoutMs: 20_000, intervalMs: 50, procs: [p]})
   }
