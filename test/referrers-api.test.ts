@@ -8,7 +8,6 @@
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {bundleImages} from '../src/bundle/images.js'
 import {loadBundle} from '../src/bundle/load.js'
@@ -20,6 +19,7 @@ import {attachReferrer} from '../src/oci/referrers.js'
 import {MediaTypes, type Descriptor, type ImageIndex, type ImageManifest, type Repo} from '../src/oci/types.js'
 import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import {signature} from './helpers/images.js'
 import {kpi} from './helpers/cli.js'
 
 const SIG_TYPE = 'application/vnd.dev.kpi.signature.v1'
@@ -46,23 +46,6 @@ const image = (b: Bundle, path: string) => {
   if (!img) throw new Error(`no ${path} in the bundle`)
   const p = parseReference(img.ref)
   return {repo: repoOf(p), digest: p.digest!}
-}
-
-/** A signature (OCI manifest with artifactType and subject) on `subject`, with its two blobs pushed. */
-async function signature(c: OciClient, repo: Repo, subject: string, text: string): Promise<Buffer> {
-  const payload = Buffer.from(JSON.stringify({critical: {image: {'docker-manifest-digest': subject}}, text}))
-  const empty = Buffer.from('{}')
-  for (const b of [payload, empty]) await c.putBlob(repo, sha256Digest(b), b.length, () => Readable.from([b]))
-  const head = await c.headManifest(repo, subject)
-  if (!head) throw new Error(`subject ${subject} not in ${repo.registry}/${repo.repository}`)
-  return Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: MediaTypes.ociManifest,
-    artifactType: SIG_TYPE,
-    config: {mediaType: MediaTypes.ociEmpty, digest: sha256Digest(empty), size: 2},
-    layers: [{mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: sha256Digest(payload), size: payload.length}],
-    subject: {mediaType: head.mediaType, digest: subject, size: head.size},
-  }))
 }
 
 /** Every manifest reachable from `digest` (index children and referrers followed), checked complete: digest -> bytes. */
@@ -141,7 +124,7 @@ describe('referrers API (ggcr registry) and fallback tag (distribution 2.8)', ()
   it('distribution -> ggcr: a signature found by fallback tag at the source is listed by the referrers API at the destination, no fallback tag written', async () => {
     const c = freshClient()
     const ctrl = image(sb.bundle.v1!, 'kpack.images.controller')
-    const bytes = await signature(c, ctrl.repo, ctrl.digest, 'signed at distribution')
+    const bytes = await signature(c, ctrl.repo, ctrl.digest, 'signed at distribution', SIG_TYPE)
     const digest = await attachReferrer(c, ctrl.repo, bytes, MediaTypes.ociManifest)
     sigs.push({digest, bytes, subjectPath: 'kpack.images.controller'})
     // the source holds it the only way distribution can: under the fallback tag
@@ -186,7 +169,7 @@ describe('referrers API (ggcr registry) and fallback tag (distribution 2.8)', ()
   it('ggcr -> distribution: a signature attached through the referrers API (no fallback tag) arrives under the fallback tag', async () => {
     const c = freshClient()
     const hook = image(ggLock, 'kpack.images.webhook')
-    const bytes = await signature(c, hook.repo, hook.digest, 'signed at ggcr')
+    const bytes = await signature(c, hook.repo, hook.digest, 'signed at ggcr', SIG_TYPE)
     const digest = await attachReferrer(c, hook.repo, bytes, MediaTypes.ociManifest)
     sigs.push({digest, bytes, subjectPath: 'kpack.images.webhook'})
     // attachReferrer left the index to the registry
@@ -245,7 +228,7 @@ describe('referrers API (ggcr registry) and fallback tag (distribution 2.8)', ()
       const repo = {registry: tls.host, repository: 'signed/app'}
       const app = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: []}))
       const subject = await c.putManifest(repo, sha256Digest(app), app, MediaTypes.ociIndex)
-      const bytes = await signature(c, repo, subject, 'over TLS')
+      const bytes = await signature(c, repo, subject, 'over TLS', SIG_TYPE)
       const digest = await attachReferrer(c, repo, bytes, MediaTypes.ociManifest)
       expect(await c.referrersApi(repo)).toBe(true)
       expect((await c.referrers(repo, subject)).map((d) => d.digest)).toEqual([digest])

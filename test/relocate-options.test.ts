@@ -13,13 +13,13 @@ import {gzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {bundleImages} from '../src/bundle/images.js'
 import {loadBundle} from '../src/bundle/load.js'
-import {createRegistryClient} from '../src/oci/client.js'
 import {digestHex, sha256Digest} from '../src/oci/digest.js'
 import {parseReference} from '../src/oci/reference.js'
 import {attachReferrer} from '../src/oci/referrers.js'
-import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../src/oci/types.js'
+import {MediaTypes, type RegistryClient, type Repo} from '../src/oci/types.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {kpi} from './helpers/cli.js'
+import {assertComplete, refDigest as digestOfRef, refRepo as repoOf, sandboxClients, signature} from './helpers/images.js'
 
 const run = promisify(execFile)
 
@@ -29,19 +29,12 @@ let dst: RegistryClient
 let src: RegistryClient
 let env: Record<string, string>
 
-const repoOf = (ref: string): Repo => {
-  const r = parseReference(ref)
-  return {registry: r.registry, repository: r.repository}
-}
-const digestOfRef = (ref: string): string => parseReference(ref).digest!
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'kpi-relocate-opts-'))
   sb = await startSandbox({runDir: join(work, 'sandbox'), samples: ['v1']})
   env = {...sb.env}
-  const caPem = await readFile(sb.caFile, 'utf8')
-  dst = createRegistryClient({caCerts: [caPem], credentials: async () => ({username: sb.airgap.username, password: sb.airgap.password})})
-  src = createRegistryClient({plainHttp: (r) => r === sb.public.host})
+  ;({src, dst} = await sandboxClients(sb))
 })
 
 afterAll(async () => {
@@ -49,20 +42,6 @@ afterAll(async () => {
   await src?.close()
   await sb?.stop()
 })
-
-/** Every manifest of the image (index children included) with its blobs, as `client` serves them. */
-async function assertComplete(client: RegistryClient, repo: Repo, digest: string, seen: string[] = []): Promise<string[]> {
-  const m = await client.getManifest(repo, digest)
-  expect(sha256Digest(m.bytes)).toBe(digest)
-  seen.push(digest)
-  const parsed = JSON.parse(m.bytes.toString('utf8')) as ImageIndex & ImageManifest
-  if (parsed.manifests) {
-    for (const c of parsed.manifests) await assertComplete(client, repo, c.digest, seen)
-  } else {
-    for (const b of [parsed.config, ...parsed.layers]) expect(await client.hasBlob(repo, b.digest), `${repo.repository} blob ${b.digest}`).toBe(true)
-  }
-  return seen
-}
 
 async function relocateCli(bundle: string, toRepo: string, lock: string, extra: string[] = []): Promise<void> {
   const r = await kpi(['relocate', '-b', bundle, '--to-repo', toRepo, '--lock-output', lock, '--ca-cert', sb.caFile, ...extra], env)
@@ -102,18 +81,7 @@ describe('kpi relocate options', () => {
     const source = sb.bundle.v1!
     const ctrl = repoOf(source.kpack.images.controller)
     const ctrlDigest = digestOfRef(source.kpack.images.controller)
-    const ctrlManifest = await src.getManifest(ctrl, ctrlDigest)
-    const payload = Buffer.from(JSON.stringify({critical: {image: {'docker-manifest-digest': ctrlDigest}}}))
-    const empty = Buffer.from('{}')
-    for (const b of [payload, empty]) await putBytes(src, ctrl, b)
-    const sig = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaTypes.ociManifest,
-      artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
-      config: {mediaType: MediaTypes.ociEmpty, digest: sha256Digest(empty), size: 2},
-      layers: [{mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: sha256Digest(payload), size: payload.length}],
-      subject: {mediaType: ctrlManifest.mediaType, digest: ctrlDigest, size: ctrlManifest.bytes.length},
-    }))
+    const sig = await signature(src, ctrl, ctrlDigest)
     const sigDigest = await attachReferrer(src, ctrl, sig, MediaTypes.ociManifest)
     // the signature really is discoverable at the source, so its absence below means something
     expect((await src.referrers(ctrl, ctrlDigest)).map((d) => d.digest)).toContain(sigDigest)
@@ -130,7 +98,8 @@ describe('kpi relocate options', () => {
     expect(await dst.referrers(dctrl, ctrlDigest)).toEqual([])
     expect(await dst.headManifest(dctrl, sigDigest)).toBeUndefined()
     expect(await dst.listTags(dctrl)).not.toContain(`sha256-${digestHex(ctrlDigest)}`)
-    expect(await dst.hasBlob(dctrl, sha256Digest(payload))).toBe(false)
+    const payloadDigest = (JSON.parse(sig.toString('utf8')) as {layers: Array<{digest: string}>}).layers[0]!.digest
+    expect(await dst.hasBlob(dctrl, payloadDigest)).toBe(false)
 
     // without the flag, the same relocation does take it (the flag is what left it behind)
     const withRefs = join(work, 'withref.yaml')

@@ -5,18 +5,17 @@
 import {mkdtemp, readFile, writeFile, mkdir} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadBundle} from '../src/bundle/load.js'
 import {bundleImages} from '../src/bundle/images.js'
 import {createRegistryClient} from '../src/oci/client.js'
-import {sha256Digest} from '../src/oci/digest.js'
 import {attachReferrer} from '../src/oci/referrers.js'
 import {parseReference} from '../src/oci/reference.js'
 import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../src/oci/types.js'
 import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
+import {assertComplete, refRepo as repoOf, sandboxClients, signature} from './helpers/images.js'
 
 let sb: Sandbox
 let work: string
@@ -24,18 +23,11 @@ let dst: RegistryClient
 let src: RegistryClient
 let env: Record<string, string>
 
-const repoOf = (ref: string): Repo => {
-  const r = parseReference(ref)
-  return {registry: r.registry, repository: r.repository}
-}
-
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'kpi-relocate-'))
   sb = await startSandbox({runDir: join(work, 'sandbox'), samples: ['v1']})
   env = {...sb.env}
-  const caPem = await readFile(sb.caFile, 'utf8')
-  dst = createRegistryClient({caCerts: [caPem], credentials: async () => ({username: sb.airgap.username, password: sb.airgap.password})})
-  src = createRegistryClient({plainHttp: (r) => r === sb.public.host})
+  ;({src, dst} = await sandboxClients(sb))
 })
 
 afterAll(async () => {
@@ -43,20 +35,6 @@ afterAll(async () => {
   await src?.close()
   await sb?.stop()
 })
-
-/** Every manifest of the image (index children included) with its blobs, as the destination serves them. */
-async function assertComplete(client: RegistryClient, repo: Repo, digest: string, seen: string[] = []): Promise<string[]> {
-  const m = await client.getManifest(repo, digest)
-  expect(sha256Digest(m.bytes)).toBe(digest)
-  seen.push(digest)
-  const parsed = JSON.parse(m.bytes.toString('utf8')) as ImageIndex & ImageManifest
-  if (parsed.manifests) {
-    for (const c of parsed.manifests) await assertComplete(client, repo, c.digest, seen)
-  } else {
-    for (const b of [parsed.config, ...parsed.layers]) expect(await client.hasBlob(repo, b.digest), `${repo.repository} blob ${b.digest}`).toBe(true)
-  }
-  return seen
-}
 
 describe('kpi relocate registry to registry', () => {
   let lockFile: string
@@ -66,18 +44,7 @@ describe('kpi relocate registry to registry', () => {
     // a signature attached to the controller image travels with it
     const ctrl = repoOf(source.kpack.images.controller)
     const ctrlDigest = parseReference(source.kpack.images.controller).digest!
-    const ctrlManifest = await src.getManifest(ctrl, ctrlDigest)
-    const payload = Buffer.from(JSON.stringify({critical: {image: {'docker-manifest-digest': ctrlDigest}}}))
-    const empty = Buffer.from('{}')
-    for (const b of [payload, empty]) await src.putBlob(ctrl, sha256Digest(b), b.length, () => Readable.from([b]))
-    const sig = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaTypes.ociManifest,
-      artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
-      config: {mediaType: MediaTypes.ociEmpty, digest: sha256Digest(empty), size: 2},
-      layers: [{mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: sha256Digest(payload), size: payload.length}],
-      subject: {mediaType: ctrlManifest.mediaType, digest: ctrlDigest, size: ctrlManifest.bytes.length},
-    }))
+    const sig = await signature(src, ctrl, ctrlDigest)
     const sigDigest = await attachReferrer(src, ctrl, sig, MediaTypes.ociManifest)
 
     lockFile = join(work, 'lock.yaml')
