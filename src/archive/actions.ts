@@ -58,8 +58,8 @@ export interface ToArchiveResult {
   summary: RelocationSummary
 }
 
-export interface FromArchiveOptions {
-  file: string
+/** Where and how images are pushed, for every import into a registry. */
+interface ToRegistryOptions {
   /** REGISTRY/PREFIX */
   toRepo: string
   /** reaches the destination registry (and nothing else is asked of it) */
@@ -69,6 +69,10 @@ export interface FromArchiveOptions {
   /** uploads at once to the destination */
   uploads?: number
   onEvent?: OnEvent
+}
+
+export interface FromArchiveOptions extends ToRegistryOptions {
+  file: string
 }
 
 export interface FromArchiveResult {
@@ -361,15 +365,9 @@ async function ensureBase(plan: Plan, archive: OpenedArchive, client: RegistryCl
   })
 }
 
-export interface FromLayoutOptions {
+export interface FromLayoutOptions extends ToRegistryOptions {
   bundle: LoadedBundle
   dir: string
-  toRepo: string
-  client: RegistryClient
-  referrers?: boolean
-  concurrency?: number
-  uploads?: number
-  onEvent?: OnEvent
 }
 
 /** Relocates a bundle's images from an OCI layout directory (e.g. written by skopeo) to a registry. */
