@@ -12,9 +12,9 @@
  * archive is more than 1% (plus a fixed allowance for tar headers, manifests and the toc) bigger
  * than the blobs it must hold. See bench/README.md for what each number means.
  */
-import {copyFile, mkdir, mkdtemp, rm, stat} from 'node:fs/promises'
+import {beginRun} from './lib/run.js'
+import {copyFile, mkdir, stat} from 'node:fs/promises'
 import {connect} from 'node:net'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 import {bundleImages} from '../src/bundle/images.js'
@@ -25,7 +25,7 @@ import type {RelocationSummary} from '../src/relocate/execute.js'
 import {planImages, type Plan} from '../src/relocate/plan.js'
 import {registrySource} from '../src/relocate/registry-endpoints.js'
 import {bundleRoots} from '../src/relocate/relocate.js'
-import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import type {Sandbox} from '../src/sandbox/sandbox.js'
 import {fmtBytes, fmtMs, fmtRate, fmtRatio, renderTable, type Cell} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
 import {failureText, measure, measureLoop, type CommandSpec, type Measured} from './lib/measure.js'
@@ -191,24 +191,9 @@ async function main(): Promise<number> {
   const kpi: Tool & {note?: string} = flags['kpi-bin'] ? {name: 'kpi', path: flags['kpi-bin'], version: 'from --kpi-bin'} : await findKpi()
   if (kpi.note) say(`warning: ${kpi.note}`)
   const skopeo = flags['no-skopeo'] ? {name: 'skopeo', skipped: '--no-skopeo'} as Tool : await findPeer('skopeo')
-  const workDir = await mkdtemp(join(tmpdir(), 'kpi-bench-archive-'))
+  const run = await beginRun('archive', {keep: flags.keep, say})
+  const workDir = run.workDir
   say(`run directory ${workDir}; ${formatMachineFacts(machine).split('\n').slice(1).join('; ')}`)
-
-  let sb: Sandbox | undefined
-  let interrupted = false
-  let cleaning: Promise<void> | undefined
-  // once: the signal handler and the main flow's finally may both get here
-  const cleanup = (): Promise<void> => (cleaning ??= (async () => {
-    await sb?.stop()
-    if (!flags.keep) await rm(workDir, {recursive: true, force: true, maxRetries: 5, retryDelay: 200})
-  })())
-  const onSignal = () => {
-    interrupted = true
-    say('interrupted: stopping the registries')
-    void cleanup().finally(() => process.exit(130))
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
 
   const steps: StepResult[] = []
   const checks: Report['checks'] = []
@@ -217,7 +202,7 @@ async function main(): Promise<number> {
   try {
     say(`starting the sandbox and pushing the sample (v1, v2) at scale ${scale}`)
     const setupStart = performance.now()
-    sb = await startSandbox({runDir: join(workDir, 'sandbox'), samples: ['v1', 'v2'], scale})
+    const sb = await run.startSandbox({samples: ['v1', 'v2'], scale})
     const sandbox = sb
     const [plan1, plan2] = [await planOf(sandbox, sandbox.bundle.v1!), await planOf(sandbox, sandbox.bundle.v2!)]
     const setupMs = performance.now() - setupStart
@@ -235,7 +220,7 @@ async function main(): Promise<number> {
 
     /** Runs one kpi command as a step; its JSON result, or undefined when it failed. */
     const kpiStep = async <T>(id: string, step: string, args: string[], rateBytes: (r: T) => number | undefined, written?: string): Promise<T | undefined> => {
-      if (interrupted) throw new Error('interrupted')
+      run.checkInterrupted()
       const spec = kpiSpec(`kpi ${args.join(' ')}`, args)
       say(`${step}: ${commandLine(spec, true)}`)
       const m = await measure(spec)
@@ -262,7 +247,7 @@ async function main(): Promise<number> {
 
     /** skopeo, one process per image; a loop as users script it. */
     const skopeoStep = async (id: string, step: string, versus: string, specs: CommandSpec[], rateBytes: number, written?: string[]): Promise<boolean> => {
-      if (interrupted) throw new Error('interrupted')
+      run.checkInterrupted()
       say(`${step}: ${specs.length} x ${commandLine(specs[0]!, false)}`)
       const loop = await measureLoop(specs)
       const reason = loop.failures.length ? failureText(loop.failures[0]!) : undefined
@@ -405,9 +390,7 @@ async function main(): Promise<number> {
     if (flags.keep) say(`kept ${workDir}`)
     return report.ok ? 0 : 1
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
-    await cleanup()
+    await run.finish()
   }
 }
 

@@ -10,8 +10,8 @@
  * Exit 1 when a tool fails, when kpi's second run moves any byte, or when kpi's peak RSS for the
  * big layer is over the limit. See bench/README.md for what each number means.
  */
-import {copyFile, mkdir, mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {beginRun} from './lib/run.js'
+import {copyFile, mkdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 import {openOciLayout} from '../src/archive/layout.js'
@@ -24,7 +24,7 @@ import type {RelocationSummary} from '../src/relocate/execute.js'
 import {planImages} from '../src/relocate/plan.js'
 import {registrySink, registrySource} from '../src/relocate/registry-endpoints.js'
 import {bundleRoots, relocate} from '../src/relocate/relocate.js'
-import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import type {Sandbox} from '../src/sandbox/sandbox.js'
 import {fmtBytes, fmtMs, fmtRate, fmtRatio, renderTable, type Cell} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
 import {failureText, measure, measureLoop, type CommandSpec, type Measured} from './lib/measure.js'
@@ -353,30 +353,14 @@ async function main(): Promise<number> {
   const kpi: Tool = flags['kpi-bin'] ? {name: 'kpi', path: flags['kpi-bin'], version: 'from --kpi-bin'} : await findKpi()
   if ('note' in kpi && kpi.note) say(`warning: ${kpi.note}`)
   const peers = await Promise.all((['crane', 'skopeo', 'imgpkg', 'kapp'] as const).map(findPeer))
-  const workDir = await mkdtemp(join(tmpdir(), 'kpi-bench-relocate-'))
+  const run = await beginRun('relocate', {keep: flags.keep, say})
+  const workDir = run.workDir
   say(`run directory ${workDir}; ${formatMachineFacts(machine).split('\n').slice(1).join('; ')}`)
-  let sb: Sandbox | undefined
-  let interrupted = false
-  let cleaning: Promise<void> | undefined
-  // once: the signal handler and the main flow's finally may both get here
-  const cleanup = (): Promise<void> => (cleaning ??= (async () => {
-    await sb?.stop()
-    if (!flags.keep) await rm(workDir, {recursive: true, force: true, maxRetries: 5, retryDelay: 200})
-  })())
-  const onSignal = () => {
-    interrupted = true
-    say('interrupted: stopping the registries')
-    void cleanup().finally(() => process.exit(130))
-  }
-  const step = (): void => {
-    if (interrupted) throw new Error('interrupted')
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  const step = (): void => run.checkInterrupted()
   try {
     say(`starting the sandbox and pushing the sample at scale ${scale}`)
     const setupStart = performance.now()
-    sb = await startSandbox({runDir: join(workDir, 'sandbox'), samples: ['v1'], scale})
+    const sb = await run.startSandbox({samples: ['v1'], scale})
     const setupMs = performance.now() - setupStart
     const bundle = sb.bundle.v1!
     const bundleDir = sb.bundles.v1!
@@ -444,9 +428,7 @@ async function main(): Promise<number> {
     if (flags.keep) say(`kept ${workDir}`)
     return report.ok ? 0 : 1
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
-    await cleanup()
+    await run.finish()
   }
 }
 
