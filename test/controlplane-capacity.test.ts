@@ -3,12 +3,10 @@
  * startControlPlane was asked for, and the real scheduler fills them up to their pod limit and
  * no further. Install preflight and the demo rely on small nodes behaving like small nodes.
  */
-import {AppsV1Api, CoreV1Api, KubeConfig, type V1Pod} from '@kubernetes/client-node'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
-import {startControlPlane, type ControlPlane, type FakeNode} from '../src/sandbox/controlplane.js'
+import {AppsV1Api, CoreV1Api, type V1Pod} from '@kubernetes/client-node'
+import {describe, expect, it} from 'vitest'
+import type {FakeNode} from '../src/sandbox/controlplane.js'
+import {useControlPlane} from './helpers/controlplane.js'
 import {waitFor} from '../src/sandbox/procs.js'
 
 const NODES: FakeNode[] = [
@@ -16,38 +14,14 @@ const NODES: FakeNode[] = [
   {name: 'small-1', cpu: '1', memory: '2Gi', pods: 3},
 ]
 
-let cp: ControlPlane | undefined
-let runDir = ''
-let kc: KubeConfig
-let failed = false
-
-const nameRunDir = () => onTestFailed(() => {
-  failed = true
-  console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`)
-})
-
-beforeAll(async () => {
-  runDir = await mkdtemp(join(tmpdir(), 'kpi-cp-capacity-'))
-  try {
-    cp = await startControlPlane({runDir, nodes: NODES})
-  } catch (e) {
-    console.error(`control plane failed to start; logs in ${runDir}/logs`)
-    throw e
-  }
-  kc = new KubeConfig()
-  kc.loadFromFile(cp.kubeconfig)
-})
-
-afterAll(async () => {
-  await cp?.stop()
-  if (cp && !failed) await rm(runDir, {recursive: true, force: true})
-})
+const plane = useControlPlane('cp-capacity', {nodes: NODES})
+const nameRunDir = () => plane.nameRunDir()
 
 describe('sandbox control plane with small nodes', () => {
   it('reports the capacity each node was created with', async () => {
     nameRunDir()
-    expect([...cp!.nodes].sort()).toEqual(['small-0', 'small-1'])
-    const nodes = (await kc.makeApiClient(CoreV1Api).listNode()).items
+    expect([...plane.cp.nodes].sort()).toEqual(['small-0', 'small-1'])
+    const nodes = (await plane.kc.makeApiClient(CoreV1Api).listNode()).items
     expect(nodes.map((n) => n.metadata?.name).sort()).toEqual(['small-0', 'small-1'])
     for (const n of nodes) {
       expect(n.status?.allocatable).toMatchObject({cpu: '1', memory: '2Gi', pods: '3'})
@@ -57,8 +31,8 @@ describe('sandbox control plane with small nodes', () => {
 
   it('schedules 6 of 8 replicas on two 3-pod nodes and leaves 2 Pending for "Too many pods"', async () => {
     nameRunDir()
-    const apps = kc.makeApiClient(AppsV1Api)
-    const core = kc.makeApiClient(CoreV1Api)
+    const apps = plane.kc.makeApiClient(AppsV1Api)
+    const core = plane.kc.makeApiClient(CoreV1Api)
     const labels = {app: 'crowd'}
     // no requests at all: only the pod count can stop the scheduler
     await apps.createNamespacedDeployment({namespace: 'default', body: {

@@ -1,54 +1,23 @@
-import {ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, VersionApi, type V1Pod} from '@kubernetes/client-node'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
-import {startControlPlane, type ControlPlane} from '../src/sandbox/controlplane.js'
+import {ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, VersionApi, type V1Pod} from '@kubernetes/client-node'
+import {describe, expect, it} from 'vitest'
+import {useControlPlane} from './helpers/controlplane.js'
 import {waitFor} from '../src/sandbox/procs.js'
 import {toolVersions} from '../src/sandbox/tools.js'
 
-let cp: ControlPlane | undefined
-let runDir = ''
-let kc: KubeConfig
-let failed = false
-
-// Each test names the run dir when it fails, so the component logs are one `ls` away; the run dir
-// (about 60 MB, mostly etcd's preallocated WAL) is removed only when everything passed.
-const nameRunDir = () => onTestFailed(() => {
-  failed = true
-  console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`)
-})
-
-beforeAll(async () => {
-  runDir = await mkdtemp(join(tmpdir(), 'kpi-controlplane-'))
-  const t0 = Date.now()
-  try {
-    cp = await startControlPlane({runDir})
-  } catch (e) {
-    console.error(`control plane failed to start; logs in ${runDir}/logs`)
-    throw e
-  }
-  console.log(`control plane up in ${((Date.now() - t0) / 1000).toFixed(1)}s at ${cp.server} (run dir ${runDir})`)
-  kc = new KubeConfig()
-  kc.loadFromFile(cp.kubeconfig)
-})
-
-afterAll(async () => {
-  await cp?.stop()
-  if (cp && !failed) await rm(runDir, {recursive: true, force: true})
-})
+const plane = useControlPlane('controlplane')
+const nameRunDir = () => plane.nameRunDir()
 
 const statusOf = (e: unknown): number | undefined => (e as {code?: number}).code
 
 describe('sandbox control plane', () => {
   it('reports the pinned Kubernetes version, with default service account and KWOK nodes in place', async () => {
     nameRunDir()
-    const v = await kc.makeApiClient(VersionApi).getCode()
+    const v = await plane.kc.makeApiClient(VersionApi).getCode()
     expect(v.gitVersion).toBe(toolVersions().KUBERNETES_VERSION)
     expect(v.major).toBe('1')
-    const core = kc.makeApiClient(CoreV1Api)
+    const core = plane.kc.makeApiClient(CoreV1Api)
     const nodes = await core.listNode()
-    expect(nodes.items.map((n) => n.metadata?.name).sort()).toEqual([...cp!.nodes].sort())
+    expect(nodes.items.map((n) => n.metadata?.name).sort()).toEqual([...plane.cp.nodes].sort())
     expect(nodes.items[0]?.status?.allocatable?.cpu).toBe('4')
     const sa = await core.readNamespacedServiceAccount({name: 'default', namespace: 'default'})
     expect(sa.metadata?.name).toBe('default')
@@ -56,7 +25,7 @@ describe('sandbox control plane', () => {
 
   it('runs a 2-replica Deployment to Available through the controller-manager, scheduler and KWOK', async () => {
     nameRunDir()
-    const apps = kc.makeApiClient(AppsV1Api)
+    const apps = plane.kc.makeApiClient(AppsV1Api)
     const labels = {app: 'web'}
     await apps.createNamespacedDeployment({namespace: 'default', body: {
       metadata: {name: 'web'},
@@ -71,17 +40,17 @@ describe('sandbox control plane', () => {
       return d.status?.availableReplicas === 2 ? d : undefined
     }, {what: 'deployment web available', timeoutMs: 90_000, intervalMs: 500})
     expect(d.status?.availableReplicas).toBe(2)
-    const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({namespace: 'default', labelSelector: 'app=web'})
+    const pods = await plane.kc.makeApiClient(CoreV1Api).listNamespacedPod({namespace: 'default', labelSelector: 'app=web'})
     expect(pods.items).toHaveLength(2)
     for (const p of pods.items) {
-      expect(cp!.nodes).toContain(p.spec?.nodeName)
+      expect(plane.cp.nodes).toContain(p.spec?.nodeName)
       expect(p.status?.phase).toBe('Running')
     }
   })
 
   it('leaves a pod that asks more CPU than any node has Pending, with the scheduler saying why', async () => {
     nameRunDir()
-    const core = kc.makeApiClient(CoreV1Api)
+    const core = plane.kc.makeApiClient(CoreV1Api)
     await core.createNamespacedPod({namespace: 'default', body: {
       metadata: {name: 'too-big'},
       spec: {containers: [{name: 'c', image: 'registry.invalid/big:1', resources: {requests: {cpu: '64'}}}]},
@@ -99,7 +68,7 @@ describe('sandbox control plane', () => {
 
   it('establishes a CRD and enforces its structural schema on custom resources', async () => {
     nameRunDir()
-    const ext = kc.makeApiClient(ApiextensionsV1Api)
+    const ext = plane.kc.makeApiClient(ApiextensionsV1Api)
     await ext.createCustomResourceDefinition({body: {
       metadata: {name: 'widgets.example.kpi.dev'},
       spec: {
@@ -124,7 +93,7 @@ describe('sandbox control plane', () => {
       return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')
     }, {what: 'CRD widgets established', timeoutMs: 30_000})
 
-    const custom = kc.makeApiClient(CustomObjectsApi)
+    const custom = plane.kc.makeApiClient(CustomObjectsApi)
     const widget = (name: string, spec: unknown) => ({
       group: 'example.kpi.dev', version: 'v1', namespace: 'default', plural: 'widgets',
       body: {apiVersion: 'example.kpi.dev/v1', kind: 'Widget', metadata: {name}, spec},

@@ -4,11 +4,10 @@
  * apply and dry runs, access reviews, and every wait kpi uses (CRD Established, Deployment rollout,
  * Service endpoints, kpack Ready written through the status subresource as kpack writes it).
  */
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parse, stringify} from 'yaml'
-import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {planStages} from '../src/apply/plan.js'
 import {runStage} from '../src/apply/stage.js'
 import {KpiError} from '../src/errors.js'
@@ -19,27 +18,17 @@ import type {LiveObject} from '../src/kube/types.js'
 import type {ProgressEvent} from '../src/progress/events.js'
 import {renderPlatform} from '../src/render/render.js'
 import type {KubeObject, RenderedObject} from '../src/render/types.js'
-import {startControlPlane, type ControlPlane} from '../src/sandbox/controlplane.js'
+import {useControlPlane} from './helpers/controlplane.js'
 import {issueCert} from '../src/sandbox/pki.js'
 import {freePort} from '../src/sandbox/procs.js'
-import {findTool} from '../src/sandbox/tools.js'
 import {lock17, values} from './fixtures/render/helpers.js'
 
-const tools = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'] as const
-// scripts/tools.sh builds these (npm test runs it): a missing one fails the file rather than skipping it
-const missing = tools.filter((t) => !findTool(t))
-if (missing.length) throw new Error(`missing ${missing.join(', ')}: run bash scripts/tools.sh`)
 
-let cp: ControlPlane
-let runDir = ''
+// a missing control-plane binary fails the file with the tool named (scripts/tools.sh builds them)
+const plane = useControlPlane('kube')
+const nameRunDir = () => plane.nameRunDir()
 let kube: Kube
-let failed = false
 let objects: RenderedObject[]
-
-const nameRunDir = () => onTestFailed(() => {
-  failed = true
-  console.error(`control plane run dir (logs in ${runDir}/logs): ${runDir}`)
-})
 
 async function rejection(p: Promise<unknown>): Promise<KpiError> {
   try {
@@ -53,15 +42,15 @@ async function rejection(p: Promise<unknown>): Promise<KpiError> {
 
 /** A kubeconfig like the admin's, but for a user the cluster CA vouches for and RBAC grants nothing. */
 async function unprivilegedKubeconfig(): Promise<string> {
-  const pki = join(cp.runDir, 'pki')
+  const pki = join(plane.cp.runDir, 'pki')
   const ca = {dir: pki, cert: join(pki, 'ca.crt'), key: join(pki, 'ca.key'), certPem: await readFile(join(pki, 'ca.crt'), 'utf8')}
   const cert = await issueCert(ca, {name: 'nobody', commonName: 'nobody', usage: 'client'})
-  const doc = parse(await readFile(cp.kubeconfig, 'utf8')) as {users: Array<{name: string; user: Record<string, string>}>}
+  const doc = parse(await readFile(plane.cp.kubeconfig, 'utf8')) as {users: Array<{name: string; user: Record<string, string>}>}
   doc.users[0]!.user = {
     'client-certificate-data': Buffer.from(cert.certPem).toString('base64'),
     'client-key-data': Buffer.from(await readFile(cert.key, 'utf8')).toString('base64'),
   }
-  const file = join(runDir, 'nobody.kubeconfig')
+  const file = join(plane.runDir, 'nobody.kubeconfig')
   await writeFile(file, stringify(doc), {mode: 0o600})
   return file
 }
@@ -70,25 +59,21 @@ const obj = (o: Record<string, unknown>) => o as unknown as LiveObject
 
 describe('kube client on a real control plane', () => {
   beforeAll(async () => {
-    runDir = await mkdtemp(join(tmpdir(), 'kpi-kube-'))
-    cp = await startControlPlane({runDir})
-    kube = await createKubeClient({kubeconfig: cp.kubeconfig})
+    kube = await createKubeClient({kubeconfig: plane.cp.kubeconfig})
     objects = renderPlatform(await lock17(), await values()).objects
   })
   afterAll(async () => {
     kube?.close()
-    await cp?.stop()
-    if (cp && !failed) await rm(runDir, {recursive: true, force: true})
   })
 
   it('loads the kubeconfig from --kubeconfig, $KUBECONFIG and --context, naming what is wrong', async () => {
     nameRunDir()
-    expect(loadKubeConfig({kubeconfig: cp.kubeconfig}).server).toBe(cp.server)
-    expect(loadKubeConfig({}, {KUBECONFIG: cp.kubeconfig}).context).toBe('kpi-sandbox')
-    expect(() => loadKubeConfig({kubeconfig: join(runDir, 'nope')})).toThrow(/kubeconfig .*nope does not exist/)
+    expect(loadKubeConfig({kubeconfig: plane.cp.kubeconfig}).server).toBe(plane.cp.server)
+    expect(loadKubeConfig({}, {KUBECONFIG: plane.cp.kubeconfig}).context).toBe('kpi-sandbox')
+    expect(() => loadKubeConfig({kubeconfig: join(plane.runDir, 'nope')})).toThrow(/kubeconfig .*nope does not exist/)
     const e = (() => {
       try {
-        loadKubeConfig({kubeconfig: cp.kubeconfig, context: 'prod'})
+        loadKubeConfig({kubeconfig: plane.cp.kubeconfig, context: 'prod'})
       } catch (x) {
         return x as KpiError
       }
@@ -97,15 +82,15 @@ describe('kube client on a real control plane', () => {
     expect(e.kind).toBe('usage')
     expect(e.message).toContain('--context prod is not a context')
     expect(e.hint).toContain('kpi-sandbox')
-    expect(() => loadKubeConfig({}, {HOME: runDir, KUBECONFIG: ''})).toThrow(/no kubeconfig/)
+    expect(() => loadKubeConfig({}, {HOME: plane.runDir, KUBECONFIG: ''})).toThrow(/no kubeconfig/)
   })
 
   it('an unreachable cluster is a network error naming the API URL, with a kubeconfig hint', async () => {
     nameRunDir()
     const port = await freePort()
-    const doc = parse(await readFile(cp.kubeconfig, 'utf8')) as {clusters: Array<{cluster: {server: string}}>}
+    const doc = parse(await readFile(plane.cp.kubeconfig, 'utf8')) as {clusters: Array<{cluster: {server: string}}>}
     doc.clusters[0]!.cluster.server = `https://127.0.0.1:${port}`
-    const file = join(runDir, 'closed.kubeconfig')
+    const file = join(plane.runDir, 'closed.kubeconfig')
     await writeFile(file, stringify(doc))
     const k = await createKubeClient({kubeconfig: file})
     try {

@@ -4,29 +4,19 @@
  * validates them all (kpack objects against kpi's CRD schemas). Then the precise schemas are shown
  * to reject what kpack would reject, and a real apply in stage order shows the install goes through
  * on a cluster where no kpack code runs (kpack's webhooks intercept nothing until kpack-webhook runs).
- * Skipped only when the control plane binaries are not built (scripts/tools.sh).
  */
-import {ApiextensionsV1Api, KubeConfig, KubernetesObjectApi, loadYaml, PatchStrategy, type KubernetesObject} from '@kubernetes/client-node'
-import {mkdtemp} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {ApiextensionsV1Api, KubernetesObjectApi, loadYaml, PatchStrategy, type KubernetesObject} from '@kubernetes/client-node'
+import {beforeAll, describe, expect, it} from 'vitest'
 import {renderPlatform} from '../src/render/render.js'
 import type {KubeObject, RenderedObject} from '../src/render/types.js'
-import {startControlPlane, type ControlPlane} from '../src/sandbox/controlplane.js'
 import {waitFor} from '../src/sandbox/procs.js'
-import {findTool} from '../src/sandbox/tools.js'
 import {lock13, lock17, values} from './fixtures/render/helpers.js'
+import {useControlPlane} from './helpers/controlplane.js'
 
-const tools = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'] as const
-// scripts/tools.sh builds these (npm test runs it): a missing one fails the file rather than skipping it
-const missing = tools.filter((t) => !findTool(t))
-if (missing.length) throw new Error(`missing ${missing.join(', ')}: run bash scripts/tools.sh`)
 
-let cp: ControlPlane | undefined
-let runDir = ''
+// a missing control-plane binary fails the file with the tool named (scripts/tools.sh builds them)
+const plane = useControlPlane('render-apply')
 let client: KubernetesObjectApi
-let kc: KubeConfig
 
 const FIELD_MANAGER = 'kpi'
 
@@ -71,7 +61,7 @@ async function applyAll(objs: RenderedObject[], dryRun: boolean): Promise<string
 }
 
 async function waitEstablished(names: string[]): Promise<void> {
-  const ext = kc.makeApiClient(ApiextensionsV1Api)
+  const ext = plane.kc.makeApiClient(ApiextensionsV1Api)
   for (const name of names) {
     await waitFor(async () => {
       const crd = await ext.readCustomResourceDefinition({name})
@@ -84,24 +74,17 @@ const title = "rendered platform on a real kube-apiserver"
 
 describe(title, () => {
   beforeAll(async () => {
-    runDir = await mkdtemp(join(tmpdir(), 'kpi-render-apply-'))
-    cp = await startControlPlane({runDir})
-    kc = new KubeConfig()
-    kc.loadFromFile(cp.kubeconfig)
-    client = KubernetesObjectApi.makeApiClient(kc)
-  })
-  afterAll(async () => {
-    await cp?.stop()
+    client = KubernetesObjectApi.makeApiClient(plane.kc)
   })
 
   it('accepts every object: CRDs and namespaces first, then all the rest as a server-side dry run', async () => {
-    onTestFailed(() => console.error(`control plane logs in ${runDir}/logs`))
+    plane.nameRunDir()
     const {objects} = renderPlatform(await lock17(), await values())
     const first = objects.filter((o) => o.object.kind === 'CustomResourceDefinition' || o.object.kind === 'Namespace')
     expect(await applyAll(first, false)).toEqual([])
     await waitEstablished(first.filter((o) => o.object.kind === 'CustomResourceDefinition').map((o) => o.object.metadata.name))
     // the schemas arrived whole (enums and preserve-unknown-fields included)
-    const ext = kc.makeApiClient(ApiextensionsV1Api)
+    const ext = plane.kc.makeApiClient(ApiextensionsV1Api)
     const stored = await ext.readCustomResourceDefinition({name: 'clusterbuilders.kpack.io'})
     const v2 = stored.spec.versions.find((v) => v.name === 'v1alpha2')!.schema!.openAPIV3Schema!
     expect(v2.properties!.spec!.properties!.stack!.properties!.kind!._enum).toEqual(['ClusterStack'])
@@ -157,7 +140,7 @@ describe(title, () => {
   })
 
   it('accepts the Builders kpack accepts: no store, group entries by image or by kind + name; still requires the tag', async () => {
-    onTestFailed(() => console.error(`control plane logs in ${runDir}/logs`))
+    plane.nameRunDir()
     const {objects} = renderPlatform(await lock17(), await values())
     // self-contained: the CRDs and namespaces (idempotent if an earlier test applied them)
     const first = objects.filter((o) => o.object.kind === 'CustomResourceDefinition' || o.object.kind === 'Namespace')
@@ -192,7 +175,7 @@ describe(title, () => {
   })
 
   it('installs for real in stage order where no kpack code runs: kpack webhooks intercept nothing yet', async () => {
-    onTestFailed(() => console.error(`control plane logs in ${runDir}/logs`))
+    plane.nameRunDir()
     const {objects} = renderPlatform(await lock17(), await values())
     const failures: string[] = []
     for (const {object} of objects) {
