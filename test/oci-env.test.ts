@@ -6,7 +6,8 @@
  */
 import {chmod, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {createServer, request as httpRequest, type IncomingMessage, type Server} from 'node:http'
-import {connect, type AddressInfo, type Socket} from 'node:net'
+import type {AddressInfo, Socket} from 'node:net'
+import {tunnelTo} from './helpers/proxy.js'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -113,14 +114,7 @@ async function startForwardProxy(): Promise<ForwardProxy> {
     tunnels.push(req.url!)
     const port = target(req.url!)
     if (!port) return void socket.end('HTTP/1.1 403 Forbidden\r\n\r\n')
-    const up = connect(port, '127.0.0.1', () => {
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      up.write(head)
-      up.pipe(socket)
-      socket.pipe(up)
-    })
-    up.on('error', () => socket.destroy())
-    socket.on('error', () => up.destroy())
+    tunnelTo(port, socket, head)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {

@@ -1,6 +1,7 @@
 import {mkdtemp, rm} from 'node:fs/promises'
 import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
-import {connect, type AddressInfo, type Socket} from 'node:net'
+import type {AddressInfo, Socket} from 'node:net'
+import {tunnelTo} from './helpers/proxy.js'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -239,14 +240,7 @@ describe('OCI client transport: retries, redirects, proxies', () => {
       fwd.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
         tunnels.push(req.url!)
         if (req.url !== name) return void socket.end('HTTP/1.1 403 Forbidden\r\n\r\n')
-        const up = connect(Number(port), '127.0.0.1', () => {
-          socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-          up.write(head)
-          up.pipe(socket)
-          socket.pipe(up)
-        })
-        up.on('error', () => socket.destroy())
-        socket.on('error', () => up.destroy())
+        tunnelTo(Number(port), socket, head)
       })
       const proxy = {httpsProxy: `http://127.0.0.1:${fwd.port}`}
       const c = client({proxy, plainHttp: () => false, caCerts: [tlsReg.caPem!]})
