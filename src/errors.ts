@@ -29,12 +29,57 @@ const exitCodes: Record<ErrorKind, number> = {
   internal: 70,
 }
 
+/** A registry answered with an error: its HTTP status and the `errors[].code`s of its body. */
+export interface RegistryErrorDetails {
+  source: 'registry'
+  status: number
+  codes: string[]
+}
+
+/** One field another manager owns, from a server-side apply conflict (a `FieldManagerConflict` cause). */
+export interface FieldConflict {
+  /** the field manager that owns the field, e.g. `kubectl-edit` */
+  manager: string
+  /** the field path as the API server names it, e.g. `.spec.replicas` */
+  field: string
+}
+
+/** The Kubernetes API answered with a Status: its HTTP code, `reason`, and the fields an apply conflicted on. */
+export interface KubernetesErrorDetails {
+  source: 'kubernetes'
+  status: number
+  reason?: string
+  /** present on a 409 from server-side apply; empty when the server named no field */
+  conflicts?: FieldConflict[]
+}
+
+/** A positioned problem in a file the user edits (bundle, values). */
+export interface ProblemDetail {
+  file: string
+  line?: number
+  col?: number
+  path?: string
+  message: string
+  hint?: string
+}
+
+/**
+ * What callers may inspect instead of the message text. `source` says which shape it is;
+ * the last member keeps room for one-off structured data (lists for --json).
+ */
+export type ErrorDetails =
+  | RegistryErrorDetails
+  | KubernetesErrorDetails
+  | {source: 'problems'; problems: ProblemDetail[]; warnings?: ProblemDetail[]}
+  | {source: 'reference'; reason: string}
+  | {source?: 'other'; [key: string]: unknown}
+
 export class KpiError extends Error {
   readonly kind: ErrorKind
   readonly hint?: string
-  readonly details?: unknown
+  readonly details?: ErrorDetails
 
-  constructor(kind: ErrorKind, message: string, opts: {hint?: string; cause?: unknown; details?: unknown} = {}) {
+  constructor(kind: ErrorKind, message: string, opts: {hint?: string; cause?: unknown; details?: ErrorDetails} = {}) {
     super(message, opts.cause === undefined ? undefined : {cause: opts.cause})
     this.name = 'KpiError'
     this.kind = kind
@@ -48,6 +93,14 @@ export class KpiError extends Error {
 }
 
 export const isKpiError = (e: unknown): e is KpiError => e instanceof KpiError
+
+/** The registry details of an error, when a registry answered it. */
+export const registryDetails = (e: unknown): RegistryErrorDetails | undefined =>
+  isKpiError(e) && e.details?.source === 'registry' ? e.details : undefined
+
+/** The Kubernetes details of an error, when the API server answered it. */
+export const kubernetesDetails = (e: unknown): KubernetesErrorDetails | undefined =>
+  isKpiError(e) && e.details?.source === 'kubernetes' ? e.details : undefined
 
 /** One line for humans: message, then the hint. Never a stack trace. */
 export function formatError(e: unknown): string {

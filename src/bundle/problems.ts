@@ -35,7 +35,7 @@ export function sortProblems(ps: BundleProblem[]): BundleProblem[] {
  * them, then one indented line each. `details` keeps the structured list for --json.
  */
 export function problemsError(file: string, problems: BundleProblem[], warnings: BundleProblem[] = []): KpiError {
-  const details = {problems, warnings}
+  const details = {source: 'problems' as const, problems, warnings}
   const [only] = problems
   if (problems.length === 1 && only) return new KpiError('input', formatProblem(only, false), {hint: only.hint, details})
   const lines = problems.map((p) => `  ${formatProblem(p)}`)

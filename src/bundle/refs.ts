@@ -24,7 +24,7 @@ export function checkPinnedReference(ref: string): PinnedCheck {
   try {
     tag = parseReference(unpinned).tag
   } catch (e) {
-    const reason = isKpiError(e) ? (e.details as {reason?: string} | undefined)?.reason : undefined
+    const reason = isKpiError(e) && e.details?.source === 'reference' ? e.details.reason : undefined
     return bad(`reference "${ref}" is not a valid image name`, reason ?? 'expected registry[:port]/repository[:tag]')
   }
   if (digest === undefined) return bad(`reference "${ref}" is not pinned by digest`, `pin it: ${ref}@sha256:<digest> (crane digest ${ref})`)

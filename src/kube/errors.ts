@@ -1,12 +1,12 @@
 /** API server answers that are not success, as KpiErrors that name the object: `ClusterBuilder base: ...`. */
-import {KpiError} from '../errors.js'
+import {KpiError, type FieldConflict, type KubernetesErrorDetails} from '../errors.js'
 import type {KubeResponse} from './http.js'
 
 interface StatusBody {
   kind?: string
   message?: string
   reason?: string
-  details?: {causes?: Array<{field?: string; message?: string}>}
+  details?: {causes?: Array<{reason?: string; field?: string; message?: string}>}
 }
 
 export function statusMessage(res: KubeResponse): string {
@@ -19,13 +19,28 @@ export function statusMessage(res: KubeResponse): string {
 export const statusReason = (res: KubeResponse): string | undefined => (res.body as StatusBody | undefined)?.reason
 
 /**
+ * The fields a server-side apply conflicted on, from the Status causes:
+ * `{reason: "FieldManagerConflict", message: "conflict with \"kubectl-edit\" using apps/v1", field: ".spec.replicas"}`.
+ */
+export function statusConflicts(res: KubeResponse): FieldConflict[] {
+  const b = res.body as StatusBody | undefined
+  const causes = b && typeof b === 'object' ? b.details?.causes ?? [] : []
+  return causes.flatMap((c) => {
+    if (c.reason !== 'FieldManagerConflict' || !c.field) return []
+    const manager = /conflict with "([^"]*)"/.exec(c.message ?? '')?.[1] ?? ''
+    return [{manager, field: c.field}]
+  })
+}
+
+/**
  * `what` names the object or the request (`ClusterBuilder base`, `list Secrets in kpi-system`).
  * Admission webhook failures get their own hint: with kpack, that is its webhook not answering.
  */
 export function apiError(res: KubeResponse, what: string, server: string): KpiError {
   const msg = statusMessage(res)
   const line = `${what}: ${msg}`
-  const details = {status: res.status, reason: statusReason(res)}
+  const details: KubernetesErrorDetails = {source: 'kubernetes', status: res.status, reason: statusReason(res)}
+  if (res.status === 409) details.conflicts = statusConflicts(res)
   switch (res.status) {
     case 401:
       return new KpiError('auth', `${what}: the Kubernetes API at ${server} did not accept the credentials (401 Unauthorized)`, {

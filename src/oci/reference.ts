@@ -56,7 +56,7 @@ export function parseReference(s: string): ImageRef {
   const ref = s.trim()
   if (!ref) throw new KpiError('input', 'empty image reference', {hint: pinHint})
   const bad = (why: string): never => {
-    throw new KpiError('input', `invalid image reference "${ref}": ${why}`, {hint: pinHint, details: {reason: why}})
+    throw new KpiError('input', `invalid image reference "${ref}": ${why}`, {hint: pinHint, details: {source: 'reference', reason: why}})
   }
   let rest = ref
   let digest: string | undefined

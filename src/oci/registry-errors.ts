@@ -3,7 +3,7 @@
  * KpiErrors whose message names the image and what went wrong.
  */
 import type {Dispatcher} from 'undici'
-import {KpiError, type ErrorKind} from '../errors.js'
+import {KpiError, type ErrorKind, type RegistryErrorDetails} from '../errors.js'
 
 export interface RegistryErrorBody {
   code: string
@@ -55,7 +55,7 @@ export function registryError(status: number, bodyText: string, ctx: ErrorContex
   const errors = parseErrorBody(bodyText)
   const codes = new Set(errors.map((e) => e.code))
   const said = errors[0]?.message ? `: ${clip(errors[0].message)}` : ''
-  const details = {status, codes: [...codes]}
+  const details: RegistryErrorDetails = {source: 'registry', status, codes: [...codes]}
   const make = (kind: ErrorKind, message: string, hint?: string): KpiError => new KpiError(kind, message, {hint, details})
 
   if (codes.has('NAME_UNKNOWN')) {

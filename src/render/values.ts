@@ -90,10 +90,10 @@ function valuesError(file: string, problems: ValuesProblem[]): KpiError {
   const sorted = [...problems].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
   const lines = sorted.map(formatValuesProblem)
   const hint = 'fix the values file (kpi values schema prints the schema; docs/values.md describes every field)'
-  if (lines.length === 1) return new KpiError('input', lines[0]!, {hint, details: {problems: sorted}})
+  if (lines.length === 1) return new KpiError('input', lines[0]!, {hint, details: {source: 'problems', problems: sorted}})
   return new KpiError('input', [`${file}: ${lines.length} problems in the values file`, ...lines.map((l) => `  ${l}`)].join('\n'), {
     hint,
-    details: {problems: sorted},
+    details: {source: 'problems', problems: sorted},
   })
 }
 
