@@ -2,8 +2,10 @@
  * The tar format, both ways, reduced to what an archive of regular files needs: ustar headers,
  * PAX extended headers for long names and for sizes of 8 GiB and more (with the size also in
  * base-256, which GNU tar and Go's archive/tar read when they ignore PAX), and a strict parser.
- * Written by hand rather than through tar-stream so the writer knows every byte offset (resume,
- * split parts) and every header is deterministic (mtime 0, uid/gid 0, mode 0644).
+ * Written by hand so the writer knows every byte offset (resume, split parts) and every header is
+ * deterministic (mtime 0 unless given, uid/gid 0, mode 0644 unless given). The archive and the
+ * image generator (layers with directories, modes, owner root and the buildpacks epoch) both
+ * write through `entryHeader`.
  */
 
 export const BLOCK = 512
@@ -12,6 +14,8 @@ export const MAX_OCTAL_SIZE = 0o77777777777
 export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
 
 export const padding = (size: number): number => (BLOCK - (size % BLOCK)) % BLOCK
+/** the zero bytes that pad a member of `size` to the block boundary */
+export const paddingBytes = (size: number): Buffer => Buffer.alloc(padding(size))
 export const paddedSize = (size: number): number => size + padding(size)
 
 function writeString(buf: Buffer, s: string, offset: number, length: number): void {
@@ -56,7 +60,19 @@ function splitUstarName(name: string): {prefix: string; name: string} | undefine
 
 const isAscii = (s: string) => /^[\x20-\x7e]*$/.test(s)
 
-function ustarBlock(o: {name: string; prefix: string; size: number; type: string; mode?: number}): Buffer {
+/** What may differ between members besides name and size; every default keeps archive bytes as they were. */
+export interface EntryOptions {
+  /** default 0o644 */
+  mode?: number
+  /** seconds since the epoch; default 0. Fixed either way, so the same content gives the same bytes. */
+  mtime?: number
+  /** a directory member (type '5', size 0); `name` should end in '/' */
+  directory?: boolean
+  /** user and group name written into the header (with device numbers 0), e.g. `root`; default none */
+  owner?: string
+}
+
+function ustarBlock(o: {name: string; prefix: string; size: number; type: string} & EntryOptions): Buffer {
   const b = Buffer.alloc(BLOCK)
   writeString(b, o.name, 0, 100)
   writeOctal(b, o.mode ?? 0o644, 100, 8)
@@ -64,11 +80,17 @@ function ustarBlock(o: {name: string; prefix: string; size: number; type: string
   writeOctal(b, 0, 116, 8) // gid
   if (o.size <= MAX_OCTAL_SIZE) writeOctal(b, o.size, 124, 12)
   else writeBase256(b, o.size, 124, 12)
-  writeOctal(b, 0, 136, 12) // mtime: fixed, so the same content gives the same bytes
+  writeOctal(b, o.mtime ?? 0, 136, 12)
   b.fill(0x20, 148, 156) // checksum is computed with its own field as spaces
   writeString(b, o.type, 156, 1)
   writeString(b, 'ustar\0', 257, 6)
   writeString(b, '00', 263, 2)
+  if (o.owner !== undefined) {
+    writeString(b, o.owner, 265, 32)
+    writeString(b, o.owner, 297, 32)
+    writeOctal(b, 0, 329, 8) // devmajor
+    writeOctal(b, 0, 337, 8) // devminor
+  }
   writeString(b, o.prefix, 345, 155)
   writeString(b, checksumOf(b).toString(8).padStart(6, '0') + '\0 ', 148, 8)
   return b
@@ -80,12 +102,16 @@ function checksumOf(b: Buffer): number {
   return sum
 }
 
+/** The header blocks of one regular-file member with the archive's defaults. */
+export const fileHeader = (name: string, size: number): Buffer => entryHeader(name, size)
+
 /**
- * The header blocks of one regular-file member: a ustar block, preceded by a PAX extended header
- * when the name does not fit ustar or the size does not fit 11 octal digits.
+ * The header blocks of one member: a ustar block, preceded by a PAX extended header when the
+ * name does not fit ustar or the size does not fit 11 octal digits.
  */
-export function fileHeader(name: string, size: number): Buffer {
+export function entryHeader(name: string, size: number, opts: EntryOptions = {}): Buffer {
   if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid member size ${size}`)
+  if (opts.directory) size = 0
   const records: string[] = []
   let split = isAscii(name) ? splitUstarName(name) : undefined
   if (!split) {
@@ -94,7 +120,7 @@ export function fileHeader(name: string, size: number): Buffer {
     split = {prefix: '', name: Buffer.from(name).subarray(0, 100).toString('latin1').replace(/[^\x20-\x7e]/g, '_')}
   }
   if (size > MAX_OCTAL_SIZE) records.push(paxRecord('size', String(size)))
-  const main = ustarBlock({name: split.name, prefix: split.prefix, size, type: '0'})
+  const main = ustarBlock({...opts, name: split.name, prefix: split.prefix, size, type: opts.directory ? '5' : '0'})
   if (records.length === 0) return main
   const pax = Buffer.from(records.join(''))
   const paxHeader = ustarBlock({name: 'PaxHeaders/' + split.name.slice(0, 88), prefix: '', size: pax.length, type: 'x'})

@@ -10,14 +10,16 @@ import {createHash, randomUUID} from 'node:crypto'
 import {mkdir, open, readFile, rename, unlink} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
+import {END_OF_ARCHIVE, entryHeader, paddingBytes} from '../archive/tar.js'
 import {MediaTypes} from '../oci/types.js'
 import {storedGzip} from './gzip.js'
 import {blobDir, blobPath, ensureLayout, exists, writeAtomic} from './layout.js'
 import {randomStream} from './prng.js'
-import {tarEnd, tarHeader, tarPadding} from './tar.js'
 
 export const GENERATOR_VERSION = 'kpi-imagegen/2'
 const CHUNK = 1 << 20
+/** 1980-01-01T00:00:01Z, the reproducible-build epoch the buildpacks ecosystem uses */
+const FIXED_MTIME = 315532801
 const DEFAULT_FILE_SIZE = 4 << 20
 
 export interface LayerFile {
@@ -179,7 +181,7 @@ async function generate(layoutDir: string, spec: ReturnType<typeof normalize>): 
 
   try {
     for (const e of plan(spec)) {
-      await tar(tarHeader({path: e.path, size: e.size, mode: e.mode}))
+      await tar(entryHeader(e.path, e.size, {mode: e.mode, mtime: FIXED_MTIME, owner: 'root', directory: e.kind === 'dir'}))
       if (e.kind === 'text' && e.content) await tar(e.content)
       if (e.kind === 'random') {
         // one buffer, refilled: tar() has hashed and written it before it returns
@@ -189,9 +191,9 @@ async function generate(layoutDir: string, spec: ReturnType<typeof normalize>): 
           await tar(piece, true)
         }
       }
-      if (e.kind !== 'dir') await tar(tarPadding(e.size))
+      if (e.kind !== 'dir') await tar(paddingBytes(e.size))
     }
-    await tar(tarEnd(), true)
+    await tar(END_OF_ARCHIVE, true)
     await write(gz.end())
     await fh.close()
   } catch (err) {
