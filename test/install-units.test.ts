@@ -6,12 +6,13 @@
 import {describe, expect, it} from 'vitest'
 import {INSTALL_STAGES, planStages} from '../src/apply/plan.js'
 import {valuesCredentials} from '../src/apply/preflight.js'
-import {parseDuration} from '../src/commands/install.js'
+import {parseDuration} from '../src/cli/duration.js'
 import {KpiError} from '../src/errors.js'
 import {deploymentReadiness, endpointsReadiness, kpackReadiness} from '../src/kube/readiness.js'
 import type {LiveObject} from '../src/kube/types.js'
 import {renderPlatform} from '../src/render/render.js'
-import {STAGES, type Values} from '../src/render/types.js'
+import {STAGES} from '../src/render/types.js'
+import type {Values} from '../src/values/types.js'
 import {
   decodeRecord, encodeRecord, inputsDigest, redactObjects, redactValues, revisionSecret, type RevisionRecord,
 } from '../src/revision/record.js'

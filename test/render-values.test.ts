@@ -6,8 +6,8 @@ import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {KpiError} from '../src/errors.js'
 import {makeCA} from '../src/sandbox/pki.js'
-import {loadValues, parseValues} from '../src/render/values.js'
-import {valuesSchema} from '../src/render/values-schema.js'
+import {loadValues, parseValues} from '../src/values/load.js'
+import {valuesSchema} from '../src/values/schema.js'
 import {caFile, valuesFile} from './fixtures/render/helpers.js'
 
 const run = promisify(execFile)

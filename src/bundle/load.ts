@@ -5,7 +5,9 @@
 import {readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {LineCounter, parseDocument} from 'yaml'
-import {problemsError, sortProblems, type BundleProblem} from './problems.js'
+import {sortProblems} from '../problems/problem.js'
+import {yamlSyntaxProblem} from '../problems/yaml.js'
+import {problemsError, type BundleProblem} from './problems.js'
 import type {Bundle, LoadedBundle} from './types.js'
 import {validateDocument} from './validate.js'
 
@@ -78,16 +80,12 @@ export function checkBundleText(raw: string, file: string, dir?: string): Bundle
   return {ok: true, loaded, file, problems: [], warnings: sortedWarnings}
 }
 
+const yamlProblem = (file: string, lc: LineCounter, e: {message: string; pos: [number, number]}): BundleProblem =>
+  ({...yamlSyntaxProblem(file, lc, e), hint: 'fix the YAML syntax at that line'})
+
 /** Parses bundle text or throws KpiError('input'). */
 export function parseBundle(raw: string, file = BUNDLE_FILE): Bundle {
   const r = checkBundleText(raw, file)
   if (!r.ok) throw problemsError(r.file, r.problems, r.warnings)
   return r.loaded.bundle
-}
-
-function yamlProblem(file: string, lc: LineCounter, e: {message: string; pos: [number, number]; linePos?: unknown}): BundleProblem {
-  const {line, col} = lc.linePos(e.pos[0])
-  // yaml appends " at line L, column C" and a code excerpt; the position is already in front.
-  const message = (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, '')
-  return {file, line, col, message: `YAML syntax: ${message}`, hint: 'fix the YAML syntax at that line'}
 }

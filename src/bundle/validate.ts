@@ -12,6 +12,8 @@
  */
 import {isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Scalar, type YAMLMap} from 'yaml'
 import semver from 'semver'
+import {closest} from '../problems/suggest.js'
+import {nodePosition} from '../problems/yaml.js'
 import type {BundleProblem} from './problems.js'
 import {checkPinnedReference} from './refs.js'
 
@@ -177,12 +179,7 @@ function resolve(ctx: Ctx, node: Node | null | undefined): Node | null {
   return node ?? null
 }
 
-function position(ctx: Ctx, node: Node | null | undefined): {line?: number; col?: number} {
-  const offset = node?.range?.[0]
-  if (offset === undefined) return {}
-  const {line, col} = ctx.lc.linePos(offset)
-  return {line, col}
-}
+const position = (ctx: Ctx, node: Node | null | undefined): {line?: number; col?: number} => nodePosition(ctx.lc, node)
 
 function push(ctx: Ctx, list: BundleProblem[], node: Node | null | undefined, path: string, message: string, hint?: string): void {
   list.push({file: ctx.file, ...position(ctx, node), ...(path ? {path} : {}), message, ...(hint ? {hint} : {})})
@@ -319,29 +316,4 @@ function named(
     } else names.set(name, node)
   })
   return names
-}
-
-/** The known name within edit distance 2 (or equal ignoring case), for "did you mean". */
-export function closest(word: string, known: readonly string[]): string | undefined {
-  let best: string | undefined
-  let bestD = Infinity
-  for (const k of known) {
-    const d = k.toLowerCase() === word.toLowerCase() ? 0 : distance(word, k)
-    if (d < bestD) [best, bestD] = [k, d]
-  }
-  return bestD <= Math.min(2, Math.floor(word.length / 3)) || bestD === 0 ? best : undefined
-}
-
-/** Edit distance counting a swap of neighbours as one edit (optimal string alignment). */
-function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({length: a.length + 1}, (_, i) => Array.from({length: b.length + 1}, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1)
-      d[i]![j] = v
-    }
-  }
-  return d[a.length]![b.length]!
 }

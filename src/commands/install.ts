@@ -3,13 +3,13 @@ import {install, installStageTitles, DEFAULT_STAGE_TIMEOUT_MS, type InstallResul
 import {formatDuration} from '../apply/stage.js'
 import {loadBundle} from '../bundle/load.js'
 import {KpiCommand} from '../cli/base.js'
+import {parseDuration} from '../cli/duration.js'
+import {kubeFlags, kubeTarget} from '../cli/kube.js'
 import {readCaCerts, registryFlags} from '../cli/registry.js'
-import {KpiError} from '../errors.js'
 import {createKubeClient} from '../kube/client.js'
-import {kubeFlags, kubeTarget} from '../kube/flags.js'
 import {progressMode, withStagedProgress} from '../progress/reporter.js'
 import {renderPlatform} from '../render/render.js'
-import {loadValues} from '../render/values.js'
+import {loadValues} from '../values/load.js'
 
 export default class Install extends KpiCommand {
   static override description = `Install the platform on a cluster, stage by stage, and wait until it is ready
@@ -90,22 +90,4 @@ install again with the same inputs changes nothing; after an interrupted install
       this.log(`  kpack readiness NOT checked (--wait=applied): ${r.kpackReadiness.notChecked.join(', ')}`)
     }
   }
-}
-
-/** `90s`, `5m`, `1h30m`, `1500ms`, or a bare number of seconds. */
-export function parseDuration(s: string | undefined, flag: string): number | undefined {
-  if (s === undefined) return undefined
-  const t = s.trim()
-  if (/^\d+$/.test(t)) return Number(t) * 1000
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g
-  let total = 0
-  let used = 0
-  for (const m of t.matchAll(re)) {
-    total += Number(m[1]) * {ms: 1, s: 1000, m: 60_000, h: 3_600_000}[m[2] as 'ms' | 's' | 'm' | 'h']
-    used += m[0].length
-  }
-  if (!t || used !== t.length || total <= 0) {
-    throw new KpiError('usage', `${flag} "${s}" is not a duration`, {hint: 'write it like 90s, 5m or 1h30m'})
-  }
-  return total
 }

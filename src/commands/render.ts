@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {loadBundle} from '../bundle/load.js'
 import {KpiCommand} from '../cli/base.js'
 import {renderPlatform} from '../render/render.js'
-import {loadValues} from '../render/values.js'
+import {loadValues} from '../values/load.js'
 import {toJsonObjects, toYaml} from '../render/yaml.js'
 
 export default class Render extends KpiCommand {

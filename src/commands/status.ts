@@ -1,7 +1,7 @@
 import {platformStatus, type PlatformStatus} from '../apply/status.js'
 import {KpiCommand} from '../cli/base.js'
 import {createKubeClient} from '../kube/client.js'
-import {kubeFlags, kubeTarget} from '../kube/flags.js'
+import {kubeFlags, kubeTarget} from '../cli/kube.js'
 
 export default class Status extends KpiCommand {
   static override description = `Show the installed platform: version, revision and the health of each install stage

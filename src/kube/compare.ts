@@ -4,7 +4,7 @@
  * controllers write at any moment, and an apply of the main resource never changes) are left out,
  * so a controller updating status between the two reads is not a change.
  */
-import {canonical} from '../render/yaml.js'
+import {canonical} from '../canonical.js'
 import type {LiveObject} from './types.js'
 
 function comparable(o: LiveObject): unknown {

@@ -6,7 +6,8 @@
 import {KpiError} from '../errors.js'
 import {normaliseRegistry, parseReference} from '../oci/reference.js'
 import {registryPrefix} from './platform.js'
-import type {KubeObject, RegistryValues, RenderedObject} from './types.js'
+import type {RegistryValues} from '../values/types.js'
+import type {KubeObject, RenderedObject} from './types.js'
 
 export interface FoundImage {
   ref: string

@@ -8,7 +8,8 @@
  */
 import type {Builder, BuilderOrderEntry, Bundle} from '../bundle/types.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
-import type {RegistryValues, RenderedObject} from './types.js'
+import type {RegistryValues} from '../values/types.js'
+import type {RenderedObject} from './types.js'
 
 export const REGISTRY_SA = 'kp-default-repository-serviceaccount'
 export const REGISTRY_SECRET = 'kp-default-repository-secret'

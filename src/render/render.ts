@@ -11,7 +11,8 @@ import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js
 import {clusterBuilders, clusterStacks, clusterStores, lifecycle, registryConfig} from './platform.js'
 import {teamObjects, teamRoles} from './teams.js'
 import {controllerTrust, injector, trustConfig} from './trust.js'
-import {STAGES, type RenderedObject, type RenderOptions, type RenderResult, type Values} from './types.js'
+import type {Values} from '../values/types.js'
+import {STAGES, type RenderedObject, type RenderOptions, type RenderResult} from './types.js'
 
 export const MIN_KPACK = '0.10.0'
 export const CLUSTER_LIFECYCLE_SINCE = '0.17.0'

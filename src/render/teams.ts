@@ -6,7 +6,8 @@
 import type {Builder} from '../bundle/types.js'
 import {labelValue, obj} from './meta.js'
 import {builderTag, kpackOrder, registrySecret, registryServiceAccount} from './platform.js'
-import type {RbacSubject, RenderedObject, TeamValues, Values} from './types.js'
+import type {RbacSubject, TeamValues, Values} from '../values/types.js'
+import type {RenderedObject} from './types.js'
 
 export const TEAM_SECRET = 'kpi-registry-credentials'
 export const TEAM_ROLE = 'kpi-team-builds'

@@ -14,7 +14,8 @@
  * credential: then the URLs live in a Secret and the env refers to it.
  */
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
-import type {RenderedObject, Values, WebhookValues} from './types.js'
+import type {Values, WebhookValues} from '../values/types.js'
+import type {RenderedObject} from './types.js'
 
 export const CA_CONFIGMAP = 'kpi-ca-certs'
 export const CA_KEY = 'ca.crt'

@@ -4,21 +4,8 @@
  * order. Same objects, same bytes, whatever order their keys were built in.
  */
 import {stringify} from 'yaml'
+import {canonical} from '../canonical.js'
 import type {KubeObject, RenderedObject} from './types.js'
-
-/** A deep copy with map keys sorted; undefined fields dropped, as JSON would. */
-export function canonical<T>(v: T): T {
-  if (Array.isArray(v)) return v.map((x) => canonical(x)) as T
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const k of Object.keys(v).sort()) {
-      const x = (v as Record<string, unknown>)[k]
-      if (x !== undefined) out[k] = canonical(x)
-    }
-    return out as T
-  }
-  return v
-}
 
 /**
  * Multi-document YAML. Written as YAML 1.1 so strings the Kubernetes YAML decoder (a YAML 1.1

@@ -21,8 +21,9 @@ import type {Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import type {LiveObject} from '../kube/types.js'
 import {labelValue} from '../render/meta.js'
-import type {KubeObject, Stage, Values} from '../render/types.js'
-import {canonical} from '../render/yaml.js'
+import type {KubeObject, Stage} from '../render/types.js'
+import type {Values} from '../values/types.js'
+import {canonical} from '../canonical.js'
 
 export const RECORD_API_VERSION = 'kpi.dev/v1alpha1'
 export const REVISION_NAMESPACE = 'kpi-system'
@@ -88,36 +89,8 @@ export interface RevisionRecord {
 
 export const revisionSecretName = (revision: number): string => `kpi.${PLATFORM}.v${revision}`
 
-/** The values without anything secret: the record may be read by anyone who can read Secrets in kpi-system, and shown by `history`. */
-export function redactValues(values: Values): {values: Record<string, unknown>; redactedFields: string[]} {
-  const v = structuredClone(values) as unknown as Record<string, any>
-  const removed: string[] = []
-  for (const f of ['password', 'dockerConfigJson'] as const) {
-    if (v.registry?.[f] !== undefined) {
-      delete v.registry[f]
-      removed.push(`registry.${f}`)
-    }
-  }
-  for (const f of ['httpProxy', 'httpsProxy'] as const) {
-    const u = v.proxy?.[f]
-    if (typeof u === 'string' && u) {
-      try {
-        const url = new URL(u)
-        if (url.username || url.password) {
-          url.username = ''
-          url.password = ''
-          v.proxy[f] = url.toString()
-          removed.push(`proxy.${f} credentials`)
-        }
-      } catch {
-        // not a URL: values validation would have refused it; drop it to be safe
-        delete v.proxy[f]
-        removed.push(`proxy.${f}`)
-      }
-    }
-  }
-  return {values: v, redactedFields: removed}
-}
+/** The values without anything secret (the fields the values schema marks secret). */
+export {redactValues} from '../values/redact.js'
 
 /** Rendered objects with every Secret's data replaced by a marker (keys kept, values gone). */
 export function redactObjects(objects: Array<{stage: Stage; object: KubeObject}>): Array<{stage: Stage; object: KubeObject}> {

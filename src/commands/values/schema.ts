@@ -1,5 +1,5 @@
 import {KpiCommand} from '../../cli/base.js'
-import {valuesSchema} from '../../render/values-schema.js'
+import {valuesSchema} from '../../values/schema.js'
 
 export default class ValuesSchema extends KpiCommand {
   static override description = 'Print the JSON schema of the values file (kpi render/install -f)'

@@ -1,6 +1,6 @@
 /** The flags every cluster-facing command shares, and the target they name. */
 import {Flags} from '@oclif/core'
-import type {KubeTarget} from './config.js'
+import type {KubeTarget} from '../kube/config.js'
 
 export const kubeFlags = {
   kubeconfig: Flags.string({description: 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)'}),

@@ -2,7 +2,11 @@
  * JSON schema (draft-07, checked with ajv) of the values file that `kpi render/install/upgrade -f`
  * read. `additionalProperties: false` everywhere so a misspelt field is an error, not a silently
  * ignored setting. Checks a schema cannot express (PEM parsing, proxy URLs, docker config JSON,
- * credential alternatives, duplicates) live in values.ts. Documented field by field in docs/values.md.
+ * credential alternatives, duplicates) live in checks.ts. Documented field by field in docs/values.md.
+ *
+ * `secret` (kpi's own annotation keyword, ignored by other validators) marks what must never be
+ * kept or shown: `true` for the whole value, `'userinfo'` for the user and password of a URL.
+ * Redaction (redact.ts) follows these marks.
  */
 
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
@@ -20,6 +24,9 @@ export const patternMeaning: Record<string, string> = {
   [hostPort]: 'host[:port] without a scheme, e.g. registry.corp.example:5000',
   [repoPath]: 'a lowercase repository path such as platform/kpack',
 }
+
+/** The annotation keyword that marks secret fields, registered with ajv so strict mode accepts it. */
+export const SECRET_KEYWORD = 'secret'
 
 const resourceList = {
   type: 'object',
@@ -131,9 +138,9 @@ export const valuesSchema = {
           description: 'repository prefix under the server every image must sit under, e.g. platform/kpack',
         },
         username: {type: 'string', minLength: 1, description: 'registry user (with password or passwordFile)'},
-        password: {type: 'string', minLength: 1, description: 'registry password or token'},
+        password: {type: 'string', minLength: 1, secret: true, description: 'registry password or token'},
         passwordFile: {type: 'string', minLength: 1, description: 'file holding the password, relative to the values file'},
-        dockerConfigJson: {type: 'string', minLength: 1, description: 'a docker config.json document (inline) instead of username/password'},
+        dockerConfigJson: {type: 'string', minLength: 1, secret: true, description: 'a docker config.json document (inline) instead of username/password'},
         dockerConfigJsonFile: {type: 'string', minLength: 1, description: 'a docker config.json file, relative to the values file'},
       },
     },
@@ -147,8 +154,8 @@ export const valuesSchema = {
       additionalProperties: false,
       description: 'HTTP proxy for the kpack controller (and, with an injector, build pods)',
       properties: {
-        httpProxy: {type: 'string', minLength: 1, description: 'URL with scheme, e.g. http://proxy.corp:3128'},
-        httpsProxy: {type: 'string', minLength: 1, description: 'URL with scheme, e.g. http://proxy.corp:3128'},
+        httpProxy: {type: 'string', minLength: 1, secret: 'userinfo', description: 'URL with scheme, e.g. http://proxy.corp:3128'},
+        httpsProxy: {type: 'string', minLength: 1, secret: 'userinfo', description: 'URL with scheme, e.g. http://proxy.corp:3128'},
         noProxy: {
           type: ['string', 'array'],
           items: {type: 'string', minLength: 1},

@@ -1,0 +1,226 @@
+/**
+ * The checks a JSON schema cannot express: credential alternatives, files the values name, PEM
+ * certificates, proxy URLs, docker config JSON, CIDRs, duplicate teams. Each reports through `at`
+ * and only looks at parts whose shape the schema accepted. Messages never quote values.
+ */
+import {X509Certificate} from 'node:crypto'
+import {isIP} from 'node:net'
+import {dirname, isAbsolute, resolve} from 'node:path'
+import type {PathSegment} from '../problems/yaml.js'
+import type {RegistryValues} from './types.js'
+
+type Seg = PathSegment
+
+export interface ReadFileOption {
+  /** reads passwordFile / dockerConfigJsonFile; without it those fields are an error */
+  readFile?: (path: string) => Promise<string>
+}
+
+export type At = (path: Seg[], message: string, onKey?: boolean) => void
+
+export interface RawValues {
+  registry?: Partial<Record<'server' | 'repository' | 'username' | 'password' | 'passwordFile' | 'dockerConfigJson' | 'dockerConfigJsonFile', unknown>>
+  caCerts?: unknown
+  proxy?: {httpProxy?: unknown; httpsProxy?: unknown; noProxy?: unknown}
+  cluster?: {domain?: unknown; serviceCIDR?: unknown; podCIDR?: unknown}
+  teams?: unknown
+  kpack?: Record<string, Record<string, unknown> | undefined>
+}
+
+export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
+
+export async function checkRegistry(raw: RawValues, file: string, opts: ReadFileOption, at: At, checkCombinations: boolean): Promise<RegistryValues | undefined> {
+  const r = raw.registry
+  if (!r || typeof r !== 'object') return undefined
+  const server = str(r.server)
+  const repository = str(r.repository)
+  const out: RegistryValues = {server: server ?? '', repository: (repository ?? '').replace(/^\/+|\/+$/g, '')}
+  const has = (k: keyof typeof r): boolean => r[k] !== undefined
+  const readRel = async (field: 'passwordFile' | 'dockerConfigJsonFile'): Promise<string | undefined> => {
+    const p = str(r[field])
+    if (p === undefined) return undefined
+    if (!opts.readFile) {
+      at(['registry', field], 'files cannot be read here; give the value inline')
+      return undefined
+    }
+    const full = isAbsolute(p) ? p : resolve(dirname(file), p)
+    try {
+      return await opts.readFile(full)
+    } catch (e) {
+      at(['registry', field], `cannot read ${full} (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
+      return undefined
+    }
+  }
+  const docker = has('dockerConfigJson') || has('dockerConfigJsonFile')
+  const basic = has('username') || has('password') || has('passwordFile')
+  if (checkCombinations) {
+    if (docker && basic) {
+      at(['registry', has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'], 'give either username/password or a docker config, not both', true)
+    }
+    if (has('dockerConfigJson') && has('dockerConfigJsonFile')) at(['registry', 'dockerConfigJsonFile'], 'give dockerConfigJson or dockerConfigJsonFile, not both', true)
+    if (has('password') && has('passwordFile')) at(['registry', 'passwordFile'], 'give password or passwordFile, not both', true)
+    if (has('username') && !has('password') && !has('passwordFile')) at(['registry', 'username'], 'a username needs password or passwordFile', true)
+    if (!has('username') && (has('password') || has('passwordFile'))) {
+      at(['registry', has('password') ? 'password' : 'passwordFile'], 'a password needs a username', true)
+    }
+  }
+  if (has('username')) out.username = str(r.username)
+  if (has('password')) out.password = str(r.password)
+  if (has('passwordFile')) {
+    const p = await readRel('passwordFile')
+    if (p !== undefined) {
+      // files written by `echo` end in a newline that is no part of the password
+      const pw = p.replace(/\r?\n$/, '')
+      if (!pw) at(['registry', 'passwordFile'], 'the password file is empty')
+      out.password = pw
+    }
+  }
+  let dockerJson = str(r.dockerConfigJson)
+  const dockerField = has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'
+  if (has('dockerConfigJsonFile')) dockerJson = await readRel('dockerConfigJsonFile')
+  if (dockerJson !== undefined) {
+    const why = checkDockerConfig(dockerJson, out.server)
+    if (why) at(['registry', dockerField], why)
+    else out.dockerConfigJson = dockerJson
+  }
+  return out
+}
+
+/** Why a docker config JSON is unusable, or undefined. Never quotes the content (it holds credentials). */
+export function checkDockerConfig(text: string, server: string): string | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return 'not valid JSON (expected a docker config.json document with "auths")'
+  }
+  const auths = (parsed as {auths?: unknown} | null)?.auths
+  if (!auths || typeof auths !== 'object' || Array.isArray(auths)) return 'no "auths" object (a docker config.json has {"auths": {"<server>": {...}}})'
+  if (!server) return undefined
+  const hosts = Object.keys(auths).map((k) => k.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase())
+  if (!hosts.includes(server.toLowerCase())) return `no "auths" entry for ${server} (the registry.server)`
+  const entry = (auths as Record<string, unknown>)[Object.keys(auths)[hosts.indexOf(server.toLowerCase())]!] as Record<string, unknown> | null
+  if (!entry || typeof entry !== 'object' || !(entry.auth || (entry.username && entry.password) || entry.identitytoken)) {
+    return `the "auths" entry for ${server} has no auth, username/password or identitytoken (credential helpers cannot run in the cluster)`
+  }
+  return undefined
+}
+
+const pemBlock = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g
+
+/** The certificates of a PEM text, or why it is unusable. */
+export function parsePemCertificates(pem: string): {certs: X509Certificate[]; error?: string} {
+  const certs: X509Certificate[] = []
+  let count = 0
+  for (const m of pem.matchAll(pemBlock)) {
+    count++
+    if (m[1] !== 'CERTIFICATE') return {certs, error: `block ${count} is a ${m[1]}, not a CERTIFICATE (only public CA certificates belong here)`}
+    try {
+      certs.push(new X509Certificate(m[0]))
+    } catch {
+      return {certs, error: `block ${count} is not a valid X.509 certificate`}
+    }
+  }
+  if (count === 0) return {certs, error: 'no PEM certificate (expected -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)'}
+  const rest = pem.replace(pemBlock, '').trim()
+  if (rest) return {certs, error: 'text outside the PEM blocks (a truncated or damaged certificate?)'}
+  return {certs}
+}
+
+export function checkCaCerts(raw: RawValues, at: At): void {
+  if (!Array.isArray(raw.caCerts)) return
+  raw.caCerts.forEach((pem, i) => {
+    if (typeof pem !== 'string') return
+    const {error} = parsePemCertificates(pem)
+    if (error) at(['caCerts', i], `malformed PEM: ${error}`)
+  })
+}
+
+/** Why a proxy URL is unusable, or undefined. Go's http.ProxyFromEnvironment takes http, https and socks5. */
+export function checkProxyUrl(u: string): string | undefined {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(u)) return 'must be a URL with a scheme, e.g. http://proxy.corp:3128'
+  let url: URL
+  try {
+    url = new URL(u)
+  } catch {
+    return 'is not a valid URL'
+  }
+  if (!['http:', 'https:', 'socks5:'].includes(url.protocol)) return `scheme ${url.protocol.slice(0, -1)} is not supported (http, https or socks5)`
+  if (!url.hostname) return 'has no host'
+  if (url.pathname && url.pathname !== '/') return 'must not have a path'
+  return undefined
+}
+
+export function checkProxy(raw: RawValues, at: At): void {
+  const p = raw.proxy
+  if (!p || typeof p !== 'object') return
+  for (const k of ['httpProxy', 'httpsProxy'] as const) {
+    const u = str(p[k])
+    if (u === undefined) continue
+    const why = checkProxyUrl(u)
+    if (why) at(['proxy', k], why)
+  }
+  const entries = listOf(p.noProxy)
+  entries.forEach((e, i) => {
+    if (/\s/.test(e.trim()) || (Array.isArray(p.noProxy) && e.includes(','))) {
+      at(['proxy', 'noProxy', ...(Array.isArray(p.noProxy) ? [i] : [])], 'entries are host names, .domains, IPs or CIDRs without spaces (one per list item)')
+    }
+  })
+}
+
+export function listOf(v: unknown): string[] {
+  if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean)
+  if (Array.isArray(v)) return v.filter((s): s is string => typeof s === 'string').map((s) => s.trim())
+  return []
+}
+
+export function isCidr(s: string): boolean {
+  const [addr, bits, ...more] = s.split('/')
+  if (more.length || addr === undefined || bits === undefined || !/^\d{1,3}$/.test(bits)) return false
+  const v = isIP(addr)
+  return v !== 0 && Number(bits) <= (v === 4 ? 32 : 128)
+}
+
+export function checkCluster(raw: RawValues, at: At): void {
+  const c = raw.cluster
+  if (!c || typeof c !== 'object') return
+  for (const k of ['serviceCIDR', 'podCIDR'] as const) {
+    const list = listOf(c[k])
+    list.forEach((cidr, i) => {
+      if (!isCidr(cidr)) at(['cluster', k, ...(Array.isArray(c[k]) ? [i] : [])], 'expected a CIDR such as 10.96.0.0/12')
+    })
+  }
+}
+
+const reservedNamespaces = new Set(['kpack', 'default', 'kube-system', 'kube-public', 'kube-node-lease'])
+
+export function checkTeams(raw: RawValues, at: At): void {
+  if (!Array.isArray(raw.teams)) return
+  const names = new Map<string, number>()
+  const namespaces = new Map<string, number>()
+  raw.teams.forEach((t: unknown, i) => {
+    if (!t || typeof t !== 'object') return
+    const team = t as {name?: unknown; namespace?: unknown; builders?: unknown}
+    const name = str(team.name)
+    const ns = str(team.namespace) ?? name
+    if (name !== undefined) {
+      if (names.has(name)) at(['teams', i, 'name'], `duplicate team name (also teams[${names.get(name)}])`)
+      else names.set(name, i)
+    }
+    if (ns !== undefined) {
+      if (reservedNamespaces.has(ns) || ns.startsWith('kube-')) {
+        at(['teams', i, team.namespace === undefined ? 'name' : 'namespace'], `namespace ${ns} is reserved; give the team its own namespace`)
+      } else if (namespaces.has(ns)) at(['teams', i, team.namespace === undefined ? 'name' : 'namespace'], `namespace ${ns} is already used by teams[${namespaces.get(ns)}]`)
+      else namespaces.set(ns, i)
+    }
+    if (Array.isArray(team.builders)) {
+      const seen = new Set<string>()
+      team.builders.forEach((b: unknown, j) => {
+        const bn = str((b as {name?: unknown} | null)?.name)
+        if (bn === undefined) return
+        if (seen.has(bn)) at(['teams', i, 'builders', j, 'name'], 'duplicate builder name in this team')
+        seen.add(bn)
+      })
+    }
+  })
+}

@@ -1,0 +1,55 @@
+/** The checked values as the renderer reads them: defaults filled, alternatives resolved. */
+import {listOf, str, type RawValues} from './checks.js'
+import type {ProxyValues, RbacSubject, RegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
+
+function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
+  const w = raw ?? {}
+  return {
+    replicas: typeof w.replicas === 'number' ? w.replicas : 1,
+    ...(w.resources ? {resources: w.resources as WorkloadValues['resources']} : {}),
+    ...(w.nodeSelector ? {nodeSelector: w.nodeSelector as Record<string, string>} : {}),
+    ...(w.tolerations ? {tolerations: w.tolerations as WorkloadValues['tolerations']} : {}),
+  }
+}
+
+function webhookOf(raw: Record<string, unknown> | undefined): WebhookValues {
+  return {...workloadOf(raw), failurePolicy: raw?.failurePolicy === 'Ignore' ? 'Ignore' : 'Fail'}
+}
+
+export function normalise(raw: RawValues, registry: RegistryValues): Values {
+  const proxy: ProxyValues | undefined = raw.proxy
+    ? {
+        ...(str(raw.proxy.httpProxy) ? {httpProxy: str(raw.proxy.httpProxy)} : {}),
+        ...(str(raw.proxy.httpsProxy) ? {httpsProxy: str(raw.proxy.httpsProxy)} : {}),
+        noProxy: listOf(raw.proxy.noProxy),
+      }
+    : undefined
+  const teams: TeamValues[] = (Array.isArray(raw.teams) ? raw.teams : []).map((t: Record<string, unknown>) => {
+    const namespace = str(t.namespace) ?? String(t.name)
+    return {
+      name: String(t.name),
+      namespace,
+      serviceAccount: str(t.serviceAccount) ?? 'kpi-builds',
+      subjects: ((t.subjects as RbacSubject[] | undefined) ?? []).map((s) =>
+        s.kind === 'ServiceAccount' ? {kind: s.kind, name: s.name, namespace: s.namespace ?? namespace} : {kind: s.kind, name: s.name},
+      ),
+      builders: (t.builders as TeamValues['builders'] | undefined) ?? [],
+    }
+  })
+  return {
+    registry,
+    caCerts: Array.isArray(raw.caCerts) ? (raw.caCerts as string[]) : [],
+    ...(proxy ? {proxy} : {}),
+    cluster: {
+      domain: str(raw.cluster?.domain) ?? 'cluster.local',
+      serviceCIDR: listOf(raw.cluster?.serviceCIDR),
+      podCIDR: listOf(raw.cluster?.podCIDR),
+    },
+    teams,
+    kpack: {
+      controller: workloadOf(raw.kpack?.controller),
+      webhook: webhookOf(raw.kpack?.webhook),
+      injector: webhookOf(raw.kpack?.injector),
+    },
+  }
+}
