@@ -100,7 +100,7 @@ describe('loadBundle', () => {
     const e = await loadError(dir)
     const line = lineOf(valid, 'runImage:')
     expect(e.message).toBe(`${join(dir, 'bundle.yaml')}:${line}:15: stacks[0].runImage: reference "registry.example/stacks/run:1.0" is not pinned by digest`)
-    expect(e.hint).toBe('pin it: registry.example/stacks/run:1.0@sha256:<digest> (crane digest registry.example/stacks/run:1.0)')
+    expect(e.hint).toBe('pin it: kpi bundle lock BUNDLE resolves every tag to its digest (or write registry.example/stacks/run:1.0@sha256:<digest>)')
     expect(e.message).not.toContain('\n')
   })
 
@@ -208,7 +208,7 @@ describe('kpi bundle lint', () => {
     expect(r.code).toBe(3)
     expect(r.stdout).toBe('')
     expect(errorLines(r.stderr)).toEqual([
-      `Error: ${join(dir, 'bundle.yaml')}:${lineOf(valid, 'runImage:')}:15: stacks[0].runImage: reference "registry.example/stacks/run:1.0" is not pinned by digest: pin it: registry.example/stacks/run:1.0@sha256:<digest> (crane digest registry.example/stacks/run:1.0)`,
+      `Error: ${join(dir, 'bundle.yaml')}:${lineOf(valid, 'runImage:')}:15: stacks[0].runImage: reference "registry.example/stacks/run:1.0" is not pinned by digest: pin it: kpi bundle lock BUNDLE resolves every tag to its digest (or write registry.example/stacks/run:1.0@sha256:<digest>)`,
     ])
     expect(r.stderr).not.toContain('    at ')
   })

@@ -9,7 +9,7 @@ import {sortProblems} from '../problems/problem.js'
 import {yamlSyntaxProblem} from '../problems/yaml.js'
 import {problemsError, type BundleProblem} from './problems.js'
 import type {Bundle, LoadedBundle} from './types.js'
-import {validateDocument} from './validate.js'
+import {validateDocument, type ValidateOptions} from './validate.js'
 
 export const BUNDLE_FILE = 'bundle.yaml'
 
@@ -18,14 +18,14 @@ export type BundleCheck =
   | {ok: false; file: string; problems: BundleProblem[]; warnings: BundleProblem[]; bundle?: Partial<Bundle>}
 
 /** Loads and validates; throws KpiError('input') naming every problem. */
-export async function loadBundle(path: string): Promise<LoadedBundle> {
-  const r = await checkBundle(path)
+export async function loadBundle(path: string, opts: ValidateOptions = {}): Promise<LoadedBundle> {
+  const r = await checkBundle(path, opts)
   if (!r.ok) throw problemsError(r.file, r.problems, r.warnings)
   return r.loaded
 }
 
 /** Like loadBundle but returns the problems instead of throwing (for `kpi bundle lint --json`). */
-export async function checkBundle(path: string): Promise<BundleCheck> {
+export async function checkBundle(path: string, opts: ValidateOptions = {}): Promise<BundleCheck> {
   let file = path
   let dir: string | undefined
   const fail = (message: string, hint: string): BundleCheck => ({ok: false, file, problems: [{file, message, hint}], warnings: []})
@@ -47,11 +47,11 @@ export async function checkBundle(path: string): Promise<BundleCheck> {
     if (code === 'ENOENT') return fail(`no ${BUNDLE_FILE} in the bundle directory`, `a bundle directory holds ${BUNDLE_FILE}; or pass the manifest file itself`)
     return fail(`cannot read the bundle file (${code ?? String(e)})`, 'check the path and its permissions')
   }
-  return checkBundleText(raw, file, dir)
+  return checkBundleText(raw, file, dir, opts)
 }
 
 /** Parses and validates bundle text; `file` is used in messages. */
-export function checkBundleText(raw: string, file: string, dir?: string): BundleCheck {
+export function checkBundleText(raw: string, file: string, dir?: string, opts: ValidateOptions = {}): BundleCheck {
   const lc = new LineCounter()
   const doc = parseDocument(raw, {lineCounter: lc, prettyErrors: false, uniqueKeys: true})
   const problems: BundleProblem[] = []
@@ -60,7 +60,7 @@ export function checkBundleText(raw: string, file: string, dir?: string): Bundle
   for (const w of doc.warnings) warnings.push(yamlProblem(file, lc, w))
   // A syntax error leaves a partial tree; validating it would add noise after the real cause.
   if (problems.length === 0) {
-    const v = validateDocument(doc, lc, file)
+    const v = validateDocument(doc, lc, file, opts)
     problems.push(...v.problems)
     warnings.push(...v.warnings)
   }

@@ -9,10 +9,10 @@ import {parseReference} from '../oci/reference.js'
 const sha256DigestRe = /^sha256:[0-9a-f]{64}$/
 
 export type PinnedCheck =
-  | {ok: true; tag?: string; digest: string}
+  | {ok: true; tag?: string; digest?: string}
   | {ok: false; message: string; hint: string}
 
-export function checkPinnedReference(ref: string): PinnedCheck {
+export function checkPinnedReference(ref: string, opts: {allowTags?: boolean} = {}): PinnedCheck {
   const bad = (message: string, hint: string): PinnedCheck => ({ok: false, message, hint})
   if (ref.trim() === '') return bad('image reference is empty', 'give registry/repository:tag@sha256:<digest>')
   if (ref !== ref.trim() || /\s/.test(ref)) return bad(`reference "${ref}" contains whitespace`, 'remove the spaces')
@@ -27,7 +27,10 @@ export function checkPinnedReference(ref: string): PinnedCheck {
     const reason = isKpiError(e) && e.details?.source === 'reference' ? e.details.reason : undefined
     return bad(`reference "${ref}" is not a valid image name`, reason ?? 'expected registry[:port]/repository[:tag]')
   }
-  if (digest === undefined) return bad(`reference "${ref}" is not pinned by digest`, `pin it: ${ref}@sha256:<digest> (crane digest ${ref})`)
+  if (digest === undefined) {
+    if (opts.allowTags) return {ok: true, tag}
+    return bad(`reference "${ref}" is not pinned by digest`, `pin it: kpi bundle lock BUNDLE resolves every tag to its digest (or write ${ref}@sha256:<digest>)`)
+  }
   if (!sha256DigestRe.test(digest)) {
     return bad(`reference "${ref}" has an invalid digest "${digest}"`, `expected sha256: and 64 lowercase hex digits (crane digest ${unpinned})`)
   }

@@ -28,6 +28,8 @@ const dnsSubdomain = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
 
 interface Ctx {
+  /** a bundle before `kpi bundle lock`: references may name a tag without a digest */
+  allowTags: boolean
   file: string
   lc: LineCounter
   doc: Document
@@ -37,8 +39,13 @@ interface Ctx {
 
 type Entries = Map<string, {key: Scalar; value: Node | null}>
 
-export function validateDocument(doc: Document, lc: LineCounter, file: string): {problems: BundleProblem[]; warnings: BundleProblem[]} {
-  const ctx: Ctx = {file, lc, doc, problems: [], warnings: []}
+export interface ValidateOptions {
+  /** accept references by tag alone (a bundle `kpi bundle lock` is about to pin) */
+  allowTags?: boolean
+}
+
+export function validateDocument(doc: Document, lc: LineCounter, file: string, opts: ValidateOptions = {}): {problems: BundleProblem[]; warnings: BundleProblem[]} {
+  const ctx: Ctx = {allowTags: opts.allowTags ?? false, file, lc, doc, problems: [], warnings: []}
   const root = resolve(ctx, doc.contents as Node | null)
   if (root === null || (isScalar(root) && (root.value === null || root.value === ''))) {
     ctx.problems.push({file, message: 'the bundle file is empty', hint: `start with "apiVersion: ${API_VERSION}" and "kind: Bundle"`})
@@ -283,7 +290,7 @@ function version(ctx: Ctx, e: Entries, parent: Node, path: string, key: string):
 function image(ctx: Ctx, e: Entries, parent: Node, path: string, key: string, opts: {optional?: boolean} = {}): void {
   const ref = str(ctx, e, parent, path, key, opts)
   if (ref === undefined) return
-  const check = checkPinnedReference(ref)
+  const check = checkPinnedReference(ref, {allowTags: ctx.allowTags})
   if (!check.ok) problem(ctx, e.get(key)?.value, join(path, key), check.message, check.hint)
 }
 
