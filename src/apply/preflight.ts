@@ -13,9 +13,7 @@
 import {KpiError} from '../errors.js'
 import type {Kube, ResourceAttributes} from '../kube/client.js'
 import {describeRef, groupOf} from '../kube/types.js'
-import {createRegistryClient, type OciClientOptions} from '../oci/client.js'
-import {parseReference, repoOf, normaliseRegistry} from '../oci/reference.js'
-import type {Credentials, RegistryClient} from '../oci/types.js'
+import {createRegistryClient, type Credentials, dockerConfigCredentials, normaliseRegistry, type OciClientOptions, parseReference, type RegistryClient, repoOf} from '../oci/index.js'
 import type {OnEvent} from '../progress/events.js'
 import {imageReferences} from '../render/guard.js'
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
@@ -212,28 +210,11 @@ async function permissions(kube: Kube, rendered: RenderedObject[], task: (t: str
 /** The credentials the cluster will pull with: those of the values file, for the registry it names. */
 export function valuesCredentials(r: RegistryValues): (registry: string) => Promise<Credentials | undefined> {
   const server = normaliseRegistry(r.server).toLowerCase()
-  let fromDockerConfig: Record<string, Credentials> = {}
-  if (r.dockerConfigJson) {
-    try {
-      const cfg = JSON.parse(r.dockerConfigJson) as {auths?: Record<string, {auth?: string; username?: string; password?: string}>}
-      for (const [k, e] of Object.entries(cfg.auths ?? {})) {
-        let username = e.username
-        let password = e.password
-        if (e.auth) {
-          const s = Buffer.from(e.auth, 'base64').toString('utf8')
-          const i = s.indexOf(':')
-          if (i > 0) [username, password] = [s.slice(0, i), s.slice(i + 1)]
-        }
-        const host = k.replace(/^https?:\/\//, '').replace(/\/.*$/, '').toLowerCase()
-        fromDockerConfig[host] = {username, password, source: 'registry.dockerConfigJson of the values file'}
-      }
-    } catch {
-      fromDockerConfig = {}
-    }
-  }
+  const fromDockerConfig = dockerConfigCredentials(r.dockerConfigJson, 'registry.dockerConfigJson of the values file')
   return async (registry) => {
     const host = normaliseRegistry(registry).toLowerCase()
-    if (fromDockerConfig[host]) return fromDockerConfig[host]
+    const fromConfig = fromDockerConfig(registry)
+    if (fromConfig) return fromConfig
     if (host === server && r.username && r.password) return {username: r.username, password: r.password, source: 'registry.username/registry.password of the values file'}
     return undefined
   }

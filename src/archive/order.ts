@@ -7,7 +7,7 @@
  * With a sink of concurrency 1, executePlan then uploads blobs in exactly `blobOrder(plan)`.
  */
 import type {Plan, PlanBlob, PlanManifest} from '../relocate/plan.js'
-import type {Repo} from '../oci/types.js'
+import type {Repo} from '../oci/index.js'
 
 const key = (r: Repo, digest: string) => `${r.registry}/${r.repository}@${digest}`
 

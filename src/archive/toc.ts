@@ -10,8 +10,7 @@
  * A delta archive (`--since`) leaves out the blobs its base version already has; the toc lists
  * them as `external`.
  */
-import {digestHex} from '../oci/digest.js'
-import type {Platform} from '../oci/types.js'
+import {digestHex, type Platform} from '../oci/index.js'
 
 export const TOC_FORMAT = 'kpi.dev/archive/v1'
 export const LAYOUT_MEMBER = 'oci-layout'

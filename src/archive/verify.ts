@@ -5,9 +5,7 @@
  */
 import {finished} from 'node:stream/promises'
 import {isKpiError} from '../errors.js'
-import {digestOf, algorithmOf} from '../oci/digest.js'
-import type {ImageIndex, ImageManifest} from '../oci/types.js'
-import {isIndexMediaType} from '../oci/types.js'
+import {algorithmOf, digestOf, type ImageIndex, type ImageManifest, isIndexMediaType} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import {MAX_MANIFEST_BYTES, openArchive} from './reader.js'
 import {blobMember, type Toc} from './toc.js'

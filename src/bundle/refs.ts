@@ -4,7 +4,7 @@
  * problem with its place in the file.
  */
 import {isKpiError} from '../errors.js'
-import {parseReference} from '../oci/reference.js'
+import {parseReference} from '../oci/index.js'
 
 const sha256DigestRe = /^sha256:[0-9a-f]{64}$/
 

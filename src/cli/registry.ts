@@ -2,8 +2,7 @@
 import {readFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 import {KpiError} from '../errors.js'
-import {createRegistryClient} from '../oci/client.js'
-import type {RegistryClient} from '../oci/types.js'
+import {createRegistryClient, type RegistryClient} from '../oci/index.js'
 
 export const registryFlags = {
   'plain-http': Flags.string({

@@ -3,7 +3,7 @@
  * order a registry would need too). JSON is built with a fixed key order so the bytes, and so
  * the digests, depend only on the spec.
  */
-import {MediaTypes, type Descriptor, type ImageIndex, type ImageManifest, type Platform} from '../oci/types.js'
+import {type Descriptor, type ImageIndex, type ImageManifest, MediaTypes, type Platform} from '../oci/index.js'
 import {writeBlob} from './layout.js'
 import {writeLayer, type LayerBlob, type LayerOptions, type LayerSpec} from './layer.js'
 

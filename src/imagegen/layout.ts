@@ -5,7 +5,7 @@
 import {createHash, randomUUID} from 'node:crypto'
 import {mkdir, readFile, rename, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import type {Descriptor} from '../oci/types.js'
+import type {Descriptor} from '../oci/index.js'
 
 export const REF_NAME = 'org.opencontainers.image.ref.name'
 export const KPI_REPOSITORY = 'dev.kpi.repository'

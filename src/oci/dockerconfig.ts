@@ -68,15 +68,51 @@ export async function readDockerConfig(file: string): Promise<DockerConfig> {
     throw new KpiError('input', `cannot read docker config ${file}: ${(e as Error).message}`)
   }
   try {
-    const parsed = JSON.parse(text) as unknown
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object')
-    return parsed as DockerConfig
+    return parseDockerConfig(text)
   } catch (e) {
     throw new KpiError('input', `docker config ${file} is not valid JSON (${(e as Error).message})`, {hint: 'fix the file or run docker login again'})
   }
 }
 
-function fromEntry(e: DockerAuthEntry): Credentials | undefined {
+/**
+ * The one parser of docker config JSON (a user's config.json, or the one a values file carries for
+ * the cluster). Throws a plain Error saying what is wrong, never quoting the text (it holds secrets).
+ */
+export function parseDockerConfig(text: string): DockerConfig {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new Error('not valid JSON')
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object')
+  return parsed as DockerConfig
+}
+
+/** The `auths` entry for a registry, matched as docker matches keys (`https://h:5000/v1/` is `h:5000`). */
+export const authEntryFor = (cfg: DockerConfig, registry: string): DockerAuthEntry | undefined =>
+  cfg.auths && typeof cfg.auths === 'object' && !Array.isArray(cfg.auths) ? findKey(cfg.auths, registry) : undefined
+
+/**
+ * Per-registry credentials from the `auths` of a docker config text; a missing or unparsable text
+ * has none (values checks report why when the values are read).
+ */
+export function dockerConfigCredentials(text: string | undefined, source: string): (registry: string) => Credentials | undefined {
+  let cfg: DockerConfig = {}
+  try {
+    if (text) cfg = parseDockerConfig(text)
+  } catch {
+    cfg = {}
+  }
+  return (registry) => {
+    const entry = authEntryFor(cfg, registry)
+    const c = entry ? entryCredentials(entry) : undefined
+    return c ? {...c, source} : undefined
+  }
+}
+
+/** An `auths` entry's credentials: `auth` (base64 user:password) decoded, explicit fields winning. */
+export function entryCredentials(e: DockerAuthEntry): Credentials | undefined {
   const c: Credentials = {}
   if (e.auth) {
     const decoded = Buffer.from(e.auth, 'base64').toString('utf8')
@@ -184,7 +220,7 @@ export async function credentialsFor(registry: string, opts: CredentialOptions =
   const helper = findKey(cfg.credHelpers, registry)
   if (helper) return runCredentialHelper(helper, registry, env)
   const entry = findKey(cfg.auths, registry)
-  const fromFile = entry ? fromEntry(entry) : undefined
+  const fromFile = entry ? entryCredentials(entry) : undefined
   if (fromFile) return {...fromFile, source: `docker config ${file}`}
   if (cfg.credsStore) return runCredentialHelper(cfg.credsStore, registry, env)
   return undefined

@@ -1,8 +1,13 @@
-/** The OCI registry client: one import for the rest of kpi. */
+/** The OCI registry client: the one import for the rest of kpi (tests may reach into the modules). */
 export * from './types.js'
-export {createRegistryClient, referrersTag, parseIndexManifests, MAX_MANIFEST_BYTES, type OciClient, type OciClientOptions} from './client.js'
-export {attachReferrer, referrerDescriptor} from './referrers.js'
+export {createRegistryClient, type OciClient, type OciClientOptions} from './client.js'
+export {MAX_MANIFEST_BYTES} from './manifests.js'
+export {attachReferrer, linkReferrer, parseIndexManifests, referrerDescriptor, referrersTag, type ReferrersApiProbe} from './referrers.js'
+export {nextLink} from './tags.js'
 export {parseReference, formatReference, formatRepo, formatImage, repoOf, isDigest, checkDigest, normaliseRegistry, DOCKER_HUB} from './reference.js'
 export {digestOf, sha256Digest, digestHex, algorithmOf, verifyingStream, DigestVerifier, type VerifyOptions} from './digest.js'
-export {credentialsFor, credentialResolver, envCredentials, readDockerConfig, dockerConfigFile, runCredentialHelper, type CredentialOptions} from './dockerconfig.js'
+export {
+  authEntryFor, credentialsFor, credentialResolver, dockerConfigCredentials, dockerConfigFile, envCredentials, entryCredentials, parseDockerConfig,
+  readDockerConfig, runCredentialHelper, type CredentialOptions, type DockerAuthEntry, type DockerConfig,
+} from './dockerconfig.js'
 export {isLoopbackRegistry, registryBaseUrl, mapTransportError, type ProxyOptions} from './transport.js'

@@ -1,14 +1,104 @@
 /**
- * Pushing a referrer (a manifest with a `subject`, e.g. a signature or an SBOM) so that
- * `referrers()` finds it: registries with the OCI referrers API index it themselves; for the
- * others (distribution 2.8) the client maintains the `sha256-<hex>` fallback tag index, as the
- * OCI distribution spec 1.1 asks of clients.
+ * Referrers (manifests with a `subject`: signatures, SBOMs), both sides. Reading: the OCI
+ * referrers API where the registry serves it (probed once per registry), else the
+ * `sha256-<hex>` fallback tag index of OCI distribution 1.1. Writing: registries with the API
+ * index a pushed referrer themselves; for the others (distribution 2.8) the client maintains the
+ * fallback tag index, as the spec asks of clients.
  */
+import type {Dispatcher} from 'undici'
 import {KpiError} from '../errors.js'
-import {referrersTag, type OciClient} from './client.js'
-import {digestOf} from './digest.js'
-import {formatRepo} from './reference.js'
+import {pullScope} from './auth.js'
+import {digestHex, digestOf} from './digest.js'
+import {MAX_MANIFEST_BYTES, type ManifestOps} from './manifests.js'
+import {checkDigest, formatRepo} from './reference.js'
+import {parseErrorBody, readErrorBody} from './registry-errors.js'
+import {dump, fail, header, readLimited, type Requester} from './request.js'
+import {nextLink} from './tags.js'
 import {MediaTypes, type Descriptor, type ImageIndex, type RegistryClient, type Repo} from './types.js'
+
+/** What this client can tell beyond RegistryClient: whether a registry serves the referrers API. */
+export interface ReferrersApiProbe {
+  referrersApi(repo: Repo): Promise<boolean>
+}
+
+/** The OCI 1.1 fallback tag for referrers of `digest`: `sha256-<hex>`. */
+export const referrersTag = (digest: string): string => `${digest.slice(0, digest.indexOf(':'))}-${digestHex(digest)}`.slice(0, 128)
+
+export function parseIndexManifests(bytes: Buffer): Descriptor[] {
+  try {
+    const m = JSON.parse(bytes.toString('utf8')) as {manifests?: Descriptor[]}
+    return Array.isArray(m.manifests) ? m.manifests : []
+  } catch {
+    return []
+  }
+}
+
+// ---- reading ----
+
+export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getManifest'>): ReferrersApiProbe & Pick<RegistryClient, 'referrers'> {
+  const referrersSupport = new Map<string, Promise<boolean>>()
+
+  /** The referrers listed by the API; undefined: no API; null: the repository is unknown, and so is the API. */
+  async function referrersFromApi(repo: Repo, digest: string): Promise<Descriptor[] | undefined | null> {
+    const out: Descriptor[] = []
+    let url: string | undefined = http.repoUrl(repo, `referrers/${digest}`)
+    for (let pages = 0; url && pages < 1000; pages++) {
+      const res: Dispatcher.ResponseData = await http.send(repo.registry, {
+        method: 'GET', url, scopes: [pullScope(repo.repository)], headers: {accept: MediaTypes.ociIndex}, retry: true,
+      })
+      // registries with the API answer 200 (an empty index for an unknown subject); others 404/400/405
+      if (pages === 0 && (res.statusCode === 404 || res.statusCode === 400 || res.statusCode === 405)) {
+        // NAME_UNKNOWN: the registry routed the request and has no such repository (go-containerregistry's
+        // registry does this), which says nothing about the API, so it must not be remembered for the
+        // registry (oras-go reads it the same way)
+        if (res.statusCode === 404 && parseErrorBody(await readErrorBody(res)).some((e) => e.code === 'NAME_UNKNOWN')) return null
+        await dump(res)
+        return undefined
+      }
+      if (res.statusCode !== 200) return fail(res, {registry: repo.registry, subject: `referrers of ${formatRepo(repo)}@${digest}`, action: 'pull'})
+      const body = await readLimited(res, MAX_MANIFEST_BYTES, `referrers of ${formatRepo(repo)}@${digest}`)
+      out.push(...parseIndexManifests(body))
+      url = nextLink(header(res, 'link'), url)
+    }
+    return out
+  }
+
+  function referrersApi(repo: Repo): Promise<boolean> {
+    let p = referrersSupport.get(repo.registry)
+    if (!p) {
+      // the empty descriptor's digest: a subject that surely has no referrers
+      p = referrersFromApi(repo, digestOf('{}')).then((r) => {
+        // unknown repository: answer as without the API (the fallback tag is safe either way), ask again next time
+        if (r === null) referrersSupport.delete(repo.registry)
+        return !!r
+      })
+      referrersSupport.set(repo.registry, p)
+      p.catch(() => referrersSupport.delete(repo.registry))
+    }
+    return p
+  }
+
+  async function referrers(repo: Repo, digest: string): Promise<Descriptor[]> {
+    checkDigest(digest, 'subject digest')
+    const known = referrersSupport.get(repo.registry)
+    if (!known || (await known)) {
+      const viaApi = await referrersFromApi(repo, digest)
+      if (!known && viaApi !== null) referrersSupport.set(repo.registry, Promise.resolve(viaApi !== undefined))
+      if (viaApi) return viaApi
+    }
+    try {
+      const m = await manifests.getManifest(repo, referrersTag(digest))
+      return parseIndexManifests(m.bytes)
+    } catch (e) {
+      if (e instanceof KpiError && e.kind === 'not-found') return []
+      throw e
+    }
+  }
+
+  return {referrersApi, referrers}
+}
+
+// ---- writing ----
 
 /** The descriptor an index of referrers lists for a manifest (spec: artifactType, else config type). */
 export function referrerDescriptor(bytes: Buffer, mediaType: string): Descriptor & {subject?: Descriptor} {
@@ -32,7 +122,7 @@ export function referrerDescriptor(bytes: Buffer, mediaType: string): Descriptor
  * The fallback update is read-modify-write: concurrent writers to one subject can lose entries.
  */
 export async function attachReferrer(
-  client: RegistryClient & Partial<Pick<OciClient, 'referrersApi'>>,
+  client: RegistryClient & Partial<ReferrersApiProbe>,
   repo: Repo,
   bytes: Buffer,
   mediaType: string,
@@ -49,7 +139,7 @@ export async function attachReferrer(
  * the referrers API, else a merge into the subject's `sha256-<hex>` fallback tag index.
  */
 export async function linkReferrer(
-  client: RegistryClient & Partial<Pick<OciClient, 'referrersApi'>>,
+  client: RegistryClient & Partial<ReferrersApiProbe>,
   repo: Repo,
   subject: string,
   referrer: Descriptor,

@@ -3,7 +3,7 @@
  * a registry, an archive and an OCI layout directory are each a source, a sink, or both.
  */
 import type {Readable} from 'node:stream'
-import type {Descriptor, FetchedManifest, Repo} from '../oci/types.js'
+import type {Descriptor, FetchedManifest, Repo} from '../oci/index.js'
 
 export interface ImageSource {
   /** for messages: `registry 127.0.0.1:5000`, `archive v2.tar` */

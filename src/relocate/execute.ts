@@ -5,7 +5,7 @@
  */
 import {Transform, type Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
-import type {Descriptor, Repo} from '../oci/types.js'
+import type {Descriptor, Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {limit, once} from './limit.js'

@@ -4,7 +4,7 @@
  * archive-to-registry relocation, so both give the same lock.
  */
 import {KpiError} from '../errors.js'
-import type {ImageRef, Repo} from '../oci/types.js'
+import type {ImageRef, Repo} from '../oci/index.js'
 
 export interface Destination {
   registry: string

@@ -5,8 +5,7 @@
  * what it refers to.
  */
 import {KpiError} from '../errors.js'
-import type {Descriptor, FetchedManifest, ImageIndex, ImageManifest, Repo} from '../oci/types.js'
-import {isIndexMediaType} from '../oci/types.js'
+import {type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest, isIndexMediaType, type Repo} from '../oci/index.js'
 import type {ImageSource} from './endpoints.js'
 import {limit, once} from './limit.js'
 

@@ -1,6 +1,5 @@
 /** A registry as a relocation source and sink, over the OCI client. */
-import {linkReferrer} from '../oci/referrers.js'
-import type {FetchedManifest, RegistryClient} from '../oci/types.js'
+import {type FetchedManifest, linkReferrer, type RegistryClient} from '../oci/index.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 
 export function registrySource(client: RegistryClient): ImageSource {

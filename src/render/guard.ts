@@ -4,7 +4,7 @@
  * else would make the cluster reach out of the air gap), and credentials must only be in Secrets.
  */
 import {KpiError} from '../errors.js'
-import {normaliseRegistry, parseReference} from '../oci/reference.js'
+import {normaliseRegistry, parseDockerConfig, parseReference} from '../oci/index.js'
 import {registryPrefix} from './platform.js'
 import type {RegistryValues} from '../values/types.js'
 import type {KubeObject, RenderedObject} from './types.js'
@@ -104,7 +104,7 @@ export function credentialNeedles(registry: RegistryValues): string[] {
   add(registry.dockerConfigJson)
   if (registry.dockerConfigJson) {
     try {
-      const auths = (JSON.parse(registry.dockerConfigJson) as {auths?: Record<string, Record<string, unknown>>}).auths ?? {}
+      const auths = (parseDockerConfig(registry.dockerConfigJson).auths ?? {}) as Record<string, Record<string, unknown> | null>
       for (const entry of Object.values(auths)) {
         for (const k of ['auth', 'password', 'identitytoken', 'registrytoken']) add(typeof entry?.[k] === 'string' ? (entry[k] as string) : undefined)
         if (typeof entry?.auth === 'string') add(Buffer.from(entry.auth, 'base64').toString().split(':').slice(1).join(':'))

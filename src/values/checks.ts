@@ -6,6 +6,7 @@
 import {X509Certificate} from 'node:crypto'
 import {isIP} from 'node:net'
 import {dirname, isAbsolute, resolve} from 'node:path'
+import {authEntryFor, parseDockerConfig, type DockerAuthEntry, type DockerConfig} from '../oci/index.js'
 import type {PathSegment} from '../problems/yaml.js'
 import type {RegistryValues} from './types.js'
 
@@ -88,18 +89,17 @@ export async function checkRegistry(raw: RawValues, file: string, opts: ReadFile
 
 /** Why a docker config JSON is unusable, or undefined. Never quotes the content (it holds credentials). */
 export function checkDockerConfig(text: string, server: string): string | undefined {
-  let parsed: unknown
+  let cfg: DockerConfig
   try {
-    parsed = JSON.parse(text)
+    cfg = parseDockerConfig(text)
   } catch {
     return 'not valid JSON (expected a docker config.json document with "auths")'
   }
-  const auths = (parsed as {auths?: unknown} | null)?.auths
+  const auths = cfg.auths as unknown
   if (!auths || typeof auths !== 'object' || Array.isArray(auths)) return 'no "auths" object (a docker config.json has {"auths": {"<server>": {...}}})'
   if (!server) return undefined
-  const hosts = Object.keys(auths).map((k) => k.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase())
-  if (!hosts.includes(server.toLowerCase())) return `no "auths" entry for ${server} (the registry.server)`
-  const entry = (auths as Record<string, unknown>)[Object.keys(auths)[hosts.indexOf(server.toLowerCase())]!] as Record<string, unknown> | null
+  const entry = authEntryFor(cfg, server) as DockerAuthEntry | null | undefined
+  if (entry === undefined) return `no "auths" entry for ${server} (the registry.server)`
   if (!entry || typeof entry !== 'object' || !(entry.auth || (entry.username && entry.password) || entry.identitytoken)) {
     return `the "auths" entry for ${server} has no auth, username/password or identitytoken (credential helpers cannot run in the cluster)`
   }

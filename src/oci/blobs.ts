@@ -1,0 +1,189 @@
+/**
+ * Blobs: existence, streamed and verified downloads (following redirects to storage, which gets
+ * no registry credentials), streamed monolithic uploads restarted from a fresh source on
+ * failure, and cross-repository mounts.
+ */
+import {once} from 'node:events'
+import type {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+import type {Dispatcher} from 'undici'
+import {KpiError} from '../errors.js'
+import {pullScope, pushScope} from './auth.js'
+import {verifyingStream} from './digest.js'
+import {checkDigest, formatRepo} from './reference.js'
+import type {ErrorContext} from './registry-errors.js'
+import {dump, fail, header, type Requester} from './request.js'
+import {backoffMs, errorCodes, isConnectionReset, retryableStatus} from './retry.js'
+import {mapTransportError} from './transport.js'
+import type {RegistryClient, Repo} from './types.js'
+
+const blobCtx = (repo: Repo, digest: string, action: 'pull' | 'push' = 'pull'): ErrorContext =>
+  ({registry: repo.registry, subject: `blob ${formatRepo(repo)}@${digest}`, action})
+
+export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'putBlob' | 'mountBlob'>
+
+export function blobOps(http: Requester): BlobOps {
+  const sameOrigin = (url: string, repo: Repo): boolean => new URL(url).origin === new URL(http.base(repo.registry)).origin
+
+  async function hasBlob(repo: Repo, digest: string): Promise<boolean> {
+    checkDigest(digest, 'blob digest')
+    const res = await http.send(repo.registry, {
+      method: 'HEAD', url: http.repoUrl(repo, `blobs/${digest}`), scopes: [pullScope(repo.repository)], retry: true,
+    })
+    if (res.statusCode === 404) {
+      await dump(res)
+      return false
+    }
+    // a redirect to storage also means the registry has it
+    if (res.statusCode === 200 || (res.statusCode >= 300 && res.statusCode < 400)) {
+      await dump(res)
+      return true
+    }
+    return fail(res, blobCtx(repo, digest))
+  }
+
+  async function getBlob(repo: Repo, digest: string, size?: number): Promise<Readable> {
+    checkDigest(digest, 'blob digest')
+    const label = `blob ${formatRepo(repo)}@${digest}`
+    let res = await http.send(repo.registry, {
+      method: 'GET', url: http.repoUrl(repo, `blobs/${digest}`), scopes: [pullScope(repo.repository)], retry: true,
+    })
+    let url = http.repoUrl(repo, `blobs/${digest}`)
+    for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304; hops++) {
+      const location = header(res, 'location')
+      await dump(res)
+      if (!location || hops >= 5) throw new KpiError('failed', `${label}: registry ${repo.registry} redirected ${location ? 'too many times' : 'without a location'}`)
+      url = new URL(location, url).toString()
+      if (sameOrigin(url, repo)) {
+        res = await http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true})
+      } else {
+        // storage (S3, a CDN) gets no registry credentials: they are for the registry only
+        res = await http.rawRetry(url, 'GET', {}, undefined, new URL(url).host, true)
+      }
+    }
+    if (res.statusCode !== 200) return fail(res, blobCtx(repo, digest))
+    const declared = Number(header(res, 'content-length'))
+    if (size !== undefined && Number.isFinite(declared) && declared !== size) {
+      await dump(res)
+      throw new KpiError('integrity', `${label}: the registry serves ${declared} bytes, expected ${size}`, {hint: 'the source serves different content than the manifest describes'})
+    }
+    const body = res.body
+    const verifier = verifyingStream(digest, {size, label})
+    // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
+    body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
+    verifier.once('close', () => {
+      if (!body.destroyed) body.destroy()
+    })
+    body.pipe(verifier)
+    return verifier
+  }
+
+  function startUpload(repo: Repo, query = '', scopes = [pushScope(repo.repository)]): Promise<Dispatcher.ResponseData> {
+    return http.send(repo.registry, {
+      method: 'POST', url: http.repoUrl(repo, `blobs/uploads/${query}`), scopes,
+      headers: {'content-length': '0'}, retry: true,
+    })
+  }
+
+  async function putSession(repo: Repo, digest: string, size: number, stream: Readable): Promise<Dispatcher.ResponseData> {
+    const started = await startUpload(repo)
+    if (started.statusCode !== 202) return started
+    await dump(started)
+    const location = header(started, 'location')
+    if (!location) throw new KpiError('failed', `registry ${repo.registry} started an upload without a location`)
+    const target = new URL(location, http.repoUrl(repo, 'blobs/uploads/'))
+    target.searchParams.set('digest', digest)
+    const headers = {'content-type': 'application/octet-stream', 'content-length': String(size)}
+    if (sameOrigin(target.toString(), repo)) {
+      return http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream})
+    }
+    return http.raw(target.toString(), 'PUT', headers, stream, target.host)
+  }
+
+  async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<Dispatcher.ResponseData> {
+    // open the source first: if it fails, no upload session is left behind in the registry
+    const stream = await open()
+    // The source can fail after undici has sent its last byte and stopped listening (a digest
+    // mismatch found at the end): keep its error, so it is neither unhandled nor lost.
+    let sourceError: unknown
+    stream.on('error', (e) => { sourceError ??= e })
+    try {
+      const res = await putSession(repo, digest, size, stream)
+      if (res.statusCode >= 400 && !sourceError && !stream.destroyed) {
+        // the registry refused the bytes; the source may be about to say why, in its own words
+        await Promise.race([once(stream, 'close').catch(() => {}), sleep(100)])
+      }
+      if (sourceError) {
+        await dump(res)
+        throw sourceError
+      }
+      return res
+    } catch (e) {
+      throw sourceError ?? e
+    } finally {
+      // a refused or failed upload may not have read the source to its end: release it
+      if (!stream.readableEnded) stream.destroy()
+    }
+  }
+
+  async function putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<void> {
+    checkDigest(digest, 'blob digest')
+    // A monolithic streamed PUT with Content-Length: two round trips, no buffering. A failed
+    // attempt restarts the whole upload with a fresh stream from `open`.
+    let reauthed = false
+    for (let attempt = 0; ; attempt++) {
+      const last = attempt >= http.policy.retries
+      let res: Dispatcher.ResponseData
+      try {
+        res = await uploadOnce(repo, digest, size, open)
+      } catch (e) {
+        const err = errorCodes(e).includes('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')
+          ? new KpiError('integrity', `blob ${formatRepo(repo)}@${digest}: the source stream did not give the ${size} bytes the blob has`, {hint: 'the source is truncated or its size is wrong; check the source', cause: e})
+          : e instanceof KpiError ? e : mapTransportError(e, repo.registry)
+        // a token that expired during a long upload: refreshed by send(), worth one restart
+        if (err.kind === 'auth' && !reauthed) {
+          reauthed = true
+          continue
+        }
+        if (last || !isConnectionReset(e)) throw err
+        await sleep(backoffMs(attempt, http.policy))
+        continue
+      }
+      if (res.statusCode === 201 || res.statusCode === 204) {
+        await dump(res)
+        return
+      }
+      if (!last && retryableStatus(res.statusCode)) {
+        await dump(res)
+        await sleep(backoffMs(attempt, http.policy))
+        continue
+      }
+      return fail(res, blobCtx(repo, digest, 'push'))
+    }
+  }
+
+  async function mountBlob(repo: Repo, digest: string, fromRepository: string): Promise<boolean> {
+    checkDigest(digest, 'blob digest')
+    const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`
+    const res = await startUpload(repo, query, [pushScope(repo.repository), pullScope(fromRepository)])
+    if (res.statusCode === 201) {
+      await dump(res)
+      return true
+    }
+    if (res.statusCode === 202) {
+      // declined: the registry opened an ordinary upload instead; close it so it does not linger
+      await dump(res)
+      const location = header(res, 'location')
+      if (location) {
+        const url = new URL(location, http.repoUrl(repo, 'blobs/uploads/')).toString()
+        if (sameOrigin(url, repo)) {
+          await http.send(repo.registry, {method: 'DELETE', url, scopes: [pushScope(repo.repository)]}).then(dump, () => {})
+        }
+      }
+      return false
+    }
+    return fail(res, blobCtx(repo, digest, 'push'))
+  }
+
+  return {hasBlob, getBlob, putBlob, mountBlob}
+}

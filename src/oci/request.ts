@@ -1,0 +1,226 @@
+/**
+ * The request layer every registry operation goes through (go-containerregistry's
+ * `remote/transport`): connections and TLS (transport.ts), one probe of `/v2/` per registry to
+ * learn how it authenticates, a cached token or basic credentials per request, one
+ * re-authentication on 401, and retries of idempotent requests with replayable bodies.
+ */
+import type {Readable} from 'node:stream'
+import type {Dispatcher} from 'undici'
+import {KpiError} from '../errors.js'
+import {Authenticator, refusedError, userOf} from './auth.js'
+import {credentialResolver} from './dockerconfig.js'
+import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
+import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
+import {createDispatcher, mapTransportError, registryBaseUrl, type ProxyOptions} from './transport.js'
+import type {ClientOptions, Credentials, Repo} from './types.js'
+
+export interface RequestOptions extends ClientOptions {
+  /** proxy settings instead of HTTP_PROXY/HTTPS_PROXY/NO_PROXY */
+  proxy?: ProxyOptions
+  /** backoff tuning (tests shorten it) */
+  retryPolicy?: Partial<RetryPolicy>
+}
+
+export type Body = Buffer | string | Readable | undefined
+export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
+
+export interface Req {
+  method: Method
+  url: string
+  scopes: string[]
+  headers?: Record<string, string>
+  body?: Body
+  /** retry on 429/5xx/resets; only for idempotent requests with a replayable body */
+  retry?: boolean
+}
+
+/** What the operation modules (manifests, blobs, referrers, tags) build on. */
+export interface Requester {
+  policy: RetryPolicy
+  /** `https://host[:port]` of a registry's API */
+  base(registry: string): string
+  repoUrl(repo: Repo, rest: string): string
+  /** one authenticated request to a registry: retried when idempotent, re-authenticated once on 401 */
+  send(registry: string, req: Req): Promise<Dispatcher.ResponseData>
+  /** a request without registry credentials (storage a registry redirects to), not retried */
+  raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string): Promise<Dispatcher.ResponseData>
+  /** like raw, retried when `retry` and the body is replayable */
+  rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean): Promise<Dispatcher.ResponseData>
+  /** checks the credentials for a registry now rather than at the first operation */
+  ping(registry: string): Promise<void>
+  close(): Promise<void>
+}
+
+export const replayable = (b: Body): boolean => b === undefined || typeof b === 'string' || Buffer.isBuffer(b)
+
+/** Discard a response body (its socket goes back to the pool). */
+export const dump = async (res: Dispatcher.ResponseData): Promise<void> => {
+  try {
+    await res.body.dump()
+  } catch {
+    // the response is discarded anyway
+  }
+}
+
+export const header = (res: Dispatcher.ResponseData, name: string): string | undefined => {
+  const v = res.headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** `type/subtype; charset=...` -> `type/subtype` */
+export const bareType = (ct: string | undefined): string | undefined => ct?.split(';')[0]?.trim() || undefined
+
+/** Throw the KpiError for a response the operation did not expect. */
+export async function fail(res: Dispatcher.ResponseData, ctx: ErrorContext): Promise<never> {
+  throw registryError(res.statusCode, await readErrorBody(res), ctx)
+}
+
+/** A whole (small) body, refused past `limit` bytes rather than held in memory. */
+export async function readLimited(res: Dispatcher.ResponseData, limit: number, what: string): Promise<Buffer> {
+  const declared = Number(header(res, 'content-length'))
+  if (Number.isFinite(declared) && declared > limit) {
+    res.body.destroy()
+    throw new KpiError('failed', `${what} is ${declared} bytes, more than the ${limit} a manifest may have`)
+  }
+  const chunks: Buffer[] = []
+  let n = 0
+  try {
+    for await (const chunk of res.body) {
+      n += (chunk as Buffer).length
+      if (n > limit) {
+        res.body.destroy()
+        throw new KpiError('failed', `${what} is more than the ${limit} bytes a manifest may have`)
+      }
+      chunks.push(chunk as Buffer)
+    }
+  } catch (e) {
+    throw mapTransportError(e, what)
+  }
+  return Buffer.concat(chunks)
+}
+
+export function createRequester(opts: RequestOptions = {}): Requester {
+  const userAgent = opts.userAgent ?? 'kpi'
+  const dispatcher = createDispatcher({
+    caCerts: opts.caCerts, insecureSkipTlsVerify: opts.insecureSkipTlsVerify,
+    connections: opts.connections, proxy: opts.proxy,
+  })
+  const credentials = memoCredentials(opts.credentials ?? credentialResolver())
+  const auth = new Authenticator({dispatcher, credentials, userAgent})
+  const policy: RetryPolicy = {...defaultRetryPolicy, ...opts.retryPolicy, ...(opts.retries !== undefined ? {retries: opts.retries} : {})}
+  const plainHttp = opts.plainHttp ?? (() => false)
+  const probes = new Map<string, Promise<void>>()
+
+  const base = (registry: string): string => registryBaseUrl(registry, plainHttp(registry))
+  const repoUrl = (repo: Repo, rest: string): string => `${base(repo.registry)}/v2/${repo.repository}/${rest}`
+
+  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string): Promise<Dispatcher.ResponseData> {
+    const u = new URL(url)
+    try {
+      return await dispatcher.request({
+        origin: u.origin, path: u.pathname + u.search, method, headers: {'user-agent': userAgent, ...headers},
+        body: body as Dispatcher.DispatchOptions['body'],
+        // undici closes the connection after every HEAD unless told otherwise; relocation is
+        // mostly HEADs, and a new TLS connection per HEAD made it several times slower
+        reset: false,
+      })
+    } catch (e) {
+      throw mapTransportError(e, where)
+    }
+  }
+
+  async function rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean): Promise<Dispatcher.ResponseData> {
+    if (!retry || !replayable(body)) return raw(url, method, headers, body, where)
+    try {
+      return await withRetry(() => raw(url, method, headers, body, where), policy, dump)
+    } catch (e) {
+      throw mapTransportError(e, where)
+    }
+  }
+
+  /** GET /v2/ once per registry to learn whether and how it wants authentication. */
+  function probe(registry: string): Promise<void> {
+    let p = probes.get(registry)
+    if (!p) {
+      p = (async () => {
+        const res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+        if (res.statusCode === 401) {
+          auth.learn(registry, res.headers['www-authenticate'])
+          await dump(res)
+          return
+        }
+        if (res.statusCode >= 200 && res.statusCode < 300) {
+          await dump(res)
+          return
+        }
+        const text = await readErrorBody(res)
+        if (res.statusCode === 400 && /HTTPS server/i.test(text)) {
+          throw new KpiError('tls', `registry ${registry} speaks HTTPS, but was addressed over plain HTTP`, {hint: 'do not mark this registry as plain HTTP'})
+        }
+        if (res.statusCode === 404) {
+          throw new KpiError('failed', `${registry} does not serve the registry API (GET /v2/ answered 404)`, {hint: 'check the registry address'})
+        }
+        throw registryError(res.statusCode, text, {registry, subject: `the API root of ${registry}`, action: 'pull'})
+      })()
+      probes.set(registry, p)
+      p.catch(() => probes.delete(registry))
+    }
+    return p
+  }
+
+  async function unauthorized(registry: string, sent: string | undefined, scopes: string[]): Promise<KpiError> {
+    const creds = await credentials(registry)
+    if (!sent || !creds || sent.startsWith('Basic ')) return refusedError(registry, sent ? creds : undefined)
+    const what = scopes.map((s) => s.replace(/^repository:/, '')).join(', ')
+    return new KpiError('auth', `registry ${registry} did not grant ${userOf(creds)} access to ${what}`, {
+      hint: 'check that the user may pull (and push) these repositories',
+    })
+  }
+
+  async function send(registry: string, req: Req): Promise<Dispatcher.ResponseData> {
+    await probe(registry)
+    let scopes = req.scopes
+    for (let round = 0; ; round++) {
+      const authz = await auth.authorization(registry, scopes)
+      const headers: Record<string, string> = {...req.headers}
+      if (authz) headers.authorization = authz
+      const res = await rawRetry(req.url, req.method, headers, req.body, registry, req.retry ?? false)
+      if (res.statusCode !== 401) return res
+      await dump(res)
+      const again = round === 0 ? await auth.refused(registry, scopes, res.headers['www-authenticate'], authz) : {retry: false, scopes}
+      if (!again.retry || !replayable(req.body)) throw await unauthorized(registry, authz, scopes)
+      scopes = again.scopes
+    }
+  }
+
+  async function ping(registry: string): Promise<void> {
+    await probe(registry)
+    const scheme = auth.scheme(registry)
+    if (scheme === 'basic') {
+      const authz = await auth.authorization(registry, [])
+      if (!authz) throw refusedError(registry, undefined)
+      const res = await rawRetry(`${base(registry)}/v2/`, 'GET', {authorization: authz}, undefined, registry, true)
+      await dump(res)
+      if (res.statusCode === 401) throw refusedError(registry, await credentials(registry))
+      if (res.statusCode >= 300) throw registryError(res.statusCode, '', {registry, subject: `the API root of ${registry}`, action: 'pull'})
+    } else if (scheme === 'bearer') {
+      await auth.verifyToken(registry)
+    }
+  }
+
+  return {policy, base, repoUrl, send, raw, rawRetry, ping, close: () => dispatcher.close()}
+}
+
+/** Memoise a credentials lookup so helpers run once per registry, failures retried. */
+function memoCredentials(f: (registry: string) => Promise<Credentials | undefined>): (registry: string) => Promise<Credentials | undefined> {
+  const cache = new Map<string, Promise<Credentials | undefined>>()
+  return (registry) => {
+    let p = cache.get(registry)
+    if (!p) {
+      p = f(registry)
+      cache.set(registry, p)
+      p.catch(() => cache.delete(registry))
+    }
+    return p
+  }
+}

@@ -1,0 +1,37 @@
+/** Tag listing, page by page as the registry links them. */
+import type {Dispatcher} from 'undici'
+import {pullScope} from './auth.js'
+import {formatRepo} from './reference.js'
+import {dump, fail, header, readLimited, type Requester} from './request.js'
+import type {Repo} from './types.js'
+
+/** The `rel="next"` target of a Link header, resolved against the request URL. */
+export function nextLink(link: string | undefined, base: string): string | undefined {
+  if (!link) return undefined
+  for (const part of link.split(',')) {
+    const m = /<([^>]+)>\s*;.*rel="?next"?/.exec(part)
+    if (m) return new URL(m[1]!, base).toString()
+  }
+  return undefined
+}
+
+export function tagOps(http: Requester, pageSize = 1000): {listTags(repo: Repo): Promise<string[]>} {
+  async function listTags(repo: Repo): Promise<string[]> {
+    const tags: string[] = []
+    let url: string | undefined = http.repoUrl(repo, `tags/list?n=${pageSize}`)
+    for (let pages = 0; url && pages < 10_000; pages++) {
+      const res: Dispatcher.ResponseData = await http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true})
+      if (res.statusCode === 404) {
+        await dump(res)
+        return tags
+      }
+      if (res.statusCode !== 200) return fail(res, {registry: repo.registry, subject: `tags of ${formatRepo(repo)}`, action: 'pull'})
+      const body = await readLimited(res, 64 * 1024 * 1024, `tags of ${formatRepo(repo)}`)
+      const parsed = JSON.parse(body.toString('utf8')) as {tags?: string[] | null}
+      tags.push(...(parsed.tags ?? []))
+      url = nextLink(header(res, 'link'), url)
+    }
+    return tags
+  }
+  return {listTags}
+}
