@@ -5,8 +5,7 @@
  * be resolved is named in one error, not just the first.
  */
 import {KpiError, formatError, isKpiError, type ErrorKind} from '../errors.js'
-import {formatReference, parseReference} from '../oci/reference.js'
-import type {RegistryClient} from '../oci/types.js'
+import {formatReference, parseReference, type RegistryClient} from '../oci/index.js'
 import {limit} from '../relocate/limit.js'
 import {bundleImages, mapBundleImages} from './images.js'
 import type {Bundle} from './types.js'

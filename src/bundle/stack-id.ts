@@ -3,9 +3,7 @@
  * label of the build image and of the run image, which must agree.
  */
 import {KpiError} from '../errors.js'
-import {readImageConfig} from '../oci/image-config.js'
-import {parseReference} from '../oci/reference.js'
-import type {RegistryClient} from '../oci/types.js'
+import {readImageConfig, parseReference, type RegistryClient} from '../oci/index.js'
 
 export const STACK_ID_LABEL = 'io.buildpacks.stack.id'
 

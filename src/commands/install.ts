@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {install, installStageTitles, DEFAULT_STAGE_TIMEOUT_MS, type InstallResult} from '../apply/install.js'
 import {formatDuration} from '../apply/stage.js'
-import {loadBundle} from '../bundle/load.js'
+import {loadLock} from '../bundle/source.js'
 import {KpiCommand} from '../cli/base.js'
 import {parseDuration} from '../cli/duration.js'
 import {kubeFlags, kubeTarget} from '../cli/kube.js'
@@ -29,7 +29,7 @@ install again with the same inputs changes nothing; after an interrupted install
   ]
 
   static override flags = {
-    bundle: Flags.string({char: 'b', description: 'relocated lock (kpi relocate --lock-output)', required: true}),
+    bundle: Flags.string({char: 'b', description: 'relocated lock (kpi relocate --lock-output), or a relocated bundle image REPO@sha256:<digest>', required: true}),
     values: Flags.string({char: 'f', description: 'values file (see docs/values.md)', required: true}),
     wait: Flags.string({
       description: 'ready: wait for kpack\'s Ready condition on stacks, stores and builders; applied: do not (no kpack controller runs)',
@@ -45,12 +45,13 @@ install again with the same inputs changes nothing; after an interrupted install
   async run(): Promise<void> {
     const {flags} = await this.parse(Install)
     const timeoutMs = parseDuration(flags.timeout, '--timeout') ?? DEFAULT_STAGE_TIMEOUT_MS
-    const {bundle: lock} = await loadBundle(flags.bundle)
     const values = await loadValues(flags.values)
-    const render = renderPlatform(lock, values)
     const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
     // the registry CAs the cluster will trust (values) and those given here
     const caCerts = [...values.caCerts, ...(await readCaCerts(flags['ca-cert']))]
+    const registryOptions = {caCerts, insecureSkipTlsVerify: flags['insecure-skip-tls-verify'], plainHttp: (r: string) => plain.has(r)}
+    const {bundle: lock} = await loadLock(flags.bundle, registryOptions)
+    const render = renderPlatform(lock, values)
     const kube = await createKubeClient(kubeTarget(flags))
     try {
       const mode = progressMode(flags)
@@ -58,7 +59,7 @@ install again with the same inputs changes nothing; after an interrupted install
         install({
           kube, lock, values, render, wait: flags.wait as 'ready' | 'applied', timeoutMs, adopt: flags.adopt,
           kpiVersion: this.config.version, onEvent,
-          registryOptions: {caCerts, insecureSkipTlsVerify: flags['insecure-skip-tls-verify'], plainHttp: (r) => plain.has(r)},
+          registryOptions,
         }))
       this.report(flags.json, result)
     } finally {

@@ -3,14 +3,17 @@ import {access, rename, stat, writeFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 import {loadBundle} from '../bundle/load.js'
+import {openBundle, recordLock} from '../bundle/source.js'
 import {serializeBundle} from '../bundle/serialize.js'
 import type {Bundle} from '../bundle/types.js'
 import {KpiCommand} from '../cli/base.js'
 import {registryClientFromFlags, registryFlags} from '../cli/registry.js'
 import {KpiError} from '../errors.js'
+import type {Repo} from '../oci/index.js'
 import {formatBytes, progressMode, withProgress} from '../progress/reporter.js'
 import type {RelocationSummary} from '../relocate/execute.js'
-import {parseDestination} from '../relocate/naming.js'
+import {imagesLockFor, imagesLockPath} from '../relocate/images-lock.js'
+import {destinationRepo, formatDigestRef, parseDestination} from '../relocate/naming.js'
 import {registrySink, registrySource} from '../relocate/registry-endpoints.js'
 import {bundleRoots, relocate} from '../relocate/relocate.js'
 
@@ -26,12 +29,17 @@ come from the docker config (~/.docker/config.json or $DOCKER_CONFIG) or KPI_REG
 and KPI_REGISTRY_PASSWORD.`
 
   static override flags = {
-    bundle: Flags.string({char: 'b', description: 'bundle directory or bundle.yaml (or a relocated lock)'}),
+    bundle: Flags.string({char: 'b', description: 'bundle directory or bundle.yaml (or a relocated lock), or a bundle image REPO@sha256:<digest> (kpi bundle push)'}),
     'to-repo': Flags.string({description: 'destination REGISTRY/PREFIX'}),
     'to-tar': Flags.string({description: 'write an archive file for the air gap'}),
     'from-tar': Flags.string({description: 'read images from an archive file (its first part, if split)'}),
     'from-oci-layout': Flags.string({description: 'read the bundle images from an OCI image layout directory (e.g. written by skopeo)'}),
     'lock-output': Flags.string({description: 'write the relocated lock (the bundle with every reference at the destination) here'}),
+    'lock-format': Flags.string({
+      description: 'also write the lock in this format beside --lock-output: imgpkg writes Carvel\'s ImagesLock (LOCK.images.yml) for imgpkg copy --lock',
+      options: ['kpi', 'imgpkg'],
+      multiple: true,
+    }),
     since: Flags.string({description: 'with --to-tar: a bundle or lock of the version the destination has; write only what it lacks'}),
     resume: Flags.boolean({description: 'with --to-tar: continue an interrupted archive', default: false}),
     split: Flags.string({description: 'with --to-tar: write parts of at most this size (e.g. 4GiB, 700MB)'}),
@@ -46,6 +54,7 @@ and KPI_REGISTRY_PASSWORD.`
     const toRepo = flags['to-repo']
     if (flags['to-tar'] && toRepo) throw new KpiError('usage', 'give either --to-tar or --to-repo, not both')
     if (!flags['to-tar'] && !toRepo) throw new KpiError('usage', 'missing destination', {hint: 'give --to-repo REGISTRY/PREFIX or --to-tar FILE'})
+    if (flags['lock-format'] && !flags['lock-output']) throw new KpiError('usage', '--lock-format goes with --lock-output LOCK', {hint: 'the other formats are written beside the lock'})
     if (toRepo && !flags['lock-output']) throw new KpiError('usage', '--to-repo needs --lock-output LOCK', {hint: 'the lock records where every image went; render and install read it'})
     if (flags['from-tar'] && flags.bundle) throw new KpiError('usage', '--from-tar carries its own bundle: drop -b')
     if (!flags['from-tar'] && !flags.bundle) throw new KpiError('usage', 'missing -b BUNDLE (or --from-tar FILE)')
@@ -59,10 +68,14 @@ and KPI_REGISTRY_PASSWORD.`
     if (flags['to-tar']) await checkWritableDir(flags['to-tar'], '--to-tar')
 
     const client = await registryClientFromFlags(flags)
+    const opened = flags.bundle ? await openBundle(flags.bundle, client).catch(async (e) => {
+      await client.close()
+      throw e
+    }) : undefined
     try {
       if (flags['to-tar']) {
         const archive = await import('../archive/actions.js')
-        const loaded = await loadBundle(flags.bundle!)
+        const loaded = opened!.loaded
         const since = flags.since ? await loadBundle(flags.since) : undefined
         const result = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
           archive.relocateToArchive({bundle: loaded, file: flags['to-tar']!, client, since, resume: flags.resume, splitSize, referrers, onEvent}))
@@ -72,6 +85,9 @@ and KPI_REGISTRY_PASSWORD.`
       const dest = parseDestination(toRepo!)
       let lock: Bundle
       let summary: RelocationSummary
+      const extra: Record<string, unknown> = {lock: flags['lock-output']}
+      let headline = `Relocated to ${toRepo}; lock written to ${flags['lock-output']}`
+      let recordAt: {repo: Repo; digest: string} | undefined
       if (flags['from-tar']) {
         const archive = await import('../archive/actions.js')
         const r = await withProgress(mode, `Relocating ${flags['from-tar']} to ${toRepo}`, (onEvent) =>
@@ -80,22 +96,40 @@ and KPI_REGISTRY_PASSWORD.`
         summary = r.summary
       } else if (flags['from-oci-layout']) {
         const archive = await import('../archive/actions.js')
-        const loaded = await loadBundle(flags.bundle!)
+        const loaded = opened!.loaded
         const r = await withProgress(mode, `Relocating ${flags['from-oci-layout']} to ${toRepo}`, (onEvent) =>
           archive.relocateFromOciLayout({bundle: loaded, dir: flags['from-oci-layout']!, toRepo: toRepo!, client, onEvent}))
         lock = r.lock
         summary = r.summary
       } else {
-        const loaded = await loadBundle(flags.bundle!)
+        const {loaded, image} = opened!
         const roots = bundleRoots(loaded.bundle, dest)
+        if (image) {
+          // the bundle image itself travels too, byte for byte, and then says where its images went
+          const dst = destinationRepo(dest, image.repo)
+          roots.push({path: 'bundle image', ref: image.ref, src: image.repo, dst, digest: image.digest, tags: image.tag ? [image.tag] : []})
+          recordAt = {repo: dst, digest: image.digest}
+        }
         const r = await withProgress(mode, `Relocating ${loaded.bundle.metadata.name} ${loaded.bundle.metadata.version} to ${toRepo}`, (onEvent) =>
           relocate(loaded.bundle, registrySource(client), registrySink(client, dest.registry, flags.concurrency), roots, {referrers, onEvent, concurrency: flags.concurrency * 2}))
         lock = r.lock
         summary = r.summary
       }
       await writeAtomically(flags['lock-output']!, serializeBundle(lock))
-      this.report(flags.json, `Relocated to ${toRepo}; lock written to ${flags['lock-output']}`, summary, {lock: flags['lock-output']})
+      if (recordAt) {
+        await recordLock(client, recordAt.repo, recordAt.digest, lock)
+        extra.bundleImage = formatDigestRef(recordAt.repo, recordAt.digest)
+        headline += `; bundle image ${extra.bundleImage} (carries the lock)`
+      }
+      if (flags['lock-format']?.includes('imgpkg')) {
+        const file = imagesLockPath(flags['lock-output']!)
+        await writeAtomically(file, imagesLockFor(lock))
+        extra.imagesLock = file
+        headline += ` (ImagesLock: ${file})`
+      }
+      this.report(flags.json, headline, summary, extra)
     } finally {
+      await opened?.close()
       await client.close()
     }
   }

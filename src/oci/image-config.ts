@@ -4,6 +4,7 @@
  * remote.Image does), so callers can ask for labels of whatever a reference names.
  */
 import {KpiError} from '../errors.js'
+import {readBlobBytes} from './blob-bytes.js'
 import {formatImage} from './reference.js'
 import {isIndexMediaType, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from './types.js'
 
@@ -29,11 +30,9 @@ export async function readImageConfig(client: RegistryClient, repo: Repo, refere
   const manifest = JSON.parse(m.bytes.toString('utf8')) as ImageManifest
   const cfg = manifest.config
   if (!cfg?.digest) throw new KpiError('input', `${where} is not an image (its manifest has no config)`)
-  if (cfg.size > MAX_CONFIG_BYTES) throw new KpiError('input', `${where}: the image config is ${cfg.size} bytes, more than ${MAX_CONFIG_BYTES}`)
-  const chunks: Buffer[] = []
-  for await (const c of await client.getBlob(repo, cfg.digest, cfg.size)) chunks.push(c as Buffer)
+  const bytes = await readBlobBytes(client, repo, cfg, MAX_CONFIG_BYTES, `${where}: image config`)
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImageConfig
+    return JSON.parse(bytes.toString('utf8')) as ImageConfig
   } catch {
     throw new KpiError('input', `${where}: the image config is not JSON`)
   }

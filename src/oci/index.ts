@@ -11,3 +11,5 @@ export {
   readDockerConfig, runCredentialHelper, type CredentialOptions, type DockerAuthEntry, type DockerConfig,
 } from './dockerconfig.js'
 export {isLoopbackRegistry, registryBaseUrl, mapTransportError, type ProxyOptions} from './transport.js'
+export {readImageConfig, type ImageConfig} from './image-config.js'
+export {pushBlobBytes, readBlobBytes} from './blob-bytes.js'

@@ -9,7 +9,7 @@
  */
 import {parse} from 'yaml'
 import {KpiError, isKpiError} from '../../errors.js'
-import {parseReference} from '../../oci/reference.js'
+import {parseReference} from '../../oci/index.js'
 
 export const KP_API_VERSIONS = ['kp.kpack.io/v1alpha1', 'kp.kpack.io/v1alpha3', 'kp.kpack.io/v1'] as const
 export type KpApiVersion = typeof KP_API_VERSIONS[number]

@@ -5,7 +5,7 @@
  */
 import {readFile} from 'node:fs/promises'
 import {KpiError} from '../../errors.js'
-import type {RegistryClient} from '../../oci/types.js'
+import type {RegistryClient} from '../../oci/index.js'
 import {checkBundleText} from '../load.js'
 import {pinBundle, type PinnedImage} from '../pin.js'
 import {formatProblem} from '../problems.js'
