@@ -9,6 +9,7 @@ import {parseBundle} from '../bundle/load.js'
 import type {Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import {algorithmOf, type Descriptor, digestOf, DigestVerifier, type FetchedManifest, type ImageIndex, isDigest} from '../oci/index.js'
+import {decodeUtf8} from '../textfile.js'
 import type {ImageSource} from '../relocate/endpoints.js'
 import {PartSet, resolveParts} from './parts.js'
 import {scanTar, type Member} from './scan.js'
@@ -139,7 +140,7 @@ async function readArchive(file: string, files: string[], parts: PartSet): Promi
   }
   const yaml = bundleFiles.find((f) => f.path === 'bundle.yaml')
   if (!yaml) throw bad(`it has no ${BUNDLE_PREFIX}bundle.yaml`)
-  const bundle = parseBundle(yaml.bytes.toString('utf8'), `${file}:${BUNDLE_PREFIX}bundle.yaml`)
+  const bundle = parseBundle(decodeUtf8(yaml.bytes, `${file}:${BUNDLE_PREFIX}bundle.yaml`, 'bundle file'), `${file}:${BUNDLE_PREFIX}bundle.yaml`)
 
   const blobStream = (digest: string): Readable => {
     const m = members.get(blobMember(digest))

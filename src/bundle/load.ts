@@ -2,12 +2,14 @@
  * Reads a bundle (a directory holding bundle.yaml, or one YAML file), checks it against
  * v1alpha1 and returns it, or reports every problem with file:line:col.
  */
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {LineCounter, parseDocument} from 'yaml'
+import {isKpiError} from '../errors.js'
 import {sortProblems} from '../problems/problem.js'
 import {yamlSyntaxProblem} from '../problems/yaml.js'
 import {problemsError, type BundleProblem} from './problems.js'
+import {readTextFile} from '../textfile.js'
 import type {Bundle, LoadedBundle} from './types.js'
 import {validateDocument, type ValidateOptions} from './validate.js'
 
@@ -41,8 +43,9 @@ export async function checkBundle(path: string, opts: ValidateOptions = {}): Pro
   }
   let raw: string
   try {
-    raw = await readFile(file, 'utf8')
+    raw = await readTextFile(file, 'bundle file')
   } catch (e) {
+    if (isKpiError(e)) return fail(e.message.replace(`${file}: `, ''), e.hint ?? '')
     const code = (e as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return fail(`no ${BUNDLE_FILE} in the bundle directory`, `a bundle directory holds ${BUNDLE_FILE}; or pass the manifest file itself`)
     return fail(`cannot read the bundle file (${code ?? String(e)})`, 'check the path and its permissions')
@@ -53,7 +56,7 @@ export async function checkBundle(path: string, opts: ValidateOptions = {}): Pro
 /** Parses and validates bundle text; `file` is used in messages. */
 export function checkBundleText(raw: string, file: string, dir?: string, opts: ValidateOptions = {}): BundleCheck {
   const lc = new LineCounter()
-  const doc = parseDocument(raw, {lineCounter: lc, prettyErrors: false, uniqueKeys: true})
+  const doc = parseDocument(raw, {lineCounter: lc, prettyErrors: false, uniqueKeys: true, logLevel: 'error'})
   const problems: BundleProblem[] = []
   const warnings: BundleProblem[] = []
   for (const e of doc.errors) problems.push(yamlProblem(file, lc, e))
@@ -75,7 +78,13 @@ export function checkBundleText(raw: string, file: string, dir?: string, opts: V
     }
     return {ok: false, file, problems: sortProblems(problems), warnings: sortedWarnings, ...(partial ? {bundle: partial} : {})}
   }
-  const bundle = doc.toJS() as Bundle
+  let bundle: Bundle
+  try {
+    bundle = doc.toJS() as Bundle
+  } catch (e) {
+    // yaml refuses aliases that expand too much (a "billion laughs" file) while converting
+    return {ok: false, file, problems: [{file, message: `YAML: ${(e as Error).message}`, hint: 'write the values out instead of through aliases'}], warnings: sortedWarnings}
+  }
   const loaded: LoadedBundle = {bundle, file, raw, ...(dir === undefined ? {} : {dir}), ...(sortedWarnings.length ? {warnings: sortedWarnings} : {})}
   return {ok: true, loaded, file, problems: [], warnings: sortedWarnings}
 }

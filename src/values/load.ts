@@ -7,6 +7,7 @@ import {readFile} from 'node:fs/promises'
 import {Ajv, type ErrorObject, type ValidateFunction} from 'ajv'
 import {LineCounter, parseDocument} from 'yaml'
 import {KpiError} from '../errors.js'
+import {readTextFile} from '../textfile.js'
 import {problemsError, sortProblems, type Problem} from '../problems/problem.js'
 import {closest} from '../problems/suggest.js'
 import {fieldPath, pathPosition, yamlSyntaxProblem, type PathSegment} from '../problems/yaml.js'
@@ -30,8 +31,9 @@ function validate(): ValidateFunction {
 export async function loadValues(path: string): Promise<Values> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readTextFile(path, 'values file')
   } catch (e) {
+    if (e instanceof KpiError) throw e
     const code = (e as NodeJS.ErrnoException).code
     throw new KpiError('input', `${path}: cannot read the values file (${code ?? 'error'})`, {
       hint: code === 'ENOENT' ? 'pass the path of a values YAML file with -f (see docs/values.md)' : 'check the file permissions',
@@ -45,7 +47,7 @@ export type ParseValuesOptions = ReadFileOption
 /** Parses and validates values text; `file` names it in messages and anchors relative paths. */
 export async function parseValues(text: string, file: string, opts: ParseValuesOptions = {}): Promise<Values> {
   const lc = new LineCounter()
-  const doc = parseDocument(text, {lineCounter: lc, prettyErrors: false, uniqueKeys: true})
+  const doc = parseDocument(text, {lineCounter: lc, prettyErrors: false, uniqueKeys: true, logLevel: 'error'})
   const problems: Problem[] = []
   const at = (path: Seg[], message: string, onKey = false): void => {
     problems.push({file, ...pathPosition(doc, lc, path, onKey), ...(path.length ? {path: fieldPath(path)} : {}), message})
@@ -53,7 +55,14 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
   for (const e of doc.errors) problems.push(yamlSyntaxProblem(file, lc, e))
   if (problems.length) throw valuesError(file, problems)
 
-  const data = (doc.toJS() ?? {}) as unknown
+  let data: unknown
+  try {
+    data = (doc.toJS() ?? {}) as unknown
+  } catch (e) {
+    // yaml refuses aliases that expand too much (a "billion laughs" file) while converting
+    problems.push({file, message: `YAML: ${(e as Error).message}`})
+    throw valuesError(file, problems)
+  }
   if (!data || typeof data !== 'object' || Array.isArray(data)) {
     at([], 'the values file must be a YAML mapping with at least registry.server and registry.repository')
     throw valuesError(file, problems)
