@@ -22,7 +22,7 @@ import {createRegistryClient} from '../src/oci/client.js'
 import {parseReference} from '../src/oci/reference.js'
 import type {RelocationSummary} from '../src/relocate/execute.js'
 import {planImages} from '../src/relocate/plan.js'
-import {registrySink, registrySource} from '../src/relocate/registry-endpoints.js'
+import {fromSource, registrySource, toRegistry} from '../src/relocate/registry-endpoints.js'
 import {bundleRoots, relocate} from '../src/relocate/relocate.js'
 import type {Sandbox} from '../src/sandbox/sandbox.js'
 import {fmtBytes, fmtMs, fmtRate, fmtRatio, renderTable, type Cell} from './lib/format.js'
@@ -236,7 +236,7 @@ async function hugeImageBundle(sb: Sandbox, size: number, workDir: string): Prom
   const layout = await openOciLayout(layoutDir)
   const client = createRegistryClient({plainHttp: (r) => r === sb.public.host})
   try {
-    await relocate(bundle, layout.source, registrySink(client, sb.public.host), bundleRoots(bundle, {registry: sb.public.host, prefix: ''}))
+    await relocate({from: fromSource(layout.source, bundle), to: toRegistry(client, {registry: sb.public.host, prefix: ''})})
   } finally {
     await client.close()
   }

@@ -11,6 +11,7 @@ import {Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
 import {algorithmOf, DigestVerifier, type FetchedManifest} from '../oci/index.js'
+import {limit} from '../pool.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
 import {PartSet, PartWriter} from './parts.js'
@@ -68,16 +69,6 @@ export interface ArchiveSink extends ImageSink {
   abort(): Promise<void>
 }
 
-/** A serial lock: the tar is one sequence of bytes. */
-function mutex(): <T>(f: () => Promise<T>) => Promise<T> {
-  let tail: Promise<unknown> = Promise.resolve()
-  return <T>(f: () => Promise<T>) => {
-    const run = tail.then(f, f)
-    tail = run.catch(() => undefined)
-    return run
-  }
-}
-
 const aborted = () => new KpiError('failed', 'archive writing was interrupted', {hint: 'run it again with --resume to continue from what was written'})
 
 export async function createArchiveSink(file: string, opts: ArchiveSinkOptions = {}): Promise<ArchiveSink> {
@@ -106,7 +97,8 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions =
     onEvent({type: 'info', message: `nothing to resume for ${file}: starting anew`})
   }
   const out = await PartWriter.create(file, {splitSize: opts.splitSize, keep, leftovers})
-  const serial = mutex()
+  // the tar is one sequence of bytes: one member at a time
+  const serial = limit(1)
   let closed = false
 
   const writeMember = async (name: string, bytes: Buffer) => {

@@ -6,7 +6,7 @@
  */
 import {KpiError, formatError, isKpiError, type ErrorKind} from '../errors.js'
 import {formatReference, parseReference, type RegistryClient} from '../oci/index.js'
-import {limit} from '../relocate/limit.js'
+import {limit} from '../pool.js'
 import {bundleImages, mapBundleImages} from './images.js'
 import type {Bundle} from './types.js'
 

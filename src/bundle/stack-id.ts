@@ -3,7 +3,7 @@
  * label of the build image and of the run image, which must agree.
  */
 import {KpiError} from '../errors.js'
-import {readImageConfig, parseReference, type RegistryClient} from '../oci/index.js'
+import {parseReference, readImageConfig, type RegistryClient} from '../oci/index.js'
 
 export const STACK_ID_LABEL = 'io.buildpacks.stack.id'
 

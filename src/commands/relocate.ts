@@ -5,7 +5,6 @@ import {Flags} from '@oclif/core'
 import {loadBundle} from '../bundle/load.js'
 import {openBundle, recordLock} from '../bundle/source.js'
 import {serializeBundle} from '../bundle/serialize.js'
-import type {Bundle} from '../bundle/types.js'
 import {KpiCommand} from '../cli/base.js'
 import {registryClientFromFlags, registryFlags} from '../cli/registry.js'
 import {KpiError} from '../errors.js'
@@ -14,8 +13,8 @@ import {formatBytes, progressMode, withProgress} from '../progress/reporter.js'
 import type {RelocationSummary} from '../relocate/execute.js'
 import {imagesLockFor, imagesLockPath} from '../relocate/images-lock.js'
 import {destinationRepo, formatDigestRef, parseDestination} from '../relocate/naming.js'
-import {registrySink, registrySource} from '../relocate/registry-endpoints.js'
-import {bundleRoots, relocate} from '../relocate/relocate.js'
+import {fromRegistry, toRegistry} from '../relocate/registry-endpoints.js'
+import {relocate, type RelocationFrom} from '../relocate/relocate.js'
 
 export default class Relocate extends KpiCommand {
   static override description = `Copy every image of a bundle to another registry, or across the air gap through one archive file
@@ -74,47 +73,40 @@ and KPI_REGISTRY_PASSWORD.`
     }) : undefined
     try {
       if (flags['to-tar']) {
-        const archive = await import('../archive/actions.js')
-        const loaded = opened!.loaded
+        const {toArchive} = await import('../archive/export.js')
         const since = flags.since ? await loadBundle(flags.since) : undefined
-        const result = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
-          archive.relocateToArchive({bundle: loaded, file: flags['to-tar']!, client, since, resume: flags.resume, splitSize, referrers, onEvent}))
-        this.report(flags.json, `Wrote ${flags['to-tar']}`, result.summary, {archive: result.archive})
+        const r = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
+          relocate({from: fromRegistry(client, opened!.loaded), to: toArchive(flags['to-tar']!, {since, resume: flags.resume, splitSize}), referrers, onEvent}))
+        this.report(flags.json, `Wrote ${flags['to-tar']}`, r.summary, {archive: r.target.archive})
         return
       }
       const dest = parseDestination(toRepo!)
-      let lock: Bundle
-      let summary: RelocationSummary
+      const to = toRegistry(client, dest, flags.concurrency)
       const extra: Record<string, unknown> = {lock: flags['lock-output']}
       let headline = `Relocated to ${toRepo}; lock written to ${flags['lock-output']}`
       let recordAt: {repo: Repo; digest: string} | undefined
+      let from: RelocationFrom
+      let title: string
+      let concurrency: number | undefined
       if (flags['from-tar']) {
-        const archive = await import('../archive/actions.js')
-        const r = await withProgress(mode, `Relocating ${flags['from-tar']} to ${toRepo}`, (onEvent) =>
-          archive.relocateFromArchive({file: flags['from-tar']!, toRepo: toRepo!, client, referrers, onEvent}))
-        lock = r.lock
-        summary = r.summary
+        const {fromArchive} = await import('../archive/import.js')
+        from = fromArchive(flags['from-tar'])
+        title = `Relocating ${flags['from-tar']} to ${toRepo}`
       } else if (flags['from-oci-layout']) {
-        const archive = await import('../archive/actions.js')
-        const loaded = opened!.loaded
-        const r = await withProgress(mode, `Relocating ${flags['from-oci-layout']} to ${toRepo}`, (onEvent) =>
-          archive.relocateFromOciLayout({bundle: loaded, dir: flags['from-oci-layout']!, toRepo: toRepo!, client, onEvent}))
-        lock = r.lock
-        summary = r.summary
+        const {fromLayout} = await import('../archive/import.js')
+        from = fromLayout(flags['from-oci-layout'], opened!.loaded)
+        title = `Relocating ${flags['from-oci-layout']} to ${toRepo}`
       } else {
         const {loaded, image} = opened!
-        const roots = bundleRoots(loaded.bundle, dest)
-        if (image) {
-          // the bundle image itself travels too, byte for byte, and then says where its images went
-          const dst = destinationRepo(dest, image.repo)
-          roots.push({path: 'bundle image', ref: image.ref, src: image.repo, dst, digest: image.digest, tags: image.tag ? [image.tag] : []})
-          recordAt = {repo: dst, digest: image.digest}
-        }
-        const r = await withProgress(mode, `Relocating ${loaded.bundle.metadata.name} ${loaded.bundle.metadata.version} to ${toRepo}`, (onEvent) =>
-          relocate(loaded.bundle, registrySource(client), registrySink(client, dest.registry, flags.concurrency), roots, {referrers, onEvent, concurrency: flags.concurrency * 2}))
-        lock = r.lock
-        summary = r.summary
+        if (image) recordAt = {repo: destinationRepo(dest, image.repo), digest: image.digest}
+        // the bundle image itself travels too, byte for byte, and then says where its images went
+        from = fromRegistry(client, loaded, image && recordAt
+          ? () => [{path: 'bundle image', ref: image.ref, src: image.repo, dst: recordAt!.repo, digest: image.digest, tags: image.tag ? [image.tag] : []}]
+          : undefined)
+        title = `Relocating ${loaded.bundle.metadata.name} ${loaded.bundle.metadata.version} to ${toRepo}`
+        concurrency = flags.concurrency * 2
       }
+      const {lock, summary} = await withProgress(mode, title, (onEvent) => relocate({from, to, referrers, onEvent, concurrency}))
       await writeAtomically(flags['lock-output']!, serializeBundle(lock))
       if (recordAt) {
         await recordLock(client, recordAt.repo, recordAt.digest, lock)

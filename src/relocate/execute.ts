@@ -8,7 +8,7 @@ import {KpiError} from '../errors.js'
 import type {Descriptor, Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
-import {limit, once} from './limit.js'
+import {limit, once} from '../pool.js'
 import type {Plan, PlanManifest} from './plan.js'
 
 export interface RelocationSummary {

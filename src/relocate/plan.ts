@@ -7,7 +7,7 @@
 import {KpiError} from '../errors.js'
 import {type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest, isIndexMediaType, type Repo} from '../oci/index.js'
 import type {ImageSource} from './endpoints.js'
-import {limit, once} from './limit.js'
+import {limit, once} from '../pool.js'
 
 export interface PlanRoot {
   /** where the image sits in the bundle, e.g. `stacks[0].runImage` */

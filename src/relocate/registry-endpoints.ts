@@ -1,6 +1,9 @@
-/** A registry as a relocation source and sink, over the OCI client. */
+/** A registry as a relocation source and sink, over the OCI client, and as the endpoints relocate() takes. */
 import {type FetchedManifest, linkReferrer, type RegistryClient} from '../oci/index.js'
+import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
+import {parseDestination, type Destination} from './naming.js'
+import type {OpenedSource, RelocationFrom, RelocationTo} from './relocate.js'
 
 export function registrySource(client: RegistryClient): ImageSource {
   return {
@@ -27,5 +30,28 @@ export function registrySink(client: RegistryClient, registry: string, concurren
       for (const t of tags) await client.putManifest(repo, t, m.bytes, m.mediaType)
     },
     linkReferrer: (repo, subject, referrer) => linkReferrer(client, repo, subject, referrer),
+  }
+}
+
+/**
+ * A bundle's images read through `source` (registries by default); `bundle` may be a loaded
+ * bundle (its files go into an archive) or a bundle in memory.
+ */
+export function fromSource(source: ImageSource, bundle: LoadedBundle | Bundle, more?: OpenedSource['moreRoots']): RelocationFrom {
+  const loaded = 'bundle' in bundle ? bundle : undefined
+  return {open: async () => ({bundle: loaded ? loaded.bundle : (bundle as Bundle), ...(loaded ? {loaded} : {}), source, ...(more ? {moreRoots: more} : {})})}
+}
+
+/** A bundle's images where its references say they are (and `more`, e.g. the bundle image). */
+export const fromRegistry = (client: RegistryClient, bundle: LoadedBundle | Bundle, more?: OpenedSource['moreRoots']): RelocationFrom =>
+  fromSource(registrySource(client), bundle, more)
+
+/** Into a registry under REGISTRY/PREFIX (`toRepo`), `uploads` blobs at once; the lock points there. */
+export function toRegistry(client: RegistryClient, to: string | Destination, uploads?: number): RelocationTo<undefined> {
+  const destination = typeof to === 'string' ? parseDestination(to) : to
+  const toRepo = typeof to === 'string' ? to : `${to.registry}${to.prefix ? `/${to.prefix}` : ''}`
+  return {
+    destination,
+    open: async () => ({sink: registrySink(client, destination.registry, uploads), registry: {client, toRepo}}),
   }
 }

@@ -1,28 +1,92 @@
 /**
- * The relocate action: every image of a bundle to a destination, and the relocated lock.
- * Sources and sinks are chosen by the caller (registry, archive, OCI layout); this wires
- * bundle → plan → execute → lock.
+ * The one relocation action: every image of a bundle from somewhere to somewhere, and the
+ * relocated lock. `from` and `to` are endpoints (registry, archive, OCI layout: see
+ * registry-endpoints.ts, archive/import.ts, archive/export.ts) that bring their own steps as
+ * hooks (an archive orders the plan, leaves out a delta's base, checks the base is at the
+ * destination, writes its table of contents); this wires bundle → plan → hooks → execute → lock.
  */
-import type {Bundle} from '../bundle/types.js'
+import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import {bundleImages, mapBundleImages} from '../bundle/images.js'
 import {KpiError} from '../errors.js'
-import {parseReference, type Repo} from '../oci/index.js'
-import type {OnEvent} from '../progress/events.js'
+import {parseReference, type RegistryClient, type Repo} from '../oci/index.js'
+import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {executePlan, type RelocationSummary} from './execute.js'
 import {destinationRepo, formatDigestRef, type Destination} from './naming.js'
 import {planImages, type Plan, type PlanRoot} from './plan.js'
 
-export interface RelocateOptions {
+/** Where images come from, with the steps that source needs. */
+export interface RelocationFrom {
+  open(onEvent: OnEvent): Promise<OpenedSource>
+}
+
+export interface OpenedSource {
+  /** the bundle whose images move (an archive carries its own) */
+  bundle: Bundle
+  /** the bundle as loaded from disk, when it was (an archive target copies its files) */
+  loaded?: LoadedBundle
+  source: ImageSource
+  /** images to move besides the bundle's, e.g. the bundle image itself; not in the lock */
+  moreRoots?(destinationOf: (src: Repo) => Repo): PlanRoot[]
+  /** checks the plan roots before planning (an archive: every root is archived) */
+  checkRoots?(roots: PlanRoot[]): void
+  /** reorders the plan (an archive is read front to back) */
+  arrange?(plan: Plan): Plan
+  /** after the target opened, before anything is copied (a delta archive: its base is at the destination) */
+  beforeCopy?(plan: Plan, target: OpenedTarget<unknown>, onEvent: OnEvent): Promise<void>
+  close?(): Promise<void>
+}
+
+/** Where images go, with the steps that destination needs; `X` is what it reports besides the summary. */
+export interface RelocationTo<X> {
+  /** each source repository's destination */
+  readonly destination: Destination | ((src: Repo) => Repo)
+  open(c: PlannedRelocation): Promise<OpenedTarget<X>>
+}
+
+export interface PlannedRelocation {
+  bundle: Bundle
+  loaded?: LoadedBundle
+  source: ImageSource
+  roots: PlanRoot[]
+  plan: Plan
+  referrers?: boolean
+  concurrency?: number
+  onEvent: OnEvent
+}
+
+export interface OpenedTarget<X> {
+  sink: ImageSink
+  /** the plan as the target will copy it, when it reorders it */
+  plan?: Plan
+  /** blobs it will receive, when not every blob of the plan (a delta) */
+  blobs?: number
+  /** a registry target: what a source's beforeCopy may ask of the destination */
+  registry?: {client: RegistryClient; toRepo: string}
+  /** after every image is copied (an archive writes its manifests, index and table of contents) */
+  finish?(summary: RelocationSummary): Promise<X>
+  /** the copy failed (an archive keeps its partial file for resume) */
+  abort?(): Promise<void>
+}
+
+export interface RelocateOptions<X> {
+  from: RelocationFrom
+  to: RelocationTo<X>
+  /** follow OCI 1.1 referrers (signatures, SBOMs); default true */
   referrers?: boolean
   concurrency?: number
   onEvent?: OnEvent
 }
 
-export interface RelocateResult {
+export interface RelocateResult<X = undefined> {
+  /** the bundle with every reference at its destination */
   lock: Bundle
+  /** the bundle relocated, with its source references */
+  bundle: Bundle
   plan: Plan
   summary: RelocationSummary
+  /** what the target reports (an archive: its files and table of contents) */
+  target: X
 }
 
 /** The plan roots of a bundle: each image, its source repository and its destination. */
@@ -53,10 +117,31 @@ export function lockFor(bundle: Bundle, roots: PlanRoot[]): Bundle {
   return {...lock, kind: 'BundleLock', origins: Object.fromEntries(Object.entries(origins).sort(([a], [b]) => a.localeCompare(b)))}
 }
 
-export async function relocate(bundle: Bundle, source: ImageSource, sink: ImageSink, roots: PlanRoot[], opts: RelocateOptions = {}): Promise<RelocateResult> {
-  opts.onEvent?.({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${source.name}`})
-  const plan = await planImages(source, roots, {referrers: opts.referrers, concurrency: opts.concurrency})
-  opts.onEvent?.({type: 'phase', phase: 'copy', message: `${plan.manifests.length} manifests, ${plan.blobs.size} unique blobs to ${sink.name}`})
-  const summary = await executePlan(plan, source, sink, {onEvent: opts.onEvent, concurrency: opts.concurrency})
-  return {lock: lockFor(bundle, plan.roots), plan, summary}
+export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<RelocateResult<X>> {
+  const onEvent = o.onEvent ?? noProgress
+  const from = await o.from.open(onEvent)
+  try {
+    const d = o.to.destination
+    const roots = [...bundleRoots(from.bundle, d), ...(from.moreRoots?.(typeof d === 'function' ? d : (src) => destinationRepo(d, src)) ?? [])]
+    from.checkRoots?.(roots)
+    onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${from.source.name}`})
+    let plan = await planImages(from.source, roots, {referrers: o.referrers, concurrency: o.concurrency})
+    plan = from.arrange?.(plan) ?? plan
+    const target = await o.to.open({bundle: from.bundle, loaded: from.loaded, source: from.source, roots, plan, referrers: o.referrers, concurrency: o.concurrency, onEvent})
+    plan = target.plan ?? plan
+    let summary: RelocationSummary
+    let result: X
+    try {
+      await from.beforeCopy?.(plan, target as OpenedTarget<unknown>, onEvent)
+      onEvent({type: 'phase', phase: 'copy', message: `${plan.manifests.length} manifests, ${target.blobs ?? plan.blobs.size} unique blobs to ${target.sink.name}`})
+      summary = await executePlan(plan, from.source, target.sink, {onEvent, concurrency: o.concurrency})
+      result = (await target.finish?.(summary)) as X
+    } catch (e) {
+      await target.abort?.()
+      throw e
+    }
+    return {lock: lockFor(from.bundle, plan.roots), bundle: from.bundle, plan, summary, target: result}
+  } finally {
+    await from.close?.()
+  }
 }

@@ -10,8 +10,8 @@ import type {Bundle} from '../bundle/types.js'
 import {openOciLayout} from '../archive/layout.js'
 import {generateSample, writeBundleDir} from '../imagegen/index.js'
 import {createRegistryClient} from '../oci/index.js'
-import {registrySink} from '../relocate/registry-endpoints.js'
-import {bundleRoots, relocate} from '../relocate/relocate.js'
+import {fromSource, toRegistry} from '../relocate/registry-endpoints.js'
+import {relocate} from '../relocate/relocate.js'
 import {startControlPlane, type ControlPlane, type FakeNode} from './controlplane.js'
 import {makeCA} from './pki.js'
 import {startRegistry, type Registry} from './registry.js'
@@ -85,8 +85,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
         const sample = await generateSample({version, layoutDir: join(runDir, 'layout'), scale: opts.scale})
         const b = sample.bundle(pub.host)
         const layout = await openOciLayout(sample.layoutDir)
-        const roots = bundleRoots(b, {registry: pub.host, prefix: ''})
-        await relocate(b, layout.source, registrySink(client, pub.host), roots)
+        await relocate({from: fromSource(layout.source, b), to: toRegistry(client, {registry: pub.host, prefix: ''})})
         const dir = join(runDir, 'bundles', version)
         await writeBundleDir(b, dir)
         bundles[version] = dir

@@ -1,0 +1,65 @@
+/**
+ * The one way kpi runs async work side by side: a bounded pool (registry requests, uploads,
+ * server-side applies, lookups), and helpers over it. Bounded because registries and API
+ * servers throttle, and a tar is written one member at a time (limit(1)).
+ */
+
+/** A bounded pool: at most `n` of the returned function's tasks run at once, in the order given. */
+export function limit(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0
+  const queue: Array<() => void> = []
+  const next = () => {
+    if (active >= n) return
+    const start = queue.shift()
+    if (start) {
+      active++
+      start()
+    }
+  }
+  return <T>(task: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      queue.push(() => {
+        task().then(resolve, reject).finally(() => {
+          active--
+          next()
+        })
+      })
+      next()
+    })
+}
+
+/**
+ * `f` over every item, at most `n` at once; results in the items' order. After the first failure
+ * no further item starts; the ones running finish, then the first error is thrown.
+ */
+export async function mapLimit<T, R>(items: readonly T[], n: number, f: (x: T) => Promise<R>): Promise<R[]> {
+  const pool = limit(Math.max(1, n))
+  let failed = false
+  const settled = await Promise.allSettled(items.map((x) => pool(async () => {
+    if (failed) throw skipped
+    try {
+      return await f(x)
+    } catch (e) {
+      failed = true
+      throw e
+    }
+  })))
+  const first = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected' && s.reason !== skipped)
+  if (first) throw first.reason
+  return settled.map((s) => (s as PromiseFulfilledResult<R>).value)
+}
+
+const skipped = Symbol('skipped after a failure')
+
+/** Memoise an async function by key: each key's work runs once, later callers share it. */
+export function once<T>(): (key: string, f: () => Promise<T>) => Promise<T> {
+  const seen = new Map<string, Promise<T>>()
+  return (key, f) => {
+    let p = seen.get(key)
+    if (!p) {
+      p = f()
+      seen.set(key, p)
+    }
+    return p
+  }
+}
