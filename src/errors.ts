@@ -53,11 +53,13 @@ export interface KubernetesErrorDetails {
   conflicts?: FieldConflict[]
 }
 
-/** A positioned problem in a file the user edits (bundle, values). */
+/** A positioned problem in a file the user edits (bundle, values): `file:line:col: path: message: hint`. */
 export interface ProblemDetail {
   file: string
+  /** 1-based; absent when the problem is about the file as a whole (missing, empty) */
   line?: number
   col?: number
+  /** field path like `stacks[0].runImage` or `registry.username` */
   path?: string
   message: string
   hint?: string

@@ -63,3 +63,21 @@ export function once<T>(): (key: string, f: () => Promise<T>) => Promise<T> {
     return p
   }
 }
+
+/**
+ * Memoise an async lookup by key (credentials per registry): callers share one run per key; a
+ * failure is forgotten, so the next caller tries again.
+ */
+export function memoAsync<T>(f: (key: string) => Promise<T>, keyOf: (key: string) => string = (k) => k): (key: string) => Promise<T> {
+  const cache = new Map<string, Promise<T>>()
+  return (key) => {
+    const k = keyOf(key)
+    let p = cache.get(k)
+    if (!p) {
+      p = f(key)
+      cache.set(k, p)
+      p.catch(() => cache.delete(k))
+    }
+    return p
+  }
+}

@@ -7,7 +7,7 @@ import {parseDuration} from '../cli/duration.js'
 import {kubeFlags, kubeTarget} from '../cli/kube.js'
 import {readCaCerts, registryFlags} from '../cli/registry.js'
 import {createKubeClient} from '../kube/client.js'
-import {progressMode, withStagedProgress} from '../progress/reporter.js'
+import {progressMode, withStagedProgress} from '../cli/progress.js'
 import {renderPlatform} from '../render/render.js'
 import {loadValues} from '../values/load.js'
 

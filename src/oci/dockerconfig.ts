@@ -9,6 +9,7 @@ import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {KpiError} from '../errors.js'
+import {memoAsync} from '../pool.js'
 import {DOCKER_HUB, normaliseRegistry} from './reference.js'
 import type {Credentials} from './types.js'
 
@@ -228,15 +229,5 @@ export async function credentialsFor(registry: string, opts: CredentialOptions =
 
 /** A memoised `credentialsFor`, so helpers run once per registry per client. */
 export function credentialResolver(opts: CredentialOptions = {}): (registry: string) => Promise<Credentials | undefined> {
-  const cache = new Map<string, Promise<Credentials | undefined>>()
-  return (registry) => {
-    const key = normaliseRegistry(registry).toLowerCase()
-    let p = cache.get(key)
-    if (!p) {
-      p = credentialsFor(registry, opts)
-      cache.set(key, p)
-      p.catch(() => cache.delete(key))
-    }
-    return p
-  }
+  return memoAsync((registry) => credentialsFor(registry, opts), (registry) => normaliseRegistry(registry).toLowerCase())
 }

@@ -100,6 +100,9 @@ export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getMa
 
 // ---- writing ----
 
+/** A client that can push referrers; one that can tell whether a registry has the API skips the fallback tag there. */
+type ReferrerWriter = RegistryClient & Partial<ReferrersApiProbe>
+
 /** The descriptor an index of referrers lists for a manifest (spec: artifactType, else config type). */
 export function referrerDescriptor(bytes: Buffer, mediaType: string): Descriptor & {subject?: Descriptor} {
   let m: {artifactType?: string; config?: {mediaType?: string}; annotations?: Record<string, string>; subject?: Descriptor}
@@ -121,12 +124,7 @@ export function referrerDescriptor(bytes: Buffer, mediaType: string): Descriptor
  * tag index of its subject unless the registry serves the referrers API. Returns the digest.
  * The fallback update is read-modify-write: concurrent writers to one subject can lose entries.
  */
-export async function attachReferrer(
-  client: RegistryClient & Partial<ReferrersApiProbe>,
-  repo: Repo,
-  bytes: Buffer,
-  mediaType: string,
-): Promise<string> {
+export async function attachReferrer(client: ReferrerWriter, repo: Repo, bytes: Buffer, mediaType: string): Promise<string> {
   const {subject, ...desc} = referrerDescriptor(bytes, mediaType)
   if (!subject?.digest) throw new KpiError('input', `referrer ${desc.digest} for ${formatRepo(repo)} has no subject`)
   const digest = await client.putManifest(repo, desc.digest, bytes, mediaType)
@@ -138,12 +136,7 @@ export async function attachReferrer(
  * Make `referrer` (already pushed) discoverable from `subject`: a no-op where the registry serves
  * the referrers API, else a merge into the subject's `sha256-<hex>` fallback tag index.
  */
-export async function linkReferrer(
-  client: RegistryClient & Partial<ReferrersApiProbe>,
-  repo: Repo,
-  subject: string,
-  referrer: Descriptor,
-): Promise<void> {
+export async function linkReferrer(client: ReferrerWriter, repo: Repo, subject: string, referrer: Descriptor): Promise<void> {
   if (client.referrersApi && (await client.referrersApi(repo))) return
   const tag = referrersTag(subject)
   let index: ImageIndex = {schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: []}

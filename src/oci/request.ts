@@ -7,12 +7,13 @@
 import type {Readable} from 'node:stream'
 import type {Dispatcher} from 'undici'
 import {KpiError} from '../errors.js'
+import {memoAsync} from '../pool.js'
 import {Authenticator, refusedError, userOf} from './auth.js'
 import {credentialResolver} from './dockerconfig.js'
 import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
 import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
 import {createDispatcher, mapTransportError, registryBaseUrl, type ProxyOptions} from './transport.js'
-import type {ClientOptions, Credentials, Repo} from './types.js'
+import type {ClientOptions, Repo} from './types.js'
 
 export interface RequestOptions extends ClientOptions {
   /** proxy settings instead of HTTP_PROXY/HTTPS_PROXY/NO_PROXY */
@@ -105,11 +106,11 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     caCerts: opts.caCerts, insecureSkipTlsVerify: opts.insecureSkipTlsVerify,
     connections: opts.connections, proxy: opts.proxy,
   })
-  const credentials = memoCredentials(opts.credentials ?? credentialResolver())
+  // helpers run once per registry, failures retried
+  const credentials = memoAsync(opts.credentials ?? credentialResolver())
   const auth = new Authenticator({dispatcher, credentials, userAgent})
   const policy: RetryPolicy = {...defaultRetryPolicy, ...opts.retryPolicy, ...(opts.retries !== undefined ? {retries: opts.retries} : {})}
   const plainHttp = opts.plainHttp ?? (() => false)
-  const probes = new Map<string, Promise<void>>()
 
   const base = (registry: string): string => registryBaseUrl(registry, plainHttp(registry))
   const repoUrl = (repo: Repo, rest: string): string => `${base(repo.registry)}/v2/${repo.repository}/${rest}`
@@ -138,35 +139,27 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     }
   }
 
-  /** GET /v2/ once per registry to learn whether and how it wants authentication. */
-  function probe(registry: string): Promise<void> {
-    let p = probes.get(registry)
-    if (!p) {
-      p = (async () => {
-        const res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
-        if (res.statusCode === 401) {
-          auth.learn(registry, res.headers['www-authenticate'])
-          await dump(res)
-          return
-        }
-        if (res.statusCode >= 200 && res.statusCode < 300) {
-          await dump(res)
-          return
-        }
-        const text = await readErrorBody(res)
-        if (res.statusCode === 400 && /HTTPS server/i.test(text)) {
-          throw new KpiError('tls', `registry ${registry} speaks HTTPS, but was addressed over plain HTTP`, {hint: 'do not mark this registry as plain HTTP'})
-        }
-        if (res.statusCode === 404) {
-          throw new KpiError('failed', `${registry} does not serve the registry API (GET /v2/ answered 404)`, {hint: 'check the registry address'})
-        }
-        throw registryError(res.statusCode, text, {registry, subject: `the API root of ${registry}`, action: 'pull'})
-      })()
-      probes.set(registry, p)
-      p.catch(() => probes.delete(registry))
+  /** GET /v2/ once per registry to learn whether and how it wants authentication (again after a failure). */
+  const probe = memoAsync(async (registry: string): Promise<void> => {
+    const res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+    if (res.statusCode === 401) {
+      auth.learn(registry, res.headers['www-authenticate'])
+      await dump(res)
+      return
     }
-    return p
-  }
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      await dump(res)
+      return
+    }
+    const text = await readErrorBody(res)
+    if (res.statusCode === 400 && /HTTPS server/i.test(text)) {
+      throw new KpiError('tls', `registry ${registry} speaks HTTPS, but was addressed over plain HTTP`, {hint: 'do not mark this registry as plain HTTP'})
+    }
+    if (res.statusCode === 404) {
+      throw new KpiError('failed', `${registry} does not serve the registry API (GET /v2/ answered 404)`, {hint: 'check the registry address'})
+    }
+    throw registryError(res.statusCode, text, {registry, subject: `the API root of ${registry}`, action: 'pull'})
+  })
 
   async function unauthorized(registry: string, sent: string | undefined, scopes: string[]): Promise<KpiError> {
     const creds = await credentials(registry)
@@ -209,18 +202,4 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   }
 
   return {policy, base, repoUrl, send, raw, rawRetry, ping, close: () => dispatcher.close()}
-}
-
-/** Memoise a credentials lookup so helpers run once per registry, failures retried. */
-function memoCredentials(f: (registry: string) => Promise<Credentials | undefined>): (registry: string) => Promise<Credentials | undefined> {
-  const cache = new Map<string, Promise<Credentials | undefined>>()
-  return (registry) => {
-    let p = cache.get(registry)
-    if (!p) {
-      p = f(registry)
-      cache.set(registry, p)
-      p.catch(() => cache.delete(registry))
-    }
-    return p
-  }
 }

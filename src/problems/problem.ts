@@ -4,16 +4,8 @@
  */
 import {KpiError, type ProblemDetail} from '../errors.js'
 
-export interface Problem extends ProblemDetail {
-  file: string
-  /** 1-based; absent when the problem is about the file as a whole (missing, empty) */
-  line?: number
-  col?: number
-  /** field path like `stacks[0].runImage` or `registry.username` */
-  path?: string
-  message: string
-  hint?: string
-}
+/** The shape KpiError details carry (errors.ts): line and col 1-based, path like `stacks[0].runImage`. */
+export type Problem = ProblemDetail
 
 /** `file:line:col: path` (the hint is kept apart so one-problem errors can carry it as KpiError.hint). */
 export function problemLocation(p: Problem): string {

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {inspectArchive} from '../../archive/inspect.js'
 import {KpiCommand} from '../../cli/base.js'
-import {formatBytes} from '../../progress/reporter.js'
+import {formatBytes} from '../../cli/progress.js'
 
 export default class TarInspect extends KpiCommand {
   static override description = 'Show what an air-gap archive holds: bundle, images, platforms, sizes, delta base'

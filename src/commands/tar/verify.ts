@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 import {verifyArchive} from '../../archive/verify.js'
 import {KpiCommand} from '../../cli/base.js'
 import {KpiError} from '../../errors.js'
-import {formatBytes, progressMode, withProgress} from '../../progress/reporter.js'
+import {formatBytes, progressMode, withProgress} from '../../cli/progress.js'
 
 export default class TarVerify extends KpiCommand {
   static override description = 'Check every digest of an air-gap archive and that every image it holds is complete'

@@ -3,7 +3,7 @@
  * on stderr with --json (stdout then carries only the result document).
  */
 import {Listr} from 'listr2'
-import type {OnEvent, ProgressEvent} from './events.js'
+import type {OnEvent, ProgressEvent} from '../progress/events.js'
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'silent'
 
