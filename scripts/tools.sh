@@ -7,7 +7,9 @@
 #   bash scripts/tools.sh                  # every group
 #   bash scripts/tools.sh controlplane     # kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
 #   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl (the peer for install benchmarks: kapp is not reachable),
-#                                          # ggcr-registry (go-containerregistry's registry with the OCI referrers API)
+#                                          # ggcr-registry (go-containerregistry's registry with the OCI referrers API),
+#                                          # floor (tools/floor: the benchmark's minimal blob copier)
+#   bash scripts/tools.sh crane floor      # single tools by name
 #
 # KPI_CACHE_DIR overrides ~/.cache/kpi. Cold builds of Kubernetes take many minutes on 2 cores.
 set -euo pipefail
@@ -20,7 +22,7 @@ cache=${KPI_CACHE_DIR:-$HOME/.cache/kpi}
 # are not built; the benchmarks that compare with them skip when src/sandbox/tools.ts finds no binary.
 groups_all=(controlplane peers)
 tools_controlplane=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
-tools_peers=(crane toxiproxy-server kubectl ggcr-registry)
+tools_peers=(crane toxiproxy-server kubectl ggcr-registry floor)
 
 version_of() {
   case $1 in
@@ -29,6 +31,7 @@ version_of() {
     kwok) echo "$KWOK_VERSION" ;;
     crane|ggcr-registry) echo "$CRANE_VERSION" ;;
     toxiproxy-server) echo "$TOXIPROXY_VERSION" ;;
+    floor) echo "$FLOOR_VERSION" ;;
     *) echo "tools.sh: unknown tool $1" >&2; exit 2 ;;
   esac
 }
@@ -92,6 +95,10 @@ build_one() { # tool version tmpdir
       check_pin ggcr-registry github.com/google/go-containerregistry "$version"
       (cd "$root/tools/ggcr-registry" && go build -trimpath -ldflags "-s -w" -o "$tmp/ggcr-registry" .)
       ;;
+    floor)
+      # the benchmark's own (standard library only); FLOOR_VERSION is bumped when it changes
+      (cd "$root/tools/floor" && go build -trimpath -ldflags "-s -w" -o "$tmp/floor" .)
+      ;;
   esac
 }
 
@@ -137,6 +144,7 @@ for g in "${groups[@]}"; do
   case $g in
     controlplane) for t in "${tools_controlplane[@]}"; do ensure "$t"; done ;;
     peers) for t in "${tools_peers[@]}"; do ensure "$t"; done ;;
+    crane|toxiproxy-server|kubectl|ggcr-registry|floor|kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok) ensure "$g" ;;
     *) echo "tools.sh: unknown group '$g' (groups: ${groups_all[*]})" >&2; exit 2 ;;
   esac
 done

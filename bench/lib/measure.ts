@@ -27,6 +27,8 @@ export interface Measured {
   wallMs: number
   /** peak RSS in bytes; undefined if GNU time did not report it (killed by a signal) */
   peakRssBytes?: number
+  /** user + system CPU seconds of the process and its children (GNU time's %U + %S) */
+  cpuS?: number
   stdout: string
   stderr: string
   /** 1-minute load average when the command started and ended: the machine is shared */
@@ -41,7 +43,7 @@ export async function measure(spec: CommandSpec): Promise<Measured> {
   const loadStart = loadavg()[0]!
   const started = performance.now()
   try {
-    const child = spawn(GNU_TIME, ['-f', '%M', '-o', out, spec.cmd, ...spec.args], {
+    const child = spawn(GNU_TIME, ['-f', '%M %U %S', '-o', out, spec.cmd, ...spec.args], {
       cwd: spec.cwd,
       env: {...process.env, ...spec.env},
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -57,10 +59,11 @@ export async function measure(spec: CommandSpec): Promise<Measured> {
     const wallMs = performance.now() - started
     const rusage = await readFile(out, 'utf8').catch(() => '')
     // GNU time writes "Command exited with non-zero status N" before the format line on failure
-    const kib = rusage.trim().split('\n').map((l) => /^\d+$/.test(l.trim()) ? Number(l.trim()) : NaN).filter(Number.isFinite).pop()
+    const last = rusage.trim().split('\n').map((l) => /^(\d+) ([\d.]+) ([\d.]+)$/.exec(l.trim())).filter((m) => m !== null).pop()
     return {
       label, code, signal, wallMs, stdout, stderr,
-      peakRssBytes: kib === undefined ? undefined : kib * 1024,
+      peakRssBytes: last ? Number(last[1]) * 1024 : undefined,
+      cpuS: last ? Number(last[2]) + Number(last[3]) : undefined,
       load: {start: loadStart, end: loadavg()[0]!},
     }
   } finally {
@@ -74,6 +77,8 @@ export interface MeasuredLoop {
   wallMs: number
   /** the largest peak RSS of any run: a loop is as heavy as its heaviest process */
   peakRssBytes?: number
+  /** CPU seconds of all runs together */
+  cpuS?: number
   failures: Measured[]
   load: {start: number; end: number}
 }
@@ -92,14 +97,40 @@ export async function measureLoop(specs: CommandSpec[], opts: {keepGoing?: boole
     opts.onRun?.(m, i)
     if (m.code !== 0 && !opts.keepGoing) break
   }
+  return loopResult(runs, performance.now() - started, loadStart)
+}
+
+function loopResult(runs: Measured[], wallMs: number, loadStart: number): MeasuredLoop {
   const rss = runs.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined)
   return {
     runs,
-    wallMs: performance.now() - started,
+    wallMs,
     peakRssBytes: rss.length ? Math.max(...rss) : undefined,
+    cpuS: runs.reduce((a, r) => a + (r.cpuS ?? 0), 0),
     failures: runs.filter((r) => r.code !== 0),
     load: {start: loadStart, end: loadavg()[0]!},
   }
+}
+
+/**
+ * Run commands `concurrency` at a time, as a user's `xargs -P` would run a peer without a bundle
+ * concept image by image. Starts nothing new after a failure.
+ */
+export async function measurePool(specs: CommandSpec[], concurrency: number): Promise<MeasuredLoop> {
+  const runs: Measured[] = []
+  const loadStart = loadavg()[0]!
+  const started = performance.now()
+  let next = 0
+  let failed = false
+  const worker = async (): Promise<void> => {
+    while (!failed && next < specs.length) {
+      const m = await measure(specs[next++]!)
+      runs.push(m)
+      if (m.code !== 0) failed = true
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(concurrency, specs.length)}, worker))
+  return loopResult(runs, performance.now() - started, loadStart)
 }
 
 /** The last lines of a failed command's output, for a one-paragraph error. */

@@ -1,0 +1,634 @@
+/**
+ * `npm run bench`: kpi against every peer and a floor, on the workloads where relocation tools
+ * differ, in one run on one machine, each workload at least 3 times in rotating tool order.
+ *
+ *   npm run bench [-- --quick] [--rounds N] [--tools kpi,floor,...] [--workloads ...] [--json]
+ *
+ * Workloads (bench/lib/platform.ts: 43 images, 2.1 GiB; --quick: the same at 1/32 scale):
+ *   registry-to-registry      v1 from the public registry (plain HTTP) into a fresh registry
+ *                             (htpasswd + TLS), loopback
+ *   nothing-to-move           the same again into the same registry
+ *   patch                     v2 (its patch release) into the registry holding v1
+ *   registry-to-registry-wan  v1 through toxiproxy: latency each way and a per-connection cap
+ *   archive-write             v1 from the registry into an archive (file or files)
+ *   archive-read              that archive into a fresh registry
+ *
+ * Every run gets a fresh destination registry, so no tool benefits from another's uploads.
+ * Results: bench/results/latest.json and latest.md; README.md's table (unless --quick or
+ * --no-readme). See bench/README.md.
+ */
+import {execFile, spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {access, constants, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {parseArgs} from 'node:util'
+import {createRegistryClient} from '../src/oci/index.js'
+import type {RelocationSummary} from '../src/relocate/execute.js'
+import {planImages, type Plan} from '../src/relocate/plan.js'
+import {registrySource} from '../src/relocate/registry-endpoints.js'
+import {bundleRoots} from '../src/relocate/relocate.js'
+import {makeCA, type CA} from '../src/sandbox/pki.js'
+import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+import {toolsCacheDir, toolVersions} from '../src/sandbox/tools.js'
+import {writeFloorPlan} from './lib/floor-plan.js'
+import {fmtBytes, fmtMs} from './lib/format.js'
+import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
+import {failureText, measure, measurePool, type Measured} from './lib/measure.js'
+import {copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, PEER_PARALLEL, type Dest, type Job, type ReleaseImage, type Step, type ToolId, type ToolPaths} from './lib/peers.js'
+import {preparePlatform, type PlatformRelease} from './lib/platform.js'
+import {logMark, readLog, requestStats} from './lib/registry-log.js'
+import {median, rotate, spread} from './lib/stats.js'
+import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
+import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
+
+const MIB = 1 << 20
+const ALL_TOOLS: ToolId[] = ['kpi', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
+const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
+const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'archive-write', 'archive-read'] as const
+type WorkloadName = (typeof WORKLOADS)[number]
+
+const {values: flags} = parseArgs({
+  options: {
+    quick: {type: 'boolean', default: false},
+    scale: {type: 'string'},
+    rounds: {type: 'string'},
+    tools: {type: 'string'},
+    workloads: {type: 'string'},
+    'wan-latency-ms': {type: 'string', default: '25'},
+    'wan-rate-mib': {type: 'string', default: '25'},
+    'kpi-bin': {type: 'string'},
+    'no-build': {type: 'boolean', default: false},
+    'no-readme': {type: 'boolean', default: false},
+    'no-upgrade': {type: 'boolean', default: false},
+    out: {type: 'string'},
+    json: {type: 'boolean', default: false},
+    keep: {type: 'boolean', default: false},
+    help: {type: 'boolean', short: 'h', default: false},
+  },
+  strict: true,
+})
+
+if (flags.help) {
+  process.stdout.write(`npm run bench -- [options]
+  --quick             the platform at 1/32 scale (about 70 MiB), results not written to README.md
+  --scale N           size multiplier of the platform (default 1: 2.1 GiB)
+  --rounds N          runs of every workload per tool (default 3)
+  --tools LIST        of ${ALL_TOOLS.join(',')} (default all that are built)
+  --workloads LIST    of ${WORKLOADS.join(',')} (default all)
+  --wan-latency-ms N  WAN profile: added each way (default 25)
+  --wan-rate-mib N    WAN profile: MiB/s per connection from the source (default 25)
+  --kpi-bin FILE      another kpi build's bin/run.js
+  --no-build          do not run scripts/tools.sh for missing peers
+  --no-readme         do not update README.md
+  --no-upgrade        do not run bench/upgrade.ts
+  --out DIR           where latest.json and latest.md go (default bench/results)
+  --json              print the JSON document on stdout
+  --keep              keep the run directory
+`)
+  process.exit(0)
+}
+
+const num = (name: string, v: string | undefined, dflt: number): number => {
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!(n > 0 && Number.isFinite(n))) {
+    process.stderr.write(`--${name} "${v}" is not a positive number\n`)
+    process.exit(2)
+  }
+  return n
+}
+const scale = num('scale', flags.scale, flags.quick ? 1 / 32 : 1)
+const rounds = Math.max(1, Math.round(num('rounds', flags.rounds, 3)))
+const wanProfile = {latencyMs: num('wan-latency-ms', flags['wan-latency-ms'], 25), rateKiBps: Math.round(num('wan-rate-mib', flags['wan-rate-mib'], 25) * 1024)}
+const listFlag = <T extends string>(name: string, v: string | undefined, all: readonly T[]): T[] => {
+  if (!v) return [...all]
+  const out = v.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const x of out) {
+    if (!all.includes(x as T)) {
+      process.stderr.write(`--${name}: unknown "${x}"; use ${all.join(', ')}\n`)
+      process.exit(2)
+    }
+  }
+  return out as T[]
+}
+const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS)
+const wantedWorkloads = listFlag('workloads', flags.workloads, WORKLOADS)
+const outDir = flags.out ?? join(REPO_ROOT, 'bench', 'results')
+
+const say = (line: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`)
+
+// ---- tools ----
+
+function exec(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => execFile(cmd, args, {timeout: 20_000}, (err, out, errOut) => resolve(err ? '' : `${out}${errOut}`.trim())))
+}
+
+const cachedBinary = (name: string, version: string | undefined): string | undefined =>
+  version ? join(toolsCacheDir(), `${name}-${version}`, 'bin', name) : undefined
+
+/** Where scripts/tools.sh puts each peer, with the versions.env key of its version. */
+const peerKeys: Partial<Record<ToolId, [string, string]>> = {
+  crane: ['crane', 'CRANE_VERSION'],
+  imgpkg: ['imgpkg', 'IMGPKG_VERSION'],
+  regctl: ['regctl', 'REGCTL_VERSION'],
+  oras: ['oras', 'ORAS_VERSION'],
+  floor: ['floor', 'FLOOR_VERSION'],
+}
+
+const executable = (p: string | undefined): Promise<boolean> => (p ? access(p, constants.X_OK).then(() => true, () => false) : Promise.resolve(false))
+
+async function ensureTools(): Promise<void> {
+  const missing: string[] = []
+  const v = toolVersions()
+  for (const t of wantedTools) {
+    const k = peerKeys[t]
+    if (k && v[k[1]] && !(await executable(cachedBinary(k[0], v[k[1]])))) missing.push(k[0])
+  }
+  if (wantedWorkloads.includes('registry-to-registry-wan') && !(await executable(cachedBinary('toxiproxy-server', v.TOXIPROXY_VERSION)))) missing.push('toxiproxy-server')
+  if (missing.length === 0 || flags['no-build']) return
+  say(`building ${missing.join(', ')} with scripts/tools.sh (once; cached in ${toolsCacheDir()})`)
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('bash', [join(REPO_ROOT, 'scripts', 'tools.sh'), ...missing], {stdio: ['ignore', 'inherit', 'inherit']})
+    child.once('error', reject)
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`scripts/tools.sh ${missing.join(' ')} exited with ${code}`))))
+  })
+}
+
+interface ToolInfo {
+  id: ToolId
+  version?: string
+  skipped?: string
+}
+
+async function findTools(): Promise<{paths: ToolPaths; infos: ToolInfo[]}> {
+  const v = toolVersions()
+  const kpi = flags['kpi-bin'] ? {path: flags['kpi-bin'], version: 'from --kpi-bin'} : await findKpi()
+  if ('note' in kpi && kpi.note) say(`warning: ${kpi.note}`)
+  const paths: ToolPaths = {node: process.execPath, kpi: kpi.path!}
+  const infos: ToolInfo[] = []
+  for (const t of wantedTools) {
+    if (t === 'kpi') {
+      infos.push({id: t, version: kpi.version})
+      continue
+    }
+    if (t === 'skopeo') {
+      if (await executable(SKOPEO_BIN)) {
+        paths.skopeo = SKOPEO_BIN
+        infos.push({id: t, version: (await exec(SKOPEO_BIN, ['--version'])).replace(/^skopeo version /, '')})
+      } else infos.push({id: t, skipped: `${SKOPEO_BIN} not found (apt-get install skopeo)`})
+      continue
+    }
+    const [name, key] = peerKeys[t]!
+    const p = cachedBinary(name, v[key])
+    if (!(await executable(p))) {
+      infos.push({id: t, skipped: v[key] ? `${p} not built (bash scripts/tools.sh ${name})` : `no ${key} in tools/versions.env`})
+      continue
+    }
+    paths[t] = p
+    infos.push({id: t, version: v[key]})
+  }
+  return {paths, infos}
+}
+
+// ---- registries ----
+
+interface DestRegistry extends Dest {
+  registry: Registry
+  dispose(): Promise<void>
+}
+
+const USER = 'bench'
+const PASSWORD = `bench-${Math.random().toString(36).slice(2, 12)}`
+
+async function freshDest(workDir: string, ca: CA, label: string): Promise<DestRegistry> {
+  const dir = join(workDir, 'dest', label)
+  const registry = await startRegistry({runDir: dir, name: 'dest', auth: {username: USER, password: PASSWORD}, tls: {ca}})
+  const dockerConfigDir = join(dir, 'docker')
+  await mkdir(dockerConfigDir, {recursive: true})
+  const auth = Buffer.from(`${USER}:${PASSWORD}`).toString('base64')
+  await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({auths: {[registry.host]: {auth}}}) + '\n', {mode: 0o600})
+  return {
+    registry, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
+    dispose: async () => {
+      await registry.stop()
+      if (!flags.keep) await rm(dir, {recursive: true, force: true})
+    },
+  }
+}
+
+// ---- one measured run ----
+
+interface RunRecord {
+  round: number
+  ok: boolean
+  reason?: string
+  wallS: number
+  cpuS?: number
+  peakRssBytes?: number
+  processes: number
+  /** blob bytes the destination received (completed uploads in its log x blob size) */
+  bytesMoved?: number
+  /** blob bytes the source served */
+  sourceBytes: number
+  destRequests?: number
+  sourceRequests: number
+  /** kpi's own summary, when it printed one */
+  kpiBytesMoved?: number
+}
+
+async function runStep(step: Step): Promise<{wallMs: number; cpuS?: number; peakRssBytes?: number; processes: number; failure?: string; last?: Measured}> {
+  if (step.kind === 'one') {
+    const m = await measure(step.spec)
+    return {wallMs: m.wallMs, cpuS: m.cpuS, peakRssBytes: m.peakRssBytes, processes: 1, failure: m.code === 0 ? undefined : failureText(m), last: m}
+  }
+  const loop = await measurePool(step.specs, step.concurrency)
+  return {wallMs: loop.wallMs, cpuS: loop.cpuS, peakRssBytes: loop.peakRssBytes, processes: loop.runs.length, failure: loop.failures[0] ? failureText(loop.failures[0]) : undefined}
+}
+
+function kpiSummary(m: Measured | undefined): RelocationSummary | undefined {
+  for (const line of (m?.stdout ?? '').split('\n').reverse()) {
+    if (!line.startsWith('{')) continue
+    try {
+      const o = JSON.parse(line) as {summary?: RelocationSummary}
+      if (o.summary) return o.summary
+    } catch {
+      // not the result line
+    }
+  }
+  return undefined
+}
+
+async function observed(round: number, step: Step, logs: {source: string; dest?: string}, sizes: Map<string, number>): Promise<RunRecord> {
+  const srcMark = await logMark(logs.source)
+  const destMark = logs.dest ? await logMark(logs.dest) : 0
+  const r = await runStep(step)
+  // distribution logs a request just after answering it
+  await new Promise((res) => setTimeout(res, 250))
+  const source = requestStats(await readLog(logs.source, srcMark), sizes)
+  const dest = logs.dest ? requestStats(await readLog(logs.dest, destMark), sizes) : undefined
+  return {
+    round, ok: !r.failure, reason: r.failure, wallS: r.wallMs / 1000, cpuS: r.cpuS, peakRssBytes: r.peakRssBytes, processes: r.processes,
+    bytesMoved: dest?.bytesReceived, sourceBytes: source.blobBytesServed, destRequests: dest?.total, sourceRequests: source.total,
+    kpiBytesMoved: kpiSummary(r.last)?.bytesMoved,
+  }
+}
+
+// ---- the report ----
+
+interface WorkloadResult {
+  name: WorkloadName
+  description: string
+  [key: `${string}_s`]: number | undefined
+  ratio_vs_best_peer?: number
+  best_peer?: string
+  ratio_vs_floor?: number
+  /** the bytes this workload must move at least (unique bytes, changed bytes, 0) */
+  bytes_needed: number
+  bytes_moved: Record<string, number | undefined>
+  peak_rss_bytes: Record<string, number | undefined>
+  cpu_seconds: Record<string, number | undefined>
+  spread: Record<string, number | undefined>
+  runs: Record<string, RunRecord[]>
+}
+
+const description: Record<WorkloadName, string> = {
+  'registry-to-registry': 'v1, public registry (plain HTTP) to a fresh registry (htpasswd + TLS), loopback',
+  'nothing-to-move': 'v1 again into the same registry: nothing to move',
+  patch: 'v2 (patch release) into the registry holding v1',
+  'registry-to-registry-wan': 'v1 through the WAN profile (toxiproxy on the source)',
+  'archive-write': 'v1 from the public registry into an archive',
+  'archive-read': 'that archive into a fresh registry',
+}
+
+function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesNeeded: number): WorkloadResult {
+  const w: WorkloadResult = {name, description: description[name], bytes_needed: bytesNeeded, bytes_moved: {}, peak_rss_bytes: {}, cpu_seconds: {}, spread: {}, runs: {}}
+  for (const [tool, rs] of records) {
+    w.runs[tool] = rs
+    const ok = rs.filter((r) => r.ok)
+    if (ok.length === 0) continue
+    w[`${tool}_s`] = round3(median(ok.map((r) => r.wallS)))
+    w.spread[tool] = round3(spread(ok.map((r) => r.wallS)))
+    w.cpu_seconds[tool] = round3(median(ok.map((r) => r.cpuS).filter((x): x is number => x !== undefined)))
+    w.bytes_moved[tool] = median(ok.map((r) => r.bytesMoved).filter((x): x is number => x !== undefined))
+    const rss = ok.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined)
+    w.peak_rss_bytes[tool] = rss.length ? Math.max(...rss) : undefined
+  }
+  const kpi = w.kpi_s
+  const peers = PEERS.map((p) => [p, w[`${p}_s`]] as const).filter((x): x is readonly [ToolId, number] => x[1] !== undefined)
+  if (kpi && peers.length) {
+    const [best, t] = peers.reduce((a, b) => (b[1] < a[1] ? b : a))
+    w.best_peer = best
+    w.ratio_vs_best_peer = round3(t / kpi)
+  }
+  if (kpi && w.floor_s) w.ratio_vs_floor = round3(w.floor_s / kpi)
+  return w
+}
+
+const round3 = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 1000) / 1000)
+
+function markdown(report: Report): string {
+  const tools = ALL_TOOLS.filter((t) => report.tools.some((i) => i.id === t && !i.skipped))
+  const out: string[] = []
+  const m = report.machine
+  out.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cores} cores (${m.cpuModel}), ${(m.memTotalBytes / 2 ** 30).toFixed(0)} GiB, ${m.os}, node ${m.node}; load ${fmtLoad(m.loadavg)} at the start, ${fmtLoad(report.machineAtEnd.loadavg)} at the end (a shared machine: compare within the run). `
+    + `Platform: ${report.platform.images} images, ${fmtBytes(report.platform.uniqueBytes)} of unique blobs; its patch release changes ${fmtBytes(report.platform.changedBytes)}. `
+    + `Medians of ${report.rounds} rounds, tools in rotating order; seconds (spread = (max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
+    + `WAN: toxiproxy on the source, ${report.wan.latencyMs} ms each way, ${(report.wan.rateKiBps / 1024).toFixed(0)} MiB/s per connection.`)
+  out.push('')
+  const head = ['workload', ...tools.map((t) => (t === 'floor' ? 'floor' : t)), 'best peer / kpi', 'floor / kpi']
+  out.push(`| ${head.join(' | ')} |`)
+  out.push(`|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
+  for (const w of report.workloads) {
+    const cells = tools.map((t) => {
+      const s = w[`${t}_s`]
+      if (s === undefined) return w.runs[t]?.length ? 'failed' : '-'
+      const sp = w.spread[t]
+      return `${s.toFixed(2)}${sp !== undefined ? ` ±${Math.round(sp * 50)}%` : ''}`
+    })
+    const ratio = w.ratio_vs_best_peer !== undefined ? `${w.ratio_vs_best_peer.toFixed(2)}x (${w.best_peer})` : '-'
+    const floor = w.ratio_vs_floor !== undefined ? w.ratio_vs_floor.toFixed(2) : '-'
+    out.push(`| ${w.name} | ${cells.join(' | ')} | ${ratio} | ${floor} |`)
+  }
+  out.push('')
+  out.push('Bytes moved (blob bytes the destination received, from its log) and peak RSS (largest process):')
+  out.push('')
+  const head2 = ['workload', 'needed', ...tools]
+  out.push(`| ${head2.join(' | ')} |`)
+  out.push(`|${head2.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
+  for (const w of report.workloads) {
+    const cells = tools.map((t) => {
+      const b = w.bytes_moved[t]
+      const r = w.peak_rss_bytes[t]
+      if (b === undefined && r === undefined) return '-'
+      return `${b !== undefined ? fmtBytes(b) : '-'} / ${r !== undefined ? fmtBytes(r) : '-'}`
+    })
+    out.push(`| ${w.name} | ${fmtBytes(w.bytes_needed)} | ${cells.join(' | ')} |`)
+  }
+  if (report.checks.length) {
+    out.push('')
+    for (const c of report.checks) out.push(`- ${c.ok ? 'ok' : 'MISS'}: ${c.name}: ${c.detail}`)
+  }
+  return out.join('\n') + '\n'
+}
+
+interface Report {
+  benchmark: 'kpi-vs-peers'
+  machine: MachineFacts
+  machineAtEnd: MachineFacts
+  scale: number
+  rounds: number
+  wan: {latencyMs: number; rateKiBps: number; perConnection: true}
+  platform: {images: number; manifests: number; blobs: number; uniqueBytes: number; changedBytes: number; changedBlobs: number; largestBlob: number}
+  tools: ToolInfo[]
+  workloads: WorkloadResult[]
+  checks: Array<{name: string; ok: boolean; detail: string}>
+  upgrade?: unknown
+  setupS: number
+  totalS: number
+}
+
+// ---- main ----
+
+function releaseImages(r: PlatformRelease): ReleaseImage[] {
+  const seen = new Map<string, ReleaseImage>()
+  for (const i of r.sample.images) seen.set(`${i.repository}@${i.digest}`, {repository: i.repository, tag: i.tag, digest: i.digest})
+  return [...seen.values()]
+}
+
+async function planOf(release: PlatformRelease, host: string): Promise<Plan> {
+  const client = createRegistryClient({plainHttp: (r) => r === host})
+  try {
+    return await planImages(registrySource(client), bundleRoots(release.bundleAt(host), {registry: host, prefix: 'bench'}))
+  } finally {
+    await client.close()
+  }
+}
+
+async function runUpgradeBench(): Promise<unknown> {
+  const file = join(REPO_ROOT, 'bench', 'upgrade.ts')
+  if (flags['no-upgrade'] || !existsSync(file)) return undefined
+  say('bench/upgrade.ts: install, upgrade and rollback against helm and kapp')
+  const m = await measure({cmd: process.execPath, args: [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), file, '--json', ...(flags.quick ? ['--quick'] : [])], label: 'bench/upgrade.ts'})
+  const line = m.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'))
+  const text = m.stdout.trim().startsWith('{') ? m.stdout.trim() : line
+  try {
+    return text ? JSON.parse(text) : {ok: false, reason: failureText(m)}
+  } catch {
+    return {ok: false, reason: failureText(m)}
+  }
+}
+
+async function main(): Promise<number> {
+  const started = performance.now()
+  await ensureTools()
+  const {paths, infos} = await findTools()
+  for (const i of infos) say(i.skipped ? `skipping ${i.id}: ${i.skipped}` : `${i.id} ${i.version ?? ''}`)
+  const tools = infos.filter((i) => !i.skipped).map((i) => i.id)
+  const machine = machineFacts()
+  const workDir = join(flags.keep ? outDir : (process.env.TMPDIR ?? '/tmp'), `kpi-bench-${process.pid}`)
+  await mkdir(workDir, {recursive: true})
+  const stops: Array<() => Promise<void>> = []
+  const cleanup = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {})
+    stops.length = 0
+    if (!flags.keep) await rm(workDir, {recursive: true, force: true, maxRetries: 3})
+  }
+  const onSignal = () => void cleanup().finally(() => process.exit(130))
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    say(`machine: ${formatMachineFacts(machine).split('\n').slice(1).join('; ')}`)
+    const ca = await makeCA(join(workDir, 'ca'), 'kpi bench CA')
+    const pub = await startRegistry({runDir: join(workDir, 'public'), name: 'public'})
+    stops.push(pub.stop)
+    say(`generating the platform at scale ${scale} and pushing v1 and v2 to ${pub.host}`)
+    const platform = await preparePlatform(pub.host, workDir, scale)
+    const [plan1, plan2] = [await planOf(platform.v1, pub.host), await planOf(platform.v2, pub.host)]
+    const sizes = new Map<string, number>()
+    for (const p of [plan1, plan2]) for (const b of p.blobs.values()) sizes.set(b.digest, b.size)
+    const changed = [...plan2.blobs.values()].filter((b) => !plan1.blobs.has(b.digest))
+    const changedBytes = changed.reduce((a, b) => a + b.size, 0)
+    const have = {blobs: new Set(plan1.blobs.keys()), manifests: new Set(plan1.manifests.map((m) => m.manifest.digest))}
+    const largestBlob = Math.max(...[...plan1.blobs.values()].map((b) => b.size))
+    say(`platform: ${plan1.roots.length} images, ${plan1.manifests.length} manifests, ${plan1.blobs.size} blobs, ${fmtBytes(plan1.uniqueBytes)} (largest ${fmtBytes(largestBlob)}); patch: ${changed.length} blobs, ${fmtBytes(changedBytes)}`)
+    let wan: WanProxy | undefined
+    if (wantedWorkloads.includes('registry-to-registry-wan')) {
+      wan = await startWanProxy(pub.host, wanProfile, join(workDir, 'toxiproxy'))
+      stops.push(wan.stop)
+      say(`WAN profile: ${wan.host} -> ${pub.host}, ${wanProfile.latencyMs} ms each way, ${wanProfile.rateKiBps} KiB/s per connection`)
+    }
+    const setupS = (performance.now() - started) / 1000
+
+    const images = {v1: releaseImages(platform.v1), v2: releaseImages(platform.v2)}
+    const job = async (release: PlatformRelease, srcHost: string, dir: string, floorPlan: string): Promise<Job> => {
+      await mkdir(dir, {recursive: true})
+      return {
+        srcHost, images: images[release.version], bundleDir: await release.bundleDir(srcHost),
+        imagesLock: await writeImagesLock(join(dir, `images-${release.version}.lock.yml`), srcHost, images[release.version]),
+        floorPlan, workDir: dir,
+      }
+    }
+    const destEndpoint = (d: Dest) => ({url: `https://${d.host}`, username: d.username, password: d.password, caFile: d.caFile})
+    const records = new Map<WorkloadName, Map<ToolId, RunRecord[]>>(WORKLOADS.map((w) => [w, new Map()]))
+    const record = (w: WorkloadName, t: ToolId, r: RunRecord) => {
+      const m = records.get(w)!
+      m.set(t, [...(m.get(t) ?? []), r])
+      const moved = r.bytesMoved !== undefined ? `, ${fmtBytes(r.bytesMoved)} moved` : ''
+      say(`  ${w} ${t}: ${r.ok ? `${r.wallS.toFixed(2)} s${moved}, cpu ${r.cpuS?.toFixed(1)} s, peak RSS ${fmtBytes(r.peakRssBytes)}` : `FAILED: ${r.reason}`}`)
+    }
+    const want = (w: WorkloadName) => wantedWorkloads.includes(w)
+
+    for (let round = 0; round < rounds; round++) {
+      const order = rotate(tools, round)
+      say(`round ${round + 1} of ${rounds}: ${order.join(', ')}`)
+      if (want('registry-to-registry') || want('nothing-to-move') || want('patch')) {
+        for (const t of order) {
+          const d = await freshDest(workDir, ca, `r${round}-${t}-loopback`)
+          try {
+            const dir = join(workDir, 'runs', `r${round}-${t}-loopback`)
+            const logs = {source: pub.logFile, dest: d.registry.logFile}
+            const fp = join(dir, 'floor-v1.json')
+            const j1 = await job(platform.v1, pub.host, dir, fp)
+            await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
+            const r1 = await observed(round, await copyStep(t, paths, j1, d), logs, sizes)
+            record('registry-to-registry', t, r1)
+            if (!r1.ok) continue
+            if (want('nothing-to-move')) {
+              const fpHead = join(dir, 'floor-head.json')
+              await writeFloorPlan(fpHead, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
+              const step = t === 'floor' ? {kind: 'one' as const, spec: {label: 'floor head', cmd: paths.floor!, args: ['head', '-plan', fpHead]}} : await copyStep(t, paths, j1, d)
+              record('nothing-to-move', t, await observed(round, step, logs, sizes))
+            }
+            if (want('patch')) {
+              const fp2 = join(dir, 'floor-v2.json')
+              await writeFloorPlan(fp2, plan2, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d), have})
+              record('patch', t, await observed(round, await copyStep(t, paths, await job(platform.v2, pub.host, dir, fp2), d), logs, sizes))
+            }
+          } finally {
+            await d.dispose()
+          }
+        }
+      }
+      if (want('registry-to-registry-wan') && wan) {
+        for (const t of order) {
+          const d = await freshDest(workDir, ca, `r${round}-${t}-wan`)
+          try {
+            const dir = join(workDir, 'runs', `r${round}-${t}-wan`)
+            const fp = join(dir, 'floor-wan.json')
+            const j = await job(platform.v1, wan.host, dir, fp)
+            await writeFloorPlan(fp, plan1, {source: {url: `http://${wan.host}`}, dest: destEndpoint(d)})
+            record('registry-to-registry-wan', t, await observed(round, await copyStep(t, paths, j, d), {source: pub.logFile, dest: d.registry.logFile}, sizes))
+          } finally {
+            await d.dispose()
+          }
+        }
+      }
+      if (want('archive-write') || want('archive-read')) {
+        for (const t of order) {
+          const dir = join(workDir, 'runs', `r${round}-${t}-archive`)
+          const fp = join(dir, 'floor-archive.json')
+          const j = await job(platform.v1, pub.host, dir, fp)
+          await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: {url: 'https://unused'}})
+          const w = await toArchiveStep(t, paths, j)
+          if (!w) continue
+          try {
+            const rw = await observed(round, w, {source: pub.logFile}, sizes)
+            record('archive-write', t, rw)
+            if (!rw.ok || !want('archive-read')) continue
+            const d = await freshDest(workDir, ca, `r${round}-${t}-archive`)
+            try {
+              await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
+              const r = await fromArchiveStep(t, paths, j, d)
+              if (r) record('archive-read', t, await observed(round, r, {source: pub.logFile, dest: d.registry.logFile}, sizes))
+            } finally {
+              await d.dispose()
+            }
+          } finally {
+            await rm(dir, {recursive: true, force: true})
+          }
+        }
+      }
+    }
+
+    const needed: Record<WorkloadName, number> = {
+      'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
+      'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
+    }
+    const workloads = WORKLOADS.filter(want).map((w) => summarize(w, records.get(w)!, needed[w]))
+    const checks: Report['checks'] = []
+    for (const w of workloads) {
+      for (const [tool, rs] of Object.entries(w.runs)) {
+        const bad = rs.filter((r) => !r.ok)
+        if (bad.length) checks.push({name: `${w.name}: ${tool} ran`, ok: false, detail: `${bad.length} of ${rs.length} runs failed: ${bad[0]!.reason?.split('\n')[0]}`})
+      }
+      const floor = w.floor_s
+      if (floor !== undefined && w.name !== 'nothing-to-move') {
+        const beat = tools.filter((t) => t !== 'floor' && (w[`${t}_s`] ?? Infinity) < floor)
+        checks.push({name: `${w.name}: no tool beats the floor`, ok: beat.length === 0, detail: beat.length ? `${beat.join(', ')} faster than the floor's ${floor} s: the floor is wrong` : `floor ${floor} s`})
+      }
+    }
+    const get = (n: WorkloadName) => workloads.find((w) => w.name === n)
+    const goal = (name: string, ok: boolean | undefined, detail: string) => ok !== undefined && checks.push({name, ok, detail})
+    const r2r = get('registry-to-registry')
+    goal('loopback: kpi at least 0.95 of the floor', r2r?.ratio_vs_floor !== undefined ? r2r.ratio_vs_floor >= 0.95 : undefined, `floor/kpi ${r2r?.ratio_vs_floor}`)
+    goal('loopback: kpi ahead of every peer', r2r?.ratio_vs_best_peer !== undefined ? r2r.ratio_vs_best_peer > 1 : undefined, `best peer (${r2r?.best_peer})/kpi ${r2r?.ratio_vs_best_peer}`)
+    const wanW = get('registry-to-registry-wan')
+    goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
+    for (const n of ['archive-write', 'archive-read'] as const) {
+      const w = get(n)
+      const r = w?.kpi_s && w.imgpkg_s ? w.imgpkg_s / w.kpi_s : undefined
+      goal(`${n}: kpi at least 1.5x imgpkg`, r !== undefined ? r >= 1.5 : undefined, `imgpkg/kpi ${r?.toFixed(2)}`)
+    }
+    const patch = get('patch')
+    const pm = patch?.bytes_moved.kpi
+    goal('patch: kpi moves at most the changed bytes + 1%', pm !== undefined ? pm <= changedBytes * 1.01 : undefined, `${pm} of ${changedBytes} changed bytes`)
+    const noop = get('nothing-to-move')
+    goal('nothing to move: kpi at least as fast as the fastest peer', noop?.ratio_vs_best_peer !== undefined ? noop.ratio_vs_best_peer >= 1 : undefined, `best peer (${noop?.best_peer}) ${noop?.best_peer ? noop[`${noop.best_peer}_s`] : '-'} s, kpi ${noop?.kpi_s} s`)
+    const kpiRss = Math.max(0, ...workloads.map((w) => w.peak_rss_bytes.kpi ?? 0))
+    goal('kpi peak RSS under 100 MiB', kpiRss ? kpiRss < 100 * MIB : undefined, fmtBytes(kpiRss) ?? '-')
+    const r2rKpi = r2r?.runs.kpi?.find((r) => r.ok)
+    if (r2rKpi) goal('kpi moved every unique byte once', r2rKpi.bytesMoved === plan1.uniqueBytes, `${r2rKpi.bytesMoved} of ${plan1.uniqueBytes}`)
+
+    const upgrade = await runUpgradeBench()
+    const report: Report = {
+      benchmark: 'kpi-vs-peers', machine, machineAtEnd: machineFacts(), scale, rounds,
+      wan: {...wanProfile, perConnection: true},
+      platform: {images: plan1.roots.length, manifests: plan1.manifests.length, blobs: plan1.blobs.size, uniqueBytes: plan1.uniqueBytes, changedBytes, changedBlobs: changed.length, largestBlob},
+      tools: infos, workloads, checks, upgrade, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
+    }
+    const md = markdown(report)
+    await mkdir(outDir, {recursive: true})
+    const base = flags.quick ? 'quick' : 'latest'
+    await writeFile(join(outDir, `${base}.json`), JSON.stringify(report, null, 2) + '\n')
+    await writeFile(join(outDir, `${base}.md`), md)
+    if (!flags.quick && !flags['no-readme']) await updateReadme(md)
+    if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n')
+    else process.stdout.write(md)
+    say(`wrote ${join(outDir, `${base}.json`)} and ${base}.md in ${fmtMs(performance.now() - started)}`)
+    return 0
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await cleanup()
+  }
+}
+
+const BEGIN = '<!-- bench:begin (npm run bench writes this table) -->'
+const END = '<!-- bench:end -->'
+
+async function updateReadme(md: string): Promise<void> {
+  const file = join(REPO_ROOT, 'README.md')
+  const text = await readFile(file, 'utf8')
+  const i = text.indexOf(BEGIN)
+  const j = text.indexOf(END)
+  if (i === -1 || j < i) {
+    say(`README.md has no ${BEGIN} ... ${END} section: table not written there`)
+    return
+  }
+  await writeFile(file, `${text.slice(0, i + BEGIN.length)}\n${md}${text.slice(j)}`)
+}
+
+main().then((code) => process.exit(code), (e: unknown) => {
+  process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,3 @@
+module kpi.local/tools/floor
+
+go 1.26.0
