@@ -17,8 +17,8 @@ import {openOciLayout} from '../../src/archive/layout.js'
 import type {Bundle} from '../../src/bundle/types.js'
 import {generateFromSpec, writeBundleDir, type SampleResult, type SampleSpec} from '../../src/imagegen/index.js'
 import {createRegistryClient} from '../../src/oci/index.js'
-import {registrySink} from '../../src/relocate/registry-endpoints.js'
-import {bundleRoots, relocate} from '../../src/relocate/relocate.js'
+import {fromSource, toRegistry} from '../../src/relocate/registry-endpoints.js'
+import {relocate} from '../../src/relocate/relocate.js'
 
 type Layers = SampleSpec['layers']
 type Images = SampleSpec['images']
@@ -199,7 +199,7 @@ export async function preparePlatform(host: string, workDir: string, scale: numb
       const sample = await generateFromSpec(spec, {version, layoutDir, scale})
       const b = sample.bundle(host)
       const layout = await openOciLayout(layoutDir)
-      await relocate(b, layout.source, registrySink(client, host), bundleRoots(b, {registry: host, prefix: ''}))
+      await relocate({from: fromSource(layout.source, b), to: toRegistry(client, {registry: host, prefix: ''})})
       const dirs = new Map<string, Promise<string>>()
       out[version] = {
         version, sample,
