@@ -120,6 +120,19 @@ describe('kube client on a real control plane', () => {
     }
   })
 
+  it('an apply conflict carries the status, reason and the conflicting manager and field as details', async () => {
+    nameRunDir()
+    const cm = obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-conflict', namespace: 'default', labels: {}, annotations: {}}, data: {a: '1', b: '1'}})
+    await kube.apply(cm)
+    await kube.apply(obj({...cm, data: {a: '2', b: '2'}}), {fieldManager: 'someone-else', force: true})
+    const conflict = await rejection(kube.apply(cm))
+    expect(conflict.details).toEqual({
+      source: 'kubernetes', status: 409, reason: 'Conflict',
+      conflicts: [{manager: 'someone-else', field: '.data.a'}, {manager: 'someone-else', field: '.data.b'}],
+    })
+    expect(await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-conflict', namespace: 'default'})).toBe(true)
+  })
+
   it('server-side applies as field manager kpi: dry runs write nothing, the same apply is a no-op, errors name the object', async () => {
     nameRunDir()
     const cm = obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-probe', namespace: 'default', labels: {}, annotations: {}}, data: {a: '1'}})
