@@ -5,16 +5,18 @@
  * container runtime. Everything listens on 127.0.0.1 on free ports and lives under one run directory.
  */
 import {CoreV1Api, KubeConfig, type V1Node} from '@kubernetes/client-node'
-import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readFile} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
 import {join, resolve} from 'node:path'
 import {readdirSync} from 'node:fs'
-import {stringify} from 'yaml'
 import {KpiError} from '../errors.js'
-import {issueCert, makeCA, makeKeyPair, type CA, type CertFiles} from './pki.js'
+import {makePki, writeKubeconfig} from './controlplane-pki.js'
 import {freePorts, startProcess, waitFor, type Proc} from './procs.js'
 import {toolHome, toolPath} from './tools.js'
+import {allocatePodSubnet, type PodSubnet} from './podnet.js'
+import {startHostForwarders, type HostForwarders} from './forward.js'
+import {startPodRunner, type PodRunner, type PodRunnerOptions} from './podrunner.js'
 
 export interface FakeNode {
   name: string
@@ -32,6 +34,15 @@ export interface ControlPlaneOptions {
   nodes?: FakeNode[]
   /** how long to wait for everything to become ready, 180 s when unset (cold caches, 2 busy cores) */
   timeoutMs?: number
+  /**
+   * Run real programs for the pods whose image stands for one (podrunner.ts): the sandbox then
+   * takes a pod subnet of its own (podnet.ts) and KWOK hands pod addresses from it.
+   */
+  pods?: {
+    binaryFor: PodRunnerOptions['binaryFor']
+    /** loopback ports besides the apiserver's that pods reach (registries) */
+    forwardPorts?: number[]
+  }
 }
 
 export interface ControlPlane {
@@ -45,6 +56,9 @@ export interface ControlPlane {
   /** one log file per component: etcd.log, kube-apiserver.log, ... */
   logsDir: string
   nodes: string[]
+  /** the /24 KWOK gives pod addresses from, when pods run (options.pods) */
+  podCidr?: string
+  podRunner?: PodRunner
   stop(): Promise<void>
 }
 
@@ -57,8 +71,6 @@ const defaultNodes: FakeNode[] = [
 ]
 
 const SERVICE_CIDR = '10.96.0.0/16'
-// The first address of SERVICE_CIDR, which the `kubernetes` service gets; named in the serving cert.
-const SERVICE_IP = '10.96.0.1'
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const runDir = resolve(opts.runDir)
@@ -78,10 +90,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const stages = kwokStages()
 
   const procs: Proc[] = []
+  let subnet: PodSubnet | undefined
+  let forwarders: HostForwarders | undefined
+  let podRunner: PodRunner | undefined
   let stopping: Promise<void> | undefined
   const stop = (): Promise<void> => {
     // Dependants first, etcd last, so nothing logs a storm of errors about a vanished apiserver.
     stopping ??= (async () => {
+      await podRunner?.stop()
+      await forwarders?.close()
+      subnet?.release()
       const [etcd, apiserver, ...rest] = procs
       await Promise.all(rest.map((p) => p.stop()))
       if (apiserver) await apiserver.stop()
@@ -94,6 +112,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await freePorts(6) as [number, number, number, number, number, number]
     const pki = await makePki(join(runDir, 'pki'))
     const server = `https://127.0.0.1:${apiPort}`
+    if (opts.pods) subnet = await allocatePodSubnet()
 
     const kubeconfig = join(runDir, 'kubeconfig')
     const kcmKubeconfig = join(runDir, 'kube-controller-manager.kubeconfig')
@@ -149,6 +168,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         `--proxy-client-cert-file=${pki.frontProxyClient.cert}`,
         `--proxy-client-key-file=${pki.frontProxyClient.key}`,
         '--profiling=false',
+        // webhook calls go to the Service's endpoint (pod) addresses, where the pod runner's
+        // processes listen, instead of a ClusterIP nothing routes
+        '--enable-aggregator-routing=true',
       ],
     })
     procs.push(apiserver)
@@ -204,6 +226,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         '--node-ip=127.0.0.1',
         // KWOK renews a Lease per node, as a kubelet does, so the node lifecycle controller keeps them Ready
         '--node-lease-duration-seconds=40',
+        ...(subnet ? [`--cidr=${subnet.cidr}`] : []),
       ],
       // kwok reads ~/.kwok/kwok.yaml when present; keep a stray one from changing the sandbox
       env: {HOME: runDir},
@@ -240,7 +263,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       return true
     }, {what: 'the default service account (kube-controller-manager)', timeoutMs, intervalMs: 500, procs: all})
 
-    return {kubeconfig, server, caFile: pki.ca.cert, runDir, logsDir, nodes: names, stop}
+    if (opts.pods && subnet) {
+      const forwardPorts = [apiPort, ...(opts.pods.forwardPorts ?? [])]
+      forwarders = await startHostForwarders(subnet.sockDir, forwardPorts)
+      podRunner = await startPodRunner({
+        kubeconfig, binaryFor: opts.pods.binaryFor, runDir, subnetIndex: subnet.index, sockDir: subnet.sockDir, apiPort, forwardPorts,
+      })
+    }
+
+    return {kubeconfig, server, caFile: pki.ca.cert, runDir, logsDir, nodes: names, podCidr: subnet?.cidr, podRunner, stop}
   } catch (e) {
     await stop()
     if (e instanceof KpiError) {
@@ -267,58 +298,6 @@ function kwokStages(): string[] {
     throw new KpiError('not-found', `no KWOK stages in ${dir}`, {hint: 'remove that kwok directory and run bash scripts/tools.sh'})
   }
   return files
-}
-
-interface Pki {
-  ca: CA
-  apiserver: CertFiles
-  admin: CertFiles
-  kcm: CertFiles
-  scheduler: CertFiles
-  kcmServing: CertFiles
-  schedServing: CertFiles
-  sa: {key: string; pub: string}
-  frontProxyCa: CA
-  frontProxyClient: CertFiles
-}
-
-async function makePki(dir: string): Promise<Pki> {
-  const [ca, frontProxyCa] = await Promise.all([
-    makeCA(dir, 'kpi sandbox kubernetes CA'),
-    makeCA(join(dir, 'front-proxy'), 'kpi sandbox front-proxy CA'),
-  ])
-  const loopback = {dnsNames: ['localhost'], ips: ['127.0.0.1'], usage: 'server' as const}
-  const [apiserver, admin, kcm, scheduler, kcmServing, schedServing, sa, frontProxyClient] = await Promise.all([
-    issueCert(ca, {
-      name: 'apiserver', commonName: 'kube-apiserver', usage: 'server', ips: ['127.0.0.1', SERVICE_IP],
-      dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
-    }),
-    issueCert(ca, {name: 'admin', commonName: 'kpi-admin', organizations: ['system:masters'], usage: 'client'}),
-    issueCert(ca, {name: 'kube-controller-manager', commonName: 'system:kube-controller-manager', usage: 'client'}),
-    issueCert(ca, {name: 'kube-scheduler', commonName: 'system:kube-scheduler', usage: 'client'}),
-    issueCert(ca, {name: 'kube-controller-manager-serving', commonName: 'kube-controller-manager', ...loopback}),
-    issueCert(ca, {name: 'kube-scheduler-serving', commonName: 'kube-scheduler', ...loopback}),
-    makeKeyPair(dir, 'service-account'),
-    issueCert(frontProxyCa, {name: 'front-proxy-client', commonName: 'front-proxy-client', usage: 'client'}),
-  ])
-  return {ca, apiserver, admin, kcm, scheduler, kcmServing, schedServing, sa, frontProxyCa, frontProxyClient}
-}
-
-/** A kubeconfig with the CA and client certificate embedded, so it can be copied anywhere. */
-async function writeKubeconfig(file: string, server: string, ca: CA, client: CertFiles, user: string): Promise<void> {
-  const b64 = (s: string) => Buffer.from(s).toString('base64')
-  const doc = {
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{name: 'kpi-sandbox', cluster: {server, 'certificate-authority-data': b64(ca.certPem)}}],
-    users: [{name: user, user: {
-      'client-certificate-data': b64(client.certPem),
-      'client-key-data': b64(await readFile(client.key, 'utf8')),
-    }}],
-    contexts: [{name: 'kpi-sandbox', context: {cluster: 'kpi-sandbox', user}}],
-    'current-context': 'kpi-sandbox',
-  }
-  await writeFile(file, stringify(doc), {mode: 0o600})
 }
 
 function fakeNode(n: FakeNode): V1Node {

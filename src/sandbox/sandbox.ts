@@ -14,6 +14,7 @@ import {fromSource, toRegistry} from '../relocate/registry-endpoints.js'
 import {relocate} from '../relocate/relocate.js'
 import {startControlPlane, type ControlPlane, type FakeNode} from './controlplane.js'
 import {makeCA} from './pki.js'
+import {imageTable, type ImageTable} from './podimages.js'
 import {startRegistry, type Registry} from './registry.js'
 
 export type SampleVersion = 'v1' | 'v2'
@@ -27,6 +28,11 @@ export interface SandboxOptions {
   samples?: SampleVersion[]
   /** layer size multiplier of the sample (1: a few MiB; 256: over 1 GiB) */
   scale?: number
+  /**
+   * With the control plane: run the real kpack (and cert-injection-webhook) binaries for the pods
+   * whose images stand for them (podrunner.ts); default true. False leaves every pod to KWOK alone.
+   */
+  runPods?: boolean
   /** the air-gapped registry's user */
   username?: string
   password?: string
@@ -46,6 +52,10 @@ export interface Sandbox {
   dockerConfigDir: string
   /** the CA that signed the air-gapped registry's certificate */
   caFile: string
+  /** the programs the pod runner runs for the sample's images */
+  images: ImageTable
+  /** programs the samples name that are not built (the runner leaves their pods to KWOK) */
+  missingPrograms: string[]
   /** environment for kpi commands: DOCKER_CONFIG, KPI_PLAIN_HTTP (the public registry) */
   env: Record<string, string>
   stop(): Promise<void>
@@ -68,7 +78,14 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, tls: {ca}}),
     ])
     stops.push(pub.stop, airgap.stop)
-    const cpPromise = opts.controlPlane ? startControlPlane({runDir: join(runDir, 'k8s'), nodes: opts.nodes}) : undefined
+    // filled in below as the samples are generated; the runner looks images up as pods appear
+    const images = imageTable()
+    const missingPrograms: string[] = []
+    const portOf = (host: string) => Number(host.slice(host.lastIndexOf(':') + 1))
+    const pods = opts.runPods ?? true
+      ? {binaryFor: images.binaryFor, forwardPorts: [portOf(pub.host), portOf(airgap.host)]}
+      : undefined
+    const cpPromise = opts.controlPlane ? startControlPlane({runDir: join(runDir, 'k8s'), nodes: opts.nodes, pods}) : undefined
     // started in parallel with the image generation; its failure is reported when awaited below
     cpPromise?.then((cp) => stops.push(cp.stop), () => {})
 
@@ -90,6 +107,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
         await writeBundleDir(b, dir)
         bundles[version] = dir
         bundle[version] = b
+        missingPrograms.push(...images.add(b))
       }
     } finally {
       await client.close()
@@ -113,6 +131,8 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       airgapPrefix: `${airgap.host}/build-service`,
       dockerConfigDir,
       caFile: airgap.caFile ?? ca.cert,
+      images,
+      missingPrograms,
       env,
       stop,
     }

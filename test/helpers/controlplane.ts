@@ -8,7 +8,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, onTestFailed} from 'vitest'
-import {startControlPlane, type ControlPlane, type FakeNode} from '../../src/sandbox/controlplane.js'
+import {startControlPlane, type ControlPlane, type ControlPlaneOptions, type FakeNode} from '../../src/sandbox/controlplane.js'
 
 export interface ControlPlaneHandle {
   readonly cp: ControlPlane
@@ -18,7 +18,7 @@ export interface ControlPlaneHandle {
   nameRunDir(): void
 }
 
-export function useControlPlane(name: string, opts: {nodes?: FakeNode[]} = {}): ControlPlaneHandle {
+export function useControlPlane(name: string, opts: {nodes?: FakeNode[]; pods?: ControlPlaneOptions['pods']} = {}): ControlPlaneHandle {
   let cp: ControlPlane | undefined
   let kc: KubeConfig | undefined
   let runDir = ''
@@ -27,7 +27,7 @@ export function useControlPlane(name: string, opts: {nodes?: FakeNode[]} = {}): 
     runDir = await mkdtemp(join(tmpdir(), `kpi-${name}-`))
     const t0 = Date.now()
     try {
-      cp = await startControlPlane({runDir, nodes: opts.nodes})
+      cp = await startControlPlane({runDir, nodes: opts.nodes, pods: opts.pods})
     } catch (e) {
       console.error(`control plane failed to start; logs in ${runDir}/logs`)
       throw e

@@ -1,0 +1,166 @@
+/**
+ * The sandbox's kubelet for the pods that matter: KWOK plays every pod (schedules it, gives it an
+ * address from the sandbox's pod subnet, marks it Running and Ready), and for a pod whose image
+ * stands for a real program (the image table: kpack's controller and webhook, cert-injection-webhook)
+ * the runner runs that program as the pod (podproc.ts). It follows the pods: a new pod starts a
+ * process, a pod that is deleted (a rollout replacing it, a scale-down) stops its process, a
+ * process that exits is started again after a pause, as a kubelet restarts a container.
+ */
+import {CoreV1Api, KubeConfig, type V1Pod} from '@kubernetes/client-node'
+import {appendFile, mkdir} from 'node:fs/promises'
+import {join} from 'node:path'
+import {startPodProcess, type PodBinary, type PodProc} from './podproc.js'
+
+export interface PodRunnerOptions {
+  kubeconfig: string
+  /** the real program for a container image, or undefined: KWOK alone plays it */
+  binaryFor(image: string): Omit<PodBinary, 'container'> | undefined
+  /** pod directories go to `<runDir>/pods`, logs to `<runDir>/logs/pods/<ns>_<pod>.log` */
+  runDir: string
+  subnetIndex: number
+  sockDir: string
+  apiPort: number
+  forwardPorts: number[]
+  /** how often the pods are listed, 500 ms when unset */
+  intervalMs?: number
+}
+
+export interface RunningPod {
+  /** namespace/name */
+  name: string
+  uid: string
+  ip: string
+  pid: number
+  logFile: string
+  restarts: number
+}
+
+export interface PodRunner {
+  /** the pods that run a process right now */
+  running(): RunningPod[]
+  /** the runner's own log: why a pod could not start, exits, restarts */
+  logFile: string
+  stop(): Promise<void>
+}
+
+interface Entry {
+  pod: V1Pod
+  binary: PodBinary
+  proc?: PodProc
+  restarts: number
+  /** no new start before this time (after a failed start or an exit) */
+  notBefore: number
+}
+
+const RESTART_PAUSE_MS = 2000
+
+function binaryOf(pod: V1Pod, binaryFor: PodRunnerOptions['binaryFor']): PodBinary | undefined {
+  for (const c of pod.spec?.containers ?? []) {
+    const b = c.image ? binaryFor(c.image) : undefined
+    if (b) return {...b, container: c.name}
+  }
+  return undefined
+}
+
+/** Running on a node with an address, not being deleted: the state in which a kubelet runs it. */
+function runnable(pod: V1Pod): boolean {
+  return !!pod.status?.podIP && !pod.metadata?.deletionTimestamp && pod.status?.phase === 'Running'
+}
+
+export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
+  const kc = new KubeConfig()
+  kc.loadFromFile(o.kubeconfig)
+  const core = kc.makeApiClient(CoreV1Api)
+  const podsDir = join(o.runDir, 'pods')
+  const logsDir = join(o.runDir, 'logs', 'pods')
+  const logFile = join(o.runDir, 'logs', 'podrunner.log')
+  await mkdir(logsDir, {recursive: true})
+  await mkdir(podsDir, {recursive: true})
+  const log = (msg: string) => appendFile(logFile, `${new Date().toISOString()} ${msg}\n`).catch(() => {})
+
+  const entries = new Map<string, Entry>()
+  let stopped = false
+  let timer: NodeJS.Timeout | undefined
+  let tick: Promise<void> = Promise.resolve()
+
+  const start = async (uid: string, e: Entry) => {
+    const name = `${e.pod.metadata?.namespace}/${e.pod.metadata?.name}`
+    try {
+      e.proc = await startPodProcess({
+        core, pod: e.pod, binary: e.binary, podsDir, logsDir,
+        subnetIndex: o.subnetIndex, sockDir: o.sockDir, apiPort: o.apiPort, forwardPorts: o.forwardPorts,
+      })
+      await log(`started ${name} (${e.binary.cmd}) at ${e.proc.ip}, pid ${e.proc.proc.pid}`)
+      const proc = e.proc
+      void proc.proc.exited.then(async (ex) => {
+        if (entries.get(uid)?.proc !== proc || stopped) return
+        await log(`${name} exited (${ex.signal ?? `code ${ex.code}`}); restarting in ${RESTART_PAUSE_MS} ms`)
+        await proc.stop()
+        e.proc = undefined
+        e.restarts++
+        e.notBefore = Date.now() + RESTART_PAUSE_MS
+      })
+    } catch (err) {
+      await log(`cannot start ${name}: ${err instanceof Error ? err.message : String(err)}`)
+      e.notBefore = Date.now() + RESTART_PAUSE_MS
+    }
+  }
+
+  const reconcile = async () => {
+    let pods: V1Pod[]
+    try {
+      pods = (await core.listPodForAllNamespaces({fieldSelector: 'status.phase=Running'})).items
+    } catch (err) {
+      await log(`cannot list pods: ${err instanceof Error ? err.message : String(err)}`)
+      return
+    }
+    const wanted = new Map<string, {pod: V1Pod; binary: PodBinary}>()
+    for (const pod of pods) {
+      const binary = runnable(pod) ? binaryOf(pod, o.binaryFor) : undefined
+      if (binary && pod.metadata?.uid) wanted.set(pod.metadata.uid, {pod, binary})
+    }
+    // stop first: a new pod may get the address a deleted one had
+    for (const [uid, e] of entries) {
+      if (wanted.has(uid)) continue
+      entries.delete(uid)
+      if (e.proc) {
+        await e.proc.stop()
+        await log(`stopped ${e.proc.name}: the pod is gone or being deleted`)
+      }
+    }
+    for (const [uid, w] of wanted) {
+      let e = entries.get(uid)
+      if (!e) {
+        e = {...w, restarts: 0, notBefore: 0}
+        entries.set(uid, e)
+      }
+      e.pod = w.pod
+      if (!e.proc && Date.now() >= e.notBefore && !stopped) await start(uid, e)
+    }
+  }
+
+  const loop = () => {
+    if (stopped) return
+    tick = reconcile().finally(() => {
+      if (!stopped) {
+        timer = setTimeout(loop, o.intervalMs ?? 500)
+        timer.unref()
+      }
+    })
+  }
+  loop()
+
+  return {
+    logFile,
+    running: () => [...entries.entries()].filter(([, e]) => e.proc).map(([uid, e]) => ({
+      name: e.proc!.name, uid, ip: e.proc!.ip, pid: e.proc!.proc.pid, logFile: e.proc!.proc.logFile, restarts: e.restarts,
+    })),
+    stop: async () => {
+      stopped = true
+      if (timer) clearTimeout(timer)
+      await tick.catch(() => {})
+      await Promise.all([...entries.values()].map((e) => e.proc?.stop()))
+      entries.clear()
+    },
+  }
+}
