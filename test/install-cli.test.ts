@@ -2,7 +2,8 @@
  * kpi install and kpi status through the CLI on the sandbox: the sample platform relocated to the
  * air-gapped registry (htpasswd + TLS), installed on a real control plane where KWOK plays the
  * kubelets (pods become Ready, no container code runs, so no kpack controller ever sets Ready:
- * --wait=applied, except where the test itself writes kpack's status through the status subresource).
+ * --wait=applied, except where the test itself writes kpack's status through the status subresource;
+ * runPods: false keeps kpack's own controller out, test/kpack-real.test.ts runs it).
  * Run `npm run build` first (tsc and the oclif manifest): the CLI runs from dist/.
  */
 import {gunzipSync} from 'node:zlib'
@@ -79,7 +80,7 @@ async function setKpackReady(ref: ObjectRef, status: 'True' | 'False', message?:
 describe('kpi install and kpi status on the sandbox', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'kpi-install-'))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1']})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1'], runPods: false})
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
     lockFile = join(work, 'lock.yaml')

@@ -139,3 +139,15 @@ export async function allocatePodSubnet(dir = LOCK_DIR): Promise<PodSubnet> {
     hint: 'stop some sandboxes (kpi sandbox down --dir DIR)',
   })
 }
+
+/**
+ * Frees subnet `index` if `ownerPid` holds it and is dead (a supervisor killed without its
+ * cleanup): its namespaces, veths and the processes in them go, then the lock.
+ */
+export async function releaseDeadOwnerSubnet(index: number, ownerPid: number, dir = LOCK_DIR): Promise<void> {
+  const file = join(dir, `${index}.lock`)
+  if (lockOwner(file) !== ownerPid || alive(ownerPid)) return
+  await cleanNetworkIndex(index)
+  rmSync(join(dir, String(index)), {recursive: true, force: true})
+  rmSync(file, {force: true})
+}

@@ -7,10 +7,9 @@
  */
 import type {CoreV1Api, V1Pod} from '@kubernetes/client-node'
 import {mkdir, rm, writeFile} from 'node:fs/promises'
-import {createRequire} from 'node:module'
 import {join} from 'node:path'
-import {fileURLToPath, pathToFileURL} from 'node:url'
 import {createPodNetns, deletePodNetns} from './netns.js'
+import {nodeScriptArgs} from './node-script.js'
 import type {NsProcSpec} from './nsproc.js'
 import {containerEnv, containerMounts} from './podenv.js'
 import {startProcess, type Proc} from './procs.js'
@@ -46,16 +45,6 @@ export interface PodProc {
   ip: string
   proc: Proc
   stop(): Promise<void>
-}
-
-/** The launcher script and the node arguments that run it, from src/ (tests, through tsx) or dist/. */
-function launcher(): string[] {
-  const self = fileURLToPath(import.meta.url)
-  if (self.endsWith('.ts')) {
-    const tsx = createRequire(import.meta.url).resolve('tsx')
-    return ['--import', pathToFileURL(tsx).href, fileURLToPath(new URL('./nsproc.ts', import.meta.url))]
-  }
-  return [fileURLToPath(new URL('./nsproc.js', import.meta.url))]
 }
 
 export async function startPodProcess(o: PodProcOptions): Promise<PodProc> {
@@ -95,7 +84,7 @@ export async function startPodProcess(o: PodProcOptions): Promise<PodProc> {
     proc = await startProcess({
       name: `${ns}_${name}`,
       cmd: 'ip',
-      args: ['netns', 'exec', netns.name, 'unshare', '--mount', '--propagation', 'private', process.execPath, ...launcher(), specFile],
+      args: ['netns', 'exec', netns.name, 'unshare', '--mount', '--propagation', 'private', process.execPath, ...nodeScriptArgs(import.meta.url, 'nsproc'), specFile],
       logDir: o.logsDir,
       env: {},
     })

@@ -1,0 +1,50 @@
+/**
+ * The process that keeps a `kpi sandbox up` sandbox running after the command returns: started
+ * detached by updown.ts as `node supervisor.js DIR`, it starts the sandbox in DIR/run, writes
+ * DIR/env and DIR/values.yaml, records its state in DIR/state.json, and stops everything on
+ * SIGTERM or SIGINT (`kpi sandbox down`).
+ */
+import {join} from 'node:path'
+import {writeState} from './state.js'
+import {startSandbox, type Sandbox} from './sandbox.js'
+import {writeSandboxFiles} from './sandbox-files.js'
+
+async function main(): Promise<void> {
+  const dir = process.argv[2]
+  if (!dir) throw new Error('usage: supervisor DIR')
+  const started = Date.now()
+  await writeState(dir, {pid: process.pid, state: 'starting', startedAt: new Date(started).toISOString()})
+  let sb: Sandbox | undefined
+  let stopping = false
+  const stop = async (code: number) => {
+    if (stopping) return
+    stopping = true
+    await sb?.stop().catch(() => {})
+    await writeState(dir, {pid: process.pid, state: 'stopped', startedAt: new Date(started).toISOString()})
+    process.exit(code)
+  }
+  process.on('SIGTERM', () => void stop(0))
+  process.on('SIGINT', () => void stop(0))
+  try {
+    sb = await startSandbox({runDir: join(dir, 'run'), controlPlane: true, samples: ['v1', 'v2']})
+    await writeSandboxFiles(sb, dir)
+  } catch (e) {
+    await writeState(dir, {
+      pid: process.pid, state: 'failed', startedAt: new Date(started).toISOString(),
+      message: e instanceof Error ? e.message : String(e),
+    })
+    await stop(1)
+    return
+  }
+  await writeState(dir, {
+    pid: process.pid, state: 'ready', startedAt: new Date(started).toISOString(), readyMs: Date.now() - started,
+    podCidr: sb.controlPlane?.podCidr, missingPrograms: sb.missingPrograms,
+  })
+  // the sandbox's servers are child processes and unref'd: this keeps the supervisor alive
+  setInterval(() => {}, 1 << 30)
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`sandbox supervisor: ${e instanceof Error ? e.message : String(e)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,123 @@
+/**
+ * `kpi sandbox up` and `kpi sandbox down`: the sandbox as a long-running thing, like
+ * `kind create cluster`. `up` starts a detached supervisor (supervisor.ts) and returns once it
+ * reports ready; `down` stops it and sweeps up whatever a supervisor that was killed outright
+ * left behind (its servers, its pods' network namespaces). Both are safe to repeat.
+ */
+import {spawn} from 'node:child_process'
+import {closeSync, openSync} from 'node:fs'
+import {mkdir, readdir, readFile} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {KpiError} from '../errors.js'
+import {nodeScriptArgs} from './node-script.js'
+import {releaseDeadOwnerSubnet} from './podnet.js'
+import {tailLog} from './procs.js'
+import {readState, type SandboxState} from './state.js'
+
+export interface SandboxUpResult {
+  dir: string
+  envFile: string
+  valuesFile: string
+  state: SandboxState
+  /** false when a sandbox was already running in dir */
+  started: boolean
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {}): Promise<SandboxUpResult> {
+  const dir = resolve(dirArg)
+  const files = {envFile: join(dir, 'env'), valuesFile: join(dir, 'values.yaml')}
+  const prev = await readState(dir)
+  if (prev && alive(prev.pid) && prev.state === 'ready') return {dir, ...files, state: prev, started: false}
+  if (prev && alive(prev.pid)) {
+    throw new KpiError('conflict', `a sandbox is ${prev.state} in ${dir} (pid ${prev.pid})`, {hint: `wait for it, or run kpi sandbox down --dir ${dir}`})
+  }
+  // leftovers of a supervisor that died without cleaning up
+  if (prev) await sandboxDown(dir)
+  await mkdir(dir, {recursive: true})
+  const log = join(dir, 'supervisor.log')
+  const fd = openSync(log, 'a')
+  let child
+  try {
+    child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'supervisor'), dir], {
+      detached: true, stdio: ['ignore', fd, fd], env: process.env,
+    })
+  } finally {
+    closeSync(fd)
+  }
+  child.unref()
+  const pid = child.pid!
+  const deadline = Date.now() + (opts.timeoutMs ?? 600_000)
+  for (;;) {
+    const s = await readState(dir)
+    if (s?.pid === pid && s.state === 'ready') return {dir, ...files, state: s, started: true}
+    if (s?.pid === pid && s.state === 'failed') {
+      await sandboxDown(dir)
+      throw new KpiError('failed', `the sandbox did not start: ${s.message}`, {hint: `read ${log} and the logs under ${join(dir, 'run')}`})
+    }
+    if (!alive(pid)) {
+      await sandboxDown(dir)
+      throw new KpiError('failed', `the sandbox supervisor exited while starting: ${(await tailLog(log, 3)).replace(/\n/g, ' | ')}`, {hint: `read ${log}`})
+    }
+    if (Date.now() > deadline) {
+      await sandboxDown(dir)
+      throw new KpiError('timeout', `the sandbox did not become ready in ${Math.round((opts.timeoutMs ?? 600_000) / 1000)}s`, {hint: `read ${log}`})
+    }
+    await sleep(250)
+  }
+}
+
+/** Processes whose command line names a path under dir: what the sandbox started there. */
+async function processesUnder(dir: string): Promise<number[]> {
+  const out: number[] = []
+  for (const entry of await readdir('/proc')) {
+    const pid = Number(entry)
+    if (!Number.isInteger(pid) || pid === process.pid) continue
+    try {
+      const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+      if (args.some((a) => a === dir || a.includes(`${dir}/`))) out.push(pid)
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
+
+export interface SandboxDownResult {
+  /** a running supervisor was stopped */
+  stopped: boolean
+  /** leftover processes killed after it */
+  swept: number
+}
+
+export async function sandboxDown(dirArg: string, opts: {graceMs?: number} = {}): Promise<SandboxDownResult> {
+  const dir = resolve(dirArg)
+  const s = await readState(dir)
+  let stopped = false
+  if (s && alive(s.pid)) {
+    process.kill(s.pid, 'SIGTERM')
+    const deadline = Date.now() + (opts.graceMs ?? 60_000)
+    while (alive(s.pid) && Date.now() < deadline) await sleep(200)
+    if (alive(s.pid)) process.kill(s.pid, 'SIGKILL')
+    stopped = true
+  }
+  const left = await processesUnder(dir)
+  for (const pid of left) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone
+    }
+  }
+  if (s?.podCidr) await releaseDeadOwnerSubnet(Number(s.podCidr.split('.')[2]), s.pid)
+  return {stopped, swept: left.length}
+}
