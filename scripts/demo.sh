@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npm run --silent build
-exec node dist/sandbox/demo.js
+exec node bin/run.js demo --dir "${KPI_DEMO_DIR:-.run/demo}"

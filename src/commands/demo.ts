@@ -1,0 +1,38 @@
+import {spawn} from 'node:child_process'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {Flags} from '@oclif/core'
+import {KpiCommand} from '../cli/base.js'
+import {KpiError} from '../errors.js'
+import {runDemo} from '../sandbox/demo.js'
+
+const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+
+export default class Demo extends KpiCommand {
+  static override description = `Run the demo on the sandbox: relocate the sample platform across an air gap, install it, status
+
+Starts a sandbox (public and air-gapped registries, a control plane running kpack's own controller
+and webhook), runs kpi as a user would at every step, and stops the sandbox at the end. Needs root.`
+
+  static override examples = ['<%= config.bin %> demo --dir .run/demo']
+
+  static override flags = {
+    dir: Flags.string({description: 'run directory (emptied first)', default: join('.run', 'demo')}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Demo)
+    const abort = new AbortController()
+    process.once('SIGINT', () => abort.abort())
+    await runDemo({dir: flags.dir, signal: abort.signal}, {
+      event: (e) => this.log(e.type === 'step' ? `\n=== ${e.title}` : e.message),
+      kpi: (args, env) => {
+        this.log(`$ kpi ${args.join(' ')}`)
+        return new Promise((resolve, reject) => {
+          const child = spawn(process.execPath, [bin, ...args], {stdio: 'inherit', env: {...process.env, ...env}})
+          child.on('close', (code) => (code === 0 ? resolve() : reject(new KpiError('failed', `demo step failed: kpi ${args[0]} exited with ${code}`))))
+        })
+      },
+    })
+  }
+}
