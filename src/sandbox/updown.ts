@@ -6,7 +6,7 @@
  */
 import {spawn} from 'node:child_process'
 import {closeSync, openSync} from 'node:fs'
-import {mkdir, readdir, readFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {KpiError} from '../errors.js'
@@ -43,6 +43,8 @@ export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {})
   }
   // leftovers of a supervisor that died without cleaning up
   if (prev) await sandboxDown(dir)
+  // a fresh sandbox every time: an old run's etcd data and certificates would not fit new ports
+  await rm(join(dir, 'run'), {recursive: true, force: true})
   await mkdir(dir, {recursive: true})
   const log = join(dir, 'supervisor.log')
   const fd = openSync(log, 'a')

@@ -1,0 +1,117 @@
+/**
+ * kpack really runs on the sandbox: the pod runner runs kpack's own controller and webhook (built
+ * from the sources of the version the sample's images stand for) for the pods KWOK plays, with the
+ * ServiceAccount tokens kpi's RBAC grants. Nothing here writes kpack's status: kpack does.
+ * Run `npm run build` first (the CLI runs from dist/).
+ */
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {createKubeClient, type Kube} from '../src/kube/client.js'
+import type {LiveObject} from '../src/kube/types.js'
+import {waitFor} from '../src/sandbox/procs.js'
+import {sandboxValues} from '../src/sandbox/sandbox-files.js'
+import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import {kpi, type CliResult} from './helpers/cli.js'
+
+let sb: Sandbox
+let work: string
+let env: Record<string, string>
+let kube: Kube
+let lockFile: string
+let valuesFile: string
+let failed = false
+const logsOnFailure = () => onTestFailed(() => {
+  failed = true
+  console.error(`sandbox run dir: ${sb.runDir} (pod logs in ${sb.controlPlane?.runDir}/logs/pods)`)
+})
+const run = (args: string[]): Promise<CliResult> => kpi(args, env)
+const installArgs = (...more: string[]) => ['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', sb.caFile, ...more]
+
+/** The log of the pod runner's process for the pod whose name starts with `prefix` (namespace/name). */
+async function podLog(prefix: string): Promise<string> {
+  const p = sb.controlPlane!.podRunner!.running().find((r) => r.name.startsWith(prefix))
+  if (!p) throw new Error(`no running process for ${prefix}: ${JSON.stringify(sb.controlPlane!.podRunner!.running())}`)
+  return readFile(p.logFile, 'utf8')
+}
+
+const clusterStack = (name: string, spec: Record<string, unknown>): LiveObject => ({
+  apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', metadata: {name}, spec,
+})
+
+describe('kpack runs for real on the sandbox', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'kpi-kpack-'))
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
+    expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
+    env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
+    kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
+    lockFile = join(work, 'lock.yaml')
+    const r = await run(['relocate', '-b', sb.bundles.v2!, '--to-repo', sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', sb.caFile])
+    expect(r.code, r.stderr).toBe(0)
+    valuesFile = join(work, 'values.yaml')
+    await writeFile(valuesFile, await sandboxValues(sb, ['team-a']), {mode: 0o600})
+  })
+  afterAll(async () => {
+    kube?.close()
+    await sb?.stop()
+    if (sb && !failed) await rm(work, {recursive: true, force: true})
+  })
+
+  it('installs with kpack\'s webhook filling in its own configurations, and kpack makes the stack and store Ready', async () => {
+    logsOnFailure()
+    const r = await run(installArgs('--wait=applied'))
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    // kpack ships its webhook configurations without rules or CA: its webhook writes them
+    const validating = await waitFor(async () => {
+      const v = await kube.get({apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', name: 'validation.webhook.kpack.io'})
+      const w = (v?.webhooks as Array<{rules?: unknown[]; clientConfig: {caBundle?: string}; failurePolicy: string}> | undefined)?.[0]
+      return w?.rules?.length && w.clientConfig.caBundle ? w : undefined
+    }, {what: 'kpack-webhook to fill in validation.webhook.kpack.io', timeoutMs: 60_000})
+    expect(validating.failurePolicy).toBe('Fail')
+    for (const ref of [
+      {apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'base'},
+      {apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStore', name: 'default'},
+    ]) {
+      const ready = await waitFor(async () => {
+        const o = await kube.get(ref)
+        const c = (o?.status as {conditions?: Array<{type: string; status: string}>} | undefined)?.conditions?.find((x) => x.type === 'Ready')
+        return c?.status === 'True' ? c : undefined
+      }, {what: `${ref.kind} ${ref.name} Ready by kpack`, timeoutMs: 90_000})
+      expect(ready.status).toBe('True')
+    }
+  })
+
+  it('kpack\'s webhook refuses a ClusterStack kpack\'s validation rejects', async () => {
+    logsOnFailure()
+    // kpack's CRDs take any object (x-kubernetes-preserve-unknown-fields): only kpack's code can refuse it
+    const bad = clusterStack('bad-run-image', {id: 'io.buildpacks.stacks.jammy', buildImage: {image: `${sb.airgapPrefix}/stacks/build:x`}, runImage: {image: 'Stacks/Run:1'}})
+    const err = await kube.apply(bad).then(() => undefined, (e: unknown) => e as Error)
+    expect(err?.message).toMatch(/admission webhook "validation\.webhook\.kpack\.io" denied the request: validation failed: invalid value: Stacks\/Run:1: spec\.runImage\.image/)
+    expect(await kube.get({apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'bad-run-image'})).toBeUndefined()
+  })
+
+  it('kpack works with exactly kpi\'s RBAC: without update on kpack.io it fails with its own forbidden error', async () => {
+    logsOnFailure()
+    const ref = {apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', name: 'kpack-controller-admin'}
+    const role = (await kube.get(ref))!
+    const original = structuredClone(role.rules) as Array<{apiGroups: string[]; verbs: string[]}>
+    const rules = structuredClone(original)
+    const kpackRule = rules.find((r) => r.apiGroups.includes('kpack.io'))!
+    kpackRule.verbs = kpackRule.verbs.filter((v) => v !== 'update')
+    await kube.replace({...role, rules})
+    try {
+      const base = (await kube.get({apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'base'}))!
+      await kube.apply(clusterStack('probe', base.spec as Record<string, unknown>))
+      await waitFor(async () => /clusterstacks\.kpack\.io "probe" is forbidden: User "system:serviceaccount:kpack:controller" cannot update resource "clusterstacks\/status"/.test(await podLog('kpack/kpack-controller-')), {
+        what: 'kpack-controller to log its forbidden error', timeoutMs: 60_000,
+      })
+      const probe = await kube.get({apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'probe'})
+      expect(probe?.status).toBeUndefined()
+    } finally {
+      const now = (await kube.get(ref))!
+      await kube.replace({...now, rules: original})
+    }
+  })
+})

@@ -1,0 +1,81 @@
+/**
+ * kpi sandbox up / down through the CLI: up returns once ready and leaves a supervisor running,
+ * with DIR/env and DIR/values.yaml; down stops everything, is safe twice, and sweeps up after a
+ * supervisor that was killed outright. Run `npm run build` first.
+ */
+import {execFileSync} from 'node:child_process'
+import {mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {parse} from 'yaml'
+import {afterAll, describe, expect, it} from 'vitest'
+import {readState} from '../src/sandbox/state.js'
+import {kpi} from './helpers/cli.js'
+
+const ENV_KEYS = ['KUBECONFIG', 'DOCKER_CONFIG', 'KPI_PLAIN_HTTP', 'KPI_SANDBOX_PUBLIC', 'KPI_SANDBOX_AIRGAP', 'KPI_SANDBOX_USERNAME',
+  'KPI_SANDBOX_PASSWORD', 'KPI_SANDBOX_CA', 'KPI_SANDBOX_BUNDLE_V1', 'KPI_SANDBOX_BUNDLE_V2']
+
+/** Processes whose command line names a path under dir. */
+async function processesUnder(dir: string): Promise<number[]> {
+  const out: number[] = []
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    const args = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '')
+    if (args.split('\0').some((a) => a.includes(`${dir}/`))) out.push(Number(e))
+  }
+  return out
+}
+
+/** The environment DIR/env exports, as a shell sees it. */
+function sourcedEnv(dir: string): Record<string, string> {
+  const out = execFileSync('bash', ['-c', `set -a; . ${join(dir, 'env')}; env -0`], {encoding: 'utf8', env: {}})
+  return Object.fromEntries(out.split('\0').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+}
+
+describe('kpi sandbox up and down', () => {
+  let dir = ''
+  afterAll(async () => {
+    await kpi(['sandbox', 'down', '--dir', dir])
+    await rm(dir, {recursive: true, force: true})
+  })
+
+  it('up leaves a ready sandbox with env and values; down stops it, twice; a killed supervisor is swept up', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-up-'))
+    const up = await kpi(['sandbox', 'up', '--dir', dir])
+    expect(up.code, up.stderr).toBe(0)
+    expect(up.stdout).toMatch(/^sandbox ready in \d+\.\ds/m)
+    const env = sourcedEnv(dir)
+    for (const k of ENV_KEYS) expect(env[k], k).toBeTruthy()
+    expect(env.KPI_PLAIN_HTTP).toBe(env.KPI_SANDBOX_PUBLIC)
+    const values = parse(await readFile(join(dir, 'values.yaml'), 'utf8')) as {registry: Record<string, string>; caCerts: string[]}
+    expect(values.registry).toEqual({server: env.KPI_SANDBOX_AIRGAP, repository: 'build-service', username: env.KPI_SANDBOX_USERNAME, password: env.KPI_SANDBOX_PASSWORD})
+    expect(values.caCerts[0]).toBe(await readFile(env.KPI_SANDBOX_CA!, 'utf8'))
+    // the control plane answers kpi with what DIR/env says
+    const status = await kpi(['status'], env)
+    expect(status.stderr).toContain('no kpi installation in the cluster')
+    // the air-gapped registry answers with the credentials and CA in DIR/env
+    const res = await fetch(`https://${env.KPI_SANDBOX_AIRGAP}/v2/`, {
+      headers: {authorization: `Basic ${Buffer.from(`${env.KPI_SANDBOX_USERNAME}:${env.KPI_SANDBOX_PASSWORD}`).toString('base64')}`},
+      // @ts-expect-error undici option: trust the sandbox CA for this request only
+      dispatcher: new (await import('undici')).Agent({connect: {ca: await readFile(env.KPI_SANDBOX_CA!, 'utf8')}}),
+    })
+    expect(res.status).toBe(200)
+    const again = await kpi(['sandbox', 'up', '--dir', dir])
+    expect(again.stdout).toContain('sandbox already running')
+
+    const down = await kpi(['sandbox', 'down', '--dir', dir])
+    expect(down.stdout).toContain(`sandbox in ${dir} stopped`)
+    expect(await processesUnder(dir)).toEqual([])
+    expect((await kpi(['sandbox', 'down', '--dir', dir])).stdout).toContain(`no sandbox running in ${dir}`)
+
+    // a supervisor killed outright leaves its servers running: down sweeps them up
+    const up2 = await kpi(['sandbox', 'up', '--dir', dir])
+    expect(up2.code, up2.stderr).toBe(0)
+    const state = (await readState(dir))!
+    process.kill(state.pid, 'SIGKILL')
+    expect((await processesUnder(dir)).length).toBeGreaterThan(0)
+    const sweep = await kpi(['sandbox', 'down', '--dir', dir])
+    expect(sweep.stdout).toMatch(/leftover processes killed/)
+    expect(await processesUnder(dir)).toEqual([])
+  })
+})
