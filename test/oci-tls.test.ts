@@ -1,5 +1,6 @@
 import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {lookup} from 'node:dns/promises'
+import {hostname, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -78,10 +79,35 @@ describe('OCI client over TLS', () => {
     }
   })
 
-  it('says so when TLS and plain HTTP are mixed up', async () => {
-    const toPlain = await failure(client().ping(plain.host))
-    expect(toPlain.kind).toBe('tls')
-    expect(toPlain.message).toBe(`registry ${plain.host} does not speak TLS on that port`)
+  it('talks plain HTTP to a loopback registry that answers it, without being told, and says so once', async () => {
+    const told: string[] = []
+    const c = client({onPlainHttp: (r) => told.push(r)})
+    await pushPull(c, plain.host)
+    await pushPull(c, plain.host)
+    expect(told).toEqual([plain.host])
+    // the same registry by localhost: loopback too
+    const port = plain.host.slice(plain.host.lastIndexOf(':') + 1)
+    await pushPull(client(), `localhost:${port}`)
+    // a loopback registry that speaks TLS is not taken for a plain one
+    const viaTls: string[] = []
+    await pushPull(client({caCerts: [tls.caPem!], onPlainHttp: (r) => viaTls.push(r)}), tls.host)
+    expect(viaTls).toEqual([])
+  })
+
+  it('elsewhere, a registry serving plain HTTP is an error naming --plain-http HOST; and HTTP to a TLS registry is said', async () => {
+    // this machine's own name, which resolves to loopback but is not a loopback name: stands for a registry elsewhere
+    const name = hostname()
+    const resolved = await lookup(name).catch(() => undefined)
+    if (resolved && /^127\./.test(resolved.address) && !/^localhost$/i.test(name)) {
+      const remote = `${name}:${plain.host.slice(plain.host.lastIndexOf(':') + 1)}`
+      const toPlain = await failure(client().ping(remote))
+      expect(toPlain.kind).toBe('tls')
+      expect(toPlain.message).toBe(`registry ${remote} serves plain HTTP, not HTTPS`)
+      expect(toPlain.hint).toBe(`give it TLS, or talk plain HTTP to it with --plain-http ${remote}`)
+      await pushPull(client({plainHttp: (r) => r === remote}), remote)
+    } else {
+      console.warn(`skipped the non-loopback half: ${name} does not resolve to a loopback address`)
+    }
     const toTls = await failure(client({plainHttp: () => true}).ping(tls.host))
     expect(toTls.kind).toBe('tls')
     expect(toTls.message).toContain('speaks HTTPS')

@@ -6,7 +6,7 @@ import {createRegistryClient, type RegistryClient} from '../oci/index.js'
 
 export const registryFlags = {
   'plain-http': Flags.string({
-    description: 'talk plain HTTP (no TLS) to this registry host[:port] (repeatable; for loopback test registries)',
+    description: 'talk plain HTTP (no TLS) to this registry host[:port] (repeatable; loopback registries that answer plain HTTP need none)',
     multiple: true,
   }),
   concurrency: Flags.integer({description: 'parallel blob transfers', default: 8, min: 1, max: 64}),
@@ -29,17 +29,34 @@ export async function readCaCerts(files: string[] | undefined): Promise<string[]
   return out
 }
 
+const toldPlain = new Set<string>()
+
+/**
+ * Says, once per registry and process, that a loopback registry is talked to over plain HTTP
+ * without --plain-http (on stderr: a line, or a JSON event with --json).
+ */
+export function plainHttpNotice(json: boolean | undefined): (registry: string) => void {
+  return (registry) => {
+    if (toldPlain.has(registry)) return
+    toldPlain.add(registry)
+    const message = `registry ${registry} answers plain HTTP; it is on this machine (loopback), so kpi talks HTTP to it`
+    process.stderr.write(json ? `${JSON.stringify({event: {type: 'info', message}})}\n` : `note: ${message}\n`)
+  }
+}
+
 export async function registryClientFromFlags(flags: {
   'ca-cert'?: string[]
   'insecure-skip-tls-verify'?: boolean
   'plain-http'?: string[]
   concurrency?: number
+  json?: boolean
 }): Promise<RegistryClient> {
   const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
   return createRegistryClient({
     caCerts: await readCaCerts(flags['ca-cert']),
     insecureSkipTlsVerify: flags['insecure-skip-tls-verify'] ?? false,
     plainHttp: (registry) => plain.has(registry),
+    onPlainHttp: plainHttpNotice(flags.json),
     connections: Math.max(8, (flags.concurrency ?? 8) * 2),
   })
 }

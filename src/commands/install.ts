@@ -5,7 +5,7 @@ import {loadLock} from '../bundle/source.js'
 import {KpiCommand} from '../cli/base.js'
 import {parseDuration} from '../cli/duration.js'
 import {kubeFlags, kubeTarget} from '../cli/kube.js'
-import {readCaCerts, registryFlags} from '../cli/registry.js'
+import {plainHttpNotice, readCaCerts, registryFlags} from '../cli/registry.js'
 import {createKubeClient} from '../kube/client.js'
 import {progressMode, withStagedProgress} from '../cli/progress.js'
 import {renderPlatform} from '../render/render.js'
@@ -49,7 +49,7 @@ install again with the same inputs changes nothing; after an interrupted install
     const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
     // the registry CAs the cluster will trust (values) and those given here
     const caCerts = [...values.caCerts, ...(await readCaCerts(flags['ca-cert']))]
-    const registryOptions = {caCerts, insecureSkipTlsVerify: flags['insecure-skip-tls-verify'], plainHttp: (r: string) => plain.has(r)}
+    const registryOptions = {caCerts, insecureSkipTlsVerify: flags['insecure-skip-tls-verify'], plainHttp: (r: string) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json)}
     const {bundle: lock} = await loadLock(flags.bundle, registryOptions)
     const render = renderPlatform(lock, values)
     const kube = await createKubeClient(kubeTarget(flags))

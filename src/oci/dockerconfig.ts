@@ -145,13 +145,21 @@ export async function runCredentialHelper(helper: string, registry: string, env:
   const program = `docker-credential-${helper}`
   const server = normaliseRegistry(registry) === DOCKER_HUB ? DOCKER_HUB_KEY : registry
   const {code, stdout, stderr, spawnError} = await new Promise<{code: number | null; stdout: string; stderr: string; spawnError?: Error}>((resolve) => {
-    const child = spawn(program, ['get'], {env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000})
+    const child = spawn(program, ['get'], {env, stdio: ['pipe', 'pipe', 'pipe']})
+    // not spawn's own `timeout`: when the program is missing no exit event clears it, and the
+    // whole kpi process stayed alive for its full length after reporting the error
+    const timer = setTimeout(() => child.kill('SIGTERM'), 60_000)
+    timer.unref()
+    const done = (r: {code: number | null; stdout: string; stderr: string; spawnError?: Error}) => {
+      clearTimeout(timer)
+      resolve(r)
+    }
     let out = ''
     let err = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
     child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-    child.on('error', (e) => resolve({code: null, stdout: out, stderr: err, spawnError: e}))
-    child.on('close', (c) => resolve({code: c, stdout: out, stderr: err}))
+    child.on('error', (e) => done({code: null, stdout: out, stderr: err, spawnError: e}))
+    child.on('close', (c) => done({code: c, stdout: out, stderr: err}))
     child.stdin.on('error', () => {})
     child.stdin.end(server)
   })

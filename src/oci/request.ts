@@ -12,7 +12,7 @@ import {Authenticator, refusedError, userOf} from './auth.js'
 import {credentialResolver} from './dockerconfig.js'
 import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
 import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
-import {createDispatcher, mapTransportError, registryBaseUrl, type ProxyOptions} from './transport.js'
+import {createDispatcher, isLoopbackRegistry, mapTransportError, registryBaseUrl, servesPlainHttp, type ProxyOptions} from './transport.js'
 import type {ClientOptions, Repo} from './types.js'
 
 export interface RequestOptions extends ClientOptions {
@@ -111,8 +111,11 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const auth = new Authenticator({dispatcher, credentials, userAgent})
   const policy: RetryPolicy = {...defaultRetryPolicy, ...opts.retryPolicy, ...(opts.retries !== undefined ? {retries: opts.retries} : {})}
   const plainHttp = opts.plainHttp ?? (() => false)
+  // loopback registries found to answer plain HTTP (go-containerregistry and docker fall back the same way)
+  const learnedPlain = new Set<string>()
+  const isPlain = (registry: string): boolean => plainHttp(registry) || learnedPlain.has(registry)
 
-  const base = (registry: string): string => registryBaseUrl(registry, plainHttp(registry))
+  const base = (registry: string): string => registryBaseUrl(registry, isPlain(registry))
   const repoUrl = (repo: Repo, rest: string): string => `${base(repo.registry)}/v2/${repo.repository}/${rest}`
 
   async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string): Promise<Dispatcher.ResponseData> {
@@ -126,7 +129,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
         reset: false,
       })
     } catch (e) {
-      throw mapTransportError(e, where)
+      throw mapTransportError(e, where, u.host)
     }
   }
 
@@ -141,7 +144,15 @@ export function createRequester(opts: RequestOptions = {}): Requester {
 
   /** GET /v2/ once per registry to learn whether and how it wants authentication (again after a failure). */
   const probe = memoAsync(async (registry: string): Promise<void> => {
-    const res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+    let res: Dispatcher.ResponseData
+    try {
+      res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+    } catch (e) {
+      if (isPlain(registry) || !isLoopbackRegistry(registry) || !servesPlainHttp(e)) throw e
+      learnedPlain.add(registry)
+      opts.onPlainHttp?.(registry)
+      res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+    }
     if (res.statusCode === 401) {
       auth.learn(registry, res.headers['www-authenticate'])
       await dump(res)
@@ -172,6 +183,8 @@ export function createRequester(opts: RequestOptions = {}): Requester {
 
   async function send(registry: string, req: Req): Promise<Dispatcher.ResponseData> {
     await probe(registry)
+    // the caller built the URL before the probe found the registry answers plain HTTP
+    if (learnedPlain.has(registry) && req.url.startsWith('https://')) req = {...req, url: `http://${req.url.slice('https://'.length)}`}
     let scopes = req.scopes
     for (let round = 0; ; round++) {
       const authz = await auth.authorization(registry, scopes)

@@ -154,8 +154,17 @@ const networkWords: Record<string, string> = {
 const tlsHint = 'pass --ca-cert FILE with the registry CA, or --insecure-skip-tls-verify'
 const networkHint = 'check the registry address and that it is running; set HTTPS_PROXY/NO_PROXY if it is behind a proxy'
 
-/** Turn a socket/TLS error into a KpiError naming the host; KpiErrors pass through. */
-export function mapTransportError(e: unknown, host: string): KpiError {
+/** A TLS handshake answered in plain HTTP: the server on that port does not speak TLS. */
+export function servesPlainHttp(e: unknown): boolean {
+  if (e instanceof KpiError) return (e.details as {servesPlainHttp?: boolean} | undefined)?.servesPlainHttp === true
+  return errorCodes(e).some((c) => notTlsCodes.has(c)) || /wrong version number/i.test((e as Error)?.message ?? '')
+}
+
+/**
+ * Turn a socket/TLS error into a KpiError naming the host; KpiErrors pass through. `registryHost`
+ * (host[:port]) fills in flags the hint names, when `host` describes more than the registry.
+ */
+export function mapTransportError(e: unknown, host: string, registryHost?: string): KpiError {
   if (e instanceof KpiError) return e
   const codes = errorCodes(e)
   const msg = (e as Error)?.message ?? String(e)
@@ -168,8 +177,10 @@ export function mapTransportError(e: unknown, host: string): KpiError {
   }
   const validity = codes.find((c) => tlsValidityCodes.has(c))
   if (validity) return new KpiError('tls', `TLS certificate of ${host} is not valid now (${msg})`, {hint: 'renew the registry certificate or check the clock', cause: e})
-  if (codes.some((c) => notTlsCodes.has(c)) || /wrong version number/i.test(msg)) {
-    return new KpiError('tls', `registry ${host} does not speak TLS on that port`, {hint: 'it serves plain HTTP: give it TLS, or allow plain HTTP for this registry', cause: e})
+  if (servesPlainHttp(e)) {
+    return new KpiError('tls', `registry ${host} serves plain HTTP, not HTTPS`, {
+      hint: `give it TLS, or talk plain HTTP to it with --plain-http ${registryHost ?? host}`, cause: e, details: {source: 'other', servesPlainHttp: true},
+    })
   }
   const net = codes.find((c) => networkWords[c])
   if (net) return new KpiError('network', `cannot reach registry ${host} (${networkWords[net]})`, {hint: networkHint, cause: e})

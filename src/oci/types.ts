@@ -141,8 +141,14 @@ export interface ClientOptions {
   caCerts?: string[]
   /** explicit opt-in to skip TLS verification */
   insecureSkipTlsVerify?: boolean
-  /** registries to talk to over plain HTTP (loopback registries without TLS) */
+  /**
+   * registries to talk to over plain HTTP. Loopback registries (localhost, 127.0.0.0/8, ::1) need
+   * no entry: like docker and go-containerregistry, HTTPS is tried first and plain HTTP used when
+   * that is what the registry answers
+   */
   plainHttp?: (registry: string) => boolean
+  /** told once per registry when a loopback registry is found to answer plain HTTP (commands say so) */
+  onPlainHttp?: (registry: string) => void
   /** credentials looked up per registry; defaults to the docker config and environment */
   credentials?: (registry: string) => Promise<Credentials | undefined>
   /** maximum concurrent connections per registry */
