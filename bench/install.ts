@@ -7,8 +7,8 @@
  * - kubectl: what a script does by hand: apply namespaces+CRDs (server side), kubectl wait
  *            established, apply the rest, kubectl rollout status of both Deployments
  *
- * kapp comes from scripts/tools.sh (toolPath('kapp')); when it is not built (the Go module proxy
- * this project reaches does not serve carvel.dev modules) the bench says so and compares with kubectl.
+ * kapp comes from scripts/tools.sh (toolPath('kapp'), built from its source snapshot when the Go
+ * module proxy refuses carvel.dev); when it is not built the bench says so and compares with kubectl.
  *
  *   npm run build && npx tsx bench/install.ts [--rounds 3]
  */

@@ -4,27 +4,38 @@
 # machine passes through in a moment. Versions are pinned in tools/versions.env (src/sandbox/tools.ts
 # reads the same file).
 #
-#   bash scripts/tools.sh                  # every group
+#   bash scripts/tools.sh                  # every group, controlplane first
 #   bash scripts/tools.sh controlplane     # kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
-#   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl (the peer for install benchmarks: kapp is not reachable),
-#                                          # ggcr-registry (go-containerregistry's registry with the OCI referrers API),
-#                                          # floor (tools/floor: the benchmark's minimal blob copier)
-#   bash scripts/tools.sh crane floor      # single tools by name
+#   bash scripts/tools.sh platform         # kpack's controller and webhook (one cache dir per kpack version:
+#                                          # kpack-<version>/bin/{controller,webhook}), cert-injection-webhook
+#                                          # (bin/{webhook,setup-ca-certs}), kp (the kpack CLI)
+#   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl, ggcr-registry (go-containerregistry's
+#                                          # registry with the OCI referrers API), floor (tools/floor: the
+#                                          # benchmark's minimal blob copier), imgpkg, kapp, helm (4), regctl, oras
+#   bash scripts/tools.sh crane kpack      # single tools by name
 #
-# KPI_CACHE_DIR overrides ~/.cache/kpi. Cold builds of Kubernetes take many minutes on 2 cores.
+# Each tool comes from `go install MODULE@VERSION` through the Go module proxy when the proxy serves it.
+# The proxy this project may reach refuses kpack, kpack-cli, cert-injection-webhook, imgpkg and kapp;
+# for those the build falls back to the source snapshots in KPI_UPSTREAM_DIR (default ../shared/upstream
+# beside the checkout, see its README), unpacked into a temporary directory under the cache and removed
+# after the build. Sources never enter the repository.
+#
+# KPI_CACHE_DIR overrides ~/.cache/kpi. Cold builds of Kubernetes and kpack take many minutes on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tools/versions.env
 . "$root/tools/versions.env"
 cache=${KPI_CACHE_DIR:-$HOME/.cache/kpi}
 
-# imgpkg and kapp (carvel.dev) are not served by the Go module proxy this project may reach, so they
-# are not built; the benchmarks that compare with them skip when src/sandbox/tools.ts finds no binary.
-groups_all=(controlplane peers)
-tools_controlplane=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
-tools_peers=(crane toxiproxy-server kubectl ggcr-registry floor)
+upstream=${KPI_UPSTREAM_DIR:-$root/../shared/upstream}
 
-version_of() {
+groups_all=(controlplane platform peers)
+tools_controlplane=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+tools_platform=(kpack cert-injection-webhook kp)
+tools_peers=(crane toxiproxy-server kubectl ggcr-registry floor imgpkg kapp helm regctl oras)
+
+# The versions of a tool, one cache dir each (kpack: every version the sample platform stands for).
+versions_of() {
   case $1 in
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
@@ -32,8 +43,60 @@ version_of() {
     crane|ggcr-registry) echo "$CRANE_VERSION" ;;
     toxiproxy-server) echo "$TOXIPROXY_VERSION" ;;
     floor) echo "$FLOOR_VERSION" ;;
+    kpack) echo "${KPACK_VERSIONS//,/ }" ;;
+    cert-injection-webhook) echo "$CERT_INJECTION_WEBHOOK_VERSION" ;;
+    kp) echo "$KP_VERSION" ;;
+    imgpkg) echo "$IMGPKG_VERSION" ;;
+    kapp) echo "$KAPP_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    regctl) echo "$REGCTL_VERSION" ;;
+    oras) echo "$ORAS_VERSION" ;;
     *) echo "tools.sh: unknown tool $1" >&2; exit 2 ;;
   esac
+}
+
+# The binaries a tool's cache dir holds in bin/ (src/sandbox/tools.ts knows the same).
+bins_of() {
+  case $1 in
+    kpack) echo controller webhook ;;
+    cert-injection-webhook) echo webhook setup-ca-certs ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# What `go install` asks the proxy for: a version, or for a snapshot named by `git describe`
+# (v0.6.6-1-g8c5cf48) the commit it stands for.
+query_of() { # version
+  if [[ $1 =~ -g([0-9a-f]{7,40})$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi
+}
+
+# Builds from the proxy when it serves MODULE@VERSION and returns 0; returns 1 (having built nothing)
+# when it refuses, so the caller falls back to the snapshot. A module the proxy serves but that
+# fails to build is a failure, not a fallback: go install's exit status is returned as is.
+from_proxy() { # bindir module version ldflags package...
+  local bindir=$1 module=$2 version=$3 ldflags=$4
+  shift 4
+  local query
+  query=$(query_of "$version")
+  # outside any go.mod, so that only the proxy decides
+  if ! (cd "$bindir" && go mod download "$module@$query"); then
+    echo "tools.sh: the Go module proxy does not serve $module@$query; building from the snapshot"
+    return 1
+  fi
+  local pkgs=() p
+  for p in "$@"; do pkgs+=("$p@$query"); done
+  GOBIN=$bindir go install -trimpath -ldflags "-s -w $ldflags" "${pkgs[@]}" || exit 1
+}
+
+# Unpacks <project>-<version without v>.tar.gz from the snapshots into WORK and prints the source dir.
+snapshot() { # project version work
+  local tarball="$upstream/$1-${2#v}.tar.gz"
+  if [ ! -f "$tarball" ]; then
+    echo "tools.sh: no $tarball (KPI_UPSTREAM_DIR names the directory of source snapshots)" >&2
+    exit 1
+  fi
+  tar -xzf "$tarball" -C "$3"
+  echo "$3/$1-${2#v}"
 }
 
 # The wrapper modules pin versions in their go.mod too; a mismatch would cache a binary under the
@@ -48,10 +111,13 @@ check_pin() { # module-dir module version
 export GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
 # Two cores: build one tool at a time, with the compiler's default parallelism.
 
-# go build / go install one tool into $tmp/bin (plus any data files it needs beside bin/).
+# Runs in a subshell whose caller tests its status, where `set -e` does not apply: every step that
+# can fail ends the subshell itself (`|| exit 1`) or is the last command of its case.
+# go build / go install one tool into $tmp/bin (plus any data files it needs beside bin/). Sources
+# unpacked from snapshots go to $3/src, which ensure removes before moving $3 into place.
 build_one() { # tool version tmpdir
-  local tool=$1 version=$2 tmp=$3/bin
-  mkdir -p "$tmp"
+  local tool=$1 version=$2 tmp=$3/bin src=$3/src
+  mkdir -p "$tmp" "$src"
   case $tool in
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
       check_pin k8s k8s.io/kubernetes "$version"
@@ -99,14 +165,78 @@ build_one() { # tool version tmpdir
       # the benchmark's own (standard library only); FLOOR_VERSION is bumped when it changes
       (cd "$root/tools/floor" && go build -trimpath -ldflags "-s -w" -o "$tmp/floor" .)
       ;;
+    kpack)
+      # the ldflags kpack's release (hack/build.sh, ko) sets: its version and the build pod commands
+      local p=github.com/pivotal/kpack/pkg/apis/build/v1alpha2
+      local x="-X github.com/pivotal/kpack/cmd.Version=${version#v} -X $p.CompletionCommand=/ko-app/completion"
+      x+=" -X $p.PrepareCommand=/ko-app/build-init -X $p.RebaseCommand=/ko-app/rebase"
+      from_proxy "$tmp" github.com/pivotal/kpack "$version" "$x" \
+        github.com/pivotal/kpack/cmd/controller github.com/pivotal/kpack/cmd/webhook && return
+      local dir
+      dir=$(snapshot kpack "$version" "$src") || exit 1
+      (cd "$dir" && go build -trimpath -ldflags "-s -w $x" -o "$tmp/" ./cmd/controller ./cmd/webhook)
+      ;;
+    kp|cert-injection-webhook)
+      local module project pkgs x
+      if [ "$tool" = kp ]; then
+        module=github.com/buildpacks-community/kpack-cli project=kpack-cli pkgs=(./cmd/kp)
+        x="-X $module/pkg/rootcommand.Version=${version#v}"
+      else
+        module=github.com/vmware-tanzu/cert-injection-webhook project=cert-injection-webhook
+        pkgs=(./cmd/webhook ./cmd/setup-ca-certs) x=""
+      fi
+      from_proxy "$tmp" "$module" "$version" "$x" "${pkgs[@]/#./$module}" && return
+      # Both require github.com/pivotal/kpack, which the proxy refuses too: point it at the snapshot
+      # of the newest kpack version tools/versions.env names.
+      local dir kpack
+      dir=$(snapshot "$project" "$version" "$src") || exit 1
+      kpack=$(snapshot kpack "${KPACK_VERSIONS##*,}" "$src") || exit 1
+      (cd "$dir" && go mod edit -replace "github.com/pivotal/kpack=$kpack" &&
+        GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w $x" -o "$tmp/" "${pkgs[@]}")
+      ;;
+    imgpkg)
+      local x="-X carvel.dev/imgpkg/pkg/imgpkg/cmd.Version=${version#v}"
+      from_proxy "$tmp" carvel.dev/imgpkg "$version" "$x" carvel.dev/imgpkg/cmd/imgpkg && return
+      local dir
+      dir=$(snapshot imgpkg "$version" "$src") || exit 1
+      (cd "$dir" && go build -mod=vendor -trimpath -ldflags "-s -w $x" -o "$tmp/imgpkg" ./cmd/imgpkg)
+      ;;
+    kapp)
+      local module=github.com/vmware-tanzu/carvel-kapp
+      local x="-X $module/pkg/kapp/version.Version=${version#v}"
+      from_proxy "$tmp" "$module" "$version" "$x" "$module/cmd/kapp" && return
+      local dir
+      dir=$(snapshot kapp "$version" "$src") || exit 1
+      (cd "$dir" && go build -mod=vendor -trimpath -ldflags "-s -w $x" -o "$tmp/kapp" ./cmd/kapp)
+      ;;
+    helm)
+      # helm's Makefile stamps its version this way; without it `helm version` says v4.x-dev
+      from_proxy "$tmp" helm.sh/helm/v4 "$version" "-X helm.sh/helm/v4/internal/version.version=$version" \
+        helm.sh/helm/v4/cmd/helm
+      ;;
+    regctl)
+      from_proxy "$tmp" github.com/regclient/regclient "$version" "" github.com/regclient/regclient/cmd/regctl
+      ;;
+    oras)
+      from_proxy "$tmp" oras.land/oras "$version" "" oras.land/oras/cmd/oras
+      ;;
   esac
 }
 
-ensure() { # tool
-  local tool=$1 version dir
-  version=$(version_of "$tool")
+built() { # tool dir: every binary of the tool is in dir/bin
+  local b
+  for b in $(bins_of "$1"); do [ -x "$2/bin/$b" ] || return 1; done
+}
+
+ensure() { # tool: each of its versions
+  local v
+  for v in $(versions_of "$1"); do ensure_one "$1" "$v"; done
+}
+
+ensure_one() { # tool version
+  local tool=$1 version=$2 dir
   dir="$cache/$tool-$version"
-  [ -x "$dir/bin/$tool" ] && return 0
+  built "$tool" "$dir" && return 0
   if ! command -v go >/dev/null 2>&1; then
     echo "tools.sh: building $tool needs Go (1.26 or later) on PATH" >&2
     exit 1
@@ -119,7 +249,7 @@ ensure() { # tool
   local log="$cache/build-$tool.log"
   # a subshell, so that an exit in build_one (check_pin) lands here and is reported, not silent
   # a heartbeat while Go works, so a cold build never sits silent for minutes
-  ( while sleep 30; do echo "  ... still building $tool ($((SECONDS - start))s)"; done ) &
+  ( while sleep 30; do echo "  ... still building $tool $version ($((SECONDS - start))s)"; done ) &
   local beat=$!
   local ok=0
   (build_one "$tool" "$version" "$tmp") >"$log" 2>&1 || ok=$?
@@ -130,6 +260,7 @@ ensure() { # tool
     echo "tools.sh: FAILED to build $tool $version after $((SECONDS - start))s (full output: $log)" >&2
     exit 1
   fi
+  rm -rf "$tmp/src"
   # Move into place only once complete, so an interrupted build is never taken for a cached one.
   rm -rf "$dir"
   mv "$tmp" "$dir"
@@ -143,9 +274,11 @@ groups=("$@")
 for g in "${groups[@]}"; do
   case $g in
     controlplane) for t in "${tools_controlplane[@]}"; do ensure "$t"; done ;;
+    platform) for t in "${tools_platform[@]}"; do ensure "$t"; done ;;
     peers) for t in "${tools_peers[@]}"; do ensure "$t"; done ;;
-    crane|toxiproxy-server|kubectl|ggcr-registry|floor|kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok) ensure "$g" ;;
-    *) echo "tools.sh: unknown group '$g' (groups: ${groups_all[*]})" >&2; exit 2 ;;
+    *)
+      if [[ " ${tools_controlplane[*]} ${tools_platform[*]} ${tools_peers[*]} " == *" $g "* ]]; then ensure "$g"
+      else echo "tools.sh: unknown group or tool '$g' (groups: ${groups_all[*]})" >&2; exit 2; fi ;;
   esac
 done
 echo "tools: $cache"
