@@ -70,22 +70,20 @@ query_of() { # version
   if [[ $1 =~ -g([0-9a-f]{7,40})$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi
 }
 
-# Builds from the proxy when it serves MODULE@VERSION and returns 0; returns 1 (having built nothing)
-# when it refuses, so the caller falls back to the snapshot. A module the proxy serves but that
-# fails to build is a failure, not a fallback: go install's exit status is returned as is.
+# Builds from the proxy with `go install MODULE/cmd@VERSION` (how an ordinary machine gets these) and
+# returns 0; returns 1 when that fails, so that a tool with a source snapshot falls back to it. A
+# refusal shows in many places (the module zip, its @v/list for the deprecation check, the checksum
+# database), so any failure falls back; its output stays in the log above the snapshot build's.
 from_proxy() { # bindir module version ldflags package...
   local bindir=$1 module=$2 version=$3 ldflags=$4
   shift 4
-  local query
+  local query pkgs=() p
   query=$(query_of "$version")
-  # outside any go.mod, so that only the proxy decides
-  if ! (cd "$bindir" && go mod download "$module@$query"); then
-    echo "tools.sh: the Go module proxy does not serve $module@$query; building from the snapshot"
-    return 1
-  fi
-  local pkgs=() p
   for p in "$@"; do pkgs+=("$p@$query"); done
-  GOBIN=$bindir go install -trimpath -ldflags "-s -w $ldflags" "${pkgs[@]}" || exit 1
+  # outside any go.mod, so that only the proxy decides
+  if (cd "$bindir" && GOBIN=$bindir go install -trimpath -ldflags "-s -w $ldflags" "${pkgs[@]}"); then return 0; fi
+  echo "tools.sh: go install $module@$query failed (the Go module proxy refuses it?)"
+  return 1
 }
 
 # Unpacks <project>-<version without v>.tar.gz from the snapshots into WORK and prints the source dir.
