@@ -10,7 +10,7 @@
  *   tools may add descriptive fields (the contract allows additions), except when the name is a
  *   near miss of a known field (`buildimage`, `runImge`): that is a typo and an error.
  */
-import {isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Scalar, type YAMLMap} from 'yaml'
+import {isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Scalar, type YAMLMap, type YAMLSeq} from 'yaml'
 import semver from 'semver'
 import {closest} from '../problems/suggest.js'
 import {nodePosition} from '../problems/yaml.js'
@@ -106,16 +106,10 @@ export function validateDocument(doc: Document, lc: LineCounter, file: string, o
 
   const storeNames = named(ctx, top, root, 'stores', 'store', (entry, path) => {
     const s = fields(ctx, entry, path, ['name', 'sources'], 'warn')
-    const sources = seq(ctx, s, entry, path, 'sources')
-    if (sources) {
-      if (sources.items.length === 0) problem(ctx, sources, `${path}.sources`, 'a store needs at least one source', 'add - image: <buildpackage>@sha256:<digest>')
-      sources.items.forEach((item, j) => {
-        const sp = `${path}.sources[${j}]`
-        const src = resolve(ctx, item as Node)
-        if (!isMap(src)) return void problem(ctx, src ?? sources, sp, 'expected a mapping with "image"', `write "- image: <reference>"`)
-        image(ctx, fields(ctx, src, sp, ['image'], 'warn'), src, sp, 'image')
-      })
-    }
+    mappings(ctx, seq(ctx, s, entry, path, 'sources'), `${path}.sources`, {
+      empty: ['a store needs at least one source', 'add - image: <buildpackage>@sha256:<digest>'],
+      notMap: ['expected a mapping with "image"', 'write "- image: <reference>"'],
+    }, (src, sp) => image(ctx, fields(ctx, src, sp, ['image'], 'warn'), src, sp, 'image'))
     return s
   })
 
@@ -134,29 +128,22 @@ export function validateDocument(doc: Document, lc: LineCounter, file: string, o
     }
     const ns = str(ctx, b, entry, path, 'namespace', {optional: true})
     if (ns !== undefined && !dnsLabel.test(ns)) problem(ctx, b.get('namespace')?.value ?? entry, `${path}.namespace`, `"${ns}" is not a valid namespace name`, 'use lowercase letters, digits and -, at most 63')
-    const order = seq(ctx, b, entry, path, 'order')
-    if (order) {
-      if (order.items.length === 0) problem(ctx, order, `${path}.order`, 'builder order is empty', 'add - group: [{id: <buildpack id>}]')
-      order.items.forEach((item, i) => {
-        const op = `${path}.order[${i}]`
-        const o = resolve(ctx, item as Node)
-        if (!isMap(o)) return void problem(ctx, o ?? order, op, 'expected a mapping with "group"', 'write "- group: [{id: <buildpack id>}]"')
-        const of = fields(ctx, o, op, ['group'], 'warn')
-        const group = seq(ctx, of, o, op, 'group')
-        if (!group) return
-        if (group.items.length === 0) problem(ctx, group, `${op}.group`, 'order group is empty', 'add {id: <buildpack id>}')
-        group.items.forEach((g, j) => {
-          const gp = `${op}.group[${j}]`
-          const gm = resolve(ctx, g as Node)
-          if (!isMap(gm)) return void problem(ctx, gm ?? group, gp, 'expected a mapping with "id"', 'write {id: <buildpack id>}')
-          const gf = fields(ctx, gm, gp, ['id', 'version', 'optional'], 'warn')
-          const id = str(ctx, gf, gm, gp, 'id')
-          if (id === '') problem(ctx, gf.get('id')?.value ?? gm, `${gp}.id`, 'buildpack id is empty', 'e.g. paketo-buildpacks/java')
-          str(ctx, gf, gm, gp, 'version', {optional: true})
-          bool(ctx, gf, gp, 'optional')
-        })
+    mappings(ctx, seq(ctx, b, entry, path, 'order'), `${path}.order`, {
+      empty: ['builder order is empty', 'add - group: [{id: <buildpack id>}]'],
+      notMap: ['expected a mapping with "group"', 'write "- group: [{id: <buildpack id>}]"'],
+    }, (o, op) => {
+      const of = fields(ctx, o, op, ['group'], 'warn')
+      mappings(ctx, seq(ctx, of, o, op, 'group'), `${op}.group`, {
+        empty: ['order group is empty', 'add {id: <buildpack id>}'],
+        notMap: ['expected a mapping with "id"', 'write {id: <buildpack id>}'],
+      }, (gm, gp) => {
+        const gf = fields(ctx, gm, gp, ['id', 'version', 'optional'], 'warn')
+        const id = str(ctx, gf, gm, gp, 'id')
+        if (id === '') problem(ctx, gf.get('id')?.value ?? gm, `${gp}.id`, 'buildpack id is empty', 'e.g. paketo-buildpacks/java')
+        str(ctx, gf, gm, gp, 'version', {optional: true})
+        bool(ctx, gf, gp, 'optional')
       })
-    }
+    })
     return b
   })
 
@@ -264,7 +251,25 @@ function map(ctx: Ctx, e: Entries, parent: Node, path: string, key: string): YAM
   return v
 }
 
-function seq(ctx: Ctx, e: Entries, parent: Node, path: string, key: string): import('yaml').YAMLSeq | undefined {
+/**
+ * Each item of a list that must not be empty and must hold mappings: `[message, hint]` for an
+ * empty list and for an item that is not a mapping; `each` gets the mapping and its path.
+ */
+function mappings(
+  ctx: Ctx, list: YAMLSeq | undefined, path: string,
+  say: {empty: [string, string]; notMap: [string, string]}, each: (m: YAMLMap, path: string) => void,
+): void {
+  if (!list) return
+  if (list.items.length === 0) problem(ctx, list, path, ...say.empty)
+  list.items.forEach((item, i) => {
+    const p = `${path}[${i}]`
+    const m = resolve(ctx, item as Node)
+    if (!isMap(m)) return void problem(ctx, m ?? list, p, ...say.notMap)
+    each(m, p)
+  })
+}
+
+function seq(ctx: Ctx, e: Entries, parent: Node, path: string, key: string): YAMLSeq | undefined {
   const v = get(ctx, e, parent, path, key, false)
   if (v === undefined) return undefined
   if (!isSeq(v)) {
