@@ -29,11 +29,18 @@ const logsOnFailure = () => onTestFailed(() => {
 const run = (args: string[]): Promise<CliResult> => kpi(args, env)
 const installArgs = (...more: string[]) => ['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', sb.caFile, ...more]
 
-/** The log of the pod runner's process for the pod whose name starts with `prefix` (namespace/name). */
-async function podLog(prefix: string): Promise<string> {
+/** The `error` fields of kpack's JSON log lines, from the process for the pod whose name starts with `prefix`. */
+async function podLogErrors(prefix: string): Promise<string[]> {
   const p = sb.controlPlane!.podRunner!.running().find((r) => r.name.startsWith(prefix))
   if (!p) throw new Error(`no running process for ${prefix}: ${JSON.stringify(sb.controlPlane!.podRunner!.running())}`)
-  return readFile(p.logFile, 'utf8')
+  return (await readFile(p.logFile, 'utf8')).split('\n').flatMap((l) => {
+    try {
+      const e = (JSON.parse(l) as {error?: string}).error
+      return e ? [e] : []
+    } catch {
+      return []
+    }
+  })
 }
 
 const clusterStack = (name: string, spec: Record<string, unknown>): LiveObject => ({
@@ -43,12 +50,12 @@ const clusterStack = (name: string, spec: Record<string, unknown>): LiveObject =
 describe('kpack runs for real on the sandbox', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'kpi-kpack-'))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1']})
     expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
     lockFile = join(work, 'lock.yaml')
-    const r = await run(['relocate', '-b', sb.bundles.v2!, '--to-repo', sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', sb.caFile])
+    const r = await run(['relocate', '-b', sb.bundles.v1!, '--to-repo', sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', sb.caFile])
     expect(r.code, r.stderr).toBe(0)
     valuesFile = join(work, 'values.yaml')
     await writeFile(valuesFile, await sandboxValues(sb, ['team-a']), {mode: 0o600})
@@ -104,7 +111,8 @@ describe('kpack runs for real on the sandbox', () => {
     try {
       const base = (await kube.get({apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'base'}))!
       await kube.apply(clusterStack('probe', base.spec as Record<string, unknown>))
-      await waitFor(async () => /clusterstacks\.kpack\.io "probe" is forbidden: User "system:serviceaccount:kpack:controller" cannot update resource "clusterstacks\/status"/.test(await podLog('kpack/kpack-controller-')), {
+      const forbidden = 'clusterstacks.kpack.io "probe" is forbidden: User "system:serviceaccount:kpack:controller" cannot update resource "clusterstacks/status" in API group "kpack.io" at the cluster scope'
+      await waitFor(async () => (await podLogErrors('kpack/kpack-controller-')).includes(forbidden), {
         what: 'kpack-controller to log its forbidden error', timeoutMs: 60_000,
       })
       const probe = await kube.get({apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'probe'})

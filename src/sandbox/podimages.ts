@@ -45,7 +45,8 @@ export function imageTable(): ImageTable {
       return d ? byDigest.get(d) : undefined
     },
     add: (bundle) => {
-      const v = bundle.kpack.version
+      // tools.sh caches kpack per version as kpack-v<version>
+      const v = bundle.kpack.version.startsWith('v') ? bundle.kpack.version : `v${bundle.kpack.version}`
       const wanted: Array<[string | undefined, string]> = [
         [bundle.kpack.images.controller, projectBinary('kpack', v, 'controller')],
         [bundle.kpack.images.webhook, projectBinary('kpack', v, 'webhook')],
