@@ -15,7 +15,8 @@ export type ErrorKind =
   | 'failed'       // an operation failed for a reason reported by the server
   | 'internal'
 
-const exitCodes: Record<ErrorKind, number> = {
+/** The exit code of each kind (README "Exit codes"; src/cli/base.ts names them for commands). */
+export const exitCodes: Record<ErrorKind, number> = {
   usage: 2,
   input: 3,
   auth: 4,

@@ -1,5 +1,27 @@
 import {Command, Flags} from '@oclif/core'
-import {KpiError, exitCodeOf, formatError, isKpiError} from '../errors.js'
+import {KpiError, exitCodeOf, exitCodes, formatError, isKpiError} from '../errors.js'
+
+/**
+ * kpi's exit codes, documented in the README ("Exit codes"): 0 on success, 1 for an error kpi did
+ * not expect, and one code per KpiError kind, grouped: bad input (usage 2, input 3), a registry or
+ * cluster that refused or failed (auth 4, tls 5, network 6, not-found 7, integrity 8, failed 11),
+ * the state of the cluster (conflict 9, timeout 10), and an upgrade that was rolled back.
+ */
+export const EXIT = {
+  success: 0,
+  unexpected: 1,
+  usage: exitCodes.usage,
+  input: exitCodes.input,
+  auth: exitCodes.auth,
+  tls: exitCodes.tls,
+  network: exitCodes.network,
+  notFound: exitCodes['not-found'],
+  integrity: exitCodes.integrity,
+  conflict: exitCodes.conflict,
+  timeout: exitCodes.timeout,
+  failed: exitCodes.failed,
+  internal: exitCodes.internal,
+} as const
 
 /**
  * Every kpi command extends this: it adds the global flags and turns typed errors into

@@ -9,8 +9,19 @@ export type ProgressMode = 'tty' | 'plain' | 'json' | 'silent'
 
 export function progressMode(flags: {json?: boolean}, stream: NodeJS.WriteStream = process.stderr): ProgressMode {
   if (flags.json) return 'json'
-  return stream.isTTY && !process.env.CI ? 'tty' : 'plain'
+  // a terminal that cannot move the cursor gets the plain lines a pipe gets
+  return stream.isTTY && !process.env.CI && process.env.TERM !== 'dumb' ? 'tty' : 'plain'
 }
+
+/**
+ * The version of the JSON event stream (docs/json.md): every line kpi writes to stderr with
+ * --json is `{"v": EVENTS_VERSION, "event": {...}}`. Fields may be added within a version; a
+ * change that removes or renames one makes a new version.
+ */
+export const EVENTS_VERSION = 1
+
+/** One line of the JSON event stream. */
+export const jsonEventLine = (e: ProgressEvent): string => `${JSON.stringify({v: EVENTS_VERSION, event: e})}\n`
 
 /** Tallies byte and blob events into one status line. */
 export function createTally() {
@@ -67,7 +78,7 @@ export async function withProgress<T>(mode: ProgressMode, title: string, op: (on
   if (mode === 'json') {
     return op((e) => {
       tally.add(e)
-      if (e.type !== 'bytes') err.write(JSON.stringify({event: e}) + '\n')
+      if (e.type !== 'bytes') err.write(jsonEventLine(e))
     })
   }
   if (mode === 'plain') {

@@ -1,6 +1,7 @@
 /** Builds the OCI client from the flags every registry-facing command shares. */
 import {readFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
+import {jsonEventLine} from './progress.js'
 import {KpiError} from '../errors.js'
 import {createRegistryClient, type RegistryClient} from '../oci/index.js'
 
@@ -40,7 +41,7 @@ export function plainHttpNotice(json: boolean | undefined): (registry: string) =
     if (toldPlain.has(registry)) return
     toldPlain.add(registry)
     const message = `registry ${registry} answers plain HTTP; it is on this machine (loopback), so kpi talks HTTP to it`
-    process.stderr.write(json ? `${JSON.stringify({event: {type: 'info', message}})}\n` : `note: ${message}\n`)
+    process.stderr.write(json ? jsonEventLine({type: 'info', message}) : `note: ${message}\n`)
   }
 }
 

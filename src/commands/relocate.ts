@@ -27,6 +27,13 @@ Each image goes to REGISTRY/PREFIX/<its source repository>; digests never change
 come from the docker config (~/.docker/config.json or $DOCKER_CONFIG) or KPI_REGISTRY_USERNAME
 and KPI_REGISTRY_PASSWORD.`
 
+  static override examples = [
+    '<%= config.bin %> relocate -b ./build-service --to-repo registry.corp.example/build-service --lock-output lock.yaml',
+    '<%= config.bin %> relocate -b ./build-service --to-tar build-service-1.4.0.tar --split 4GiB',
+    '<%= config.bin %> relocate --from-tar build-service-1.4.0.tar --to-repo registry.corp.example/build-service --lock-output lock.yaml',
+    '<%= config.bin %> relocate -b registry.example/platform/build-service@sha256:<digest> --to-repo registry.corp.example/build-service --lock-output lock.yaml --lock-format imgpkg',
+  ]
+
   static override flags = {
     bundle: Flags.string({char: 'b', description: 'bundle directory or bundle.yaml (or a relocated lock), or a bundle image REPO@sha256:<digest> (kpi bundle push)'}),
     'to-repo': Flags.string({description: 'destination REGISTRY/PREFIX'}),

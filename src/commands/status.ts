@@ -1,5 +1,5 @@
 import {platformStatus, type PlatformStatus} from '../apply/status.js'
-import {KpiCommand} from '../cli/base.js'
+import {EXIT, KpiCommand} from '../cli/base.js'
 import {createKubeClient} from '../kube/client.js'
 import {kubeFlags, kubeTarget} from '../cli/kube.js'
 
@@ -9,6 +9,11 @@ export default class Status extends KpiCommand {
 Exits 0 when healthy, 11 when not (an object missing, a CRD not established, a Deployment not
 available, a kpack resource Ready=False, or the last operation not finished). kpack resources
 nobody has reconciled (no kpack controller running) are shown as unknown, which is not unhealthy.`
+
+  static override examples = [
+    '<%= config.bin %> status',
+    '<%= config.bin %> status --context prod --json',
+  ]
 
   static override flags = {...kubeFlags}
 
@@ -23,7 +28,7 @@ nobody has reconciled (no kpack controller running) are shown as unknown, which 
     }
     if (flags.json) this.log(JSON.stringify({ok: s.healthy, ...s}))
     else this.print(s)
-    if (!s.healthy) process.exitCode = 11
+    if (!s.healthy) process.exitCode = EXIT.failed
   }
 
   private print(s: PlatformStatus): void {

@@ -3,6 +3,8 @@ import {KpiCommand} from '../cli/base.js'
 export default class Version extends KpiCommand {
   static override description = 'Print the kpi version'
 
+  static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
+
   async run(): Promise<void> {
     const {flags} = await this.parse(Version)
     const v = this.config.version
