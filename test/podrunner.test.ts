@@ -62,6 +62,8 @@ describe('pod runner', () => {
           containers: [{
             name: 'probe',
             image: PROBE_IMAGE,
+            // the runner's readiness probe: Ready once something accepts connections here
+            ports: [{containerPort: 8443}],
             env: [
               {name: 'PROBE_GREETING', valueFrom: {configMapKeyRef: {name: 'probe-config', key: 'greeting'}}},
               {name: 'POD_IP', valueFrom: {fieldRef: {fieldPath: 'status.podIP'}}},
@@ -90,6 +92,13 @@ describe('pod runner', () => {
       }],
     }})
 
+    // a pod whose image stands for no program: KWOK alone plays it, and the runner makes it Ready at once
+    await apps.createNamespacedDeployment({namespace: NS, body: {
+      metadata: {name: 'plain'},
+      spec: {replicas: 1, selector: {matchLabels: {app: 'plain'}}, template: {metadata: {labels: {app: 'plain'}}, spec: {
+        containers: [{name: 'plain', image: 'registry.invalid/plain:1', ports: [{containerPort: 80}]}],
+      }}},
+    }})
     const runner = cp.podRunner!
     const first = await waitFor(async () => {
       const msg = await denial(core, 'c1')
@@ -100,6 +109,13 @@ describe('pod runner', () => {
     expect(first).toContain(`probe says hello|from a volume|system:serviceaccount:${NS}:default|${pod!.ip}|${NS}`)
     expect(cp.podCidr!.startsWith(pod!.ip.split('.').slice(0, 3).join('.'))).toBe(true)
     expect(await readFile(pod!.logFile, 'utf8')).toContain('probe listening as hello')
+    const podReady = async (name: string) => (await core.readNamespacedPod({name, namespace: NS})).status?.conditions?.find((c) => c.type === 'Ready')?.status
+    expect(await waitFor(() => podReady(pod!.name.split('/')[1]!).then((s) => s === 'True' || undefined), {what: 'the probe pod Ready', timeoutMs: 30_000})).toBe(true)
+    const plain = await waitFor(async () => (await apps.readNamespacedDeployment({name: 'plain', namespace: NS})).status?.availableReplicas === 1 || undefined, {
+      what: 'the plain deployment available', timeoutMs: 30_000,
+    })
+    expect(plain).toBe(true)
+    expect(runner.running().map((r) => r.name)).not.toContainEqual(expect.stringContaining('plain'))
 
     // a rollout replaces the pod, and the runner its process
     await apps.patchNamespacedDeployment({name: 'probe', namespace: NS, body: [

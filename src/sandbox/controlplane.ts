@@ -9,11 +9,11 @@ import {mkdir, readFile} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
 import {join, resolve} from 'node:path'
-import {readdirSync} from 'node:fs'
 import {KpiError} from '../errors.js'
 import {makePki, writeKubeconfig} from './controlplane-pki.js'
 import {freePorts, startProcess, waitFor, type Proc} from './procs.js'
-import {toolHome, toolPath} from './tools.js'
+import {toolPath} from './tools.js'
+import {kwokStages} from './kwok-stages.js'
 import {allocatePodSubnet, type PodSubnet} from './podnet.js'
 import {startHostForwarders, type HostForwarders} from './forward.js'
 import {startPodRunner, type PodRunner, type PodRunnerOptions} from './podrunner.js'
@@ -87,7 +87,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     scheduler: toolPath('kube-scheduler'),
     kwok: toolPath('kwok'),
   }
-  const stages = kwokStages()
+  const stages = await kwokStages(!!opts.pods, join(runDir, 'kwok-stages'))
 
   const procs: Proc[] = []
   let subnet: PodSubnet | undefined
@@ -285,20 +285,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }
 }
 
-/** The node and pod lifecycle stages tools.sh keeps beside the kwok binary. */
-function kwokStages(): string[] {
-  const dir = join(toolHome('kwok'), 'stages')
-  let files: string[] = []
-  try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort().map((f) => join(dir, f))
-  } catch {
-    // reported below
-  }
-  if (files.length === 0) {
-    throw new KpiError('not-found', `no KWOK stages in ${dir}`, {hint: 'remove that kwok directory and run bash scripts/tools.sh'})
-  }
-  return files
-}
 
 function fakeNode(n: FakeNode): V1Node {
   const resources = {cpu: n.cpu, memory: n.memory, pods: String(n.pods ?? 110)}

@@ -10,6 +10,7 @@ import {CoreV1Api, KubeConfig, type V1Pod} from '@kubernetes/client-node'
 import {appendFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {startPodProcess, type PodBinary, type PodProc} from './podproc.js'
+import {accepts, isPodReady, setPodReady, tcpPorts} from './podready.js'
 
 export interface PodRunnerOptions {
   kubeconfig: string
@@ -50,6 +51,7 @@ interface Entry {
   restarts: number
   /** no new start before this time (after a failed start or an exit) */
   notBefore: number
+  startedAt?: number
 }
 
 const RESTART_PAUSE_MS = 2000
@@ -90,6 +92,7 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
         core, pod: e.pod, binary: e.binary, podsDir, logsDir,
         subnetIndex: o.subnetIndex, sockDir: o.sockDir, apiPort: o.apiPort, forwardPorts: o.forwardPorts,
       })
+      e.startedAt = Date.now()
       await log(`started ${name} (${e.binary.cmd}) at ${e.proc.ip}, pid ${e.proc.proc.pid}`)
       const proc = e.proc
       void proc.proc.exited.then(async (ex) => {
@@ -97,6 +100,7 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
         await log(`${name} exited (${ex.signal ?? `code ${ex.code}`}); restarting in ${RESTART_PAUSE_MS} ms`)
         await proc.stop()
         e.proc = undefined
+        await setPodReady(core, e.pod, false).catch((err: unknown) => log(`cannot mark ${name} not ready: ${String(err)}`))
         e.restarts++
         e.notBefore = Date.now() + RESTART_PAUSE_MS
       })
@@ -104,6 +108,15 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
       await log(`cannot start ${name}: ${err instanceof Error ? err.message : String(err)}`)
       e.notBefore = Date.now() + RESTART_PAUSE_MS
     }
+  }
+
+  /** The readiness probe: the container's TCP ports accept connections; without ports, a second of running. */
+  const probe = async (e: Entry): Promise<boolean> => {
+    const container = e.pod.spec?.containers.find((c) => c.name === e.binary.container)
+    const ports = tcpPorts(container)
+    if (!ports.length) return Date.now() - (e.startedAt ?? Date.now()) >= 1000
+    for (const p of ports) if (!(await accepts(e.proc!.ip, p))) return false
+    return true
   }
 
   const reconcile = async () => {
@@ -115,10 +128,15 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
       return
     }
     const wanted = new Map<string, {pod: V1Pod; binary: PodBinary}>()
+    const readyNow: V1Pod[] = []
     for (const pod of pods) {
-      const binary = runnable(pod) ? binaryOf(pod, o.binaryFor) : undefined
+      if (!runnable(pod)) continue
+      const binary = binaryOf(pod, o.binaryFor)
       if (binary && pod.metadata?.uid) wanted.set(pod.metadata.uid, {pod, binary})
+      // KWOK alone plays it: ready at once, as KWOK's own stage would have made it
+      else if (!binary && !isPodReady(pod)) readyNow.push(pod)
     }
+    await Promise.all(readyNow.map((p) => setPodReady(core, p, true).catch((err: unknown) => log(`cannot mark ${p.metadata?.namespace}/${p.metadata?.name} ready: ${String(err)}`))))
     // stop first: a new pod may get the address a deleted one had
     for (const [uid, e] of entries) {
       if (wanted.has(uid)) continue
@@ -136,6 +154,9 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
       }
       e.pod = w.pod
       if (!e.proc && Date.now() >= e.notBefore && !stopped) await start(uid, e)
+      if (e.proc && !isPodReady(e.pod) && (await probe(e))) {
+        await setPodReady(core, e.pod, true).catch((err: unknown) => log(`cannot mark ${e.proc?.name} ready: ${String(err)}`))
+      }
     }
   }
 
