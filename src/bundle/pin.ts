@@ -33,7 +33,15 @@ async function resolveTag(client: RegistryClient, ref: string): Promise<string> 
   return formatReference({...parsed, tag, digest: found.digest})
 }
 
-export async function pinBundle(bundle: Bundle, client: RegistryClient, opts: {concurrency?: number} = {}): Promise<PinResult> {
+export interface PinOptions {
+  concurrency?: number
+  /** names a bundle path in the user's terms (a kp descriptor's field); failures named alike are said once */
+  label?: (path: string) => string
+  /** what to do after fixing the references, for the error's hint */
+  hint?: string
+}
+
+export async function pinBundle(bundle: Bundle, client: RegistryClient, opts: PinOptions = {}): Promise<PinResult> {
   const pool = limit(opts.concurrency ?? 8)
   const lookups = new Map<string, Promise<string>>()
   const unpinned = bundleImages(bundle).filter((i) => parseReference(i.ref).digest === undefined)
@@ -50,20 +58,20 @@ export async function pinBundle(bundle: Bundle, client: RegistryClient, opts: {c
     try {
       resolved.set(ref, await lookups.get(ref)!)
     } catch (error) {
-      failures.push({path, ref, error})
+      const label = opts.label?.(path) ?? path
+      if (!failures.some((f) => f.path === label && f.ref === ref)) failures.push({path: label, ref, error})
     }
   }
-  if (failures.length) throw unresolvedError(failures)
+  if (failures.length) throw unresolvedError(failures, opts.hint ?? 'push the images or fix their references, then run kpi bundle lock again')
   const pinned = unpinned.map(({path, ref}) => ({path, from: ref, to: resolved.get(ref)!}))
   return {bundle: mapBundleImages(bundle, (ref) => resolved.get(ref) ?? ref), pinned}
 }
 
-function unresolvedError(failures: Array<{path: string; ref: string; error: unknown}>): KpiError {
+function unresolvedError(failures: Array<{path: string; ref: string; error: unknown}>, hint: string): KpiError {
   // the kind of the first failure decides the exit code; an auth failure among not-founds is the one to fix first
   const kinds = failures.map((f) => (isKpiError(f.error) ? f.error.kind : 'internal' as ErrorKind))
   const kind = kinds.find((k) => k === 'auth' || k === 'tls' || k === 'network') ?? kinds[0] ?? 'failed'
   const line = (f: {path: string; ref: string; error: unknown}) => `${f.path}: ${f.ref}: ${formatError(f.error)}`
-  const hint = 'push the images or fix their references, then run kpi bundle lock again'
   const details = {unresolved: failures.map((f) => ({path: f.path, ref: f.ref, error: formatError(f.error)}))}
   if (failures.length === 1) return new KpiError(kind, `cannot resolve ${line(failures[0]!)}`, {hint, details})
   return new KpiError(kind, [`cannot resolve ${failures.length} images to digests (${hint}):`, ...failures.map((f) => `  ${line(f)}`)].join('\n'), {details})

@@ -30,8 +30,12 @@ export async function importKpDescriptor(o: {file: string; base: KpBase; client:
     throw new KpiError('input', `${o.file}: cannot read the descriptor (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {hint: 'give the path of the file kp import -f reads'})
   }
   const descriptor = parseKpDescriptor(text, o.file)
-  const {bundle: tagged, notes} = kpToBundle(descriptor, o.base)
-  const {bundle, pinned} = await pinBundle(tagged, o.client)
+  const {bundle: tagged, notes, sources} = kpToBundle(descriptor, o.base)
+  const {bundle, pinned} = await pinBundle(tagged, o.client, {
+    // name what the user wrote: the descriptor's field (kpack's images: the --kpack-from bundle's)
+    label: (path) => sources.has(path) ? `${o.file}: ${sources.get(path)}` : `${o.base.from}: ${path}`,
+    hint: 'push the images or fix their references, then import again',
+  })
   const ids = new Map<string, Promise<string>>()
   for (const s of bundle.stacks) {
     const key = `${s.buildImage} ${s.runImage}`

@@ -23,8 +23,16 @@ export interface KpBase {
   from: string
 }
 
-export function kpToBundle(d: KpDescriptor, base: KpBase): {bundle: Bundle; notes: ImportNote[]} {
+export interface KpBundle {
+  bundle: Bundle
+  notes: ImportNote[]
+  /** the descriptor field each image of the bundle comes from: `stacks[1].runImage` -> `clusterStacks[0].runImage.image` */
+  sources: Map<string, string>
+}
+
+export function kpToBundle(d: KpDescriptor, base: KpBase): KpBundle {
   const notes: ImportNote[] = []
+  const sources = new Map<string, string>()
   const note = (path: string, message: string) => notes.push({path, message})
   for (const f of d.ignored) note(f, 'unknown field, ignored (kp ignores it too)')
 
@@ -33,7 +41,7 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): {bundle: Bundle; note
     kind: 'Bundle',
     metadata: {...base.metadata},
     kpack: structuredClone(base.kpack),
-    lifecycle: {image: chooseLifecycle(d, base, note)},
+    lifecycle: {image: chooseLifecycle(d, base, note, (p) => sources.set('lifecycle.image', p))},
     stacks: [],
     stores: [],
     builders: [],
@@ -43,10 +51,14 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): {bundle: Bundle; note
     note(b.path, `ClusterBuildpack "${b.name}" (${b.image}) is not carried: a kpi bundle has no ClusterBuildpacks; add the image as a store source if builders need it`)
   }
 
-  const stacks: Stack[] = d.clusterStacks.map((s) => ({name: s.name, id: '', buildImage: s.buildImage, runImage: s.runImage}))
+  const stacks: Array<Stack & {from: string}> = d.clusterStacks.map((s) => ({name: s.name, id: '', buildImage: s.buildImage, runImage: s.runImage, from: s.path}))
   const defaultStack = stacks.find((s) => s.name === d.defaultClusterStack)
   if (defaultStack) withDefault(stacks, {...defaultStack, name: 'default'}, d.defaultStackField, 'stack', note)
-  bundle.stacks = stacks
+  bundle.stacks = stacks.map(({from, ...s}, i) => {
+    sources.set(`stacks[${i}].buildImage`, `${from}.buildImage.image`)
+    sources.set(`stacks[${i}].runImage`, `${from}.runImage.image`)
+    return s
+  })
 
   const stores: Store[] = []
   for (const s of d.clusterStores) {
@@ -54,6 +66,7 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): {bundle: Bundle; note
       note(s.path, `store "${s.name}" has no sources and is left out: a kpi store needs at least one buildpackage`)
       continue
     }
+    s.sources.forEach((_, j) => sources.set(`stores[${stores.length}].sources[${j}].image`, `${s.path}.sources[${j}].image`))
     stores.push({name: s.name, sources: s.sources.map((image) => ({image}))})
   }
   bundle.stores = stores
@@ -83,7 +96,7 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): {bundle: Bundle; note
   const defaultBuilder = builders.find((b) => b.name === d.defaultClusterBuilder)
   if (defaultBuilder) withDefault(builders, {...structuredClone(defaultBuilder), name: 'default'}, 'defaultClusterBuilder', 'builder', note)
   bundle.builders = builders
-  return {bundle, notes}
+  return {bundle, notes, sources}
 }
 
 /** kp adds the default as one more object named `default`; an entry already named so is replaced by it, as kp's later write wins. */
@@ -101,7 +114,7 @@ function withDefault<T extends {name: string}>(list: T[], entry: T, field: strin
  * A kpi bundle has one lifecycle, installed as kpack's `default-lifecycle`: the descriptor's
  * default (defaultClusterLifecycle, else the one kp names default-lifecycle, else the only one).
  */
-function chooseLifecycle(d: KpDescriptor, base: KpBase, note: (p: string, m: string) => void): string {
+function chooseLifecycle(d: KpDescriptor, base: KpBase, note: (p: string, m: string) => void, from: (path: string) => void): string {
   const all = d.clusterLifecycles
   if (all.length === 0) {
     note(d.apiVersion === 'kp.kpack.io/v1alpha1' ? 'apiVersion' : 'lifecycle', `the descriptor names no lifecycle (${d.apiVersion === 'kp.kpack.io/v1alpha1' ? 'kp.kpack.io/v1alpha1 has none' : 'none given'}): the lifecycle of ${base.from} is used`)
@@ -111,6 +124,7 @@ function chooseLifecycle(d: KpDescriptor, base: KpBase, note: (p: string, m: str
     ?? all.find((l) => l.name === KP_DEFAULT_LIFECYCLE)
     ?? (all.length === 1 ? all[0]! : undefined)
     ?? all[0]!
+  from(chosen.path === 'lifecycle' ? 'lifecycle.image' : `${chosen.path}.image`)
   if (chosen.name !== KP_DEFAULT_LIFECYCLE) {
     note(chosen.path, `lifecycle "${chosen.name}" becomes the bundle's lifecycle, installed as ClusterLifecycle ${KP_DEFAULT_LIFECYCLE}, not as "${chosen.name}"`)
   }

@@ -1,0 +1,112 @@
+/**
+ * The same kp descriptor through the real kp and through kpi gives the same kpack objects: kpi
+ * (bundle import-kp, relocate, install) puts ClusterStacks, ClusterStores, ClusterBuilders and the
+ * ClusterLifecycle in the sandbox's cluster; `kp import --dry-run --output yaml` (kpack-cli, built
+ * by scripts/tools.sh) says what kp import makes of the same descriptor against that cluster (its
+ * kp-config, which kpi renders). Specs are compared up to image locations: images by digest, and
+ * builder tags and service accounts (where each tool puts them) left out.
+ * Run `npm run build` first (the CLI runs from dist/).
+ */
+import {execFile} from 'node:child_process'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {parseAllDocuments, stringify} from 'yaml'
+import {createKubeClient, type Kube} from '../src/kube/client.js'
+import {sandboxValues} from '../src/sandbox/sandbox-files.js'
+import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import {toolPath} from '../src/sandbox/tools.js'
+import {kpi, type CliResult} from './helpers/cli.js'
+
+let sb: Sandbox
+let work: string
+let env: Record<string, string>
+let kube: Kube
+let failed = false
+const run = (args: string[]): Promise<CliResult> => kpi(args, env)
+const tagOf = (ref: string): string => ref.slice(0, ref.indexOf('@'))
+
+type Obj = {kind: string; metadata: {name: string}; spec: Record<string, any>}
+
+/** Every sha256 digest in a value, in order: an image reference's location left out. */
+const digests = (v: unknown): string[] => JSON.stringify(v ?? null).match(/sha256:[0-9a-f]{64}/g) ?? []
+
+/** What both tools must agree on, per kind. */
+function essence(o: Obj): unknown {
+  const s = o.spec
+  switch (o.kind) {
+    case 'ClusterStack': return {id: s.id, build: digests(s.buildImage), run: digests(s.runImage)}
+    case 'ClusterStore': return {sources: s.sources.flatMap((x: unknown) => digests(x)).sort()}
+    case 'ClusterLifecycle': return {image: digests(s.image)}
+    case 'ClusterBuilder': return {stack: [s.stack.kind, s.stack.name], store: [s.store?.kind, s.store?.name], order: s.order}
+    default: return undefined
+  }
+}
+
+const compared = ['ClusterLifecycle', 'ClusterStack', 'ClusterStore', 'ClusterBuilder']
+
+describe('kp import and kpi give the same kpack objects for one descriptor', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'kpi-kp-compare-'))
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
+    env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
+    kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
+  })
+  afterAll(async () => {
+    kube?.close()
+    await sb?.stop()
+    if (sb && !failed) await rm(work, {recursive: true, force: true})
+  })
+
+  it('ClusterStacks, ClusterStores, ClusterBuilders and the ClusterLifecycle are equal up to image locations', {timeout: 300_000}, async () => {
+    onTestFailed(() => {
+      failed = true
+      console.error(`sandbox run dir: ${sb.runDir}`)
+    })
+    const kp = toolPath('kp')
+    const v2 = sb.bundle.v2!
+    const stack = v2.stacks[0]!
+    const descriptor = join(work, 'descriptor.yaml')
+    await writeFile(descriptor, stringify({
+      apiVersion: 'kp.kpack.io/v1alpha3',
+      kind: 'DependencyDescriptor',
+      defaultClusterStack: 'jammy',
+      defaultClusterBuilder: 'base',
+      lifecycle: {image: tagOf(v2.lifecycle.image)},
+      clusterStores: [{name: 'default', sources: v2.stores[0]!.sources.map((s) => ({image: tagOf(s.image)}))}],
+      clusterStacks: [{name: 'jammy', buildImage: {image: tagOf(stack.buildImage)}, runImage: {image: tagOf(stack.runImage)}}],
+      clusterBuilders: [{name: 'base', clusterStack: 'jammy', clusterStore: 'default', order: v2.builders[0]!.order}],
+    }))
+
+    const bundle = join(work, 'imported')
+    expect((await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', sb.bundles.v2!])).code).toBe(0)
+    const lock = join(work, 'lock.yaml')
+    const relocated = await run(['relocate', '-b', bundle, '--to-repo', sb.airgapPrefix, '--lock-output', lock, '--ca-cert', sb.caFile])
+    expect(relocated.code, relocated.stderr).toBe(0)
+    const values = join(work, 'values.yaml')
+    await writeFile(values, await sandboxValues(sb), {mode: 0o600})
+    const installed = await run(['install', '-b', lock, '-f', values, '--ca-cert', sb.caFile, '--wait=applied'])
+    expect(installed.code, installed.stderr + installed.stdout).toBe(0)
+
+    const out = await promisify(execFile)(kp, ['import', '-f', descriptor, '--dry-run', '--output', 'yaml', '--registry-ca-cert-path', sb.caFile], {
+      env: {...process.env, KUBECONFIG: sb.controlPlane!.kubeconfig, DOCKER_CONFIG: sb.dockerConfigDir},
+      maxBuffer: 16 << 20,
+    }).catch((e: {stdout?: string; stderr?: string}) => {
+      throw new Error(`kp import --dry-run failed:\n${e.stdout ?? ''}\n${e.stderr ?? ''}`)
+    })
+    const fromKp = parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj).filter((o) => o && compared.includes(o.kind))
+    const byKp = new Map(fromKp.map((o) => [`${o.kind}/${o.metadata.name}`, essence(o)]))
+    expect([...byKp.keys()].sort()).toEqual([
+      'ClusterBuilder/base', 'ClusterBuilder/default', 'ClusterLifecycle/default-lifecycle',
+      'ClusterStack/default', 'ClusterStack/jammy', 'ClusterStore/default',
+    ])
+    for (const [key, want] of byKp) {
+      const [kind, name] = key.split('/') as [string, string]
+      const live = await kube.get({apiVersion: 'kpack.io/v1alpha2', kind, name})
+      expect(live, `${key} installed by kpi`).toBeDefined()
+      expect(essence(live as unknown as Obj), key).toEqual(want)
+    }
+  })
+})
