@@ -8,9 +8,7 @@ import {registryClientFromFlags, registryFlags} from '../../cli/registry.js'
 export default class BundleLock extends KpiCommand {
   static override description = `Pin a bundle written with tags: resolve every tag to its digest (as kbld does)
 
-Each reference without a digest is looked up in its registry and written as
-registry/repository:tag@sha256:<digest>; references that carry a digest are kept. When an image
-cannot be resolved, every such image is named and nothing is written.`
+Each reference without a digest is looked up in its registry and written as registry/repository:tag@sha256:<digest>; references that carry a digest are kept. When an image cannot be resolved, every such image is named and nothing is written.`
 
   static override examples = [
     '<%= config.bin %> bundle lock ./build-service',

@@ -10,9 +10,7 @@ import {formatReference, parseReference} from '../../oci/index.js'
 export default class BundlePush extends KpiCommand {
   static override description = `Push a bundle directory to a registry as an image (like imgpkg bundles)
 
-The image holds bundle.yaml and the directory's other files (hidden files and anything that looks
-like a credential are left out, with a warning). It prints REPO:TAG@sha256:<digest>: relocate it
-with kpi relocate -b REPO@sha256:<digest>, which copies the bundle image and every image it names.`
+The image holds bundle.yaml and the directory's other files (hidden files and anything that looks like a credential are left out, with a warning). It prints REPO:TAG@sha256:<digest>: relocate it with kpi relocate -b REPO@sha256:<digest>, which copies the bundle image and every image it names.`
 
   static override examples = [
     '<%= config.bin %> bundle push ./build-service --to-repo registry.example/platform/build-service',
