@@ -35,7 +35,7 @@ describe('kpi render', () => {
   it('prints the objects as YAML on stdout and the warnings on stderr, the same bytes every time', async () => {
     const a = await kpi('render', '-b', lock13File, '-f', valuesFile)
     expect(a.code).toBe(0)
-    expect(a.stderr).toMatch(/^Warning: .*no kpack\.images\.injector/)
+    expect(a.stderr).toMatch(/^Warning: .*no certInjection images/)
     const docs = parseAllDocuments(a.stdout) as unknown as Array<{toJS(): {kind: string; metadata: {name: string}}}>
     expect(docs.length).toBeGreaterThan(40)
     expect(docs[0]!.toJS()).toMatchObject({kind: 'Namespace', metadata: {name: 'kpack'}})

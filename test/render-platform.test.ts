@@ -398,10 +398,10 @@ describe('renderPlatform: CA certificates and proxy', () => {
     expect(new X509Certificate(pem).fingerprint256).toBe(want.fingerprint256)
   })
 
-  it('warns that build pods will not get the CA or proxy when the bundle has no injector', async () => {
+  it('warns that build pods will not get the CA or proxy when the bundle has no cert-injection-webhook', async () => {
     const {warnings} = renderPlatform(await lock13(), await values())
     expect(warnings).toHaveLength(1)
-    expect(warnings[0]).toMatch(/no kpack\.images\.injector/)
+    expect(warnings[0]).toMatch(/no certInjection images/)
     expect(warnings[0]).toMatch(/build pods will not trust the CA or use the proxy/)
     const v = await values()
     v.caCerts = []
@@ -411,24 +411,32 @@ describe('renderPlatform: CA certificates and proxy', () => {
     expect(renderPlatform(await lock13(), v).warnings[0]).toMatch(/build pods will not trust the CA;/)
   })
 
-  it('renders the injector for build pods when the bundle ships one', async () => {
+  it('renders cert-injection-webhook\'s own configuration when the bundle names its images', async () => {
     const lock = await lock17()
     const {objects, warnings} = renderPlatform(lock, await values())
     expect(warnings).toEqual([])
-    const d = must(objects, 'Deployment', 'kpi-injector', 'kpack')
-    expect(podSpec(d).containers[0]!.image).toBe(lock.kpack.images.injector)
-    const env = envOf(d)
-    expect(env.get('INJECT_LABEL')?.value).toBe('kpack.io/build')
-    expect(env.get('INJECT_HTTPS_PROXY')?.value).toBe('http://proxy.corp.example:3128')
-    expect(env.get('INJECT_NO_PROXY')?.value).toContain('.svc')
-    expect(env.get('INJECT_CA_FILE')?.value).toMatch(/ca\.crt$/)
-    const w = must(objects, 'MutatingWebhookConfiguration', 'kpi-injector.kpi.dev') as unknown as {webhooks: Array<Record<string, unknown>>}
+    const ns = 'cert-injection-webhook'
+    expect(find(objects, 'Namespace', ns)).toBeDefined()
+    const d = must(objects, 'Deployment', 'cert-injection-webhook', ns)
+    const c = podSpec(d).containers[0]!
+    expect(c.image).toBe(lock.certInjection!.webhook)
+    expect((c as unknown as {args: string[]}).args).toEqual(['-label=kpack.io/build'])
+    expect(envOf(d).get('SETUP_CA_CERTS_IMAGE')?.valueFrom).toEqual({configMapKeyRef: {name: 'setup-ca-certs-image', key: 'image'}})
+    expect(must(objects, 'ConfigMap', 'setup-ca-certs-image', ns).data).toEqual({image: lock.certInjection!.setupCaCerts})
+    // its own encoding: the base64 of the PEM bundle
+    const ca = Buffer.from((must(objects, 'ConfigMap', 'ca-cert', ns).data as Record<string, string>)['ca.crt']!, 'base64').toString('utf8')
+    expect(new X509Certificate(ca).fingerprint256).toBe(new X509Certificate(await readFile(caFile)).fingerprint256)
+    expect(must(objects, 'ConfigMap', 'https-proxy', ns).data).toEqual({value: 'http://proxy.corp.example:3128'})
+    expect((must(objects, 'ConfigMap', 'no-proxy', ns).data as Record<string, string>).value).toContain('.svc')
+    const w = must(objects, 'MutatingWebhookConfiguration', 'defaults.webhook.cert-injection.tanzu.vmware.com') as unknown as {webhooks: Array<Record<string, unknown>>}
     expect(w.webhooks[0]).toMatchObject({
       objectSelector: {matchExpressions: [{key: 'kpack.io/build', operator: 'Exists'}]},
-      rules: [{apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods']}],
-      clientConfig: {service: {name: 'kpi-injector', namespace: 'kpack'}},
-      failurePolicy: 'Fail',
+      rules: [{apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods']}],
+      clientConfig: {service: {name: 'cert-injection-webhook', namespace: ns, path: '/certinjectionwebhook', port: 443}},
+      failurePolicy: 'Ignore',
     })
-    expect(find(objects, 'Service', 'kpi-injector', 'kpack')).toBeDefined()
+    expect(find(objects, 'Service', 'cert-injection-webhook', ns)).toBeDefined()
+    expect(find(objects, 'ClusterRole', 'cert-injection-webhook-cluster-role')).toBeDefined()
+    expect(objects.some((o) => JSON.stringify(o.object).includes('kpi-injector'))).toBe(false)
   })
 })

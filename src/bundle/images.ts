@@ -1,12 +1,12 @@
 /**
  * Every image reference of a bundle with the path where it sits, in one stable order:
- * kpack images, lifecycle, stacks (build, run), store sources. Relocation, archives and the
+ * kpack images, cert-injection-webhook images, lifecycle, stacks (build, run), store sources. Relocation, archives and the
  * lock writer all walk images through here so they agree on order and paths.
  */
 import type {Bundle, BundleImage, KpackImages} from './types.js'
 
 const KPACK_IMAGE_ORDER: ReadonlyArray<keyof KpackImages> = [
-  'controller', 'webhook', 'buildInit', 'buildWaiter', 'rebase', 'completion', 'injector',
+  'controller', 'webhook', 'buildInit', 'buildWaiter', 'rebase', 'completion',
 ]
 
 type Visit = (ref: string, path: string, set: (ref: string) => void) => void
@@ -16,6 +16,11 @@ function visitImages(b: Bundle, visit: Visit): void {
   for (const key of KPACK_IMAGE_ORDER) {
     const ref = images[key]
     if (ref !== undefined) visit(ref, `kpack.images.${key}`, (r) => { images[key] = r })
+  }
+  const ci = b.certInjection
+  if (ci) {
+    visit(ci.webhook, 'certInjection.webhook', (r) => { ci.webhook = r })
+    visit(ci.setupCaCerts, 'certInjection.setupCaCerts', (r) => { ci.setupCaCerts = r })
   }
   visit(b.lifecycle.image, 'lifecycle.image', (r) => { b.lifecycle.image = r })
   b.stacks.forEach((s, i) => {

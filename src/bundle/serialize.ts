@@ -27,7 +27,8 @@ export function serializeBundle(b: Bundle): string {
   const doc = ordered({
     ...(b as unknown as Obj),
     metadata: ordered(b.metadata as unknown as Obj, ['name', 'version']),
-    kpack: ordered({...(b.kpack as unknown as Obj), images: ordered(b.kpack.images as unknown as Obj, ['controller', 'webhook', 'buildInit', 'buildWaiter', 'rebase', 'completion', 'injector'])}, ['version', 'images']),
+    kpack: ordered({...(b.kpack as unknown as Obj), images: ordered(b.kpack.images as unknown as Obj, ['controller', 'webhook', 'buildInit', 'buildWaiter', 'rebase', 'completion'])}, ['version', 'images']),
+    certInjection: b.certInjection === undefined ? undefined : ordered(b.certInjection as unknown as Obj, ['webhook', 'setupCaCerts']),
     lifecycle: ordered(b.lifecycle as unknown as Obj, ['image']),
     stacks: b.stacks.map((s) => ordered(s as unknown as Obj, ['name', 'id', 'buildImage', 'runImage'])),
     stores: b.stores.map((s) => ordered({...(s as unknown as Obj), sources: s.sources.map((src) => ordered(src as unknown as Obj, ['image']))}, ['name', 'sources'])),
@@ -36,6 +37,6 @@ export function serializeBundle(b: Bundle): string {
       order: x.order.map((o) => ordered({...(o as unknown as Obj), group: o.group.map((g) => ordered(g as unknown as Obj, ['id', 'version', 'optional']))}, ['group'])),
     }, ['name', 'namespace', 'stack', 'store', 'order'])),
     origins: b.origins === undefined ? undefined : ordered(b.origins, []),
-  }, ['apiVersion', 'kind', 'metadata', 'kpack', 'lifecycle', 'stacks', 'stores', 'builders', 'origins'])
+  }, ['apiVersion', 'kind', 'metadata', 'kpack', 'certInjection', 'lifecycle', 'stacks', 'stores', 'builders', 'origins'])
   return stringify(doc, {lineWidth: 0, indent: 2, indentSeq: true, aliasDuplicateObjects: false})
 }

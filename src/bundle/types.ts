@@ -12,8 +12,17 @@ export interface KpackImages {
   buildWaiter: string
   rebase: string
   completion: string
-  /** optional: the CA/proxy injection webhook some distributions ship */
-  injector?: string
+}
+
+/**
+ * cert-injection-webhook (github.com/vmware-tanzu/cert-injection-webhook), what Tanzu Build Service
+ * uses to put CA certificates and proxy settings into build pods.
+ */
+export interface CertInjectionImages {
+  /** its webhook */
+  webhook: string
+  /** the image of the init container it injects into build pods (setup-ca-certs) */
+  setupCaCerts: string
 }
 
 export interface Stack {
@@ -50,6 +59,8 @@ export interface Bundle {
   kind: 'Bundle' | 'BundleLock'
   metadata: {name: string; version: string}
   kpack: {version: string; images: KpackImages}
+  /** optional: build pods get the CA certificates and proxy through cert-injection-webhook */
+  certInjection?: CertInjectionImages
   lifecycle: {image: string}
   stacks: Stack[]
   stores: Store[]

@@ -19,9 +19,9 @@ import {checkPinnedReference} from './refs.js'
 
 export const API_VERSION = 'kpi/v1alpha1'
 export const KINDS = ['Bundle', 'BundleLock'] as const
-export const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'kpack', 'lifecycle', 'stacks', 'stores', 'builders', 'origins'] as const
-export const KPACK_IMAGE_FIELDS = ['controller', 'webhook', 'buildInit', 'buildWaiter', 'rebase', 'completion', 'injector'] as const
-const REQUIRED_KPACK_IMAGES = KPACK_IMAGE_FIELDS.filter((f) => f !== 'injector')
+export const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'kpack', 'certInjection', 'lifecycle', 'stacks', 'stores', 'builders', 'origins'] as const
+export const KPACK_IMAGE_FIELDS = ['controller', 'webhook', 'buildInit', 'buildWaiter', 'rebase', 'completion'] as const
+export const CERT_INJECTION_FIELDS = ['webhook', 'setupCaCerts'] as const
 
 // Kubernetes object names: stacks, stores and builders become ClusterStack/ClusterStore/ClusterBuilder objects.
 const dnsSubdomain = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
@@ -83,10 +83,15 @@ export function validateDocument(doc: Document, lc: LineCounter, file: string, o
     const images = map(ctx, k, kpack, 'kpack', 'images')
     if (images) {
       const im = fields(ctx, images, 'kpack.images', KPACK_IMAGE_FIELDS, 'error')
-      for (const f of KPACK_IMAGE_FIELDS) {
-        image(ctx, im, images, 'kpack.images', f, {optional: !(REQUIRED_KPACK_IMAGES as readonly string[]).includes(f)})
-      }
+      for (const f of KPACK_IMAGE_FIELDS) image(ctx, im, images, 'kpack.images', f)
     }
+  }
+
+  // optional as a whole; when present, both images (the webhook injects the other)
+  const certInjection = top.has('certInjection') ? map(ctx, top, root, '', 'certInjection') : undefined
+  if (certInjection) {
+    const c = fields(ctx, certInjection, 'certInjection', CERT_INJECTION_FIELDS, 'error')
+    for (const f of CERT_INJECTION_FIELDS) image(ctx, c, certInjection, 'certInjection', f)
   }
 
   const lifecycle = map(ctx, top, root, '', 'lifecycle')

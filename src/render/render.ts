@@ -10,7 +10,8 @@ import {assertAirGapped, assertCredentialsOnlyInSecrets} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
 import {clusterBuilders, clusterStacks, clusterStores, lifecycle, registryConfig} from './platform.js'
 import {teamObjects, teamRoles} from './teams.js'
-import {controllerTrust, injector, trustConfig} from './trust.js'
+import {certInjection} from './cert-injection.js'
+import {controllerTrust, trustConfig} from './trust.js'
 import type {Values} from '../values/types.js'
 import {STAGES, type RenderedObject, type RenderOptions, type RenderResult} from './types.js'
 
@@ -62,7 +63,7 @@ export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions
   const f = kpackFeatures(lock.kpack.version)
   checkReferences(lock, values)
   const warnings: string[] = []
-  const inj = injector(values, lock.kpack.images.injector, values.kpack.injector)
+  const inj = certInjection(values, lock.certInjection, values.certInjection)
   warnings.push(...inj.warnings)
 
   const teamBuilders = (ns: string): Builder[] => lock.builders.filter((b) => b.namespace === ns)
@@ -72,12 +73,11 @@ export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions
     kpackNamespace(),
     ...kpackCrds(f),
     ...kpackRbac(f),
-    ...inj.rbac,
     ...kpackConfig(lock),
     ...trustConfig(values),
     ...registryConfig(values.registry),
     ...kpackWorkloads(lock, values.kpack.controller, values.kpack.webhook, controllerTrust(values)),
-    ...inj.workload,
+    ...inj.objects,
     lifecycle(lock, f.clusterLifecycle, values.registry),
     ...clusterStacks(lock, values.registry),
     ...clusterStores(lock, values.registry),

@@ -1,6 +1,6 @@
 /**
  * Private CA certificates and the HTTP proxy: how they reach the kpack controller (it talks to the
- * registry) and, through an injector webhook when the bundle ships one, the build pods.
+ * registry); build pods get them through cert-injection-webhook (cert-injection.ts).
  *
  * CA: Go's crypto/x509 (the controller is Go) reads the first of its known bundle files
  * (/etc/ssl/certs/ca-certificates.crt, ...) unless SSL_CERT_FILE is set, then every file in the
@@ -14,7 +14,7 @@
  * credential: then the URLs live in a Secret and the env refers to it.
  */
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
-import type {Values, WebhookValues} from '../values/types.js'
+import type {Values} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 
 export const CA_CONFIGMAP = 'kpi-ca-certs'
@@ -24,11 +24,6 @@ export const CA_DIR = '/etc/ssl/kpi'
 export const GO_CERT_DIRS = ['/etc/ssl/certs', '/etc/pki/tls/certs']
 export const PROXY_SECRET = 'kpi-proxy'
 
-export const INJECTOR = 'kpi-injector'
-export const INJECTOR_WEBHOOK = 'kpi-injector.kpi.dev'
-export const INJECTOR_CERTS = 'kpi-injector-certs'
-/** kpack labels every build pod with kpack.io/build: <build name> */
-export const BUILD_POD_LABEL = 'kpack.io/build'
 
 type EnvVar = Record<string, unknown>
 
@@ -76,7 +71,7 @@ export function noProxyList(values: Values): string[] {
 }
 
 export const hasProxy = (v: Values): boolean => !!(v.proxy?.httpProxy || v.proxy?.httpsProxy)
-const proxyHasCredentials = (v: Values): boolean =>
+export const proxyHasCredentials = (v: Values): boolean =>
   [v.proxy?.httpProxy, v.proxy?.httpsProxy].some((u) => {
     if (!u) return false
     const url = new URL(u)
@@ -128,117 +123,4 @@ export function controllerTrust(v: Values): ControllerTrust {
     t.volumeMounts.push({name: CA_CONFIGMAP, mountPath: CA_DIR, readOnly: true})
   }
   return t
-}
-
-/**
- * Build pods: kpack gives them no CA or proxy settings of its own, so a mutating webhook (the
- * bundle's `kpack.images.injector`) adds them to pods labelled kpack.io/build. Its contract (env):
- * INJECT_LABEL (pods to mutate: those carrying this label), INJECT_CA_FILE (PEM bundle to add to
- * the pod's trust), INJECT_HTTP_PROXY/INJECT_HTTPS_PROXY/INJECT_NO_PROXY (env to add), and
- * WEBHOOK_NAME/WEBHOOK_SERVICE/WEBHOOK_CERTS_SECRET/SYSTEM_NAMESPACE: like kpack's webhook, it
- * keeps its serving certificate in that Secret and writes its CA into the webhook configuration.
- */
-export function injector(v: Values, image: string | undefined, w: WebhookValues): {rbac: RenderedObject[]; workload: RenderedObject[]; warnings: string[]} {
-  const wants = [...(v.caCerts.length ? ['the CA certificates (caCerts)'] : []), ...(hasProxy(v) ? ['the proxy'] : [])]
-  if (!wants.length) return {rbac: [], workload: [], warnings: []}
-  if (!image) {
-    return {
-      rbac: [],
-      workload: [],
-      warnings: [
-        `${wants.join(' and ')} reach the kpack controller only: the bundle has no kpack.images.injector, so build pods will not ${[
-          ...(v.caCerts.length ? ['trust the CA'] : []),
-          ...(hasProxy(v) ? ['use the proxy'] : []),
-        ].join(' or ')}; builds that reach the registry or the internet through them will fail`,
-      ],
-    }
-  }
-  const rbacApi = 'rbac.authorization.k8s.io/v1'
-  const rbac = [
-    obj('rbac', 'v1', 'ServiceAccount', {name: INJECTOR, namespace: NS}),
-    obj('rbac', rbacApi, 'Role', {name: INJECTOR, namespace: NS}, {
-      rules: [
-        {apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch']},
-        {apiGroups: [''], resources: ['secrets'], resourceNames: [INJECTOR_CERTS], verbs: ['update']},
-        {apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch']},
-        {apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'create', 'update', 'delete', 'patch', 'watch']},
-      ],
-    }),
-    obj('rbac', rbacApi, 'RoleBinding', {name: INJECTOR, namespace: NS}, {
-      subjects: [{kind: 'ServiceAccount', name: INJECTOR, namespace: NS}],
-      roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: INJECTOR},
-    }),
-    obj('rbac', rbacApi, 'ClusterRole', {name: INJECTOR}, {
-      rules: [
-        {apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'list', 'watch']},
-        {apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [INJECTOR_WEBHOOK], verbs: ['update', 'patch']},
-      ],
-    }),
-    obj('rbac', rbacApi, 'ClusterRoleBinding', {name: INJECTOR}, {
-      subjects: [{kind: 'ServiceAccount', name: INJECTOR, namespace: NS}],
-      roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: INJECTOR},
-    }),
-  ]
-  const env: EnvVar[] = [
-    {name: 'INJECT_LABEL', value: BUILD_POD_LABEL},
-    ...(v.caCerts.length ? [{name: 'INJECT_CA_FILE', value: `${CA_DIR}/${CA_KEY}`}] : []),
-    ...proxyEnv(v, 'INJECT_', false),
-    {name: 'WEBHOOK_NAME', value: INJECTOR_WEBHOOK},
-    {name: 'WEBHOOK_SERVICE', value: INJECTOR},
-    {name: 'WEBHOOK_CERTS_SECRET', value: INJECTOR_CERTS},
-    {name: 'SYSTEM_NAMESPACE', valueFrom: {fieldRef: {fieldPath: 'metadata.namespace'}}},
-  ]
-  const workload = [
-    obj('kpack', 'v1', 'Secret', {name: INJECTOR_CERTS, namespace: NS}),
-    obj('kpack', 'v1', 'Service', {name: INJECTOR, namespace: NS}, {
-      spec: {ports: [{name: 'https-webhook', port: 443, targetPort: 8443}], selector: {app: INJECTOR}},
-    }),
-    obj('kpack', 'apps/v1', 'Deployment', {name: INJECTOR, namespace: NS}, {
-      spec: {
-        replicas: w.replicas,
-        selector: {matchLabels: {app: INJECTOR}},
-        template: {
-          metadata: {labels: {app: INJECTOR}},
-          spec: {
-            securityContext: {runAsNonRoot: true, seccompProfile: {type: 'RuntimeDefault'}},
-            priorityClassName: 'kpack-control-plane',
-            serviceAccountName: INJECTOR,
-            nodeSelector: {...(w.nodeSelector ?? {}), 'kubernetes.io/os': 'linux'},
-            ...(w.tolerations?.length ? {tolerations: w.tolerations} : {}),
-            containers: [
-              {
-                name: 'injector',
-                image,
-                securityContext: {runAsNonRoot: true, allowPrivilegeEscalation: false, privileged: false, capabilities: {drop: ['ALL']}, seccompProfile: {type: 'RuntimeDefault'}},
-                ports: [{name: 'https-webhook', containerPort: 8443}],
-                env,
-                resources: w.resources
-                  ? Object.fromEntries(Object.entries(w.resources).map(([k, m]) => [k, Object.fromEntries(Object.entries(m ?? {}).map(([r, q]) => [r, String(q)]))]))
-                  : {requests: {cpu: '10m', memory: '50Mi'}, limits: {cpu: '100m', memory: '200Mi'}},
-                ...(v.caCerts.length ? {volumeMounts: [{name: CA_CONFIGMAP, mountPath: CA_DIR, readOnly: true}]} : {}),
-              },
-            ],
-            ...(v.caCerts.length ? {volumes: [{name: CA_CONFIGMAP, configMap: {name: CA_CONFIGMAP}}]} : {}),
-          },
-        },
-      },
-    }),
-    obj('kpack', 'admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', {name: INJECTOR_WEBHOOK}, {
-      webhooks: [
-        {
-          name: INJECTOR_WEBHOOK,
-          admissionReviewVersions: ['v1'],
-          clientConfig: {service: {name: INJECTOR, namespace: NS, path: '/mutate', port: 443}},
-          rules: [{apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced'}],
-          objectSelector: {matchExpressions: [{key: BUILD_POD_LABEL, operator: 'Exists'}]},
-          failurePolicy: w.failurePolicy,
-          matchPolicy: 'Equivalent',
-          reinvocationPolicy: 'Never',
-          sideEffects: 'None',
-          timeoutSeconds: 10,
-        },
-      ],
-    }),
-  ]
-  return {rbac, workload, warnings: []}
 }

@@ -4,28 +4,13 @@
  * the binary scripts/tools.sh built from the same project at the same version: kpack's controller
  * and webhook of the bundle's kpack version, cert-injection-webhook's webhook.
  */
-import {accessSync, constants} from 'node:fs'
-import {join} from 'node:path'
 import type {Bundle} from '../bundle/types.js'
-import {toolsCacheDir} from './tools.js'
+import {isKpiError} from '../errors.js'
+import {certInjectionBinaryPath, kpackBinaryPath} from './tools.js'
 
 export interface ImageProgram {
   cmd: string
   args?: string[]
-}
-
-/** The cached build of one command of a project built from its sources: `<cache>/<project>-<version>/bin/<cmd>`. */
-export function projectBinary(project: string, version: string, cmd: string): string {
-  return join(toolsCacheDir(), `${project}-${version}`, 'bin', cmd)
-}
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
 }
 
 const digestOf = (ref: string): string | undefined => /@(sha256:[0-9a-f]{64})$/.exec(ref)?.[1]
@@ -33,7 +18,7 @@ const digestOf = (ref: string): string | undefined => /@(sha256:[0-9a-f]{64})$/.
 export interface ImageTable {
   /** the program for a container image, or undefined when KWOK alone plays it */
   binaryFor(image: string): ImageProgram | undefined
-  /** adds a bundle's images; returns the programs it names that are not built (absolute paths) */
+  /** adds a bundle's images; returns why programs it names cannot run (not built), one line each */
   add(bundle: Bundle): string[]
 }
 
@@ -45,18 +30,22 @@ export function imageTable(): ImageTable {
       return d ? byDigest.get(d) : undefined
     },
     add: (bundle) => {
-      // tools.sh caches kpack per version as kpack-v<version>
-      const v = bundle.kpack.version.startsWith('v') ? bundle.kpack.version : `v${bundle.kpack.version}`
-      const wanted: Array<[string | undefined, string]> = [
-        [bundle.kpack.images.controller, projectBinary('kpack', v, 'controller')],
-        [bundle.kpack.images.webhook, projectBinary('kpack', v, 'webhook')],
+      const v = bundle.kpack.version
+      const wanted: Array<[string | undefined, () => string]> = [
+        [bundle.kpack.images.controller, () => kpackBinaryPath(v, 'controller')],
+        [bundle.kpack.images.webhook, () => kpackBinaryPath(v, 'webhook')],
+        [bundle.certInjection?.webhook, () => certInjectionBinaryPath('webhook')],
       ]
       const missing: string[] = []
-      for (const [ref, cmd] of wanted) {
+      for (const [ref, path] of wanted) {
         const d = ref && digestOf(ref)
         if (!d) continue
-        if (executable(cmd)) byDigest.set(d, {cmd})
-        else missing.push(cmd)
+        try {
+          byDigest.set(d, {cmd: path()})
+        } catch (e) {
+          if (!isKpiError(e)) throw e
+          missing.push(e.message)
+        }
       }
       return missing
     },

@@ -26,6 +26,7 @@ export interface RawValues {
   cluster?: {domain?: unknown; serviceCIDR?: unknown; podCIDR?: unknown}
   teams?: unknown
   kpack?: Record<string, Record<string, unknown> | undefined>
+  certInjection?: Record<string, unknown>
 }
 
 export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)

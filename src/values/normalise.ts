@@ -12,8 +12,9 @@ function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
   }
 }
 
-function webhookOf(raw: Record<string, unknown> | undefined): WebhookValues {
-  return {...workloadOf(raw), failurePolicy: raw?.failurePolicy === 'Ignore' ? 'Ignore' : 'Fail'}
+function webhookOf(raw: Record<string, unknown> | undefined, dflt: 'Fail' | 'Ignore' = 'Fail'): WebhookValues {
+  const p = raw?.failurePolicy
+  return {...workloadOf(raw), failurePolicy: p === 'Ignore' || p === 'Fail' ? p : dflt}
 }
 
 export function normalise(raw: RawValues, registry: RegistryValues): Values {
@@ -49,7 +50,8 @@ export function normalise(raw: RawValues, registry: RegistryValues): Values {
     kpack: {
       controller: workloadOf(raw.kpack?.controller),
       webhook: webhookOf(raw.kpack?.webhook),
-      injector: webhookOf(raw.kpack?.injector),
     },
+    // Ignore, as cert-injection-webhook ships: it sees build pods only, but a Fail would stop every build while it is down
+    certInjection: webhookOf(raw.certInjection, 'Ignore'),
   }
 }

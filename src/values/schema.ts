@@ -146,13 +146,13 @@ export const valuesSchema = {
     },
     caCerts: {
       type: 'array',
-      description: 'PEM CA certificates the kpack controller (and, with an injector, build pods) must trust',
+      description: 'PEM CA certificates the kpack controller (and, through cert-injection-webhook, build pods) must trust',
       items: {type: 'string', minLength: 1},
     },
     proxy: {
       type: 'object',
       additionalProperties: false,
-      description: 'HTTP proxy for the kpack controller (and, with an injector, build pods)',
+      description: 'HTTP proxy for the kpack controller (and, through cert-injection-webhook, build pods)',
       properties: {
         httpProxy: {type: 'string', minLength: 1, secret: 'userinfo', description: 'URL with scheme, e.g. http://proxy.corp:3128'},
         httpsProxy: {type: 'string', minLength: 1, secret: 'userinfo', description: 'URL with scheme, e.g. http://proxy.corp:3128'},
@@ -231,12 +231,15 @@ export const valuesSchema = {
           additionalProperties: false,
           properties: {...workload('kpack-webhook', 1), failurePolicy: failurePolicy('kpack')},
         },
-        injector: {
-          type: 'object',
-          additionalProperties: false,
-          description: 'the CA/proxy injector for build pods (only when the bundle ships kpack.images.injector)',
-          properties: {...workload('kpi-injector', 1), failurePolicy: failurePolicy('injector')},
-        },
+      },
+    },
+    certInjection: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'cert-injection-webhook, which gives build pods the CA certificates and the proxy (when the bundle has certInjection images)',
+      properties: {
+        ...workload('cert-injection-webhook', 1),
+        failurePolicy: {...failurePolicy('cert-injection-webhook'), default: 'Ignore', description: 'failurePolicy of its webhook (Ignore, as it ships, or Fail: no build pod starts while it is down)'},
       },
     },
   },

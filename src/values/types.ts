@@ -85,6 +85,7 @@ export interface Values {
   kpack: {
     controller: WorkloadValues
     webhook: WebhookValues
-    injector: WebhookValues
   }
+  /** cert-injection-webhook's Deployment and webhook (when the bundle has certInjection images) */
+  certInjection: WebhookValues
 }
