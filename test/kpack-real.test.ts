@@ -13,7 +13,11 @@ import type {LiveObject} from '../src/kube/types.js'
 import {waitFor} from '../src/sandbox/procs.js'
 import {sandboxValues} from '../src/sandbox/sandbox-files.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
-import {kpi, type CliResult} from './helpers/cli.js'
+import {parse, stringify} from 'yaml'
+import type {Bundle} from '../src/bundle/types.js'
+import {expectCleanFailure, kpi, type CliResult} from './helpers/cli.js'
+import {sandboxClients} from './helpers/images.js'
+import {restackedImage} from './helpers/restack.js'
 
 let sb: Sandbox
 let work: string
@@ -121,5 +125,45 @@ describe('kpack runs for real on the sandbox', () => {
       const now = (await kube.get(ref))!
       await kube.replace({...now, rules: original})
     }
+  })
+})
+
+describe('kpack judges the stacks kpi installs', () => {
+  let sb2: Sandbox
+  let dir: string
+  let failed2 = false
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpi-kpack-stack-'))
+    sb2 = await startSandbox({runDir: join(dir, 'sandbox'), controlPlane: true, samples: ['v1']})
+    expect(sb2.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
+  })
+  afterAll(async () => {
+    await sb2?.stop()
+    if (sb2 && !failed2) await rm(dir, {recursive: true, force: true})
+  })
+
+  it('a run image of another stack id makes kpi install --wait=ready fail, naming the ClusterStack and kpack\'s message', async () => {
+    onTestFailed(() => {
+      failed2 = true
+      console.error(`sandbox run dir: ${sb2.runDir}`)
+    })
+    const env2 = {...sb2.env, KUBECONFIG: sb2.controlPlane!.kubeconfig}
+    const lock2 = join(dir, 'lock.yaml')
+    const r = await kpi(['relocate', '-b', sb2.bundles.v1!, '--to-repo', sb2.airgapPrefix, '--lock-output', lock2, '--ca-cert', sb2.caFile], env2)
+    expect(r.code, r.stderr).toBe(0)
+    const lock = parse(await readFile(lock2, 'utf8')) as Bundle
+    const {dst} = await sandboxClients(sb2)
+    try {
+      lock.stacks[0]!.runImage = await restackedImage(dst, lock.stacks[0]!.runImage, 'io.example.stacks.other')
+    } finally {
+      await dst.close()
+    }
+    await writeFile(lock2, stringify(lock))
+    const values2 = join(dir, 'values.yaml')
+    await writeFile(values2, await sandboxValues(sb2), {mode: 0o600})
+    const res = await kpi(['install', '-b', lock2, '-f', values2, '--ca-cert', sb2.caFile, '--timeout', '120s'], env2)
+    const line = expectCleanFailure(res)
+    expect(line).toContain(`ClusterStack ${lock.stacks[0]!.name}`)
+    expect(line).toContain(`invalid stack images. expected stack: ${lock.stacks[0]!.id}, build image stack: ${lock.stacks[0]!.id}, run image stack: io.example.stacks.other`)
   })
 })
