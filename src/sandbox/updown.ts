@@ -11,7 +11,7 @@ import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {KpiError} from '../errors.js'
 import {nodeScriptArgs} from './node-script.js'
-import {releaseDeadOwnerSubnet} from './podnet.js'
+import {alive, releaseDeadOwnerSubnet} from './podnet.js'
 import {tailLog} from './procs.js'
 import {readState, type SandboxState} from './state.js'
 
@@ -22,15 +22,6 @@ export interface SandboxUpResult {
   state: SandboxState
   /** false when a sandbox was already running in dir */
   started: boolean
-}
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {}): Promise<SandboxUpResult> {
