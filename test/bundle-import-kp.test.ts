@@ -190,3 +190,29 @@ describe('kpi bundle lock', () => {
     expect(await readFile(file, 'utf8')).toBe(text)
   })
 })
+
+describe('kp descriptor to bundle, without a registry', () => {
+  it('carries the base\'s kpack and cert-injection-webhook images, which a descriptor never names', async () => {
+    const {parseKpDescriptor} = await import('../src/bundle/kp/descriptor.js')
+    const {kpToBundle} = await import('../src/bundle/kp/to-bundle.js')
+    const d = parseKpDescriptor(stringify({
+      apiVersion: 'kp.kpack.io/v1', kind: 'DependencyDescriptor',
+      clusterLifecycles: [{name: 'default-lifecycle', image: 'registry.example/lifecycle:0.20'}],
+      clusterStores: [{name: 'default', sources: [{image: 'registry.example/bp/java:1'}]}],
+      clusterStacks: [{name: 'base', buildImage: {image: 'registry.example/build:1'}, runImage: {image: 'registry.example/run:1'}}],
+      clusterBuilders: [{name: 'base', clusterStack: 'base', clusterStore: 'default', order: [{group: [{id: 'example/java'}]}]}],
+    }), 'd.yaml')
+    const digest = `sha256:${'a'.repeat(64)}`
+    const certInjection = {webhook: `registry.example/cert-injection-webhook@${digest}`, setupCaCerts: `registry.example/setup-ca-certs@${digest}`}
+    const {bundle, notes, sources} = kpToBundle(d, {
+      from: '--kpack-from base', metadata: {name: 'bs', version: '1.0.0'},
+      kpack: v1.kpack, certInjection, lifecycle: {image: 'unused'},
+    })
+    expect(notes).toEqual([])
+    expect(bundle.certInjection).toEqual(certInjection)
+    expect(bundle.kpack).toEqual(v1.kpack)
+    expect(bundle.lifecycle.image).toBe('registry.example/lifecycle:0.20')
+    expect(sources.get('stacks[0].runImage')).toBe('clusterStacks[0].runImage.image')
+    expect(sources.get('lifecycle.image')).toBe('clusterLifecycles[0].image')
+  })
+})

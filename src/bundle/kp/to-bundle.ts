@@ -18,6 +18,8 @@ export interface ImportNote {
 export interface KpBase {
   metadata: Bundle['metadata']
   kpack: Bundle['kpack']
+  /** the base's cert-injection-webhook images, when it ships them (a descriptor never names them) */
+  certInjection?: Bundle['certInjection']
   lifecycle: Bundle['lifecycle']
   /** where the base came from, for notes (e.g. `--kpack-from build-service/`) */
   from: string
@@ -41,6 +43,7 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): KpBundle {
     kind: 'Bundle',
     metadata: {...base.metadata},
     kpack: structuredClone(base.kpack),
+    ...(base.certInjection ? {certInjection: structuredClone(base.certInjection)} : {}),
     lifecycle: {image: chooseLifecycle(d, base, note, (p) => sources.set('lifecycle.image', p))},
     stacks: [],
     stores: [],

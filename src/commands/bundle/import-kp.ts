@@ -8,7 +8,7 @@ import {registryClientFromFlags, registryFlags} from '../../cli/registry.js'
 export default class BundleImportKp extends KpiCommand {
   static override description = `Make a bundle from a kp DependencyDescriptor (the file kp import -f reads)
 
-Reads kp.kpack.io/v1alpha1, v1alpha3 and v1: lifecycle, stacks, stores and builders, with the default stack and builder added as "default" as kp import does. Tags are resolved to digests against the source registry and stack ids read from the stack images. A descriptor does not name kpack's own images: they (and the release name and version, unless given) come from --kpack-from. What a bundle cannot express (ClusterBuildpacks, extra lifecycles, order entries by image) is printed as warnings (and listed in --json), never dropped silently.`
+Reads kp.kpack.io/v1alpha1, v1alpha3 and v1: lifecycle, stacks, stores and builders, with the default stack and builder added as "default" as kp import does. Tags are resolved to digests against the source registry and stack ids read from the stack images. A descriptor does not name kpack's own images: they (with cert-injection-webhook's, when it has them, and the release name and version, unless given) come from --kpack-from. What a bundle cannot express (ClusterBuildpacks, extra lifecycles, order entries by image) is printed as warnings (and listed in --json), never dropped silently.`
 
   static override examples = [
     '<%= config.bin %> bundle import-kp descriptor.yaml -o ./build-service --kpack-from ./kpack-0.17',
@@ -39,6 +39,7 @@ Reads kp.kpack.io/v1alpha1, v1alpha3 and v1: lifecycle, stacks, stores and build
           from: `--kpack-from ${flags['kpack-from']}`,
           metadata: {name: flags.name ?? base.metadata.name, version: flags.version ?? base.metadata.version},
           kpack: base.kpack,
+          certInjection: base.certInjection,
           lifecycle: base.lifecycle,
         },
       })
