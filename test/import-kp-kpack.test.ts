@@ -4,6 +4,8 @@
  * the air-gapped registry and installs on the sandbox, where the real kpack (the pod runner runs
  * kpack's own controller and webhook) makes its ClusterStacks, ClusterStore and ClusterBuilders
  * Ready, including the "default" ones kp import makes from defaultClusterStack/defaultClusterBuilder.
+ * The sample's v1 (kpack 0.16.1): kpack's builder reconciler needs a lifecycle image carrying its
+ * per-OS label (`linux`), which the builders' readiness waits on.
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
@@ -28,7 +30,7 @@ const tagOf = (ref: string): string => ref.slice(0, ref.indexOf('@'))
 describe('a kp v1alpha3 descriptor by tag, imported, relocated and installed, with kpack making it Ready', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'kpi-import-kp-kpack-'))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1']})
     expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
@@ -44,21 +46,21 @@ describe('a kp v1alpha3 descriptor by tag, imported, relocated and installed, wi
       failed = true
       console.error(`sandbox run dir: ${sb.runDir} (pod logs in ${sb.controlPlane?.runDir}/logs/pods)`)
     })
-    const v2 = sb.bundle.v2!
-    const stack = v2.stacks[0]!
+    const sample = sb.bundle.v1!
+    const stack = sample.stacks[0]!
     const descriptor = join(work, 'descriptor.yaml')
     await writeFile(descriptor, stringify({
       apiVersion: 'kp.kpack.io/v1alpha3',
       kind: 'DependencyDescriptor',
       defaultClusterStack: 'jammy',
       defaultClusterBuilder: 'base',
-      lifecycle: {image: tagOf(v2.lifecycle.image)},
-      clusterStores: [{name: 'default', sources: v2.stores[0]!.sources.map((s) => ({image: tagOf(s.image)}))}],
+      lifecycle: {image: tagOf(sample.lifecycle.image)},
+      clusterStores: [{name: 'default', sources: sample.stores[0]!.sources.map((s) => ({image: tagOf(s.image)}))}],
       clusterStacks: [{name: 'jammy', buildImage: {image: tagOf(stack.buildImage)}, runImage: {image: tagOf(stack.runImage)}}],
-      clusterBuilders: [{name: 'base', clusterStack: 'jammy', clusterStore: 'default', order: v2.builders[0]!.order}],
+      clusterBuilders: [{name: 'base', clusterStack: 'jammy', clusterStore: 'default', order: sample.builders[0]!.order}],
     }))
     const bundle = join(work, 'imported')
-    const imported = await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', sb.bundles.v2!])
+    const imported = await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', sb.bundles.v1!])
     expect(imported.code, imported.stderr).toBe(0)
     expect(imported.stderr).not.toContain('warning:')
     const lock = join(work, 'lock.yaml')
