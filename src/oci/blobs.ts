@@ -1,7 +1,7 @@
 /**
  * Blobs: existence, streamed and verified downloads (following redirects to storage, which gets
- * no registry credentials), streamed monolithic uploads restarted from a fresh source on
- * failure, and cross-repository mounts.
+ * no registry credentials; big blobs as parallel Range GETs, see ranged.ts), streamed monolithic
+ * uploads restarted from a fresh source on failure, and cross-repository mounts.
  */
 import {once} from 'node:events'
 import type {Readable} from 'node:stream'
@@ -12,6 +12,7 @@ import {pullScope, pushScope} from './auth.js'
 import {verifyingStream} from './digest.js'
 import {checkDigest, formatRepo} from './reference.js'
 import type {ErrorContext} from './registry-errors.js'
+import {AHEAD_BUDGET_BYTES, ByteBudget, RANGED_MIN_BYTES, rangedStream} from './ranged.js'
 import {dump, fail, header, type Requester} from './request.js'
 import {backoffMs, errorCodes, isConnectionReset, retryableStatus} from './retry.js'
 import {mapTransportError} from './transport.js'
@@ -24,6 +25,17 @@ export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'putBlob' | '
 
 export function blobOps(http: Requester): BlobOps {
   const sameOrigin = (url: string, repo: Repo): boolean => new URL(url).origin === new URL(http.base(repo.registry)).origin
+  // parts of big blobs fetched ahead of the one being read, for every download of this client
+  const aheadBudget = new ByteBudget(AHEAD_BUDGET_BYTES)
+
+  /** `bytes from-to/size` as the registry must answer a Range GET, else a KpiError. */
+  const checkRange = (res: Dispatcher.ResponseData, from: number, to: number, size: number, label: string): void => {
+    const got = header(res, 'content-range')
+    if (got !== `bytes ${from}-${to}/${size}`) {
+      res.body.destroy()
+      throw new KpiError('integrity', `${label}: asked for bytes ${from}-${to} of ${size}, the registry answered ${got ? `"${got}"` : 'without a range'}`, {hint: 'the source serves different content than the manifest describes'})
+    }
+  }
 
   async function hasBlob(repo: Repo, digest: string): Promise<boolean> {
     checkDigest(digest, 'blob digest')
@@ -45,8 +57,12 @@ export function blobOps(http: Requester): BlobOps {
   async function getBlob(repo: Repo, digest: string, size?: number): Promise<Readable> {
     checkDigest(digest, 'blob digest')
     const label = `blob ${formatRepo(repo)}@${digest}`
+    // a big blob is asked for as a range (ranged.ts may split it); a registry that ignores Range
+    // answers 200 with all of it, which is read as usual
+    const ranged = size !== undefined && size >= RANGED_MIN_BYTES
     let res = await http.send(repo.registry, {
       method: 'GET', url: http.repoUrl(repo, `blobs/${digest}`), scopes: [pullScope(repo.repository)], retry: true,
+      ...(ranged ? {headers: {range: 'bytes=0-'}} : {}),
     })
     let url = http.repoUrl(repo, `blobs/${digest}`)
     for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304; hops++) {
@@ -61,13 +77,26 @@ export function blobOps(http: Requester): BlobOps {
         res = await http.rawRetry(url, 'GET', {}, undefined, new URL(url).host, true)
       }
     }
-    if (res.statusCode !== 200) return fail(res, blobCtx(repo, digest))
-    const declared = Number(header(res, 'content-length'))
-    if (size !== undefined && Number.isFinite(declared) && declared !== size) {
-      await dump(res)
-      throw new KpiError('integrity', `${label}: the registry serves ${declared} bytes, expected ${size}`, {hint: 'the source serves different content than the manifest describes'})
+    let body: Readable = res.body
+    if (ranged && res.statusCode === 206) {
+      checkRange(res, 0, size - 1, size, label)
+      const partUrl = url
+      body = rangedStream(size, res.body, async (from, to) => {
+        const part = await http.send(repo.registry, {
+          method: 'GET', url: partUrl, scopes: [pullScope(repo.repository)], retry: true, headers: {range: `bytes=${from}-${to}`},
+        })
+        if (part.statusCode !== 206) return fail(part, blobCtx(repo, digest))
+        checkRange(part, from, to, size, label)
+        return part.body
+      }, aheadBudget)
+    } else {
+      if (res.statusCode !== 200) return fail(res, blobCtx(repo, digest))
+      const declared = Number(header(res, 'content-length'))
+      if (size !== undefined && Number.isFinite(declared) && declared !== size) {
+        await dump(res)
+        throw new KpiError('integrity', `${label}: the registry serves ${declared} bytes, expected ${size}`, {hint: 'the source serves different content than the manifest describes'})
+      }
     }
-    const body = res.body
     const verifier = verifyingStream(digest, {size, label})
     // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
     body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
