@@ -332,7 +332,7 @@ function markdown(report: Report): string {
   const m = report.machine
   out.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cores} cores (${m.cpuModel}), ${(m.memTotalBytes / 2 ** 30).toFixed(0)} GiB, ${m.os}, node ${m.node}; load ${fmtLoad(m.loadavg)} at the start, ${fmtLoad(report.machineAtEnd.loadavg)} at the end (a shared machine: compare within the run). `
     + `Platform: ${report.platform.images} images, ${fmtBytes(report.platform.uniqueBytes)} of unique blobs; its patch release changes ${fmtBytes(report.platform.changedBytes)}. `
-    + `Medians of ${report.rounds} rounds, tools in rotating order; seconds (spread = (max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
+    + `Medians of ${report.roundsDone} rounds, tools in rotating order; seconds (spread = (max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
     + `WAN: toxiproxy on the source, ${report.wan.latencyMs} ms each way, ${(report.wan.rateKiBps / 1024).toFixed(0)} MiB/s per connection.`)
   out.push('')
   const head = ['workload', ...tools.map((t) => (t === 'floor' ? 'floor' : t)), 'best peer / kpi', 'floor / kpi']
@@ -383,6 +383,8 @@ interface Report {
   workloads: WorkloadResult[]
   checks: Array<{name: string; ok: boolean; detail: string}>
   upgrade?: unknown
+  /** rounds finished when this was written (the run writes after every round) */
+  roundsDone: number
   setupS: number
   totalS: number
 }
@@ -478,6 +480,62 @@ async function main(): Promise<number> {
     }
     const want = (w: WorkloadName) => wantedWorkloads.includes(w)
 
+    /** Aggregates the rounds done so far and writes the results (after every round: a run cut short still reports). */
+    const report = async (roundsDone: number, upgrade?: unknown): Promise<void> => {
+      const needed: Record<WorkloadName, number> = {
+        'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
+        'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
+      }
+      const workloads = WORKLOADS.filter(want).map((w) => summarize(w, records.get(w)!, needed[w]))
+      const checks: Report['checks'] = []
+      for (const w of workloads) {
+        for (const [tool, rs] of Object.entries(w.runs)) {
+          const bad = rs.filter((r) => !r.ok)
+          if (bad.length) checks.push({name: `${w.name}: ${tool} ran`, ok: false, detail: `${bad.length} of ${rs.length} runs failed: ${bad[0]!.reason?.split('\n')[0]}`})
+        }
+        const floor = w.floor_s
+        if (floor !== undefined && w.name !== 'nothing-to-move') {
+          const beat = tools.filter((t) => t !== 'floor' && (w[`${t}_s`] ?? Infinity) < floor)
+          checks.push({name: `${w.name}: no tool beats the floor`, ok: beat.length === 0, detail: beat.length ? `${beat.join(', ')} faster than the floor's ${floor} s: the floor is wrong` : `floor ${floor} s`})
+        }
+      }
+      const get = (n: WorkloadName) => workloads.find((w) => w.name === n)
+      const goal = (name: string, ok: boolean | undefined, detail: string) => ok !== undefined && checks.push({name, ok, detail})
+      const r2r = get('registry-to-registry')
+      goal('loopback: kpi at least 0.95 of the floor', r2r?.ratio_vs_floor !== undefined ? r2r.ratio_vs_floor >= 0.95 : undefined, `floor/kpi ${r2r?.ratio_vs_floor}`)
+      goal('loopback: kpi ahead of every peer', r2r?.ratio_vs_best_peer !== undefined ? r2r.ratio_vs_best_peer > 1 : undefined, `best peer (${r2r?.best_peer})/kpi ${r2r?.ratio_vs_best_peer}`)
+      const wanW = get('registry-to-registry-wan')
+      goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
+      for (const n of ['archive-write', 'archive-read'] as const) {
+        const w = get(n)
+        const r = w?.kpi_s && w.imgpkg_s ? w.imgpkg_s / w.kpi_s : undefined
+        goal(`${n}: kpi at least 1.5x imgpkg`, r !== undefined ? r >= 1.5 : undefined, `imgpkg/kpi ${r?.toFixed(2)}`)
+      }
+      const patch = get('patch')
+      const pm = patch?.bytes_moved.kpi
+      goal('patch: kpi moves at most the changed bytes + 1%', pm !== undefined ? pm <= changedBytes * 1.01 : undefined, `${pm} of ${changedBytes} changed bytes`)
+      const noop = get('nothing-to-move')
+      goal('nothing to move: kpi at least as fast as the fastest peer', noop?.ratio_vs_best_peer !== undefined ? noop.ratio_vs_best_peer >= 1 : undefined, `best peer (${noop?.best_peer}) ${noop?.best_peer ? noop[`${noop.best_peer}_s`] : '-'} s, kpi ${noop?.kpi_s} s`)
+      const kpiRss = Math.max(0, ...workloads.map((w) => w.peak_rss_bytes.kpi ?? 0))
+      goal('kpi peak RSS under 100 MiB', kpiRss ? kpiRss < 100 * MIB : undefined, fmtBytes(kpiRss) ?? '-')
+      const r2rKpi = r2r?.runs.kpi?.find((r) => r.ok)
+      if (r2rKpi) goal('kpi moved every unique byte once', r2rKpi.bytesMoved === plan1.uniqueBytes, `${r2rKpi.bytesMoved} of ${plan1.uniqueBytes}`)
+
+      const doc: Report = {
+        benchmark: 'kpi-vs-peers', machine, machineAtEnd: machineFacts(), scale, rounds,
+        wan: {...wanProfile, perConnection: true},
+        platform: {images: plan1.roots.length, manifests: plan1.manifests.length, blobs: plan1.blobs.size, uniqueBytes: plan1.uniqueBytes, changedBytes, changedBlobs: changed.length, largestBlob},
+        tools: infos, workloads, checks, upgrade, roundsDone, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
+      }
+      const md = markdown(doc)
+      await mkdir(outDir, {recursive: true})
+      const base = flags.quick ? 'quick' : 'latest'
+      await writeFile(join(outDir, `${base}.json`), JSON.stringify(doc, null, 2) + '\n')
+      await writeFile(join(outDir, `${base}.md`), md)
+      if (!flags.quick && !flags['no-readme']) await updateReadme(md)
+      if (roundsDone === rounds) process.stdout.write(flags.json ? JSON.stringify(doc, null, 2) + '\n' : md)
+      say(`wrote ${join(outDir, `${base}.json`)} and ${base}.md in ${fmtMs(performance.now() - started)}`)
+    }
     for (let round = 0; round < rounds; round++) {
       const order = rotate(tools, round)
       say(`round ${round + 1} of ${rounds}: ${order.join(', ')}`)
@@ -548,63 +606,10 @@ async function main(): Promise<number> {
           }
         }
       }
+      if (round < rounds - 1) await report(round + 1)
     }
 
-    const needed: Record<WorkloadName, number> = {
-      'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
-      'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
-    }
-    const workloads = WORKLOADS.filter(want).map((w) => summarize(w, records.get(w)!, needed[w]))
-    const checks: Report['checks'] = []
-    for (const w of workloads) {
-      for (const [tool, rs] of Object.entries(w.runs)) {
-        const bad = rs.filter((r) => !r.ok)
-        if (bad.length) checks.push({name: `${w.name}: ${tool} ran`, ok: false, detail: `${bad.length} of ${rs.length} runs failed: ${bad[0]!.reason?.split('\n')[0]}`})
-      }
-      const floor = w.floor_s
-      if (floor !== undefined && w.name !== 'nothing-to-move') {
-        const beat = tools.filter((t) => t !== 'floor' && (w[`${t}_s`] ?? Infinity) < floor)
-        checks.push({name: `${w.name}: no tool beats the floor`, ok: beat.length === 0, detail: beat.length ? `${beat.join(', ')} faster than the floor's ${floor} s: the floor is wrong` : `floor ${floor} s`})
-      }
-    }
-    const get = (n: WorkloadName) => workloads.find((w) => w.name === n)
-    const goal = (name: string, ok: boolean | undefined, detail: string) => ok !== undefined && checks.push({name, ok, detail})
-    const r2r = get('registry-to-registry')
-    goal('loopback: kpi at least 0.95 of the floor', r2r?.ratio_vs_floor !== undefined ? r2r.ratio_vs_floor >= 0.95 : undefined, `floor/kpi ${r2r?.ratio_vs_floor}`)
-    goal('loopback: kpi ahead of every peer', r2r?.ratio_vs_best_peer !== undefined ? r2r.ratio_vs_best_peer > 1 : undefined, `best peer (${r2r?.best_peer})/kpi ${r2r?.ratio_vs_best_peer}`)
-    const wanW = get('registry-to-registry-wan')
-    goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
-    for (const n of ['archive-write', 'archive-read'] as const) {
-      const w = get(n)
-      const r = w?.kpi_s && w.imgpkg_s ? w.imgpkg_s / w.kpi_s : undefined
-      goal(`${n}: kpi at least 1.5x imgpkg`, r !== undefined ? r >= 1.5 : undefined, `imgpkg/kpi ${r?.toFixed(2)}`)
-    }
-    const patch = get('patch')
-    const pm = patch?.bytes_moved.kpi
-    goal('patch: kpi moves at most the changed bytes + 1%', pm !== undefined ? pm <= changedBytes * 1.01 : undefined, `${pm} of ${changedBytes} changed bytes`)
-    const noop = get('nothing-to-move')
-    goal('nothing to move: kpi at least as fast as the fastest peer', noop?.ratio_vs_best_peer !== undefined ? noop.ratio_vs_best_peer >= 1 : undefined, `best peer (${noop?.best_peer}) ${noop?.best_peer ? noop[`${noop.best_peer}_s`] : '-'} s, kpi ${noop?.kpi_s} s`)
-    const kpiRss = Math.max(0, ...workloads.map((w) => w.peak_rss_bytes.kpi ?? 0))
-    goal('kpi peak RSS under 100 MiB', kpiRss ? kpiRss < 100 * MIB : undefined, fmtBytes(kpiRss) ?? '-')
-    const r2rKpi = r2r?.runs.kpi?.find((r) => r.ok)
-    if (r2rKpi) goal('kpi moved every unique byte once', r2rKpi.bytesMoved === plan1.uniqueBytes, `${r2rKpi.bytesMoved} of ${plan1.uniqueBytes}`)
-
-    const upgrade = await runUpgradeBench()
-    const report: Report = {
-      benchmark: 'kpi-vs-peers', machine, machineAtEnd: machineFacts(), scale, rounds,
-      wan: {...wanProfile, perConnection: true},
-      platform: {images: plan1.roots.length, manifests: plan1.manifests.length, blobs: plan1.blobs.size, uniqueBytes: plan1.uniqueBytes, changedBytes, changedBlobs: changed.length, largestBlob},
-      tools: infos, workloads, checks, upgrade, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
-    }
-    const md = markdown(report)
-    await mkdir(outDir, {recursive: true})
-    const base = flags.quick ? 'quick' : 'latest'
-    await writeFile(join(outDir, `${base}.json`), JSON.stringify(report, null, 2) + '\n')
-    await writeFile(join(outDir, `${base}.md`), md)
-    if (!flags.quick && !flags['no-readme']) await updateReadme(md)
-    if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n')
-    else process.stdout.write(md)
-    say(`wrote ${join(outDir, `${base}.json`)} and ${base}.md in ${fmtMs(performance.now() - started)}`)
+    await report(rounds, await runUpgradeBench())
     return 0
   } finally {
     process.off('SIGINT', onSignal)

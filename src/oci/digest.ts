@@ -45,7 +45,7 @@ export class DigestVerifier extends Transform {
   constructor(expected: string, opts: VerifyOptions = {}) {
     // Larger buffers than node's 16 KiB default: when a download is piped into an upload, small
     // buffers pause and resume both sockets every few chunks, which halves throughput.
-    super({highWaterMark: opts.highWaterMark ?? 1024 * 1024})
+    super({highWaterMark: opts.highWaterMark ?? 256 * 1024})
     this.expected = expected
     this.size = opts.size
     this.label = opts.label ?? expected
