@@ -8,7 +8,7 @@
  * pid is gone is stale: the next allocator takes it over (guarded by an atomic mkdir so two
  * allocators never both take it), after removing what the dead owner left in the kernel.
  */
-import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, closeSync, writeSync, unlinkSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, closeSync, writeSync, unlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {KpiError} from '../errors.js'
 import {cleanNetworkIndex} from './netns.js'
@@ -100,9 +100,22 @@ async function tryTakeover(dir: string, i: number, file: string): Promise<boolea
   }
 }
 
+/** Cleans up after every sandbox whose owner died (whatever its /24), so leftovers never pile up. */
+async function sweepDeadOwners(dir: string): Promise<void> {
+  for (const f of readdirSync(dir)) {
+    const m = /^(\d+)\.lock$/.exec(f)
+    if (!m) continue
+    const file = join(dir, f)
+    const owner = lockOwner(file)
+    // the takeover cleans under its guard; the lock it then holds for us is dropped at once
+    if (owner !== undefined && !alive(owner) && (await tryTakeover(dir, Number(m[1]), file))) rmSync(file, {force: true})
+  }
+}
+
 /** Reserves a free /24 for this process; throws when all 256 are taken by live sandboxes. */
 export async function allocatePodSubnet(dir = LOCK_DIR): Promise<PodSubnet> {
   mkdirSync(dir, {recursive: true})
+  await sweepDeadOwners(dir)
   // start at a pid-dependent index so concurrent allocators rarely race for the same file
   const start = process.pid % SUBNETS
   for (let n = 0; n < SUBNETS; n++) {
