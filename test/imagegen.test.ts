@@ -93,12 +93,13 @@ describe('generateSample', () => {
     expect(ra.bytes).toBe(rb.bytes)
   })
 
-  it('has 12 tagged images and a bundle that validates', async () => {
-    expect(v1.images).toHaveLength(12)
+  it('has 14 tagged images and a bundle that validates', async () => {
+    expect(v1.images).toHaveLength(14)
     expect(v1.images.map((i) => i.refName)).toEqual([
       'kpack/controller:0.16.1', 'kpack/webhook:0.16.1', 'kpack/build-init:0.16.1', 'kpack/build-waiter:0.16.1',
       'kpack/rebase:0.16.1', 'kpack/completion:0.16.1', 'buildpacks/lifecycle:0.20.4',
       'stacks/build:jammy-1.0.0', 'stacks/run:jammy-1.0.0', 'buildpacks/java:1.2.0', 'buildpacks/nodejs:2.0.0', 'buildpacks/go:1.4.0',
+      'cert-injection-webhook/webhook:0.6.6', 'cert-injection-webhook/setup-ca-certs:0.6.6',
     ])
     const b = v1.bundle('127.0.0.1:5000', 'platform')
     const dir = await writeBundleDir(b, join(await tmp('bundle'), 'build-service-1.0.0'))
@@ -144,10 +145,35 @@ describe('generateSample', () => {
     expect(Object.values(layers).map((v) => Object.values(v)[0]!.layerDiffID)).toEqual(cfg.rootfs.diff_ids)
   })
 
+  it('labels the lifecycle image for kpack 0.16 (a layer per OS) and 0.17 (ClusterLifecycle)', async () => {
+    const lc = byPath(v1).get('lifecycle.image')!
+    const m = await readJson<ImageManifest>(v1.layoutDir, lc.digest)
+    const cfg = await readJson<{os: string; architecture: string; rootfs: {diff_ids: string[]}; config: {Labels: Record<string, string>}}>(v1.layoutDir, m.config.digest)
+    const labels = cfg.config.Labels
+    const [windows, linux] = cfg.rootfs.diff_ids
+    expect(cfg.rootfs.diff_ids).toHaveLength(2)
+    // kpack 0.16 (pkg/config/lifecycle_provider.go): one label per OS naming its layer by diff_id
+    expect(labels.linux).toBe(linux)
+    expect(labels.windows).toBe(windows)
+    const apis = {
+      buildpack: {deprecated: [], supported: ['0.7', '0.8', '0.9', '0.10', '0.11']},
+      platform: {deprecated: [], supported: ['0.7', '0.8', '0.9', '0.10', '0.11', '0.12', '0.13']},
+    }
+    const api = {buildpack: '0.2', platform: '0.3'}
+    expect(JSON.parse(labels['io.buildpacks.lifecycle.metadata']!)).toEqual({version: '0.20.4', api, apis})
+    // kpack 0.17 (pkg/cnb/remote_lifecycle_reader.go, create_builder.go): the descriptor, the APIs,
+    // and the linux lifecycle as the last layer of a linux/amd64 image
+    expect(JSON.parse(labels['io.buildpacks.builder.metadata']!)).toEqual({lifecycle: {version: '0.20.4'}, api, apis})
+    expect(JSON.parse(labels['io.buildpacks.lifecycle.apis']!)).toEqual(apis)
+    expect(labels['io.buildpacks.lifecycle.version']).toBe('0.20.4')
+    expect([cfg.os, cfg.architecture]).toEqual(['linux', 'amd64'])
+    expect(cfg.rootfs.diff_ids.at(-1)).toBe(linux)
+  })
+
   it('v2 differs from v1 exactly where a release changes', async () => {
     const [a, b] = [byPath(v1), byPath(v2)]
     expect(v2.bundle('r').metadata.version).toBe('1.1.0')
-    expect(v2.bundle('r').kpack.version).toBe('0.17.0')
+    expect(v2.bundle('r').kpack.version).toBe('0.17.2')
     const changed = [...a.keys()].filter((p) => a.get(p)!.digest !== b.get(p)!.digest)
     expect(changed).toEqual(['kpack.images.controller', 'kpack.images.webhook', 'stacks[0].buildImage', 'stacks[0].runImage', 'stores[0].sources[2].image'])
     for (const p of a.keys()) if (!changed.includes(p)) expect(b.get(p)).toEqual(a.get(p))

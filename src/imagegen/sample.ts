@@ -35,6 +35,26 @@ export interface SampleBuildpackDef {
   order?: string[][]
 }
 
+/** A lifecycle's API versions, as lifecycle.toml and the labels kpack reads carry them. */
+export interface SampleLifecycleApis {
+  buildpack: {deprecated: string[]; supported: string[]}
+  platform: {deprecated: string[]; supported: string[]}
+}
+
+/**
+ * A lifecycle image as kpack reads it: one layer per OS (layer names from `layers`), the linux one
+ * last, and the labels that name them. See lifecycleLabels.
+ */
+export interface SampleLifecycleDef {
+  version: string
+  /** the deprecated single API versions (lifecycle.toml's [api]) */
+  api: {buildpack: string; platform: string}
+  apis: SampleLifecycleApis
+  /** layer names: the lifecycle for linux, and for windows */
+  linux: string
+  windows: string
+}
+
 export interface SampleImageDef {
   repository?: string
   tag?: string
@@ -45,6 +65,8 @@ export interface SampleImageDef {
   /** an index over these (platform) images */
   index?: string[]
   buildpackage?: {stacks: string[]; buildpacks: SampleBuildpackDef[]}
+  /** a lifecycle image: its layers come from here (after `layers`, if any) */
+  lifecycle?: SampleLifecycleDef
 }
 
 export interface SampleSpec {
@@ -157,7 +179,11 @@ export async function generateFromSpec(spec: SampleSpec, opts: SampleOptions): P
     }
     if (def.buildpackage) return track(await buildpackage(name, def, def.buildpackage))
     const layers = (def.layers ?? []).map((l) => layerSpec(l, name))
-    return track(await generateImage(opts.layoutDir, {platform: parsePlatform(def.platform), layers, config: def.config}, {writeLayer: write}))
+    const lc = def.lifecycle
+    // windows before linux: kpack 0.17 takes the image's last layer as the lifecycle
+    if (lc) layers.push(layerSpec(lc.windows, name), layerSpec(lc.linux, name))
+    const labels = lc ? (written: LayerBlob[]) => lifecycleLabels(lc, written[written.length - 2]!.diffId, written[written.length - 1]!.diffId) : undefined
+    return track(await generateImage(opts.layoutDir, {platform: parsePlatform(def.platform), layers, config: def.config, labels}, {writeLayer: write}))
   }
 
   const buildpackage = (name: string, def: SampleImageDef, bp: NonNullable<SampleImageDef['buildpackage']>): Promise<GeneratedImage> => {
@@ -216,6 +242,30 @@ export async function generateFromSpec(spec: SampleSpec, opts: SampleOptions): P
         return `${base}/${i.repository}:${i.tag}@${i.digest}`
       })
     },
+  }
+}
+
+/**
+ * The labels of a lifecycle image, for every kpack version the sample stands for:
+ * - kpack up to 0.16 (the lifecycle-image ConfigMap): `io.buildpacks.lifecycle.metadata` and one
+ *   label per OS, `linux` and `windows`, naming that OS's lifecycle layer by diff_id, as the
+ *   images kpack's hack/lifecycle builds (pkg/config/lifecycle_provider.go reads both OS labels);
+ * - kpack 0.17 (ClusterLifecycle, pkg/cnb/remote_lifecycle_reader.go): `io.buildpacks.builder.metadata`
+ *   (the lifecycle descriptor) and `io.buildpacks.lifecycle.apis`, as buildpacksio/lifecycle carries.
+ */
+function lifecycleLabels(lc: SampleLifecycleDef, windowsDiffId: string, linuxDiffId: string): Record<string, string> {
+  const apis = {
+    buildpack: {deprecated: lc.apis.buildpack.deprecated, supported: lc.apis.buildpack.supported},
+    platform: {deprecated: lc.apis.platform.deprecated, supported: lc.apis.platform.supported},
+  }
+  const api = {buildpack: lc.api.buildpack, platform: lc.api.platform}
+  return {
+    linux: linuxDiffId,
+    windows: windowsDiffId,
+    'io.buildpacks.lifecycle.metadata': JSON.stringify({version: lc.version, api, apis}),
+    'io.buildpacks.builder.metadata': JSON.stringify({lifecycle: {version: lc.version}, api, apis}),
+    'io.buildpacks.lifecycle.apis': JSON.stringify(apis),
+    'io.buildpacks.lifecycle.version': lc.version,
   }
 }
 
