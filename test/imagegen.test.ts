@@ -97,16 +97,16 @@ describe('generateSample', () => {
     expect(v1.images).toHaveLength(14)
     expect(v1.images.map((i) => i.refName)).toEqual([
       'kpack/controller:0.16.1', 'kpack/webhook:0.16.1', 'kpack/build-init:0.16.1', 'kpack/build-waiter:0.16.1',
-      'kpack/rebase:0.16.1', 'kpack/completion:0.16.1', 'buildpacks/lifecycle:0.20.4',
-      'stacks/build:jammy-1.0.0', 'stacks/run:jammy-1.0.0', 'buildpacks/java:1.2.0', 'buildpacks/nodejs:2.0.0', 'buildpacks/go:1.4.0',
-      'cert-injection-webhook/webhook:0.6.6', 'cert-injection-webhook/setup-ca-certs:0.6.6',
+      'kpack/rebase:0.16.1', 'kpack/completion:0.16.1', 'cert-injection-webhook/webhook:0.6.6', 'cert-injection-webhook/setup-ca-certs:0.6.6',
+      'buildpacks/lifecycle:0.20.4', 'stacks/build:jammy-1.0.0', 'stacks/run:jammy-1.0.0', 'buildpacks/java:1.2.0', 'buildpacks/nodejs:2.0.0',
+      'buildpacks/go:1.4.0',
     ])
     const b = v1.bundle('127.0.0.1:5000', 'platform')
     const dir = await writeBundleDir(b, join(await tmp('bundle'), 'build-service-1.0.0'))
     const loaded = await loadBundle(dir)
     expect(loaded.bundle).toEqual(b)
     expect(loaded.bundle.metadata).toEqual({name: 'build-service', version: '1.0.0'})
-    expect(bundleImages(b)[8]).toEqual({path: 'stacks[0].runImage', ref: `127.0.0.1:5000/platform/stacks/run:jammy-1.0.0@${byPath(v1).get('stacks[0].runImage')!.digest}`})
+    expect(bundleImages(b)[10]).toEqual({path: 'stacks[0].runImage', ref: `127.0.0.1:5000/platform/stacks/run:jammy-1.0.0@${byPath(v1).get('stacks[0].runImage')!.digest}`})
     expect(await readFile(join(dir, 'README.txt'), 'utf8')).toContain('build-service 1.0.0')
     expect(bundleImages(v1.bundle('reg.example:443'))[0]?.ref).toMatch(/^reg\.example:443\/kpack\/controller:0\.16\.1@sha256:[0-9a-f]{64}$/)
     // a few MiB at scale 1
