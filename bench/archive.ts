@@ -60,7 +60,7 @@ const {values: flags} = parseArgs({
 
 if (flags.help) {
   process.stdout.write(`npx tsx bench/archive.ts [options]
-  --scale N        sample scale (default 256: 1.05 GiB of unique blobs in v1)
+  --scale N        sample scale (default 256: 1.12 GiB of unique blobs in v1)
   --quick          smoke run: scale 8
   --no-skopeo      leave the peer out
   --kpi-bin FILE   measure another kpi build's bin/run.js (default: this checkout's)
