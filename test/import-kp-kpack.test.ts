@@ -4,8 +4,9 @@
  * the air-gapped registry and installs on the sandbox, where the real kpack (the pod runner runs
  * kpack's own controller and webhook) makes its ClusterStacks, ClusterStore and ClusterBuilders
  * Ready, including the "default" ones kp import makes from defaultClusterStack/defaultClusterBuilder.
- * The sample's v1 (kpack 0.16.1): kpack's builder reconciler needs a lifecycle image carrying its
- * per-OS label (`linux`), which the builders' readiness waits on.
+ * The sample's v2 (kpack 0.17.2, the lifecycle as the ClusterLifecycle default-lifecycle, as kp's
+ * v1alpha3 `lifecycle.image` becomes); kpack builds and pushes each builder image to the air-gapped
+ * registry before it says Ready. (On v1, kpack 0.16.1, the same passes: checked by hand.)
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
@@ -30,7 +31,7 @@ const tagOf = (ref: string): string => ref.slice(0, ref.indexOf('@'))
 describe('a kp v1alpha3 descriptor by tag, imported, relocated and installed, with kpack making it Ready', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'kpi-import-kp-kpack-'))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1']})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
     expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
@@ -46,7 +47,7 @@ describe('a kp v1alpha3 descriptor by tag, imported, relocated and installed, wi
       failed = true
       console.error(`sandbox run dir: ${sb.runDir} (pod logs in ${sb.controlPlane?.runDir}/logs/pods)`)
     })
-    const sample = sb.bundle.v1!
+    const sample = sb.bundle.v2!
     const stack = sample.stacks[0]!
     const descriptor = join(work, 'descriptor.yaml')
     await writeFile(descriptor, stringify({
@@ -60,7 +61,7 @@ describe('a kp v1alpha3 descriptor by tag, imported, relocated and installed, wi
       clusterBuilders: [{name: 'base', clusterStack: 'jammy', clusterStore: 'default', order: sample.builders[0]!.order}],
     }))
     const bundle = join(work, 'imported')
-    const imported = await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', sb.bundles.v1!])
+    const imported = await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', sb.bundles.v2!])
     expect(imported.code, imported.stderr).toBe(0)
     expect(imported.stderr).not.toContain('warning:')
     const lock = join(work, 'lock.yaml')

@@ -4,7 +4,10 @@
  * ClusterLifecycle in the sandbox's cluster; `kp import --dry-run --output yaml` (kpack-cli, built
  * by scripts/tools.sh) says what kp import makes of the same descriptor against that cluster (its
  * kp-config, which kpi renders). Specs are compared up to image locations: images by digest, and
- * builder tags and service accounts (where each tool puts them) left out.
+ * builder tags and service accounts (where each tool puts them) left out. One difference is by
+ * design: kp resolves a multi-arch image to its linux/amd64 image (go-containerregistry's
+ * remote.Image) and so drops the other platforms of a multi-arch run image, where kpi keeps the
+ * index; kpi's index is compared through its linux/amd64 image.
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
@@ -15,10 +18,12 @@ import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
 import {parseAllDocuments, stringify} from 'yaml'
 import {createKubeClient, type Kube} from '../src/kube/client.js'
+import {parseReference} from '../src/oci/reference.js'
 import {sandboxValues} from '../src/sandbox/sandbox-files.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {toolPath} from '../src/sandbox/tools.js'
 import {kpi, type CliResult} from './helpers/cli.js'
+import {sandboxClients} from './helpers/images.js'
 
 let sb: Sandbox
 let work: string
@@ -33,13 +38,13 @@ type Obj = {kind: string; metadata: {name: string}; spec: Record<string, any>}
 /** Every sha256 digest in a value, in order: an image reference's location left out. */
 const digests = (v: unknown): string[] => JSON.stringify(v ?? null).match(/sha256:[0-9a-f]{64}/g) ?? []
 
-/** What both tools must agree on, per kind. */
-function essence(o: Obj): unknown {
+/** What both tools must agree on, per kind; `image` maps an image reference's digest to the one to compare. */
+async function essence(o: Obj, image: (v: unknown) => Promise<string[]> = async (v) => digests(v)): Promise<unknown> {
   const s = o.spec
   switch (o.kind) {
-    case 'ClusterStack': return {id: s.id, build: digests(s.buildImage), run: digests(s.runImage)}
-    case 'ClusterStore': return {sources: s.sources.flatMap((x: unknown) => digests(x)).sort()}
-    case 'ClusterLifecycle': return {image: digests(s.image)}
+    case 'ClusterStack': return {id: s.id, build: await image(s.buildImage), run: await image(s.runImage)}
+    case 'ClusterStore': return {sources: (await Promise.all(s.sources.map((x: unknown) => image(x)))).flat().sort()}
+    case 'ClusterLifecycle': return {image: await image(s.image)}
     case 'ClusterBuilder': return {stack: [s.stack.kind, s.stack.name], store: [s.store?.kind, s.store?.name], order: s.order}
     default: return undefined
   }
@@ -97,7 +102,19 @@ describe('kp import and kpi give the same kpack objects for one descriptor', () 
       throw new Error(`kp import --dry-run failed:\n${e.stdout ?? ''}\n${e.stderr ?? ''}`)
     })
     const fromKp = parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj).filter((o) => o && compared.includes(o.kind))
-    const byKp = new Map(fromKp.map((o) => [`${o.kind}/${o.metadata.name}`, essence(o)]))
+    const byKp = new Map(await Promise.all(fromKp.map(async (o) => [`${o.kind}/${o.metadata.name}`, await essence(o)] as const)))
+    // kpi's images, in the air-gapped registry: an index is compared through its linux/amd64 image, which is what kp keeps
+    const {dst} = await sandboxClients(sb)
+    const linuxAmd64 = async (v: unknown): Promise<string[]> => {
+      const refs = JSON.stringify(v ?? null).match(/[^"\s]+@sha256:[0-9a-f]{64}/g) ?? []
+      return Promise.all(refs.map(async (ref) => {
+        const p = parseReference(ref)
+        const repo = {registry: p.registry, repository: p.repository}
+        const m = await dst.getManifest(repo, p.digest!)
+        const index = JSON.parse(m.bytes.toString('utf8')) as {manifests?: Array<{digest: string; platform?: {os: string; architecture: string}}>}
+        return index.manifests?.find((d) => d.platform?.os === 'linux' && d.platform.architecture === 'amd64')?.digest ?? p.digest!
+      }))
+    }
     expect([...byKp.keys()].sort()).toEqual([
       'ClusterBuilder/base', 'ClusterBuilder/default', 'ClusterLifecycle/default-lifecycle',
       'ClusterStack/default', 'ClusterStack/jammy', 'ClusterStore/default',
@@ -106,7 +123,8 @@ describe('kp import and kpi give the same kpack objects for one descriptor', () 
       const [kind, name] = key.split('/') as [string, string]
       const live = await kube.get({apiVersion: 'kpack.io/v1alpha2', kind, name})
       expect(live, `${key} installed by kpi`).toBeDefined()
-      expect(essence(live as unknown as Obj), key).toEqual(want)
+      expect(await essence(live as unknown as Obj, linuxAmd64), key).toEqual(want)
     }
+    await dst.close()
   })
 })
