@@ -1,0 +1,131 @@
+/**
+ * The whole platform really runs (issue "The platform really runs"): v2 (kpack 0.17.2) relocated to
+ * the air-gapped registry and installed with --wait=ready, the default; kpack's own controller makes
+ * the lifecycle, stack, store and builder Ready and pushes the builder image it assembles to the
+ * air-gapped registry; the real kp works on what kpi installed; an Image created with kp in a team
+ * namespace makes kpack create a Build whose pod carries the CA and the proxy as the real
+ * cert-injection-webhook injects them (KWOK plays the build pod: only its spec matters).
+ * Run `npm run build` first (the CLI runs from dist/).
+ */
+import {execFile} from 'node:child_process'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import {parse, stringify} from 'yaml'
+import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import type {Bundle} from '../src/bundle/types.js'
+import {createKubeClient, type Kube} from '../src/kube/client.js'
+import type {LiveObject} from '../src/kube/types.js'
+import {waitFor} from '../src/sandbox/procs.js'
+import {sandboxValues} from '../src/sandbox/sandbox-files.js'
+import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import {toolPath} from '../src/sandbox/tools.js'
+import {kpi} from './helpers/cli.js'
+import {refDigest, refRepo, sandboxClients} from './helpers/images.js'
+
+const run = promisify(execFile)
+const PROXY = 'http://proxy.kpi.test:3128'
+const TEAM = 'team-a'
+
+let sb: Sandbox
+let work: string
+let env: Record<string, string>
+let kube: Kube
+let lock: Bundle
+let failed = false
+const logsOnFailure = () => onTestFailed(() => {
+  failed = true
+  console.error(`sandbox run dir: ${sb.runDir} (pod logs in ${sb.controlPlane?.runDir}/logs/pods)`)
+})
+
+const condition = (o: LiveObject | undefined, type: string) =>
+  (o?.status as {conditions?: Array<{type: string; status: string; message?: string}>} | undefined)?.conditions?.find((c) => c.type === type)
+
+describe('the platform really runs', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'kpi-platform-'))
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
+    expect(sb.missingPrograms, 'kpack and cert-injection-webhook binaries (bash scripts/tools.sh)').toEqual([])
+    expect(sb.bundle.v2!.certInjection, 'the v2 sample names cert-injection-webhook\'s images').toBeDefined()
+    env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
+    kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
+  })
+  afterAll(async () => {
+    kube?.close()
+    await sb?.stop()
+    if (sb && !failed) await rm(work, {recursive: true, force: true})
+  })
+
+  it('installs v2 with --wait=ready: kpack makes everything Ready and pushes the builder image to the air-gapped registry', async () => {
+    logsOnFailure()
+    const lockFile = join(work, 'lock.yaml')
+    const r = await kpi(['relocate', '-b', sb.bundles.v2!, '--to-repo', sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', sb.caFile], env)
+    expect(r.code, r.stderr).toBe(0)
+    lock = parse(await readFile(lockFile, 'utf8')) as Bundle
+    const values = parse(await sandboxValues(sb, [TEAM])) as Record<string, unknown>
+    values.proxy = {httpsProxy: PROXY, httpProxy: PROXY}
+    const valuesFile = join(work, 'values.yaml')
+    await writeFile(valuesFile, stringify(values), {mode: 0o600})
+    const install = await kpi(['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', sb.caFile], env)
+    expect(install.code, install.stderr + install.stdout).toBe(0)
+
+    const kinds = ['ClusterLifecycle', 'ClusterStack', 'ClusterStore', 'ClusterBuilder']
+    for (const kind of kinds) {
+      const all = await kube.list('kpack.io/v1alpha2', kind)
+      expect(all.length, kind).toBeGreaterThan(0)
+      for (const o of all) expect(condition(o, 'Ready')?.status, `${kind} ${o.metadata.name}: ${condition(o, 'Ready')?.message}`).toBe('True')
+    }
+    for (const b of await kube.list('kpack.io/v1alpha2', 'Builder')) expect(condition(b, 'Ready')?.status, `Builder ${b.metadata.name}`).toBe('True')
+    // the builder image kpack assembled sits in the air-gapped registry at the builder's tag
+    const {dst} = await sandboxClients(sb)
+    try {
+      for (const cb of await kube.list('kpack.io/v1alpha2', 'ClusterBuilder')) {
+        const tag = (cb.spec as {tag: string}).tag
+        const latest = (cb.status as {latestImage: string}).latestImage
+        expect(latest.startsWith(`${tag}@sha256:`), `${latest} under ${tag}`).toBe(true)
+        const byTag = await dst.headManifest(refRepo(tag), tag.slice(tag.lastIndexOf(':') + 1))
+        expect(byTag?.digest).toBe(refDigest(latest))
+      }
+    } finally {
+      await dst.close()
+    }
+  })
+
+  it('the real kp works on what kpi installed', async () => {
+    logsOnFailure()
+    const kp = toolPath('kp')
+    const builder = lock.builders.find((b) => !b.namespace)!.name
+    const status = await run(kp, ['clusterbuilder', 'status', builder], {env: {...process.env, ...env}})
+    expect(status.stdout).toMatch(/Status:\s+Ready/)
+    const stacks = await run(kp, ['clusterstack', 'list'], {env: {...process.env, ...env}})
+    for (const s of lock.stacks) expect(stacks.stdout).toContain(s.name)
+  })
+
+  it('an Image made with kp in a team namespace gets a Build whose pod carries the CA and proxy cert-injection-webhook injects', async () => {
+    logsOnFailure()
+    const kp = toolPath('kp')
+    const builder = lock.builders.find((b) => !b.namespace)!.name
+    // a blob source is not fetched by kpack's controller (only by the build pod, which KWOK plays)
+    await run(kp, ['image', 'create', 'app', '-n', TEAM, '--tag', `${sb.airgapPrefix}/apps/app`, '--blob', 'http://127.0.0.1:9/app.tgz',
+      '--cluster-builder', builder, '--service-account', 'kpi-builds'], {env: {...process.env, ...env}})
+    const podName = await waitFor(async () => {
+      const builds = await kube.list('kpack.io/v1alpha2', 'Build', {namespace: TEAM})
+      return (builds[0]?.status as {podName?: string} | undefined)?.podName
+    }, {what: 'kpack to create a Build with a pod', timeoutMs: 90_000})
+    const pod = (await kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as {
+      spec: {initContainers: Array<{name: string; image: string; env?: Array<{name: string; value?: string}>}>; containers: Array<{env?: Array<{name: string; value?: string}>}>}
+    }
+    const setup = pod.spec.initContainers[0]!
+    expect(setup.name).toBe('setup-ca-certs')
+    expect(setup.image).toBe(lock.certInjection!.setupCaCerts)
+    const ca = (await readFile(sb.caFile, 'utf8')).trim()
+    expect(setup.env?.find((e) => e.name === 'CA_CERTS_DATA_0')?.value?.trim()).toBe(ca)
+    for (const c of [...pod.spec.initContainers.slice(1), ...pod.spec.containers]) {
+      const e = new Map((c.env ?? []).map((x) => [x.name, x.value]))
+      expect(e.get('HTTPS_PROXY')).toBe(PROXY)
+      expect(e.get('https_proxy')).toBe(PROXY)
+      expect(e.get('NO_PROXY')).toContain('127.0.0.1')
+    }
+  })
+})
