@@ -22,7 +22,8 @@ import {sandboxValues} from '../src/sandbox/sandbox-files.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {toolPath} from '../src/sandbox/tools.js'
 import {kpi} from './helpers/cli.js'
-import {refDigest, refRepo, sandboxClients} from './helpers/images.js'
+import {refRepo, sandboxClients} from './helpers/images.js'
+import {parseReference} from '../src/oci/reference.js'
 
 const run = promisify(execFile)
 const PROXY = 'http://proxy.kpi.test:3128'
@@ -65,6 +66,10 @@ describe('the platform really runs', () => {
     lock = parse(await readFile(lockFile, 'utf8')) as Bundle
     const values = parse(await sandboxValues(sb, [TEAM])) as Record<string, unknown>
     values.proxy = {httpsProxy: PROXY, httpProxy: PROXY}
+    // a team Builder too: kpack must make it Ready like the cluster-wide ones
+    const stack = lock.stacks[0]!.name
+    const store = lock.stores[0]!.name
+    values.teams = [{name: TEAM, builders: [{name: 'team-builder', stack, store, order: lock.builders[0]!.order}]}]
     const valuesFile = join(work, 'values.yaml')
     await writeFile(valuesFile, stringify(values), {mode: 0o600})
     const install = await kpi(['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', sb.caFile], env)
@@ -76,16 +81,19 @@ describe('the platform really runs', () => {
       expect(all.length, kind).toBeGreaterThan(0)
       for (const o of all) expect(condition(o, 'Ready')?.status, `${kind} ${o.metadata.name}: ${condition(o, 'Ready')?.message}`).toBe('True')
     }
-    for (const b of await kube.list('kpack.io/v1alpha2', 'Builder')) expect(condition(b, 'Ready')?.status, `Builder ${b.metadata.name}`).toBe('True')
+    const teamBuilders = await kube.list('kpack.io/v1alpha2', 'Builder', {namespace: TEAM})
+    expect(teamBuilders.map((b) => b.metadata.name)).toContain('team-builder')
+    for (const b of teamBuilders) expect(condition(b, 'Ready')?.status, `Builder ${b.metadata.name}: ${condition(b, 'Ready')?.message}`).toBe('True')
     // the builder image kpack assembled sits in the air-gapped registry at the builder's tag
     const {dst} = await sandboxClients(sb)
     try {
       for (const cb of await kube.list('kpack.io/v1alpha2', 'ClusterBuilder')) {
-        const tag = (cb.spec as {tag: string}).tag
-        const latest = (cb.status as {latestImage: string}).latestImage
-        expect(latest.startsWith(`${tag}@sha256:`), `${latest} under ${tag}`).toBe(true)
-        const byTag = await dst.headManifest(refRepo(tag), tag.slice(tag.lastIndexOf(':') + 1))
-        expect(byTag?.digest).toBe(refDigest(latest))
+        const tag = parseReference((cb.spec as {tag: string}).tag)
+        // kpack pushes to the builder's tag (kpack 0.17 adds a tag of its own when spec.tag has none)
+        const latest = parseReference((cb.status as {latestImage: string}).latestImage)
+        expect(`${latest.registry}/${latest.repository}`).toBe(`${tag.registry}/${tag.repository}`)
+        const pushed = await dst.headManifest(refRepo(`${tag.registry}/${tag.repository}`), latest.tag ?? tag.tag ?? 'latest')
+        expect(pushed?.digest, `${cb.metadata.name}: the builder image at its tag`).toBe(latest.digest)
       }
     } finally {
       await dst.close()
