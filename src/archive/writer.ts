@@ -1,6 +1,6 @@
 /**
- * The archive as an ImageSink: blobs stream into the tar one member at a time (concurrency 1, no
- * second copy on disk, memory flat), manifests are kept (they are small) and written at the end
+ * The archive as an ImageSink: blobs stream into the tar one member at a time (the next one's
+ * download already open, waiting; no second copy on disk, memory flat), manifests are kept (they are small) and written at the end
  * with index.json, the bundle files and the table of contents. Output goes to `FILE.partial`
  * (or `FILE.partNNN.partial`), renamed only when complete. A member that fails half-way is cut
  * off again, so the partial file is always a run of whole, verified members that `resume`
@@ -110,16 +110,30 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions =
 
   const sink: ArchiveSink = {
     name: `archive ${file}`,
-    concurrency: 1,
+    concurrency: 2,
     resumed,
     written: sizes,
     hasBlob: async (_repo, digest) => written.has(digest) || exclude.has(digest),
     hasManifest: async (_repo, digest) => manifests.has(digest),
-    putBlob: (_repo, digest, size, open) =>
-      serial(async () => {
-        if (written.has(digest)) return
-        if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
-        if (opts.signal?.aborted) throw aborted()
+    putBlob: (_repo, digest, size, open) => {
+      // The next blob's download starts while the one before it is written (concurrency 2, one
+      // writer): its body waits, paused by backpressure, so the tar never waits for a request.
+      // Its turn is taken now, in call order, so the tar's order does not depend on which
+      // registry answer comes first.
+      const opening = written.has(digest) || closed ? undefined : open()
+      // an error before its turn is reported by the pipeline below
+      opening?.then((s) => s.on('error', () => {}), () => {})
+      return serial(async () => {
+        const early = opening ? await opening : undefined
+        if (written.has(digest)) return void early?.destroy()
+        if (closed) {
+          early?.destroy()
+          throw new KpiError('internal', `archive ${file} is already closed`)
+        }
+        if (opts.signal?.aborted) {
+          early?.destroy()
+          throw aborted()
+        }
         algorithmOf(digest)
         const start = out.offset
         try {
@@ -132,16 +146,18 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions =
             },
           })
           // the digest is checked before the member counts: a wrong blob is cut off again
-          await pipeline(await open(), new DigestVerifier(digest, {size, label: `blob ${digest}`}), target, opts.signal ? {signal: opts.signal} : {})
+          await pipeline(early ?? await open(), new DigestVerifier(digest, {size, label: `blob ${digest}`}), target, opts.signal ? {signal: opts.signal} : {})
           await out.write(Buffer.alloc(padding(size)))
           written.set(digest, {offset: dataOffset, size})
           sizes.set(digest, size)
         } catch (e) {
+          early?.destroy()
           await out.truncate(start)
           if (opts.signal?.aborted) throw aborted()
           throw isKpiError(e) ? e : new KpiError('failed', `writing blob ${digest} to ${file}: ${(e as Error).message}`, {cause: e})
         }
-      }),
+      })
+    },
     putManifest: async (_repo, m) => {
       if (!manifests.has(m.digest)) manifests.set(m.digest, m)
     },
