@@ -53,7 +53,7 @@ describe('OCI client over TLS', () => {
     const e = await failure(client().ping(tls.host))
     expect(e.kind).toBe('tls')
     expect(e.message).toMatch(new RegExp(`^TLS certificate of ${tls.host.replace(/\./g, '\\.')} is not trusted \\(.+\\)$`))
-    expect(e.hint).toBe('pass --ca-cert FILE with the registry CA, or --insecure-skip-tls-verify')
+    expect(e.hint).toBe('pass --ca-cert FILE with the registry CA, or --insecure-registry HOST to skip verification for this registry only')
   })
 
   it('trusts the registry with its CA in caCerts, alongside the system CAs', async () => {

@@ -1,5 +1,6 @@
 /** The flags every cluster-facing command shares, and the target they name. */
 import {Flags} from '@oclif/core'
+import {createKubeClient, type Kube} from '../kube/client.js'
 import type {KubeTarget} from '../kube/config.js'
 
 export const kubeFlags = {
@@ -11,3 +12,12 @@ export const kubeTarget = (flags: {kubeconfig?: string; context?: string}): Kube
   ...(flags.kubeconfig ? {kubeconfig: flags.kubeconfig} : {}),
   ...(flags.context ? {context: flags.context} : {}),
 })
+
+/** The cluster client for a command; says on every run when the kubeconfig skips TLS verification. */
+export async function kubeClientFromFlags(flags: {kubeconfig?: string; context?: string}): Promise<Kube> {
+  const kube = await createKubeClient(kubeTarget(flags))
+  if (kube.tlsUnverified) {
+    process.stderr.write(`Warning: the TLS certificate of the Kubernetes API at ${kube.server} is not verified (insecure-skip-tls-verify in the kubeconfig): anyone on the network path can impersonate it\n`)
+  }
+  return kube
+}

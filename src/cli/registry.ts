@@ -3,6 +3,7 @@ import {readFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 import {jsonEventLine} from './progress.js'
 import {KpiError} from '../errors.js'
+import {parseDuration} from './duration.js'
 import {createRegistryClient, type RegistryClient} from '../oci/index.js'
 
 export const registryFlags = {
@@ -11,6 +12,13 @@ export const registryFlags = {
     multiple: true,
   }),
   concurrency: Flags.integer({description: 'parallel blob transfers', default: 8, min: 1, max: 64}),
+  'insecure-registry': Flags.string({
+    description: 'do not verify the TLS certificate of this registry host[:port] (repeatable; unsafe: a warning is printed on every run)',
+    multiple: true,
+  }),
+  'registry-timeout': Flags.string({
+    description: 'how long a registry may stay silent before a request fails, e.g. 30s or 2m (default 60s; env KPI_REGISTRY_TIMEOUT)',
+  }),
 }
 
 export async function readCaCerts(files: string[] | undefined): Promise<string[]> {
@@ -45,19 +53,43 @@ export function plainHttpNotice(json: boolean | undefined): (registry: string) =
   }
 }
 
+/**
+ * TLS verification is on for every registry unless the user turned it off, per registry with
+ * --insecure-registry HOST or for all with --insecure-skip-tls-verify; each run says so on stderr.
+ */
+export function tlsSkipFromFlags(flags: {'insecure-skip-tls-verify'?: boolean; 'insecure-registry'?: string[]}): {
+  insecureSkipTlsVerify: boolean
+  insecureRegistry?: (registry: string) => boolean
+} {
+  const hosts = new Set(flags['insecure-registry'] ?? [])
+  if (flags['insecure-skip-tls-verify']) {
+    process.stderr.write('Warning: TLS certificates of every registry are not verified (--insecure-skip-tls-verify): anyone on the network path can impersonate them\n')
+    return {insecureSkipTlsVerify: true}
+  }
+  for (const h of hosts) {
+    process.stderr.write(`Warning: the TLS certificate of registry ${h} is not verified (--insecure-registry): anyone on the network path can impersonate it\n`)
+  }
+  return {insecureSkipTlsVerify: false, ...(hosts.size ? {insecureRegistry: (r: string) => hosts.has(r)} : {})}
+}
+
 export async function registryClientFromFlags(flags: {
   'ca-cert'?: string[]
   'insecure-skip-tls-verify'?: boolean
+  'insecure-registry'?: string[]
   'plain-http'?: string[]
   concurrency?: number
   json?: boolean
+  'registry-timeout'?: string
 }): Promise<RegistryClient> {
   const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
   return createRegistryClient({
     caCerts: await readCaCerts(flags['ca-cert']),
-    insecureSkipTlsVerify: flags['insecure-skip-tls-verify'] ?? false,
+    ...tlsSkipFromFlags(flags),
     plainHttp: (registry) => plain.has(registry),
     onPlainHttp: plainHttpNotice(flags.json),
     connections: Math.max(8, (flags.concurrency ?? 8) * 2),
+    timeoutMs: flags['registry-timeout'] !== undefined
+      ? parseDuration(flags['registry-timeout'], '--registry-timeout')
+      : parseDuration(process.env.KPI_REGISTRY_TIMEOUT, 'KPI_REGISTRY_TIMEOUT'),
   })
 }

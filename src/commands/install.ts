@@ -4,9 +4,8 @@ import {formatDuration} from '../apply/stage.js'
 import {loadLock} from '../bundle/source.js'
 import {KpiCommand} from '../cli/base.js'
 import {parseDuration} from '../cli/duration.js'
-import {kubeFlags, kubeTarget} from '../cli/kube.js'
-import {plainHttpNotice, readCaCerts, registryFlags} from '../cli/registry.js'
-import {createKubeClient} from '../kube/client.js'
+import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {plainHttpNotice, readCaCerts, registryFlags, tlsSkipFromFlags} from '../cli/registry.js'
 import {progressMode, withStagedProgress} from '../cli/progress.js'
 import {renderPlatform} from '../render/render.js'
 import {loadValues} from '../values/load.js'
@@ -40,6 +39,7 @@ install again with the same inputs changes nothing; after an interrupted install
     adopt: Flags.boolean({description: 'take over a kpack installation kpi did not make', default: false}),
     ...kubeFlags,
     'plain-http': registryFlags['plain-http'],
+    'insecure-registry': registryFlags['insecure-registry'],
   }
 
   async run(): Promise<void> {
@@ -49,10 +49,10 @@ install again with the same inputs changes nothing; after an interrupted install
     const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
     // the registry CAs the cluster will trust (values) and those given here
     const caCerts = [...values.caCerts, ...(await readCaCerts(flags['ca-cert']))]
-    const registryOptions = {caCerts, insecureSkipTlsVerify: flags['insecure-skip-tls-verify'], plainHttp: (r: string) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json)}
+    const registryOptions = {caCerts, ...tlsSkipFromFlags(flags), plainHttp: (r: string) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json)}
     const {bundle: lock} = await loadLock(flags.bundle, registryOptions)
     const render = renderPlatform(lock, values)
-    const kube = await createKubeClient(kubeTarget(flags))
+    const kube = await kubeClientFromFlags(flags)
     try {
       const mode = progressMode(flags)
       const result = await withStagedProgress(mode, `Installing ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, installStageTitles(render), (onEvent) =>

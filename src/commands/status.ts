@@ -1,7 +1,6 @@
 import {platformStatus, type PlatformStatus} from '../apply/status.js'
 import {EXIT, KpiCommand} from '../cli/base.js'
-import {createKubeClient} from '../kube/client.js'
-import {kubeFlags, kubeTarget} from '../cli/kube.js'
+import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
 
 export default class Status extends KpiCommand {
   static override description = `Show the installed platform: version, revision and the health of each install stage
@@ -19,7 +18,7 @@ nobody has reconciled (no kpack controller running) are shown as unknown, which 
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Status)
-    const kube = await createKubeClient(kubeTarget(flags))
+    const kube = await kubeClientFromFlags(flags)
     let s: PlatformStatus
     try {
       s = await platformStatus(kube)

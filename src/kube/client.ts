@@ -60,6 +60,8 @@ export interface Kube {
   /** the API server URL */
   server: string
   context: string
+  /** the kubeconfig turns TLS verification of the API server off (insecure-skip-tls-verify) */
+  tlsUnverified: boolean
   version(): Promise<ServerVersion>
   /** the resource (plural, scope) of a kind; undefined when the cluster does not serve it */
   resourceFor(apiVersion: string, kind: string): Promise<ApiResource | undefined>
@@ -135,6 +137,7 @@ export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Ku
   const kube: Kube = {
     server,
     context: loaded.context,
+    tlsUnverified: server.startsWith('https:') && loaded.kc.getCurrentCluster()?.skipTLSVerify === true,
     request,
     close,
     resourceFor,

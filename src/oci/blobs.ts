@@ -160,6 +160,7 @@ export function blobOps(http: Requester): BlobOps {
     // A monolithic streamed PUT with Content-Length: two round trips, no buffering. A failed
     // attempt restarts the whole upload with a fresh stream from `open`.
     let reauthed = false
+    let stalled = 0
     for (let attempt = 0; ; attempt++) {
       const last = attempt >= http.policy.retries
       let res: Dispatcher.ResponseData
@@ -174,6 +175,9 @@ export function blobOps(http: Requester): BlobOps {
           reauthed = true
           continue
         }
+        // a registry that went silent was already waited for, and its upload session start
+        // retried, by the requests inside: restarting the whole upload again multiplies the wait
+        if (err.kind === 'timeout' && stalled++ > 0) throw err
         if (last || !isConnectionReset(e)) throw err
         await sleep(backoffMs(attempt, http.policy))
         continue

@@ -103,8 +103,8 @@ export async function readLimited(res: Dispatcher.ResponseData, limit: number, w
 export function createRequester(opts: RequestOptions = {}): Requester {
   const userAgent = opts.userAgent ?? 'kpi'
   const dispatcher = createDispatcher({
-    caCerts: opts.caCerts, insecureSkipTlsVerify: opts.insecureSkipTlsVerify,
-    connections: opts.connections, proxy: opts.proxy,
+    caCerts: opts.caCerts, insecureSkipTlsVerify: opts.insecureSkipTlsVerify, insecureRegistry: opts.insecureRegistry,
+    connections: opts.connections, proxy: opts.proxy, timeoutMs: opts.timeoutMs,
   })
   // helpers run once per registry, failures retried
   const credentials = memoAsync(opts.credentials ?? credentialResolver())

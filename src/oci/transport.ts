@@ -20,8 +20,12 @@ export interface ProxyOptions {
 export interface TransportOptions {
   caCerts?: string[]
   insecureSkipTlsVerify?: boolean
+  /** registries (host[:port]) whose certificates are not verified, each named explicitly by the user */
+  insecureRegistry?: (host: string) => boolean
   /** connections per origin */
   connections?: number
+  /** silence allowed from a registry: waiting for response headers, or between body bytes */
+  timeoutMs?: number
   /** proxy settings; default from HTTP_PROXY/HTTPS_PROXY/NO_PROXY (either case) */
   proxy?: ProxyOptions
   env?: NodeJS.ProcessEnv
@@ -78,15 +82,32 @@ function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
   return p.httpProxy || p.httpsProxy ? p : undefined
 }
 
+/**
+ * A registry silent this long has stalled (undici's own default is 5 minutes, and idempotent
+ * requests are retried, so a stalled link would hold a run for half an hour without a word).
+ */
+export const DEFAULT_REGISTRY_TIMEOUT_MS = 60_000
+
 /** One dispatcher for a client: pools per origin, keep-alive, no pipelining, bounded connections. */
 export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
-  const tls = tlsOptions(opts)
+  const secure = dispatcherWith(opts, tlsOptions(opts))
+  const insecure = opts.insecureRegistry
+  if (!insecure || opts.insecureSkipTlsVerify) return secure
+  // one registry unverified, explicitly: its own connections, every other registry still verified
+  const unverified = dispatcherWith(opts, {...tlsOptions(opts), rejectUnauthorized: false})
+  return new Routed((origin) => (insecure(origin.host) ? unverified : secure), [secure, unverified])
+}
+
+function dispatcherWith(opts: TransportOptions, tls: ReturnType<typeof tlsOptions>): Dispatcher {
+  const timeout = opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS
   const agentOpts = {
     connections: opts.connections ?? 16,
     pipelining: 1,
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 120_000,
-    connect: {...tls, timeout: 15_000},
+    headersTimeout: timeout,
+    bodyTimeout: timeout,
+    connect: {...tls, timeout: Math.min(15_000, timeout)},
   }
   const proxy = proxySettings(opts)
   if (!proxy) return new Agent(agentOpts)
@@ -105,25 +126,26 @@ export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
   // Like Go's net/http (and so docker, crane, skopeo), loopback never goes through a proxy: all of
   // 127.0.0.0/8, which NO_PROXY patterns cannot express.
   const direct = new Agent(agentOpts)
-  return new LoopbackDirect(direct, proxied)
+  return new Routed((origin) => (isLoopbackRegistry(origin.host) ? direct : proxied), [direct, proxied])
 }
 
-class LoopbackDirect extends Dispatcher {
-  constructor(private readonly direct: Dispatcher, private readonly proxied: Dispatcher) {
+/** Sends each request through the dispatcher `pick` chooses for its origin. */
+class Routed extends Dispatcher {
+  constructor(private readonly pick: (origin: URL) => Dispatcher, private readonly all: Dispatcher[]) {
     super()
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const origin = typeof opts.origin === 'string' ? new URL(opts.origin) : opts.origin
-    return (origin && isLoopbackRegistry(origin.host) ? this.direct : this.proxied).dispatch(opts, handler)
+    return (origin ? this.pick(origin) : this.all[0]!).dispatch(opts, handler)
   }
 
   override async close(): Promise<void> {
-    await Promise.all([this.direct.close(), this.proxied.close()])
+    await Promise.all(this.all.map((d) => d.close()))
   }
 
   override async destroy(): Promise<void> {
-    await Promise.all([this.direct.destroy(), this.proxied.destroy()])
+    await Promise.all(this.all.map((d) => d.destroy()))
   }
 }
 
@@ -151,7 +173,7 @@ const networkWords: Record<string, string> = {
   UND_ERR_BODY_TIMEOUT: 'the transfer stalled',
 }
 
-const tlsHint = 'pass --ca-cert FILE with the registry CA, or --insecure-skip-tls-verify'
+const tlsHint = 'pass --ca-cert FILE with the registry CA, or --insecure-registry HOST to skip verification for this registry only'
 const networkHint = 'check the registry address and that it is running; set HTTPS_PROXY/NO_PROXY if it is behind a proxy'
 
 /** A TLS handshake answered in plain HTTP: the server on that port does not speak TLS. */
@@ -173,13 +195,20 @@ export function mapTransportError(e: unknown, host: string, registryHost?: strin
     return new KpiError('tls', `TLS certificate of ${host} is not trusted (${msg})`, {hint: tlsHint, cause: e})
   }
   if (codes.includes('ERR_TLS_CERT_ALTNAME_INVALID')) {
-    return new KpiError('tls', `TLS certificate of ${host} does not name that host (${msg})`, {hint: 'use the host name the certificate was issued for, or --insecure-skip-tls-verify', cause: e})
+    return new KpiError('tls', `TLS certificate of ${host} does not name that host (${msg})`, {hint: 'use the host name the certificate was issued for, or --insecure-registry HOST to skip verification for it', cause: e})
   }
   const validity = codes.find((c) => tlsValidityCodes.has(c))
   if (validity) return new KpiError('tls', `TLS certificate of ${host} is not valid now (${msg})`, {hint: 'renew the registry certificate or check the clock', cause: e})
   if (servesPlainHttp(e)) {
     return new KpiError('tls', `registry ${host} serves plain HTTP, not HTTPS`, {
       hint: `give it TLS, or talk plain HTTP to it with --plain-http ${registryHost ?? host}`, cause: e, details: {source: 'other', servesPlainHttp: true},
+    })
+  }
+  const stalled = codes.find((c) => c === 'UND_ERR_HEADERS_TIMEOUT' || c === 'UND_ERR_BODY_TIMEOUT')
+  if (stalled) {
+    return new KpiError('timeout', `registry ${host} stopped answering (${networkWords[stalled]})`, {
+      hint: 'check the registry and the network between; --registry-timeout sets how long kpi waits for a silent registry',
+      cause: e,
     })
   }
   const net = codes.find((c) => networkWords[c])

@@ -141,6 +141,8 @@ export interface ClientOptions {
   caCerts?: string[]
   /** explicit opt-in to skip TLS verification */
   insecureSkipTlsVerify?: boolean
+  /** registries (host[:port]) whose certificates are not verified: an explicit opt-in per registry */
+  insecureRegistry?: (registry: string) => boolean
   /**
    * registries to talk to over plain HTTP. Loopback registries (localhost, 127.0.0.0/8, ::1) need
    * no entry: like docker and go-containerregistry, HTTPS is tried first and plain HTTP used when
@@ -153,6 +155,11 @@ export interface ClientOptions {
   credentials?: (registry: string) => Promise<Credentials | undefined>
   /** maximum concurrent connections per registry */
   connections?: number
+  /**
+   * how long a registry may stay silent (no response headers, or no body bytes) before the
+   * request fails naming it; default DEFAULT_REGISTRY_TIMEOUT_MS
+   */
+  timeoutMs?: number
   /** retry attempts for idempotent requests on 429, 5xx and connection resets */
   retries?: number
   userAgent?: string

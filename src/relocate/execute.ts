@@ -67,6 +67,12 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       },
     })
     stream.on('error', (e) => counter.destroy(e))
+    // pipe() does not destroy the source when the upload gives up on its body (a reset connection,
+    // a refused upload): without this the source's response stays open, holding its connection,
+    // and a run whose every upload failed could end with nothing left to settle it
+    counter.once('close', () => {
+      if (!stream.destroyed) stream.destroy()
+    })
     return stream.pipe(counter)
   }
 

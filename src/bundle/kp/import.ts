@@ -3,8 +3,8 @@
  * resolved against the source registry (pin.ts), stack ids read from the images as kp does, and
  * the result is checked as any bundle is; what the bundle cannot express comes back as notes.
  */
-import {readFile} from 'node:fs/promises'
 import {KpiError} from '../../errors.js'
+import {readTextFile} from '../../textfile.js'
 import type {RegistryClient} from '../../oci/index.js'
 import {checkBundleText} from '../load.js'
 import {pinBundle, type PinnedImage} from '../pin.js'
@@ -25,8 +25,9 @@ export interface ImportKpResult {
 export async function importKpDescriptor(o: {file: string; base: KpBase; client: RegistryClient}): Promise<ImportKpResult> {
   let text: string
   try {
-    text = await readFile(o.file, 'utf8')
+    text = await readTextFile(o.file, 'descriptor')
   } catch (e) {
+    if (e instanceof KpiError) throw e
     throw new KpiError('input', `${o.file}: cannot read the descriptor (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {hint: 'give the path of the file kp import -f reads'})
   }
   const descriptor = parseKpDescriptor(text, o.file)
