@@ -9,7 +9,6 @@ import {copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, truncate, w
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import * as tarStream from 'tar-stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {relocateToArchive} from '../src/archive/actions.js'
 import {secretReason} from '../src/archive/bundle-files.js'
@@ -25,6 +24,7 @@ import type {LoadedBundle} from '../src/bundle/types.js'
 import {generateSample, writeBundleDir, type SampleResult} from '../src/imagegen/index.js'
 import {formatError} from '../src/errors.js'
 import type {ProgressEvent} from '../src/progress/events.js'
+import {repackTar, type TarEntry} from './helpers/tar.js'
 
 const run = promisify(execFile)
 let dir: string
@@ -264,36 +264,8 @@ describe('writing an archive', () => {
 
 describe('reading an archive refuses what is wrong before anything is used', () => {
   /** the members of the good archive, re-packed by tar-stream with a change */
-  const repack = async (name: string, edit: (entries: Array<{header: tarStream.Headers; data: Buffer}>) => void): Promise<string> => {
-    const entries: Array<{header: tarStream.Headers; data: Buffer}> = []
-    const ex = tarStream.extract()
-    const done = new Promise<void>((resolve, reject) => {
-      ex.on('entry', (header, stream, next) => {
-        const chunks: Buffer[] = []
-        stream.on('data', (c: Buffer) => chunks.push(c))
-        stream.on('end', () => {
-          entries.push({header, data: Buffer.concat(chunks)})
-          next()
-        })
-      })
-      ex.on('finish', resolve)
-      ex.on('error', reject)
-    })
-    ex.end(await readFile(whole))
-    await done
-    edit(entries)
-    const pack = tarStream.pack()
-    const out: Buffer[] = []
-    pack.on('data', (c: Buffer) => out.push(c))
-    const ended = new Promise((r) => pack.on('end', r))
-    for (const e of entries) pack.entry(e.header, e.data)
-    pack.finalize()
-    await ended
-    const file = join(dir, name)
-    await writeFile(file, Buffer.concat(out))
-    return file
-  }
-  const readToc = (entries: Array<{header: tarStream.Headers; data: Buffer}>) => {
+  const repack = (name: string, edit: (entries: TarEntry[]) => void): Promise<string> => repackTar(whole, join(dir, name), edit)
+  const readToc = (entries: TarEntry[]) => {
     const t = entries.find((e) => e.header.name === 'kpi/toc.json')!
     return {entry: t, toc: JSON.parse(t.data.toString()) as Toc}
   }

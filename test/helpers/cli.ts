@@ -11,8 +11,9 @@ export interface CliResult {
   stderr: string
 }
 
-export function startKpi(args: string[], env: Record<string, string> = {}): {child: ChildProcess; done: Promise<CliResult>} {
+export function startKpi(args: string[], env: Record<string, string> = {}, opts: {cwd?: string} = {}): {child: ChildProcess; done: Promise<CliResult>} {
   const child = spawn(process.execPath, [KPI_BIN, ...args], {
+    cwd: opts.cwd,
     env: {...process.env, ...env, NO_COLOR: '1', CI: 'true'},
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -24,7 +25,7 @@ export function startKpi(args: string[], env: Record<string, string> = {}): {chi
   return {child, done}
 }
 
-export const kpi = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => startKpi(args, env).done
+export const kpi = (args: string[], env: Record<string, string> = {}, opts: {cwd?: string} = {}): Promise<CliResult> => startKpi(args, env, opts).done
 
 /** The error lines of a failed run, without oclif's module-load warnings. */
 export const errorLines = (r: CliResult): string[] => r.stderr.split('\n').filter((l) => l.startsWith('Error:'))

@@ -10,8 +10,12 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import fc from 'fast-check'
+import {stringify} from 'yaml'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {parseKpDescriptor} from '../../src/bundle/kp/descriptor.js'
+import {kpToBundle, type KpBase} from '../../src/bundle/kp/to-bundle.js'
 import {loadBundle} from '../../src/bundle/load.js'
+import {readTextFile} from '../../src/textfile.js'
 import type {Bundle} from '../../src/bundle/types.js'
 import {formatError, isKpiError} from '../../src/errors.js'
 import {renderPlatform} from '../../src/render/render.js'
@@ -27,6 +31,8 @@ let work: string
 let validBundle: Buffer
 let validLock: Buffer
 let validValues: Buffer
+let validKp: Buffer
+let kpBase: KpBase
 let lock: Bundle
 let values: Values
 const seed = process.env.KPI_FUZZ_SEED ? Number(process.env.KPI_FUZZ_SEED) : undefined
@@ -40,6 +46,22 @@ beforeAll(async () => {
   lock = (await loadBundle(join(fixtures, 'render/lock-0.17.yaml'))).bundle
   values = await loadValues(join(fixtures, 'render/values.yaml'))
   await loadBundle(join(fixtures, 'bundles/valid/bundle.yaml'))
+  // a kp DependencyDescriptor (v1) naming the lock's images, as kp import -f reads it
+  const s = lock.stacks[0]!
+  validKp = Buffer.from(stringify({
+    apiVersion: 'kp.kpack.io/v1',
+    kind: 'DependencyDescriptor',
+    defaultClusterLifecycle: 'default-lifecycle',
+    defaultClusterStack: 'base',
+    defaultClusterBuilder: 'base',
+    clusterLifecycles: [{name: 'default-lifecycle', image: lock.lifecycle.image}],
+    clusterBuildpacks: [{name: 'java', image: lock.stores[0]!.sources[0]!.image}],
+    clusterStores: [{name: 'default', sources: lock.stores[0]!.sources}],
+    clusterStacks: [{name: 'base', buildImage: {image: s.buildImage}, runImage: {image: s.runImage}}],
+    clusterBuilders: [{name: 'base', clusterStack: 'base', clusterStore: 'default', order: lock.builders[0]!.order}],
+  }))
+  kpBase = {metadata: lock.metadata, kpack: lock.kpack, lifecycle: lock.lifecycle, from: 'the lock fixture'}
+  kpToBundle(parseKpDescriptor(validKp.toString(), 'seed'), kpBase)
 })
 
 afterAll(async () => {
@@ -92,6 +114,7 @@ describe('fuzzed bad input, in-process', () => {
   const kinds = [
     {name: 'bundle', runs: 350, seedOf: () => validBundle, check: (f: string) => cleanly(f, () => loadBundle(f))},
     {name: 'lock', runs: 300, seedOf: () => validLock, check: (f: string) => cleanly(f, () => loadBundle(f), (l) => render(l.bundle, values))},
+    {name: 'kp descriptor', runs: 250, seedOf: () => validKp, check: (f: string) => cleanly(f, async () => parseKpDescriptor(await readTextFile(f, 'descriptor'), f), (d) => kpToBundle(d, kpBase))},
     {name: 'values', runs: 350, seedOf: () => validValues, check: (f: string) => cleanly(f, () => loadValues(f), (v) => render(lock, v))},
   ]
   for (const k of kinds) {
