@@ -64,14 +64,18 @@ export function parseKpDescriptor(text: string, file: string): KpDescriptor {
   }
   let doc: unknown
   try {
-    doc = parse(text, {prettyErrors: false})
+    doc = parse(text, {prettyErrors: false, logLevel: 'error'})
   } catch (e) {
     return bad('', `not YAML (${(e as Error).message.split('\n')[0]})`, 'fix the YAML syntax')
   }
   if (!isObj(doc)) return bad('', 'not a kp DependencyDescriptor (expected a YAML mapping)', `start with "apiVersion: kp.kpack.io/v1" and "kind: DependencyDescriptor"`)
   const apiVersion = doc.apiVersion
   if (!(KP_API_VERSIONS as readonly unknown[]).includes(apiVersion)) {
-    bad('apiVersion', `"${String(apiVersion ?? '')}" is not a kp descriptor version`, `kp reads ${KP_API_VERSIONS.join(', ')}`)
+    // the value as the user wrote it: a string quoted, anything else by its kind (never "[object Object]")
+    const message = typeof apiVersion === 'string' ? `"${apiVersion}" is not a kp descriptor version`
+      : apiVersion === undefined || apiVersion === null ? 'missing'
+      : `a ${Array.isArray(apiVersion) ? 'list' : typeof apiVersion === 'object' ? 'mapping' : typeof apiVersion}, not a kp descriptor version`
+    bad('apiVersion', message, `kp reads ${KP_API_VERSIONS.join(', ')}`)
   }
   const v = apiVersion as KpApiVersion
   const ignored: string[] = []
