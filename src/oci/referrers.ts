@@ -80,12 +80,25 @@ export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getMa
 
   async function referrers(repo: Repo, digest: string): Promise<Descriptor[]> {
     checkDigest(digest, 'subject digest')
-    const known = referrersSupport.get(repo.registry)
-    if (!known || (await known)) {
-      const viaApi = await referrersFromApi(repo, digest)
-      if (!known && viaApi !== null) referrersSupport.set(repo.registry, Promise.resolve(viaApi !== undefined))
-      if (viaApi) return viaApi
+    let known = referrersSupport.get(repo.registry)
+    let viaApi: Descriptor[] | undefined | null = undefined
+    if (!known) {
+      // The first lookup on a registry also learns whether it serves the API; lookups that come
+      // meanwhile (a plan asks for every manifest at once) wait for that answer instead of each
+      // asking the API first.
+      const first = referrersFromApi(repo, digest)
+      known = first.then((r) => {
+        // unknown repository: answer as without the API (the fallback tag is safe either way), ask again next time
+        if (r === null) referrersSupport.delete(repo.registry)
+        return !!r
+      })
+      referrersSupport.set(repo.registry, known)
+      known.catch(() => referrersSupport.delete(repo.registry))
+      viaApi = await first
+    } else if (await known) {
+      viaApi = await referrersFromApi(repo, digest)
     }
+    if (viaApi) return viaApi
     try {
       const m = await manifests.getManifest(repo, referrersTag(digest))
       return parseIndexManifests(m.bytes)
