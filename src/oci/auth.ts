@@ -4,7 +4,7 @@
  * scoped `repository:<repo>:pull[,push]`, cached per registry and scope until it expires.
  * Passwords and tokens never go into messages.
  */
-import {request, type Dispatcher} from 'undici'
+import type {Dispatcher} from 'undici'
 import {KpiError} from '../errors.js'
 import {mapTransportError} from './transport.js'
 import type {Credentials} from './types.js'
@@ -243,8 +243,8 @@ export class Authenticator {
         const form = new URLSearchParams({grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: this.opts.clientId ?? 'kpi'})
         if (service) form.set('service', service)
         if (scopes.length) form.set('scope', scopes.join(' '))
-        res = await request(url, {
-          method: 'POST', dispatcher: this.opts.dispatcher, body: form.toString(),
+        res = await this.opts.dispatcher.request({
+          origin: url.origin, path: url.pathname + url.search, method: 'POST', body: form.toString(),
           headers: {...headers, 'content-type': 'application/x-www-form-urlencoded'},
         })
       } else {
@@ -252,7 +252,7 @@ export class Authenticator {
         for (const s of scopes) url.searchParams.append('scope', s)
         if (creds?.username) url.searchParams.set('account', creds.username)
         if (creds?.username || creds?.password) headers.authorization = basicHeader(creds)
-        res = await request(url, {method: 'GET', dispatcher: this.opts.dispatcher, headers})
+        res = await this.opts.dispatcher.request({origin: url.origin, path: url.pathname + url.search, method: 'GET', headers})
       }
     } catch (e) {
       throw mapTransportError(e, `${url.host} (token server of ${registry})`)

@@ -5,10 +5,11 @@
  */
 import {readFileSync} from 'node:fs'
 import {createSecureContext, rootCertificates, type SecureContext} from 'node:tls'
-import {Agent, Dispatcher, EnvHttpProxyAgent} from 'undici'
+import type {Dispatcher as DispatcherType} from 'undici'
 import {KpiError} from '../errors.js'
 import {DOCKER_HUB} from './reference.js'
 import {errorCodes} from './retry.js'
+import {Agent, Dispatcher, EnvHttpProxyAgent} from './undici.js'
 
 export interface ProxyOptions {
   httpProxy?: string
@@ -89,7 +90,7 @@ function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
 export const DEFAULT_REGISTRY_TIMEOUT_MS = 60_000
 
 /** One dispatcher for a client: pools per origin, keep-alive, no pipelining, bounded connections. */
-export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
+export function createDispatcher(opts: TransportOptions = {}): DispatcherType {
   const secure = dispatcherWith(opts, tlsOptions(opts))
   const insecure = opts.insecureRegistry
   if (!insecure || opts.insecureSkipTlsVerify) return secure
@@ -98,7 +99,7 @@ export function createDispatcher(opts: TransportOptions = {}): Dispatcher {
   return new Routed((origin) => (insecure(origin.host) ? unverified : secure), [secure, unverified])
 }
 
-function dispatcherWith(opts: TransportOptions, tls: ReturnType<typeof tlsOptions>): Dispatcher {
+function dispatcherWith(opts: TransportOptions, tls: ReturnType<typeof tlsOptions>): DispatcherType {
   const timeout = opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS
   const agentOpts = {
     connections: opts.connections ?? 16,
@@ -131,11 +132,11 @@ function dispatcherWith(opts: TransportOptions, tls: ReturnType<typeof tlsOption
 
 /** Sends each request through the dispatcher `pick` chooses for its origin. */
 class Routed extends Dispatcher {
-  constructor(private readonly pick: (origin: URL) => Dispatcher, private readonly all: Dispatcher[]) {
+  constructor(private readonly pick: (origin: URL) => DispatcherType, private readonly all: DispatcherType[]) {
     super()
   }
 
-  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  override dispatch(opts: DispatcherType.DispatchOptions, handler: DispatcherType.DispatchHandler): boolean {
     const origin = typeof opts.origin === 'string' ? new URL(opts.origin) : opts.origin
     return (origin ? this.pick(origin) : this.all[0]!).dispatch(opts, handler)
   }
