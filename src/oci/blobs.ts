@@ -54,7 +54,7 @@ export function blobOps(http: Requester): BlobOps {
     return fail(res, blobCtx(repo, digest))
   }
 
-  async function getBlob(repo: Repo, digest: string, size?: number): Promise<Readable> {
+  async function getBlob(repo: Repo, digest: string, size?: number, opts: {verify?: boolean} = {}): Promise<Readable> {
     checkDigest(digest, 'blob digest')
     const label = `blob ${formatRepo(repo)}@${digest}`
     // a big blob is asked for as a range (ranged.ts may split it); a registry that ignores Range
@@ -97,7 +97,8 @@ export function blobOps(http: Requester): BlobOps {
         throw new KpiError('integrity', `${label}: the registry serves ${declared} bytes, expected ${size}`, {hint: 'the source serves different content than the manifest describes'})
       }
     }
-    const verifier = verifyingStream(digest, {size, label})
+    // without verify, the receiver checks the digest: the stream still counts the length
+    const verifier = verifyingStream(digest, {size, label, digest: opts.verify !== false})
     // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
     body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
     verifier.once('close', () => {

@@ -105,8 +105,10 @@ export interface RegistryClient {
   /**
    * Stream a blob. The stream errors (with a KpiError of kind 'integrity') if the bytes do not
    * hash to `digest` or the length differs from `size` when given. Never buffered whole.
+   * `verify: false` leaves the digest to whoever receives the bytes (a registry, which checks
+   * every upload against its digest); the length is still checked.
    */
-  getBlob(repo: Repo, digest: string, size?: number): Promise<Readable>
+  getBlob(repo: Repo, digest: string, size?: number, opts?: {verify?: boolean}): Promise<Readable>
   /**
    * Upload a blob from a stream (POST then PUT, chunked PATCH for large blobs). `open` is called
    * again on a retry, so it must return a fresh stream each time.

@@ -9,7 +9,8 @@ export interface ImageSource {
   /** for messages: `registry 127.0.0.1:5000`, `archive v2.tar` */
   readonly name: string
   getManifest(repo: Repo, reference: string): Promise<FetchedManifest>
-  getBlob(repo: Repo, digest: string, size: number): Promise<Readable>
+  /** `verify: false`: the sink checks digests itself, the source need not (a source may check anyway) */
+  getBlob(repo: Repo, digest: string, size: number, opts?: {verify?: boolean}): Promise<Readable>
   referrers(repo: Repo, digest: string): Promise<Descriptor[]>
 }
 
@@ -19,6 +20,12 @@ export interface ImageSink {
   readonly registry?: string
   /** how many blob uploads may run at once (an archive writes one member at a time) */
   readonly concurrency: number
+  /**
+   * True when the sink checks every blob against its digest as it receives it (a registry must:
+   * OCI distribution answers DIGEST_INVALID): then blobs are streamed to it without hashing
+   * them on the way as well, which on two cores was a quarter of kpi's CPU per byte.
+   */
+  readonly verifiesDigests?: boolean
   hasBlob(repo: Repo, digest: string): Promise<boolean>
   /**
    * True when a manifest present at the sink guarantees everything it refers to is there too

@@ -77,7 +77,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   }
 
   const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
-    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, async () => counted(d.digest, await source.getBlob(src, d.digest, d.size)))))
+    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, sink.verifiesDigests ? {verify: false} : undefined)))))
     summary.blobs.copied++
     summary.bytesMoved += d.size
     onEvent({type: 'blob', digest: d.digest, size: d.size, action: 'copied'})

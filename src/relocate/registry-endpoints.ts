@@ -9,7 +9,7 @@ export function registrySource(client: RegistryClient): ImageSource {
   return {
     name: 'source registry',
     getManifest: (repo, reference) => client.getManifest(repo, reference),
-    getBlob: (repo, digest, size) => client.getBlob(repo, digest, size),
+    getBlob: (repo, digest, size, opts) => client.getBlob(repo, digest, size, opts),
     referrers: (repo, digest) => client.referrers(repo, digest),
   }
 }
@@ -20,6 +20,7 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     registry,
     concurrency,
     manifestImpliesContent: true,
+    verifiesDigests: true,
     hasBlob: (repo, digest) => client.hasBlob(repo, digest),
     hasManifest: async (repo, digest) => (await client.headManifest(repo, digest)) !== undefined,
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
