@@ -60,6 +60,8 @@ export interface ControlPlane {
   podCidr?: string
   podRunner?: PodRunner
   stop(): Promise<void>
+  /** stop kube-apiserver (and wait `downMs`), start it again, wait until it is ready */
+  restartApiserver(downMs?: number): Promise<void>
 }
 
 /** The annotation KWOK is told to look for: only nodes carrying it are played by KWOK. */
@@ -93,6 +95,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let subnet: PodSubnet | undefined
   let forwarders: HostForwarders | undefined
   let podRunner: PodRunner | undefined
+  let restartApiserver: (downMs?: number) => Promise<void> = async () => {
+    throw new KpiError('failed', 'the control plane is not started')
+  }
   let stopping: Promise<void> | undefined
   const stop = (): Promise<void> => {
     // Dependants first, etcd last, so nothing logs a storm of errors about a vanished apiserver.
@@ -140,7 +145,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       what: 'etcd /health', timeoutMs, procs: [etcd],
     })
 
-    const apiserver = await startProcess({
+    const startApiserver = () => startProcess({
       name: 'kube-apiserver', cmd: bins.apiserver, logDir: logsDir, args: [
         `--etcd-servers=http://127.0.0.1:${etcdClient}`,
         '--bind-address=127.0.0.1',
@@ -173,11 +178,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         '--enable-aggregator-routing=true',
       ],
     })
+    let apiserver = await startApiserver()
     procs.push(apiserver)
     const adminTls = {ca: pki.ca.certPem, cert: pki.admin.certPem, key: await readFile(pki.admin.key, 'utf8')}
-    await waitFor(async () => (await httpsGet(`${server}/readyz`, adminTls)) === 'ok', {
+    const apiserverReady = () => waitFor(async () => (await httpsGet(`${server}/readyz`, adminTls)) === 'ok', {
       what: 'kube-apiserver /readyz', timeoutMs, procs: [etcd, apiserver],
     })
+    await apiserverReady()
+    // For fault tests: the apiserver stopped and started again on the same port and etcd, as an
+    // upgrade or a crash of the control plane does; every client sees its connections cut.
+    restartApiserver = async (downMs = 0) => {
+      await apiserver.stop()
+      if (downMs) await new Promise((r) => setTimeout(r, downMs))
+      const next = await startApiserver()
+      procs[procs.indexOf(apiserver)] = next
+      apiserver = next
+      await apiserverReady()
+    }
 
     const kcm = await startProcess({
       name: 'kube-controller-manager', cmd: bins.kcm, logDir: logsDir, args: [
@@ -271,7 +288,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       })
     }
 
-    return {kubeconfig, server, caFile: pki.ca.cert, runDir, logsDir, nodes: names, podCidr: subnet?.cidr, podRunner, stop}
+    return {kubeconfig, server, caFile: pki.ca.cert, runDir, logsDir, nodes: names, podCidr: subnet?.cidr, podRunner, stop, restartApiserver: (downMs) => restartApiserver(downMs)}
   } catch (e) {
     await stop()
     if (e instanceof KpiError) {

@@ -220,6 +220,9 @@ describe.each(['distribution', 'ggcr'] as const)('registry faults into %s', (kin
 })
 
 describe.each(['distribution', 'ggcr'] as const)('network faults into %s (toxiproxy)', (kind) => {
+  const itOnDistribution = (name: string, fn: () => Promise<void>) => {
+    if (kind === 'distribution') it(name, fn)
+  }
   it('connections to the destination reset in the middle of blob uploads', async () => {
     await survive('reset-upload', kind, {
       via: viaToxi,
@@ -235,7 +238,8 @@ describe.each(['distribution', 'ggcr'] as const)('network faults into %s (toxipr
     })
   })
 
-  it('connections to the source reset in the middle of blob downloads', async () => {
+  // a fault on the way that never changes what reaches the registry: one destination is enough
+  itOnDistribution('connections to the source reset in the middle of blob downloads', async () => {
     await survive('reset-download', kind, {
       via: viaToxi,
       slowSource: true,
@@ -245,7 +249,8 @@ describe.each(['distribution', 'ggcr'] as const)('network faults into %s (toxipr
     })
   })
 
-  it('latency on every packet: completes', async () => {
+  // a fault on the way that never changes what reaches the registry: one destination is enough
+  itOnDistribution('latency on every packet: completes', async () => {
     await survive('latency', kind, {
       via: viaToxi,
       before: async (dest) => dest.toxi.addToxic('lag', {type: 'latency', attributes: {latency: 40, jitter: 20}}),
@@ -254,7 +259,8 @@ describe.each(['distribution', 'ggcr'] as const)('network faults into %s (toxipr
     })
   })
 
-  it('a bandwidth limit on the source: completes', async () => {
+  // a fault on the way that never changes what reaches the registry: one destination is enough
+  itOnDistribution('a bandwidth limit on the source: completes', async () => {
     await survive('bandwidth', kind, {
       via: viaToxi,
       slowSource: true,
