@@ -332,7 +332,7 @@ function markdown(report: Report): string {
   const m = report.machine
   out.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cores} cores (${m.cpuModel}), ${(m.memTotalBytes / 2 ** 30).toFixed(0)} GiB, ${m.os}, node ${m.node}; load ${fmtLoad(m.loadavg)} at the start, ${fmtLoad(report.machineAtEnd.loadavg)} at the end (a shared machine: compare within the run). `
     + `Platform: ${report.platform.images} images, ${fmtBytes(report.platform.uniqueBytes)} of unique blobs; its patch release changes ${fmtBytes(report.platform.changedBytes)}. `
-    + `Medians of ${report.roundsDone} rounds, tools in rotating order; seconds (spread = (max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
+    + `Medians of ${report.partialRound ? `${report.roundsDone + 1} rounds, the last one cut short (some workloads have a run fewer)` : `${report.roundsDone} rounds`}, tools in rotating order; seconds (spread = (max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
     + `WAN: toxiproxy on the source, ${report.wan.latencyMs} ms each way, ${(report.wan.rateKiBps / 1024).toFixed(0)} MiB/s per connection.`)
   out.push('')
   const head = ['workload', ...tools.map((t) => (t === 'floor' ? 'floor' : t)), 'best peer / kpi', 'floor / kpi']
@@ -385,6 +385,8 @@ interface Report {
   upgrade?: unknown
   /** rounds finished when this was written (the run writes after every round) */
   roundsDone: number
+  /** written in the middle of a round: some workloads have one run more than others */
+  partialRound: boolean
   setupS: number
   totalS: number
 }
@@ -481,7 +483,7 @@ async function main(): Promise<number> {
     const want = (w: WorkloadName) => wantedWorkloads.includes(w)
 
     /** Aggregates the rounds done so far and writes the results (after every round: a run cut short still reports). */
-    const report = async (roundsDone: number, upgrade?: unknown): Promise<void> => {
+    const report = async (roundsDone: number, upgrade?: unknown, partial = false): Promise<void> => {
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
         'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
@@ -525,7 +527,7 @@ async function main(): Promise<number> {
         benchmark: 'kpi-vs-peers', machine, machineAtEnd: machineFacts(), scale, rounds,
         wan: {...wanProfile, perConnection: true},
         platform: {images: plan1.roots.length, manifests: plan1.manifests.length, blobs: plan1.blobs.size, uniqueBytes: plan1.uniqueBytes, changedBytes, changedBlobs: changed.length, largestBlob},
-        tools: infos, workloads, checks, upgrade, roundsDone, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
+        tools: infos, workloads, checks, upgrade, roundsDone, partialRound: partial, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
       }
       const md = markdown(doc)
       await mkdir(outDir, {recursive: true})
@@ -567,6 +569,7 @@ async function main(): Promise<number> {
           }
         }
       }
+      await report(round, undefined, true)
       if (want('registry-to-registry-wan') && wan) {
         for (const t of order) {
           const d = await freshDest(workDir, ca, `r${round}-${t}-wan`)
@@ -581,6 +584,7 @@ async function main(): Promise<number> {
           }
         }
       }
+      await report(round, undefined, true)
       if (want('archive-write') || want('archive-read')) {
         for (const t of order) {
           const dir = join(workDir, 'runs', `r${round}-${t}-archive`)
