@@ -12,7 +12,7 @@ import {pullScope, pushScope} from './auth.js'
 import {verifyingStream} from './digest.js'
 import {checkDigest, formatRepo} from './reference.js'
 import type {ErrorContext} from './registry-errors.js'
-import {AHEAD_BUDGET_BYTES, ByteBudget, RANGED_MIN_BYTES, rangedStream} from './ranged.js'
+import {AHEAD_BUDGET_BYTES, ByteBudget, RANGED_MIN_BYTES, WINDOW_BYTES, rangedStream} from './ranged.js'
 import {dump, fail, header, type Requester} from './request.js'
 import {backoffMs, errorCodes, isConnectionReset, retryableStatus} from './retry.js'
 import {mapTransportError} from './transport.js'
@@ -57,12 +57,12 @@ export function blobOps(http: Requester): BlobOps {
   async function getBlob(repo: Repo, digest: string, size?: number, opts: {verify?: boolean} = {}): Promise<Readable> {
     checkDigest(digest, 'blob digest')
     const label = `blob ${formatRepo(repo)}@${digest}`
-    // a big blob is asked for as a range (ranged.ts may split it); a registry that ignores Range
-    // answers 200 with all of it, which is read as usual
+    // a big blob is asked for in ranges (ranged.ts); a registry that ignores Range answers 200
+    // with all of it, which is read as usual
     const ranged = size !== undefined && size >= RANGED_MIN_BYTES
     let res = await http.send(repo.registry, {
       method: 'GET', url: http.repoUrl(repo, `blobs/${digest}`), scopes: [pullScope(repo.repository)], retry: true,
-      ...(ranged ? {headers: {range: 'bytes=0-'}} : {}),
+      ...(ranged ? {headers: {range: `bytes=0-${WINDOW_BYTES - 1}`}} : {}),
     })
     let url = http.repoUrl(repo, `blobs/${digest}`)
     for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304; hops++) {
@@ -79,7 +79,7 @@ export function blobOps(http: Requester): BlobOps {
     }
     let body: Readable = res.body
     if (ranged && res.statusCode === 206) {
-      checkRange(res, 0, size - 1, size, label)
+      checkRange(res, 0, WINDOW_BYTES - 1, size, label)
       const partUrl = url
       body = rangedStream(size, res.body, async (from, to) => {
         const part = await http.send(repo.registry, {
