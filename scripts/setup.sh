@@ -7,6 +7,8 @@ need_apt=()
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)        # pod network namespaces (src/sandbox/netns.ts)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux) # a mount namespace per pod process
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   apt-get update -qq
@@ -15,4 +17,6 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-if [ -f scripts/tools.sh ]; then bash scripts/tools.sh; fi
+# what the tests and the demo run; the benchmarks build their own peers (tools.sh benchpeers) when run
+bash scripts/tools.sh controlplane platform testpeers
+

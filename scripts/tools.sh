@@ -9,9 +9,12 @@
 #   bash scripts/tools.sh platform         # kpack's controller and webhook (one cache dir per kpack version:
 #                                          # kpack-<version>/bin/{controller,webhook}), cert-injection-webhook
 #                                          # (bin/{webhook,setup-ca-certs}), kp (the kpack CLI)
-#   bash scripts/tools.sh peers            # crane, toxiproxy-server, kubectl, ggcr-registry (go-containerregistry's
-#                                          # registry with the OCI referrers API), floor (tools/floor: the
-#                                          # benchmark's minimal blob copier), imgpkg, kapp, helm (4), regctl, oras
+#   bash scripts/tools.sh testpeers        # what the tests run beside kpi: crane, toxiproxy-server, kubectl,
+#                                          # ggcr-registry (go-containerregistry's registry with the OCI referrers
+#                                          # API), imgpkg (reads kpi's ImagesLock)
+#   bash scripts/tools.sh benchpeers       # what only the benchmarks run: floor (tools/floor: the benchmark's
+#                                          # minimal blob copier), kapp, helm (4), regctl, oras
+#   bash scripts/tools.sh peers            # testpeers and benchpeers
 #   bash scripts/tools.sh crane kpack      # single tools by name
 #
 # Each tool comes from `go install MODULE@VERSION` through the Go module proxy when the proxy serves it.
@@ -29,10 +32,14 @@ cache=${KPI_CACHE_DIR:-$HOME/.cache/kpi}
 
 upstream=${KPI_UPSTREAM_DIR:-$root/../shared/upstream}
 
-groups_all=(controlplane platform peers)
+groups_all=(controlplane platform testpeers benchpeers)
 tools_controlplane=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
 tools_platform=(kpack cert-injection-webhook kp)
-tools_peers=(crane toxiproxy-server kubectl ggcr-registry floor imgpkg kapp helm regctl oras)
+# setup.sh (npm test, CI) builds controlplane, platform and testpeers; the benchmarks build benchpeers
+# themselves when they run, so a cold CI run does not spend minutes on Helm and kapp.
+tools_testpeers=(crane toxiproxy-server kubectl ggcr-registry imgpkg)
+tools_benchpeers=(floor kapp helm regctl oras)
+tools_peers=("${tools_testpeers[@]}" "${tools_benchpeers[@]}")
 
 # The versions of a tool, one cache dir each (kpack: every version the sample platform stands for).
 versions_of() {
@@ -273,10 +280,12 @@ for g in "${groups[@]}"; do
   case $g in
     controlplane) for t in "${tools_controlplane[@]}"; do ensure "$t"; done ;;
     platform) for t in "${tools_platform[@]}"; do ensure "$t"; done ;;
+    testpeers) for t in "${tools_testpeers[@]}"; do ensure "$t"; done ;;
+    benchpeers) for t in "${tools_benchpeers[@]}"; do ensure "$t"; done ;;
     peers) for t in "${tools_peers[@]}"; do ensure "$t"; done ;;
     *)
       if [[ " ${tools_controlplane[*]} ${tools_platform[*]} ${tools_peers[*]} " == *" $g "* ]]; then ensure "$g"
-      else echo "tools.sh: unknown group or tool '$g' (groups: ${groups_all[*]})" >&2; exit 2; fi ;;
+      else echo "tools.sh: unknown group or tool '$g' (groups: ${groups_all[*]} peers)" >&2; exit 2; fi ;;
   esac
 done
 echo "tools: $cache"
