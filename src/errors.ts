@@ -13,6 +13,7 @@ export type ErrorKind =
   | 'conflict'     // another operation or an existing installation is in the way
   | 'timeout'      // something did not become ready in time
   | 'failed'       // an operation failed for a reason reported by the server
+  | 'rolled-back'  // an upgrade failed and the previous revision was put back, healthy
   | 'internal'
 
 /** The exit code of each kind (README "Exit codes"; src/cli/base.ts names them for commands). */
@@ -27,6 +28,7 @@ export const exitCodes: Record<ErrorKind, number> = {
   conflict: 9,
   timeout: 10,
   failed: 11,
+  'rolled-back': 12,
   internal: 70,
 }
 

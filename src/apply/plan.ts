@@ -7,6 +7,7 @@
  * Within a stage objects are applied in two waves: namespaces and CRDs first (everything else may
  * live in them or be one of them), then the rest in parallel.
  */
+import {checkFor, type CheckKind} from '../kube/checks.js'
 import type {KubeObject, RenderedObject, Stage} from '../render/types.js'
 
 export interface InstallStageDef {
@@ -24,14 +25,7 @@ export const INSTALL_STAGES: readonly InstallStageDef[] = [
   {name: 'teams', title: 'Teams', renders: ['teams']},
 ]
 
-/**
- * - `established`: CRD Established
- * - `rollout`: Deployment rolled out and available
- * - `endpoints`: Service has a ready endpoint (the webhook answers)
- * - `kpack-ready`: kpack's Ready condition (skipped with --wait=applied)
- * - `applied`: accepted by the API server is all there is to it
- */
-export type CheckKind = 'established' | 'rollout' | 'endpoints' | 'kpack-ready' | 'applied'
+export type {CheckKind} from '../kube/checks.js'
 
 export interface PlannedObject {
   stage: Stage
@@ -47,20 +41,7 @@ export interface PlannedStage {
   objects: PlannedObject[]
 }
 
-/** kpack kinds whose Ready condition says kpack accepted them. */
-export const KPACK_READY_KINDS = new Set(['ClusterLifecycle', 'ClusterStack', 'ClusterStore', 'ClusterBuilder', 'Builder', 'ClusterBuildpack', 'Buildpack'])
-
-export const isKpackResource = (o: {apiVersion: string; kind: string}): boolean => o.apiVersion.startsWith('kpack.io/') && KPACK_READY_KINDS.has(o.kind)
-
-export function checkFor(o: KubeObject): CheckKind {
-  if (o.kind === 'CustomResourceDefinition') return 'established'
-  if (o.kind === 'Deployment' && o.apiVersion === 'apps/v1') return 'rollout'
-  if (o.kind === 'Service' && o.apiVersion === 'v1' && (o.spec as {selector?: unknown} | undefined)?.selector) return 'endpoints'
-  if (isKpackResource(o)) return 'kpack-ready'
-  return 'applied'
-}
-
-const waveOf = (o: KubeObject): number => (o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition' ? 0 : 1)
+export const waveOf = (o: {kind: string}): number => (o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition' ? 0 : 1)
 
 export function planStages(objects: RenderedObject[]): PlannedStage[] {
   const placed = new Set<RenderedObject>()
@@ -79,4 +60,9 @@ export function planStages(objects: RenderedObject[]): PlannedStage[] {
     throw new Error(`render stage(s) ${[...new Set(lost.map((o) => o.stage))].join(', ')} are not in any install stage`)
   }
   return stages
+}
+
+/** The install stage that applies objects of a render stage (deletions are placed by it). */
+export function installStageOf(stage: Stage): string {
+  return INSTALL_STAGES.find((s) => s.renders.includes(stage))!.name
 }

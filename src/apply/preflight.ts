@@ -54,10 +54,12 @@ export interface PreflightInput {
   client?: RegistryClient
 }
 
-export async function preflight(p: PreflightInput): Promise<PreflightResult> {
-  const {kube, onEvent} = p
-  const task = (t: string, status: 'start' | 'done' | 'failed', message?: string) => onEvent({type: 'task', stage: 'preflight', task: t, status, message})
+export type Task = (t: string, s: 'start' | 'done' | 'failed', m?: string) => void
 
+export const preflightTask = (onEvent: OnEvent): Task => (t, status, message) => onEvent({type: 'task', stage: 'preflight', task: t, status, message})
+
+/** The cluster answers and runs a Kubernetes kpi supports. */
+export async function checkCluster(kube: Kube, task: Task): Promise<string> {
   task('cluster', 'start')
   const v = await kube.version()
   if (!(v.major > MIN_KUBERNETES.major || (v.major === MIN_KUBERNETES.major && v.minor >= MIN_KUBERNETES.minor))) {
@@ -66,16 +68,28 @@ export async function preflight(p: PreflightInput): Promise<PreflightResult> {
     })
   }
   task('cluster', 'done', `Kubernetes ${v.gitVersion} at ${kube.server}`)
+  return v.gitVersion
+}
+
+/** Permissions and images are independent: check both, report permissions first. */
+export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube' | 'objects' | 'registry' | 'clientOptions' | 'client'> & {deletes?: KubeObject[]}, task: Task): Promise<number> {
+  const [perms, images] = await Promise.allSettled([permissions(p.kube, p.objects, task, p.deletes ?? []), imagesExist(p, task)])
+  if (perms.status === 'rejected') throw perms.reason
+  if (images.status === 'rejected') throw images.reason
+  return images.value
+}
+
+export async function preflight(p: PreflightInput): Promise<PreflightResult> {
+  const {kube} = p
+  const task = preflightTask(p.onEvent)
+  const serverVersion = await checkCluster(kube, task)
 
   task('existing installation', 'start')
   const {mode, existing, adopted} = await existingInstallation(kube, p)
   task('existing installation', 'done', describeMode(mode, existing?.record, adopted))
 
-  // permissions and images are independent: check both, report permissions first
-  const [perms, images] = await Promise.allSettled([permissions(kube, p.objects, task), imagesExist(p, task)])
-  if (perms.status === 'rejected') throw perms.reason
-  if (images.status === 'rejected') throw images.reason
-  return {serverVersion: v.gitVersion, mode, existing, images: images.value, adopted}
+  const images = await checkAccessAndImages(p, task)
+  return {serverVersion, mode, existing, images, adopted}
 }
 
 function describeMode(mode: InstallMode, r: RevisionRecord | undefined, adopted: string[]): string {
@@ -165,10 +179,10 @@ async function resourceNames(kube: Kube, objects: KubeObject[]): Promise<Map<str
   return out
 }
 
-async function permissions(kube: Kube, rendered: RenderedObject[], task: (t: string, s: 'start' | 'done' | 'failed', m?: string) => void): Promise<void> {
+async function permissions(kube: Kube, rendered: RenderedObject[], task: Task, deletes: KubeObject[]): Promise<void> {
   task('permissions', 'start')
   const objects = rendered.map((r) => r.object)
-  const names = await resourceNames(kube, objects)
+  const names = await resourceNames(kube, [...objects, ...deletes])
   const needs = new Map<string, Need>()
   const need = (n: Need) => {
     const key = `${n.group}/${n.resource}/${n.namespace ?? ''}`
@@ -181,7 +195,13 @@ async function permissions(kube: Kube, rendered: RenderedObject[], task: (t: str
     need({group: groupOf(o.apiVersion), resource: r.resource, namespace: r.namespaced ? o.metadata.namespace : undefined, verbs: ['get', 'create', 'patch'], kind: o.kind})
   }
   need({group: '', resource: 'namespaces', verbs: ['get', 'create', 'patch'], kind: 'Namespace'})
-  need({group: '', resource: 'secrets', namespace: REVISION_NAMESPACE, verbs: ['get', 'list', 'create', 'update'], kind: 'Secret'})
+  for (const o of deletes) {
+    const r = names.get(`${o.apiVersion}/${o.kind}`)!
+    need({group: groupOf(o.apiVersion), resource: r.resource, namespace: r.namespaced ? o.metadata.namespace : undefined, verbs: ['get', 'delete'], kind: o.kind})
+  }
+  // revision records (and removing the oldest past --history-max), and the operation lease
+  need({group: '', resource: 'secrets', namespace: REVISION_NAMESPACE, verbs: ['get', 'list', 'create', 'update', 'delete'], kind: 'Secret'})
+  need({group: 'coordination.k8s.io', resource: 'leases', namespace: REVISION_NAMESPACE, verbs: ['get', 'create', 'update'], kind: 'Lease'})
   const checks: Array<{attrs: ResourceAttributes; kind: string}> = []
   for (const n of needs.values()) {
     for (const verb of n.verbs) checks.push({attrs: {verb, group: n.group, resource: n.resource, ...(n.namespace ? {namespace: n.namespace} : {})}, kind: n.kind})
@@ -220,7 +240,7 @@ export function valuesCredentials(r: RegistryValues): (registry: string) => Prom
   }
 }
 
-async function imagesExist(p: PreflightInput, task: (t: string, s: 'start' | 'done' | 'failed', m?: string) => void): Promise<number> {
+async function imagesExist(p: Pick<PreflightInput, 'objects' | 'registry' | 'clientOptions' | 'client'>, task: Task): Promise<number> {
   const found = imageReferences(p.objects)
   const byRef = new Map<string, string[]>()
   for (const f of found) {

@@ -8,11 +8,13 @@
  */
 import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
-import {crdReadiness, deploymentReadiness, endpointsReadiness, kpackReadiness, type Readiness} from '../kube/readiness.js'
-import {describeRef, refOf, type LiveObject} from '../kube/types.js'
+import {CHECKS} from '../kube/checks.js'
+import {describeRef, refOf} from '../kube/types.js'
 import type {RevisionRecord} from '../revision/record.js'
+import {readLease, type LeaseState} from '../revision/lease.js'
 import {latestRevision} from '../revision/store.js'
 import {planStages, type PlannedObject} from './plan.js'
+import {mapLimit} from './pool.js'
 
 export type ObjectState = 'ready' | 'progressing' | 'failed' | 'missing' | 'unknown'
 export type Health = 'healthy' | 'unhealthy' | 'unknown'
@@ -55,30 +57,42 @@ export interface PlatformStatus {
   verdict: string
   stages: StageHealth[]
   kpack: {ready: number; notReady: number; unknown: number}
+  /** an operation running now, or one that died before it finished */
+  operationState?: OperationState
+}
+
+export interface OperationState {
+  state: 'running' | 'interrupted'
+  /** one line: who runs it since when, or what was interrupted where */
+  message: string
+  /** the command that finishes an interrupted operation */
+  finishWith?: string
+}
+
+/** Whether the latest revision is being written now, or was left pending by an operation that died. */
+export function operationState(r: RevisionRecord, lease: LeaseState | undefined): OperationState | undefined {
+  if (lease && !lease.dead) return {state: 'running', message: `${lease.operation || 'an operation'} in progress: ${lease.holder} since ${lease.since}`}
+  if (!r.status.startsWith('pending-')) return undefined
+  const stage = r.stages.find((s) => s.status === 'applying' || s.status === 'waiting')?.name
+  const why = lease?.why ? ` (${lease.why})` : ''
+  const finishWith = r.operation === 'install' ? 'kpi install -b LOCK -f VALUES (it resumes)'
+    : r.operation === 'upgrade' ? `kpi upgrade -b LOCK -f VALUES (the same lock finishes it), or kpi rollback${r.previousRevision ? ` ${r.previousRevision}` : ''}`
+      : `kpi rollback ${r.rollbackTo ?? ''}`.trim()
+  return {
+    state: 'interrupted',
+    message: `interrupted: ${r.description ?? `${r.operation} of revision ${r.revision}`} (revision ${r.revision}) stopped${stage ? ` during stage ${stage}` : ''}: its kpi process died${why}`,
+    finishWith,
+  }
 }
 
 async function judge(kube: Kube, o: PlannedObject): Promise<ObjectHealth> {
-  const ref = refOf(o.object as unknown as LiveObject)
+  const ref = refOf(o.object)
   const name = describeRef(ref)
   const live = await kube.get(ref)
   if (!live) return {object: name, check: o.check, state: 'missing', message: 'not found in the cluster'}
-  let r: Readiness
-  switch (o.check) {
-    case 'established': r = crdReadiness(live); break
-    case 'rollout': r = deploymentReadiness(live); break
-    case 'endpoints': {
-      const slices = await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`})
-      r = endpointsReadiness(slices)
-      break
-    }
-    case 'kpack-ready': {
-      r = kpackReadiness(live)
-      const noStatus = !live.status || Object.keys(live.status as object).length === 0
-      if (r.state === 'progressing' && noStatus) return {object: name, check: o.check, state: 'unknown', message: 'no Ready condition: no kpack controller has reconciled it'}
-      break
-    }
-    default: r = {state: 'ready', message: 'present'}
-  }
+  const r = await CHECKS[o.check].judge(kube, live, ref)
+  const noStatus = !live.status || Object.keys(live.status as object).length === 0
+  if (o.check === 'kpack-ready' && r.state === 'progressing' && noStatus) return {object: name, check: o.check, state: 'unknown', message: 'no Ready condition: no kpack controller has reconciled it'}
   return {object: name, check: o.check, state: r.state, message: r.message}
 }
 
@@ -86,12 +100,6 @@ export function verdict(healthy: boolean, unknownKpack: number): string {
   if (!healthy) return 'NOT healthy'
   if (!unknownKpack) return 'healthy'
   return `healthy (kpack readiness unknown for ${unknownKpack} resource${unknownKpack === 1 ? '' : 's'})`
-}
-
-async function inBatches<T, R>(items: T[], n: number, f: (x: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = []
-  for (let i = 0; i < items.length; i += n) out.push(...(await Promise.all(items.slice(i, i + n).map(f))))
-  return out
 }
 
 export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
@@ -102,11 +110,12 @@ export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
     })
   }
   const r = latest.record
+  const opState = operationState(r, await readLease(kube))
   const stages = planStages(r.objects)
   const kpack = {ready: 0, notReady: 0, unknown: 0}
   const out: StageHealth[] = []
   for (const s of stages) {
-    const judged = await inBatches(s.objects, 8, (o) => judge(kube, o))
+    const judged = await mapLimit(s.objects, 8, (o) => judge(kube, o))
     const present = judged.filter((j) => j.state !== 'missing').length
     const bad = judged.filter((j) => j.state === 'missing' || j.state === 'failed' || j.state === 'progressing')
     const unknown = judged.filter((j) => j.state === 'unknown')
@@ -120,10 +129,7 @@ export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
       const of = judged.filter((j) => j.check === check)
       if (of.length) parts.push(`${of.filter((j) => j.state === 'ready').length}/${of.length} ${label}`)
     }
-    count('established', 'CRDs established')
-    count('rollout', 'Deployments available')
-    count('endpoints', 'Services with ready endpoints')
-    count('kpack-ready', 'kpack resources Ready')
+    for (const [check, c] of Object.entries(CHECKS)) if (c.counted) count(check as PlannedObject['check'], c.counted)
     if (unknown.length) parts.push(`${unknown.length} kpack readiness unknown`)
     out.push({
       name: s.name,
@@ -152,5 +158,6 @@ export async function platformStatus(kube: Kube): Promise<PlatformStatus> {
     verdict: verdict(healthy, kpack.unknown),
     stages: out,
     kpack,
+    ...(opState ? {operationState: opState} : {}),
   }
 }

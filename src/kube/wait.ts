@@ -5,7 +5,8 @@
  * (most objects are ready within a second) and grows to `maxIntervalMs`.
  */
 import type {Kube} from './client.js'
-import {crdReadiness, deploymentReadiness, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
+import {probeFor} from './checks.js'
+import type {Readiness} from './readiness.js'
 import type {LiveObject, ObjectRef} from './types.js'
 
 export interface WaitOptions {
@@ -59,29 +60,10 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   })
 }
 
-// ---- probes for the checks kpi knows ----
+// ---- probes for the checks kpi knows: the table in checks.ts ----
 
-export const crdProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
-  const live = await kube.get(ref)
-  return {readiness: crdReadiness(live), live}
-}
-
-export const deploymentProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
-  const live = await kube.get(ref)
-  return {readiness: deploymentReadiness(live), live}
-}
-
-export const kpackProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
-  const live = await kube.get(ref)
-  return {readiness: kpackReadiness(live), live}
-}
-
+export const crdProbe = (kube: Kube, ref: ObjectRef): Probe => probeFor(kube, 'established', ref)
+export const deploymentProbe = (kube: Kube, ref: ObjectRef): Probe => probeFor(kube, 'rollout', ref)
+export const kpackProbe = (kube: Kube, ref: ObjectRef): Probe => probeFor(kube, 'kpack-ready', ref)
 /** A Service is ready when its EndpointSlices list a ready endpoint: something will answer it. */
-export const endpointsProbe = (kube: Kube, ref: ObjectRef): Probe => async () => {
-  const live = await kube.get(ref)
-  if (!live) return {readiness: {state: 'progressing', message: 'not found'}}
-  const slices = await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {
-    namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`,
-  })
-  return {readiness: endpointsReadiness(slices), live}
-}
+export const endpointsProbe = (kube: Kube, ref: ObjectRef): Probe => probeFor(kube, 'endpoints', ref)

@@ -2,6 +2,7 @@
  * The render contract: what `renderPlatform` returns and the installer consumes. Ordering is data:
  * stages are applied in `STAGES` order, and objects within a stage in the order given.
  */
+import type {LiveObject, ObjectMetaLike} from '../kube/types.js'
 
 export const STAGES = [
   'namespaces',
@@ -22,19 +23,18 @@ export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 export const MANAGED_BY = 'kpi'
 export const STAGE_LABEL = 'kpi.dev/stage'
 
-export interface ObjectMeta {
-  name: string
-  namespace?: string
+/** Rendered metadata always carries labels (kpi's own); otherwise the same as what the API serves. */
+export interface ObjectMeta extends ObjectMetaLike {
   labels: Record<string, string>
-  annotations?: Record<string, string>
 }
 
-/** A Kubernetes object as plain data; fields beyond metadata depend on the kind. */
-export interface KubeObject {
-  apiVersion: string
-  kind: string
+/**
+ * A Kubernetes object as plain data; fields beyond metadata depend on the kind. The one object
+ * type: a rendered object is a LiveObject whose labels are set, so either passes where a
+ * LiveObject is wanted without a cast.
+ */
+export interface KubeObject extends LiveObject {
   metadata: ObjectMeta
-  [field: string]: unknown
 }
 
 export interface RenderedObject {

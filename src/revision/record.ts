@@ -36,8 +36,14 @@ export const VERSION_LABEL = 'kpi.dev/version'
 export const REVISION_LABEL = 'kpi.dev/revision'
 export const STATUS_LABEL = 'kpi.dev/status'
 export const REDACTED = '<redacted>'
-/** Secrets hold at most 1 MiB; keep room for metadata */
-const MAX_RECORD_BYTES = 900 * 1024
+export const PARTS_ANNOTATION = 'kpi.dev/parts'
+export const PART_RECORD = 'revision-part'
+/**
+ * A Secret holds at most 1 MiB: a record whose gzip'd JSON is larger is split into parts of this
+ * size, the first in the revision's Secret and the rest in `kpi.platform.v<N>.part<i>` (Helm
+ * cannot store such a release at all, helm #6711).
+ */
+export const MAX_PART_BYTES = 900 * 1024
 
 export type Operation = 'install' | 'upgrade' | 'rollback'
 export type RevisionStatus = 'pending-install' | 'pending-upgrade' | 'pending-rollback' | 'deployed' | 'failed' | 'superseded'
@@ -69,6 +75,10 @@ export interface RevisionRecord {
   previousRevision?: number
   operation: Operation
   status: RevisionStatus
+  /** what it was, for `kpi history`: `upgrade to 1.1.0`, `rollback to 1 (automatic: revision 2 failed)` */
+  description?: string
+  /** a rollback: the revision whose objects it put back */
+  rollbackTo?: number
   /** why it failed */
   message?: string
   kpiVersion: string
@@ -110,19 +120,14 @@ export function inputsDigest(lock: Bundle, values: Record<string, unknown>, obje
 }
 
 export function encodeRecord(r: RevisionRecord): Buffer {
-  const gz = gzipSync(Buffer.from(JSON.stringify(r)), {level: 9})
-  if (gz.length > MAX_RECORD_BYTES) {
-    throw new KpiError('failed', `revision ${r.revision} record is ${gz.length} bytes compressed, more than a Secret can hold`, {
-      hint: 'the rendered platform is unusually large; report this',
-    })
-  }
-  return gz
+  return gzipSync(Buffer.from(JSON.stringify(r)), {level: 9})
 }
 
-export function decodeRecord(base64: string, where: string): RevisionRecord {
+export function decodeRecord(base64: string | string[], where: string): RevisionRecord {
   let r: RevisionRecord
   try {
-    r = JSON.parse(gunzipSync(Buffer.from(base64, 'base64')).toString('utf8')) as RevisionRecord
+    const gz = Buffer.concat((Array.isArray(base64) ? base64 : [base64]).map((b) => Buffer.from(b, 'base64')))
+    r = JSON.parse(gunzipSync(gz).toString('utf8')) as RevisionRecord
   } catch (e) {
     throw new KpiError('integrity', `${where}: the revision record cannot be read (${(e as Error).message})`, {
       hint: `the Secret was changed by hand; kpi never writes it like this`,
@@ -145,18 +150,44 @@ export function revisionLabels(r: Pick<RevisionRecord, 'name' | 'version' | 'rev
   }
 }
 
-/** The Secret that stores a record; `resourceVersion` makes a replace fail if someone else wrote it since. */
-export function revisionSecret(r: RevisionRecord, resourceVersion?: string): LiveObject {
-  return {
+export const partSecretName = (revision: number, part: number): string => `${revisionSecretName(revision)}.part${part}`
+
+/**
+ * The Secrets that store a record: the revision's own first (`resourceVersion` makes a replace
+ * fail if someone else wrote it since), then the parts beyond the first, if it needs any.
+ */
+export function revisionSecrets(r: RevisionRecord, resourceVersion?: string, partBytes = MAX_PART_BYTES): LiveObject[] {
+  const gz = encodeRecord(r)
+  const parts: Buffer[] = []
+  for (let i = 0; i < gz.length || i === 0; i += partBytes) parts.push(gz.subarray(i, i + partBytes))
+  const head: LiveObject = {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: {
       name: revisionSecretName(r.revision),
       namespace: REVISION_NAMESPACE,
       labels: revisionLabels(r),
+      ...(parts.length > 1 ? {annotations: {[PARTS_ANNOTATION]: String(parts.length)}} : {}),
       ...(resourceVersion ? {resourceVersion} : {}),
     },
     type: REVISION_SECRET_TYPE,
-    data: {[REVISION_DATA_KEY]: encodeRecord(r).toString('base64')},
+    data: {[REVISION_DATA_KEY]: parts[0]!.toString('base64')},
   }
+  const rest = parts.slice(1).map((p, i): LiveObject => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: partSecretName(r.revision, i + 2),
+      namespace: REVISION_NAMESPACE,
+      labels: {'app.kubernetes.io/managed-by': 'kpi', [RECORD_LABEL]: PART_RECORD, [REVISION_LABEL]: String(r.revision)},
+    },
+    type: REVISION_SECRET_TYPE,
+    data: {[REVISION_DATA_KEY]: p.toString('base64')},
+  }))
+  return [head, ...rest]
+}
+
+/** The Secret that stores a record of one part (most records). */
+export function revisionSecret(r: RevisionRecord, resourceVersion?: string): LiveObject {
+  return revisionSecrets(r, resourceVersion)[0]!
 }

@@ -2,30 +2,35 @@
  * Reading and writing revision records (record.ts) in the cluster. Writes are create (a new
  * revision; 409 if another operation made the same one) and replace with the resourceVersion last
  * read (409 if another operation wrote it since): two kpi processes never silently overwrite
- * each other's record.
+ * each other's record. A record split in parts (record.ts) has its parts written before the
+ * revision's own Secret, which names how many to read.
  */
 import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import type {LiveObject} from '../kube/types.js'
 import {
-  decodeRecord, RECORD_LABEL, REVISION_DATA_KEY, REVISION_LABEL, REVISION_NAMESPACE, REVISION_SECRET_TYPE,
-  revisionSecret, revisionSecretName, STATUS_LABEL, type RevisionRecord, type RevisionStatus,
+  decodeRecord, PART_RECORD, PARTS_ANNOTATION, partSecretName, RECORD_LABEL, REVISION_DATA_KEY, REVISION_LABEL, REVISION_NAMESPACE,
+  REVISION_SECRET_TYPE, revisionSecretName, revisionSecrets, STATUS_LABEL, type RevisionRecord, type RevisionStatus,
 } from './record.js'
 
 /** A record as read or last written, with the resourceVersion to write it back. */
 export interface StoredRevision {
   record: RevisionRecord
   resourceVersion: string
+  /** how many Secrets hold it */
+  parts: number
 }
 
-/** What the labels tell without decoding: enough for `history` and to find the latest. */
+/** What the labels tell without decoding: enough to find the latest and to prune. */
 export interface RevisionHead {
   revision: number
   status: RevisionStatus
   secret: string
 }
 
-const secretRef = (revision: number) => ({apiVersion: 'v1', kind: 'Secret', name: revisionSecretName(revision), namespace: REVISION_NAMESPACE})
+export const DEFAULT_HISTORY_MAX = 10
+
+const secretRef = (name: string) => ({apiVersion: 'v1', kind: 'Secret', name, namespace: REVISION_NAMESPACE})
 
 export async function listRevisionHeads(kube: Kube): Promise<RevisionHead[]> {
   const secrets = await kube.list('v1', 'Secret', {namespace: REVISION_NAMESPACE, labelSelector: `${RECORD_LABEL}=revision`})
@@ -36,22 +41,40 @@ export async function listRevisionHeads(kube: Kube): Promise<RevisionHead[]> {
     .sort((a, b) => a.revision - b.revision)
 }
 
-function fromSecret(s: LiveObject): StoredRevision {
+const dataOf = (s: LiveObject) => (s.data as Record<string, string> | undefined)?.[REVISION_DATA_KEY]
+
+async function fromSecret(kube: Kube, s: LiveObject): Promise<StoredRevision> {
   const where = `Secret ${REVISION_NAMESPACE}/${s.metadata.name}`
-  const data = (s.data as Record<string, string> | undefined)?.[REVISION_DATA_KEY]
-  if (!data) throw new KpiError('integrity', `${where}: no ${REVISION_DATA_KEY} in the revision Secret`, {hint: 'the Secret was changed by hand'})
-  return {record: decodeRecord(data, where), resourceVersion: s.metadata.resourceVersion ?? ''}
+  const first = dataOf(s)
+  if (!first) throw new KpiError('integrity', `${where}: no ${REVISION_DATA_KEY} in the revision Secret`, {hint: 'the Secret was changed by hand'})
+  const parts = Number(s.metadata.annotations?.[PARTS_ANNOTATION] ?? 1)
+  const chunks = [first]
+  const revision = Number(s.metadata.labels?.[REVISION_LABEL])
+  for (let i = 2; i <= parts; i++) {
+    const p = await kube.get(secretRef(partSecretName(revision, i)))
+    const d = p && dataOf(p)
+    if (!d) throw new KpiError('integrity', `${where}: part ${i} of ${parts} (Secret ${partSecretName(revision, i)}) is missing`, {hint: 'the record was deleted in part by hand'})
+    chunks.push(d)
+  }
+  return {record: decodeRecord(chunks, where), resourceVersion: s.metadata.resourceVersion ?? '', parts}
 }
 
 export async function readRevision(kube: Kube, revision: number): Promise<StoredRevision | undefined> {
-  const s = await kube.get(secretRef(revision))
-  return s ? fromSecret(s) : undefined
+  const s = await kube.get(secretRef(revisionSecretName(revision)))
+  return s ? fromSecret(kube, s) : undefined
 }
 
 /** The newest revision, whatever its status; undefined when kpi never installed here. */
 export async function latestRevision(kube: Kube): Promise<StoredRevision | undefined> {
   const heads = await listRevisionHeads(kube)
   const last = heads.at(-1)
+  return last ? readRevision(kube, last.revision) : undefined
+}
+
+/** The newest revision that is deployed (the platform as it runs), if any. */
+export async function deployedRevision(kube: Kube): Promise<StoredRevision | undefined> {
+  const heads = await listRevisionHeads(kube)
+  const last = heads.filter((h) => h.status === 'deployed').at(-1)
   return last ? readRevision(kube, last.revision) : undefined
 }
 
@@ -62,10 +85,21 @@ export async function ensureRevisionNamespace(kube: Kube): Promise<void> {
   })
 }
 
+/** Parts beyond the first go in before the revision's own Secret; stale parts of a longer earlier write go after. */
+async function writeParts(kube: Kube, parts: LiveObject[]): Promise<void> {
+  for (const p of parts) await kube.apply(p, {force: true})
+}
+
+async function dropParts(kube: Kube, revision: number, from: number, to: number): Promise<void> {
+  for (let i = Math.max(2, from); i <= to; i++) await kube.delete(secretRef(partSecretName(revision, i)))
+}
+
 export async function createRevision(kube: Kube, record: RevisionRecord): Promise<StoredRevision> {
+  const [head, ...parts] = revisionSecrets(record)
   try {
-    const s = await kube.create(revisionSecret(record))
-    return {record, resourceVersion: s.metadata.resourceVersion ?? ''}
+    await writeParts(kube, parts)
+    const s = await kube.create(head!)
+    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1}
   } catch (e) {
     if (isKpiError(e) && e.kind === 'conflict') {
       throw new KpiError('conflict', `revision ${record.revision} already exists: another kpi operation is running or just ran`, {
@@ -78,9 +112,12 @@ export async function createRevision(kube: Kube, record: RevisionRecord): Promis
 
 /** Writes `record` over the stored one; fails with 'conflict' if someone else wrote it since it was read. */
 export async function saveRevision(kube: Kube, stored: StoredRevision, record: RevisionRecord): Promise<StoredRevision> {
+  const [head, ...parts] = revisionSecrets(record, stored.resourceVersion)
   try {
-    const s = await kube.replace(revisionSecret(record, stored.resourceVersion))
-    return {record, resourceVersion: s.metadata.resourceVersion ?? ''}
+    await writeParts(kube, parts)
+    const s = await kube.replace(head!)
+    await dropParts(kube, record.revision, parts.length + 2, stored.parts)
+    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1}
   } catch (e) {
     if (isKpiError(e) && e.kind === 'conflict') {
       throw new KpiError('conflict', `revision ${record.revision} was changed by another kpi operation while this one ran`, {
@@ -89,4 +126,22 @@ export async function saveRevision(kube: Kube, stored: StoredRevision, record: R
     }
     throw e
   }
+}
+
+export async function deleteRevision(kube: Kube, revision: number): Promise<void> {
+  const parts = await kube.list('v1', 'Secret', {namespace: REVISION_NAMESPACE, labelSelector: `${RECORD_LABEL}=${PART_RECORD},${REVISION_LABEL}=${revision}`})
+  await kube.delete(secretRef(revisionSecretName(revision)))
+  for (const p of parts) await kube.delete(secretRef(p.metadata.name))
+}
+
+/**
+ * Keeps the newest `max` revisions, and the deployed one whatever its age (the one a rollback
+ * goes back to); deletes the rest, oldest first. Returns the revisions deleted.
+ */
+export async function pruneHistory(kube: Kube, max = DEFAULT_HISTORY_MAX): Promise<number[]> {
+  const heads = await listRevisionHeads(kube)
+  const deployed = heads.filter((h) => h.status === 'deployed').at(-1)?.revision
+  const drop = heads.slice(0, Math.max(0, heads.length - max)).filter((h) => h.revision !== deployed)
+  for (const h of drop) await deleteRevision(kube, h.revision)
+  return drop.map((h) => h.revision)
 }

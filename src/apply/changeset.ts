@@ -1,0 +1,121 @@
+/**
+ * The change set, computed apart from applying it (as kapp's diffgraph is apart from its
+ * clusterapply): for each object of a stage, whether applying it creates, updates (with the
+ * fields) or leaves it; and which objects of the previous revision the new one no longer has
+ * (deleted last, by the executor, once every stage is healthy).
+ *
+ * An update is told by a server-side dry run of the apply compared with the live object, so what
+ * the API server would default or keep is not taken for a change, and a controller writing status
+ * meanwhile is not either. A kind the cluster does not serve yet (its CRD comes in an earlier
+ * stage of the same operation) is a create.
+ */
+import {isKpiError, type KpiError} from '../errors.js'
+import type {Kube} from '../kube/client.js'
+import type {CheckKind} from '../kube/checks.js'
+import {describeRef, groupOf, refOf, type LiveObject, type ObjectRef} from '../kube/types.js'
+import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
+import {diffFields, type FieldChange} from './fielddiff.js'
+import {installStageOf, type PlannedObject, type PlannedStage} from './plan.js'
+import {mapLimit} from './pool.js'
+
+export type ChangeAction = 'create' | 'update' | 'unchanged' | 'delete'
+
+export interface Change {
+  /** `Deployment kpack/kpack-controller` */
+  object: string
+  ref: ObjectRef
+  action: ChangeAction
+  check: CheckKind
+  /** 0: namespaces and CRDs, 1: the rest */
+  wave: number
+  /** what is applied (absent for a delete) */
+  desired?: KubeObject
+  /** for an update: the fields that change (Secret data masked) */
+  fields: FieldChange[]
+  /** fields another field manager owns, taken over with force: `kubectl-edit: .spec.replicas` */
+  conflict?: string
+}
+
+export interface StageChanges {
+  name: string
+  title: string
+  changes: Change[]
+}
+
+/** An object of the previous revision the new one does not have. */
+export interface StaleObject {
+  /** the install stage it belonged to */
+  stage: string
+  object: KubeObject
+  /** why it is left in place instead of deleted */
+  kept?: string
+}
+
+/** Same object across versions: group, kind, namespace, name (a CRD version change keeps the object). */
+export const identity = (o: {apiVersion: string; kind: string; metadata: {name: string; namespace?: string}}): string =>
+  `${groupOf(o.apiVersion)}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`
+
+const isConflict = (e: unknown): e is KpiError => isKpiError(e) && e.kind === 'conflict'
+
+function conflictLine(e: KpiError): string {
+  const d = e.details
+  const conflicts = d && 'source' in d && d.source === 'kubernetes' ? d.conflicts ?? [] : []
+  return conflicts.length ? conflicts.map((c) => `${c.manager}: ${c.field}`).join(', ') : 'fields of another field manager'
+}
+
+/** Decides one object. `force` takes other managers' fields from the start (adopting). */
+export async function decide(kube: Kube, o: PlannedObject, force: boolean): Promise<Change> {
+  const base = {object: describeRef(o.object), ref: refOf(o.object), check: o.check, wave: o.wave, desired: o.object, fields: [] as FieldChange[]}
+  if (!(await kube.resourceFor(o.object.apiVersion, o.object.kind))) return {...base, action: 'create'}
+  const live = await kube.get(base.ref)
+  if (!live) return {...base, action: 'create'}
+  let conflict: string | undefined
+  let preview: LiveObject
+  try {
+    preview = await kube.apply(o.object, {force, dryRun: true})
+  } catch (e) {
+    if (force || !isConflict(e)) throw e
+    conflict = conflictLine(e)
+    preview = await kube.apply(o.object, {force: true, dryRun: true})
+  }
+  const fields = diffFields(live, preview)
+  return {...base, action: conflict || fields.length ? 'update' : 'unchanged', fields, ...(conflict ? {conflict} : {})}
+}
+
+export async function decideStage(kube: Kube, stage: PlannedStage, force: boolean, concurrency = 8): Promise<StageChanges> {
+  const changes = await mapLimit(stage.objects, concurrency, (o) => decide(kube, o, force))
+  return {name: stage.name, title: stage.title, changes}
+}
+
+/**
+ * Objects of `previous` that `desired` lacks. CRDs and Namespaces are never deleted: deleting one
+ * deletes every object of its kind or in it, teams' Images and Builds included; they are reported
+ * as kept.
+ */
+export function staleObjects(previous: RenderedObject[], desired: RenderedObject[]): StaleObject[] {
+  const want = new Set(desired.map((d) => identity(d.object)))
+  return previous
+    .filter((p) => !want.has(identity(p.object)))
+    .map((p) => ({
+      stage: installStageOf(p.stage),
+      object: p.object,
+      ...(p.object.kind === 'CustomResourceDefinition' ? {kept: 'a CRD is never deleted: that would delete every object of its kind'}
+        : p.object.kind === 'Namespace' ? {kept: 'a namespace is never deleted: that would delete everything in it'} : {}),
+    }))
+}
+
+/** The deletion a stale object means now: only when it is there and kpi manages it. */
+export async function decideDeletion(kube: Kube, s: StaleObject): Promise<Change | undefined> {
+  if (s.kept) return undefined
+  if (!(await kube.resourceFor(s.object.apiVersion, s.object.kind))) return undefined
+  const live = await kube.get(refOf(s.object))
+  if (!live || live.metadata.deletionTimestamp || live.metadata.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) return undefined
+  return {object: describeRef(s.object), ref: refOf(s.object), action: 'delete', check: 'applied', wave: 1, fields: []}
+}
+
+export const countActions = (changes: Change[]): Record<ChangeAction, number> => ({
+  create: changes.filter((c) => c.action === 'create').length,
+  update: changes.filter((c) => c.action === 'update').length,
+  unchanged: changes.filter((c) => c.action === 'unchanged').length,
+  delete: changes.filter((c) => c.action === 'delete').length,
+})

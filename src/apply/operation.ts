@@ -1,0 +1,143 @@
+/**
+ * The operation runner, shared by install, upgrade and rollback (as Helm's actions share its
+ * storage driver): it holds the operation lease while the operation runs, writes the revision
+ * record `pending-*` before the first object is touched, records each stage as it goes, and marks
+ * the revision `deployed` (the one it replaced `superseded`, history trimmed to --history-max) or
+ * `failed` with why.
+ */
+import {KpiError, isKpiError} from '../errors.js'
+import type {Kube} from '../kube/client.js'
+import type {OnEvent} from '../progress/events.js'
+import {acquireLease, DEFAULT_LEASE_SECONDS, type HeldLease} from '../revision/lease.js'
+import type {Operation, RevisionRecord, StageRecord} from '../revision/record.js'
+import {
+  createRevision, DEFAULT_HISTORY_MAX, ensureRevisionNamespace, listRevisionHeads, pruneHistory, readRevision, saveRevision, type StoredRevision,
+} from '../revision/store.js'
+import type {StaleObject} from './changeset.js'
+import {execute, type ExecuteOptions, type ExecuteResult} from './executor.js'
+import type {PlannedStage} from './plan.js'
+
+export interface OperationContext {
+  kube: Kube
+  onEvent: OnEvent
+  kpiVersion: string
+  now?: () => Date
+  /** seconds a lease lasts without renewal (default 60) */
+  leaseSeconds?: number
+  /** revisions kept (default 10) */
+  historyMax?: number
+  signal?: AbortSignal
+}
+
+export const nowIso = (ctx: OperationContext): string => (ctx.now?.() ?? new Date()).toISOString()
+
+/** Runs `body` holding the lease; the namespace of records and lease is made first. */
+export async function withLease<T>(ctx: OperationContext, operation: Operation, body: (lease: HeldLease, signal: AbortSignal) => Promise<T>): Promise<T> {
+  await ensureRevisionNamespace(ctx.kube)
+  const lease = await acquireLease(ctx.kube, operation, ctx.leaseSeconds ?? DEFAULT_LEASE_SECONDS)
+  if (lease.tookOver) ctx.onEvent({type: 'warning', message: `took over the operation lease from ${lease.tookOver.holder} (${lease.tookOver.operation}, since ${lease.tookOver.since}): ${lease.tookOver.why}`})
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, lease.signal]) : lease.signal
+  try {
+    return await body(lease, signal)
+  } finally {
+    await lease.release()
+  }
+}
+
+export interface RevisionRun {
+  /** the record as it starts (status pending-*, stages pending) */
+  record: RevisionRecord
+  /** write over this stored record (resume) instead of creating one */
+  over?: StoredRevision
+  /** false: apply and gate but write no record (install's reconcile) */
+  persist: boolean
+  stages: PlannedStage[]
+  stale: StaleObject[]
+  exec: Omit<ExecuteOptions, 'kube' | 'onEvent' | 'onStage' | 'signal'>
+  signal?: AbortSignal
+}
+
+export interface RevisionOutcome {
+  record: RevisionRecord
+  stored?: StoredRevision
+  result: ExecuteResult
+}
+
+/** A revision that failed: the record as written, and the error of the stage that failed. */
+export class RevisionFailed extends Error {
+  constructor(readonly record: RevisionRecord, readonly error: KpiError, readonly stage?: string) {
+    super(error.message)
+  }
+}
+
+export const stageRecords = (stages: PlannedStage[]): StageRecord[] => stages.map((s) => ({name: s.name, status: 'pending', objects: s.objects.length, changed: 0}))
+
+export async function runRevision(ctx: OperationContext, run: RevisionRun): Promise<RevisionOutcome> {
+  const {kube} = ctx
+  const record = run.record
+  let stored: StoredRevision | undefined
+  if (run.persist) stored = run.over ? await saveRevision(kube, run.over, record) : await createRevision(kube, record)
+  const save = async () => {
+    record.updatedAt = nowIso(ctx)
+    if (stored) stored = await saveRevision(kube, stored, record)
+  }
+  let current: string | undefined
+  let result: ExecuteResult
+  try {
+    result = await execute(run.stages, run.stale, {
+      ...run.exec, kube, onEvent: ctx.onEvent, signal: run.signal,
+      onStage: async (stage, status, r) => {
+        const rec = record.stages.find((s) => s.name === stage.name)!
+        current = stage.name
+        if (status === 'applying') {
+          rec.startedAt = nowIso(ctx)
+          rec.status = 'applying'
+        } else {
+          rec.status = 'ready'
+          rec.finishedAt = nowIso(ctx)
+          rec.changed = r!.changes.filter((c) => c.action !== 'unchanged').length
+          if (r!.notChecked.length) rec.message = `kpack readiness not checked (--wait=applied): ${r!.notChecked.join(', ')}`
+          current = undefined
+        }
+        await save()
+      },
+    })
+  } catch (e) {
+    const err = isKpiError(e) ? e : new KpiError('failed', e instanceof Error ? e.message : String(e), {cause: e})
+    const rec = current ? record.stages.find((s) => s.name === current) : undefined
+    if (rec) Object.assign(rec, {status: 'failed', finishedAt: nowIso(ctx), message: err.message})
+    if (current) ctx.onEvent({type: 'task', stage: current, task: run.stages.find((s) => s.name === current)!.title, status: 'failed', message: err.message})
+    // if recording fails too (cluster gone), the original error is what matters
+    if (run.persist) await finish(ctx, record, () => stored, (s) => (stored = s), {status: 'failed', message: err.message}).catch(() => {})
+    throw new RevisionFailed(record, err, current)
+  }
+  if (run.persist) await finish(ctx, record, () => stored, (s) => (stored = s), {status: 'deployed', message: undefined})
+  if (run.persist) await afterDeployed(ctx, record.revision)
+  return {record, stored, result}
+}
+
+async function finish(ctx: OperationContext, record: RevisionRecord, get: () => StoredRevision | undefined, set: (s: StoredRevision) => void, patch: Partial<RevisionRecord>): Promise<void> {
+  Object.assign(record, patch, {updatedAt: nowIso(ctx), finishedAt: nowIso(ctx)})
+  const s = get()
+  if (s) set(await saveRevision(ctx.kube, s, record))
+}
+
+/** The revision just deployed replaces any other deployed one; history is trimmed. */
+async function afterDeployed(ctx: OperationContext, revision: number): Promise<void> {
+  for (const h of await listRevisionHeads(ctx.kube)) {
+    if (h.revision === revision || h.status !== 'deployed') continue
+    const s = await readRevision(ctx.kube, h.revision)
+    if (s) await saveRevision(ctx.kube, s, {...s.record, status: 'superseded', updatedAt: nowIso(ctx)})
+  }
+  const dropped = await pruneHistory(ctx.kube, ctx.historyMax ?? DEFAULT_HISTORY_MAX)
+  if (dropped.length) ctx.onEvent({type: 'info', message: `history: removed revision${dropped.length === 1 ? '' : 's'} ${dropped.join(', ')} (--history-max ${ctx.historyMax ?? DEFAULT_HISTORY_MAX})`})
+}
+
+/** Marks a revision whose operation died (its lease expired or its process is gone) as failed, saying so. */
+export async function markInterrupted(ctx: OperationContext, s: StoredRevision, by: string): Promise<StoredRevision> {
+  const r = s.record
+  const stage = r.stages.find((x) => x.status === 'applying' || x.status === 'waiting')?.name
+  const message = `interrupted: the ${r.operation} stopped${stage ? ` during stage ${stage}` : ''} (its kpi process died); ${by}`
+  const stages = r.stages.map((x) => (x.status === 'applying' || x.status === 'waiting' ? {...x, status: 'failed' as const, message: 'interrupted'} : x))
+  return saveRevision(ctx.kube, s, {...r, status: 'failed', message, stages, updatedAt: nowIso(ctx), finishedAt: nowIso(ctx)})
+}

@@ -1,0 +1,105 @@
+/**
+ * The `kpi rollback [REVISION]` action: preflight (cluster, the target revision, permissions, its
+ * images still in the registry, asked with the credentials the cluster holds now, since records
+ * hold none), then, holding the lease, the rollback (rollback.ts). An operation that died is
+ * recorded as interrupted first, as upgrade does.
+ */
+import {KpiError} from '../errors.js'
+import type {Kube} from '../kube/client.js'
+import {refOf} from '../kube/types.js'
+import type {OciClientOptions, RegistryClient} from '../oci/index.js'
+import type {OnEvent} from '../progress/events.js'
+import type {RegistryValues} from '../values/types.js'
+import type {WaitMode} from '../revision/record.js'
+import {deployedRevision, latestRevision, listRevisionHeads} from '../revision/store.js'
+import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
+import {markInterrupted, RevisionFailed, withLease, type OperationContext} from './operation.js'
+import {checkAccessAndImages, checkCluster, preflightTask} from './preflight.js'
+import {rollbackTarget, runRollback} from './rollback.js'
+import {summarize, type OperationSummary} from './summary.js'
+import {currentObjects} from './upgrade.js'
+import {staleObjects} from './changeset.js'
+
+export interface RollbackOptions {
+  kube: Kube
+  /** default: the revision deployed before the deployed one */
+  revision?: number
+  wait: WaitMode
+  timeoutMs?: number
+  kpiVersion: string
+  registryOptions?: OciClientOptions
+  registryClient?: RegistryClient
+  onEvent: OnEvent
+  signal?: AbortSignal
+  now?: () => Date
+  leaseSeconds?: number
+  historyMax?: number
+}
+
+export interface RollbackResult extends OperationSummary {
+  name: string
+  version: string
+  kpackVersion: string
+  /** the new revision */
+  revision: number
+  rollbackTo: number
+  interrupted?: number
+  serverVersion: string
+  durationMs: number
+}
+
+/** The registry credentials the cluster holds now (the platform's dockerconfigjson Secret), for the image check. */
+async function liveRegistry(kube: Kube, registry: Record<string, unknown>, objects: Array<{object: {kind: string; type?: unknown}}>): Promise<RegistryValues> {
+  const r = registry as unknown as RegistryValues
+  const secret = objects.map((o) => o.object).find((o) => o.kind === 'Secret' && o.type === 'kubernetes.io/dockerconfigjson')
+  const live = secret ? await kube.get(refOf(secret as never)) : undefined
+  const json = (live?.data as Record<string, string> | undefined)?.['.dockerconfigjson']
+  return {server: r.server, repository: r.repository, ...(json ? {dockerConfigJson: Buffer.from(json, 'base64').toString('utf8')} : {})}
+}
+
+export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
+  const started = Date.now()
+  const {kube, onEvent} = o
+  const ctx: OperationContext = {kube, onEvent, kpiVersion: o.kpiVersion, now: o.now, leaseSeconds: o.leaseSeconds, historyMax: o.historyMax, signal: o.signal}
+  onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, target revision, permissions, images'})
+  const task = preflightTask(onEvent)
+  const serverVersion = await checkCluster(kube, task)
+  task('target revision', 'start')
+  const target = await rollbackTarget(kube, o.revision)
+  const t = target.record
+  task('target revision', 'done', `revision ${t.revision}: ${t.name} ${t.version} (kpack ${t.kpackVersion}, ${t.status})`)
+  const deployed = await deployedRevision(kube)
+  const latest = await latestRevision(kube)
+  const current = deployed ? currentObjects(deployed, latest) : latest?.record.objects ?? []
+  const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
+  const registry = await liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)
+  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, deletes}, task)
+  onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
+
+  return withLease(ctx, 'rollback', async (_lease, signal) => {
+    const heads = await listRevisionHeads(kube)
+    const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
+    let interrupted: number | undefined
+    const now = await latestRevision(kube)
+    if (now?.record.status.startsWith('pending-')) {
+      await markInterrupted(ctx, now, `finished by revision ${next} (kpi rollback to ${t.revision})`)
+      interrupted = now.record.revision
+      onEvent({type: 'warning', message: `revision ${now.record.revision} (${now.record.operation}) was interrupted; recorded as failed`})
+    }
+    try {
+      const done = await runRollback(ctx, {
+        target, revision: next, previousRevision: deployed?.record.revision, current,
+        description: `rollback to ${t.revision}`, wait: o.wait, timeoutMs: o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS, signal,
+      })
+      return {
+        name: t.name, version: t.version, kpackVersion: t.kpackVersion, revision: next, rollbackTo: t.revision, interrupted,
+        serverVersion, durationMs: Date.now() - started, ...summarize(done.result, o.wait),
+      }
+    } catch (e) {
+      if (!(e instanceof RevisionFailed)) throw e
+      throw new KpiError(e.error.kind, `rollback to revision ${t.revision} failed${e.stage ? ` at stage ${e.stage}` : ''} (revision ${next}): ${e.error.message}`, {
+        hint: `kpi status names what is unhealthy; fix it, then kpi rollback ${t.revision} again`, details: e.error.details,
+      })
+    }
+  })
+}

@@ -1,0 +1,62 @@
+/**
+ * The one table of readiness checks: for each kind of check, how an object is judged from the
+ * live state (the pure rules are in kube/readiness.ts), how progress names it and how `kpi status`
+ * counts it. The executor's gates and `kpi status` both read this table, so a rule changes in
+ * one place.
+ */
+import type {Kube} from './client.js'
+import {crdReadiness, deploymentReadiness, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
+import type {Probe} from './wait.js'
+import type {LiveObject, ObjectRef} from './types.js'
+
+/**
+ * - `established`: CRD Established
+ * - `rollout`: Deployment rolled out and available
+ * - `endpoints`: Service has a ready endpoint (the webhook answers)
+ * - `kpack-ready`: kpack's Ready condition (skipped with --wait=applied)
+ * - `applied`: accepted by the API server is all there is to it
+ */
+export type CheckKind = 'established' | 'rollout' | 'endpoints' | 'kpack-ready' | 'applied'
+
+export interface Check {
+  /** progress: `Deployment kpack/kpack-controller rolled out` */
+  title: string
+  /** kpi status: `2/2 Deployments available` */
+  counted?: string
+  /** judge the live object (present); may read more (EndpointSlices) */
+  judge(kube: Kube, live: LiveObject, ref: ObjectRef): Promise<Readiness>
+}
+
+export const CHECKS: Record<CheckKind, Check> = {
+  established: {title: 'established', counted: 'CRDs established', judge: async (_k, live) => crdReadiness(live)},
+  rollout: {title: 'rolled out', counted: 'Deployments available', judge: async (_k, live) => deploymentReadiness(live)},
+  endpoints: {
+    title: 'has ready endpoints',
+    counted: 'Services with ready endpoints',
+    judge: async (kube, _live, ref) => endpointsReadiness(await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {
+      namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`,
+    })),
+  },
+  'kpack-ready': {title: 'Ready', counted: 'kpack resources Ready', judge: async (_k, live) => kpackReadiness(live)},
+  applied: {title: 'applied', judge: async () => ({state: 'ready', message: 'present'})},
+}
+
+/** kpack kinds whose Ready condition says kpack accepted them. */
+export const KPACK_READY_KINDS = new Set(['ClusterLifecycle', 'ClusterStack', 'ClusterStore', 'ClusterBuilder', 'Builder', 'ClusterBuildpack', 'Buildpack'])
+
+export const isKpackResource = (o: {apiVersion: string; kind: string}): boolean => o.apiVersion.startsWith('kpack.io/') && KPACK_READY_KINDS.has(o.kind)
+
+export function checkFor(o: LiveObject): CheckKind {
+  if (o.kind === 'CustomResourceDefinition') return 'established'
+  if (o.kind === 'Deployment' && o.apiVersion === 'apps/v1') return 'rollout'
+  if (o.kind === 'Service' && o.apiVersion === 'v1' && (o.spec as {selector?: unknown} | undefined)?.selector) return 'endpoints'
+  if (isKpackResource(o)) return 'kpack-ready'
+  return 'applied'
+}
+
+/** A probe for waitUntil: read the object, judge it by its check; missing is progressing. */
+export const probeFor = (kube: Kube, check: CheckKind, ref: ObjectRef): Probe => async () => {
+  const live = await kube.get(ref)
+  if (!live) return {readiness: {state: 'progressing', message: 'not found'}}
+  return {readiness: await CHECKS[check].judge(kube, live, ref), live}
+}
