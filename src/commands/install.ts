@@ -1,14 +1,10 @@
 import {Flags} from '@oclif/core'
-import {install, installStageTitles, DEFAULT_STAGE_TIMEOUT_MS, type InstallResult} from '../apply/install.js'
+import {install, installStageTitles, type InstallResult} from '../apply/install.js'
 import {formatDuration} from '../apply/stage.js'
-import {loadLock} from '../bundle/source.js'
 import {KpiCommand} from '../cli/base.js'
-import {parseDuration} from '../cli/duration.js'
 import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
-import {plainHttpNotice, readCaCerts, registryFlags, tlsSkipFromFlags} from '../cli/registry.js'
+import {inputFlags, loadInputs, operationFlags, operationOptions} from '../cli/operation.js'
 import {progressMode, withStagedProgress} from '../cli/progress.js'
-import {renderPlatform} from '../render/render.js'
-import {loadValues} from '../values/load.js'
 
 export default class Install extends KpiCommand {
   static override description = `Install the platform on a cluster, stage by stage, and wait until it is ready
@@ -28,39 +24,21 @@ install again with the same inputs changes nothing; after an interrupted install
   ]
 
   static override flags = {
-    bundle: Flags.string({char: 'b', description: 'relocated lock (kpi relocate --lock-output), or a relocated bundle image REPO@sha256:<digest>', required: true}),
-    values: Flags.string({char: 'f', description: 'values file (see docs/values.md)', required: true}),
-    wait: Flags.string({
-      description: 'ready: wait for kpack\'s Ready condition on stacks, stores and builders; applied: do not (no kpack controller runs)',
-      options: ['ready', 'applied'],
-      default: 'ready',
-    }),
-    timeout: Flags.string({description: 'how long each stage may take to become ready (e.g. 90s, 5m, 1h)', default: '5m'}),
+    ...inputFlags,
+    ...operationFlags,
     adopt: Flags.boolean({description: 'take over a kpack installation kpi did not make', default: false}),
     ...kubeFlags,
-    'plain-http': registryFlags['plain-http'],
-    'insecure-registry': registryFlags['insecure-registry'],
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Install)
-    const timeoutMs = parseDuration(flags.timeout, '--timeout') ?? DEFAULT_STAGE_TIMEOUT_MS
-    const values = await loadValues(flags.values)
-    const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
-    // the registry CAs the cluster will trust (values) and those given here
-    const caCerts = [...values.caCerts, ...(await readCaCerts(flags['ca-cert']))]
-    const registryOptions = {caCerts, ...tlsSkipFromFlags(flags), plainHttp: (r: string) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json)}
-    const {bundle: lock} = await loadLock(flags.bundle, registryOptions)
-    const render = renderPlatform(lock, values)
+    const op = operationOptions(flags)
+    const {lock, values, render, registryOptions} = await loadInputs(flags)
     const kube = await kubeClientFromFlags(flags)
     try {
       const mode = progressMode(flags)
       const result = await withStagedProgress(mode, `Installing ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, installStageTitles(render), (onEvent) =>
-        install({
-          kube, lock, values, render, wait: flags.wait as 'ready' | 'applied', timeoutMs, adopt: flags.adopt,
-          kpiVersion: this.config.version, onEvent,
-          registryOptions,
-        }))
+        install({kube, lock, values, render, ...op, adopt: flags.adopt, kpiVersion: this.config.version, onEvent, registryOptions}))
       this.report(flags.json, result)
     } finally {
       kube.close()

@@ -33,6 +33,10 @@ nobody has reconciled (no kpack controller running) are shown as unknown, which 
   private print(s: PlatformStatus): void {
     this.log(`${s.name} ${s.version} (kpack ${s.kpackVersion}): revision ${s.revision}, ${s.status} (${s.operation}) at ${s.updatedAt} by kpi ${s.kpiVersion}`)
     if (s.message) this.log(`  ${s.message}`)
+    if (s.operationState) {
+      this.log(`  ${s.operationState.message}`)
+      if (s.operationState.finishWith) this.log(`  finish it with: ${s.operationState.finishWith}`)
+    }
     const width = Math.max(...s.stages.map((x) => x.name.length))
     for (const st of s.stages) {
       this.log(`  ${st.name.padEnd(width)}  ${st.health.padEnd(9)}  ${st.summary}`)
