@@ -20,11 +20,10 @@ const SERVER_META = ['resourceVersion', 'managedFields', 'uid', 'generation', 'c
 
 /** What of an object a change is about: no status, no server-owned metadata. */
 export function comparable(o: LiveObject): Record<string, unknown> {
-  const {status: _status, metadata, ...rest} = o
+  const {status: _status, metadata, apiVersion, kind, ...rest} = o
   const meta: Record<string, unknown> = {...metadata}
   for (const k of SERVER_META) delete meta[k]
-  // the apiserver records the last-applied annotations of kubectl; not kpi's business
-  return {...rest, metadata: meta}
+  return {apiVersion, kind, metadata: meta, ...rest}
 }
 
 const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x)

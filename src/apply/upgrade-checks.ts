@@ -14,8 +14,9 @@ import type {Task} from './preflight.js'
 
 export function versionPolicy(from: string, to: string, allowDowngrade: boolean, task: Task): string {
   task('version policy', 'start')
-  const a = semver.valid(semver.coerce(from) ?? '') ? semver.parse(from.replace(/^v/, '')) ?? semver.coerce(from) : undefined
-  const b = semver.parse(to.replace(/^v/, '')) ?? semver.coerce(to)
+  const parse = (v: string) => semver.parse(v.replace(/^v/, '')) ?? semver.coerce(v)
+  const a = parse(from)
+  const b = parse(to)
   if (!a || !b) throw new KpiError('input', `the platform version "${!b ? to : from}" is not a semantic version`, {hint: 'bundle metadata.version must be like 1.4.0'})
   const cmp = semver.compare(a, b)
   const what = cmp < 0 ? `upgrade ${from} -> ${to}` : cmp === 0 ? `same version ${to} (values or images change)` : `downgrade ${from} -> ${to}`
