@@ -1,0 +1,135 @@
+/**
+ * Upgrades that fail, on the sandbox, from real causes: a controller asking more CPU than any
+ * KWOK node has (the real scheduler leaves its pod Pending, the rollout gate times out, v1 comes
+ * back by itself), a kpi killed with SIGKILL mid-stage on "another machine" (its lease expires,
+ * `kpi status` says what was interrupted, the next upgrade finishes it), a revision record over
+ * 1 MiB, and --history-max. Run `npm run build` first: the CLI runs from dist/.
+ */
+import {spawn} from 'node:child_process'
+import {describe, expect, it} from 'vitest'
+import {readRevision, createRevision, deleteRevision, listRevisionHeads} from '../src/revision/store.js'
+import type {RevisionRecord} from '../src/revision/record.js'
+import type {ObjectRef} from '../src/kube/types.js'
+import {expectCleanFailure, KPI_BIN, type CliResult} from './helpers/cli.js'
+import {usePlatformSandbox} from './helpers/platform.js'
+
+const p = usePlatformSandbox('upgrade-fail')
+const applied = ['--wait=applied']
+const controller: ObjectRef = {apiVersion: 'apps/v1', kind: 'Deployment', name: 'kpack-controller', namespace: 'kpack'}
+const imageOf = async () => ((await p.kube.get(controller))!.spec as {template: {spec: {containers: Array<{image: string}>}}}).template.spec.containers[0]!.image
+let values = ''
+
+/** kpi as a process on another host (its own UTS namespace and hostname), as a laptop would run it. */
+function kpiElsewhere(args: string[]): {pid: () => number | undefined; kill: () => void; done: Promise<CliResult>; stderrShows: (s: string) => Promise<void>} {
+  const child = spawn('unshare', ['--uts', '--fork', 'sh', '-c', `hostname kpi-laptop && exec "$0" "$@"`, process.execPath, KPI_BIN, ...args], {
+    env: {...process.env, ...p.env, NO_COLOR: '1', CI: 'true'}, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  })
+  let stdout = ''
+  let stderr = ''
+  const waiters: Array<{s: string; resolve: () => void}> = []
+  child.stdout!.on('data', (d) => (stdout += d))
+  child.stderr!.on('data', (d) => {
+    stderr += d
+    for (const w of waiters.filter((x) => stderr.includes(x.s))) w.resolve()
+  })
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({code, signal, stdout, stderr})))
+  return {
+    pid: () => child.pid,
+    // unshare --fork waits for its child; killing the process group kills kpi itself with SIGKILL
+    kill: () => process.kill(-child.pid!, 'SIGKILL'),
+    done,
+    stderrShows: (s) => new Promise<void>((resolve) => (stderr.includes(s) ? resolve() : waiters.push({s, resolve}))),
+  }
+}
+
+describe('failed upgrades on the sandbox', () => {
+  it('a controller that cannot be scheduled fails its gate; v1 comes back by itself; history shows both', async () => {
+    p.nameRunDir()
+    const lock1 = await p.relocate('v1')
+    const lock2 = await p.relocate('v2')
+    values = await p.values('values')
+    const inst = await p.run(['install', '-b', lock1, '-f', values, '--ca-cert', p.sb.caFile, ...applied])
+    expect(inst.code, inst.stderr).toBe(0)
+    const v1Image = await imageOf()
+    const greedy = await p.values('values-greedy', {controller: {resources: {requests: {cpu: '64'}}}})
+    const t0 = Date.now()
+    const r = await p.run(['upgrade', '-b', lock2, '-f', greedy, '--ca-cert', p.sb.caFile, ...applied, '--timeout', '20s'])
+    const line = expectCleanFailure(r)
+    expect(r.code).toBe(12)
+    expect(line).toMatch(/^Error: upgrade to 1\.1\.0 failed at stage controllers \(revision 2\): stage controllers was not ready after 20\.0s: Deployment kpack\/kpack-controller: /)
+    expect(line).toMatch(/FailedScheduling: 0\/2 nodes are available: 2 Insufficient cpu/)
+    expect(line).toContain('rolled back by itself to revision 1 (1.0.0, recorded as revision 3), which is healthy')
+    expect(r.stderr).toContain('warning: upgrade failed at stage controllers: rolling back to revision 1 (1.0.0)')
+    console.log(`failed gate to healthy v1: ${((Date.now() - t0) / 1000 - 20).toFixed(1)}s after the 20s gate`)
+    expect(await imageOf()).toBe(v1Image)
+    const st = await p.run(['status'])
+    expect(st.code, st.stdout).toBe(0)
+    expect(st.stdout).toMatch(/revision 3, deployed \(rollback\)/)
+    const rows = (JSON.parse((await p.run(['history', '--json'])).stdout) as {revisions: Array<{revision: number; status: string; description: string; message?: string}>}).revisions
+    expect(rows.map((x) => [x.revision, x.status, x.description])).toEqual([
+      [1, 'superseded', 'install 1.0.0'], [2, 'failed', 'upgrade 1.0.0 -> 1.1.0'], [3, 'deployed', 'rollback to 1 (automatic: revision 2 failed at stage controllers)'],
+    ])
+    expect(rows[1]!.message).toMatch(/Insufficient cpu/)
+  })
+
+  it('kpi killed (SIGKILL) mid-stage on another machine: a second upgrade is refused while its lease lives; then status says it was interrupted and the next upgrade finishes it', async () => {
+    p.nameRunDir()
+    const lock2 = await p.relocate('v2')
+    const args = ['upgrade', '-b', lock2, '-f', values, '--ca-cert', p.sb.caFile, ...applied, '--lease-duration', '8s']
+    const far = kpiElsewhere(args)
+    await far.stderrShows('stage controllers:')
+    far.kill()
+    const killed = await far.done
+    expect(killed.signal ?? killed.code).toBeTruthy()
+    const busy = await p.run(args)
+    expect(busy.code).toBe(9)
+    expect(expectCleanFailure(busy)).toMatch(/^Error: another kpi operation is running: upgrade by kpi upgrade \(pid \d+ on kpi-laptop\) since \S+ \(lease kpi-system\/kpi-operation, last renewed \S+\): wait for it to finish/)
+    const running = await p.run(['status'])
+    expect(running.stdout).toMatch(/upgrade in progress: kpi upgrade \(pid \d+ on kpi-laptop\) since /)
+    // the lease expires 8s after its last renewal
+    let st = running
+    for (let i = 0; i < 40 && !st.stdout.includes('interrupted:'); i++) {
+      await new Promise((r) => setTimeout(r, 500))
+      st = await p.run(['status'])
+    }
+    expect(st.code).toBe(11)
+    expect(st.stdout).toMatch(/ {2}interrupted: upgrade 1\.0\.0 -> 1\.1\.0 \(revision 4\) stopped during stage controllers: its kpi process died \(expired at \S+ \(not renewed for 8s\)\)/)
+    expect(st.stdout).toContain('  finish it with: kpi upgrade -b LOCK -f VALUES (the same lock finishes it), or kpi rollback 3')
+    const again = await p.run(args)
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stderr).toMatch(/warning: took over the operation lease from kpi upgrade \(pid \d+ on kpi-laptop\)/)
+    expect(again.stdout).toMatch(/^Upgraded build-service 1\.0\.0 \(kpack 0\.16\.1, revision 3\) to 1\.1\.0 \(kpack \S+\) as revision 5 in /)
+    expect(again.stdout).toContain('revision 4 had been interrupted; recorded as failed')
+    expect(await imageOf()).toBe((await p.lock('v2')).kpack.images.controller)
+    const four = await p.record(4)
+    expect(four.status).toBe('failed')
+    expect(four.message).toMatch(/^interrupted: the upgrade stopped during stage controllers \(its kpi process died\); finished by revision 5/)
+    const ok = await p.run(['status'])
+    expect(ok.code, ok.stdout).toBe(0)
+  })
+
+  it('a revision record over 1 MiB is stored across several Secrets and reads back whole', async () => {
+    p.nameRunDir()
+    const base = await p.record(5)
+    const big = Array.from({length: 120_000}, () => Math.random().toString(36).slice(2)).join('')
+    const record: RevisionRecord = {...base, revision: 90, status: 'superseded', objects: [...base.objects, {stage: 'config', object: {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'big', labels: {}}, data: {big}}}]}
+    const stored = await createRevision(p.kube, record)
+    expect(stored.parts).toBeGreaterThanOrEqual(2)
+    const back = await readRevision(p.kube, 90)
+    expect(back!.record).toEqual(record)
+    expect((await p.kube.list('v1', 'Secret', {namespace: 'kpi-system', labelSelector: 'kpi.dev/record=revision-part'})).length).toBe(stored.parts - 1)
+    await deleteRevision(p.kube, 90)
+    expect((await listRevisionHeads(p.kube)).map((h) => h.revision)).toEqual([1, 2, 3, 4, 5])
+    expect((await p.kube.list('v1', 'Secret', {namespace: 'kpi-system', labelSelector: 'kpi.dev/record=revision-part'})).length).toBe(0)
+  })
+
+  it('--history-max keeps the newest revisions and the deployed one', async () => {
+    p.nameRunDir()
+    const r = await p.run(['rollback', ...applied, '--history-max', '2'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^Rolled back to revision 3: build-service 1\.0\.0 .* recorded as revision 6/)
+    expect(r.stderr).toContain('history: removed revisions 1, 2, 3, 4 (--history-max 2)')
+    expect((await listRevisionHeads(p.kube)).map((h) => [h.revision, h.status])).toEqual([[5, 'superseded'], [6, 'deployed']])
+    for (const o of p.outputs) expect(o).not.toContain(p.sb.airgap.password!)
+  })
+})
