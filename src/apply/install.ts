@@ -6,41 +6,24 @@
  */
 import type {Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
-import type {Kube} from '../kube/client.js'
-import type {OciClientOptions, RegistryClient} from '../oci/index.js'
-import type {OnEvent} from '../progress/events.js'
-import {renderPlatform} from '../render/render.js'
 import type {RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
-import {inputsDigest, redactObjects, redactValues, type RevisionRecord, type WaitMode} from '../revision/record.js'
+import type {RevisionRecord} from '../revision/record.js'
 import {latestRevision, saveRevision} from '../revision/store.js'
 import type {ChangeAction} from './changeset.js'
-import {runRevision, RevisionFailed, stageRecords, withLease, type OperationContext} from './operation.js'
+import {contextOf, desiredRevision, runRevision, RevisionFailed, stageRecords, withLease, type OperationOptions} from './operation.js'
 import {planStages} from './plan.js'
 import {preflight, type InstallMode} from './preflight.js'
 import {summarize, type OperationSummary} from './summary.js'
 
 export const DEFAULT_STAGE_TIMEOUT_MS = 5 * 60_000
 
-export interface InstallOptions {
-  kube: Kube
+export interface InstallOptions extends OperationOptions {
   lock: Bundle
   values: Values
   /** rendered already (the command may have); rendered here when absent */
   render?: RenderResult
-  wait: WaitMode
-  /** per stage */
-  timeoutMs?: number
   adopt?: boolean
-  kpiVersion: string
-  /** registry settings for the preflight image check (CA, plain HTTP); credentials come from the values */
-  registryOptions?: OciClientOptions
-  registryClient?: RegistryClient
-  onEvent: OnEvent
-  signal?: AbortSignal
-  now?: () => Date
-  leaseSeconds?: number
-  historyMax?: number
 }
 
 export interface ObjectChange {
@@ -71,16 +54,10 @@ export const pastTense = (a: ChangeAction): ObjectChange['action'] => (a === 'cr
 
 export async function install(o: InstallOptions): Promise<InstallResult> {
   const started = Date.now()
-  const ctx: OperationContext = {kube: o.kube, onEvent: o.onEvent, kpiVersion: o.kpiVersion, now: o.now, leaseSeconds: o.leaseSeconds, historyMax: o.historyMax, signal: o.signal}
+  const ctx = contextOf(o)
   const now = () => (o.now?.() ?? new Date()).toISOString()
   const {kube, onEvent} = o
-  const render = o.render ?? renderPlatform(o.lock, o.values)
-  const warnings = [...render.warnings]
-  for (const w of render.warnings) onEvent({type: 'warning', message: w})
-  const stages = planStages(render.objects)
-  const redacted = redactValues(o.values)
-  const objects = redactObjects(render.objects)
-  const digest = inputsDigest(o.lock, redacted.values, objects)
+  const {render, warnings, stages, redacted, objects, digest} = desiredRevision(o)
 
   onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: PREFLIGHT_STAGE.title})
   const pre = await preflight({

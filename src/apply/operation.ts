@@ -9,13 +9,18 @@ import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import type {OnEvent} from '../progress/events.js'
 import {acquireLease, DEFAULT_LEASE_SECONDS, type HeldLease} from '../revision/lease.js'
-import type {Operation, RevisionRecord, StageRecord} from '../revision/record.js'
+import type {OciClientOptions, RegistryClient} from '../oci/index.js'
+import type {Bundle} from '../bundle/types.js'
+import {renderPlatform} from '../render/render.js'
+import type {RenderResult} from '../render/types.js'
+import {inputsDigest, redactObjects, redactValues, type Operation, type RevisionRecord, type StageRecord, type WaitMode} from '../revision/record.js'
+import type {Values} from '../values/types.js'
 import {
   createRevision, DEFAULT_HISTORY_MAX, ensureRevisionNamespace, listRevisionHeads, pruneHistory, readRevision, saveRevision, type StoredRevision,
 } from '../revision/store.js'
 import type {StaleObject} from './changeset.js'
 import {execute, type ExecuteOptions, type ExecuteResult} from './executor.js'
-import type {PlannedStage} from './plan.js'
+import {planStages, type PlannedStage} from './plan.js'
 
 export interface OperationContext {
   kube: Kube
@@ -27,6 +32,39 @@ export interface OperationContext {
   /** revisions kept (default 10) */
   historyMax?: number
   signal?: AbortSignal
+}
+
+/** What every operation (install, upgrade, rollback) is given besides its own inputs. */
+export interface OperationOptions {
+  kube: Kube
+  wait: WaitMode
+  /** per stage */
+  timeoutMs?: number
+  kpiVersion: string
+  /** registry settings for the preflight image check (CA, plain HTTP); credentials come from the values */
+  registryOptions?: OciClientOptions
+  registryClient?: RegistryClient
+  onEvent: OnEvent
+  signal?: AbortSignal
+  now?: () => Date
+  leaseSeconds?: number
+  historyMax?: number
+}
+
+export const contextOf = (o: OperationOptions): OperationContext => ({
+  kube: o.kube, onEvent: o.onEvent, kpiVersion: o.kpiVersion, now: o.now, leaseSeconds: o.leaseSeconds, historyMax: o.historyMax, signal: o.signal,
+})
+
+/**
+ * What a lock and values make: the render (its warnings said), the stages, and what the revision
+ * record keeps of them (values and objects without credentials, the digest of the inputs).
+ */
+export function desiredRevision(o: {lock: Bundle; values: Values; render?: RenderResult; onEvent: OnEvent}) {
+  const render = o.render ?? renderPlatform(o.lock, o.values)
+  for (const w of render.warnings) o.onEvent({type: 'warning', message: w})
+  const redacted = redactValues(o.values)
+  const objects = redactObjects(render.objects)
+  return {render, warnings: [...render.warnings], stages: planStages(render.objects), redacted, objects, digest: inputsDigest(o.lock, redacted.values, objects)}
 }
 
 export const nowIso = (ctx: OperationContext): string => (ctx.now?.() ?? new Date()).toISOString()

@@ -7,33 +7,19 @@
 import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {refOf} from '../kube/types.js'
-import type {OciClientOptions, RegistryClient} from '../oci/index.js'
-import type {OnEvent} from '../progress/events.js'
 import type {RegistryValues} from '../values/types.js'
-import type {WaitMode} from '../revision/record.js'
 import {deployedRevision, latestRevision, listRevisionHeads} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
-import {markInterrupted, RevisionFailed, withLease, type OperationContext} from './operation.js'
+import {contextOf, markInterrupted, RevisionFailed, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask} from './preflight.js'
 import {rollbackTarget, runRollback} from './rollback.js'
 import {summarize, type OperationSummary} from './summary.js'
 import {currentObjects} from './upgrade.js'
 import {staleObjects} from './changeset.js'
 
-export interface RollbackOptions {
-  kube: Kube
+export interface RollbackOptions extends OperationOptions {
   /** default: the revision deployed before the deployed one */
   revision?: number
-  wait: WaitMode
-  timeoutMs?: number
-  kpiVersion: string
-  registryOptions?: OciClientOptions
-  registryClient?: RegistryClient
-  onEvent: OnEvent
-  signal?: AbortSignal
-  now?: () => Date
-  leaseSeconds?: number
-  historyMax?: number
 }
 
 export interface RollbackResult extends OperationSummary {
@@ -60,7 +46,7 @@ async function liveRegistry(kube: Kube, registry: Record<string, unknown>, objec
 export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const started = Date.now()
   const {kube, onEvent} = o
-  const ctx: OperationContext = {kube, onEvent, kpiVersion: o.kpiVersion, now: o.now, leaseSeconds: o.leaseSeconds, historyMax: o.historyMax, signal: o.signal}
+  const ctx = contextOf(o)
   onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, target revision, permissions, images'})
   const task = preflightTask(onEvent)
   const serverVersion = await checkCluster(kube, task)

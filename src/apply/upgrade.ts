@@ -11,42 +11,26 @@
  */
 import type {Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
-import type {Kube} from '../kube/client.js'
-import type {OciClientOptions, RegistryClient} from '../oci/index.js'
-import type {OnEvent} from '../progress/events.js'
-import {renderPlatform} from '../render/render.js'
 import type {KubeObject, RenderedObject, RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
-import {inputsDigest, redactObjects, redactValues, type RevisionRecord, type WaitMode} from '../revision/record.js'
+import type {RevisionRecord} from '../revision/record.js'
 import {deployedRevision, latestRevision, listRevisionHeads, type StoredRevision} from '../revision/store.js'
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
-import {markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, withLease, type OperationContext} from './operation.js'
-import {planStages} from './plan.js'
+import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask} from './preflight.js'
 import {runRollback} from './rollback.js'
 import {gateFailureOf} from './stage.js'
 import {summarize, type OperationSummary} from './summary.js'
 import {crdStoredVersions, versionPolicy} from './upgrade-checks.js'
 
-export interface UpgradeOptions {
-  kube: Kube
+export interface UpgradeOptions extends OperationOptions {
   lock: Bundle
   values: Values
   render?: RenderResult
-  wait: WaitMode
-  timeoutMs?: number
   allowDowngrade?: boolean
   /** put the deployed revision back when a gate fails (default true; --no-rollback) */
   rollback?: boolean
-  kpiVersion: string
-  registryOptions?: OciClientOptions
-  registryClient?: RegistryClient
-  onEvent: OnEvent
-  signal?: AbortSignal
-  now?: () => Date
-  leaseSeconds?: number
-  historyMax?: number
 }
 
 export interface UpgradeResult extends OperationSummary {
@@ -74,14 +58,8 @@ export function currentObjects(deployed: StoredRevision, latest: StoredRevision 
 export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   const started = Date.now()
   const {kube, onEvent} = o
-  const ctx: OperationContext = {kube, onEvent, kpiVersion: o.kpiVersion, now: o.now, leaseSeconds: o.leaseSeconds, historyMax: o.historyMax, signal: o.signal}
-  const render = o.render ?? renderPlatform(o.lock, o.values)
-  const warnings = [...render.warnings]
-  for (const w of render.warnings) onEvent({type: 'warning', message: w})
-  const stages = planStages(render.objects)
-  const redacted = redactValues(o.values)
-  const objects = redactObjects(render.objects)
-  const digest = inputsDigest(o.lock, redacted.values, objects)
+  const ctx = contextOf(o)
+  const {render, warnings, stages, redacted, objects, digest} = desiredRevision(o)
   const timeoutMs = o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS
 
   onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, installation, version policy, CRDs, permissions, images'})
