@@ -59,7 +59,9 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const current = deployed ? currentObjects(deployed, latest) : latest?.record.objects ?? []
   const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
   const registry = await liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)
-  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, deletes}, task)
+  // the CAs the cluster trusts are in the record (values caCerts, not secret), beside --ca-cert
+  const caCerts = [...(o.registryOptions?.caCerts ?? []), ...((t.values.caCerts as string[] | undefined) ?? [])]
+  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
 
   return withLease(ctx, 'rollback', async (_lease, signal) => {
