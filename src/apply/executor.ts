@@ -29,8 +29,9 @@ export interface ExecuteResult {
 export async function execute(stages: PlannedStage[], stale: StaleObject[], o: ExecuteOptions): Promise<ExecuteResult> {
   const results: StageResult[] = []
   for (const stage of stages) {
-    o.onEvent({type: 'stage-start', stage: stage.name, message: stage.title})
+    // recorded before it is said: a kill after the event finds the stage in the record
     await o.onStage?.(stage, 'applying')
+    o.onEvent({type: 'stage-start', stage: stage.name, message: stage.title})
     const r = await runStage(stage, o)
     results.push(r)
     await o.onStage?.(stage, 'ready', r)

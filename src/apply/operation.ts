@@ -175,7 +175,8 @@ async function afterDeployed(ctx: OperationContext, revision: number): Promise<v
 export async function markInterrupted(ctx: OperationContext, s: StoredRevision, by: string): Promise<StoredRevision> {
   const r = s.record
   const stage = r.stages.find((x) => x.status === 'applying' || x.status === 'waiting')?.name
-  const message = `interrupted: the ${r.operation} stopped${stage ? ` during stage ${stage}` : ''} (its kpi process died); ${by}`
+  const after = r.stages.filter((x) => x.status === 'ready').at(-1)?.name
+  const message = `interrupted: the ${r.operation} stopped${stage ? ` during stage ${stage}` : after ? ` after stage ${after}` : ''} (its kpi process died); ${by}`
   const stages = r.stages.map((x) => (x.status === 'applying' || x.status === 'waiting' ? {...x, status: 'failed' as const, message: 'interrupted'} : x))
   return saveRevision(ctx.kube, s, {...r, status: 'failed', message, stages, updatedAt: nowIso(ctx), finishedAt: nowIso(ctx)})
 }

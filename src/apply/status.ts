@@ -74,13 +74,14 @@ export function operationState(r: RevisionRecord, lease: LeaseState | undefined)
   if (lease && !lease.dead) return {state: 'running', message: `${lease.operation || 'an operation'} in progress: ${lease.holder} since ${lease.since}`}
   if (!r.status.startsWith('pending-')) return undefined
   const stage = r.stages.find((s) => s.status === 'applying' || s.status === 'waiting')?.name
+  const after = r.stages.filter((s) => s.status === 'ready').at(-1)?.name
   const why = lease?.why ? ` (${lease.why})` : ''
   const finishWith = r.operation === 'install' ? 'kpi install -b LOCK -f VALUES (it resumes)'
     : r.operation === 'upgrade' ? `kpi upgrade -b LOCK -f VALUES (the same lock finishes it), or kpi rollback${r.previousRevision ? ` ${r.previousRevision}` : ''}`
       : `kpi rollback ${r.rollbackTo ?? ''}`.trim()
   return {
     state: 'interrupted',
-    message: `interrupted: ${r.description ?? `${r.operation} of revision ${r.revision}`} (revision ${r.revision}) stopped${stage ? ` during stage ${stage}` : ''}: its kpi process died${why}`,
+    message: `interrupted: ${r.description ?? `${r.operation} of revision ${r.revision}`} (revision ${r.revision}) stopped${stage ? ` during stage ${stage}` : after ? ` after stage ${after}` : ''}: its kpi process died${why}`,
     finishWith,
   }
 }
