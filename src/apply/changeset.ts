@@ -16,7 +16,7 @@ import {describeRef, groupOf, refOf, type LiveObject, type ObjectRef} from '../k
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
 import {diffFields, type FieldChange} from './fielddiff.js'
 import {installStageOf, type PlannedObject, type PlannedStage} from './plan.js'
-import {mapLimit} from './pool.js'
+import {mapLimit} from '../pool.js'
 
 export type ChangeAction = 'create' | 'update' | 'unchanged' | 'delete'
 

@@ -14,7 +14,7 @@ import {decideDeletion, decideStage, staleObjects, type Change} from './changese
 import type {FieldChange} from './fielddiff.js'
 import {futureBuilders, kpackImpact, type ImageImpact} from './kpack-impact.js'
 import {planStages} from './plan.js'
-import {mapLimit} from './pool.js'
+import {mapLimit} from '../pool.js'
 import {valuesCredentials} from './preflight.js'
 import {currentObjects} from './upgrade.js'
 

@@ -15,7 +15,7 @@ import type {OnEvent} from '../progress/events.js'
 import type {WaitMode} from '../revision/record.js'
 import {decide, type Change} from './changeset.js'
 import type {PlannedObject, PlannedStage} from './plan.js'
-import {mapLimit} from './pool.js'
+import {mapLimit} from '../pool.js'
 
 export interface StageResult {
   name: string

@@ -14,7 +14,7 @@ import type {RevisionRecord} from '../revision/record.js'
 import {readLease, type LeaseState} from '../revision/lease.js'
 import {latestRevision} from '../revision/store.js'
 import {planStages, type PlannedObject} from './plan.js'
-import {mapLimit} from './pool.js'
+import {mapLimit} from '../pool.js'
 
 export type ObjectState = 'ready' | 'progressing' | 'failed' | 'missing' | 'unknown'
 export type Health = 'healthy' | 'unhealthy' | 'unknown'
