@@ -34,6 +34,8 @@ export interface Change {
   fields: FieldChange[]
   /** fields another field manager owns, taken over with force: `kubectl-edit: .spec.replicas` */
   conflict?: string
+  /** written whole (PUT of the live object with the desired spec) instead of applied; see decide() */
+  replacement?: LiveObject
 }
 
 export interface StageChanges {
@@ -63,12 +65,24 @@ function conflictLine(e: KpiError): string {
   return conflicts.length ? conflicts.map((c) => `${c.manager}: ${c.field}`).join(', ') : 'fields of another field manager'
 }
 
-/** Decides one object. `force` takes other managers' fields from the start (adopting). */
-export async function decide(kube: Kube, o: PlannedObject, force: boolean): Promise<Change> {
+/**
+ * Decides one object. `force` takes other managers' fields from the start (adopting).
+ *
+ * `replaceSpec` (rollbacks, for kpack's kinds): the object is written whole, its spec exactly the
+ * desired one. A newer kpack's webhook defaults fields into the spec that an older kpack's webhook
+ * refuses to decode (kpack 0.17 adds `spec.lifecycle` to builders; 0.16 answers `unknown field
+ * "lifecycle"`); they are not kpi's fields, so a server-side apply would keep them.
+ */
+export async function decide(kube: Kube, o: PlannedObject, force: boolean, replaceSpec = false): Promise<Change> {
   const base = {object: describeRef(o.object), ref: refOf(o.object), check: o.check, wave: o.wave, desired: o.object, fields: [] as FieldChange[]}
   if (!(await kube.resourceFor(o.object.apiVersion, o.object.kind))) return {...base, action: 'create'}
   const live = await kube.get(base.ref)
   if (!live) return {...base, action: 'create'}
+  if (replaceSpec) {
+    const replacement: LiveObject = {...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...o.object.metadata.labels}}, spec: o.object.spec}
+    const fields = diffFields(live, replacement)
+    return {...base, action: fields.length ? 'update' : 'unchanged', fields, ...(fields.length ? {replacement} : {})}
+  }
   let conflict: string | undefined
   let preview: LiveObject
   try {

@@ -10,6 +10,7 @@
  */
 import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
+import {isKpackResource} from '../kube/checks.js'
 import {describeRef, refOf} from '../kube/types.js'
 import type {RenderedObject} from '../render/types.js'
 import {REDACTED, type RevisionRecord, type WaitMode} from '../revision/record.js'
@@ -82,7 +83,8 @@ export async function runRollback(ctx: OperationContext, run: RollbackRun): Prom
   }
   return runRevision(ctx, {
     record, persist: true, stages, stale: staleObjects(run.current, t.objects), signal: run.signal,
-    exec: {wait: run.wait, timeoutMs: run.timeoutMs, retry: `kpi rollback ${t.revision}`},
+    // the target's kpack may be older than the one that defaulted the live specs: write them whole
+    exec: {wait: run.wait, timeoutMs: run.timeoutMs, retry: `kpi rollback ${t.revision}`, replaceSpec: isKpackResource},
   })
 }
 

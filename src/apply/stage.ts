@@ -12,6 +12,7 @@ import {CHECKS, probeFor} from '../kube/checks.js'
 import {waitUntil, type WaitOutcome} from '../kube/wait.js'
 import {describeRef, formatCondition, type Condition, type KubeEvent, type LiveObject} from '../kube/types.js'
 import type {OnEvent} from '../progress/events.js'
+import type {KubeObject} from '../render/types.js'
 import type {WaitMode} from '../revision/record.js'
 import {decide, type Change} from './changeset.js'
 import type {PlannedObject, PlannedStage} from './plan.js'
@@ -40,6 +41,8 @@ export interface StageRunOptions {
   signal?: AbortSignal
   /** what the user runs after fixing the cause: `kpi install again (it resumes)` */
   retry?: string
+  /** objects written whole with the desired spec instead of applied (changeset.ts decide()) */
+  replaceSpec?: (o: KubeObject) => boolean
 }
 
 /** One object a gate found not ready: what `kpi upgrade` names when it fails. */
@@ -72,7 +75,22 @@ export function formatDuration(ms: number): string {
 }
 
 async function applyChange(kube: Kube, c: Change, force: boolean): Promise<void> {
-  if (c.action === 'create' || c.action === 'update') await kube.apply(c.desired!, {force: force || !!c.conflict})
+  if (c.replacement) await replaceSpec(kube, c)
+  else if (c.action === 'create' || c.action === 'update') await kube.apply(c.desired!, {force: force || !!c.conflict})
+}
+
+/** PUT the live object with the desired spec; kpack writing status meanwhile (a new resourceVersion) is retried. */
+async function replaceSpec(kube: Kube, c: Change): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const live = attempt === 1 ? c.replacement! : await kube.get(c.ref)
+    if (!live) return
+    try {
+      await kube.replace({...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...c.desired!.metadata.labels}}, spec: c.desired!.spec})
+      return
+    } catch (e) {
+      if (!(isKpiError(e) && e.kind === 'conflict') || attempt >= 5) throw e
+    }
+  }
 }
 
 export async function runStage(stage: PlannedStage, opts: StageRunOptions): Promise<StageResult> {
@@ -90,7 +108,7 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
     const objs = stage.objects.filter((o) => o.wave === wave)
     await mapLimit(objs, limit, async (o) => {
       opts.signal?.throwIfAborted()
-      const c = await decide(kube, o, force)
+      const c = await decide(kube, o, force, opts.replaceSpec?.(o.object) ?? false)
       await applyChange(kube, c, force)
       changes.push(c)
       if (c.conflict) {

@@ -1,5 +1,6 @@
 /**
- * The sandbox for upgrade tests: registries and a real control plane (KWOK plays the pods), the
+ * The sandbox for upgrade tests: registries and a real control plane (KWOK plays the pods; kpack's
+ * own controller and webhook run for theirs with `runPods`), the
  * sample's v1 relocated to the air-gapped registry, a values file for it, and helpers to run the
  * CLI, read revision records and relocate v2 when a test wants it there.
  */
@@ -34,7 +35,8 @@ export interface PlatformSandbox {
   nameRunDir(): void
 }
 
-export function usePlatformSandbox(name: string): PlatformSandbox {
+/** `runPods`: kpack's own controller and webhook run for their pods (default: KWOK alone, no kpack code). */
+export function usePlatformSandbox(name: string, opts: {runPods?: boolean} = {}): PlatformSandbox {
   let sb: Sandbox | undefined
   let kube: Kube | undefined
   let work = ''
@@ -44,7 +46,8 @@ export function usePlatformSandbox(name: string): PlatformSandbox {
   const locks: Partial<Record<'v1' | 'v2', string>> = {}
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), `kpi-${name}-`))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1', 'v2']})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1', 'v2'], runPods: opts.runPods ?? false})
+    if (opts.runPods) expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
   })
