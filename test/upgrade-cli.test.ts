@@ -45,7 +45,7 @@ async function appImage(name: string, build?: {buildpacks: string[]; runImage: s
   await p.kube.patchStatus({apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name, namespace: ns}, {latestBuildRef: buildName, observedGeneration: 1})
 }
 
-describe('kpi upgrade, diff, rollback and history on the sandbox', () => {
+describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600_000}, () => {
   it('installs v1', async () => {
     p.nameRunDir()
     lock1 = await p.relocate('v1')

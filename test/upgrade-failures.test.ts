@@ -42,7 +42,7 @@ function kpiElsewhere(args: string[]): {pid: () => number | undefined; kill: () 
   }
 }
 
-describe('failed upgrades on the sandbox', () => {
+describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
   it('a controller that cannot be scheduled fails its gate; v1 comes back by itself; history shows both', async () => {
     p.nameRunDir()
     const lock1 = await p.relocate('v1')
