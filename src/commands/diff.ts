@@ -1,9 +1,8 @@
 import {diff, type DiffResult} from '../apply/diff.js'
 import {formatFieldChange} from '../apply/fielddiff.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeFlags, kubeTarget} from '../cli/kube.js'
+import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
 import {inputFlags, loadInputs} from '../cli/operation.js'
-import {createKubeClient} from '../kube/client.js'
 
 export default class Diff extends KpiCommand {
   static override description = `Show what kpi upgrade with this lock and values would change, and what kpack would then do to each app Image
@@ -24,7 +23,7 @@ codes are errors.`
   async run(): Promise<void> {
     const {flags} = await this.parse(Diff)
     const {lock, values, render, registryOptions} = await loadInputs(flags)
-    const kube = await createKubeClient(kubeTarget(flags))
+    const kube = await kubeClientFromFlags(flags)
     let r: DiffResult
     try {
       r = await diff({kube, lock, values, render, registryOptions})

@@ -1,7 +1,6 @@
 import {history} from '../apply/history.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeFlags, kubeTarget} from '../cli/kube.js'
-import {createKubeClient} from '../kube/client.js'
+import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
 
 export default class History extends KpiCommand {
   static override description = `List the platform's revisions kept in the cluster: revision, time, platform and kpack version, status, description
@@ -15,7 +14,7 @@ deployed one is always kept). A failed revision says why.`
 
   async run(): Promise<void> {
     const {flags} = await this.parse(History)
-    const kube = await createKubeClient(kubeTarget(flags))
+    const kube = await kubeClientFromFlags(flags)
     try {
       const rows = await history(kube)
       if (flags.json) {

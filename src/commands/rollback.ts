@@ -2,11 +2,10 @@ import {Args} from '@oclif/core'
 import {rollback, type RollbackResult} from '../apply/rollback-action.js'
 import {formatDuration} from '../apply/stage.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeFlags, kubeTarget} from '../cli/kube.js'
+import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
 import {operationFlags, operationOptions, registryOptions, summaryLines} from '../cli/operation.js'
 import {registryFlags} from '../cli/registry.js'
 import {KpiError} from '../errors.js'
-import {createKubeClient} from '../kube/client.js'
 import {progressMode, withProgress} from '../cli/progress.js'
 
 export default class Rollback extends KpiCommand {
@@ -32,6 +31,7 @@ that is no longer in the cluster is refused before anything changes.`
   static override flags = {
     ...operationFlags,
     'plain-http': registryFlags['plain-http'],
+    'insecure-registry': registryFlags['insecure-registry'],
     ...kubeFlags,
   }
 
@@ -43,7 +43,7 @@ that is no longer in the cluster is refused before anything changes.`
       revision = Number(args.revision)
       if (!Number.isInteger(revision) || revision < 1) throw new KpiError('usage', `REVISION "${args.revision}" is not a revision number`, {hint: 'kpi history lists the revisions'})
     }
-    const kube = await createKubeClient(kubeTarget(flags))
+    const kube = await kubeClientFromFlags(flags)
     try {
       const result = await withProgress(progressMode(flags), `Rolling back${revision ? ` to revision ${revision}` : ''} on ${kube.server}`, async (onEvent) =>
         rollback({kube, revision, ...op, kpiVersion: this.config.version, onEvent, registryOptions: await registryOptions(flags)}))

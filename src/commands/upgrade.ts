@@ -2,9 +2,8 @@ import {Flags} from '@oclif/core'
 import {formatDuration} from '../apply/stage.js'
 import {upgrade, type UpgradeResult} from '../apply/upgrade.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeFlags, kubeTarget} from '../cli/kube.js'
+import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
 import {inputFlags, loadInputs, operationFlags, operationOptions, summaryLines} from '../cli/operation.js'
-import {createKubeClient} from '../kube/client.js'
 import {progressMode, withProgress} from '../cli/progress.js'
 
 export default class Upgrade extends KpiCommand {
@@ -37,7 +36,7 @@ kpi-system; an operation whose kpi died is finished by the next upgrade or rollb
     const {flags} = await this.parse(Upgrade)
     const op = operationOptions(flags)
     const {lock, values, render, registryOptions} = await loadInputs(flags)
-    const kube = await createKubeClient(kubeTarget(flags))
+    const kube = await kubeClientFromFlags(flags)
     try {
       const result = await withProgress(progressMode(flags), `Upgrading to ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, (onEvent) =>
         upgrade({
