@@ -22,7 +22,8 @@ const plane = useControlPlane('podrunner', {
   pods: {binaryFor: (image) => (image === PROBE_IMAGE ? {cmd: process.execPath, args: [probe]} : undefined)},
 })
 
-const netnsList = () => execFileSync('ip', ['netns', 'list'], {encoding: 'utf8'})
+/** Names of the network namespaces on the machine. */
+const netnsList = () => execFileSync('ip', ['netns', 'list'], {encoding: 'utf8'}).split('\n').map((l) => l.split(' ')[0])
 
 /** Creating a ConfigMap labelled probe=deny: the webhook's denial message, or undefined when admitted. */
 async function denial(core: CoreV1Api, name: string): Promise<string | undefined> {

@@ -140,11 +140,12 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
     // stop first: a new pod may get the address a deleted one had
     for (const [uid, e] of entries) {
       if (wanted.has(uid)) continue
-      entries.delete(uid)
+      // listed as running until its process and namespace are gone
       if (e.proc) {
         await e.proc.stop()
         await log(`stopped ${e.proc.name}: the pod is gone or being deleted`)
       }
+      entries.delete(uid)
     }
     for (const [uid, w] of wanted) {
       let e = entries.get(uid)
