@@ -77,5 +77,5 @@ describe('kpi sandbox up and down', () => {
     const sweep = await kpi(['sandbox', 'down', '--dir', dir])
     expect(sweep.stdout).toMatch(/leftover processes killed/)
     expect(await processesUnder(dir)).toEqual([])
-  })
+  }, 600_000) // two sandbox starts: minutes on a loaded machine
 })
