@@ -5,10 +5,12 @@ import {KpiError, exitCodeOf, exitCodes, formatError, isKpiError} from '../error
  * kpi's exit codes, documented in the README ("Exit codes"): 0 on success, 1 for an error kpi did
  * not expect, and one code per KpiError kind, grouped: bad input (usage 2, input 3), a registry or
  * cluster that refused or failed (auth 4, tls 5, network 6, not-found 7, integrity 8, failed 11),
- * the state of the cluster (conflict 9, timeout 10), and an upgrade that was rolled back.
+ * the state of the cluster (conflict 9, timeout 10), and an upgrade that was rolled back (12).
  */
 export const EXIT = {
   success: 0,
+  /** kpi diff: something would change (as kubectl diff) */
+  changes: 1,
   unexpected: 1,
   usage: exitCodes.usage,
   input: exitCodes.input,
@@ -20,6 +22,8 @@ export const EXIT = {
   conflict: exitCodes.conflict,
   timeout: exitCodes.timeout,
   failed: exitCodes.failed,
+  /** an upgrade failed its gates and the previous revision was put back, healthy */
+  rolledBack: exitCodes['rolled-back'],
   internal: exitCodes.internal,
 } as const
 

@@ -1,6 +1,6 @@
 import {diff, type DiffResult} from '../apply/diff.js'
 import {formatFieldChange} from '../apply/fielddiff.js'
-import {KpiCommand} from '../cli/base.js'
+import {EXIT, KpiCommand} from '../cli/base.js'
 import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
 import {inputFlags, loadInputs} from '../cli/operation.js'
 
@@ -32,7 +32,7 @@ codes are errors.`
     }
     if (flags.json) this.log(JSON.stringify({ok: true, ...r}))
     else this.print(r)
-    if (r.differences) process.exitCode = 1
+    if (r.differences) process.exitCode = EXIT.changes
   }
 
   private print(r: DiffResult): void {
