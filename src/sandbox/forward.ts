@@ -5,6 +5,7 @@
  */
 import {createServer, connect, type Server} from 'node:net'
 import {rmSync} from 'node:fs'
+import {splice} from './splice.js'
 import {join} from 'node:path'
 
 export interface HostForwarders {
@@ -18,16 +19,7 @@ export async function startHostForwarders(sockDir: string, ports: number[]): Pro
     for (const port of ports) {
       const path = join(sockDir, `${port}.sock`)
       rmSync(path, {force: true})
-      const srv = createServer((client) => {
-        const upstream = connect(port, '127.0.0.1')
-        client.pipe(upstream).pipe(client)
-        const close = () => {
-          client.destroy()
-          upstream.destroy()
-        }
-        client.on('error', close)
-        upstream.on('error', close)
-      })
+      const srv = createServer((client) => splice(client, connect(port, '127.0.0.1')))
       // the runner's own event loop must not be held open by forwarders
       srv.unref()
       await new Promise<void>((resolve, reject) => {

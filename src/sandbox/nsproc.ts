@@ -8,12 +8,13 @@
  * 2. bind-mounts the pod's volumes (prepared by the runner as plain directories) at their mount
  *    paths, visible to this process tree only;
  * 3. runs the pod's binary with the pod's environment and exits with it.
- * Started by podproc.ts; a standalone script, so it imports nothing from kpi.
+ * Started by podproc.ts as a script of its own.
  */
 import {spawn, execFileSync} from 'node:child_process'
 import {mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {connect, createServer} from 'node:net'
 import {dirname, join} from 'node:path'
+import {splice} from './splice.js'
 
 export interface NsProcSpec {
   sockDir: string
@@ -30,16 +31,7 @@ function log(msg: string): void {
 }
 
 async function forward(sockDir: string, port: number): Promise<void> {
-  const srv = createServer((client) => {
-    const upstream = connect(join(sockDir, `${port}.sock`))
-    client.pipe(upstream).pipe(client)
-    const close = () => {
-      client.destroy()
-      upstream.destroy()
-    }
-    client.on('error', close)
-    upstream.on('error', close)
-  })
+  const srv = createServer((client) => splice(client, connect(join(sockDir, `${port}.sock`))))
   await new Promise<void>((resolve, reject) => {
     srv.once('error', reject)
     srv.listen(port, '127.0.0.1', resolve)
