@@ -1,5 +1,5 @@
 /**
- * The host half of the pod forwarders (nsproc.ts is the namespace half): a Unix socket
+ * The host half of the pod forwarders (src/cli/sandbox-nsproc.ts is the namespace half): a Unix socket
  * `<sockDir>/<port>.sock` per forwarded port, each connection piped to 127.0.0.1:<port>. Only
  * loopback ports the sandbox itself serves are forwarded (the apiserver, the registries).
  */

@@ -2,7 +2,7 @@
  * A network namespace per pod process, so a pod's address is real: `ip netns add`, a veth pair with
  * the pod IP on the namespace side (named eth0 there) and a /32 route to it on the host side. The
  * apiserver reaches webhooks at their pod IP (aggregator routing sends webhook calls to endpoint
- * addresses); pods reach the host's loopback servers only through the forwarders of nsproc.ts.
+ * addresses); pods reach the host's loopback servers only through the forwarders of src/cli/sandbox-nsproc.ts.
  *
  * Names carry the subnet index (see podnet.ts) and the pod IP's last octet: netns `kpi-<i>-<k>`,
  * host veth `kpi<i>-<k>` (at most 10 characters: IFNAMSIZ allows 15).

@@ -5,7 +5,7 @@
 import {createRequire} from 'node:module'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
-/** Node arguments that run the module `name` (e.g. `nsproc`) sitting beside the module at `here`. */
+/** Node arguments that run the module at path `name` relative to the module at `here` (e.g. `../cli/sandbox-nsproc`). */
 export function nodeScriptArgs(here: string, name: string): string[] {
   if (fileURLToPath(here).endsWith('.ts')) {
     const tsx = createRequire(here).resolve('tsx')

@@ -1,6 +1,6 @@
 /**
  * One pod as one real process: its own network namespace holding the pod IP (netns.ts), its
- * environment and volumes as a kubelet would give them (podenv.ts), and the launcher (nsproc.ts)
+ * environment and volumes as a kubelet would give them (podenv.ts), and the launcher (src/cli/sandbox-nsproc.ts)
  * that forwards the sandbox's loopback servers into the namespace, mounts the volumes privately and
  * runs the binary. In-cluster config: KUBERNETES_SERVICE_HOST/PORT name 127.0.0.1 and the
  * apiserver's port, which the namespace's loopback forwards to the host's apiserver.
@@ -10,9 +10,19 @@ import {mkdir, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createPodNetns, deletePodNetns} from './netns.js'
 import {nodeScriptArgs} from './node-script.js'
-import type {NsProcSpec} from './nsproc.js'
 import {containerEnv, containerMounts} from './podenv.js'
 import {startProcess, type Proc} from './procs.js'
+
+/** What the pod launcher (src/cli/sandbox-nsproc.ts) reads from its spec file. */
+export interface NsProcSpec {
+  sockDir: string
+  forwardPorts: number[]
+  mounts: Array<{source: string; target: string; readOnly?: boolean}>
+  cmd: string
+  args: string[]
+  env: Record<string, string>
+  cwd: string
+}
 
 /** The real program a pod's image stands for. */
 export interface PodBinary {
@@ -84,7 +94,7 @@ export async function startPodProcess(o: PodProcOptions): Promise<PodProc> {
     proc = await startProcess({
       name: `${ns}_${name}`,
       cmd: 'ip',
-      args: ['netns', 'exec', netns.name, 'unshare', '--mount', '--propagation', 'private', process.execPath, ...nodeScriptArgs(import.meta.url, 'nsproc'), specFile],
+      args: ['netns', 'exec', netns.name, 'unshare', '--mount', '--propagation', 'private', process.execPath, ...nodeScriptArgs(import.meta.url, '../cli/sandbox-nsproc'), specFile],
       logDir: o.logsDir,
       env: {},
     })

@@ -1,4 +1,4 @@
-/** Two sockets joined both ways, both closed when either fails: the forwarders' one job (forward.ts, nsproc.ts). */
+/** Two sockets joined both ways, both closed when either fails: the forwarders' one job (forward.ts, src/cli/sandbox-nsproc.ts). */
 import type {Socket} from 'node:net'
 
 export function splice(a: Socket, b: Socket): void {

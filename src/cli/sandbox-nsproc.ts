@@ -1,6 +1,6 @@
 /**
  * The pod launcher: runs inside a pod's network namespace and a private mount namespace
- * (`ip netns exec NS unshare --mount --propagation private node nsproc.js SPEC`), where it
+ * (`ip netns exec NS unshare --mount --propagation private node sandbox-nsproc.js SPEC`), where it
  * 1. listens on the namespace's own 127.0.0.1 at each forwarded port and passes every connection
  *    to `<sockDir>/<port>.sock`, a Unix socket the runner serves on the host (forward.ts): the file
  *    system crosses network namespaces, so the pod reaches the apiserver and the registries at the
@@ -8,23 +8,16 @@
  * 2. bind-mounts the pod's volumes (prepared by the runner as plain directories) at their mount
  *    paths, visible to this process tree only;
  * 3. runs the pod's binary with the pod's environment and exits with it.
- * Started by podproc.ts as a script of its own.
+ * Started by src/sandbox/podproc.ts as a program of its own: an entry point, so it lives beside the
+ * commands (it prints and exits; the sandbox core does neither).
  */
 import {spawn, execFileSync} from 'node:child_process'
 import {mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {connect, createServer} from 'node:net'
 import {dirname, join} from 'node:path'
-import {splice} from './splice.js'
+import {splice} from '../sandbox/splice.js'
+import type {NsProcSpec} from '../sandbox/podproc.js'
 
-export interface NsProcSpec {
-  sockDir: string
-  forwardPorts: number[]
-  mounts: Array<{source: string; target: string; readOnly?: boolean}>
-  cmd: string
-  args: string[]
-  env: Record<string, string>
-  cwd: string
-}
 
 function log(msg: string): void {
   process.stderr.write(`[kpi sandbox] ${msg}\n`)

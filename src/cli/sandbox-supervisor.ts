@@ -1,13 +1,14 @@
 /**
  * The process that keeps a `kpi sandbox up` sandbox running after the command returns: started
- * detached by updown.ts as `node supervisor.js DIR`, it starts the sandbox in DIR/run, writes
+ * detached by src/sandbox/updown.ts as `node sandbox-supervisor.js DIR` (an entry point, so it
+ * lives beside the commands), it starts the sandbox in DIR/run, writes
  * DIR/env and DIR/values.yaml, records its state in DIR/state.json, and stops everything on
  * SIGTERM or SIGINT (`kpi sandbox down`).
  */
 import {join} from 'node:path'
-import {writeState} from './state.js'
-import {startSandbox, type Sandbox} from './sandbox.js'
-import {writeSandboxFiles} from './sandbox-files.js'
+import {writeState} from '../sandbox/state.js'
+import {startSandbox, type Sandbox} from '../sandbox/sandbox.js'
+import {writeSandboxFiles} from '../sandbox/sandbox-files.js'
 
 async function main(): Promise<void> {
   const dir = process.argv[2]
