@@ -9,7 +9,7 @@ import {runDemo} from '../sandbox/demo.js'
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 
 export default class Demo extends KpiCommand {
-  static override description = `Run the demo on the sandbox: relocate the sample platform across an air gap, install it, status
+  static override description = `Run the demo on the sandbox: the sample platform across an air gap, install, diff, upgrade, a failed upgrade rolled back, rollback
 
 Starts a sandbox (public and air-gapped registries, a control plane running kpack's own controller
 and webhook), runs kpi as a user would at every step, and stops the sandbox at the end. Needs root.`
@@ -26,11 +26,11 @@ and webhook), runs kpi as a user would at every step, and stops the sandbox at t
     process.once('SIGINT', () => abort.abort())
     await runDemo({dir: flags.dir, signal: abort.signal}, {
       event: (e) => this.log(e.type === 'step' ? `\n=== ${e.title}` : e.message),
-      kpi: (args, env) => {
+      kpi: (args, env, exit = 0) => {
         this.log(`$ kpi ${args.join(' ')}`)
         return new Promise((resolve, reject) => {
           const child = spawn(process.execPath, [bin, ...args], {stdio: 'inherit', env: {...process.env, ...env}})
-          child.on('close', (code) => (code === 0 ? resolve() : reject(new KpiError('failed', `demo step failed: kpi ${args[0]} exited with ${code}`))))
+          child.on('close', (code) => (code === exit ? resolve() : reject(new KpiError('failed', `demo step failed: kpi ${args[0]} exited with ${code}${exit ? ` (expected ${exit})` : ''}`))))
         })
       },
     })

@@ -3,11 +3,15 @@
  * registry standing in for the internet, an air-gapped registry with auth and TLS, a real control
  * plane running kpack's own controller and webhook) and the sample platform; then kpi, run as a
  * user runs it, carries v1 across the air gap as one archive, installs it and waits for kpack to
- * make everything Ready, and reports status. kpi sees only registry addresses, a docker config and
- * a kubeconfig. Core code: it reports through `io` and never prints.
+ * make everything Ready, and reports status; then v2 crosses as a delta archive (only what v1 lacks),
+ * `kpi diff` says what the upgrade will change, `kpi upgrade` moves to it stage by stage, an upgrade
+ * whose controller cannot be scheduled fails its gate and is rolled back by itself, and
+ * `kpi rollback 1` returns to v1. kpi sees only registry addresses, a docker config and a
+ * kubeconfig. Core code: it reports through `io` and never prints.
  */
-import {rm, writeFile} from 'node:fs/promises'
+import {readFile, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
+import {parse, stringify} from 'yaml'
 import {sandboxEnv, sandboxValues} from './sandbox-files.js'
 import {startSandbox, type Sandbox} from './sandbox.js'
 
@@ -17,8 +21,8 @@ export type DemoEvent =
 
 export interface DemoIo {
   event(e: DemoEvent): void
-  /** runs kpi with these arguments and environment as a user would; rejects when it fails */
-  kpi(args: string[], env: Record<string, string>): Promise<void>
+  /** runs kpi with these arguments and environment as a user would; rejects when it exits other than `exit` (0) */
+  kpi(args: string[], env: Record<string, string>, exit?: number): Promise<void>
 }
 
 export interface DemoOptions {
@@ -47,12 +51,16 @@ export async function runDemo(opts: DemoOptions, io: DemoIo): Promise<void> {
     info(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s`)
     const env = sandboxEnv(sb)
     const archive = join(runDir, 'build-service-1.0.0.tar')
+    const delta = join(runDir, 'build-service-1.1.0-delta.tar')
     const lock = join(runDir, 'lock-v1.yaml')
+    const lock2 = join(runDir, 'lock-v2.yaml')
 
     step('Connected side: check the bundle and write it into one archive')
     await io.kpi(['bundle', 'lint', sb.bundles.v1!], env)
     await io.kpi(['relocate', '-b', sb.bundles.v1!, '--to-tar', archive], env)
     await io.kpi(['tar', 'inspect', archive], env)
+    info('and the next release as a delta: only what v1 does not have')
+    await io.kpi(['relocate', '-b', sb.bundles.v2!, '--to-tar', delta, '--since', sb.bundles.v1!], env)
 
     step('Air-gapped side: stop the public registry, verify the archive, push it to the air-gapped registry')
     await sb.public.stop()
@@ -67,6 +75,25 @@ export async function runDemo(opts: DemoOptions, io: DemoIo): Promise<void> {
     await io.kpi(['status'], env)
     step('Install again with the same inputs: nothing changes')
     await io.kpi(['install', '-b', lock, '-f', values, '--ca-cert', sb.caFile], env)
+
+    step('Air-gapped side: the delta archive of 1.1.0 (kpack 0.17) into the registry that holds 1.0.0')
+    await io.kpi(['tar', 'verify', delta], env)
+    await io.kpi(['relocate', '--from-tar', delta, '--to-repo', sb.airgapPrefix, '--lock-output', lock2, '--ca-cert', sb.caFile], env)
+    step('What the upgrade will change, stage by stage, and what kpack will do to app images (exit 1: there are differences)')
+    await io.kpi(['diff', '-b', lock2, '-f', values, '--ca-cert', sb.caFile], env, 1)
+    step('Upgrade: stage by stage, each gated on health (kpack judges its resources); deleted last what 1.1.0 no longer has')
+    await io.kpi(['upgrade', '-b', lock2, '-f', values, '--ca-cert', sb.caFile], env)
+    await io.kpi(['history'], env)
+    step('An upgrade whose controller asks more CPU than any node has: its gate fails, and the deployed revision comes back by itself (exit 12)')
+    const greedy = join(runDir, 'values-greedy.yaml')
+    const v = parse(await readFile(values, 'utf8')) as Record<string, unknown>
+    await writeFile(greedy, stringify({...v, kpack: {controller: {resources: {requests: {cpu: '64'}}}}}), {mode: 0o600})
+    await io.kpi(['upgrade', '-b', lock2, '-f', greedy, '--ca-cert', sb.caFile, '--timeout', '45s'], env, 12)
+    await io.kpi(['history'], env)
+    step('Roll back to revision 1 (1.0.0), stage by stage and gated too')
+    await io.kpi(['rollback', '1'], env)
+    await io.kpi(['history'], env)
+    await io.kpi(['status'], env)
     step('Demo finished')
   } finally {
     opts.signal?.removeEventListener('abort', onAbort)
