@@ -17,7 +17,6 @@
  *   npm run build && npx tsx bench/upgrade.ts [--rounds 2] [--gate 15]
  */
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
-import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {parseAllDocuments, stringify} from 'yaml'
 import {createKubeClient} from '../src/kube/client.js'
@@ -32,19 +31,8 @@ const arg = (name: string, dflt: number) => Number(process.argv[process.argv.ind
 const rounds = arg('--rounds', 2)
 const gateS = arg('--gate', 15)
 
-/** helm from scripts/tools.sh's cache (helper "images" builds Helm 4 there), or $KPI_HELM_BIN. */
-async function findHelm(): Promise<string | undefined> {
-  if (process.env.KPI_HELM_BIN) return process.env.KPI_HELM_BIN
-  try {
-    return findTool('helm' as never) ?? undefined
-  } catch {
-    // not a tool tools.ts knows yet: look in the cache
-  }
-  const {readdir} = await import('node:fs/promises')
-  const cache = process.env.KPI_CACHE_DIR ?? join(homedir(), '.cache', 'kpi')
-  const dirs = (await readdir(cache).catch(() => [] as string[])).filter((d) => d.startsWith('helm-')).sort()
-  return dirs.length ? join(cache, dirs.at(-1)!, 'bin', 'helm') : undefined
-}
+/** Helm 4 as scripts/tools.sh builds it (benchpeers), or $KPI_HELM_BIN. */
+const findHelm = (): string | undefined => process.env.KPI_HELM_BIN ?? findTool('helm')
 
 interface Flow {
   name: string
@@ -60,11 +48,12 @@ async function main(): Promise<void> {
   const kpiTool = await findKpi(['apply', 'kube', 'revision', 'render'])
   if (kpiTool.note) console.log(`warning: ${kpiTool.note}`)
   const kapp = (await findPeer('kapp')).path
-  const helm = await findHelm()
+  const helm = findHelm()
   const kubectl = findTool('kubectl')
   const run = await beginRun('upgrade', {say: console.log})
   try {
-    const sb = await run.startSandbox({controlPlane: true, samples: ['v1', 'v2']})
+    // KWOK alone (no kpack code): every tool judges the same things (CRDs, rollouts); kpack resources carry no status
+    const sb = await run.startSandbox({controlPlane: true, samples: ['v1', 'v2'], runPods: false})
     const kubeconfig = sb.controlPlane!.kubeconfig
     const env = {...sb.env, KUBECONFIG: kubeconfig}
     const kube = await createKubeClient({kubeconfig})
