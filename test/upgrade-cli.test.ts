@@ -157,12 +157,12 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     expect(st.stdout).toMatch(/^build-service 1\.1\.0 .*revision 2, deployed \(upgrade\)/)
   })
 
-  it('kpi rollback 1 brings back revision 1\'s objects, specs equal, healthy; the ClusterLifecycle goes, the ConfigMap returns', async () => {
+  it('kpi rollback 1 brings back revision 1\'s objects, specs equal, healthy; the ConfigMap returns; the ClusterLifecycle stays with its CRD', async () => {
     p.nameRunDir()
     const r = await p.run(['rollback', '1', ...applied])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/^Rolled back to revision 1: build-service 1\.0\.0 \(kpack 0\.16\.1\), recorded as revision 3, in /)
-    expect(r.stdout).toContain('deleted: ClusterLifecycle default-lifecycle')
+    expect(r.stdout).toContain('kept: ClusterLifecycle default-lifecycle: the new revision\'s CRDs do not define ClusterLifecycle')
     expect(r.stdout).toContain('kept: CustomResourceDefinition clusterlifecycles.kpack.io: a CRD is never deleted')
     const rev1 = await p.record(1)
     for (const {object} of rev1.objects.filter((o) => o.object.kind === 'Deployment')) {
@@ -174,7 +174,7 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const same = await p.run(['diff', '-b', lock1, '-f', values, '--ca-cert', p.sb.caFile, '--json'])
     expect(same.code, same.stdout + same.stderr).toBe(0)
     expect((JSON.parse(same.stdout) as DiffResult).stages.every((x) => !x.added.length && !x.changed.length && !x.removed.length)).toBe(true)
-    expect(await p.kube.get(clusterLifecycle)).toBeUndefined()
+    expect(await p.kube.get(clusterLifecycle)).toBeDefined()
     expect(await p.kube.get(lifecycleMap)).toBeDefined()
     const st = await p.run(['status'])
     expect(st.code, st.stdout).toBe(0)

@@ -44,19 +44,23 @@ describe('field-level differences', () => {
 describe('what a new revision deletes', () => {
   const o = (stage: RenderedObject['stage'], apiVersion: string, kind: string, name: string, namespace?: string): RenderedObject =>
     ({stage, object: {apiVersion, kind, metadata: {name, ...(namespace ? {namespace} : {}), labels: {}}}})
-  it('objects the previous revision had and the new lacks, by group, kind, namespace and name; never CRDs or namespaces', () => {
+  it('objects the previous revision had and the new lacks, by group, kind, namespace and name; never CRDs, namespaces, or objects of a kind the new CRDs do not define', () => {
     const prev = [
       o('config', 'v1', 'ConfigMap', 'lifecycle-image', 'kpack'),
       o('stacks', 'kpack.io/v1alpha1', 'ClusterStack', 'base'),
       o('crds', 'apiextensions.k8s.io/v1', 'CustomResourceDefinition', 'old.kpack.io'),
       o('teams', 'v1', 'Namespace', 'gone-team'),
+      o('lifecycle', 'kpack.io/v1alpha2', 'ClusterLifecycle', 'default-lifecycle'),
     ]
-    const next = [o('stacks', 'kpack.io/v1alpha2', 'ClusterStack', 'base'), o('lifecycle', 'kpack.io/v1alpha2', 'ClusterLifecycle', 'default-lifecycle')]
+    prev.push({stage: 'crds', object: {apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: {name: 'clusterlifecycles.kpack.io', labels: {}}, spec: {group: 'kpack.io', names: {kind: 'ClusterLifecycle'}}}})
+    const next = [o('stacks', 'kpack.io/v1alpha2', 'ClusterStack', 'base')]
     const s = staleObjects(prev, next)
     expect(s.map((x) => [x.stage, x.object.kind, x.object.metadata.name, !!x.kept])).toEqual([
       ['config', 'ConfigMap', 'lifecycle-image', false],
       ['crds', 'CustomResourceDefinition', 'old.kpack.io', true],
       ['teams', 'Namespace', 'gone-team', true],
+      ['platform', 'ClusterLifecycle', 'default-lifecycle', true],
+      ['crds', 'CustomResourceDefinition', 'clusterlifecycles.kpack.io', true],
     ])
   })
 })

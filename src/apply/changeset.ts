@@ -101,20 +101,35 @@ export async function decideStage(kube: Kube, stage: PlannedStage, force: boolea
   return {name: stage.name, title: stage.title, changes}
 }
 
+/** `group/Kind` of every kind the CRDs among `objects` define. */
+const crdKinds = (objects: RenderedObject[]): Set<string> => new Set(objects.flatMap((o) => {
+  const spec = o.object.kind === 'CustomResourceDefinition' ? o.object.spec as {group?: string; names?: {kind?: string}} | undefined : undefined
+  return spec?.group && spec.names?.kind ? [`${spec.group}/${spec.names.kind}`] : []
+}))
+
 /**
  * Objects of `previous` that `desired` lacks. CRDs and Namespaces are never deleted: deleting one
- * deletes every object of its kind or in it, teams' Images and Builds included; they are reported
- * as kept.
+ * deletes every object of its kind or in it, teams' Images and Builds included. Nor is an object
+ * of a kind the desired revision's CRDs do not define (going back from kpack 0.17 to 0.16, a
+ * ClusterLifecycle): its CRD stays, and the older kpack's webhook, which still intercepts the
+ * group, refuses to decode a kind it does not know, even to delete it. They are reported as kept.
  */
 export function staleObjects(previous: RenderedObject[], desired: RenderedObject[]): StaleObject[] {
   const want = new Set(desired.map((d) => identity(d.object)))
+  const before = crdKinds(previous)
+  const after = crdKinds(desired)
+  const kindGone = (o: KubeObject) => {
+    const k = `${groupOf(o.apiVersion)}/${o.kind}`
+    return before.has(k) && !after.has(k)
+  }
   return previous
     .filter((p) => !want.has(identity(p.object)))
     .map((p) => ({
       stage: installStageOf(p.stage),
       object: p.object,
       ...(p.object.kind === 'CustomResourceDefinition' ? {kept: 'a CRD is never deleted: that would delete every object of its kind'}
-        : p.object.kind === 'Namespace' ? {kept: 'a namespace is never deleted: that would delete everything in it'} : {}),
+        : p.object.kind === 'Namespace' ? {kept: 'a namespace is never deleted: that would delete everything in it'}
+          : kindGone(p.object) ? {kept: `the new revision's CRDs do not define ${p.object.kind}: kept, as its CRD is (the older kpack's webhook would refuse to decode it)`} : {}),
     }))
 }
 
