@@ -160,7 +160,7 @@ describe('one canary password through relocate, archive, render, install', () =>
     leaksFound('secrets canary', leaks.length)
     expect(runs.length).toBeGreaterThan(10)
     expect(leaks, leaks.map((l) => `${l.where}: ${l.form}`).join('\n')).toEqual([])
-  })
+  }, 600_000)
 })
 
 describe('TLS to the Kubernetes API', () => {
