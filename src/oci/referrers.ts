@@ -36,7 +36,7 @@ export function parseIndexManifests(bytes: Buffer): Descriptor[] {
 // ---- reading ----
 
 export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getManifest'>): ReferrersApiProbe & Pick<RegistryClient, 'referrers'> {
-  const referrersSupport = new Map<string, Promise<boolean>>()
+  const referrersSupport = new Map<string, Promise<boolean | null>>()
 
   /** The referrers listed by the API; undefined: no API; null: the repository is unknown, and so is the API. */
   async function referrersFromApi(repo: Repo, digest: string): Promise<Descriptor[] | undefined | null> {
@@ -63,40 +63,47 @@ export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getMa
     return out
   }
 
-  function referrersApi(repo: Repo): Promise<boolean> {
-    let p = referrersSupport.get(repo.registry)
-    if (!p) {
-      // the empty descriptor's digest: a subject that surely has no referrers
-      p = referrersFromApi(repo, digestOf('{}')).then((r) => {
-        // unknown repository: answer as without the API (the fallback tag is safe either way), ask again next time
-        if (r === null) referrersSupport.delete(repo.registry)
-        return !!r
-      })
-      referrersSupport.set(repo.registry, p)
-      p.catch(() => referrersSupport.delete(repo.registry))
+  /**
+   * Remembers what `answer` says of the registry's API: true or false for the registry, null when
+   * the repository was unknown (which says nothing of the API: forgotten, so the next caller asks).
+   */
+  function learn(repo: Repo, answer: Promise<Descriptor[] | undefined | null>): Promise<boolean | null> {
+    const p = answer.then((r) => (r === null ? null : !!r))
+    referrersSupport.set(repo.registry, p)
+    const forget = () => {
+      if (referrersSupport.get(repo.registry) === p) referrersSupport.delete(repo.registry)
     }
+    p.then((v) => v === null && forget(), forget)
     return p
+  }
+
+  /** What is known of the registry's API: true, false, or null when nobody has found out yet (or a lookup failed). */
+  async function known(repo: Repo): Promise<boolean | null> {
+    const p = referrersSupport.get(repo.registry)
+    return p ? p.catch(() => null) : null
+  }
+
+  async function referrersApi(repo: Repo): Promise<boolean> {
+    const k = await known(repo)
+    if (k !== null) return k
+    // the empty descriptor's digest: a subject that surely has no referrers; an unknown repository
+    // answers as without the API this time (the fallback tag is safe either way)
+    return (await learn(repo, referrersFromApi(repo, digestOf('{}')))) === true
   }
 
   async function referrers(repo: Repo, digest: string): Promise<Descriptor[]> {
     checkDigest(digest, 'subject digest')
-    let known = referrersSupport.get(repo.registry)
-    let viaApi: Descriptor[] | undefined | null = undefined
-    if (!known) {
-      // The first lookup on a registry also learns whether it serves the API; lookups that come
-      // meanwhile (a plan asks for every manifest at once) wait for that answer instead of each
-      // asking the API first.
+    // The first lookup on a registry also learns whether it serves the API; lookups that come
+    // meanwhile (a plan asks for every manifest at once) wait for that answer instead of each asking
+    // the API first. A waiter whose answer came from an unknown repository asks for itself: taking
+    // that as "no API" would read the fallback tag where the API lists the referrers.
+    const k = await known(repo)
+    let viaApi: Descriptor[] | undefined | null
+    if (k === true) viaApi = await referrersFromApi(repo, digest)
+    else if (k === null) {
       const first = referrersFromApi(repo, digest)
-      known = first.then((r) => {
-        // unknown repository: answer as without the API (the fallback tag is safe either way), ask again next time
-        if (r === null) referrersSupport.delete(repo.registry)
-        return !!r
-      })
-      referrersSupport.set(repo.registry, known)
-      known.catch(() => referrersSupport.delete(repo.registry))
+      void learn(repo, first)
       viaApi = await first
-    } else if (await known) {
-      viaApi = await referrersFromApi(repo, digest)
     }
     if (viaApi) return viaApi
     try {
