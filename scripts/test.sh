@@ -14,4 +14,10 @@ node -e '
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
   console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`)
 ' 2>/dev/null || echo "tests: 0 passed, 1 failed"
+# with no arguments, every test: the reliability suite too (faults, fuzzed input, secret scans)
+if [ $# -eq 0 ]; then
+  bash scripts/reliability.sh
+  rel=$?
+  [ $code -eq 0 ] && code=$rel
+fi
 exit $code
