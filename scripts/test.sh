@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need (apt packages, Go-built tools), builds, then vitest
-# against real registries and a real control plane that the tests start on loopback.
+# against real registries and a real control plane that the tests start on loopback. With no
+# arguments both projects run over the same workers (main, and reliability: faults, fuzzed input,
+# secret scans), and two closing lines follow: the test counts, then the reliability summary.
+# Arguments go to vitest (files, -t PATTERN, --project NAME).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit $?
 npm run --silent build || exit $?
-mkdir -p .run
+mkdir -p .run/reliability
+export KPI_RELIABILITY_LEDGER="$PWD/.run/reliability/ledger.jsonl"
+rm -f "$KPI_RELIABILITY_LEDGER"
 npx vitest run --reporter=default --reporter=json --outputFile.json=.run/vitest.json "$@"
 code=$?
 # the plain closing line: N passed, N failed (, N skipped)
@@ -14,9 +19,8 @@ node -e '
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
   console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`)
 ' 2>/dev/null || echo "tests: 0 passed, 1 failed"
-# with no arguments, every test: the reliability suite too (faults, fuzzed input, secret scans)
 if [ $# -eq 0 ]; then
-  bash scripts/reliability.sh
+  node scripts/reliability-summary.cjs
   rel=$?
   [ $code -eq 0 ] && code=$rel
 fi
