@@ -16,12 +16,12 @@ import {serializeBundle} from '../src/bundle/serialize.js'
 import type {Bundle} from '../src/bundle/types.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi} from './helpers/cli.js'
+import {kpDescriptorV1alpha3, tagOf} from './helpers/kp.js'
 
 let sb: Sandbox
 let work: string
 let v1: Bundle
 /** a sample reference without its digest: `host/repo:tag` */
-const tagOf = (ref: string): string => ref.slice(0, ref.indexOf('@'))
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'kpi-import-kp-'))
@@ -33,19 +33,7 @@ afterAll(async () => {
   await sb?.stop()
 })
 
-function v1alpha3(): Record<string, unknown> {
-  const s = v1.stacks[0]!
-  return {
-    apiVersion: 'kp.kpack.io/v1alpha3',
-    kind: 'DependencyDescriptor',
-    defaultClusterStack: 'jammy',
-    defaultClusterBuilder: 'base',
-    lifecycle: {image: tagOf(v1.lifecycle.image)},
-    clusterStores: [{name: 'default', sources: v1.stores[0]!.sources.map((x) => ({image: tagOf(x.image)}))}],
-    clusterStacks: [{name: 'jammy', buildImage: {image: tagOf(s.buildImage)}, runImage: {image: tagOf(s.runImage)}}],
-    clusterBuilders: [{name: 'base', clusterStack: 'jammy', clusterStore: 'default', order: v1.builders[0]!.order}],
-  }
-}
+const v1alpha3 = (): Record<string, unknown> => kpDescriptorV1alpha3(v1)
 
 async function writeDescriptor(name: string, d: unknown): Promise<string> {
   const f = join(work, name)

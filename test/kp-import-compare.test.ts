@@ -11,27 +11,21 @@
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import {parseAllDocuments, stringify} from 'yaml'
-import {createKubeClient, type Kube} from '../src/kube/client.js'
 import {parseReference} from '../src/oci/reference.js'
 import {sandboxValues} from '../src/sandbox/sandbox-files.js'
-import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {toolPath} from '../src/sandbox/tools.js'
+import {usePlatformSandbox} from './helpers/platform.js'
+import {kpDescriptorV1alpha3} from './helpers/kp.js'
 import {kpi, type CliResult} from './helpers/cli.js'
 import {sandboxClients} from './helpers/images.js'
 
-let sb: Sandbox
-let work: string
-let env: Record<string, string>
-let kube: Kube
-let failed = false
-const run = (args: string[]): Promise<CliResult> => kpi(args, env)
-const tagOf = (ref: string): string => ref.slice(0, ref.indexOf('@'))
+const p = usePlatformSandbox('kp-compare', {samples: ['v2'], runPods: true})
+const run = (args: string[]): Promise<CliResult> => kpi(args, p.env)
 
 type Obj = {kind: string; metadata: {name: string}; spec: Record<string, any>}
 
@@ -53,50 +47,25 @@ async function essence(o: Obj, image: (v: unknown) => Promise<string[]> = async 
 const compared = ['ClusterLifecycle', 'ClusterStack', 'ClusterStore', 'ClusterBuilder']
 
 describe('kp import and kpi give the same kpack objects for one descriptor', () => {
-  beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'kpi-kp-compare-'))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
-    env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
-    kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
-  })
-  afterAll(async () => {
-    kube?.close()
-    await sb?.stop()
-    if (sb && !failed) await rm(work, {recursive: true, force: true})
-  })
-
   it('ClusterStacks, ClusterStores, ClusterBuilders and the ClusterLifecycle are equal up to image locations', {timeout: 300_000}, async () => {
-    onTestFailed(() => {
-      failed = true
-      console.error(`sandbox run dir: ${sb.runDir}`)
-    })
+    p.nameRunDir()
     const kp = toolPath('kp')
-    const v2 = sb.bundle.v2!
-    const stack = v2.stacks[0]!
-    const descriptor = join(work, 'descriptor.yaml')
-    await writeFile(descriptor, stringify({
-      apiVersion: 'kp.kpack.io/v1alpha3',
-      kind: 'DependencyDescriptor',
-      defaultClusterStack: 'jammy',
-      defaultClusterBuilder: 'base',
-      lifecycle: {image: tagOf(v2.lifecycle.image)},
-      clusterStores: [{name: 'default', sources: v2.stores[0]!.sources.map((s) => ({image: tagOf(s.image)}))}],
-      clusterStacks: [{name: 'jammy', buildImage: {image: tagOf(stack.buildImage)}, runImage: {image: tagOf(stack.runImage)}}],
-      clusterBuilders: [{name: 'base', clusterStack: 'jammy', clusterStore: 'default', order: v2.builders[0]!.order}],
-    }))
+    const v2 = p.sb.bundle.v2!
+    const descriptor = join(p.work, 'descriptor.yaml')
+    await writeFile(descriptor, stringify(kpDescriptorV1alpha3(v2)))
 
-    const bundle = join(work, 'imported')
-    expect((await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', sb.bundles.v2!])).code).toBe(0)
-    const lock = join(work, 'lock.yaml')
-    const relocated = await run(['relocate', '-b', bundle, '--to-repo', sb.airgapPrefix, '--lock-output', lock, '--ca-cert', sb.caFile])
+    const bundle = join(p.work, 'imported')
+    expect((await run(['bundle', 'import-kp', descriptor, '-o', bundle, '--kpack-from', p.sb.bundles.v2!])).code).toBe(0)
+    const lock = join(p.work, 'lock.yaml')
+    const relocated = await run(['relocate', '-b', bundle, '--to-repo', p.sb.airgapPrefix, '--lock-output', lock, '--ca-cert', p.sb.caFile])
     expect(relocated.code, relocated.stderr).toBe(0)
-    const values = join(work, 'values.yaml')
-    await writeFile(values, await sandboxValues(sb), {mode: 0o600})
-    const installed = await run(['install', '-b', lock, '-f', values, '--ca-cert', sb.caFile, '--wait=applied'])
+    const values = join(p.work, 'values.yaml')
+    await writeFile(values, await sandboxValues(p.sb), {mode: 0o600})
+    const installed = await run(['install', '-b', lock, '-f', values, '--ca-cert', p.sb.caFile, '--wait=applied'])
     expect(installed.code, installed.stderr + installed.stdout).toBe(0)
 
-    const out = await promisify(execFile)(kp, ['import', '-f', descriptor, '--dry-run', '--output', 'yaml', '--registry-ca-cert-path', sb.caFile], {
-      env: {...process.env, KUBECONFIG: sb.controlPlane!.kubeconfig, DOCKER_CONFIG: sb.dockerConfigDir},
+    const out = await promisify(execFile)(kp, ['import', '-f', descriptor, '--dry-run', '--output', 'yaml', '--registry-ca-cert-path', p.sb.caFile], {
+      env: {...process.env, KUBECONFIG: p.sb.controlPlane!.kubeconfig, DOCKER_CONFIG: p.sb.dockerConfigDir},
       maxBuffer: 16 << 20,
     }).catch((e: {stdout?: string; stderr?: string}) => {
       throw new Error(`kp import --dry-run failed:\n${e.stdout ?? ''}\n${e.stderr ?? ''}`)
@@ -104,7 +73,7 @@ describe('kp import and kpi give the same kpack objects for one descriptor', () 
     const fromKp = parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj).filter((o) => o && compared.includes(o.kind))
     const byKp = new Map(await Promise.all(fromKp.map(async (o) => [`${o.kind}/${o.metadata.name}`, await essence(o)] as const)))
     // kpi's images, in the air-gapped registry: an index is compared through its linux/amd64 image, which is what kp keeps
-    const {dst} = await sandboxClients(sb)
+    const {dst} = await sandboxClients(p.sb)
     const linuxAmd64 = async (v: unknown): Promise<string[]> => {
       const refs = JSON.stringify(v ?? null).match(/[^"\s]+@sha256:[0-9a-f]{64}/g) ?? []
       return Promise.all(refs.map(async (ref) => {
@@ -121,7 +90,7 @@ describe('kp import and kpi give the same kpack objects for one descriptor', () 
     ])
     for (const [key, want] of byKp) {
       const [kind, name] = key.split('/') as [string, string]
-      const live = await kube.get({apiVersion: 'kpack.io/v1alpha2', kind, name})
+      const live = await p.kube.get({apiVersion: 'kpack.io/v1alpha2', kind, name})
       expect(live, `${key} installed by kpi`).toBeDefined()
       expect(await essence(live as unknown as Obj, linuxAmd64), key).toEqual(want)
     }

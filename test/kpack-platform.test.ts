@@ -8,86 +8,63 @@
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {parse, stringify} from 'yaml'
-import {afterAll, beforeAll, describe, expect, it, onTestFailed} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type {Bundle} from '../src/bundle/types.js'
-import {createKubeClient, type Kube} from '../src/kube/client.js'
 import type {LiveObject} from '../src/kube/types.js'
 import {waitFor} from '../src/sandbox/procs.js'
 import {sandboxValues} from '../src/sandbox/sandbox-files.js'
-import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {toolPath} from '../src/sandbox/tools.js'
+import {usePlatformSandbox} from './helpers/platform.js'
 import {kpi} from './helpers/cli.js'
 import {refRepo, sandboxClients} from './helpers/images.js'
 import {parseReference} from '../src/oci/reference.js'
 
+const p = usePlatformSandbox('platform', {samples: ['v2'], runPods: true})
 const run = promisify(execFile)
 const PROXY = 'http://proxy.kpi.test:3128'
 const TEAM = 'team-a'
 
-let sb: Sandbox
-let work: string
-let env: Record<string, string>
-let kube: Kube
 let lock: Bundle
-let failed = false
-const logsOnFailure = () => onTestFailed(() => {
-  failed = true
-  console.error(`sandbox run dir: ${sb.runDir} (pod logs in ${sb.controlPlane?.runDir}/logs/pods)`)
-})
 
 const condition = (o: LiveObject | undefined, type: string) =>
   (o?.status as {conditions?: Array<{type: string; status: string; message?: string}>} | undefined)?.conditions?.find((c) => c.type === type)
 
 describe('the platform really runs', () => {
-  beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'kpi-platform-'))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v2']})
-    expect(sb.missingPrograms, 'kpack and cert-injection-webhook binaries (bash scripts/tools.sh)').toEqual([])
-    expect(sb.bundle.v2!.certInjection, 'the v2 sample names cert-injection-webhook\'s images').toBeDefined()
-    env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
-    kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
-  })
-  afterAll(async () => {
-    kube?.close()
-    await sb?.stop()
-    if (sb && !failed) await rm(work, {recursive: true, force: true})
-  })
-
   it('installs v2 with --wait=ready: kpack makes everything Ready and pushes the builder image to the air-gapped registry', async () => {
-    logsOnFailure()
-    const lockFile = join(work, 'lock.yaml')
-    const r = await kpi(['relocate', '-b', sb.bundles.v2!, '--to-repo', sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', sb.caFile], env)
+    p.nameRunDir()
+    expect(p.sb.bundle.v2!.certInjection, 'the v2 sample names cert-injection-webhook\'s images').toBeDefined()
+    const lockFile = join(p.work, 'lock.yaml')
+    const r = await kpi(['relocate', '-b', p.sb.bundles.v2!, '--to-repo', p.sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', p.sb.caFile], p.env)
     expect(r.code, r.stderr).toBe(0)
     lock = parse(await readFile(lockFile, 'utf8')) as Bundle
-    const values = parse(await sandboxValues(sb, [TEAM])) as Record<string, unknown>
+    const values = parse(await sandboxValues(p.sb, [TEAM])) as Record<string, unknown>
     values.proxy = {httpsProxy: PROXY, httpProxy: PROXY}
     // a team Builder too: kpack must make it Ready like the cluster-wide ones
     const stack = lock.stacks[0]!.name
     const store = lock.stores[0]!.name
     values.teams = [{name: TEAM, builders: [{name: 'team-builder', stack, store, order: lock.builders[0]!.order}]}]
-    const valuesFile = join(work, 'values.yaml')
+    const valuesFile = join(p.work, 'values.yaml')
     await writeFile(valuesFile, stringify(values), {mode: 0o600})
-    const install = await kpi(['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', sb.caFile], env)
+    const install = await kpi(['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', p.sb.caFile], p.env)
     expect(install.code, install.stderr + install.stdout).toBe(0)
 
     const kinds = ['ClusterLifecycle', 'ClusterStack', 'ClusterStore', 'ClusterBuilder']
     for (const kind of kinds) {
-      const all = await kube.list('kpack.io/v1alpha2', kind)
+      const all = await p.kube.list('kpack.io/v1alpha2', kind)
       expect(all.length, kind).toBeGreaterThan(0)
       for (const o of all) expect(condition(o, 'Ready')?.status, `${kind} ${o.metadata.name}: ${condition(o, 'Ready')?.message}`).toBe('True')
     }
-    const teamBuilders = await kube.list('kpack.io/v1alpha2', 'Builder', {namespace: TEAM})
+    const teamBuilders = await p.kube.list('kpack.io/v1alpha2', 'Builder', {namespace: TEAM})
     expect(teamBuilders.map((b) => b.metadata.name)).toContain('team-builder')
     for (const b of teamBuilders) expect(condition(b, 'Ready')?.status, `Builder ${b.metadata.name}: ${condition(b, 'Ready')?.message}`).toBe('True')
     // the builder image kpack assembled sits in the air-gapped registry at the builder's tag
-    const {dst} = await sandboxClients(sb)
+    const {dst} = await sandboxClients(p.sb)
     try {
-      for (const cb of await kube.list('kpack.io/v1alpha2', 'ClusterBuilder')) {
+      for (const cb of await p.kube.list('kpack.io/v1alpha2', 'ClusterBuilder')) {
         const tag = parseReference((cb.spec as {tag: string}).tag)
         // kpack pushes to the builder's tag (kpack 0.17 adds a tag of its own when spec.tag has none)
         const latest = parseReference((cb.status as {latestImage: string}).latestImage)
@@ -101,33 +78,33 @@ describe('the platform really runs', () => {
   })
 
   it('the real kp works on what kpi installed', async () => {
-    logsOnFailure()
+    p.nameRunDir()
     const kp = toolPath('kp')
     const builder = lock.builders.find((b) => !b.namespace)!.name
-    const status = await run(kp, ['clusterbuilder', 'status', builder], {env: {...process.env, ...env}})
+    const status = await run(kp, ['clusterbuilder', 'status', builder], {env: {...process.env, ...p.env}})
     expect(status.stdout).toMatch(/Status:\s+Ready/)
-    const stacks = await run(kp, ['clusterstack', 'list'], {env: {...process.env, ...env}})
+    const stacks = await run(kp, ['clusterstack', 'list'], {env: {...process.env, ...p.env}})
     for (const s of lock.stacks) expect(stacks.stdout).toContain(s.name)
   })
 
   it('an Image made with kp in a team namespace gets a Build whose pod carries the CA and proxy cert-injection-webhook injects', async () => {
-    logsOnFailure()
+    p.nameRunDir()
     const kp = toolPath('kp')
     const builder = lock.builders.find((b) => !b.namespace)!.name
     // a blob source is not fetched by kpack's controller (only by the build pod, which KWOK plays)
-    await run(kp, ['image', 'create', 'app', '-n', TEAM, '--tag', `${sb.airgapPrefix}/apps/app`, '--blob', 'http://127.0.0.1:9/app.tgz',
-      '--cluster-builder', builder, '--service-account', 'kpi-builds'], {env: {...process.env, ...env}})
+    await run(kp, ['image', 'create', 'app', '-n', TEAM, '--tag', `${p.sb.airgapPrefix}/apps/app`, '--blob', 'http://127.0.0.1:9/app.tgz',
+      '--cluster-builder', builder, '--service-account', 'kpi-builds'], {env: {...process.env, ...p.env}})
     const podName = await waitFor(async () => {
-      const builds = await kube.list('kpack.io/v1alpha2', 'Build', {namespace: TEAM})
+      const builds = await p.kube.list('kpack.io/v1alpha2', 'Build', {namespace: TEAM})
       return (builds[0]?.status as {podName?: string} | undefined)?.podName
     }, {what: 'kpack to create a Build with a pod', timeoutMs: 90_000})
-    const pod = (await kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as {
+    const pod = (await p.kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as {
       spec: {initContainers: Array<{name: string; image: string; env?: Array<{name: string; value?: string}>}>; containers: Array<{env?: Array<{name: string; value?: string}>}>}
     }
     const setup = pod.spec.initContainers[0]!
     expect(setup.name).toBe('setup-ca-certs')
     expect(setup.image).toBe(lock.certInjection!.setupCaCerts)
-    const ca = (await readFile(sb.caFile, 'utf8')).trim()
+    const ca = (await readFile(p.sb.caFile, 'utf8')).trim()
     expect(setup.env?.find((e) => e.name === 'CA_CERTS_DATA_0')?.value?.trim()).toBe(ca)
     for (const c of [...pod.spec.initContainers.slice(1), ...pod.spec.containers]) {
       const e = new Map((c.env ?? []).map((x) => [x.name, x.value]))

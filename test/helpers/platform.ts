@@ -35,8 +35,11 @@ export interface PlatformSandbox {
   nameRunDir(): void
 }
 
-/** `runPods`: kpack's own controller and webhook run for their pods (default: KWOK alone, no kpack code). */
-export function usePlatformSandbox(name: string, opts: {runPods?: boolean} = {}): PlatformSandbox {
+/**
+ * `runPods`: kpack's own controller and webhook run for their pods (default: KWOK alone, no kpack code).
+ * `samples`: the sample versions the sandbox generates and serves (default v1 and v2).
+ */
+export function usePlatformSandbox(name: string, opts: {runPods?: boolean; samples?: Array<'v1' | 'v2'>} = {}): PlatformSandbox {
   let sb: Sandbox | undefined
   let kube: Kube | undefined
   let work = ''
@@ -46,7 +49,7 @@ export function usePlatformSandbox(name: string, opts: {runPods?: boolean} = {})
   const locks: Partial<Record<'v1' | 'v2', string>> = {}
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), `kpi-${name}-`))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: ['v1', 'v2'], runPods: opts.runPods ?? false})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: opts.samples ?? ['v1', 'v2'], runPods: opts.runPods ?? false})
     if (opts.runPods) expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
@@ -104,7 +107,7 @@ export function usePlatformSandbox(name: string, opts: {runPods?: boolean} = {})
     },
     nameRunDir: () => onTestFailed(() => {
       failed = true
-      console.error(`sandbox run dir: ${sb?.runDir} (control plane logs in ${sb?.controlPlane?.logsDir})`)
+      console.error(`sandbox run dir: ${sb?.runDir} (control plane logs in ${sb?.controlPlane?.logsDir}, pod logs in ${sb?.controlPlane?.runDir}/logs/pods)`)
     }),
   }
   return h
