@@ -14,8 +14,14 @@
  * leaves its pod Pending, and each tool's wait times out after the same gate timeout. "failed gate
  * to healthy" is the time after that timeout until v1 is healthy again.
  *
- *   npm run build && npx tsx bench/upgrade.ts [--rounds 2] [--gate 15]
+ * Each kpi run is given --json, and its event stream says where its time went (bench/lib/phases.ts):
+ * start-up, preflight, each stage's apply and gate, record writes, prune, the tail.
+ *
+ *   npm run build && npx tsx bench/upgrade.ts [--rounds 3] [--gate 15] [--tools kpi,helm,kapp] [--json] [--quick]
+ *
+ * Results: bench/results/upgrade.json and upgrade.md (not with --quick or --tools).
  */
+import {execFileSync} from 'node:child_process'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parseAllDocuments, stringify} from 'yaml'
@@ -25,11 +31,21 @@ import {findTool} from '../src/sandbox/tools.js'
 import {exec, median, must, secs, teardown, type Run} from './lib/cluster.js'
 import {fmtLoad, formatMachineFacts, machineFacts} from './lib/machine.js'
 import {beginRun} from './lib/run.js'
-import {findKpi, findPeer, KPI_BIN} from './lib/tools.js'
+import {formatPhases, medianPhases, phasesOf, type Phases} from './lib/phases.js'
+import {findKpi, findPeer, KPI_BIN, REPO_ROOT} from './lib/tools.js'
 
-const arg = (name: string, dflt: number) => Number(process.argv[process.argv.indexOf(name) + 1]) || dflt
-const rounds = arg('--rounds', 2)
+const argv = process.argv.slice(2)
+const arg = (name: string, dflt: number) => (argv.includes(name) ? Number(argv[argv.indexOf(name) + 1]) || dflt : dflt)
+const quick = argv.includes('--quick')
+const json = argv.includes('--json')
+const rounds = arg('--rounds', quick ? 1 : 3)
 const gateS = arg('--gate', 15)
+const only = argv.includes('--tools') ? argv[argv.indexOf('--tools') + 1]!.split(',') : undefined
+// --json: progress on stderr, one JSON document on stdout (bench/run.ts reads it)
+const say = (line: string) => (json ? console.error(line) : console.log(line))
+
+type Verb = 'install' | 'upgrade' | 'rollback' | 'recover'
+const VERBS: Verb[] = ['install', 'upgrade', 'rollback', 'recover']
 
 /** Helm 4 as scripts/tools.sh builds it (benchpeers), or $KPI_HELM_BIN. */
 const findHelm = (): string | undefined => process.env.KPI_HELM_BIN ?? findTool('helm')
@@ -39,18 +55,21 @@ interface Flow {
   install(): Promise<Run>
   upgrade(): Promise<Run>
   rollback(): Promise<Run>
-  /** the failing upgrade and whatever brings v1 back, total */
-  failAndRecover(): Promise<number>
+  /** the failing upgrade and whatever brings v1 back, total (and kpi's run, for its phases) */
+  failAndRecover(): Promise<{ms: number; run?: Run}>
 }
 
 async function main(): Promise<void> {
-  console.log(formatMachineFacts(machineFacts()))
+  const machine = machineFacts()
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {cwd: REPO_ROOT, encoding: 'utf8'}).trim()
+  say(formatMachineFacts(machine))
   const kpiTool = await findKpi(['apply', 'kube', 'revision', 'render'])
-  if (kpiTool.note) console.log(`warning: ${kpiTool.note}`)
-  const kapp = (await findPeer('kapp')).path
-  const helm = findHelm()
+  if (kpiTool.note) say(`warning: ${kpiTool.note}`)
+  const kappPeer = await findPeer('kapp')
+  const kapp = !only || only.includes('kapp') ? kappPeer.path : undefined
+  const helm = !only || only.includes('helm') ? findHelm() : undefined
   const kubectl = findTool('kubectl')
-  const run = await beginRun('upgrade', {say: console.log})
+  const run = await beginRun('upgrade', {say})
   try {
     // KWOK alone (no kpack code): every tool judges the same things (CRDs, rollouts); kpack resources carry no status
     const sb = await run.startSandbox({controlPlane: true, samples: ['v1', 'v2'], runPods: false})
@@ -98,13 +117,13 @@ async function main(): Promise<void> {
     const gate = `${gateS}s`
     const flows: Flow[] = [{
       name: 'kpi',
-      install: () => must('kpi install', kpi('install', '-b', lock1, '-f', vals, '--ca-cert', sb.caFile, '--wait=applied')),
-      upgrade: () => must('kpi upgrade', kpi('upgrade', '-b', lock2, '-f', vals, '--ca-cert', sb.caFile, '--wait=applied')),
-      rollback: () => must('kpi rollback', kpi('rollback', '1', '--wait=applied')),
+      install: () => must('kpi install', kpi('install', '-b', lock1, '-f', vals, '--ca-cert', sb.caFile, '--wait=applied', '--json')),
+      upgrade: () => must('kpi upgrade', kpi('upgrade', '-b', lock2, '-f', vals, '--ca-cert', sb.caFile, '--wait=applied', '--json')),
+      rollback: () => must('kpi rollback', kpi('rollback', '1', '--wait=applied', '--json')),
       failAndRecover: async () => {
-        const r = await kpi('upgrade', '-b', lock2, '-f', greedy, '--ca-cert', sb.caFile, '--wait=applied', '--timeout', gate)
+        const r = await kpi('upgrade', '-b', lock2, '-f', greedy, '--ca-cert', sb.caFile, '--wait=applied', '--timeout', gate, '--json')
         if (r.code !== 12) throw new Error(`kpi upgrade should have rolled back (exit 12), got ${r.code}:\n${r.out.slice(-2000)}`)
-        return r.ms
+        return {ms: r.ms, run: r}
       },
     }]
     if (helm && kubectl) {
@@ -125,11 +144,11 @@ async function main(): Promise<void> {
           await crdsFirst('bad')
           const r = await h('upgrade', '--install', 'kpi-bench', files['chart-bad']!, '--rollback-on-failure', '--wait=watcher', '--timeout', gate)
           if (r.code === 0) throw new Error('helm upgrade of the unschedulable controller succeeded')
-          return performance.now() - t0
+          return {ms: performance.now() - t0}
         },
       })
     } else {
-      console.log(`helm: skipped (${helm ? 'kubectl' : 'helm 4'} not built: bash scripts/tools.sh peers, or KPI_HELM_BIN)`)
+      say(`helm: skipped (${helm ? 'kubectl' : 'helm 4'} not built: bash scripts/tools.sh peers, or KPI_HELM_BIN)`)
     }
     if (kapp) {
       const k = (f: string, ...a: string[]) => exec(kapp, ['deploy', '-a', 'kpi-bench', '-f', f, '-y', '--kubeconfig', kubeconfig, ...a], env)
@@ -141,11 +160,11 @@ async function main(): Promise<void> {
         failAndRecover: async () => {
           const r = await k(files.bad!, '--wait-timeout', gate)
           if (r.code === 0) throw new Error('kapp deploy of the unschedulable controller succeeded')
-          return r.ms + (await must('kapp deploy v1', k(files.v1!))).ms
+          return {ms: r.ms + (await must('kapp deploy v1', k(files.v1!))).ms}
         },
       })
     } else {
-      console.log('kapp: skipped (not built: bash scripts/tools.sh peers)')
+      say(`kapp: skipped (${only ? 'not in --tools' : kappPeer.skipped ?? 'not built: bash scripts/tools.sh peers'})`)
     }
     const extra = [{apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-bench', namespace: 'default'}, {apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-bench-change-0', namespace: 'default'}]
     const clean = async () => {
@@ -154,30 +173,58 @@ async function main(): Promise<void> {
       for (const c of await kube.list('v1', 'ConfigMap', {namespace: 'default', labelSelector: 'kapp.k14s.io/app'})) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: c.metadata.name, namespace: 'default'})
       for (const c of await kube.list('v1', 'ConfigMap', {namespace: 'default'})) if (c.metadata.name.startsWith('kpi-bench')) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: c.metadata.name, namespace: 'default'})
     }
-    console.log(`${platforms.v1.length} objects in v1, ${platforms.v2.length} in v2; ${rounds} rounds; gate timeout ${gate}`)
-    const times = new Map<string, {upgrade: number[]; rollback: number[]; recover: number[]}>(flows.map((f) => [f.name, {upgrade: [], rollback: [], recover: []}]))
+    say(`${platforms.v1.length} objects in v1, ${platforms.v2.length} in v2; ${rounds} rounds; gate timeout ${gate}`)
+    const times = new Map<string, Record<Verb, number[]>>(flows.map((f) => [f.name, {install: [], upgrade: [], rollback: [], recover: []}]))
+    const kpiPhases: Record<Verb, Phases[]> = {install: [], upgrade: [], rollback: [], recover: []}
+    const phased = (verb: Verb, r: Run, name: string) => {
+      if (name === 'kpi') kpiPhases[verb].push(phasesOf(r.lines, r.ms))
+      return r.ms
+    }
     for (let round = 1; round <= rounds; round++) {
       for (const f of round % 2 ? flows : [...flows].reverse()) {
         run.checkInterrupted()
         await clean()
-        await f.install()
         const t = times.get(f.name)!
-        t.upgrade.push((await f.upgrade()).ms)
-        t.rollback.push((await f.rollback()).ms)
-        t.recover.push((await f.failAndRecover()) - gateS * 1000)
-        console.log(`  round ${round}: ${f.name.padEnd(5)} upgrade ${secs(t.upgrade.at(-1)!)}  rollback ${secs(t.rollback.at(-1)!)}  failed gate -> healthy v1 ${secs(t.recover.at(-1)!)}`)
+        t.install.push(phased('install', await f.install(), f.name))
+        t.upgrade.push(phased('upgrade', await f.upgrade(), f.name))
+        t.rollback.push(phased('rollback', await f.rollback(), f.name))
+        const rec = await f.failAndRecover()
+        if (rec.run) phased('recover', rec.run, f.name)
+        t.recover.push(rec.ms - gateS * 1000)
+        say(`  round ${round}: ${f.name.padEnd(5)} ${VERBS.map((v) => `${v} ${secs(t[v].at(-1)!)}`).join('  ')}`)
       }
     }
     await clean()
     kube.close()
-    console.log(`\nmedians of ${rounds} (same sandbox, same rendered objects):`)
-    console.log(`  ${'tool'.padEnd(6)} ${'upgrade'.padStart(9)} ${'rollback'.padStart(9)} ${'gate->v1'.padStart(9)}`)
-    for (const f of flows) {
-      const t = times.get(f.name)!
-      console.log(`  ${f.name.padEnd(6)} ${secs(median(t.upgrade)).padStart(9)} ${secs(median(t.rollback)).padStart(9)} ${secs(median(t.recover)).padStart(9)}`)
+    const medians = Object.fromEntries(flows.map((f) => [f.name, Object.fromEntries(VERBS.map((v) => [v, median(times.get(f.name)![v])]))])) as Record<string, Record<Verb, number>>
+    const phases = Object.fromEntries(VERBS.map((v) => [v, medianPhases(kpiPhases[v])])) as Record<Verb, Phases>
+    const endLoad = machineFacts().loadavg
+    const heads = ['tool', 'install', 'upgrade', 'rollback', 'gate -> healthy v1']
+    const table = [
+      `| ${heads.join(' | ')} |`, `|${heads.map(() => '---').join('|')}|`,
+      ...flows.map((f) => `| ${f.name} | ${VERBS.map((v) => secs(medians[f.name]![v])).join(' | ')} |`),
+    ]
+    const phaseTable = [
+      '| kpi phase | install | upgrade | rollback | failed upgrade + rollback |', '|---|---|---|---|---|',
+      ...[...new Set(VERBS.flatMap((v) => Object.keys(phases[v])))].map((k) => `| ${k} | ${VERBS.map((v) => (k in phases[v] ? secs(phases[v][k]!) : '')).join(' | ')} |`),
+    ]
+    const md = [
+      `# bench/upgrade.ts, ${machine.date}`, '',
+      `${machine.cores} cores, load ${fmtLoad(machine.loadavg)} at the start, ${fmtLoad(endLoad)} at the end; kpi ${kpiTool.version ?? ''} (commit ${commit}); medians of ${rounds} rounds, gate timeout ${gate}`, '',
+      ...table, '', 'kpi, median seconds per phase (its --json events; "records between stages" is the time between a stage\'s last task and the next stage\'s start: revision record writes):', '', ...phaseTable, '',
+    ].join('\n')
+    say(`\nmedians of ${rounds} (same sandbox, same rendered objects):\n${table.join('\n')}\n\nkpi phases (median s):\n${VERBS.map((v) => `  ${v}: ${formatPhases(phases[v])}`).join('\n')}`)
+    say(`load at the end: ${fmtLoad(endLoad)}`)
+    say('kapp has no rollback (v1 deployed again); Helm upgrades no CRD (applied first by kubectl); install is from a clean cluster.')
+    const result = {ok: true, commit, machine, endLoad, rounds, gateS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
+      runs_s: Object.fromEntries([...times].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms.map((m) => m / 1000)]))])),
+      kpi_phases_s: Object.fromEntries(VERBS.map((v) => [v, Object.fromEntries(Object.entries(phases[v]).map(([k, ms]) => [k, ms / 1000]))]))}
+    if (!quick && !only) {
+      await writeFile(join(REPO_ROOT, 'bench', 'results', 'upgrade.json'), `${JSON.stringify(result, null, 2)}\n`)
+      await writeFile(join(REPO_ROOT, 'bench', 'results', 'upgrade.md'), md)
+      say('written: bench/results/upgrade.json, bench/results/upgrade.md')
     }
-    console.log(`load at the end: ${fmtLoad(machineFacts().loadavg)}`)
-    console.log('kpi also runs preflight (access reviews, every image HEADed), gates each stage, prunes, and records revisions; kapp has no rollback (v1 deployed again); Helm upgrades no CRD (applied first by kubectl).')
+    if (json) console.log(JSON.stringify(result))
   } finally {
     await run.finish()
   }

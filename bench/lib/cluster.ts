@@ -2,11 +2,14 @@
 import {spawn} from 'node:child_process'
 import type {Kube} from '../../src/kube/client.js'
 import type {LiveObject} from '../../src/kube/types.js'
+import type {Line} from './phases.js'
 
 export interface Run {
   code: number | null
   out: string
   ms: number
+  /** every output line (stdout and stderr) with the ms since start when it arrived (bench/lib/phases.ts) */
+  lines: Line[]
 }
 
 export function exec(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
@@ -14,9 +17,20 @@ export function exec(cmd: string, args: string[], env: Record<string, string>): 
   return new Promise((resolve) => {
     const child = spawn(cmd, args, {env: {...process.env, ...env, CI: 'true', NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    child.on('close', (code) => resolve({code, out, ms: performance.now() - t0}))
+    const lines: Line[] = []
+    const reader = () => {
+      let partial = ''
+      return (d: Buffer) => {
+        out += d
+        const parts = (partial + d.toString('utf8')).split('\n')
+        partial = parts.pop()!
+        const ms = performance.now() - t0
+        for (const text of parts) lines.push({ms, text})
+      }
+    }
+    child.stdout.on('data', reader())
+    child.stderr.on('data', reader())
+    child.on('close', (code) => resolve({code, out, ms: performance.now() - t0, lines}))
   })
 }
 
