@@ -88,7 +88,7 @@ export interface KubeClientOptions extends KubeTarget {
 
 export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Kube> {
   const loaded = loadKubeConfig(opts, opts.env)
-  const {request, close} = await createRequester(loaded.kc)
+  const {request, close} = await createRequester(loaded)
   const server = loaded.server
   const discovery = new Map<string, Promise<ApiResource[] | undefined>>()
 
@@ -137,7 +137,7 @@ export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Ku
   const kube: Kube = {
     server,
     context: loaded.context,
-    tlsUnverified: server.startsWith('https:') && loaded.kc.getCurrentCluster()?.skipTLSVerify === true,
+    tlsUnverified: server.startsWith('https:') && loaded.cluster.skipTLSVerify,
     request,
     close,
     resourceFor,

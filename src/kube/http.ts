@@ -1,13 +1,16 @@
 /**
- * Raw JSON requests to the API server. The kubeconfig (TLS material, tokens, exec plugins, proxy)
- * is applied by @kubernetes/client-node; the bodies are sent and read as plain JSON because the
- * generated typed models drop every field they do not know when they serialise, which would
- * silently strip fields of objects kpi applies.
+ * Raw JSON requests to the API server. TLS material, a token, basic auth and impersonation come
+ * from the kubeconfig as config.ts read it, once; a user whose credentials come from code (exec
+ * plugin, auth provider) or a cluster behind proxy-url is served by @kubernetes/client-node,
+ * loaded only then (it is heavy), which applies them per request. The bodies are sent and read as
+ * plain JSON because the library's generated typed models drop every field they do not know when
+ * they serialise, which would silently strip fields of objects kpi applies.
  */
+import {readFileSync} from 'node:fs'
 import {Agent, request} from 'node:https'
 import {request as httpRequest, Agent as HttpAgent, type IncomingHttpHeaders} from 'node:http'
-import type {KubeConfig} from '@kubernetes/client-node'
 import {KpiError} from '../errors.js'
+import type {LoadedKubeConfig} from './config.js'
 
 export interface KubeResponse<T = unknown> {
   status: number
@@ -43,22 +46,58 @@ export function transportError(e: unknown, server: string): KpiError {
   return new KpiError('network', `cannot reach the Kubernetes API at ${server} (${why})`, {hint: kubeHint, cause: e})
 }
 
-export async function createRequester(kc: KubeConfig): Promise<{request: Requester; close(): void}> {
-  const cluster = kc.getCurrentCluster()!
+type HttpsOptions = Record<string, unknown> & {headers?: Record<string, unknown>; auth?: string; agent?: unknown}
+
+const fileOrData = (file: string | undefined, data: string | undefined): Buffer | undefined =>
+  file ? readFileSync(file) : data ? Buffer.from(data, 'base64') : undefined
+
+/** What @kubernetes/client-node's applyToHTTPSOptions sets for a user without exec or auth provider, read once. */
+function staticOptions(k: LoadedKubeConfig): HttpsOptions {
+  const {cluster, user} = k
+  const o: HttpsOptions = {headers: {}}
+  if (cluster.skipTLSVerify) o.rejectUnauthorized = false
+  if (cluster.tlsServerName) o.servername = cluster.tlsServerName
+  const ca = fileOrData(cluster.caFile, cluster.caData)
+  if (ca) o.ca = ca
+  const cert = fileOrData(user.certFile, user.certData)
+  if (cert) o.cert = cert
+  const key = fileOrData(user.keyFile, user.keyData)
+  if (key) o.key = key
+  if (user.impersonateUser) o.headers!['Impersonate-User'] = user.impersonateUser
+  if (user.token) o.headers!.Authorization = `Bearer ${user.token}`
+  if (user.username) o.auth = `${user.username}:${user.password}`
+  return o
+}
+
+/** Per request, through @kubernetes/client-node: exec plugins' and auth providers' tokens expire. */
+async function libraryOptions(k: LoadedKubeConfig): Promise<() => Promise<HttpsOptions>> {
+  const {KubeConfig} = await import('@kubernetes/client-node')
+  const kc = new KubeConfig()
+  kc.loadFromOptions({...k.all, currentContext: k.context} as Parameters<typeof kc.loadFromOptions>[0])
+  return async () => {
+    const o: HttpsOptions = {}
+    await kc.applyToHTTPSOptions(o)
+    return o
+  }
+}
+
+export async function createRequester(k: LoadedKubeConfig): Promise<{request: Requester; close(): void}> {
+  const cluster = k.cluster
   const server = cluster.server.replace(/\/+$/, '')
   const base = new URL(server)
+  const fixed = k.needsLibrary ? undefined : staticOptions(k)
+  const options = fixed ? async () => fixed : await libraryOptions(k)
   // TLS material is fixed for the session: one keep-alive agent, so hundreds of small requests reuse connections
-  const first: Record<string, unknown> & {headers?: Record<string, unknown>} = {}
-  await kc.applyToHTTPSOptions(first)
+  const first = await options()
   const useOwnAgent = !cluster.proxyUrl
   const tls = {ca: first.ca, cert: first.cert, key: first.key, rejectUnauthorized: first.rejectUnauthorized as boolean | undefined, servername: first.servername as string | undefined}
   const agent = base.protocol === 'https:' ? new Agent({...tls, keepAlive: true, maxSockets: 16} as ConstructorParameters<typeof Agent>[0]) : new HttpAgent({keepAlive: true, maxSockets: 16})
 
   const doRequest: Requester = async <T>(method: string, path: string, opts: RequestOptions = {}) => {
     // headers per request: tokens from exec plugins and auth providers expire
-    const o: Record<string, unknown> & {headers?: Record<string, unknown>; auth?: string; agent?: unknown} = {}
+    let o: HttpsOptions
     try {
-      await kc.applyToHTTPSOptions(o)
+      o = await options()
     } catch (e) {
       throw new KpiError('auth', `cannot get credentials for the Kubernetes API at ${server}: ${(e as Error).message.split('\n')[0]}`, {
         hint: 'check the user of the kubeconfig context (exec plugin, token)', cause: e,
