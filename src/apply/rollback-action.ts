@@ -54,8 +54,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const target = await rollbackTarget(kube, o.revision)
   const t = target.record
   task('target revision', 'done', `revision ${t.revision}: ${t.name} ${t.version} (kpack ${t.kpackVersion}, ${t.status})`)
-  const deployed = await deployedRevision(kube)
-  const latest = await latestRevision(kube)
+  const [deployed, latest] = await Promise.all([deployedRevision(kube), latestRevision(kube)])
   const current = deployed ? currentObjects(deployed, latest) : latest?.record.objects ?? []
   const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
   const registry = await liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)
@@ -68,7 +67,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
     const heads = await listRevisionHeads(kube)
     const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
     let interrupted: number | undefined
-    const now = await latestRevision(kube)
+    const now = await latestRevision(kube, heads)
     if (now?.record.status.startsWith('pending-')) {
       await markInterrupted(ctx, now, `finished by revision ${next} (kpi rollback to ${t.revision})`)
       interrupted = now.record.revision

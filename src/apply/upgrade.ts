@@ -18,7 +18,7 @@ import {deployedRevision, latestRevision, listRevisionHeads, type StoredRevision
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, withLease, type OperationOptions} from './operation.js'
-import {checkAccessAndImages, checkCluster, preflightTask} from './preflight.js'
+import {checkAccessAndImages, checkCluster, preflightTask, startImageCheck, type Task} from './preflight.js'
 import {runRollback} from './rollback.js'
 import {gateFailureOf} from './stage.js'
 import {summarize, type OperationSummary} from './summary.js'
@@ -55,19 +55,12 @@ export function currentObjects(deployed: StoredRevision, latest: StoredRevision 
   return [...deployed.record.objects, ...latest.record.objects.filter((o) => !seen.has(identity(o.object)))]
 }
 
-export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
-  const started = Date.now()
-  const {kube, onEvent} = o
-  const ctx = contextOf(o)
-  const {render, warnings, stages, redacted, objects, digest} = desiredRevision(o)
-  const timeoutMs = o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS
-
-  onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, installation, version policy, CRDs, permissions, images'})
-  const task = preflightTask(onEvent)
+/** Upgrade's preflight reads of the cluster: the installation, version policy, CRDs, what gets deleted. */
+async function clusterChecks(o: UpgradeOptions, render: RenderResult, task: Task) {
+  const kube = o.kube
   const serverVersion = await checkCluster(kube, task)
   task('existing installation', 'start')
-  const deployed = await deployedRevision(kube)
-  const latest = await latestRevision(kube)
+  const [deployed, latest] = await Promise.all([deployedRevision(kube), latestRevision(kube)])
   if (!deployed) {
     task('existing installation', 'failed')
     if (!latest) throw new KpiError('not-found', `no kpi installation in the cluster at ${kube.server} (no revision record in namespace kpi-system)`, {hint: 'install with kpi install -b LOCK -f VALUES'})
@@ -83,14 +76,36 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   const stale = staleObjects(current, render.objects)
   const deletes: KubeObject[] = []
   for (const s of stale) if (!s.kept && (await kube.resourceFor(s.object.apiVersion, s.object.kind))) deletes.push(s.object)
-  const images = await checkAccessAndImages({kube, objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, deletes}, task)
+  return {serverVersion, deployed, latest, current, stale, deletes}
+}
+
+export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
+  const started = Date.now()
+  const {kube, onEvent} = o
+  const ctx = contextOf(o)
+  const {render, warnings, stages, redacted, objects, digest} = desiredRevision(o)
+  const timeoutMs = o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS
+
+  onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, installation, version policy, CRDs, permissions, images'})
+  const task = preflightTask(onEvent)
+  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient}
+  const imageCheck = startImageCheck(registryCheck, task)
+  // the images are the longest part of preflight: asked while the cluster is read
+  const pre = await clusterChecks(o, render, task).catch((e) => {
+    imageCheck.cancel()
+    throw e
+  })
+  const {serverVersion, deployed, latest, current, stale} = pre
+  const images = await checkAccessAndImages({kube, ...registryCheck, deletes: pre.deletes, images: imageCheck.images}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
+  const d = deployed.record
+
 
   return withLease(ctx, 'upgrade', async (_lease, signal) => {
     let interrupted: number | undefined
     const heads = await listRevisionHeads(kube)
     const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
-    const now = await latestRevision(kube)
+    const now = await latestRevision(kube, heads)
     if (now?.record.status.startsWith('pending-')) {
       // nobody holds the lease (this operation does): that operation died
       await markInterrupted(ctx, now, `finished by revision ${next} (kpi upgrade)`)

@@ -65,8 +65,8 @@ export async function readRevision(kube: Kube, revision: number): Promise<Stored
 }
 
 /** The newest revision, whatever its status; undefined when kpi never installed here. */
-export async function latestRevision(kube: Kube): Promise<StoredRevision | undefined> {
-  const heads = await listRevisionHeads(kube)
+export async function latestRevision(kube: Kube, listed?: RevisionHead[]): Promise<StoredRevision | undefined> {
+  const heads = listed ?? await listRevisionHeads(kube)
   const last = heads.at(-1)
   return last ? readRevision(kube, last.revision) : undefined
 }
