@@ -1,7 +1,8 @@
 /**
  * The operation runner, shared by install, upgrade and rollback (as Helm's actions share its
  * storage driver): it holds the operation lease while the operation runs, writes the revision
- * record `pending-*` before the first object is touched, records each stage as it goes, and marks
+ * record `pending-*` before the first object is touched, records each stage before it is applied
+ * (with the end of the stage before it: one write per stage), and marks
  * the revision `deployed` (the one it replaced `superseded`, history trimmed to --history-max) or
  * `failed` with why.
  */
@@ -114,6 +115,9 @@ export async function runRevision(ctx: OperationContext, run: RevisionRun): Prom
   const {kube} = ctx
   const record = run.record
   let stored: StoredRevision | undefined
+  // the first stage is recorded as started by the record's first write: one write, not two
+  let first = record.stages.find((s) => s.name === run.stages[0]?.name)
+  if (first) Object.assign(first, {status: 'applying', startedAt: nowIso(ctx)})
   if (run.persist) stored = run.over ? await saveRevision(kube, run.over, record) : await createRevision(kube, record)
   const save = async () => {
     record.updatedAt = nowIso(ctx)
@@ -128,6 +132,10 @@ export async function runRevision(ctx: OperationContext, run: RevisionRun): Prom
         const rec = record.stages.find((s) => s.name === stage.name)!
         current = stage.name
         if (status === 'applying') {
+          if (rec === first) {
+            first = undefined
+            return
+          }
           rec.startedAt = nowIso(ctx)
           rec.status = 'applying'
         } else {
@@ -136,6 +144,9 @@ export async function runRevision(ctx: OperationContext, run: RevisionRun): Prom
           rec.changed = r!.changes.filter((c) => c.action !== 'unchanged').length
           if (r!.notChecked.length) rec.message = `kpack readiness not checked (--wait=applied): ${r!.notChecked.join(', ')}`
           current = undefined
+          // written with the next stage's start or the revision's end, one write instead of two:
+          // a kill in between finds this stage still applying, which is what it last recorded
+          return
         }
         await save()
       },
