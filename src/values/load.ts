@@ -1,10 +1,10 @@
 /**
- * Reads the values file: YAML, checked against the JSON schema (ajv) and then by the checks a
+ * Reads the values file: YAML, checked against the JSON schema (ajv, validator.ts) and then by the checks a
  * schema cannot express. Every problem is collected and reported as `file:line:col: field: message`.
  * Messages never quote values: the file holds credentials.
  */
 import {readFile} from 'node:fs/promises'
-import {Ajv, type ErrorObject, type ValidateFunction} from 'ajv'
+import type {ErrorObject} from 'ajv'
 import {LineCounter, parseDocument} from 'yaml'
 import {KpiError} from '../errors.js'
 import {readTextFile} from '../textfile.js'
@@ -13,19 +13,11 @@ import {closest} from '../problems/suggest.js'
 import {fieldPath, pathPosition, yamlSyntaxProblem, type PathSegment} from '../problems/yaml.js'
 import {checkCaCerts, checkCluster, checkProxy, checkRegistry, checkTeams, type At, type RawValues, type ReadFileOption} from './checks.js'
 import {normalise} from './normalise.js'
-import {patternMeaning, SECRET_KEYWORD, valuesSchema} from './schema.js'
+import {patternMeaning} from './schema.js'
 import type {Values} from './types.js'
+import {valuesValidator} from './validator.js'
 
 type Seg = PathSegment
-
-let validator: ValidateFunction | undefined
-function validate(): ValidateFunction {
-  if (validator) return validator
-  const ajv = new Ajv({allErrors: true, verbose: true, strict: true, allowUnionTypes: true})
-  ajv.addKeyword({keyword: SECRET_KEYWORD, schemaType: ['boolean', 'string']})
-  validator = ajv.compile(valuesSchema)
-  return validator
-}
 
 /** Reads, validates and resolves a values file (files it names are read relative to it). */
 export async function loadValues(path: string): Promise<Values> {
@@ -67,7 +59,7 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
     at([], 'the values file must be a YAML mapping with at least registry.server and registry.repository')
     throw valuesError(file, problems)
   }
-  const v = validate()
+  const v = await valuesValidator()
   if (!v(data)) for (const e of v.errors ?? []) schemaProblem(e, at)
   // The semantic checks only look at parts whose shape the schema accepted, and the credential
   // combinations only when the registry section has no schema problem (a misspelt `usrname` would
