@@ -8,13 +8,14 @@ import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parse, stringify} from 'yaml'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {decide} from '../src/apply/changeset.js'
 import {planStages} from '../src/apply/plan.js'
 import {runStage} from '../src/apply/stage.js'
 import {KpiError} from '../src/errors.js'
 import {createKubeClient, type Kube} from '../src/kube/client.js'
 import {loadKubeConfig} from '../src/kube/config.js'
 import {endpointsProbe, crdProbe, deploymentProbe, kpackProbe, waitUntil} from '../src/kube/wait.js'
-import type {LiveObject} from '../src/kube/types.js'
+import {refOf, type LiveObject} from '../src/kube/types.js'
 import type {ProgressEvent} from '../src/progress/events.js'
 import {renderPlatform} from '../src/render/render.js'
 import type {KubeObject, RenderedObject} from '../src/render/types.js'
@@ -131,6 +132,49 @@ describe('kube client on a real control plane', () => {
       conflicts: [{manager: 'someone-else', field: '.data.a'}, {manager: 'someone-else', field: '.data.b'}],
     })
     expect(await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-conflict', namespace: 'default'})).toBe(true)
+  })
+
+  it('fields kpi wrote by a PUT (a rollback) are taken back by its apply without a conflict; another manager\'s are a conflict, named', async () => {
+    nameRunDir()
+    const cm = obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-own', namespace: 'default'}, data: {a: '1'}})
+    const planned = {stage: 'config' as const, object: cm as unknown as KubeObject, check: 'applied' as const, wave: 1}
+    await kube.apply(cm)
+    const live = (await kube.get(refOf(cm)))!
+    await kube.replace({...live, data: {a: '2'}})
+    const own = await decide(kube, planned, false)
+    expect(own).toMatchObject({action: 'update', takeOwn: true})
+    expect(own.conflict).toBeUndefined()
+    await kube.apply(cm, {force: true})
+    expect(await decide(kube, planned, false)).toMatchObject({action: 'unchanged'})
+    await kube.apply(obj({...cm, data: {a: '3'}}), {fieldManager: 'kubectl-edit', force: true})
+    const other = await decide(kube, planned, false)
+    expect(other).toMatchObject({action: 'update', conflict: 'kubectl-edit: .data.a'})
+    expect(other.takeOwn).toBeUndefined()
+    expect(await kube.delete(refOf(cm))).toBe(true)
+  })
+
+  it('a user whose credentials come from an exec plugin is served by @kubernetes/client-node', async () => {
+    nameRunDir()
+    const doc = parse(await readFile(plane.cp.kubeconfig, 'utf8')) as {users: Array<{name: string; user: Record<string, unknown>}>}
+    const admin = doc.users[0]!.user
+    const pem = async (data: unknown, file: unknown) => (data ? Buffer.from(String(data), 'base64').toString('utf8') : await readFile(String(file), 'utf8'))
+    const credential = {apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: {
+      clientCertificateData: await pem(admin['client-certificate-data'], admin['client-certificate']),
+      clientKeyData: await pem(admin['client-key-data'], admin['client-key']),
+    }}
+    const json = join(plane.runDir, 'credential.json')
+    await writeFile(json, JSON.stringify(credential), {mode: 0o600})
+    doc.users[0]!.user = {exec: {apiVersion: 'client.authentication.k8s.io/v1', command: 'cat', args: [json], interactiveMode: 'Never'}}
+    const file = join(plane.runDir, 'exec.kubeconfig')
+    await writeFile(file, stringify(doc), {mode: 0o600})
+    expect(loadKubeConfig({kubeconfig: file}).needsLibrary).toBe(true)
+    const k = await createKubeClient({kubeconfig: file})
+    try {
+      expect((await k.version()).major).toBe(1)
+      expect((await k.canI({verb: '*', group: '*', resource: '*'})).allowed).toBe(true)
+    } finally {
+      k.close()
+    }
   })
 
   it('server-side applies as field manager kpi: dry runs write nothing, the same apply is a no-op, errors name the object', async () => {

@@ -10,7 +10,7 @@
  * stage of the same operation) is a create.
  */
 import {isKpiError, type KpiError} from '../errors.js'
-import type {Kube} from '../kube/client.js'
+import {FIELD_MANAGER, type Kube} from '../kube/client.js'
 import type {CheckKind} from '../kube/checks.js'
 import {describeRef, groupOf, refOf, type LiveObject, type ObjectRef} from '../kube/types.js'
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
@@ -34,6 +34,8 @@ export interface Change {
   fields: FieldChange[]
   /** fields another field manager owns, taken over with force: `kubectl-edit: .spec.replicas` */
   conflict?: string
+  /** fields kpi wrote by a PUT (rollback), applied with force and not reported: see onlyOwn() */
+  takeOwn?: boolean
   /** written whole (PUT of the live object with the desired spec) instead of applied; see decide() */
   replacement?: LiveObject
 }
@@ -59,10 +61,24 @@ export const identity = (o: {apiVersion: string; kind: string; metadata: {name: 
 
 const isConflict = (e: unknown): e is KpiError => isKpiError(e) && e.kind === 'conflict'
 
-function conflictLine(e: KpiError): string {
+const conflictsOf = (e: KpiError) => {
   const d = e.details
-  const conflicts = d && 'source' in d && d.source === 'kubernetes' ? d.conflicts ?? [] : []
+  return d && 'source' in d && d.source === 'kubernetes' ? d.conflicts ?? [] : []
+}
+
+function conflictLine(e: KpiError): string {
+  const conflicts = conflictsOf(e)
   return conflicts.length ? conflicts.map((c) => `${c.manager}: ${c.field}`).join(', ') : 'fields of another field manager'
+}
+
+/**
+ * Fields kpi itself wrote by a PUT (a rollback writes kpack's specs whole: the manager `kpi`,
+ * operation Update) conflict with its own apply (`kpi`, Apply). Taking them back is no
+ * conflict with anyone: applied with force, not reported.
+ */
+const onlyOwn = (e: KpiError): boolean => {
+  const conflicts = conflictsOf(e)
+  return conflicts.length > 0 && conflicts.every((c) => c.manager === FIELD_MANAGER)
 }
 
 /**
@@ -84,16 +100,18 @@ export async function decide(kube: Kube, o: PlannedObject, force: boolean, repla
     return {...base, action: fields.length ? 'update' : 'unchanged', fields, ...(fields.length ? {replacement} : {})}
   }
   let conflict: string | undefined
+  let own = false
   let preview: LiveObject
   try {
     preview = await kube.apply(o.object, {force, dryRun: true})
   } catch (e) {
     if (force || !isConflict(e)) throw e
-    conflict = conflictLine(e)
+    if (onlyOwn(e)) own = true
+    else conflict = conflictLine(e)
     preview = await kube.apply(o.object, {force: true, dryRun: true})
   }
   const fields = diffFields(live, preview)
-  return {...base, action: conflict || fields.length ? 'update' : 'unchanged', fields, ...(conflict ? {conflict} : {})}
+  return {...base, action: conflict || own || fields.length ? 'update' : 'unchanged', fields, ...(conflict ? {conflict} : {}), ...(own ? {takeOwn: true} : {})}
 }
 
 export async function decideStage(kube: Kube, stage: PlannedStage, force: boolean, concurrency = 8): Promise<StageChanges> {

@@ -76,7 +76,7 @@ export function formatDuration(ms: number): string {
 
 async function applyChange(kube: Kube, c: Change, force: boolean): Promise<void> {
   if (c.replacement) await replaceSpec(kube, c)
-  else if (c.action === 'create' || c.action === 'update') await kube.apply(c.desired!, {force: force || !!c.conflict})
+  else if (c.action === 'create' || c.action === 'update') await kube.apply(c.desired!, {force: force || !!c.conflict || !!c.takeOwn})
 }
 
 /** PUT the live object with the desired spec; kpack writing status meanwhile (a new resourceVersion) is retried. */
