@@ -160,6 +160,20 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(await client().hasBlob({registry: reg.host, repository: 'net/upload'}, sha256Digest(bytes))).toBe(true)
   })
 
+  it('a registry silent for the timeout is asked once more on a fresh connection, not `retries` times', async () => {
+    // the API root answers; manifest requests are read and never answered
+    const silent = await serve(listen((req, res) => {
+      if (!req.url!.includes('/manifests/')) return forward(req, res, reg.host)
+      req.resume()
+    }))
+    const host = `127.0.0.1:${silent.port}`
+    const e = await client({timeoutMs: 300}).getManifest({registry: host, repository: repo.repository}, 'v1').catch((err: unknown) => err)
+    expect(e).toBeInstanceOf(KpiError)
+    expect((e as KpiError).kind).toBe('timeout')
+    expect((e as KpiError).message).toBe(`registry ${host} stopped answering (no response in time)`)
+    expect(silent.seen.filter((s) => s.url.includes('/manifests/'))).toHaveLength(2)
+  })
+
   it('gives up after the retries with kind failed naming the image', async () => {
     const proxy = await serve(faultyProxy(reg.host, (req) => req.url!.includes('/manifests/') ? {status: 503} : 'forward'))
     const host = `127.0.0.1:${proxy.port}`

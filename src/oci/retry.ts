@@ -39,6 +39,11 @@ export function errorCodes(e: unknown): string[] {
 /** A connection dropped mid-request: worth another attempt of an idempotent request. */
 export const isConnectionReset = (e: unknown): boolean => errorCodes(e).some((c) => resetCodes.has(c))
 
+const silenceCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'])
+
+/** The registry stayed silent for the whole --registry-timeout (not a drop: a wait that already cost the timeout). */
+export const isSilence = (e: unknown): boolean => errorCodes(e).some((c) => silenceCodes.has(c))
+
 /** Milliseconds from a Retry-After header (seconds or an HTTP date), capped. */
 export function retryAfterMs(header: string | string[] | undefined, maxMs: number): number | undefined {
   const v = Array.isArray(header) ? header[0] : header
@@ -70,13 +75,17 @@ export async function withRetry<R extends StatusLike>(
   policy: RetryPolicy,
   discard: (r: R) => Promise<void>,
 ): Promise<R> {
+  let silent = 0
   for (let attempt = 0; ; attempt++) {
     const last = attempt >= policy.retries
     let res: R
     try {
       res = await send(attempt)
     } catch (e) {
-      if (last || !isConnectionReset(e)) throw e
+      // A silent registry is tried once more, on a fresh connection (past a proxy or NAT that
+      // dropped the old one), not `retries` times: each try waits the whole --registry-timeout, and
+      // a stall must fail in about twice that, as the README says, not ten times.
+      if (last || !isConnectionReset(e) || (isSilence(e) && silent++ > 0)) throw e
       await sleep(backoffMs(attempt, policy))
       continue
     }
