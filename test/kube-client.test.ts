@@ -294,5 +294,17 @@ describe('kube client on a real control plane', () => {
     expect(e.message).toMatch(/FailedScheduling: 0\/2 nodes are available: 2 node\(s\) didn't match Pod's node affinity\/selector/)
     expect(events.some((x) => x.type === 'task' && x.task === 'Deployment wait-test/stuck rolled out' && x.status === 'failed')).toBe(true)
   })
-})
 
+  it('a request made while the API server restarts waits for it to come back (an unreachable one fails at once, above)', async () => {
+    nameRunDir()
+    await kube.version()
+    const restart = plane.cp.restartApiserver(3000)
+    // the apiserver is stopped now and for three seconds more: refused connections, then its start
+    await new Promise((r) => setTimeout(r, 500))
+    const t = Date.now()
+    const ns = await kube.get({apiVersion: 'v1', kind: 'Namespace', name: 'default'})
+    expect(ns?.metadata.name).toBe('default')
+    expect(Date.now() - t, 'it waited for the restart').toBeGreaterThan(1000)
+    await restart
+  })
+})

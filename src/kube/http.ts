@@ -138,5 +138,55 @@ export async function createRequester(k: LoadedKubeConfig): Promise<{request: Re
       req.end(body)
     })
   }
-  return {request: doRequest, close: () => agent.destroy()}
+  return {request: riding(doRequest), close: () => agent.destroy()}
+}
+
+/**
+ * How long a request rides out an API server that is restarting (a control-plane upgrade, a
+ * crash): kpi keeps asking for this long after the first try before it reports the API unreachable.
+ */
+export const API_UNAVAILABLE_GRACE_MS = 30_000
+
+/** Methods a second send cannot harm: reads, resourceVersion-guarded PUTs, server-side apply, deletes (a repeat answers 404). */
+const REPEATABLE = new Set(['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'])
+
+/**
+ * Whether the request met an API server that is going away or coming back, and may be sent again:
+ * a refused connection never reached it (any method); a dropped connection or a 503 ("apiserver is
+ * shutting down") or 429 (Retry-After) is sent again only where a repeat is harmless.
+ */
+function unavailable(method: string, e: unknown, res: KubeResponse | undefined): boolean {
+  if (res) {
+    const shuttingDown = typeof res.body === 'object' && /shutting down/i.test(String((res.body as {message?: unknown})?.message ?? ''))
+    return res.status === 429 || res.status === 503 || shuttingDown
+  }
+  const code = ((e as KpiError).cause as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ECONNREFUSED') return true
+  return REPEATABLE.has(method) && (code === 'ECONNRESET' || code === 'EPIPE')
+}
+
+/**
+ * A kube-apiserver that restarts refuses connections, cuts the open ones and answers 503 for a few
+ * seconds; an install or upgrade that failed on the first such answer would stop half-applied (and
+ * its automatic rollback, started at once, would meet the same outage). So a request that meets
+ * one is sent again, pausing 250 ms doubling to 2 s, for up to API_UNAVAILABLE_GRACE_MS, once this
+ * API server has answered in this run (a wrong address is reported at once, as kubectl does).
+ */
+export function riding(send: Requester, graceMs = API_UNAVAILABLE_GRACE_MS): Requester {
+  // only an API server that answered once is waited for: a kubeconfig naming nothing fails at once
+  let answered = false
+  return async <T>(method: string, path: string, opts: RequestOptions = {}): Promise<KubeResponse<T>> => {
+    const until = Date.now() + graceMs
+    for (let pause = 250; ; pause = Math.min(2000, pause * 2)) {
+      let res: KubeResponse<T> | undefined
+      try {
+        res = await send<T>(method, path, opts)
+        answered = true
+      } catch (e) {
+        if (!answered || !unavailable(method, e, undefined) || Date.now() + pause > until) throw e
+      }
+      if (res && (!unavailable(method, undefined, res) || Date.now() + pause > until)) return res
+      await new Promise((r) => setTimeout(r, pause))
+    }
+  }
 }
