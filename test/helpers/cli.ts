@@ -37,3 +37,15 @@ export function expectCleanFailure(r: CliResult): string {
   if (lines.length !== 1) throw new Error(`expected one Error: line, got ${lines.length}:\n${r.stderr}`)
   return lines[0]!
 }
+
+/** Resolves true when `re` matches what the child wrote to stderr so far, false if it exits first. */
+export function stderrShows(run: ReturnType<typeof startKpi>, re: RegExp): Promise<boolean> {
+  return new Promise((resolve) => {
+    let seen = ''
+    run.child.stderr!.on('data', (d: Buffer) => {
+      seen += d.toString()
+      if (re.test(seen)) resolve(true)
+    })
+    void run.done.then(() => resolve(false))
+  })
+}

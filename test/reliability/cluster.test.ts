@@ -13,7 +13,7 @@ import {stringify} from 'yaml'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createKubeClient, type Kube} from '../../src/kube/client.js'
 import {startSandbox, type Sandbox} from '../../src/sandbox/sandbox.js'
-import {errorLines, expectCleanFailure, kpi, startKpi, type CliResult} from '../helpers/cli.js'
+import {errorLines, expectCleanFailure, kpi, startKpi, stderrShows, type CliResult} from '../helpers/cli.js'
 import {faultInjected} from './ledger.js'
 
 let work: string
@@ -45,18 +45,6 @@ afterAll(async () => {
 })
 
 const install = (wait = 'applied') => startKpi(['install', '-b', lock, '-f', values, '--ca-cert', sb.caFile, `--wait=${wait}`, '--timeout', wait === 'ready' ? '4m' : '2m'], env)
-
-/** Resolves when a line matching `re` appears on the child's stderr (or it exits: false). */
-function stderrShows(run: ReturnType<typeof startKpi>, re: RegExp): Promise<boolean> {
-  return new Promise((resolve) => {
-    let seen = ''
-    run.child.stderr!.on('data', (d: Buffer) => {
-      seen += d.toString()
-      if (re.test(seen)) resolve(true)
-    })
-    void run.done.then(() => resolve(false))
-  })
-}
 
 async function recordStatus(): Promise<string | undefined> {
   const s = await kube.get({apiVersion: 'v1', kind: 'Secret', name: 'kpi.platform.v1', namespace: 'kpi-system'})
