@@ -153,12 +153,14 @@ const REPEATABLE = new Set(['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'])
 /**
  * Whether the request met an API server that is going away or coming back, and may be sent again:
  * a refused connection never reached it (any method); a dropped connection or a 503 ("apiserver is
- * shutting down") or 429 (Retry-After) is sent again only where a repeat is harmless.
+ * shutting down") or 429 (Retry-After) is sent again only where a repeat is harmless. `recovering`:
+ * this server was just unavailable, and one that has just started answers 500 for a while too
+ * (its caches still filling: "failed to allocate a serviceIP: range is full").
  */
-function unavailable(method: string, e: unknown, res: KubeResponse | undefined): boolean {
+function unavailable(method: string, e: unknown, res: KubeResponse | undefined, recovering: boolean): boolean {
   if (res) {
     const shuttingDown = typeof res.body === 'object' && /shutting down/i.test(String((res.body as {message?: unknown})?.message ?? ''))
-    return res.status === 429 || res.status === 503 || shuttingDown
+    return res.status === 429 || res.status === 503 || shuttingDown || (recovering && res.status === 500 && REPEATABLE.has(method))
   }
   const code = ((e as KpiError).cause as NodeJS.ErrnoException | undefined)?.code
   if (code === 'ECONNREFUSED') return true
@@ -167,25 +169,35 @@ function unavailable(method: string, e: unknown, res: KubeResponse | undefined):
 
 /**
  * A kube-apiserver that restarts refuses connections, cuts the open ones and answers 503 for a few
- * seconds; an install or upgrade that failed on the first such answer would stop half-applied (and
- * its automatic rollback, started at once, would meet the same outage). So a request that meets
- * one is sent again, pausing 250 ms doubling to 2 s, for up to API_UNAVAILABLE_GRACE_MS, once this
- * API server has answered in this run (a wrong address is reported at once, as kubectl does).
+ * seconds, then 500 while it starts; an install or upgrade that failed on the first such answer
+ * would stop half-applied (and its automatic rollback, started at once, would meet the same
+ * outage). So a request that meets one is sent again, pausing 250 ms doubling to 2 s, for up to
+ * API_UNAVAILABLE_GRACE_MS, once this API server has answered in this run (a wrong address is
+ * reported at once, as kubectl does). A 500 is waited out only within the grace after an outage:
+ * otherwise it is the server's answer, reported at once.
  */
 export function riding(send: Requester, graceMs = API_UNAVAILABLE_GRACE_MS): Requester {
   // only an API server that answered once is waited for: a kubeconfig naming nothing fails at once
   let answered = false
+  let outageSeen = -Infinity
   return async <T>(method: string, path: string, opts: RequestOptions = {}): Promise<KubeResponse<T>> => {
     const until = Date.now() + graceMs
     for (let pause = 250; ; pause = Math.min(2000, pause * 2)) {
+      const recovering = Date.now() < outageSeen + graceMs
       let res: KubeResponse<T> | undefined
       try {
         res = await send<T>(method, path, opts)
         answered = true
       } catch (e) {
-        if (!answered || !unavailable(method, e, undefined) || Date.now() + pause > until) throw e
+        if (!answered || !unavailable(method, e, undefined, recovering)) throw e
+        outageSeen = Date.now()
+        if (Date.now() + pause > until) throw e
       }
-      if (res && (!unavailable(method, undefined, res) || Date.now() + pause > until)) return res
+      if (res) {
+        if (!unavailable(method, undefined, res, recovering)) return res
+        if (res.status !== 500) outageSeen = Date.now()
+        if (Date.now() + pause > until) return res
+      }
       await new Promise((r) => setTimeout(r, pause))
     }
   }
