@@ -25,6 +25,7 @@ const measured: Record<string, number> = {
   'test/archive-cli.test.ts': 15,
   'test/kpack-platform.test.ts': 14,
   'test/kp-import-compare.test.ts': 12,
+  'test/reliability/upgrade.test.ts': 200,
   'test/reliability/network.test.ts': 145,
   'test/reliability/cluster.test.ts': 85,
   'test/reliability/secrets.test.ts': 53,
