@@ -165,8 +165,10 @@ describe('writing an archive', () => {
     expect(partial).toBeGreaterThan(0)
     const events: ProgressEvent[] = []
     const r = await write(file, b1, {resume: true, onEvent: (e) => events.push(e)})
-    expect(r.archive.resumed.blobs).toBe(7)
-    expect(events.some((e) => e.type === 'info' && /kept 7 blobs/.test(e.message))).toBe(true)
+    // blobs are written side by side: every one reported copied is kept (those that finished
+    // after the abort too), whatever order they finished in
+    expect(r.archive.resumed.blobs).toBeGreaterThanOrEqual(copied)
+    expect(events.some((e) => e.type === 'info' && e.message.includes(`kept ${r.archive.resumed.blobs} blobs`))).toBe(true)
     expect(sha(await readFile(file))).toBe(sha(await readFile(whole)))
     await expect(stat(file + '.partial')).rejects.toThrow()
   })
@@ -229,7 +231,7 @@ describe('writing an archive', () => {
     expect(partials.length).toBeGreaterThan(1)
     expect(partials).not.toContain('split-resume.tar.part009.partial')
     const r = await write(file, b1, {splitSize, resume: true})
-    expect(r.archive.resumed.blobs).toBe(20)
+    expect(r.archive.resumed.blobs).toBeGreaterThanOrEqual(copied)
     const joined = Buffer.concat(await Promise.all(r.archive.files.map((f) => readFile(f))))
     expect(sha(joined)).toBe(sha(await readFile(whole)))
     expect((await readdir(dir)).filter((f) => f.startsWith('split-resume.tar') && f.endsWith('.partial'))).toEqual([])

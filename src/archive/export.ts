@@ -38,7 +38,7 @@ export function toArchive(file: string, o: ToArchiveTargetOptions = {}): Relocat
       const files = await collectBundleFiles(c.loaded, c.onEvent)
       const order = blobOrder(plan).filter((b) => !exclude.has(b.digest))
       const sink = await createArchiveSink(file, {
-        splitSize: o.splitSize, resume: o.resume, exclude, order: order.map((b) => b.digest), onEvent: c.onEvent, signal: o.signal,
+        splitSize: o.splitSize, resume: o.resume, exclude, order, onEvent: c.onEvent, signal: o.signal,
       })
       return {
         sink,

@@ -4,7 +4,7 @@
  * every time (a resumed run must give the same bytes as an uninterrupted one). This re-lists the
  * manifests by a depth-first walk from the roots sorted by bundle path: children before their
  * index, subjects before their referrers (sorted by digest), the same guarantees as before.
- * With a sink of concurrency 1, executePlan then uploads blobs in exactly `blobOrder(plan)`.
+ * The archive writer places blobs in `blobOrder(plan)`, whatever order their downloads finish in.
  */
 import type {Plan, PlanBlob, PlanManifest} from '../relocate/plan.js'
 import type {Repo} from '../oci/index.js'

@@ -168,16 +168,20 @@ export class PartSet {
 }
 
 /**
- * Sequential output across parts of `splitSize` bytes (or one file), as `.partial` files until
- * `complete()`. `truncate()` cuts back to an offset, so a member that failed half-way leaves
- * no trace and the partial output stays a run of whole members that `--resume` can continue.
+ * Output across parts of `splitSize` bytes (or one file), as `.partial` files until
+ * `complete()`, written at any offset: the archive's layout is computed up front, so blobs are
+ * written side by side, each at its own place. Part files are created as the offsets that fall
+ * in them are first written. Partial files of an earlier run are kept only for `resume` (the
+ * writer then checks what they hold, member by member); any other partial files of this archive
+ * are removed, as are those of another split scheme.
  */
 export class PartWriter {
   readonly file: string
   readonly splitSize?: number
-  offset = 0
-  private handles: FileHandle[] = []
-  private paths: string[] = []
+  /** partial files of an earlier run were found and kept (resume) */
+  existing = false
+  private readonly parts = new Map<number, Promise<FileHandle>>()
+  private readonly pending = new Set<Promise<unknown>>()
 
   private constructor(file: string, splitSize?: number) {
     this.file = file
@@ -188,102 +192,133 @@ export class PartWriter {
     return (this.splitSize ? partName(this.file, n) : this.file) + PARTIAL
   }
 
-  /** The partial files an earlier run left, in order, if they fit this writer's split size. */
-  static async leftovers(file: string, splitSize?: number): Promise<string[]> {
-    if (!splitSize) return (await exists(file + PARTIAL)) ? [file + PARTIAL] : []
-    const parts = await listParts(file, PARTIAL)
-    const out: string[] = []
-    for (let i = 1; parts.has(i); i++) out.push(parts.get(i)!)
-    // every part but the last must be exactly the split size, or the offsets would not line up
-    for (let i = 0; i < out.length - 1; i++) if ((await stat(out[i]!)).size !== splitSize) return []
-    return out
-  }
-
-  /** Opens for writing; `keep` bytes of the leftovers are kept and the rest cut (0: start anew). */
-  static async create(file: string, opts: {splitSize?: number; keep?: number; leftovers?: string[]} = {}): Promise<PartWriter> {
+  static async open(file: string, opts: {splitSize?: number; resume?: boolean} = {}): Promise<PartWriter> {
     const w = new PartWriter(file, opts.splitSize)
-    const keep = opts.keep ?? 0
-    const left = opts.leftovers ?? []
-    const size = opts.splitSize ?? Infinity
-    const keptParts = keep === 0 ? 0 : Math.floor((keep - 1) / size) + 1
-    // drop every partial file of this archive that is not kept (also those of another split size)
-    const kept = new Set(left.slice(0, keptParts))
-    const all = [file + PARTIAL, ...(await listParts(file, PARTIAL)).values()]
-    for (const f of all) if (!kept.has(f)) await rm(f, {force: true})
-    if (keep === 0) {
-      await w.openPart(1, 'w')
-      return w
+    const split = await listParts(file, PARTIAL)
+    const single = (await exists(file + PARTIAL)) ? [file + PARTIAL] : []
+    const mine: Array<[number, string]> = opts.splitSize ? [...split.entries()] : single.map((f) => [1, f])
+    const others = opts.splitSize ? single : [...split.values()]
+    for (const f of others) await rm(f, {force: true})
+    if (opts.resume && mine.length > 0) {
+      for (const [n, f] of mine) w.parts.set(n, open(f, 'r+'))
+      await Promise.all(w.parts.values())
+      w.existing = true
+    } else {
+      for (const [, f] of mine) await rm(f, {force: true})
     }
-    for (let n = 1; n <= keptParts; n++) {
-      await w.openPart(n, 'r+')
-    }
-    const lastKeep = keep - (keptParts - 1) * (Number.isFinite(size) ? size : 0)
-    await w.handles[keptParts - 1]!.truncate(lastKeep)
-    w.offset = keep
     return w
   }
 
-  private async openPart(n: number, flags: 'w' | 'r+'): Promise<void> {
-    const p = this.partialPath(n)
-    this.handles.push(await open(p, flags, 0o644))
-    this.paths.push(p)
+  private handle(n: number): Promise<FileHandle> {
+    let h = this.parts.get(n)
+    if (!h) {
+      h = open(this.partialPath(n), 'w+', 0o644)
+      this.parts.set(n, h)
+    }
+    return h
   }
 
-  private current(): {h: FileHandle; used: number} {
-    const i = this.handles.length - 1
-    const used = this.splitSize ? this.offset - i * this.splitSize : this.offset
-    return {h: this.handles[i]!, used}
-  }
-
-  async write(buf: Buffer): Promise<void> {
-    let rest = buf
-    while (rest.length > 0) {
-      let {h, used} = this.current()
-      if (this.splitSize && used >= this.splitSize) {
-        await this.openPart(this.handles.length + 1, 'w')
-        ;({h, used} = this.current())
-      }
-      const n = this.splitSize ? Math.min(rest.length, this.splitSize - used) : rest.length
-      let written = 0
-      while (written < n) {
-        const r = await h.write(rest, written, n - written, used + written)
-        written += r.bytesWritten
-      }
-      this.offset += n
-      rest = rest.subarray(n)
+  /** [offset, offset + length) cut at part boundaries: part number, offset in it, length */
+  private *pieces(offset: number, length: number): Generator<{n: number; at: number; len: number}> {
+    const size = this.splitSize
+    while (length > 0) {
+      const n = size ? Math.floor(offset / size) : 0
+      const at = size ? offset - n * size : offset
+      const len = size ? Math.min(length, size - at) : length
+      yield {n: n + 1, at, len}
+      offset += len
+      length -= len
     }
   }
 
-  /** Cuts the output back to `offset` (at or before the current one). */
-  async truncate(offset: number): Promise<void> {
-    const size = this.splitSize ?? Infinity
-    const keepParts = Math.max(1, offset === 0 ? 1 : Math.floor((offset - 1) / size) + 1)
-    while (this.handles.length > keepParts) {
-      await this.handles.pop()!.close()
-      await rm(this.paths.pop()!, {force: true})
-    }
-    const lastStart = (keepParts - 1) * (Number.isFinite(size) ? size : 0)
-    await this.handles[keepParts - 1]!.truncate(offset - lastStart)
-    this.offset = offset
+  /** Writes `bufs` one after another from `offset` (a run of buffers is one pwritev per part). */
+  writeAt(offset: number, bufs: readonly Buffer[]): Promise<void> {
+    const p = this.writeAll(offset, bufs)
+    // close, truncate and complete wait for writes still in flight (a stream destroyed mid-write)
+    this.pending.add(p)
+    const settle = () => void this.pending.delete(p)
+    p.then(settle, settle)
+    return p
   }
 
-  /** Flushes to disk, renames every partial file to its final name, removes stale parts of an older archive of the same name. */
-  async complete(): Promise<string[]> {
-    for (const h of this.handles) await h.sync()
+  private async writeAll(offset: number, bufs: readonly Buffer[]): Promise<void> {
+    let i = 0
+    let skip = 0
+    const total = bufs.reduce((a, b) => a + b.length, 0)
+    for (const {n, at, len} of this.pieces(offset, total)) {
+      let iov: Buffer[] = []
+      for (let need = len; need > 0;) {
+        const b = bufs[i]!
+        const take = Math.min(b.length - skip, need)
+        if (take > 0) iov.push(b.subarray(skip, skip + take))
+        need -= take
+        skip += take
+        if (skip === b.length) {
+          i++
+          skip = 0
+        }
+      }
+      const h = await this.handle(n)
+      for (let pos = at; iov.length > 0;) {
+        let {bytesWritten} = iov.length === 1 ? await h.write(iov[0]!, 0, iov[0]!.length, pos) : await h.writev(iov, pos)
+        pos += bytesWritten
+        while (iov.length > 0 && bytesWritten >= iov[0]!.length) bytesWritten -= iov.shift()!.length
+        if (bytesWritten > 0) iov = [iov[0]!.subarray(bytesWritten), ...iov.slice(1)]
+      }
+    }
+  }
+
+  /** Up to `length` bytes from `offset` (fewer where a part ends early). */
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.alloc(length)
+    let done = 0
+    for (const {n, at, len} of this.pieces(offset, length)) {
+      const h = this.parts.get(n)
+      if (!h) break
+      const {bytesRead} = await (await h).read(out, done, len, at)
+      done += bytesRead
+      if (bytesRead < len) break
+    }
+    return done === length ? out : out.subarray(0, done)
+  }
+
+  /** Waits for every write in flight. */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending])
+  }
+
+  /**
+   * Cuts the output to `total` bytes (parts to the split size), flushes it to disk, renames
+   * every partial file to its final name, removes stale parts of an older archive of the same name.
+   */
+  async complete(total: number): Promise<string[]> {
+    await this.settled()
+    const size = this.splitSize
+    const last = size ? Math.max(1, Math.ceil(total / size)) : 1
+    const paths: string[] = []
+    for (let n = 1; n <= last; n++) {
+      const h = await this.handle(n)
+      await h.truncate(size ? (n < last ? size : total - (last - 1) * size) : total)
+      await h.sync()
+      paths.push(this.partialPath(n))
+    }
+    const extra = [...this.parts.keys()].filter((n) => n > last)
     await this.closeAll()
-    const finals = this.paths.map((p) => p.slice(0, -PARTIAL.length))
+    for (const n of extra) await rm(this.partialPath(n), {force: true})
+    const finals = paths.map((p) => p.slice(0, -PARTIAL.length))
     // an older archive under the same name must not leave parts that would read as part of this one
     const stale = await listParts(this.file)
-    for (const [n, f] of stale) if (!this.splitSize || n > finals.length) await rm(f, {force: true})
-    if (this.splitSize) await rm(this.file, {force: true})
-    for (let i = 0; i < this.paths.length; i++) await rename(this.paths[i]!, finals[i]!)
+    for (const [n, f] of stale) if (!size || n > finals.length) await rm(f, {force: true})
+    if (size) await rm(this.file, {force: true})
+    for (let i = 0; i < paths.length; i++) await rename(paths[i]!, finals[i]!)
     return finals
   }
 
   /** Closes, keeping the partial files for --resume. */
   async closeAll(): Promise<void> {
-    const hs = this.handles
-    this.handles = []
-    await Promise.all(hs.map((h) => h.close().catch(() => undefined)))
+    await this.settled()
+    const hs = [...this.parts.values()]
+    this.parts.clear()
+    await Promise.all(hs.map((h) => h.then((x) => x.close()).catch(() => undefined)))
   }
 }

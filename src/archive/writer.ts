@@ -1,23 +1,34 @@
 /**
- * The archive as an ImageSink: blobs stream into the tar one member at a time (the next one's
- * download already open, waiting; no second copy on disk, memory flat), manifests are kept (they are small) and written at the end
- * with index.json, the bundle files and the table of contents. Output goes to `FILE.partial`
- * (or `FILE.partNNN.partial`), renamed only when complete. A member that fails half-way is cut
- * off again, so the partial file is always a run of whole, verified members that `resume`
- * continues from.
+ * The archive as an ImageSink. Every blob's place in the tar is computed up front from the
+ * planned order and sizes (a member is its header, its bytes and padding to 512), so blobs
+ * download side by side, WRITERS at a time, the largest first, each streamed straight to its
+ * own place (one pwritev per batch of chunks; no second copy on disk, memory bounded by the
+ * writers). Manifests are kept (they are small) and written at the end with index.json, the
+ * bundle files and the table of contents. Output goes to `FILE.partial` (or
+ * `FILE.partNNN.partial`), renamed only when complete, after a check that every planned blob
+ * is in. The bytes do not depend on the order in which downloads finish: a resumed run
+ * (`resume`) keeps every member of the partial files whose header and content are exactly
+ * what belongs at its place, writes the others, and gives the bytes of an uninterrupted run.
  */
 import {createHash} from 'node:crypto'
-import {Writable} from 'node:stream'
+import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
 import {algorithmOf, DigestVerifier, type FetchedManifest} from '../oci/index.js'
-import {limit} from '../pool.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
-import {PartSet, PartWriter} from './parts.js'
-import {scanTar} from './scan.js'
-import {END_OF_ARCHIVE, fileHeader, padding} from './tar.js'
-import {INDEX_MEMBER, LAYOUT_BYTES, LAYOUT_MEMBER, TOC_MEMBER, blobMember, memberDigest} from './toc.js'
+import {PartWriter} from './parts.js'
+import {END_OF_ARCHIVE, fileHeader, paddedSize, paddingBytes} from './tar.js'
+import {INDEX_MEMBER, LAYOUT_BYTES, LAYOUT_MEMBER, TOC_MEMBER, blobMember} from './toc.js'
+
+/**
+ * Blobs downloaded and written at once. On loopback one stream is held up by per-chunk work
+ * (hashing, the write); a few side by side keep the disk and the source busy, and memory stays
+ * a few MiB per writer.
+ */
+export const WRITERS = 6
+/** bytes a writer gathers while its previous write is in flight: one pwritev each */
+const WRITE_BATCH = 1 << 20
 
 export interface ArchiveSinkOptions {
   /** split into parts of this many bytes: FILE.part001, FILE.part002, ... */
@@ -27,13 +38,12 @@ export interface ArchiveSinkOptions {
   /** blobs the archive leaves out (a delta's base has them): hasBlob answers true for them */
   exclude?: ReadonlySet<string>
   /**
-   * the blobs in the order this run will write them (blobOrder of the ordered plan); a resumed
-   * partial file is kept only as far as it follows this order, so the result is byte-identical
-   * to an uninterrupted run
+   * the blobs this run writes, in archive order (blobOrder of the ordered plan, less the
+   * excluded ones): each gets its place from this list, so the same list gives the same bytes
    */
-  order?: readonly string[]
+  order: ReadonlyArray<{digest: string; size: number}>
   onEvent?: OnEvent
-  /** stop writing: the current member is cut off, FILE.partial stays for --resume */
+  /** stop writing: members being written are left incomplete, FILE.partial stays for --resume */
   signal?: AbortSignal
 }
 
@@ -71,22 +81,52 @@ export interface ArchiveSink extends ImageSink {
 
 const aborted = () => new KpiError('failed', 'archive writing was interrupted', {hint: 'run it again with --resume to continue from what was written'})
 
-export async function createArchiveSink(file: string, opts: ArchiveSinkOptions = {}): Promise<ArchiveSink> {
+/** A blob's place in the tar. */
+interface Slot {
+  digest: string
+  size: number
+  /** offset of its header */
+  start: number
+  headerBytes: number
+  /** offset of its data */
+  offset: number
+  /** offset after its padding */
+  end: number
+}
+
+const LAYOUT_HEADER = fileHeader(LAYOUT_MEMBER, LAYOUT_BYTES.length)
+const LAYOUT_MEMBER_BYTES = Buffer.concat([LAYOUT_HEADER, LAYOUT_BYTES, paddingBytes(LAYOUT_BYTES.length)])
+
+const memberBytes = (name: string, bytes: Buffer): Buffer[] => [fileHeader(name, bytes.length), bytes, paddingBytes(bytes.length)]
+
+export async function createArchiveSink(file: string, opts: ArchiveSinkOptions): Promise<ArchiveSink> {
   if (opts.splitSize !== undefined && (!Number.isSafeInteger(opts.splitSize) || opts.splitSize < 1)) {
     throw new KpiError('usage', `split size ${opts.splitSize} is not a positive number of bytes`)
   }
   const onEvent = opts.onEvent ?? noProgress
   const exclude = opts.exclude ?? new Set<string>()
-  // digest -> {offset of data, size}
+  // digest -> where its data is
   const written = new Map<string, {offset: number; size: number}>()
   const sizes = new Map<string, number>()
   const manifests = new Map<string, FetchedManifest>()
   const resumed = {blobs: 0, bytes: 0}
 
-  const leftovers = await PartWriter.leftovers(file, opts.splitSize)
-  let keep = 0
-  if (opts.resume && leftovers.length > 0) {
-    keep = await resumePoint(leftovers, opts.order, written)
+  // the layout: oci-layout, then every planned blob at its place; blobs nobody planned go after
+  const slots = new Map<string, Slot>()
+  let end = LAYOUT_MEMBER_BYTES.length
+  const place = (digest: string, size: number): Slot => {
+    algorithmOf(digest)
+    const headerBytes = fileHeader(blobMember(digest), size).length
+    const slot = {digest, size, start: end, headerBytes, offset: end + headerBytes, end: end + headerBytes + paddedSize(size)}
+    slots.set(digest, slot)
+    end = slot.end
+    return slot
+  }
+  for (const b of opts.order) if (!slots.has(b.digest) && !exclude.has(b.digest)) place(b.digest, b.size)
+
+  const out = await PartWriter.open(file, {splitSize: opts.splitSize, resume: opts.resume})
+  if (out.existing) {
+    await keepWhatIsWhole(out, slots, written)
     for (const [d, w] of written) {
       sizes.set(d, w.size)
       resumed.blobs++
@@ -96,143 +136,150 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions =
   } else if (opts.resume) {
     onEvent({type: 'info', message: `nothing to resume for ${file}: starting anew`})
   }
-  const out = await PartWriter.create(file, {splitSize: opts.splitSize, keep, leftovers})
-  // the tar is one sequence of bytes: one member at a time
-  const serial = limit(1)
+  await out.writeAt(0, [LAYOUT_MEMBER_BYTES])
   let closed = false
 
-  const writeMember = async (name: string, bytes: Buffer) => {
-    await out.write(fileHeader(name, bytes.length))
-    await out.write(bytes)
-    await out.write(Buffer.alloc(padding(bytes.length)))
+  const writeBlob = async (slot: Slot, open: () => Promise<Readable>): Promise<void> => {
+    if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
+    if (opts.signal?.aborted) throw aborted()
+    const {digest, size} = slot
+    let source: Readable | undefined
+    try {
+      source = await open()
+      await out.writeAt(slot.start, [fileHeader(blobMember(digest), size)])
+      let at = slot.offset
+      const put = (bufs: Buffer[], cb: (e?: Error | null) => void) => {
+        const n = bufs.reduce((a, b) => a + b.length, 0)
+        // the verifier refuses more bytes than the size; this keeps a member inside its place regardless
+        if (at + n > slot.offset + size) return cb(new KpiError('integrity', `blob ${digest}: more than the expected ${size} bytes`))
+        const from = at
+        at += n
+        out.writeAt(from, bufs).then(() => cb(), cb)
+      }
+      const target = new Writable({
+        highWaterMark: WRITE_BATCH,
+        write: (chunk: Buffer, _enc, cb) => put([chunk], cb),
+        writev: (chunks, cb) => put(chunks.map((c) => c.chunk as Buffer), cb),
+      })
+      // the digest is checked before the member counts: a wrong blob never counts as written
+      await pipeline(source, new DigestVerifier(digest, {size, label: `blob ${digest}`}), target, opts.signal ? {signal: opts.signal} : {})
+      const pad = paddingBytes(size)
+      if (pad.length > 0) await out.writeAt(slot.offset + size, [pad])
+      written.set(digest, {offset: slot.offset, size})
+      sizes.set(digest, size)
+    } catch (e) {
+      source?.destroy()
+      if (opts.signal?.aborted) throw aborted()
+      throw isKpiError(e) ? e : new KpiError('failed', `writing blob ${digest} to ${file}: ${(e as Error).message}`, {cause: e})
+    }
   }
-  if (keep === 0) await writeMember(LAYOUT_MEMBER, LAYOUT_BYTES)
+
+  // WRITERS blobs at once, the largest waiting one first (a big layer started last would finish alone)
+  const waiting: Array<{size: number; start: () => void}> = []
+  let active = 0
+  const next = () => {
+    while (active < WRITERS && waiting.length > 0) {
+      let pick = 0
+      for (let i = 1; i < waiting.length; i++) if (waiting[i]!.size > waiting[pick]!.size) pick = i
+      const [w] = waiting.splice(pick, 1)
+      active++
+      w!.start()
+    }
+  }
+  const inFlight = new Map<string, Promise<void>>()
+  const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      waiting.push({size: slot.size, start: () => void writeBlob(slot, open).then(resolve, reject).finally(() => {
+        active--
+        next()
+      })})
+      // the executor hands over every blob within a few ticks: let them all arrive, then pick
+      setImmediate(next)
+    })
 
   const sink: ArchiveSink = {
     name: `archive ${file}`,
-    concurrency: 2,
+    // every blob is taken at once; the sink runs WRITERS of them at a time
+    concurrency: Math.max(WRITERS, slots.size),
+    // every blob is hashed here as it is written: the source need not hash it too
+    verifiesDigests: true,
     resumed,
     written: sizes,
     hasBlob: async (_repo, digest) => written.has(digest) || exclude.has(digest),
     hasManifest: async (_repo, digest) => manifests.has(digest),
     putBlob: (_repo, digest, size, open) => {
-      // The next blob's download starts while the one before it is written (concurrency 2, one
-      // writer): its body waits, paused by backpressure, so the tar never waits for a request.
-      // Its turn is taken now, in call order, so the tar's order does not depend on which
-      // registry answer comes first.
-      const opening = written.has(digest) || closed ? undefined : open()
-      // an error before its turn is reported by the pipeline below
-      opening?.then((s) => s.on('error', () => {}), () => {})
-      return serial(async () => {
-        const early = opening ? await opening : undefined
-        if (written.has(digest)) return void early?.destroy()
-        if (closed) {
-          early?.destroy()
-          throw new KpiError('internal', `archive ${file} is already closed`)
-        }
-        if (opts.signal?.aborted) {
-          early?.destroy()
-          throw aborted()
-        }
-        algorithmOf(digest)
-        const start = out.offset
-        try {
-          await out.write(fileHeader(blobMember(digest), size))
-          const dataOffset = out.offset
-          const target = new Writable({
-            highWaterMark: 1 << 20,
-            write(chunk: Buffer, _enc, cb) {
-              out.write(chunk).then(() => cb(), cb)
-            },
-          })
-          // the digest is checked before the member counts: a wrong blob is cut off again
-          await pipeline(early ?? await open(), new DigestVerifier(digest, {size, label: `blob ${digest}`}), target, opts.signal ? {signal: opts.signal} : {})
-          await out.write(Buffer.alloc(padding(size)))
-          written.set(digest, {offset: dataOffset, size})
-          sizes.set(digest, size)
-        } catch (e) {
-          early?.destroy()
-          await out.truncate(start)
-          if (opts.signal?.aborted) throw aborted()
-          throw isKpiError(e) ? e : new KpiError('failed', `writing blob ${digest} to ${file}: ${(e as Error).message}`, {cause: e})
-        }
-      })
+      if (written.has(digest)) return Promise.resolve()
+      const running = inFlight.get(digest)
+      if (running) return running
+      const slot = slots.get(digest) ?? place(digest, size)
+      if (slot.size !== size) return Promise.reject(new KpiError('integrity', `blob ${digest} is ${size} bytes here and ${slot.size} bytes in the plan`))
+      const p = schedule(slot, open).finally(() => inFlight.delete(digest))
+      inFlight.set(digest, p)
+      return p
     },
     putManifest: async (_repo, m) => {
       if (!manifests.has(m.digest)) manifests.set(m.digest, m)
     },
-    readBlob: (digest, maxBytes) =>
-      serial(async () => {
-        const w = written.get(digest)
-        if (!w || w.size > maxBytes) return undefined
-        const ps = await PartSet.open(await partialFiles(out))
-        try {
-          return await ps.read(w.offset, w.size)
-        } finally {
-          await ps.close()
-        }
-      }),
-    finish: (content) =>
-      serial(async () => {
-        if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
-        let count = 0
-        for (const d of content.manifests) {
-          const m = manifests.get(d)
-          if (!m) throw new KpiError('internal', `manifest ${d} was never given to the archive`)
-          count++
-          if (written.has(d)) continue // the same bytes are already a blob member
-          await writeMember(blobMember(d), m.bytes)
-        }
-        await writeMember(INDEX_MEMBER, content.index)
-        for (const f of content.files) await writeMember(f.name, f.bytes)
-        await writeMember(TOC_MEMBER, content.toc)
-        await out.write(END_OF_ARCHIVE)
-        closed = true
-        const bytes = out.offset
-        const files = await out.complete()
-        return {files, bytes, blobs: written.size, manifests: count, resumed}
-      }),
+    readBlob: async (digest, maxBytes) => {
+      const w = written.get(digest)
+      if (!w || w.size > maxBytes) return undefined
+      return out.readAt(w.offset, w.size)
+    },
+    finish: async (content) => {
+      if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
+      await Promise.allSettled([...inFlight.values()])
+      // a completed archive has no hole: every planned blob is in
+      for (const d of slots.keys()) if (!written.has(d)) throw new KpiError('internal', `blob ${d} was never written to ${file}`)
+      const bufs: Buffer[] = []
+      let count = 0
+      for (const d of content.manifests) {
+        const m = manifests.get(d)
+        if (!m) throw new KpiError('internal', `manifest ${d} was never given to the archive`)
+        count++
+        if (written.has(d)) continue // the same bytes are already a blob member
+        bufs.push(...memberBytes(blobMember(d), m.bytes))
+      }
+      bufs.push(...memberBytes(INDEX_MEMBER, content.index))
+      for (const f of content.files) bufs.push(...memberBytes(f.name, f.bytes))
+      bufs.push(...memberBytes(TOC_MEMBER, content.toc), END_OF_ARCHIVE)
+      closed = true
+      await out.writeAt(end, bufs)
+      const bytes = end + bufs.reduce((a, b) => a + b.length, 0)
+      const files = await out.complete(bytes)
+      return {files, bytes, blobs: written.size, manifests: count, resumed}
+    },
     abort: async () => {
       if (closed) return
       closed = true
+      await Promise.allSettled([...inFlight.values()])
       await out.closeAll()
     },
   }
   return sink
 }
 
-async function partialFiles(out: PartWriter): Promise<string[]> {
-  const files: string[] = []
-  const last = out.splitSize ? Math.max(1, Math.ceil(out.offset / out.splitSize)) : 1
-  for (let n = 1; n <= last; n++) files.push(out.partialPath(n))
-  return files
-}
-
 /**
- * How much of an interrupted run's output to keep: `oci-layout`, then blob members whose content
- * hashes to their name, in the run's blob order. Fills `written` with what is kept.
+ * What an interrupted run left that this one keeps: `oci-layout` in place, then every member
+ * whose header is exactly the one its place needs and whose content hashes to its name. Fills
+ * `written`; anything else is written again.
  */
-async function resumePoint(files: string[], order: readonly string[] | undefined, written: Map<string, {offset: number; size: number}>): Promise<number> {
-  const ps = await PartSet.open(files)
-  try {
-    const scan = await scanTar(ps, files[0]!, {lenient: true})
-    const [first, ...rest] = scan.members
-    if (!first || first.name !== LAYOUT_MEMBER || !(await ps.read(first.offset, first.size)).equals(LAYOUT_BYTES)) return 0
-    let keep = first.end
-    let i = 0
-    for (const m of rest) {
-      const digest = memberDigest(m.name)
-      if (!digest) break
-      if (order && order[i] !== digest) break
-      const h = createHash(algorithmOf(digest))
-      for await (const chunk of ps.stream(m.offset, m.size)) h.update(chunk as Buffer)
-      if (`${digest.slice(0, digest.indexOf(':'))}:${h.digest('hex')}` !== digest) break
-      written.set(digest, {offset: m.offset, size: m.size})
-      keep = m.end
-      i++
+async function keepWhatIsWhole(out: PartWriter, slots: ReadonlyMap<string, Slot>, written: Map<string, {offset: number; size: number}>): Promise<void> {
+  if (!(await out.readAt(0, LAYOUT_MEMBER_BYTES.length)).equals(LAYOUT_MEMBER_BYTES)) return
+  const CHUNK = 1 << 20
+  for (const slot of slots.values()) {
+    const header = await out.readAt(slot.start, slot.headerBytes)
+    if (!header.equals(fileHeader(blobMember(slot.digest), slot.size))) continue
+    const h = createHash(algorithmOf(slot.digest))
+    let got = 0
+    for (let at = slot.offset; got < slot.size;) {
+      const chunk = await out.readAt(at, Math.min(CHUNK, slot.size - got))
+      if (chunk.length === 0) break
+      h.update(chunk)
+      got += chunk.length
+      at += chunk.length
     }
-    return keep
-  } finally {
-    await ps.close()
+    if (got === slot.size && `${slot.digest.slice(0, slot.digest.indexOf(':'))}:${h.digest('hex')}` === slot.digest) {
+      written.set(slot.digest, {offset: slot.offset, size: slot.size})
+    }
   }
 }
