@@ -60,6 +60,7 @@ const {values: flags} = parseArgs({
     'no-build': {type: 'boolean', default: false},
     'no-readme': {type: 'boolean', default: false},
     'no-upgrade': {type: 'boolean', default: false},
+    'no-merge': {type: 'boolean', default: false},
     out: {type: 'string'},
     json: {type: 'boolean', default: false},
     keep: {type: 'boolean', default: false},
@@ -81,6 +82,7 @@ if (flags.help) {
   --no-build          do not run scripts/tools.sh for missing peers
   --no-readme         do not update README.md
   --no-upgrade        do not run bench/upgrade.ts
+  --no-merge          do not keep the workloads this run leaves out from the existing latest.json
   --out DIR           where latest.json and latest.md go (default bench/results)
   --json              print the JSON document on stdout
   --keep              keep the run directory
@@ -278,6 +280,8 @@ async function observed(round: number, step: Step, logs: {source: string; dest?:
 interface WorkloadResult {
   name: WorkloadName
   description: string
+  /** when the run that measured it started (a workload kept from an earlier run keeps its own) */
+  measured_at?: string
   [key: `${string}_s`]: number | undefined
   ratio_vs_best_peer?: number
   best_peer?: string
@@ -327,6 +331,7 @@ function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesN
 const round3 = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 1000) / 1000)
 
 function markdown(report: Report): string {
+  const earlier = (w: WorkloadResult) => w.measured_at !== undefined && w.measured_at !== report.machine.date
   const tools = ALL_TOOLS.filter((t) => report.tools.some((i) => i.id === t && !i.skipped))
   const out: string[] = []
   const m = report.machine
@@ -347,7 +352,13 @@ function markdown(report: Report): string {
     })
     const ratio = w.ratio_vs_best_peer !== undefined ? `${w.ratio_vs_best_peer.toFixed(2)}x (${w.best_peer})` : '-'
     const floor = w.ratio_vs_floor !== undefined ? w.ratio_vs_floor.toFixed(2) : '-'
-    out.push(`| ${w.name} | ${cells.join(' | ')} | ${ratio} | ${floor} |`)
+    out.push(`| ${w.name}${earlier(w) ? ' *' : ''} | ${cells.join(' | ')} | ${ratio} | ${floor} |`)
+  }
+  const kept = report.workloads.filter(earlier)
+  if (kept.length) {
+    const dates = [...new Set(kept.map((w) => w.measured_at!.slice(0, 16).replace('T', ' ')))]
+    out.push('')
+    out.push(`\\* measured in an earlier run (${dates.join(', ')} UTC), kept because this run left the workload out.`)
   }
   out.push('')
   out.push('Bytes moved (blob bytes the destination received, from its log) and peak RSS (largest process):')
@@ -488,7 +499,17 @@ async function main(): Promise<number> {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
         'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
       }
-      const workloads = WORKLOADS.filter(want).map((w) => summarize(w, records.get(w)!, needed[w]))
+      const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
+      // a run of some workloads keeps the others from the results it replaces, so runs of parts add up
+      // (only results of the same platform: the same scale and unique bytes)
+      const found = flags.quick || flags['no-merge'] ? undefined : await previousResults()
+      const earlier = found?.scale === scale && found.platform?.uniqueBytes === plan1.uniqueBytes ? found : undefined
+      for (const w of earlier?.workloads ?? []) {
+        if (want(w.name) || !WORKLOADS.includes(w.name)) continue
+        workloads.push({...w, measured_at: w.measured_at ?? earlier!.machine.date})
+      }
+      workloads.sort((a, b) => WORKLOADS.indexOf(a.name) - WORKLOADS.indexOf(b.name))
+      const toolInfos = [...infos, ...(earlier?.tools ?? []).filter((t) => !infos.some((i) => i.id === t.id) && workloads.some((w) => w[`${t.id}_s`] !== undefined))]
       const checks: Report['checks'] = []
       for (const w of workloads) {
         for (const [tool, rs] of Object.entries(w.runs)) {
@@ -515,19 +536,19 @@ async function main(): Promise<number> {
       }
       const patch = get('patch')
       const pm = patch?.bytes_moved.kpi
-      goal('patch: kpi moves at most the changed bytes + 1%', pm !== undefined ? pm <= changedBytes * 1.01 : undefined, `${pm} of ${changedBytes} changed bytes`)
+      goal('patch: kpi moves at most the changed bytes + 1%', pm !== undefined ? pm <= patch!.bytes_needed * 1.01 : undefined, `${pm} of ${patch?.bytes_needed} changed bytes`)
       const noop = get('nothing-to-move')
       goal('nothing to move: kpi at least as fast as the fastest peer', noop?.ratio_vs_best_peer !== undefined ? noop.ratio_vs_best_peer >= 1 : undefined, `best peer (${noop?.best_peer}) ${noop?.best_peer ? noop[`${noop.best_peer}_s`] : '-'} s, kpi ${noop?.kpi_s} s`)
       const kpiRss = Math.max(0, ...workloads.map((w) => w.peak_rss_bytes.kpi ?? 0))
       goal('kpi peak RSS under 100 MiB', kpiRss ? kpiRss < 100 * MIB : undefined, fmtBytes(kpiRss) ?? '-')
       const r2rKpi = r2r?.runs.kpi?.find((r) => r.ok)
-      if (r2rKpi) goal('kpi moved every unique byte once', r2rKpi.bytesMoved === plan1.uniqueBytes, `${r2rKpi.bytesMoved} of ${plan1.uniqueBytes}`)
+      if (r2rKpi) goal('kpi moved every unique byte once', r2rKpi.bytesMoved === r2r!.bytes_needed, `${r2rKpi.bytesMoved} of ${r2r!.bytes_needed}`)
 
       const doc: Report = {
         benchmark: 'kpi-vs-peers', machine, machineAtEnd: machineFacts(), scale, rounds,
         wan: {...wanProfile, perConnection: true},
         platform: {images: plan1.roots.length, manifests: plan1.manifests.length, blobs: plan1.blobs.size, uniqueBytes: plan1.uniqueBytes, changedBytes, changedBlobs: changed.length, largestBlob},
-        tools: infos, workloads, checks, upgrade, roundsDone, partialRound: partial, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
+        tools: toolInfos, workloads, checks, upgrade: upgrade ?? (earlier?.upgrade), roundsDone, partialRound: partial, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
       }
       const md = markdown(doc)
       await mkdir(outDir, {recursive: true})
@@ -620,6 +641,13 @@ async function main(): Promise<number> {
     process.off('SIGTERM', onSignal)
     await cleanup()
   }
+}
+
+/** The results this run's latest.json replaces, read once (undefined when there are none). */
+let previous: Promise<Report | undefined> | undefined
+function previousResults(): Promise<Report | undefined> {
+  previous ??= readFile(join(outDir, 'latest.json'), 'utf8').then((t) => JSON.parse(t) as Report, () => undefined)
+  return previous
 }
 
 const BEGIN = '<!-- bench:begin (npm run bench writes this table) -->'
