@@ -125,8 +125,16 @@ export function refusedError(registry: string, creds: Credentials | undefined): 
   })
 }
 
+// per credentials object: a Basic registry gets the header on every request (hundreds per relocation)
+const basicHeaders = new WeakMap<Credentials, string>()
+
 function basicHeader(c: Credentials): string {
-  return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`
+  let h = basicHeaders.get(c)
+  if (h === undefined) {
+    h = `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`
+    basicHeaders.set(c, h)
+  }
+  return h
 }
 
 /** Authentication state of one client: what each registry asked for, and its tokens. */
