@@ -5,5 +5,6 @@
 // peak RSS of a relocation with nothing to move 112 -> 80 MiB). Set before undici compiles it.
 import {setFlagsFromString} from 'node:v8'
 setFlagsFromString('--liftoff-only')
-const {execute} = await import('@oclif/core')
+// oclif from the bundled CLI (scripts/bundle.mjs), the instance its commands extend
+const {execute} = await import('../dist/cli/entry.js')
 await execute({dir: import.meta.url})

@@ -1,12 +1,12 @@
 import {spawn} from 'node:child_process'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {Flags} from '@oclif/core'
 import {KpiCommand} from '../cli/base.js'
 import {KpiError} from '../errors.js'
+import {packageRoot} from '../package-root.js'
 import {runDemo} from '../sandbox/demo.js'
 
-const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+const bin = join(packageRoot(import.meta.url), 'bin', 'run.js')
 
 export default class Demo extends KpiCommand {
   static override description = `Run the demo on the sandbox: the sample platform across an air gap, install, diff, upgrade, a failed upgrade rolled back, rollback

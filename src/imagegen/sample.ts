@@ -5,18 +5,18 @@
  */
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {parse} from 'yaml'
 import {bundleImages, mapBundleImages, serializeBundle} from '../bundle/index.js'
 import type {Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
+import {packageRoot} from '../package-root.js'
 import type {Descriptor, Platform} from '../oci/index.js'
 import {generateImage, generateIndex, layerWriter, type GeneratedImage, type ImageConfigSpec, type LayerWriter} from './image.js'
 import {tagImages} from './layout.js'
 import type {LayerBlob, LayerFile, LayerOptions, LayerSpec} from './layer.js'
 
 /** bundles/sample/sample.yaml, found from src/imagegen (tests) and dist/imagegen (the CLI) alike */
-export const SAMPLE_SPEC = fileURLToPath(new URL('../../bundles/sample/sample.yaml', import.meta.url))
+export const SAMPLE_SPEC = join(packageRoot(import.meta.url), 'bundles', 'sample', 'sample.yaml')
 
 export interface SampleLayerDef {
   kib: number

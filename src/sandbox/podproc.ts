@@ -94,7 +94,7 @@ export async function startPodProcess(o: PodProcOptions): Promise<PodProc> {
     proc = await startProcess({
       name: `${ns}_${name}`,
       cmd: 'ip',
-      args: ['netns', 'exec', netns.name, 'unshare', '--mount', '--propagation', 'private', process.execPath, ...nodeScriptArgs(import.meta.url, '../cli/sandbox-nsproc'), specFile],
+      args: ['netns', 'exec', netns.name, 'unshare', '--mount', '--propagation', 'private', process.execPath, ...nodeScriptArgs(import.meta.url, 'cli/sandbox-nsproc'), specFile],
       logDir: o.logsDir,
       env: {},
     })

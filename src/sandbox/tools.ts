@@ -8,8 +8,8 @@
 import {accessSync, constants, readFileSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {KpiError} from '../errors.js'
+import {packageRoot} from '../package-root.js'
 
 export type ToolName =
   | 'kube-apiserver'
@@ -56,7 +56,7 @@ export type CertInjectionBinary = 'webhook' | 'setup-ca-certs'
 
 
 // src/sandbox/tools.ts and dist/sandbox/tools.js both sit two levels below the repository root.
-const versionsFile = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'versions.env')
+const versionsFile = join(packageRoot(import.meta.url), 'tools', 'versions.env')
 
 let cached: Record<string, string> | undefined
 

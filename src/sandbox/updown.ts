@@ -41,7 +41,7 @@ export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {})
   const fd = openSync(log, 'a')
   let child
   try {
-    child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, '../cli/sandbox-supervisor'), dir], {
+    child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cli/sandbox-supervisor'), dir], {
       detached: true, stdio: ['ignore', fd, fd], env: process.env,
     })
   } finally {
