@@ -7,11 +7,15 @@
  */
 import {createHash} from 'node:crypto'
 import {writeFileSync} from 'node:fs'
-import {fileURLToPath} from 'node:url'
+import {join} from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
+import {packageRoot} from '../package-root.js'
 import type {Ajv as AjvType, ValidateFunction} from 'ajv'
 import {SECRET_KEYWORD, valuesSchema} from './schema.js'
 
-const GENERATED = new URL('./validator.generated.js', import.meta.url)
+// in dist/values/, beside tsc's output of this module; found from the package root, since the
+// bundled CLI runs this code from a chunk in dist/chunks/
+const GENERATED = pathToFileURL(join(packageRoot(import.meta.url), 'dist', 'values', 'validator.generated.js'))
 
 const schemaDigest = (): string => createHash('sha256').update(JSON.stringify(valuesSchema)).digest('hex')
 
