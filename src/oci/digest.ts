@@ -43,6 +43,11 @@ export class DigestVerifier extends Transform {
   private readonly hash?: ReturnType<typeof createHash>
   private readonly label: string
   bytes = 0
+  /**
+   * Told the length of every chunk that passes: whoever streams the blob on counts its progress
+   * here rather than through a Transform of its own (one stream layer less per chunk).
+   */
+  onBytes?: (n: number) => void
 
   constructor(expected: string, opts: VerifyOptions = {}) {
     // Larger buffers than node's 16 KiB default: when a download is piped into an upload, small
@@ -62,6 +67,7 @@ export class DigestVerifier extends Transform {
       return
     }
     this.hash?.update(chunk)
+    this.onBytes?.(chunk.length)
     cb(null, chunk)
   }
 

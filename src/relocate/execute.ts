@@ -5,7 +5,7 @@
  */
 import {Transform, type Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
-import type {Descriptor, Repo} from '../oci/index.js'
+import {DigestVerifier, type Descriptor, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {limit, once} from '../pool.js'
@@ -52,17 +52,30 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
 
   const counted = (digest: string, stream: Readable): Readable => {
     let pending = 0
+    const add = (n: number) => {
+      pending += n
+      if (pending >= 1 << 20) {
+        onEvent({type: 'bytes', digest, bytes: pending})
+        pending = 0
+      }
+    }
+    const flush = () => {
+      if (pending) onEvent({type: 'bytes', digest, bytes: pending})
+      pending = 0
+    }
+    // a verifying stream counts for us: no second pass-through stream per chunk
+    if (stream instanceof DigestVerifier && !stream.onBytes) {
+      stream.onBytes = add
+      stream.once('end', flush)
+      return stream
+    }
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
-        pending += chunk.length
-        if (pending >= 1 << 20) {
-          onEvent({type: 'bytes', digest, bytes: pending})
-          pending = 0
-        }
+        add(chunk.length)
         cb(null, chunk)
       },
       flush(cb) {
-        if (pending) onEvent({type: 'bytes', digest, bytes: pending})
+        flush()
         cb()
       },
     })
