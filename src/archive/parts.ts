@@ -14,6 +14,12 @@ import {Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
 
 export const PARTIAL = '.partial'
+/**
+ * Bytes per read of a member. Each stage between the file and an upload (verifier, counter,
+ * socket) holds a chunk or two, so per upload in flight memory is a few chunks: 256 KiB keeps
+ * that near 1.5 MiB (1 MiB chunks held about 6 MiB each) at a few thousand reads per GiB.
+ */
+const READ_CHUNK = 256 << 10
 const partRe = /\.part(\d{3,})$/
 
 export const partName = (file: string, n: number): string => `${file}.part${String(n).padStart(3, '0')}`
@@ -144,7 +150,7 @@ export class PartSet {
     if (length === 0) return Readable.from([])
     const {index, at} = this.locate(offset)
     if (index < this.files.length && at + length <= this.sizes[index]!) {
-      return createReadStream(this.files[index]!, {start: at, end: at + length - 1, highWaterMark: 1 << 20})
+      return createReadStream(this.files[index]!, {start: at, end: at + length - 1, highWaterMark: READ_CHUNK})
     }
     const files = this.files
     const sizes = this.sizes
@@ -154,7 +160,7 @@ export class PartSet {
       let start = at
       while (left > 0 && i < files.length) {
         const n = Math.min(left, sizes[i]! - start)
-        if (n > 0) yield* createReadStream(files[i]!, {start, end: start + n - 1, highWaterMark: 1 << 20})
+        if (n > 0) yield* createReadStream(files[i]!, {start, end: start + n - 1, highWaterMark: READ_CHUNK})
         left -= n
         i++
         start = 0
