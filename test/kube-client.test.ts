@@ -9,6 +9,7 @@ import {join} from 'node:path'
 import {parse, stringify} from 'yaml'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../src/apply/changeset.js'
+import {untouchedSinceApplied} from '../src/apply/untouched.js'
 import {planStages} from '../src/apply/plan.js'
 import {runStage} from '../src/apply/stage.js'
 import {KpiError} from '../src/errors.js'
@@ -150,6 +151,29 @@ describe('kube client on a real control plane', () => {
     const other = await decide(kube, planned, false)
     expect(other).toMatchObject({action: 'update', conflict: 'kubectl-edit: .data.a'})
     expect(other.takeOwn).toBeUndefined()
+    expect(await kube.delete(refOf(cm))).toBe(true)
+  })
+
+  it('an object kpi applied and nobody touched since needs no dry run; another writer, a changed value or a new desire does', async () => {
+    nameRunDir()
+    const cm = obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-untouched', namespace: 'default', labels: {a: 'b'}}, data: {a: '1'}}) as unknown as KubeObject
+    await kube.apply(cm as unknown as LiveObject)
+    const live = () => kube.get(refOf(cm)) as Promise<LiveObject>
+    expect(untouchedSinceApplied(cm, cm, await live())).toBe(true)
+    expect(untouchedSinceApplied({...cm, data: {a: '2'}}, cm, await live()), 'the new revision wants it otherwise').toBe(false)
+    expect(untouchedSinceApplied(cm, undefined, await live()), 'the deployed revision did not apply it').toBe(false)
+    expect(untouchedSinceApplied({...cm, kind: 'Secret'}, {...cm, kind: 'Secret'}, {...(await live()), kind: 'Secret'}), 'a Secret').toBe(false)
+    // another writer, a second later (managedFields times have a one-second grain), even of a field kpi does not set
+    await new Promise((r) => setTimeout(r, 1100))
+    await kube.apply(obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-untouched', namespace: 'default'}, data: {other: 'x'}}), {fieldManager: 'someone-else'})
+    expect(untouchedSinceApplied(cm, cm, await live())).toBe(false)
+    // kpi applies again, a second later: untouched since that; then the value changes under it
+    await new Promise((r) => setTimeout(r, 1100))
+    await kube.apply(obj({...cm, data: {a: '1', again: 'yes'}} as unknown as Record<string, unknown>))
+    const again = {...cm, data: {a: '1', again: 'yes'}} as KubeObject
+    expect(untouchedSinceApplied(again, again, await live())).toBe(true)
+    const l = await live()
+    expect(untouchedSinceApplied(again, again, {...l, data: {a: '9', again: 'yes'}}), 'a value differs').toBe(false)
     expect(await kube.delete(refOf(cm))).toBe(true)
   })
 

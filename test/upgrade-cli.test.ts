@@ -141,6 +141,11 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     expect(JSON.parse(lost[0]!.stdout).error.message).toMatch(/^another kpi operation is running: upgrade by kpi upgrade \(pid \d+ on \S+\) since \d{4}-\d\d-\d\dT/)
     const doc = JSON.parse(won[0]!.stdout) as UpgradeResult
     expect(doc).toMatchObject({revision: 2, from: {revision: 1, version: '1.0.0'}, version: '1.1.0', pruned: ['ConfigMap kpack/lifecycle-image']})
+    // preflight asks the registry for the images v2 brings in, not for those revision 1 runs
+    const asked = /"task":"images","status":"done","message":"(\d+) images present at their digests; (\d+) run by revision 1, not asked again"/.exec(won[0]!.stderr)
+    expect(asked, won[0]!.stderr).toBeTruthy()
+    const total = Number(/"task":"images","status":"start","message":"(\d+) images, (\d+) new"/.exec(won[0]!.stderr)?.[1])
+    expect([Number(asked![1]) > 0, Number(asked![2]) > 0, Number(asked![1]) + Number(asked![2])]).toEqual([true, true, total])
     // what diff said would change is what changed
     const said = diffDoc.stages.flatMap((s) => [...s.added, ...s.changed.map((c) => c.object)]).sort()
     expect(doc.changedObjects.map((c) => c.object).sort()).toEqual(said)

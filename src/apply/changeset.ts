@@ -17,6 +17,7 @@ import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from
 import {diffFields, type FieldChange} from './fielddiff.js'
 import {installStageOf, type PlannedObject, type PlannedStage} from './plan.js'
 import {mapLimit} from '../pool.js'
+import {untouchedSinceApplied, type Applied} from './untouched.js'
 
 export type ChangeAction = 'create' | 'update' | 'unchanged' | 'delete'
 
@@ -89,11 +90,13 @@ const onlyOwn = (e: KpiError): boolean => {
  * refuses to decode (kpack 0.17 adds `spec.lifecycle` to builders; 0.16 answers `unknown field
  * "lifecycle"`); they are not kpi's fields, so a server-side apply would keep them.
  */
-export async function decide(kube: Kube, o: PlannedObject, force: boolean, replaceSpec = false): Promise<Change> {
+export async function decide(kube: Kube, o: PlannedObject, force: boolean, replaceSpec = false, applied?: Applied): Promise<Change> {
   const base = {object: describeRef(o.object), ref: refOf(o.object), check: o.check, wave: o.wave, desired: o.object, fields: [] as FieldChange[]}
   if (!(await kube.resourceFor(o.object.apiVersion, o.object.kind))) return {...base, action: 'create'}
   const live = await kube.get(base.ref)
   if (!live) return {...base, action: 'create'}
+  // (not for a spec written whole: a newer kpack's webhook may have defaulted fields into it that an older one refuses)
+  if (!force && !replaceSpec && untouchedSinceApplied(o.object, applied?.get(identity(o.object)), live)) return {...base, action: 'unchanged'}
   if (replaceSpec) {
     const replacement: LiveObject = {...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...o.object.metadata.labels}}, spec: o.object.spec}
     const fields = diffFields(live, replacement)

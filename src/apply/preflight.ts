@@ -8,7 +8,8 @@
  * - the user may get, create and patch every kind the render applies, where it applies them
  *   (SelfSubjectAccessReview), and write revision records;
  * - every image of the render exists at its digest in the destination registry, asked with the
- *   credentials the cluster will use: those of the values file, not the user's docker config.
+ *   credentials the cluster will use: those of the values file, not the user's docker config
+ *   (an upgrade or rollback asks for those the deployed revision does not run: RunningImages).
  */
 import {KpiError} from '../errors.js'
 import type {Kube, ResourceAttributes} from '../kube/client.js'
@@ -71,7 +72,22 @@ export async function checkCluster(kube: Kube, task: Task): Promise<string> {
   return v.gitVersion
 }
 
-type ImageCheckInput = Pick<PreflightInput, 'objects' | 'registry' | 'clientOptions' | 'client'>
+/**
+ * Images the deployed revision runs: an upgrade or rollback that keeps one adds no dependency on
+ * it (its Deployments keep their pods, kpack already has it), so the registry is not asked about
+ * it again; were it gone, the running platform would be broken the same way before and after.
+ * Every image the operation brings in is asked for, so one that cannot be pulled still stops it
+ * before anything is touched.
+ */
+export interface RunningImages {
+  revision: number
+  refs: Set<string>
+}
+
+export const runningImages = (deployed: {record: {revision: number; objects: RenderedObject[]}} | undefined): RunningImages | undefined =>
+  deployed ? {revision: deployed.record.revision, refs: new Set(imageReferences(deployed.record.objects).map((f) => f.ref))} : undefined
+
+type ImageCheckInput = Pick<PreflightInput, 'objects' | 'registry' | 'clientOptions' | 'client'> & {running?: RunningImages}
 
 /**
  * The registry check started ahead, while the cluster is read (it needs only the render and the
@@ -87,7 +103,7 @@ export function startImageCheck(p: ImageCheckInput, task: Task): {images: Promis
 }
 
 /** Permissions and images are independent: check both, report permissions first. */
-export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube' | 'objects' | 'registry' | 'clientOptions' | 'client'> & {deletes?: KubeObject[]; images?: Promise<number>}, task: Task): Promise<number> {
+export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube'> & ImageCheckInput & {deletes?: KubeObject[]; images?: Promise<number>}, task: Task): Promise<number> {
   const [perms, images] = await Promise.allSettled([permissions(p.kube, p.objects, task, p.deletes ?? []), p.images ?? imagesExist(p, task)])
   if (perms.status === 'rejected') throw perms.reason
   if (images.status === 'rejected') throw images.reason
@@ -278,11 +294,13 @@ async function imagesExist(p: ImageCheckInput, task: Task, cancelled: () => bool
     if (!f.ref.includes('@')) continue
     byRef.set(f.ref, [...(byRef.get(f.ref) ?? []), f.object])
   }
-  task('images', 'start', `${byRef.size} images`)
+  const refs = [...byRef.keys()].filter((r) => !p.running?.refs.has(r))
+  const kept = byRef.size - refs.length
+  const keptNote = kept ? `; ${kept} run by revision ${p.running!.revision}, not asked again` : ''
+  task('images', 'start', `${byRef.size} images${kept ? `, ${refs.length} new` : ''}`)
   const client = p.client ?? createRegistryClient({...p.clientOptions, credentials: valuesCredentials(p.registry)})
   const missing: string[] = []
   try {
-    const refs = [...byRef.keys()]
     let next = 0
     let stop = false
     const worker = async () => {
@@ -315,6 +333,6 @@ async function imagesExist(p: ImageCheckInput, task: Task, cancelled: () => bool
       hint: 'relocate the bundle to this registry again (kpi relocate ... --lock-output) and install with that lock',
     })
   }
-  task('images', 'done', `${byRef.size} images present at their digests`)
+  task('images', 'done', `${refs.length} images present at their digests${keptNote}`)
   return byRef.size
 }

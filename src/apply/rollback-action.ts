@@ -1,7 +1,7 @@
 /**
- * The `kpi rollback [REVISION]` action: preflight (cluster, the target revision, permissions, its
- * images still in the registry, asked with the credentials the cluster holds now, since records
- * hold none), then, holding the lease, the rollback (rollback.ts). An operation that died is
+ * The `kpi rollback [REVISION]` action: preflight (cluster, the target revision, permissions, the
+ * images it brings back still in the registry, asked with the credentials the cluster holds now,
+ * since records hold none; a record cannot prove that the registry still has them), then, holding the lease, the rollback (rollback.ts). An operation that died is
  * recorded as interrupted first, as upgrade does.
  */
 import {KpiError} from '../errors.js'
@@ -11,11 +11,12 @@ import type {RegistryValues} from '../values/types.js'
 import {deployedRevision, latestRevision, listRevisionHeads} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, markInterrupted, RevisionFailed, withLease, type OperationOptions} from './operation.js'
-import {checkAccessAndImages, checkCluster, preflightTask} from './preflight.js'
+import {checkAccessAndImages, checkCluster, preflightTask, runningImages} from './preflight.js'
 import {rollbackTarget, runRollback} from './rollback.js'
 import {summarize, type OperationSummary} from './summary.js'
 import {currentObjects} from './upgrade.js'
 import {staleObjects} from './changeset.js'
+import {appliedBy} from './untouched.js'
 
 export interface RollbackOptions extends OperationOptions {
   /** default: the revision deployed before the deployed one */
@@ -54,13 +55,13 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const target = await rollbackTarget(kube, o.revision)
   const t = target.record
   task('target revision', 'done', `revision ${t.revision}: ${t.name} ${t.version} (kpack ${t.kpackVersion}, ${t.status})`)
-  const [deployed, latest] = await Promise.all([deployedRevision(kube), latestRevision(kube)])
+  const [deployed, latest, registry] = await Promise.all([deployedRevision(kube), latestRevision(kube), liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)])
   const current = deployed ? currentObjects(deployed, latest) : latest?.record.objects ?? []
   const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
-  const registry = await liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)
   // the CAs the cluster trusts are in the record (values caCerts, not secret), beside --ca-cert
   const caCerts = [...(o.registryOptions?.caCerts ?? []), ...((t.values.caCerts as string[] | undefined) ?? [])]
-  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes}, task)
+  // the images the rollback brings back are asked for; those the deployed revision runs are not (preflight.ts RunningImages)
+  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes, running: runningImages(deployed)}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
 
   return withLease(ctx, 'rollback', async (_lease, signal) => {
@@ -76,7 +77,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
     try {
       const done = await runRollback(ctx, {
         target, revision: next, previousRevision: deployed?.record.revision, current,
-        description: `rollback to ${t.revision}`, wait: o.wait, timeoutMs: o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS, signal,
+        description: `rollback to ${t.revision}`, wait: o.wait, timeoutMs: o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS, signal, applied: appliedBy(deployed, now),
       })
       return {
         name: t.name, version: t.version, kpackVersion: t.kpackVersion, revision: next, rollbackTo: t.revision, interrupted,

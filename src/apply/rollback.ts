@@ -18,6 +18,7 @@ import {listRevisionHeads, readRevision, type StoredRevision} from '../revision/
 import {staleObjects} from './changeset.js'
 import {nowIso, runRevision, stageRecords, type OperationContext, type RevisionOutcome} from './operation.js'
 import {planStages} from './plan.js'
+import type {Applied} from './untouched.js'
 
 /** The target's objects, each Secret carrying the data it has in the cluster now. */
 export async function withLiveSecrets(kube: Kube, objects: RenderedObject[]): Promise<RenderedObject[]> {
@@ -59,6 +60,8 @@ export interface RollbackRun {
   wait: WaitMode
   timeoutMs: number
   signal?: AbortSignal
+  /** what the deployed revision applied, when it is the latest (untouched.ts) */
+  applied?: Applied
 }
 
 export async function runRollback(ctx: OperationContext, run: RollbackRun): Promise<RevisionOutcome> {
@@ -84,7 +87,7 @@ export async function runRollback(ctx: OperationContext, run: RollbackRun): Prom
   return runRevision(ctx, {
     record, persist: true, stages, stale: staleObjects(run.current, t.objects), signal: run.signal,
     // the target's kpack may be older than the one that defaulted the live specs: write them whole
-    exec: {wait: run.wait, timeoutMs: run.timeoutMs, retry: `kpi rollback ${t.revision}`, replaceSpec: isKpackResource},
+    exec: {wait: run.wait, timeoutMs: run.timeoutMs, retry: `kpi rollback ${t.revision}`, replaceSpec: isKpackResource, applied: run.applied},
   })
 }
 

@@ -17,6 +17,7 @@ import type {WaitMode} from '../revision/record.js'
 import {decide, type Change} from './changeset.js'
 import type {PlannedObject, PlannedStage} from './plan.js'
 import {mapLimit} from '../pool.js'
+import type {Applied} from './untouched.js'
 
 export interface StageResult {
   name: string
@@ -43,6 +44,8 @@ export interface StageRunOptions {
   retry?: string
   /** objects written whole with the desired spec instead of applied (changeset.ts decide()) */
   replaceSpec?: (o: KubeObject) => boolean
+  /** what the deployed revision applied, when it is the latest: untouched.ts */
+  applied?: Applied
 }
 
 /** One object a gate found not ready: what `kpi upgrade` names when it fails. */
@@ -108,7 +111,7 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
     const objs = stage.objects.filter((o) => o.wave === wave)
     await mapLimit(objs, limit, async (o) => {
       opts.signal?.throwIfAborted()
-      const c = await decide(kube, o, force, opts.replaceSpec?.(o.object) ?? false)
+      const c = await decide(kube, o, force, opts.replaceSpec?.(o.object) ?? false, opts.applied)
       await applyChange(kube, c, force)
       changes.push(c)
       if (c.conflict) {

@@ -18,9 +18,10 @@ import {deployedRevision, latestRevision, listRevisionHeads, type StoredRevision
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, withLease, type OperationOptions} from './operation.js'
-import {checkAccessAndImages, checkCluster, preflightTask, startImageCheck, type Task} from './preflight.js'
+import {checkAccessAndImages, checkCluster, preflightTask, runningImages, startImageCheck, type Task} from './preflight.js'
 import {runRollback} from './rollback.js'
 import {gateFailureOf} from './stage.js'
+import {appliedBy} from './untouched.js'
 import {summarize, type OperationSummary} from './summary.js'
 import {crdStoredVersions, versionPolicy} from './upgrade-checks.js'
 
@@ -55,10 +56,9 @@ export function currentObjects(deployed: StoredRevision, latest: StoredRevision 
   return [...deployed.record.objects, ...latest.record.objects.filter((o) => !seen.has(identity(o.object)))]
 }
 
-/** Upgrade's preflight reads of the cluster: the installation, version policy, CRDs, what gets deleted. */
-async function clusterChecks(o: UpgradeOptions, render: RenderResult, task: Task) {
+/** The deployed revision (there must be one) and the latest, whatever its state. */
+async function installation(o: UpgradeOptions, task: Task): Promise<{deployed: StoredRevision; latest?: StoredRevision}> {
   const kube = o.kube
-  const serverVersion = await checkCluster(kube, task)
   task('existing installation', 'start')
   const [deployed, latest] = await Promise.all([deployedRevision(kube), latestRevision(kube)])
   if (!deployed) {
@@ -70,13 +70,20 @@ async function clusterChecks(o: UpgradeOptions, render: RenderResult, task: Task
   }
   const d = deployed.record
   task('existing installation', 'done', `revision ${d.revision}: ${d.name} ${d.version} (kpack ${d.kpackVersion})${latest && latest.record.revision !== d.revision ? `; revision ${latest.record.revision} is ${latest.record.status}` : ''}`)
+  return {deployed, latest}
+}
+
+/** Upgrade's other preflight checks: version policy, CRDs, what gets deleted. */
+async function clusterChecks(o: UpgradeOptions, render: RenderResult, deployed: StoredRevision, latest: StoredRevision | undefined, task: Task) {
+  const kube = o.kube
+  const d = deployed.record
   versionPolicy(d.version, o.lock.metadata.version, o.allowDowngrade ?? false, task)
   await crdStoredVersions(kube, render.objects, task)
   const current = currentObjects(deployed, latest)
   const stale = staleObjects(current, render.objects)
   const deletes: KubeObject[] = []
   for (const s of stale) if (!s.kept && (await kube.resourceFor(s.object.apiVersion, s.object.kind))) deletes.push(s.object)
-  return {serverVersion, deployed, latest, current, stale, deletes}
+  return {current, stale, deletes}
 }
 
 export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
@@ -88,14 +95,16 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
 
   onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, installation, version policy, CRDs, permissions, images'})
   const task = preflightTask(onEvent)
-  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient}
+  const serverVersion = await checkCluster(kube, task)
+  const {deployed, latest} = await installation(o, task)
+  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, running: runningImages(deployed)}
+  // the images are the longest part of preflight: asked while the rest is checked
   const imageCheck = startImageCheck(registryCheck, task)
-  // the images are the longest part of preflight: asked while the cluster is read
-  const pre = await clusterChecks(o, render, task).catch((e) => {
+  const pre = await clusterChecks(o, render, deployed, latest, task).catch((e) => {
     imageCheck.cancel()
     throw e
   })
-  const {serverVersion, deployed, latest, current, stale} = pre
+  const {current, stale} = pre
   const images = await checkAccessAndImages({kube, ...registryCheck, deletes: pre.deletes, images: imageCheck.images}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
   const d = deployed.record
@@ -116,7 +125,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
       name: o.lock.metadata.name, version: o.lock.metadata.version, kpackVersion: o.lock.kpack.version,
       from: {revision: d.revision, version: d.version, kpackVersion: d.kpackVersion}, serverVersion, warnings, durationMs: Date.now() - started, ...r,
     })
-    const exec = {wait: o.wait, timeoutMs, retry: 'kpi upgrade again'}
+    const exec = {wait: o.wait, timeoutMs, retry: 'kpi upgrade again', applied: appliedBy(deployed, now)}
     if (d.inputsDigest === digest && !interrupted && now?.record.revision === d.revision) {
       onEvent({type: 'info', message: `revision ${d.revision} is deployed with these inputs: checking that nothing drifted`})
       const same = await runRevision(ctx, {record: {...d}, persist: false, stages, stale: [], signal, exec}).catch((e) => {
