@@ -5,14 +5,14 @@
  * - the kube-apiserver restarted mid-upgrade;
  * - kpi SIGKILLed during a rollback, and at each upgrade stage in turn (crds .. teams, prune),
  *   each next run finishing the one killed before.
- * After each fault kpi completed or failed with one clean line, and once the command the product
- * names (the error's hint, or `kpi status`'s "finish it with") has run, the platform is one
- * revision, fully: the latest record deployed, `kpi status` healthy with kpack's Ready on every
- * resource, and every Deployment's images, kpack resource's spec and ConfigMap's data in the
- * cluster exactly as one version renders them (platform-state.ts), never some of each.
+ * After each fault kpi completed, or failed with one clean line: having put the previous revision
+ * back by itself (exit 12), or naming the command that finishes the job (the error's hint, or
+ * `kpi status`'s "finish it with"), which then runs. Either way the platform is one revision,
+ * fully: the latest record deployed, `kpi status` healthy with kpack's Ready on every resource,
+ * and every Deployment's images, kpack resource's spec and ConfigMap's data in the cluster exactly
+ * as one version renders them (platform-state.ts), never some of each.
  */
 import {readdirSync, readFileSync} from 'node:fs'
-import {join} from 'node:path'
 import {beforeAll, beforeEach, describe, expect, it} from 'vitest'
 import {expectCleanFailure, startKpi, stderrShows, type CliResult} from '../helpers/cli.js'
 import {usePlatformSandbox} from '../helpers/platform.js'
@@ -102,9 +102,17 @@ async function statusHint(): Promise<string> {
   return line!
 }
 
-/** A faulted run finished: it completed, or failed with one line whose hint is followed; then one version. */
-async function settle(r: CliResult, what: string): Promise<Version> {
+/**
+ * A faulted run finished: it completed; or it failed a gate and put the previous revision back by
+ * itself (exit 12, "rolled back by itself ... which is healthy": nothing to follow up, the platform
+ * must be that revision); or it failed with one line whose hint is followed. Then one version.
+ */
+async function settle(r: CliResult, what: string, previous: Version): Promise<Version> {
   step(`${what}: ${r.code === 0 ? 'completed' : `exit ${r.code}`}`, r)
+  if (r.code === 12) {
+    expect(expectCleanFailure(r)).toMatch(/rolled back by itself to revision \d+ .*, which is healthy/)
+    return oneVersion(previous)
+  }
   if (r.code !== 0) {
     // the hint closes the one error line
     const next = followUp(expectCleanFailure(r))
@@ -217,7 +225,7 @@ describe('cluster faults during upgrade and rollback', () => {
     expect(await stderrShows(run, /^stage controllers\b(?! done)/m), 'the upgrade reached stage controllers').toBe(true)
     await p.sb.controlPlane!.restartApiserver(2000)
     step('apiserver restarted')
-    await settle(await run.done, 'upgrade during an apiserver restart')
+    await settle(await run.done, 'upgrade during an apiserver restart', 'v1')
     ledger.survived()
   }, 600_000)
 
@@ -241,7 +249,7 @@ describe('cluster faults during upgrade and rollback', () => {
     const r = await run.done
     // the pod runner saw it die and started it again
     expect(runner.running().find((x) => x.uid === pod.uid)?.restarts ?? 0, 'the kpack-controller process was restarted').toBeGreaterThan(0)
-    await settle(r, 'upgrade with kpack-controller killed')
+    await settle(r, 'upgrade with kpack-controller killed', 'v1')
     ledger.survived()
   }, 600_000)
 })
