@@ -147,8 +147,12 @@ export async function createRequester(k: LoadedKubeConfig): Promise<{request: Re
  */
 export const API_UNAVAILABLE_GRACE_MS = 30_000
 
-/** Methods a second send cannot harm: reads, resourceVersion-guarded PUTs, server-side apply, deletes (a repeat answers 404). */
-const REPEATABLE = new Set(['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'])
+/**
+ * Methods a second send cannot harm: reads, server-side apply, deletes (a repeat answers 404). Not
+ * a resourceVersion-guarded PUT: when the first was written and only its answer was lost, the
+ * repeat answers 409 as if another writer had come between (revision records, the lease).
+ */
+const REPEATABLE = new Set(['GET', 'HEAD', 'PATCH', 'DELETE'])
 
 /**
  * Whether the request met an API server that is going away or coming back, and may be sent again:
