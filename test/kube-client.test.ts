@@ -23,6 +23,7 @@ import type {KubeObject, RenderedObject} from '../src/render/types.js'
 import {useControlPlane} from './helpers/controlplane.js'
 import {issueCert} from '../src/sandbox/pki.js'
 import {freePort} from '../src/sandbox/procs.js'
+import {acquireLease} from '../src/revision/lease.js'
 import {lock17, values} from './fixtures/render/helpers.js'
 
 
@@ -330,5 +331,30 @@ describe('kube client on a real control plane', () => {
     expect(ns?.metadata.name).toBe('default')
     expect(Date.now() - t, 'it waited for the restart').toBeGreaterThan(1000)
     await restart
+  })
+
+  it('the operation lease stays held when its own renewal landed with the answer lost, and is lost to another holder', async () => {
+    nameRunDir()
+    await kube.apply({apiVersion: 'v1', kind: 'Namespace', metadata: {name: 'kpi-system'}})
+    const ref = {apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: 'kpi-operation', namespace: 'kpi-system'}
+    // renewed every 333 ms
+    const held = await acquireLease(kube, 'upgrade', 1)
+    const tick = () => new Promise((r) => setTimeout(r, 1000))
+    try {
+      // a renewal the API server wrote but whose answer never came back: the lease moved on, still naming this holder
+      const mine = (await kube.get(ref))!
+      await kube.replace({...mine, spec: {...(mine.spec as object), renewTime: new Date().toISOString().replace(/Z$/, '000Z')}})
+      await tick()
+      expect(held.signal.aborted, 'its own write is not another operation').toBe(false)
+      const live = (await kube.get(ref))!
+      expect((live.spec as {holderIdentity: string}).holderIdentity).toBe(held.state.holder)
+      // another holder took it: lost
+      await kube.replace({...live, spec: {...(live.spec as object), holderIdentity: 'kpi rollback (pid 1 on elsewhere)'}})
+      await tick()
+      expect(held.signal.aborted).toBe(true)
+      expect(String((held.signal.reason as Error).message)).toMatch(/^lost the operation lease kpi-system\/kpi-operation: another kpi operation took it over/)
+    } finally {
+      await held.release()
+    }
   })
 })

@@ -130,6 +130,19 @@ export async function acquireLease(kube: Kube, operation: string, durationSecond
       rv = l.metadata.resourceVersion
     } catch (e) {
       if (isKpiError(e) && e.kind === 'conflict') {
+        // A conflict may be this holder's own earlier renewal, written by the API server with its
+        // answer lost (a connection cut mid-request, an apiserver restarting): the lease then still
+        // names this holder and only its resourceVersion moved on. Only another holder means lost.
+        let live: LiveObject | undefined
+        try {
+          live = await kube.get(ref)
+        } catch {
+          return // cannot tell now: the next tick tries again
+        }
+        if (live && (live.spec as {holderIdentity?: string} | undefined)?.holderIdentity === holder) {
+          rv = live.metadata.resourceVersion
+          return
+        }
         lost.abort(new KpiError('conflict', `lost the operation lease ${REVISION_NAMESPACE}/${LEASE_NAME}: another kpi operation took it over`, {hint: 'run kpi status to see where the platform stands'}))
       }
       // a network error: try again at the next tick; the lease lasts three ticks
