@@ -4,26 +4,33 @@
  * servers throttle, and a tar is written one member at a time (limit(1)).
  */
 
-/** A bounded pool: at most `n` of the returned function's tasks run at once, in the order given. */
-export function limit(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+/**
+ * A bounded pool: at most `n` of the returned function's tasks run at once, in the order given;
+ * a waiting task with a higher `priority` (default 0) starts before lower ones.
+ */
+export function limit(n: number): <T>(task: () => Promise<T>, priority?: number) => Promise<T> {
   let active = 0
-  const queue: Array<() => void> = []
+  const queue: Array<{start: () => void; priority: number}> = []
   const next = () => {
     if (active >= n) return
-    const start = queue.shift()
-    if (start) {
+    const first = queue.shift()
+    if (first) {
       active++
-      start()
+      first.start()
     }
   }
-  return <T>(task: () => Promise<T>) =>
+  return <T>(task: () => Promise<T>, priority = 0) =>
     new Promise<T>((resolve, reject) => {
-      queue.push(() => {
+      const start = () => {
         task().then(resolve, reject).finally(() => {
           active--
           next()
         })
-      })
+      }
+      // after every waiting task of at least this priority: equal ones keep their order
+      let i = queue.length
+      while (i > 0 && queue[i - 1]!.priority < priority) i--
+      queue.splice(i, 0, {start, priority})
       next()
     })
 }

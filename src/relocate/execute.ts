@@ -26,6 +26,12 @@ export interface ExecuteOptions {
   onEvent?: OnEvent
   /** manifest pushes and HEADs at once (blob uploads are bounded by the sink) */
   concurrency?: number
+  /**
+   * Waiting uploads start largest first rather than in plan order, so the biggest layer is not
+   * left to move alone at the end (one connection, often capped per flow). Not for a source read
+   * front to back or a sink that writes in plan order (archives).
+   */
+  largestFirst?: boolean
 }
 
 const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
@@ -90,7 +96,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   }
 
   const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
-    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, sink.verifiesDigests ? {verify: false} : undefined)))))
+    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, sink.verifiesDigests ? {verify: false} : undefined)))), opts.largestFirst ? d.size : 0)
     summary.blobs.copied++
     summary.bytesMoved += d.size
     onEvent({type: 'blob', digest: d.digest, size: d.size, action: 'copied'})

@@ -134,7 +134,8 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
     try {
       await from.beforeCopy?.(plan, target as OpenedTarget<unknown>, onEvent)
       onEvent({type: 'phase', phase: 'copy', message: `${plan.manifests.length} manifests, ${target.blobs ?? plan.blobs.size} unique blobs to ${target.sink.name}`})
-      summary = await executePlan(plan, from.source, target.sink, {onEvent, concurrency: o.concurrency})
+      // a source read front to back (arrange) or a target with its own order (plan) keeps the plan's order
+      summary = await executePlan(plan, from.source, target.sink, {onEvent, concurrency: o.concurrency, largestFirst: !from.arrange && !target.plan})
       result = (await target.finish?.(summary)) as X
     } catch (e) {
       await target.abort?.()
