@@ -352,7 +352,7 @@ describe('kube client on a real control plane', () => {
       await kube.replace({...live, spec: {...(live.spec as object), holderIdentity: 'kpi rollback (pid 1 on elsewhere)'}})
       await tick()
       expect(held.signal.aborted).toBe(true)
-      expect(String((held.signal.reason as Error).message)).toMatch(/^lost the operation lease kpi-system\/kpi-operation: another kpi operation took it over/)
+      expect(String((held.signal.reason as Error).message)).toMatch(/^lost the operation lease kpi-system\/kpi-operation: kpi rollback \(pid 1 on elsewhere\) took it over$/)
     } finally {
       await held.release()
     }

@@ -143,13 +143,21 @@ export async function acquireLease(kube: Kube, operation: string, durationSecond
           rv = live.metadata.resourceVersion
           return
         }
-        lost.abort(new KpiError('conflict', `lost the operation lease ${REVISION_NAMESPACE}/${LEASE_NAME}: another kpi operation took it over`, {hint: 'run kpi status to see where the platform stands'}))
+        const taker = live ? leaseState(live).holder : ''
+        lost.abort(new KpiError('conflict', `lost the operation lease ${REVISION_NAMESPACE}/${LEASE_NAME}: ${taker ? `${taker} took it over` : 'another kpi operation took it over'}`, {hint: 'run kpi status to see where the platform stands'}))
       }
       // a network error: try again at the next tick; the lease lasts three ticks
     }
   }
+  let renewalInFlight = false
   const timer = setInterval(() => {
-    if (!stopped) renewing = renew()
+    // one renewal at a time: one that outlasts a tick (the kube client waits out an API server
+    // restart) would otherwise race the next with the same resourceVersion
+    if (stopped || renewalInFlight) return
+    renewalInFlight = true
+    renewing = renew().finally(() => {
+      renewalInFlight = false
+    })
   }, Math.max(250, (durationSeconds * 1000) / 3))
   timer.unref()
   const state = leaseState(live)
