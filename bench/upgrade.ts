@@ -19,7 +19,7 @@
  *
  *   npm run build && npx tsx bench/upgrade.ts [--rounds 3] [--gate 15] [--tools kpi,helm,kapp] [--json] [--quick]
  *
- * Results: bench/results/upgrade.json and upgrade.md (not with --quick or --tools).
+ * Results: bench/results/upgrade.json and upgrade.md (with --tools: upgrade-kpi-helm.*; none with --quick).
  */
 import {execFileSync} from 'node:child_process'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
@@ -219,10 +219,12 @@ async function main(): Promise<void> {
     const result = {ok: true, commit, machine, endLoad, rounds, gateS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
       runs_s: Object.fromEntries([...times].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms.map((m) => m / 1000)]))])),
       kpi_phases_s: Object.fromEntries(VERBS.map((v) => [v, Object.fromEntries(Object.entries(phases[v]).map(([k, ms]) => [k, ms / 1000]))]))}
-    if (!quick && !only) {
-      await writeFile(join(REPO_ROOT, 'bench', 'results', 'upgrade.json'), `${JSON.stringify(result, null, 2)}\n`)
-      await writeFile(join(REPO_ROOT, 'bench', 'results', 'upgrade.md'), md)
-      say('written: bench/results/upgrade.json, bench/results/upgrade.md')
+    if (!quick) {
+      // a run of some tools keeps its own files: upgrade-kpi-helm.json
+      const name = only ? `upgrade-${flows.map((f) => f.name).join('-')}` : 'upgrade'
+      await writeFile(join(REPO_ROOT, 'bench', 'results', `${name}.json`), `${JSON.stringify(result, null, 2)}\n`)
+      await writeFile(join(REPO_ROOT, 'bench', 'results', `${name}.md`), md)
+      say(`written: bench/results/${name}.json, bench/results/${name}.md`)
     }
     if (json) console.log(JSON.stringify(result))
   } finally {
