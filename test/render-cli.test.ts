@@ -24,7 +24,6 @@ const kpi = (...args: string[]): Promise<Result> =>
   )
 
 beforeAll(async () => {
-  await run('npx', ['tsc', '-p', '.'], {cwd: root}).catch(() => undefined)
   dir = await mkdtemp(join(tmpdir(), 'kpi-render-cli-'))
 })
 afterAll(async () => {
