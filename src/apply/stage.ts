@@ -174,6 +174,12 @@ async function gate(stage: PlannedStage, objs: PlannedObject[], opts: StageRunOp
       }
     }))
   } catch (e) {
+    // Another object's wait, cut short by the abort, can reject before the failed object's own
+    // error (which reads its events) is ready: report the object that failed, not the abort.
+    if (abort.signal.aborted && e === abort.signal.reason) {
+      const first = outcomes.find((x) => x.r.outcome === 'failed')
+      if (first) throw await failure(kube, first.o, first.r, stage, opts)
+    }
     if (isKpiError(e)) throw e
     if (abort.signal.aborted && isKpiError(abort.signal.reason)) {
       const first = outcomes.find((x) => x.r.outcome === 'failed')
