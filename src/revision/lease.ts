@@ -133,17 +133,17 @@ export async function acquireLease(kube: Kube, operation: string, durationSecond
         // A conflict may be this holder's own earlier renewal, written by the API server with its
         // answer lost (a connection cut mid-request, an apiserver restarting): the lease then still
         // names this holder and only its resourceVersion moved on. Only another holder means lost.
-        let live: LiveObject | undefined
+        let current: LiveObject | undefined
         try {
-          live = await kube.get(ref)
+          current = await kube.get(ref)
         } catch {
           return // cannot tell now: the next tick tries again
         }
-        if (live && (live.spec as {holderIdentity?: string} | undefined)?.holderIdentity === holder) {
-          rv = live.metadata.resourceVersion
+        const taker = current ? leaseState(current).holder : ''
+        if (taker === holder) {
+          rv = current!.metadata.resourceVersion
           return
         }
-        const taker = live ? leaseState(live).holder : ''
         lost.abort(new KpiError('conflict', `lost the operation lease ${REVISION_NAMESPACE}/${LEASE_NAME}: ${taker ? `${taker} took it over` : 'another kpi operation took it over'}`, {hint: 'run kpi status to see where the platform stands'}))
       }
       // a network error: try again at the next tick; the lease lasts three ticks

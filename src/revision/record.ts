@@ -22,7 +22,6 @@ import {KpiError} from '../errors.js'
 import type {LiveObject} from '../kube/types.js'
 import {labelValue} from '../render/meta.js'
 import type {KubeObject, Stage} from '../render/types.js'
-import type {Values} from '../values/types.js'
 import {canonical} from '../canonical.js'
 
 export const RECORD_API_VERSION = 'kpi.dev/v1alpha1'
