@@ -21,3 +21,13 @@ export async function kubeClientFromFlags(flags: {kubeconfig?: string; context?:
   }
   return kube
 }
+
+/** Runs `fn` with the command's cluster client, closed whatever happens. */
+export async function withKube<T>(flags: {kubeconfig?: string; context?: string}, fn: (kube: Kube) => Promise<T>): Promise<T> {
+  const kube = await kubeClientFromFlags(flags)
+  try {
+    return await fn(kube)
+  } finally {
+    kube.close()
+  }
+}

@@ -1,7 +1,7 @@
 import {diff, type DiffResult} from '../apply/diff.js'
 import {formatFieldChange} from '../apply/fielddiff.js'
 import {EXIT, KpiCommand} from '../cli/base.js'
-import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {kubeFlags, withKube} from '../cli/kube.js'
 import {inputFlags, loadInputs} from '../cli/operation.js'
 
 export default class Diff extends KpiCommand {
@@ -23,13 +23,7 @@ codes are errors.`
   async run(): Promise<void> {
     const {flags} = await this.parse(Diff)
     const {lock, values, render, registryOptions} = await loadInputs(flags)
-    const kube = await kubeClientFromFlags(flags)
-    let r: DiffResult
-    try {
-      r = await diff({kube, lock, values, render, registryOptions})
-    } finally {
-      kube.close()
-    }
+    const r = await withKube(flags, (kube) => diff({kube, lock, values, render, registryOptions}))
     if (flags.json) this.log(JSON.stringify({ok: true, ...r}))
     else this.print(r)
     if (r.differences) process.exitCode = EXIT.changes

@@ -1,6 +1,6 @@
 import {history} from '../apply/history.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {kubeFlags, withKube} from '../cli/kube.js'
 
 export default class History extends KpiCommand {
   static override description = `List the platform's revisions kept in the cluster: revision, time, platform and kpack version, status, description
@@ -14,19 +14,14 @@ deployed one is always kept). A failed revision says why.`
 
   async run(): Promise<void> {
     const {flags} = await this.parse(History)
-    const kube = await kubeClientFromFlags(flags)
-    try {
-      const rows = await history(kube)
-      if (flags.json) {
-        this.log(JSON.stringify({ok: true, revisions: rows}))
-        return
-      }
-      const table = [['REVISION', 'UPDATED', 'VERSION', 'KPACK', 'STATUS', 'DESCRIPTION'], ...rows.map((r) => [String(r.revision), r.updated, r.version, r.kpackVersion, r.status, r.description])]
-      const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)))
-      for (const row of table) this.log(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
-      for (const r of rows.filter((x) => x.message)) this.log(`  revision ${r.revision}: ${r.message}`)
-    } finally {
-      kube.close()
+    const rows = await withKube(flags, history)
+    if (flags.json) {
+      this.log(JSON.stringify({ok: true, revisions: rows}))
+      return
     }
+    const table = [['REVISION', 'UPDATED', 'VERSION', 'KPACK', 'STATUS', 'DESCRIPTION'], ...rows.map((r) => [String(r.revision), r.updated, r.version, r.kpackVersion, r.status, r.description])]
+    const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)))
+    for (const row of table) this.log(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
+    for (const r of rows.filter((x) => x.message)) this.log(`  revision ${r.revision}: ${r.message}`)
   }
 }

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {install, installStageTitles, type InstallResult} from '../apply/install.js'
 import {formatDuration} from '../apply/stage.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {kubeFlags, withKube} from '../cli/kube.js'
 import {inputFlags, loadInputs, operationFlags, operationOptions} from '../cli/operation.js'
 import {progressMode, withStagedProgress} from '../cli/progress.js'
 
@@ -34,15 +34,10 @@ install again with the same inputs changes nothing; after an interrupted install
     const {flags} = await this.parse(Install)
     const op = operationOptions(flags)
     const {lock, values, render, registryOptions} = await loadInputs(flags)
-    const kube = await kubeClientFromFlags(flags)
-    try {
-      const mode = progressMode(flags)
-      const result = await withStagedProgress(mode, `Installing ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, installStageTitles(render), (onEvent) =>
-        install({kube, lock, values, render, ...op, adopt: flags.adopt, kpiVersion: this.config.version, onEvent, registryOptions}))
-      this.report(flags.json, result)
-    } finally {
-      kube.close()
-    }
+    const result = await withKube(flags, (kube) =>
+      withStagedProgress(progressMode(flags), `Installing ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, installStageTitles(render), (onEvent) =>
+        install({kube, lock, values, render, ...op, adopt: flags.adopt, kpiVersion: this.config.version, onEvent, registryOptions})))
+    this.report(flags.json, result)
   }
 
   private report(json: boolean, r: InstallResult): void {

@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 import {rollback, type RollbackResult} from '../apply/rollback-action.js'
 import {formatDuration} from '../apply/stage.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {kubeFlags, withKube} from '../cli/kube.js'
 import {operationFlags, operationOptions, registryOptions, summaryLines} from '../cli/operation.js'
 import {registryFlags} from '../cli/registry.js'
 import {KpiError} from '../errors.js'
@@ -43,14 +43,10 @@ that is no longer in the cluster is refused before anything changes.`
       revision = Number(args.revision)
       if (!Number.isInteger(revision) || revision < 1) throw new KpiError('usage', `REVISION "${args.revision}" is not a revision number`, {hint: 'kpi history lists the revisions'})
     }
-    const kube = await kubeClientFromFlags(flags)
-    try {
-      const result = await withProgress(progressMode(flags), `Rolling back${revision ? ` to revision ${revision}` : ''} on ${kube.server}`, async (onEvent) =>
-        rollback({kube, revision, ...op, kpiVersion: this.config.version, onEvent, registryOptions: await registryOptions(flags)}))
-      this.report(flags.json, result)
-    } finally {
-      kube.close()
-    }
+    const result = await withKube(flags, (kube) =>
+      withProgress(progressMode(flags), `Rolling back${revision ? ` to revision ${revision}` : ''} on ${kube.server}`, async (onEvent) =>
+        rollback({kube, revision, ...op, kpiVersion: this.config.version, onEvent, registryOptions: await registryOptions(flags)})))
+    this.report(flags.json, result)
   }
 
   private report(json: boolean, r: RollbackResult): void {

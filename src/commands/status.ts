@@ -1,6 +1,6 @@
 import {platformStatus, type PlatformStatus} from '../apply/status.js'
 import {EXIT, KpiCommand} from '../cli/base.js'
-import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {kubeFlags, withKube} from '../cli/kube.js'
 
 export default class Status extends KpiCommand {
   static override description = `Show the installed platform: version, revision and the health of each install stage
@@ -18,13 +18,7 @@ nobody has reconciled (no kpack controller running) are shown as unknown, which 
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Status)
-    const kube = await kubeClientFromFlags(flags)
-    let s: PlatformStatus
-    try {
-      s = await platformStatus(kube)
-    } finally {
-      kube.close()
-    }
+    const s = await withKube(flags, platformStatus)
     if (flags.json) this.log(JSON.stringify({ok: s.healthy, ...s}))
     else this.print(s)
     if (!s.healthy) process.exitCode = EXIT.failed

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {formatDuration} from '../apply/stage.js'
 import {upgrade, type UpgradeResult} from '../apply/upgrade.js'
 import {KpiCommand} from '../cli/base.js'
-import {kubeClientFromFlags, kubeFlags} from '../cli/kube.js'
+import {kubeFlags, withKube} from '../cli/kube.js'
 import {inputFlags, loadInputs, operationFlags, operationOptions, summaryLines} from '../cli/operation.js'
 import {progressMode, withProgress} from '../cli/progress.js'
 
@@ -36,17 +36,13 @@ kpi-system; an operation whose kpi died is finished by the next upgrade or rollb
     const {flags} = await this.parse(Upgrade)
     const op = operationOptions(flags)
     const {lock, values, render, registryOptions} = await loadInputs(flags)
-    const kube = await kubeClientFromFlags(flags)
-    try {
-      const result = await withProgress(progressMode(flags), `Upgrading to ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, (onEvent) =>
+    const result = await withKube(flags, (kube) =>
+      withProgress(progressMode(flags), `Upgrading to ${lock.metadata.name} ${lock.metadata.version} (kpack ${lock.kpack.version}) on ${kube.server}`, (onEvent) =>
         upgrade({
           kube, lock, values, render, ...op, allowDowngrade: flags['allow-downgrade'], rollback: flags.rollback,
           kpiVersion: this.config.version, onEvent, registryOptions,
-        }))
-      this.report(flags.json, result)
-    } finally {
-      kube.close()
-    }
+        })))
+    this.report(flags.json, result)
   }
 
   private report(json: boolean, r: UpgradeResult): void {

@@ -13,7 +13,7 @@
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {CA} from './pki.js'
-import {loopbackServingCert, probeV2} from './registry-common.js'
+import {loopbackRegistryFields, loopbackServingCert, probeV2} from './registry-common.js'
 import {freePort, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 import {toolPath} from './tools.js'
 
@@ -68,17 +68,7 @@ export async function startGgcrRegistry(opts: GgcrRegistryOptions): Promise<Ggcr
       const p = proc
       await waitFor(async () => (await probeV2(`${scheme}://127.0.0.1:${port}`, ca?.certPem)) === 200,
         {what: `ggcr registry ${name} on 127.0.0.1:${port}`, timeoutMs: 20_000, intervalMs: 50, procs: [p]})
-      const host = `127.0.0.1:${port}`
-      return {
-        host,
-        url: `${scheme}://${host}`,
-        name,
-        caFile: ca?.cert,
-        caPem: ca?.certPem,
-        logFile: proc.logFile,
-        dataDir,
-        stop: () => p.stop(),
-      }
+      return {...loopbackRegistryFields(port, scheme, name, ca, dataDir), logFile: proc.logFile, stop: () => p.stop()}
     } catch (e) {
       const tail = proc ? await tailLog(proc.logFile, 5) : ''
       await proc?.stop()

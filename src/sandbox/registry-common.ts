@@ -5,6 +5,12 @@ import {request as httpsRequest} from 'node:https'
 import {join} from 'node:path'
 import {issueCert, makeCA, type CA} from './pki.js'
 
+/** The fields every sandbox registry reports, whichever implementation serves it. */
+export function loopbackRegistryFields(port: number, scheme: 'http' | 'https', name: string, ca: CA | undefined, dataDir: string) {
+  const host = `127.0.0.1:${port}`
+  return {host, url: `${scheme}://${host}`, name, caFile: ca?.cert, caPem: ca?.certPem, dataDir}
+}
+
 /** One GET /v2/: the status, or undefined when nothing answers yet. */
 export function probeV2(url: string, caPem?: string): Promise<number | undefined> {
   return new Promise((resolve) => {

@@ -12,7 +12,7 @@ import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import {KpiError} from '../errors.js'
 import {makeCA, issueCert, type CA} from './pki.js'
-import {loopbackServingCert, probeV2} from './registry-common.js'
+import {loopbackRegistryFields, loopbackServingCert, probeV2} from './registry-common.js'
 import {freePort, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 
 export const REGISTRY_BIN = process.env.KPI_DOCKER_REGISTRY_BIN ?? '/usr/bin/docker-registry'
@@ -159,16 +159,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     }
   }
 
-  const host = `127.0.0.1:${port}`
   return {
-    host,
-    url: `${scheme}://${host}`,
-    name,
-    caFile: ca?.cert,
-    caPem: ca?.certPem,
+    ...loopbackRegistryFields(port, scheme, name, ca, dataDir),
     username: opts.auth?.username,
     password: opts.auth?.password,
-    dataDir,
     logFile: join(dir, `${name}.log`),
     tokenRealm: tokens?.config.realm,
     tokenRequests: tokens ? () => tokens.requests : undefined,
