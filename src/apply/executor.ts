@@ -67,7 +67,7 @@ async function prune(stale: StaleObject[], o: ExecuteOptions): Promise<{pruned: 
 
 /** Waits until the API server no longer has the object (finalizers done). */
 async function gone(kube: Kube, c: Change, deadline: number): Promise<void> {
-  for (let wait = 100; ; wait = Math.min(1000, wait * 2)) {
+  for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
     if (!(await kube.get(c.ref))) return
     if (Date.now() > deadline) throw new KpiError('timeout', `prune: ${c.object} is still there after it was deleted (a finalizer holds it)`, {hint: 'see its metadata.finalizers; kpi status shows the revision'})
     await new Promise((r) => setTimeout(r, wait))

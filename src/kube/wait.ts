@@ -1,12 +1,13 @@
 /**
  * Waiting for readiness by polling: a probe reads the live state and judges it (readiness.ts).
  * Polling rather than watches: a handful of objects per stage, no long-lived connections to keep
- * healthy through proxies, and the same code path for every kind. The interval starts short and
- * grows slowly to `maxIntervalMs`: a rollout is usually done within a second or two, and every
- * stage waits for its slowest object, so a late poll is time added to the whole operation
- * (measured with bench/upgrade.ts: 200 ms growing by half to 2 s left up to half a second per
- * stage on the table). A probe is one GET of one object: ten a second per object for the first
- * second costs the API server nothing that matters.
+ * healthy through proxies, and the same code path for every kind. The interval stays short while a
+ * change is usually settling (FAST_MS), then grows slowly to `maxIntervalMs`: a rollout is usually
+ * done within a second, and every stage waits for its slowest object, so a late poll is time added
+ * to the whole operation (measured with bench/upgrade.ts: 200 ms growing by half to 2 s left up to
+ * half a second per stage on the table; 100 ms growing by a quarter still caught a 0.26 s rollout
+ * at 0.38 s). A probe is one GET of one object: twenty a second per object for a second and a half
+ * costs the API server nothing that matters.
  */
 import type {Kube} from './client.js'
 import {probeFor} from './checks.js'
@@ -29,9 +30,14 @@ export type WaitOutcome =
 
 export type Probe = () => Promise<{readiness: Readiness; live?: LiveObject}>
 
+/** Polls this often for the first FAST_FOR_MS of a wait. */
+const FAST_MS = 50
+const FAST_FOR_MS = 1500
+
 export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutcome> {
-  const deadline = Date.now() + o.timeoutMs
-  let interval = o.intervalMs ?? 100
+  const started = Date.now()
+  const deadline = started + o.timeoutMs
+  let interval = o.intervalMs ?? FAST_MS
   const max = o.maxIntervalMs ?? 1000
   let lastMsg = ''
   for (;;) {
@@ -46,7 +52,7 @@ export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutco
     const left = deadline - Date.now()
     if (left <= 0) return {outcome: 'timeout', ...r}
     await sleep(Math.min(interval, left), o.signal)
-    interval = Math.min(max, Math.round(interval * 1.25))
+    if (o.intervalMs !== undefined || Date.now() - started >= FAST_FOR_MS) interval = Math.min(max, Math.round(interval * 1.25))
   }
 }
 
