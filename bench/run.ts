@@ -42,6 +42,8 @@ import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
 import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
 
 const MIB = 1 << 20
+/** The floor behind the WAN profile: blobs of 32 MiB and more as 8 MiB Range GETs, 4 at a time per blob. */
+const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'archive-write', 'archive-read'] as const
@@ -597,7 +599,9 @@ async function main(): Promise<number> {
           try {
             const dir = join(workDir, 'runs', `r${round}-${t}-wan`)
             const fp = join(dir, 'floor-wan.json')
-            const j = await job(platform.v1, wan.host, dir, fp)
+            // Behind a per-connection cap a floor must fetch big blobs in parallel ranges too
+            // (kpi does, see src/oci/ranged.ts); a one-connection-per-blob floor was beaten by kpi
+            const j = {...await job(platform.v1, wan.host, dir, fp), floorArgs: WAN_FLOOR_ARGS}
             await writeFloorPlan(fp, plan1, {source: {url: `http://${wan.host}`}, dest: destEndpoint(d)})
             record('registry-to-registry-wan', t, await observed(round, await copyStep(t, paths, j, d), {source: pub.logFile, dest: d.registry.logFile}, sizes))
           } finally {

@@ -47,6 +47,8 @@ export interface Job {
   imagesLock: string
   /** the floor's plan for this job */
   floorPlan: string
+  /** more arguments for the floor (the WAN job's Range GETs) */
+  floorArgs?: string[]
   /** a directory this run may write into */
   workDir: string
 }
@@ -104,7 +106,7 @@ export async function copyStep(tool: ToolId, p: ToolPaths, job: Job, d: Dest): P
     case 'kpi':
       return {kind: 'one', spec: {label: 'kpi relocate', cmd: p.node, args: [p.kpi, 'relocate', '-b', job.bundleDir, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, 'kpi-lock.yaml'), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
     case 'floor':
-      return {kind: 'one', spec: {label: 'floor copy', cmd: p.floor!, args: ['copy', '-plan', job.floorPlan]}}
+      return {kind: 'one', spec: {label: 'floor copy', cmd: p.floor!, args: ['copy', '-plan', job.floorPlan, ...(job.floorArgs ?? [])]}}
     case 'imgpkg':
       // one repository for the whole lock: imgpkg's model
       return {kind: 'one', spec: {label: 'imgpkg copy --lock', cmd: p.imgpkg!, args: ['copy', '--lock', job.imagesLock, '--to-repo', `${d.host}/${PREFIX}/imgpkg`, '--registry-ca-cert-path', d.caFile, '--lock-output', join(job.workDir, 'imgpkg-lock.yml')], env: {DOCKER_CONFIG: d.dockerConfigDir}}}
