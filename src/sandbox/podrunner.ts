@@ -180,7 +180,8 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
     stop: async () => {
       stopped = true
       if (timer) clearTimeout(timer)
-      await tick.catch(() => {})
+      // a reconcile waiting on the API server must not hold the teardown: the processes go anyway
+      await Promise.race([tick.catch(() => {}), new Promise((r) => setTimeout(r, 10_000).unref())])
       await Promise.all([...entries.values()].map((e) => e.proc?.stop()))
       entries.clear()
     },
