@@ -7,6 +7,7 @@
  */
 import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
+import {waitUntil} from '../kube/wait.js'
 import {decideDeletion, type Change, type StaleObject} from './changeset.js'
 import {INSTALL_STAGES, type PlannedStage} from './plan.js'
 import {runStage, type StageResult, type StageRunOptions} from './stage.js'
@@ -65,11 +66,8 @@ async function prune(stale: StaleObject[], o: ExecuteOptions): Promise<{pruned: 
   return {pruned, kept}
 }
 
-/** Waits until the API server no longer has the object (finalizers done). */
+/** Waits until the API server no longer has the object (finalizers done), polling as the gates do. */
 async function gone(kube: Kube, c: Change, deadline: number): Promise<void> {
-  for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
-    if (!(await kube.get(c.ref))) return
-    if (Date.now() > deadline) throw new KpiError('timeout', `prune: ${c.object} is still there after it was deleted (a finalizer holds it)`, {hint: 'see its metadata.finalizers; kpi status shows the revision'})
-    await new Promise((r) => setTimeout(r, wait))
-  }
+  const w = await waitUntil(async () => ({readiness: (await kube.get(c.ref)) ? {state: 'progressing', message: 'still there'} : {state: 'ready', message: 'deleted'}}), {timeoutMs: Math.max(0, deadline - Date.now())})
+  if (w.outcome !== 'ready') throw new KpiError('timeout', `prune: ${c.object} is still there after it was deleted (a finalizer holds it)`, {hint: 'see its metadata.finalizers; kpi status shows the revision'})
 }

@@ -174,19 +174,14 @@ async function gate(stage: PlannedStage, objs: PlannedObject[], opts: StageRunOp
       }
     }))
   } catch (e) {
-    // Another object's wait, cut short by the abort, can reject before the failed object's own
-    // error (which reads its events) is ready: report the object that failed, not the abort.
-    if (abort.signal.aborted && e === abort.signal.reason) {
-      const first = outcomes.find((x) => x.r.outcome === 'failed')
-      if (first) throw await failure(kube, first.o, first.r, stage, opts)
-    }
-    if (isKpiError(e)) throw e
-    if (abort.signal.aborted && isKpiError(abort.signal.reason)) {
-      const first = outcomes.find((x) => x.r.outcome === 'failed')
-      if (first) throw await failure(kube, first.o, first.r, stage, opts)
-      throw abort.signal.reason
-    }
-    throw e
+    // The abort cuts the other objects' waits short, and one of them can reject before the failed
+    // object's own error (which reads its events) is ready: report the object that failed, not
+    // the abort (nor a bare error of a wait it cut short).
+    const reason: unknown = abort.signal.reason
+    const cutShort = abort.signal.aborted && (e === reason || (!isKpiError(e) && isKpiError(reason)))
+    if (!cutShort) throw e
+    const first = outcomes.find((x) => x.r.outcome === 'failed')
+    throw first ? await failure(kube, first.o, first.r, stage, opts) : reason
   } finally {
     opts.signal?.removeEventListener('abort', onOuter)
   }

@@ -2,7 +2,7 @@
  * Waiting for readiness by polling: a probe reads the live state and judges it (readiness.ts).
  * Polling rather than watches: a handful of objects per stage, no long-lived connections to keep
  * healthy through proxies, and the same code path for every kind. The interval stays short while a
- * change is usually settling (FAST_MS), then grows slowly to `maxIntervalMs`: a rollout is usually
+ * change is usually settling (FAST_MS), then grows slowly to a second (MAX_MS): a rollout is usually
  * done within a second, and every stage waits for its slowest object, so a late poll is time added
  * to the whole operation (measured with bench/upgrade.ts: 200 ms growing by half to 2 s left up to
  * half a second per stage on the table; 100 ms growing by a quarter still caught a 0.26 s rollout
@@ -16,8 +16,6 @@ import type {LiveObject, ObjectRef} from './types.js'
 
 export interface WaitOptions {
   timeoutMs: number
-  intervalMs?: number
-  maxIntervalMs?: number
   signal?: AbortSignal
   /** called with each new judgement (for progress), only when the message changes */
   onChange?: (r: Readiness) => void
@@ -30,15 +28,15 @@ export type WaitOutcome =
 
 export type Probe = () => Promise<{readiness: Readiness; live?: LiveObject}>
 
-/** Polls this often for the first FAST_FOR_MS of a wait. */
+/** Polls every FAST_MS for the first FAST_FOR_MS of a wait, then a quarter slower each time up to MAX_MS. */
 const FAST_MS = 50
 const FAST_FOR_MS = 1500
+const MAX_MS = 1000
 
 export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutcome> {
   const started = Date.now()
   const deadline = started + o.timeoutMs
-  let interval = o.intervalMs ?? FAST_MS
-  const max = o.maxIntervalMs ?? 1000
+  let interval = FAST_MS
   let lastMsg = ''
   for (;;) {
     o.signal?.throwIfAborted()
@@ -52,7 +50,7 @@ export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutco
     const left = deadline - Date.now()
     if (left <= 0) return {outcome: 'timeout', ...r}
     await sleep(Math.min(interval, left), o.signal)
-    if (o.intervalMs !== undefined || Date.now() - started >= FAST_FOR_MS) interval = Math.min(max, Math.round(interval * 1.25))
+    if (Date.now() - started >= FAST_FOR_MS) interval = Math.min(MAX_MS, Math.round(interval * 1.25))
   }
 }
 
