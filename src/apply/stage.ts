@@ -156,6 +156,7 @@ async function gate(stage: PlannedStage, objs: PlannedObject[], opts: StageRunOp
       onEvent({type: 'task', stage: stage.name, task, status: 'start'})
       const r = await waitUntil(probeFor(kube, o.check, {apiVersion: o.object.apiVersion, kind: o.object.kind, name: o.object.metadata.name, namespace: o.object.metadata.namespace}), {
         timeoutMs: Math.max(0, deadline - Date.now()),
+        failAfterMs: CHECKS[o.check].failAfterMs,
         signal: abort.signal,
         onChange: (x) => {
           if (x.state === 'progressing') onEvent({type: 'task', stage: stage.name, task, status: 'start', message: x.message})

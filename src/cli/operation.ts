@@ -12,6 +12,7 @@ import {DEFAULT_LEASE_SECONDS} from '../revision/lease.js'
 import {DEFAULT_HISTORY_MAX} from '../revision/store.js'
 import {loadValues} from '../values/load.js'
 import type {Values} from '../values/types.js'
+import {isKpiError, KpiError} from '../errors.js'
 import {parseDuration} from './duration.js'
 import {plainHttpNotice, readCaCerts, registryFlags, tlsSkipFromFlags} from './registry.js'
 
@@ -64,8 +65,21 @@ export async function loadInputs(flags: {bundle: string; values: string; 'plain-
   const values = await loadValues(flags.values)
   const options = await registryOptions(flags, values.caCerts)
   const {bundle: lock} = await loadLock(flags.bundle, options)
-  const render = renderPlatform(lock, values)
+  const render = renderInputs(lock, flags.bundle, values, flags.values)
   return {lock, values, render, registryOptions: options}
+}
+
+/**
+ * Renders the lock with the values, naming both files when they do not fit together (the lock's
+ * images are not under the registry the values name): render itself knows no file names.
+ */
+export function renderInputs(lock: Bundle, lockFile: string, values: Values, valuesFile: string): RenderResult {
+  try {
+    return renderPlatform(lock, values)
+  } catch (e) {
+    if (!isKpiError(e) || e.kind !== 'input' || e.message.includes(valuesFile)) throw e
+    throw new KpiError('input', `${valuesFile} with ${lockFile}: ${e.message}`, {hint: e.hint, details: e.details, cause: e})
+  }
 }
 
 export async function registryOptions(flags: {'plain-http'?: string[]; 'ca-cert'?: string[]; 'insecure-skip-tls-verify'?: boolean; 'insecure-registry'?: string[]; json?: boolean}, valuesCas: string[] = []): Promise<OciClientOptions> {

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {loadBundle} from '../bundle/load.js'
 import {KpiCommand} from '../cli/base.js'
-import {renderPlatform} from '../render/render.js'
+import {renderInputs} from '../cli/operation.js'
 import {loadValues} from '../values/load.js'
 import {toJsonObjects, toYaml} from '../render/yaml.js'
 
@@ -22,7 +22,7 @@ export default class Render extends KpiCommand {
     const {flags} = await this.parse(Render)
     const {bundle} = await loadBundle(flags.bundle)
     const values = await loadValues(flags.values)
-    const {objects, warnings} = renderPlatform(bundle, values)
+    const {objects, warnings} = renderInputs(bundle, flags.bundle, values, flags.values)
     if (flags.json) {
       process.stdout.write(JSON.stringify({ok: true, objects: toJsonObjects(objects), warnings}) + '\n')
       return

@@ -25,6 +25,8 @@ export interface Check {
   counted?: string
   /** judge the live object (present); may read more (EndpointSlices) */
   judge(kube: Kube, live: LiveObject, ref: ObjectRef): Promise<Readiness>
+  /** how long a failed judgement must hold before a gate believes it (waitUntil's failAfterMs) */
+  failAfterMs?: number
 }
 
 export const CHECKS: Record<CheckKind, Check> = {
@@ -37,7 +39,10 @@ export const CHECKS: Record<CheckKind, Check> = {
       namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`,
     })),
   },
-  'kpack-ready': {title: 'Ready', counted: 'kpack resources Ready', judge: async (_k, live) => kpackReadiness(live)},
+  // kpack writes Ready=False for an error it retries: a ClusterBuilder reconciled a moment after its
+  // stack turned Ready, from kpack's stale cache, says "Builder has no latestImage" until the retry
+  // (seen with 50 ms polls in a CI run). Only a False that holds is kpack's verdict.
+  'kpack-ready': {title: 'Ready', counted: 'kpack resources Ready', judge: async (_k, live) => kpackReadiness(live), failAfterMs: 5000},
   applied: {title: 'applied', judge: async () => ({state: 'ready', message: 'present'})},
 }
 

@@ -16,6 +16,8 @@ import type {LiveObject, ObjectRef} from './types.js'
 
 export interface WaitOptions {
   timeoutMs: number
+  /** a failed judgement ends the wait only once it has held this long (checks.ts: kpack retries) */
+  failAfterMs?: number
   signal?: AbortSignal
   /** called with each new judgement (for progress), only when the message changes */
   onChange?: (r: Readiness) => void
@@ -38,6 +40,7 @@ export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutco
   const deadline = started + o.timeoutMs
   let interval = FAST_MS
   let lastMsg = ''
+  let failingSince: number | undefined
   for (;;) {
     o.signal?.throwIfAborted()
     const r = await probe()
@@ -46,9 +49,14 @@ export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutco
       o.onChange?.(r.readiness)
     }
     if (r.readiness.state === 'ready') return {outcome: 'ready', ...r}
-    if (r.readiness.state === 'failed') return {outcome: 'failed', ...r}
+    if (r.readiness.state === 'failed') {
+      failingSince ??= Date.now()
+      if (Date.now() - failingSince >= (o.failAfterMs ?? 0)) return {outcome: 'failed', ...r}
+    } else {
+      failingSince = undefined
+    }
     const left = deadline - Date.now()
-    if (left <= 0) return {outcome: 'timeout', ...r}
+    if (left <= 0) return {outcome: failingSince === undefined ? 'timeout' : 'failed', ...r}
     await sleep(Math.min(interval, left), o.signal)
     if (Date.now() - started >= FAST_FOR_MS) interval = Math.min(MAX_MS, Math.round(interval * 1.25))
   }
