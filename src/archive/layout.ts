@@ -106,12 +106,13 @@ export async function openOciLayout(dir: string): Promise<OciLayout> {
   const source: ImageSource = {
     name: `OCI layout ${dir}`,
     getManifest: (_repo, reference) => getManifest(reference),
-    async getBlob(_repo, digest, size): Promise<Readable> {
+    async getBlob(_repo, digest, size, opts): Promise<Readable> {
       const {path, size: actual} = await blobStat(digest, 'blob')
       if (size !== undefined && actual !== size) {
         throw new KpiError('integrity', `OCI layout ${dir}: blob ${digest} is ${actual} bytes, its manifest says ${size}`)
       }
-      const v = new DigestVerifier(digest, {size: actual, label: `blob ${digest} in OCI layout ${dir}`})
+      // into a registry, which checks every digest itself, the length is checked here, not the hash
+      const v = new DigestVerifier(digest, {size: actual, label: `blob ${digest} in OCI layout ${dir}`, digest: opts?.verify})
       const s = createReadStream(path, {highWaterMark: 1 << 20})
       s.on('error', (e) => v.destroy(e))
       return s.pipe(v)

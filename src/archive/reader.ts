@@ -1,8 +1,10 @@
 /**
  * Opens an archive for reading: one pass over the tar headers (layers are not read), strict
  * checks of every member, then the table of contents, index.json and the bundle. Blobs are served
- * straight from the file through a digest-verifying stream, so nothing unverified reaches a
- * registry. Everything wrong with the archive is refused here, before anything is pushed.
+ * straight from the file through a digest-verifying stream; into a registry, which checks every
+ * blob's digest as its upload closes and refuses a wrong one, the stream checks the length only
+ * (hashing gigabytes twice cost about a CPU-second per GiB). Everything wrong with the archive's
+ * structure is refused here, before anything is pushed.
  */
 import type {Readable} from 'node:stream'
 import {parseBundle} from '../bundle/load.js'
@@ -39,8 +41,8 @@ export interface OpenedArchive {
   missing: TocBlob[]
   members: ReadonlyMap<string, Member>
   hasBlob(digest: string): boolean
-  /** a blob's bytes, verified against its digest as they stream */
-  blobStream(digest: string): Readable
+  /** a blob's bytes, verified against its digest as they stream (`digest: false`: its length only) */
+  blobStream(digest: string, opts?: {digest?: boolean}): Readable
   /** a member's raw bytes, unverified (small members only) */
   readMember(name: string, maxBytes: number): Promise<Buffer>
   close(): Promise<void>
@@ -142,10 +144,10 @@ async function readArchive(file: string, files: string[], parts: PartSet): Promi
   if (!yaml) throw bad(`it has no ${BUNDLE_PREFIX}bundle.yaml`)
   const bundle = parseBundle(decodeUtf8(yaml.bytes, `${file}:${BUNDLE_PREFIX}bundle.yaml`, 'bundle file'), `${file}:${BUNDLE_PREFIX}bundle.yaml`)
 
-  const blobStream = (digest: string): Readable => {
+  const blobStream = (digest: string, opts: {digest?: boolean} = {}): Readable => {
     const m = members.get(blobMember(digest))
     if (!m) throw new KpiError('not-found', `archive ${file} does not hold blob ${digest}`)
-    const v = new DigestVerifier(digest, {size: m.size, label: `blob ${digest} in archive ${file}`})
+    const v = new DigestVerifier(digest, {size: m.size, label: `blob ${digest} in archive ${file}`, digest: opts.digest})
     const s = parts.stream(m.offset, m.size)
     s.on('error', (e) => v.destroy(e))
     return s.pipe(v)
@@ -153,6 +155,7 @@ async function readArchive(file: string, files: string[], parts: PartSet): Promi
 
   const source: ImageSource = {
     name: `archive ${file}`,
+    damagedHint: `the archive is damaged: kpi tar verify ${file} names every damaged blob and its images; get a fresh copy from where it was made`,
     async getManifest(_repo, reference): Promise<FetchedManifest> {
       const t = manifests.get(reference)
       if (!t) throw new KpiError('not-found', `archive ${file} does not hold manifest ${reference}`, {hint: isDigest(reference) ? damaged : 'archives hold images by digest'})
@@ -163,7 +166,7 @@ async function readArchive(file: string, files: string[], parts: PartSet): Promi
       }
       return {bytes, mediaType: t.mediaType, digest: reference}
     },
-    async getBlob(_repo, digest, size) {
+    async getBlob(_repo, digest, size, opts) {
       if (!members.has(blobMember(digest))) {
         const since = toc.since ? `${toc.since.name} ${toc.since.version}` : 'its base version'
         if (external.has(digest)) {
@@ -175,7 +178,7 @@ async function readArchive(file: string, files: string[], parts: PartSet): Promi
       if (size !== undefined && m.size !== size) {
         throw new KpiError('integrity', `archive ${file}: blob ${digest} is ${m.size} bytes, its manifest says ${size}`, {hint: damaged})
       }
-      return blobStream(digest)
+      return blobStream(digest, {digest: opts?.verify})
     },
     async referrers(_repo, digest): Promise<Descriptor[]> {
       return toc.manifests

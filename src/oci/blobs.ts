@@ -21,7 +21,7 @@ import type {RegistryClient, Repo} from './types.js'
 const blobCtx = (repo: Repo, digest: string, action: 'pull' | 'push' = 'pull'): ErrorContext =>
   ({registry: repo.registry, subject: `blob ${formatRepo(repo)}@${digest}`, action})
 
-export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'putBlob' | 'mountBlob'>
+export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'getBlobRange' | 'putBlob' | 'mountBlob'>
 
 export function blobOps(http: Requester): BlobOps {
   const sameOrigin = (url: string, repo: Repo): boolean => new URL(url).origin === new URL(http.base(repo.registry)).origin
@@ -54,37 +54,67 @@ export function blobOps(http: Requester): BlobOps {
     return fail(res, blobCtx(repo, digest))
   }
 
+  /** GET `url` for a blob of `repo`: with the registry's credentials at the registry, with none elsewhere. */
+  const getAt = (repo: Repo, url: string, range?: string): Promise<Dispatcher.ResponseData> => {
+    const headers = range ? {range} : undefined
+    if (sameOrigin(url, repo)) return http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true, ...(headers ? {headers} : {})})
+    // storage (S3, a CDN) gets no registry credentials: they are for the registry only
+    return http.rawRetry(url, 'GET', headers ?? {}, undefined, new URL(url).host, true)
+  }
+
+  /** GET a blob (with `range` when given), following redirects; the response and the URL that gave it. */
+  async function openBlob(repo: Repo, digest: string, label: string, range?: string): Promise<{res: Dispatcher.ResponseData; url: string}> {
+    let url = http.repoUrl(repo, `blobs/${digest}`)
+    let res = await getAt(repo, url, range)
+    for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304; hops++) {
+      const location = header(res, 'location')
+      await dump(res)
+      if (!location || hops >= 5) throw new KpiError('failed', `${label}: registry ${repo.registry} redirected ${location ? 'too many times' : 'without a location'}`)
+      url = new URL(location, url).toString()
+      res = await getAt(repo, url, range)
+    }
+    return {res, url}
+  }
+
+  /** `body` as the stream a caller gets: length checked, hashed unless `digest` is false, errors as KpiErrors. */
+  const checked = (repo: Repo, body: Readable, expected: string, opts: {size?: number; label: string; digest?: boolean}): Readable => {
+    const verifier = verifyingStream(expected, opts)
+    // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
+    body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
+    verifier.once('close', () => {
+      if (!body.destroyed) body.destroy()
+    })
+    body.pipe(verifier)
+    return verifier
+  }
+
+  async function getBlobRange(repo: Repo, digest: string, size: number, from: number, to: number): Promise<Readable | undefined> {
+    checkDigest(digest, 'blob digest')
+    const label = `blob ${formatRepo(repo)}@${digest}`
+    const {res} = await openBlob(repo, digest, label, `bytes=${from}-${to}`)
+    if (res.statusCode === 200) {
+      // the registry ignores Range: the caller reads the blob whole instead
+      res.body.destroy()
+      return undefined
+    }
+    if (res.statusCode !== 206) return fail(res, blobCtx(repo, digest))
+    checkRange(res, from, to, size, label)
+    return checked(repo, res.body, digest, {size: to - from + 1, label: `${label} bytes ${from}-${to}`, digest: false})
+  }
+
   async function getBlob(repo: Repo, digest: string, size?: number, opts: {verify?: boolean} = {}): Promise<Readable> {
     checkDigest(digest, 'blob digest')
     const label = `blob ${formatRepo(repo)}@${digest}`
     // a big blob is asked for in ranges (ranged.ts); a registry that ignores Range answers 200
     // with all of it, which is read as usual
     const ranged = size !== undefined && size >= RANGED_MIN_BYTES
-    let res = await http.send(repo.registry, {
-      method: 'GET', url: http.repoUrl(repo, `blobs/${digest}`), scopes: [pullScope(repo.repository)], retry: true,
-      ...(ranged ? {headers: {range: `bytes=0-${WINDOW_BYTES - 1}`}} : {}),
-    })
-    let url = http.repoUrl(repo, `blobs/${digest}`)
-    for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304; hops++) {
-      const location = header(res, 'location')
-      await dump(res)
-      if (!location || hops >= 5) throw new KpiError('failed', `${label}: registry ${repo.registry} redirected ${location ? 'too many times' : 'without a location'}`)
-      url = new URL(location, url).toString()
-      if (sameOrigin(url, repo)) {
-        res = await http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true})
-      } else {
-        // storage (S3, a CDN) gets no registry credentials: they are for the registry only
-        res = await http.rawRetry(url, 'GET', {}, undefined, new URL(url).host, true)
-      }
-    }
+    const {res, url} = await openBlob(repo, digest, label, ranged ? `bytes=0-${WINDOW_BYTES - 1}` : undefined)
     let body: Readable = res.body
     if (ranged && res.statusCode === 206) {
       checkRange(res, 0, WINDOW_BYTES - 1, size, label)
       const partUrl = url
       body = rangedStream(size, res.body, async (from, to) => {
-        const part = await http.send(repo.registry, {
-          method: 'GET', url: partUrl, scopes: [pullScope(repo.repository)], retry: true, headers: {range: `bytes=${from}-${to}`},
-        })
+        const part = await getAt(repo, partUrl, `bytes=${from}-${to}`)
         if (part.statusCode !== 206) return fail(part, blobCtx(repo, digest))
         checkRange(part, from, to, size, label)
         return part.body
@@ -98,14 +128,7 @@ export function blobOps(http: Requester): BlobOps {
       }
     }
     // without verify, the receiver checks the digest: the stream still counts the length
-    const verifier = verifyingStream(digest, {size, label, digest: opts.verify !== false})
-    // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
-    body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
-    verifier.once('close', () => {
-      if (!body.destroyed) body.destroy()
-    })
-    body.pipe(verifier)
-    return verifier
+    return checked(repo, body, digest, {size, label, digest: opts.verify !== false})
   }
 
   function startUpload(repo: Repo, query = '', scopes = [pushScope(repo.repository)]): Promise<Dispatcher.ResponseData> {
@@ -219,5 +242,5 @@ export function blobOps(http: Requester): BlobOps {
     return fail(res, blobCtx(repo, digest, 'push'))
   }
 
-  return {hasBlob, getBlob, putBlob, mountBlob}
+  return {hasBlob, getBlob, getBlobRange, putBlob, mountBlob}
 }

@@ -4,7 +4,7 @@
  * unique blob crosses the wire once: later repositories of the same registry mount it.
  */
 import {Transform, type Readable} from 'node:stream'
-import {KpiError} from '../errors.js'
+import {KpiError, isKpiError} from '../errors.js'
 import {DigestVerifier, type Descriptor, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
@@ -95,8 +95,20 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
     return stream.pipe(counter)
   }
 
+  // a sink that checks digests itself refuses a wrong blob in its own words: say where it came from
+  const fromSource = (e: unknown): unknown =>
+    isKpiError(e) && e.kind === 'integrity' && sink.verifiesDigests && !e.message.includes(source.name)
+      ? new KpiError('integrity', `${e.message} (read from ${source.name})`, {hint: source.damagedHint ?? e.hint, cause: e, details: e.details})
+      : e
   const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
-    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, sink.verifiesDigests ? {verify: false} : undefined)))), opts.largestFirst ? d.size : 0)
+    const verify = sink.verifiesDigests ? {verify: false} : undefined
+    const open = async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
+    const openRange = source.getBlobRange && (async (from: number, to: number) => {
+      const part = await source.getBlobRange!(src, d.digest, d.size, from, to)
+      return part && counted(d.digest, part)
+    })
+    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, open, openRange)), opts.largestFirst ? d.size : 0)
+      .catch((e: unknown) => { throw fromSource(e) })
     summary.blobs.copied++
     summary.bytesMoved += d.size
     onEvent({type: 'blob', digest: d.digest, size: d.size, action: 'copied'})
