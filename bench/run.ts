@@ -44,7 +44,7 @@ import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
 const MIB = 1 << 20
 /** The floor behind the WAN profile: blobs of 32 MiB and more as 8 MiB Range GETs, 4 at a time per blob. */
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
-const ALL_TOOLS: ToolId[] = ['kpi', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
+const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'archive-write', 'archive-read'] as const
 type WorkloadName = (typeof WORKLOADS)[number]
@@ -59,6 +59,7 @@ const {values: flags} = parseArgs({
     'wan-latency-ms': {type: 'string', default: '25'},
     'wan-rate-mib': {type: 'string', default: '25'},
     'kpi-bin': {type: 'string'},
+    'base-bin': {type: 'string'},
     'no-build': {type: 'boolean', default: false},
     'no-readme': {type: 'boolean', default: false},
     'no-upgrade': {type: 'boolean', default: false},
@@ -81,6 +82,8 @@ if (flags.help) {
   --wan-latency-ms N  WAN profile: added each way (default 25)
   --wan-rate-mib N    WAN profile: MiB/s per connection from the source (default 25)
   --kpi-bin FILE      another kpi build's bin/run.js
+  --base-bin FILE     a second kpi build's bin/run.js, measured as the tool kpi-base beside kpi
+                      (a change against its base, in the same conditions)
   --no-build          do not run scripts/tools.sh for missing peers
   --no-readme         do not update README.md
   --no-upgrade        do not run bench/upgrade.ts
@@ -115,7 +118,7 @@ const listFlag = <T extends string>(name: string, v: string | undefined, all: re
   }
   return out as T[]
 }
-const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS)
+const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS).filter((t) => t !== 'kpi-base' || flags['base-bin'])
 const wantedWorkloads = listFlag('workloads', flags.workloads, WORKLOADS)
 const outDir = flags.out ?? join(REPO_ROOT, 'bench', 'results')
 
@@ -173,6 +176,11 @@ async function findTools(): Promise<{paths: ToolPaths; infos: ToolInfo[]}> {
   for (const t of wantedTools) {
     if (t === 'kpi') {
       infos.push({id: t, version: kpi.version})
+      continue
+    }
+    if (t === 'kpi-base') {
+      paths['kpi-base'] = flags['base-bin']
+      infos.push({id: t, version: 'from --base-bin'})
       continue
     }
     if (t === 'skopeo') {

@@ -9,6 +9,7 @@ import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {KpiError} from '../src/errors.js'
 import {createRegistryClient, type OciClient} from '../src/oci/client.js'
 import {sha256Digest} from '../src/oci/digest.js'
+import {RANGED_MIN_BYTES, WINDOW_BYTES} from '../src/oci/ranged.js'
 import {MediaTypes, type Repo} from '../src/oci/types.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 
@@ -217,6 +218,45 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(storage.seen[0]!.authorization).toBeUndefined()
     // the registry itself did get the credentials
     expect(proxy.seen.find((r) => r.url.includes('/blobs/'))?.authorization).toBe(basic)
+  })
+
+  it('fetches a big blob redirected to storage in ranges from the storage, still without the registry credentials', async () => {
+    const big = Buffer.alloc(RANGED_MIN_BYTES + (3 << 20))
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i)
+    const digest = sha256Digest(big)
+    const basic = `Basic ${Buffer.from('alice:transport-pw').toString('base64')}`
+    const ranges: Array<string | undefined> = []
+    // "storage" serves Range as S3 does, from the registry itself
+    const storage = await serve(listen((req, res) => {
+      ranges.push(req.headers.range)
+      const up = httpRequest({hostname: '127.0.0.1', port: Number(secured.host.split(':')[1]), path: `/v2/net/app/blobs/${digest}`, headers: {authorization: basic, ...(req.headers.range ? {range: req.headers.range} : {})}}, (r) => {
+        res.writeHead(r.statusCode!, {'content-length': r.headers['content-length'], ...(r.headers['content-range'] ? {'content-range': r.headers['content-range']} : {})})
+        r.pipe(res)
+      })
+      up.end()
+      req.resume()
+    }))
+    const proxy = await serve(listen((req, res) => {
+      if (req.method === 'GET' && req.url!.includes('/blobs/sha256:')) {
+        res.writeHead(307, {location: `http://127.0.0.1:${storage.port}/storage/${digest}?sig=abc`}).end()
+        return
+      }
+      forward(req, res, secured.host)
+    }))
+    const creds = {username: 'alice', password: 'transport-pw'}
+    await client({credentials: async () => creds}).putBlob({registry: secured.host, repository: 'net/app'}, digest, big.length, () => Readable.from([big]))
+
+    const s = await client({credentials: async () => creds}).getBlob({registry: `127.0.0.1:${proxy.port}`, repository: 'net/app'}, digest, big.length)
+    const chunks: Buffer[] = []
+    for await (const chunk of s) chunks.push(chunk as Buffer)
+    expect(Buffer.concat(chunks).equals(big)).toBe(true)
+    // the Range went along with the redirect, and the rest of the blob came from the storage too
+    expect(ranges[0]).toBe(`bytes=0-${WINDOW_BYTES - 1}`)
+    expect(ranges.length).toBeGreaterThan(1)
+    expect(ranges.every((r) => r?.startsWith('bytes='))).toBe(true)
+    expect(storage.seen.every((r) => r.authorization === undefined)).toBe(true)
+    // only the first GET asked the registry; the parts went straight to the storage URL
+    expect(proxy.seen.filter((r) => r.method === 'GET' && r.url.includes('/blobs/'))).toHaveLength(1)
   })
 
   it('goes through an HTTP proxy, except for loopback and NO_PROXY hosts', async () => {

@@ -17,7 +17,8 @@ import type {CommandSpec} from './measure.js'
 /** Per-image peers run this many images at once. */
 export const PEER_PARALLEL = 4
 
-export type ToolId = 'kpi' | 'floor' | 'imgpkg' | 'crane' | 'skopeo' | 'regctl' | 'oras'
+/** `kpi-base`: another kpi build (`--base-bin`), to measure a change against in the same run */
+export type ToolId = 'kpi' | 'kpi-base' | 'floor' | 'imgpkg' | 'crane' | 'skopeo' | 'regctl' | 'oras'
 
 /** One image of a release, as the per-image peers copy it. */
 export interface ReleaseImage {
@@ -59,6 +60,7 @@ export type Step = {kind: 'one'; spec: CommandSpec} | {kind: 'pool'; specs: Comm
 export interface ToolPaths {
   node: string
   kpi: string
+  'kpi-base'?: string
   floor?: string
   imgpkg?: string
   crane?: string
@@ -104,7 +106,8 @@ const pool = (specs: CommandSpec[]): Step => ({kind: 'pool', specs, concurrency:
 export async function copyStep(tool: ToolId, p: ToolPaths, job: Job, d: Dest): Promise<Step> {
   switch (tool) {
     case 'kpi':
-      return {kind: 'one', spec: {label: 'kpi relocate', cmd: p.node, args: [p.kpi, 'relocate', '-b', job.bundleDir, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, 'kpi-lock.yaml'), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
+    case 'kpi-base':
+      return {kind: 'one', spec: {label: `${tool} relocate`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, `${tool}-lock.yaml`), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor copy', cmd: p.floor!, args: ['copy', '-plan', job.floorPlan, ...(job.floorArgs ?? [])]}}
     case 'imgpkg':
@@ -128,15 +131,19 @@ export async function copyStep(tool: ToolId, p: ToolPaths, job: Job, d: Dest): P
 }
 
 /** Where a tool's archive of the job goes: one file, or one file or directory per image. */
-export const archivePath = (tool: ToolId, job: Job): string => join(job.workDir, `archive-${tool}${tool === 'kpi' || tool === 'imgpkg' || tool === 'floor' ? '.tar' : ''}`)
+const oneFile = (tool: ToolId): boolean => tool === 'kpi' || tool === 'kpi-base' || tool === 'imgpkg' || tool === 'floor'
+const kpiBin = (tool: 'kpi' | 'kpi-base', p: ToolPaths): string => (tool === 'kpi' ? p.kpi : p['kpi-base']!)
+
+export const archivePath = (tool: ToolId, job: Job): string => join(job.workDir, `archive-${tool}${oneFile(tool) ? '.tar' : ''}`)
 
 /** Registry to archive; undefined when the tool has no archive (crane). */
 export async function toArchiveStep(tool: ToolId, p: ToolPaths, job: Job): Promise<Step | undefined> {
   const out = archivePath(tool, job)
-  if (tool !== 'kpi' && tool !== 'imgpkg' && tool !== 'floor') await mkdir(out, {recursive: true})
+  if (!oneFile(tool)) await mkdir(out, {recursive: true})
   switch (tool) {
     case 'kpi':
-      return {kind: 'one', spec: {label: 'kpi relocate --to-tar', cmd: p.node, args: [p.kpi, 'relocate', '-b', job.bundleDir, '--to-tar', out, '--json'], env: kpiEnv(job)}}
+    case 'kpi-base':
+      return {kind: 'one', spec: {label: `${tool} relocate --to-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-tar', out, '--json'], env: kpiEnv(job)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor write-tar', cmd: p.floor!, args: ['write-tar', '-plan', job.floorPlan, '-out', out]}}
     case 'imgpkg':
@@ -159,7 +166,8 @@ export async function fromArchiveStep(tool: ToolId, p: ToolPaths, job: Job, d: D
   const from = archivePath(tool, job)
   switch (tool) {
     case 'kpi':
-      return {kind: 'one', spec: {label: 'kpi relocate --from-tar', cmd: p.node, args: [p.kpi, 'relocate', '--from-tar', from, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, 'kpi-lock-from-tar.yaml'), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
+    case 'kpi-base':
+      return {kind: 'one', spec: {label: `${tool} relocate --from-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '--from-tar', from, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, `${tool}-lock-from-tar.yaml`), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor read-tar', cmd: p.floor!, args: ['read-tar', '-plan', job.floorPlan, '-in', from]}}
     case 'imgpkg':

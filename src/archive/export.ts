@@ -25,8 +25,6 @@ export interface ToArchiveTargetOptions {
   signal?: AbortSignal
   /** recorded in the toc as createdBy */
   version?: string
-  /** blobs at least this big come as ranges side by side (default SPLIT_MIN_BYTES; for tests) */
-  splitMinBytes?: number
 }
 
 export function toArchive(file: string, o: ToArchiveTargetOptions = {}): RelocationTo<{archive: ArchiveInfo; toc: Toc}> {
@@ -40,7 +38,7 @@ export function toArchive(file: string, o: ToArchiveTargetOptions = {}): Relocat
       const files = await collectBundleFiles(c.loaded, c.onEvent)
       const order = blobOrder(plan).filter((b) => !exclude.has(b.digest))
       const sink = await createArchiveSink(file, {
-        splitSize: o.splitSize, resume: o.resume, exclude, order, onEvent: c.onEvent, signal: o.signal, splitMinBytes: o.splitMinBytes,
+        splitSize: o.splitSize, resume: o.resume, exclude, order, onEvent: c.onEvent, signal: o.signal,
       })
       return {
         sink,

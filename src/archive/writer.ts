@@ -3,8 +3,7 @@
  * planned order and sizes (a member is its header, its bytes and padding to 512), so blobs
  * download side by side, WRITERS at a time, the largest first, each streamed straight to its
  * own place (one pwritev per batch of chunks; no second copy on disk, memory bounded by the
- * writers); a big blob comes as ranges side by side where the source serves them
- * (member-write.ts). Manifests are kept (they are small) and written at the end with index.json, the
+ * writers). Manifests are kept (they are small) and written at the end with index.json, the
  * bundle files and the table of contents. Output goes to `FILE.partial` (or
  * `FILE.partNNN.partial`), renamed only when complete, after a check that every planned blob
  * is in. The bytes do not depend on the order in which downloads finish: a resumed run
@@ -12,12 +11,12 @@
  * what belongs at its place, writes the others, and gives the bytes of an uninterrupted run.
  */
 import {createHash} from 'node:crypto'
-import type {Readable} from 'node:stream'
+import {type Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
-import {algorithmOf, type FetchedManifest} from '../oci/index.js'
+import {algorithmOf, DigestVerifier, type FetchedManifest} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
-import {SPLIT_MIN_BYTES, writeRanges, writeStream, type OpenRange} from './member-write.js'
 import {PartWriter} from './parts.js'
 import {END_OF_ARCHIVE, fileHeader, paddedSize, paddingBytes} from './tar.js'
 import {INDEX_MEMBER, LAYOUT_BYTES, LAYOUT_MEMBER, TOC_MEMBER, blobMember} from './toc.js'
@@ -28,6 +27,8 @@ import {INDEX_MEMBER, LAYOUT_BYTES, LAYOUT_MEMBER, TOC_MEMBER, blobMember} from 
  * a few MiB per writer.
  */
 export const WRITERS = 6
+/** bytes a writer gathers while its previous write is in flight: one pwritev each */
+const WRITE_BATCH = 1 << 20
 
 export interface ArchiveSinkOptions {
   /** split into parts of this many bytes: FILE.part001, FILE.part002, ... */
@@ -44,8 +45,6 @@ export interface ArchiveSinkOptions {
   onEvent?: OnEvent
   /** stop writing: members being written are left incomplete, FILE.partial stays for --resume */
   signal?: AbortSignal
-  /** blobs at least this big come as ranges side by side, where the source serves them */
-  splitMinBytes?: number
 }
 
 export interface ArchiveContent {
@@ -111,7 +110,6 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
   const sizes = new Map<string, number>()
   const manifests = new Map<string, FetchedManifest>()
   const resumed = {blobs: 0, bytes: 0}
-  const splitMin = opts.splitMinBytes ?? SPLIT_MIN_BYTES
 
   // the layout: oci-layout, then every planned blob at its place; blobs nobody planned go after
   const slots = new Map<string, Slot>()
@@ -141,19 +139,30 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
   await out.writeAt(0, [LAYOUT_MEMBER_BYTES])
   let closed = false
 
-  const writeBlob = async (slot: Slot, open: () => Promise<Readable>, openRange?: OpenRange): Promise<void> => {
+  const writeBlob = async (slot: Slot, open: () => Promise<Readable>): Promise<void> => {
     if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
     if (opts.signal?.aborted) throw aborted()
     const {digest, size} = slot
-    const place = {digest, size, offset: slot.offset}
     let source: Readable | undefined
     try {
+      source = await open()
       await out.writeAt(slot.start, [fileHeader(blobMember(digest), size)])
-      const split = openRange && size >= splitMin && (await writeRanges(out, place, openRange, {signal: opts.signal, minBytes: splitMin}))
-      if (!split) {
-        source = await open()
-        await writeStream(out, place, source, opts.signal)
+      let at = slot.offset
+      const put = (bufs: Buffer[], cb: (e?: Error | null) => void) => {
+        const n = bufs.reduce((a, b) => a + b.length, 0)
+        // the verifier refuses more bytes than the size; this keeps a member inside its place regardless
+        if (at + n > slot.offset + size) return cb(new KpiError('integrity', `blob ${digest}: more than the expected ${size} bytes`))
+        const from = at
+        at += n
+        out.writeAt(from, bufs).then(() => cb(), cb)
       }
+      const target = new Writable({
+        highWaterMark: WRITE_BATCH,
+        write: (chunk: Buffer, _enc, cb) => put([chunk], cb),
+        writev: (chunks, cb) => put(chunks.map((c) => c.chunk as Buffer), cb),
+      })
+      // the digest is checked before the member counts: a wrong blob never counts as written
+      await pipeline(source, new DigestVerifier(digest, {size, label: `blob ${digest}`}), target, opts.signal ? {signal: opts.signal} : {})
       const pad = paddingBytes(size)
       if (pad.length > 0) await out.writeAt(slot.offset + size, [pad])
       written.set(digest, {offset: slot.offset, size})
@@ -178,9 +187,9 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     }
   }
   const inFlight = new Map<string, Promise<void>>()
-  const schedule = (slot: Slot, open: () => Promise<Readable>, openRange?: OpenRange): Promise<void> =>
+  const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> =>
     new Promise<void>((resolve, reject) => {
-      waiting.push({size: slot.size, start: () => void writeBlob(slot, open, openRange).then(resolve, reject).finally(() => {
+      waiting.push({size: slot.size, start: () => void writeBlob(slot, open).then(resolve, reject).finally(() => {
         active--
         next()
       })})
@@ -198,13 +207,13 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     written: sizes,
     hasBlob: async (_repo, digest) => written.has(digest) || exclude.has(digest),
     hasManifest: async (_repo, digest) => manifests.has(digest),
-    putBlob: (_repo, digest, size, open, openRange) => {
+    putBlob: (_repo, digest, size, open) => {
       if (written.has(digest)) return Promise.resolve()
       const running = inFlight.get(digest)
       if (running) return running
       const slot = slots.get(digest) ?? place(digest, size)
       if (slot.size !== size) return Promise.reject(new KpiError('integrity', `blob ${digest} is ${size} bytes here and ${slot.size} bytes in the plan`))
-      const p = schedule(slot, open, openRange).finally(() => inFlight.delete(digest))
+      const p = schedule(slot, open).finally(() => inFlight.delete(digest))
       inFlight.set(digest, p)
       return p
     },

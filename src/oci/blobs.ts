@@ -21,7 +21,7 @@ import type {RegistryClient, Repo} from './types.js'
 const blobCtx = (repo: Repo, digest: string, action: 'pull' | 'push' = 'pull'): ErrorContext =>
   ({registry: repo.registry, subject: `blob ${formatRepo(repo)}@${digest}`, action})
 
-export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'getBlobRange' | 'putBlob' | 'mountBlob'>
+export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'putBlob' | 'mountBlob'>
 
 export function blobOps(http: Requester): BlobOps {
   const sameOrigin = (url: string, repo: Repo): boolean => new URL(url).origin === new URL(http.base(repo.registry)).origin
@@ -86,20 +86,6 @@ export function blobOps(http: Requester): BlobOps {
     })
     body.pipe(verifier)
     return verifier
-  }
-
-  async function getBlobRange(repo: Repo, digest: string, size: number, from: number, to: number): Promise<Readable | undefined> {
-    checkDigest(digest, 'blob digest')
-    const label = `blob ${formatRepo(repo)}@${digest}`
-    const {res} = await openBlob(repo, digest, label, `bytes=${from}-${to}`)
-    if (res.statusCode === 200) {
-      // the registry ignores Range: the caller reads the blob whole instead
-      res.body.destroy()
-      return undefined
-    }
-    if (res.statusCode !== 206) return fail(res, blobCtx(repo, digest))
-    checkRange(res, from, to, size, label)
-    return checked(repo, res.body, digest, {size: to - from + 1, label: `${label} bytes ${from}-${to}`, digest: false})
   }
 
   async function getBlob(repo: Repo, digest: string, size?: number, opts: {verify?: boolean} = {}): Promise<Readable> {
@@ -242,5 +228,5 @@ export function blobOps(http: Requester): BlobOps {
     return fail(res, blobCtx(repo, digest, 'push'))
   }
 
-  return {hasBlob, getBlob, getBlobRange, putBlob, mountBlob}
+  return {hasBlob, getBlob, putBlob, mountBlob}
 }

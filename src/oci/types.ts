@@ -110,11 +110,6 @@ export interface RegistryClient {
    */
   getBlob(repo: Repo, digest: string, size?: number, opts?: {verify?: boolean}): Promise<Readable>
   /**
-   * Bytes `from`..`to` (inclusive) of a blob of `size` bytes, as a Range GET; length checked, not
-   * hashed (the caller hashes the whole). Undefined when the registry ignores Range.
-   */
-  getBlobRange(repo: Repo, digest: string, size: number, from: number, to: number): Promise<Readable | undefined>
-  /**
    * Upload a blob from a stream (POST then PUT, chunked PATCH for large blobs). `open` is called
    * again on a retry, so it must return a fresh stream each time.
    */

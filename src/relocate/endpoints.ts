@@ -13,8 +13,6 @@ export interface ImageSource {
   getManifest(repo: Repo, reference: string): Promise<FetchedManifest>
   /** `verify: false`: the sink checks digests itself, the source need not (a source may check anyway) */
   getBlob(repo: Repo, digest: string, size: number, opts?: {verify?: boolean}): Promise<Readable>
-  /** bytes from..to (inclusive) of a blob, length checked, not hashed; undefined when the source cannot */
-  getBlobRange?(repo: Repo, digest: string, size: number, from: number, to: number): Promise<Readable | undefined>
   referrers(repo: Repo, digest: string): Promise<Descriptor[]>
 }
 
@@ -40,12 +38,8 @@ export interface ImageSink {
   hasManifest(repo: Repo, digest: string): Promise<boolean>
   /** mount a blob from another repository of the same registry; false when declined */
   mountBlob?(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
-  /**
-   * `open` may be called again on a retry and must return a fresh stream; `openRange`, when the
-   * source serves ranges, opens part of the blob (a sink that writes at offsets may fetch big
-   * blobs in parts side by side)
-   */
-  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable>, openRange?: (from: number, to: number) => Promise<Readable | undefined>): Promise<void>
+  /** `open` may be called again on a retry and must return a fresh stream */
+  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable>): Promise<void>
   /** store a manifest by digest (unless `exists`: the sink said it has it), and under `tags` when given */
   putManifest(repo: Repo, manifest: FetchedManifest, tags: string[], exists?: boolean): Promise<void>
   /**

@@ -103,11 +103,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
     const verify = sink.verifiesDigests ? {verify: false} : undefined
     const open = async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
-    const openRange = source.getBlobRange && (async (from: number, to: number) => {
-      const part = await source.getBlobRange!(src, d.digest, d.size, from, to)
-      return part && counted(d.digest, part)
-    })
-    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, open, openRange)), opts.largestFirst ? d.size : 0)
+    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, open)), opts.largestFirst ? d.size : 0)
       .catch((e: unknown) => { throw fromSource(e) })
     summary.blobs.copied++
     summary.bytesMoved += d.size

@@ -10,7 +10,6 @@ export function registrySource(client: RegistryClient): ImageSource {
     name: 'source registry',
     getManifest: (repo, reference) => client.getManifest(repo, reference),
     getBlob: (repo, digest, size, opts) => client.getBlob(repo, digest, size, opts),
-    getBlobRange: (repo, digest, size, from, to) => client.getBlobRange(repo, digest, size, from, to),
     referrers: (repo, digest) => client.referrers(repo, digest),
   }
 }

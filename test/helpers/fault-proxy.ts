@@ -2,8 +2,7 @@
  * A small HTTP proxy for the reliability tests that stands between kpi and a registry and answers
  * chosen requests with an error (500, 503, 429 with Retry-After) instead of forwarding them.
  * Everything else is forwarded unchanged (the Host header too, so the upload locations the
- * registry hands out point back through the proxy), unless told to play a registry that ignores
- * Range (it then forwards requests without it, and the registry answers 200 with the whole blob).
+ * registry hands out point back through the proxy).
  */
 import {createServer, request, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -29,23 +28,18 @@ export interface FaultProxy {
   served(): number
   /** when each fault was answered (ms since the epoch), per rule */
   times(): number[][]
-  /** every request since the last set(): when, `METHOD /path?query`, and its Range header */
-  log(): Array<{at: number; key: string; range?: string; fault?: number}>
-  /** forward requests without their Range header (true), or with it (false, the default) */
-  ignoreRange(on: boolean): void
+  /** every request since the last set(): when, and `METHOD /path?query` */
+  log(): Array<{at: number; key: string; fault?: number}>
   stop(): Promise<void>
 }
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let rules: Array<FaultRule & {left: number; at: number[]}> = []
-  let requests: Array<{at: number; key: string; range?: string; fault?: number}> = []
-  let dropRange = false
+  let requests: Array<{at: number; key: string; fault?: number}> = []
   const [targetHost, targetPort] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
-    const headers = {...req.headers}
-    if (dropRange) delete headers.range
-    const up = request({host: targetHost, port: targetPort, method: req.method, path: req.url, headers}, (ures) => {
+    const up = request({host: targetHost, port: targetPort, method: req.method, path: req.url, headers: req.headers}, (ures) => {
       res.writeHead(ures.statusCode ?? 502, ures.headers)
       ures.pipe(res)
     })
@@ -57,7 +51,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const server: Server = createServer((req, res) => {
     const key = `${req.method} ${req.url}`
     const rule = rules.find((r) => r.left > 0 && r.match.test(key))
-    requests.push({at: Date.now(), key, ...(req.headers.range ? {range: req.headers.range} : {}), ...(rule ? {fault: rule.status} : {})})
+    requests.push({at: Date.now(), key, ...(rule ? {fault: rule.status} : {})})
     if (!rule) return forward(req, res)
     rule.left--
     rule.at.push(Date.now())
@@ -87,9 +81,6 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     served: () => rules.reduce((n, r) => n + r.at.length, 0),
     times: () => rules.map((r) => [...r.at]),
     log: () => [...requests],
-    ignoreRange: (on) => {
-      dropRange = on
-    },
     stop: () => new Promise<void>((resolve) => {
       server.closeAllConnections()
       server.close(() => resolve())
