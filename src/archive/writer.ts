@@ -17,6 +17,7 @@ import {KpiError, isKpiError} from '../errors.js'
 import {algorithmOf, DigestVerifier, type FetchedManifest} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
+import {uploadPool} from '../relocate/upload-pool.js'
 import {PartWriter} from './parts.js'
 import {END_OF_ARCHIVE, fileHeader, paddedSize, paddingBytes} from './tar.js'
 import {INDEX_MEMBER, LAYOUT_BYTES, LAYOUT_MEMBER, TOC_MEMBER, blobMember} from './toc.js'
@@ -174,28 +175,11 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     }
   }
 
-  // WRITERS blobs at once, the largest waiting one first (a big layer started last would finish alone)
-  const waiting: Array<{size: number; start: () => void}> = []
-  let active = 0
-  const next = () => {
-    while (active < WRITERS && waiting.length > 0) {
-      let pick = 0
-      for (let i = 1; i < waiting.length; i++) if (waiting[i]!.size > waiting[pick]!.size) pick = i
-      const [w] = waiting.splice(pick, 1)
-      active++
-      w!.start()
-    }
-  }
+  // WRITERS blobs at once, the largest waiting first, the largest of all given its share
+  // (upload-pool.ts); the executor hands over every blob within a few ticks: all are in before any starts
+  const pool = uploadPool(WRITERS, {largest: opts.order.reduce((m, b) => Math.max(m, b.size), 0), total: opts.order.reduce((a, b) => a + b.size, 0), gather: true})
   const inFlight = new Map<string, Promise<void>>()
-  const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      waiting.push({size: slot.size, start: () => void writeBlob(slot, open).then(resolve, reject).finally(() => {
-        active--
-        next()
-      })})
-      // the executor hands over every blob within a few ticks: let them all arrive, then pick
-      setImmediate(next)
-    })
+  const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> => pool(slot.size, () => writeBlob(slot, open))
 
   const sink: ArchiveSink = {
     name: `archive ${file}`,

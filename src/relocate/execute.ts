@@ -9,6 +9,7 @@ import {DigestVerifier, type Descriptor, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {limit, once} from '../pool.js'
+import {uploadPool} from './upload-pool.js'
 import type {Plan, PlanManifest} from './plan.js'
 
 export interface RelocationSummary {
@@ -39,7 +40,8 @@ const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
 export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Promise<RelocationSummary> {
   const started = Date.now()
   const onEvent = opts.onEvent ?? noProgress
-  const uploads = limit(Math.max(1, sink.concurrency))
+  const largest = [...plan.blobs.values()].reduce((m, b) => Math.max(m, b.size), 0)
+  const uploads = uploadPool(sink.concurrency, {largest, total: plan.uniqueBytes, bySize: opts.largestFirst})
   const requests = limit(opts.concurrency ?? 16)
   const summary: RelocationSummary = {
     images: plan.roots.length,
@@ -103,7 +105,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
     const verify = sink.verifiesDigests ? {verify: false} : undefined
     const open = async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
-    await uploads(guard(() => sink.putBlob(dst, d.digest, d.size, open)), opts.largestFirst ? d.size : 0)
+    await uploads(d.size, guard(() => sink.putBlob(dst, d.digest, d.size, open)))
       .catch((e: unknown) => { throw fromSource(e) })
     summary.blobs.copied++
     summary.bytesMoved += d.size

@@ -1,0 +1,101 @@
+import {setImmediate as tick} from 'node:timers/promises'
+import {describe, expect, it} from 'vitest'
+import {SMALL_BLOB_BYTES, uploadPool} from '../src/relocate/upload-pool.js'
+
+const MiB = 1 << 20
+
+/** Tasks that run until released, recording which ran side by side. */
+function harness() {
+  const running = new Set<string>()
+  const started: string[] = []
+  const peaks: Array<string[]> = []
+  const release = new Map<string, () => void>()
+  const task = (name: string) => () => new Promise<string>((resolve) => {
+    running.add(name)
+    started.push(name)
+    peaks.push([...running].sort())
+    release.set(name, () => {
+      running.delete(name)
+      resolve(name)
+    })
+  })
+  const finish = async (name: string) => {
+    release.get(name)!()
+    await tick()
+  }
+  return {running, started, peaks, task, finish}
+}
+
+describe('upload pool', () => {
+  it('runs at most n blobs, the largest waiting first', async () => {
+    const h = harness()
+    const pool = uploadPool(2, {largest: 10 * MiB, total: 100 * MiB})
+    const sizes = {a: 2, b: 3, c: 9, d: 5, e: 10}
+    const done = Object.entries(sizes).map(([name, mib]) => pool(mib * MiB, h.task(name)))
+    await tick()
+    // a and b came first and started; the rest wait, then go largest first
+    expect(h.started).toEqual(['a', 'b'])
+    await h.finish('a')
+    await h.finish('b')
+    expect(h.started).toEqual(['a', 'b', 'e', 'c'])
+    await h.finish('e')
+    await h.finish('c')
+    await h.finish('d')
+    expect(h.started).toEqual(['a', 'b', 'e', 'c', 'd'])
+    expect(Math.max(...h.peaks.map((p) => p.length))).toBe(2)
+    expect(await Promise.all(done)).toEqual(['a', 'b', 'c', 'd', 'e'])
+  })
+
+  it('runs fewer others beside the largest blob when it is more than its fair share, and all n once it is done', async () => {
+    const h = harness()
+    // the largest is 40 of 100 MiB: beside it, the others get ceil(60 / 40) = 2 places of the 8
+    const pool = uploadPool(8, {largest: 40 * MiB, total: 100 * MiB, gather: true})
+    const done = [pool(40 * MiB, h.task('big')), ...Array.from({length: 6}, (_, i) => pool(10 * MiB, h.task(`m${i}`)))]
+    await tick()
+    await tick()
+    expect(h.started[0]).toBe('big')
+    expect([...h.running].sort()).toEqual(['big', 'm0', 'm1'])
+    await h.finish('m0')
+    expect([...h.running].sort()).toEqual(['big', 'm1', 'm2'])
+    await h.finish('big')
+    // the largest is in: the rest run side by side
+    expect([...h.running].sort()).toEqual(['m1', 'm2', 'm3', 'm4', 'm5'])
+    for (const n of ['m1', 'm2', 'm3', 'm4', 'm5']) await h.finish(n)
+    await Promise.all(done)
+  })
+
+  it('keeps all n beside a largest blob that is no more than its fair share', async () => {
+    const h = harness()
+    const pool = uploadPool(4, {largest: 10 * MiB, total: 100 * MiB, gather: true})
+    const done = [10, 9, 8, 7, 6].map((mib, i) => pool(mib * MiB, h.task(`b${i}`)))
+    await tick()
+    await tick()
+    expect([...h.running].sort()).toEqual(['b0', 'b1', 'b2', 'b3'])
+    for (const n of ['b0', 'b1', 'b2', 'b3', 'b4']) await h.finish(n)
+    await Promise.all(done)
+  })
+
+  it('gives small blobs a lane of their own, so they do not wait behind big ones', async () => {
+    const h = harness()
+    const pool = uploadPool(2, {largest: 50 * MiB, total: 100 * MiB})
+    const done = [pool(50 * MiB, h.task('big1')), pool(40 * MiB, h.task('big2')), pool(30 * MiB, h.task('big3'))]
+    const small = Array.from({length: 3}, (_, i) => pool(SMALL_BLOB_BYTES - 1, h.task(`s${i}`)))
+    await tick()
+    // two small ones run now, beside the big ones; the third big one waits
+    expect([...h.running].sort()).toEqual(['big1', 'big2', 's0', 's1'])
+    await h.finish('s0')
+    expect(h.running.has('s2')).toBe(true)
+    for (const n of ['s1', 's2', 'big1', 'big2', 'big3']) await h.finish(n)
+    await Promise.all([...done, ...small])
+  })
+
+  it('keeps the given order when not ordered by size', async () => {
+    const h = harness()
+    const pool = uploadPool(1, {largest: 9 * MiB, total: 20 * MiB, bySize: false})
+    const done = [2, 9, 5].map((mib, i) => pool(mib * MiB, h.task(`x${i}`)))
+    await tick()
+    for (const n of ['x0', 'x1', 'x2']) await h.finish(n)
+    expect(h.started).toEqual(['x0', 'x1', 'x2'])
+    await Promise.all(done)
+  })
+})
