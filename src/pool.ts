@@ -6,9 +6,10 @@
 
 /**
  * A bounded pool: at most `n` of the returned function's tasks run at once, in the order given;
- * a waiting task with a higher `priority` (default 0) starts before lower ones.
+ * a waiting task with a higher `priority` (default 0) starts before lower ones. `gather`: nothing
+ * starts until the tasks given in the same turn are all in, so the first to start are the highest.
  */
-export function limit(n: number): <T>(task: () => Promise<T>, priority?: number) => Promise<T> {
+export function limit(n: number, o: {gather?: boolean} = {}): <T>(task: () => Promise<T>, priority?: number) => Promise<T> {
   let active = 0
   const queue: Array<{start: () => void; priority: number}> = []
   const next = () => {
@@ -31,7 +32,8 @@ export function limit(n: number): <T>(task: () => Promise<T>, priority?: number)
       let i = queue.length
       while (i > 0 && queue[i - 1]!.priority < priority) i--
       queue.splice(i, 0, {start, priority})
-      next()
+      if (o.gather) setImmediate(next)
+      else next()
     })
 }
 

@@ -29,7 +29,7 @@ function harness() {
 describe('upload pool', () => {
   it('runs at most n blobs, the largest waiting first', async () => {
     const h = harness()
-    const pool = uploadPool(2, {largest: 10 * MiB, total: 100 * MiB})
+    const pool = uploadPool(2)
     const sizes = {a: 2, b: 3, c: 9, d: 5, e: 10}
     const done = Object.entries(sizes).map(([name, mib]) => pool(mib * MiB, h.task(name)))
     await tick()
@@ -46,38 +46,21 @@ describe('upload pool', () => {
     expect(await Promise.all(done)).toEqual(['a', 'b', 'c', 'd', 'e'])
   })
 
-  it('runs fewer others beside the largest blob when it is more than its fair share, and all n once it is done', async () => {
+  it('with gather, starts the largest of the blobs given in one turn first', async () => {
     const h = harness()
-    // the largest is 40 of 100 MiB: beside it, the others get ceil(60 / 40) = 2 places of the 8
-    const pool = uploadPool(8, {largest: 40 * MiB, total: 100 * MiB, gather: true})
-    const done = [pool(40 * MiB, h.task('big')), ...Array.from({length: 6}, (_, i) => pool(10 * MiB, h.task(`m${i}`)))]
+    const pool = uploadPool(2, {gather: true})
+    const done = [3, 9, 5, 7].map((mib, i) => pool(mib * MiB, h.task(`g${i}`)))
     await tick()
     await tick()
-    expect(h.started[0]).toBe('big')
-    expect([...h.running].sort()).toEqual(['big', 'm0', 'm1'])
-    await h.finish('m0')
-    expect([...h.running].sort()).toEqual(['big', 'm1', 'm2'])
-    await h.finish('big')
-    // the largest is in: the rest run side by side
-    expect([...h.running].sort()).toEqual(['m1', 'm2', 'm3', 'm4', 'm5'])
-    for (const n of ['m1', 'm2', 'm3', 'm4', 'm5']) await h.finish(n)
-    await Promise.all(done)
-  })
-
-  it('keeps all n beside a largest blob that is no more than its fair share', async () => {
-    const h = harness()
-    const pool = uploadPool(4, {largest: 10 * MiB, total: 100 * MiB, gather: true})
-    const done = [10, 9, 8, 7, 6].map((mib, i) => pool(mib * MiB, h.task(`b${i}`)))
-    await tick()
-    await tick()
-    expect([...h.running].sort()).toEqual(['b0', 'b1', 'b2', 'b3'])
-    for (const n of ['b0', 'b1', 'b2', 'b3', 'b4']) await h.finish(n)
+    expect([...h.running].sort()).toEqual(['g1', 'g3'])
+    for (const n of ['g1', 'g3', 'g2', 'g0']) await h.finish(n)
+    expect(h.started).toEqual(['g1', 'g3', 'g2', 'g0'])
     await Promise.all(done)
   })
 
   it('gives small blobs a lane of their own, so they do not wait behind big ones', async () => {
     const h = harness()
-    const pool = uploadPool(2, {largest: 50 * MiB, total: 100 * MiB})
+    const pool = uploadPool(2)
     const done = [pool(50 * MiB, h.task('big1')), pool(40 * MiB, h.task('big2')), pool(30 * MiB, h.task('big3'))]
     const small = Array.from({length: 3}, (_, i) => pool(SMALL_BLOB_BYTES - 1, h.task(`s${i}`)))
     await tick()
@@ -91,7 +74,7 @@ describe('upload pool', () => {
 
   it('keeps the given order when not ordered by size', async () => {
     const h = harness()
-    const pool = uploadPool(1, {largest: 9 * MiB, total: 20 * MiB, bySize: false})
+    const pool = uploadPool(1, {bySize: false})
     const done = [2, 9, 5].map((mib, i) => pool(mib * MiB, h.task(`x${i}`)))
     await tick()
     for (const n of ['x0', 'x1', 'x2']) await h.finish(n)

@@ -175,9 +175,9 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     }
   }
 
-  // WRITERS blobs at once, the largest waiting first, the largest of all given its share
-  // (upload-pool.ts); the executor hands over every blob within a few ticks: all are in before any starts
-  const pool = uploadPool(WRITERS, {largest: opts.order.reduce((m, b) => Math.max(m, b.size), 0), total: opts.order.reduce((a, b) => a + b.size, 0), gather: true})
+  // WRITERS blobs at once, the largest waiting first (upload-pool.ts); the executor hands over
+  // every blob within a few ticks: all are in before any starts
+  const pool = uploadPool(WRITERS, {gather: true})
   const inFlight = new Map<string, Promise<void>>()
   const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> => pool(slot.size, () => writeBlob(slot, open))
 

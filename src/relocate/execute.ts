@@ -40,8 +40,7 @@ const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
 export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Promise<RelocationSummary> {
   const started = Date.now()
   const onEvent = opts.onEvent ?? noProgress
-  const largest = [...plan.blobs.values()].reduce((m, b) => Math.max(m, b.size), 0)
-  const uploads = uploadPool(sink.concurrency, {largest, total: plan.uniqueBytes, bySize: opts.largestFirst})
+  const uploads = uploadPool(sink.concurrency, {bySize: opts.largestFirst})
   const requests = limit(opts.concurrency ?? 16)
   const summary: RelocationSummary = {
     images: plan.roots.length,
