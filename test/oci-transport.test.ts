@@ -185,48 +185,13 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(proxy.seen.filter((s) => s.url.includes('/manifests/'))).toHaveLength(3)
   })
 
-  it('follows a blob redirect to storage without sending the registry credentials there', async () => {
-    const digest = sha256Digest(blob)
-    const basic = `Basic ${Buffer.from('alice:transport-pw').toString('base64')}`
-    // "storage" on another port fetches the blob from the registry itself
-    const storage = await serve(listen((req, res) => {
-      const up = httpRequest({hostname: '127.0.0.1', port: Number(secured.host.split(':')[1]), path: `/v2/net/app/blobs/${digest}`, headers: {authorization: basic}}, (r) => {
-        res.writeHead(r.statusCode!, {'content-length': r.headers['content-length']})
-        r.pipe(res)
-      })
-      up.end()
-      req.resume()
-    }))
-    const proxy = await serve(listen((req, res) => {
-      if (req.method === 'GET' && req.url!.includes('/blobs/sha256:')) {
-        res.writeHead(307, {location: `http://127.0.0.1:${storage.port}/storage/${digest}?sig=abc`}).end()
-        return
-      }
-      forward(req, res, secured.host)
-    }))
-    const creds = {username: 'alice', password: 'transport-pw'}
-    const direct = client({credentials: async () => creds})
-    const securedRepo = {registry: secured.host, repository: 'net/app'}
-    await direct.putBlob(securedRepo, digest, blob.length, () => Readable.from([blob]))
-
-    const c = client({credentials: async () => creds})
-    const s = await c.getBlob({registry: `127.0.0.1:${proxy.port}`, repository: 'net/app'}, digest, blob.length)
-    const chunks: Buffer[] = []
-    for await (const chunk of s) chunks.push(chunk as Buffer)
-    expect(Buffer.concat(chunks).equals(blob)).toBe(true)
-    expect(storage.seen).toHaveLength(1)
-    expect(storage.seen[0]!.authorization).toBeUndefined()
-    // the registry itself did get the credentials
-    expect(proxy.seen.find((r) => r.url.includes('/blobs/'))?.authorization).toBe(basic)
-  })
-
-  it('fetches a big blob redirected to storage in ranges from the storage, still without the registry credentials', async () => {
-    const big = Buffer.alloc(RANGED_MIN_BYTES + (3 << 20))
-    for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i)
-    const digest = sha256Digest(big)
+  /**
+   * A registry (a proxy in front of `secured`) that redirects every blob GET to "storage" on
+   * another port, which serves the blob (and Range, as S3 does) from the registry itself.
+   */
+  const redirectingToStorage = async (digest: string) => {
     const basic = `Basic ${Buffer.from('alice:transport-pw').toString('base64')}`
     const ranges: Array<string | undefined> = []
-    // "storage" serves Range as S3 does, from the registry itself
     const storage = await serve(listen((req, res) => {
       ranges.push(req.headers.range)
       const up = httpRequest({hostname: '127.0.0.1', port: Number(secured.host.split(':')[1]), path: `/v2/net/app/blobs/${digest}`, headers: {authorization: basic, ...(req.headers.range ? {range: req.headers.range} : {})}}, (r) => {
@@ -243,13 +208,33 @@ describe('OCI client transport: retries, redirects, proxies', () => {
       }
       forward(req, res, secured.host)
     }))
-    const creds = {username: 'alice', password: 'transport-pw'}
-    await client({credentials: async () => creds}).putBlob({registry: secured.host, repository: 'net/app'}, digest, big.length, () => Readable.from([big]))
-
-    const s = await client({credentials: async () => creds}).getBlob({registry: `127.0.0.1:${proxy.port}`, repository: 'net/app'}, digest, big.length)
+    return {basic, ranges, storage, proxy}
+  }
+  const creds = {username: 'alice', password: 'transport-pw'}
+  /** `bytes` pushed to `secured`, then read back through a registry that redirects to storage */
+  const viaStorage = async (bytes: Buffer) => {
+    const digest = sha256Digest(bytes)
+    const r = await redirectingToStorage(digest)
+    await client({credentials: async () => creds}).putBlob({registry: secured.host, repository: 'net/app'}, digest, bytes.length, () => Readable.from([bytes]))
+    const s = await client({credentials: async () => creds}).getBlob({registry: `127.0.0.1:${r.proxy.port}`, repository: 'net/app'}, digest, bytes.length)
     const chunks: Buffer[] = []
     for await (const chunk of s) chunks.push(chunk as Buffer)
-    expect(Buffer.concat(chunks).equals(big)).toBe(true)
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true)
+    return r
+  }
+
+  it('follows a blob redirect to storage without sending the registry credentials there', async () => {
+    const {basic, storage, proxy} = await viaStorage(blob)
+    expect(storage.seen).toHaveLength(1)
+    expect(storage.seen[0]!.authorization).toBeUndefined()
+    // the registry itself did get the credentials
+    expect(proxy.seen.find((r) => r.url.includes('/blobs/'))?.authorization).toBe(basic)
+  })
+
+  it('fetches a big blob redirected to storage in ranges from the storage, still without the registry credentials', async () => {
+    const big = Buffer.alloc(RANGED_MIN_BYTES + (3 << 20))
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i)
+    const {ranges, storage, proxy} = await viaStorage(big)
     // the Range went along with the redirect, and the rest of the blob came from the storage too
     expect(ranges[0]).toBe(`bytes=0-${WINDOW_BYTES - 1}`)
     expect(ranges.length).toBeGreaterThan(1)
