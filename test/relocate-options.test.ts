@@ -4,8 +4,7 @@
  * --from-oci-layout from a layout skopeo wrote, with the public registry stopped.
  */
 import {execFile} from 'node:child_process'
-import {mkdir, mkdtemp, readFile, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {promisify} from 'node:util'
@@ -17,9 +16,9 @@ import {digestHex, sha256Digest} from '../src/oci/digest.js'
 import {parseReference} from '../src/oci/reference.js'
 import {attachReferrer} from '../src/oci/referrers.js'
 import {MediaTypes, type RegistryClient, type Repo} from '../src/oci/types.js'
-import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import type {Sandbox} from '../src/sandbox/sandbox.js'
 import {kpi} from './helpers/cli.js'
-import {assertComplete, refDigest as digestOfRef, refRepo as repoOf, sandboxClients, signature} from './helpers/images.js'
+import {assertComplete, refDigest as digestOfRef, refRepo as repoOf, signature, startRegistrySandbox, stopRegistrySandbox} from './helpers/images.js'
 
 const run = promisify(execFile)
 
@@ -29,19 +28,11 @@ let dst: RegistryClient
 let src: RegistryClient
 let env: Record<string, string>
 
-
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'kpi-relocate-opts-'))
-  sb = await startSandbox({runDir: join(work, 'sandbox'), samples: ['v1']})
-  env = {...sb.env}
-  ;({src, dst} = await sandboxClients(sb))
+  ;({sb, work, src, dst, env} = await startRegistrySandbox('kpi-relocate-opts-'))
 })
 
-afterAll(async () => {
-  await dst?.close()
-  await src?.close()
-  await sb?.stop()
-})
+afterAll(() => stopRegistrySandbox({sb, src, dst}))
 
 async function relocateCli(bundle: string, toRepo: string, lock: string, extra: string[] = []): Promise<void> {
   const r = await kpi(['relocate', '-b', bundle, '--to-repo', toRepo, '--lock-output', lock, '--ca-cert', sb.caFile, ...extra], env)

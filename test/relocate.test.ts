@@ -2,8 +2,7 @@
  * Registry-to-registry relocation of the sample platform through the CLI, against real
  * distribution registries: the public one (plain) and the air-gapped one (htpasswd + TLS).
  */
-import {mkdtemp, readFile, writeFile, mkdir} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readFile, writeFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadBundle} from '../src/bundle/load.js'
@@ -15,7 +14,7 @@ import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, ty
 import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
-import {assertComplete, refRepo as repoOf, sandboxClients, signature} from './helpers/images.js'
+import {assertComplete, refRepo as repoOf, signature, startRegistrySandbox, stopRegistrySandbox} from './helpers/images.js'
 
 let sb: Sandbox
 let work: string
@@ -24,17 +23,10 @@ let src: RegistryClient
 let env: Record<string, string>
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'kpi-relocate-'))
-  sb = await startSandbox({runDir: join(work, 'sandbox'), samples: ['v1']})
-  env = {...sb.env}
-  ;({src, dst} = await sandboxClients(sb))
+  ;({sb, work, src, dst, env} = await startRegistrySandbox('kpi-relocate-'))
 })
 
-afterAll(async () => {
-  await dst?.close()
-  await src?.close()
-  await sb?.stop()
-})
+afterAll(() => stopRegistrySandbox({sb, src, dst}))
 
 describe('kpi relocate registry to registry', () => {
   let lockFile: string

@@ -1,12 +1,14 @@
 /** Checks and fixtures the relocation tests share, all through the real OCI client. */
-import {readFile} from 'node:fs/promises'
+import {mkdtemp, readFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {expect} from 'vitest'
 import {createRegistryClient, type OciClient} from '../../src/oci/client.js'
 import {sha256Digest} from '../../src/oci/digest.js'
 import {parseReference} from '../../src/oci/reference.js'
 import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../../src/oci/types.js'
-import type {Sandbox} from '../../src/sandbox/sandbox.js'
+import {startSandbox, type Sandbox} from '../../src/sandbox/sandbox.js'
 
 export const refRepo = (ref: string): Repo => {
   const r = parseReference(ref)
@@ -22,6 +24,28 @@ export async function sandboxClients(sb: Sandbox): Promise<{src: OciClient; dst:
     src: createRegistryClient({plainHttp: (r) => r === sb.public.host}),
     dst: createRegistryClient({caCerts: [caPem], credentials: async () => ({username: sb.airgap.username, password: sb.airgap.password})}),
   }
+}
+
+/** A test file's registries: the sandbox's (sample v1, no control plane) in a new work directory, a client for each. */
+export interface RegistrySandbox {
+  sb: Sandbox
+  work: string
+  src: OciClient
+  dst: OciClient
+  env: Record<string, string>
+}
+
+export async function startRegistrySandbox(prefix: string): Promise<RegistrySandbox> {
+  const work = await mkdtemp(join(tmpdir(), prefix))
+  const sb = await startSandbox({runDir: join(work, 'sandbox'), samples: ['v1']})
+  return {sb, work, env: {...sb.env}, ...(await sandboxClients(sb))}
+}
+
+/** Stops what startRegistrySandbox started (what of it there is, should it have failed half-way). */
+export async function stopRegistrySandbox(r: {sb?: Sandbox; src?: {close(): Promise<void>}; dst?: {close(): Promise<void>}}): Promise<void> {
+  await r.dst?.close()
+  await r.src?.close()
+  await r.sb?.stop()
 }
 
 /** Every manifest of the image (index children included) with its blobs, as `client` serves them. */
