@@ -118,6 +118,10 @@ const listFlag = <T extends string>(name: string, v: string | undefined, all: re
   }
   return out as T[]
 }
+if (flags.tools?.split(',').includes('kpi-base') && !flags['base-bin']) {
+  process.stderr.write('--tools kpi-base: the build to measure is --base-bin FILE (its bin/run.js)\n')
+  process.exit(2)
+}
 const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS).filter((t) => t !== 'kpi-base' || flags['base-bin'])
 const wantedWorkloads = listFlag('workloads', flags.workloads, WORKLOADS)
 const outDir = flags.out ?? join(REPO_ROOT, 'bench', 'results')

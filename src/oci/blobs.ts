@@ -76,18 +76,6 @@ export function blobOps(http: Requester): BlobOps {
     return {res, url}
   }
 
-  /** `body` as the stream a caller gets: length checked, hashed unless `digest` is false, errors as KpiErrors. */
-  const checked = (repo: Repo, body: Readable, expected: string, opts: {size?: number; label: string; digest?: boolean}): Readable => {
-    const verifier = verifyingStream(expected, opts)
-    // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
-    body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
-    verifier.once('close', () => {
-      if (!body.destroyed) body.destroy()
-    })
-    body.pipe(verifier)
-    return verifier
-  }
-
   async function getBlob(repo: Repo, digest: string, size?: number, opts: {verify?: boolean} = {}): Promise<Readable> {
     checkDigest(digest, 'blob digest')
     const label = `blob ${formatRepo(repo)}@${digest}`
@@ -114,7 +102,14 @@ export function blobOps(http: Requester): BlobOps {
       }
     }
     // without verify, the receiver checks the digest: the stream still counts the length
-    return checked(repo, body, digest, {size, label, digest: opts.verify !== false})
+    const verifier = verifyingStream(digest, {size, label, digest: opts.verify !== false})
+    // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
+    body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
+    verifier.once('close', () => {
+      if (!body.destroyed) body.destroy()
+    })
+    body.pipe(verifier)
+    return verifier
   }
 
   function startUpload(repo: Repo, query = '', scopes = [pushScope(repo.repository)]): Promise<Dispatcher.ResponseData> {

@@ -18,9 +18,10 @@ import {Readable} from 'node:stream'
 
 /**
  * Blobs at least this big are asked for as a Range (and may be split). Behind the benchmark's WAN
- * profile (25 ms each way, 25 MiB/s per connection) 16 MiB and 8 MiB windows, up to 8 parts ahead
- * per blob within 32 MiB, took 15-16 s against 17-19 s with 32 MiB, 16 MiB windows and 4 parts
- * within 16 MiB: the many blobs of 16-32 MiB each came on one capped connection.
+ * profile (25 ms each way, 25 MiB/s per connection), with 32 MiB, 16 MiB windows and 4 parts
+ * within 16 MiB, the many blobs of 16-32 MiB each came on one capped connection and connections
+ * sat idle: 16.9-19.0 s. More parts and a larger budget took 14.7-16.8 s side by side; these
+ * values took 14.8-17.8 s over two side-by-side runs (see bench/README.md, --base-bin).
  */
 export const RANGED_MIN_BYTES = 16 << 20
 /** Bytes per range read in turn (the first one included). */
