@@ -57,9 +57,9 @@ export function blobOps(http: Requester): BlobOps {
   /** GET `url` for a blob of `repo`: with the registry's credentials at the registry, with none elsewhere. */
   const getAt = (repo: Repo, url: string, range?: string): Promise<Dispatcher.ResponseData> => {
     const headers = range ? {range} : undefined
-    if (sameOrigin(url, repo)) return http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true, ...(headers ? {headers} : {})})
+    if (sameOrigin(url, repo)) return http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true, bulk: true, ...(headers ? {headers} : {})})
     // storage (S3, a CDN) gets no registry credentials: they are for the registry only
-    return http.rawRetry(url, 'GET', headers ?? {}, undefined, new URL(url).host, true)
+    return http.rawRetry(url, 'GET', headers ?? {}, undefined, new URL(url).host, true, true)
   }
 
   /** GET a blob (with `range` when given), following redirects; the response and the URL that gave it. */
@@ -129,9 +129,9 @@ export function blobOps(http: Requester): BlobOps {
     target.searchParams.set('digest', digest)
     const headers = {'content-type': 'application/octet-stream', 'content-length': String(size)}
     if (sameOrigin(target.toString(), repo)) {
-      return http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream})
+      return http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream, bulk: true})
     }
-    return http.raw(target.toString(), 'PUT', headers, stream, target.host)
+    return http.raw(target.toString(), 'PUT', headers, stream, target.host, true)
   }
 
   async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<Dispatcher.ResponseData> {

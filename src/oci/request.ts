@@ -12,7 +12,8 @@ import {Authenticator, refusedError, userOf} from './auth.js'
 import {credentialResolver} from './dockerconfig.js'
 import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
 import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
-import {createDispatcher, isLoopbackRegistry, mapTransportError, registryBaseUrl, servesPlainHttp, type ProxyOptions} from './transport.js'
+import {createDispatcher, DEFAULT_REGISTRY_TIMEOUT_MS, isLoopbackRegistry, mapTransportError, proxySettings, registryBaseUrl, servesPlainHttp, tlsOptions, type ProxyOptions} from './transport.js'
+import {createWire} from './wire.js'
 import type {ClientOptions, Repo} from './types.js'
 
 export interface RequestOptions extends ClientOptions {
@@ -33,6 +34,8 @@ export interface Req {
   body?: Body
   /** retry on 429/5xx/resets; only for idempotent requests with a replayable body */
   retry?: boolean
+  /** a blob GET or PUT: its body goes over wire.ts unless a proxy is in the way */
+  bulk?: boolean
 }
 
 /** What the operation modules (manifests, blobs, referrers, tags) build on. */
@@ -44,9 +47,9 @@ export interface Requester {
   /** one authenticated request to a registry: retried when idempotent, re-authenticated once on 401 */
   send(registry: string, req: Req): Promise<Dispatcher.ResponseData>
   /** a request without registry credentials (storage a registry redirects to), not retried */
-  raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string): Promise<Dispatcher.ResponseData>
+  raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk?: boolean): Promise<Dispatcher.ResponseData>
   /** like raw, retried when `retry` and the body is replayable */
-  rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean): Promise<Dispatcher.ResponseData>
+  rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean, bulk?: boolean): Promise<Dispatcher.ResponseData>
   /** checks the credentials for a registry now rather than at the first operation */
   ping(registry: string): Promise<void>
   close(): Promise<void>
@@ -102,10 +105,19 @@ export async function readLimited(res: Dispatcher.ResponseData, limit: number, w
 
 export function createRequester(opts: RequestOptions = {}): Requester {
   const userAgent = opts.userAgent ?? 'kpi'
-  const dispatcher = createDispatcher({
+  const transport = {
     caCerts: opts.caCerts, insecureSkipTlsVerify: opts.insecureSkipTlsVerify, insecureRegistry: opts.insecureRegistry,
     connections: opts.connections, proxy: opts.proxy, timeoutMs: opts.timeoutMs,
+  }
+  const dispatcher = createDispatcher(transport)
+  const tls = tlsOptions(transport)
+  const wire = createWire({
+    userAgent, timeoutMs: opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS,
+    tls: (host) => ({...tls, rejectUnauthorized: tls.rejectUnauthorized && !opts.insecureRegistry?.(host)}),
   })
+  // with a proxy configured, only loopback is certainly reached directly (transport.ts)
+  const proxied = proxySettings(transport) !== undefined
+  const direct = (u: URL): boolean => !proxied || isLoopbackRegistry(u.host)
   // helpers run once per registry, failures retried
   const credentials = memoAsync(opts.credentials ?? credentialResolver())
   const auth = new Authenticator({dispatcher, credentials, userAgent})
@@ -118,9 +130,15 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const base = (registry: string): string => registryBaseUrl(registry, isPlain(registry))
   const repoUrl = (repo: Repo, rest: string): string => `${base(repo.registry)}/v2/${repo.repository}/${rest}`
 
-  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string): Promise<Dispatcher.ResponseData> {
+  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk = false): Promise<Dispatcher.ResponseData> {
     const u = new URL(url)
     try {
+      if (bulk && direct(u) && (method === 'GET' || (method === 'PUT' && body !== undefined && !replayable(body)))) {
+        const size = Number(headers['content-length'] ?? 0)
+        const res = await wire.request({method, url: u, headers, ...(method === 'PUT' ? {body: body as Readable, size} : {})})
+        // the blob code reads statusCode, headers and a body with dump() and text(), as undici's
+        return res as unknown as Dispatcher.ResponseData
+      }
       return await dispatcher.request({
         origin: u.origin, path: u.pathname + u.search, method, headers: {'user-agent': userAgent, ...headers},
         body: body as Dispatcher.DispatchOptions['body'],
@@ -133,10 +151,10 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     }
   }
 
-  async function rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean): Promise<Dispatcher.ResponseData> {
-    if (!retry || !replayable(body)) return raw(url, method, headers, body, where)
+  async function rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean, bulk = false): Promise<Dispatcher.ResponseData> {
+    if (!retry || !replayable(body)) return raw(url, method, headers, body, where, bulk)
     try {
-      return await withRetry(() => raw(url, method, headers, body, where), policy, dump)
+      return await withRetry(() => raw(url, method, headers, body, where, bulk), policy, dump)
     } catch (e) {
       throw mapTransportError(e, where)
     }
@@ -190,7 +208,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
       const authz = await auth.authorization(registry, scopes)
       const headers: Record<string, string> = {...req.headers}
       if (authz) headers.authorization = authz
-      const res = await rawRetry(req.url, req.method, headers, req.body, registry, req.retry ?? false)
+      const res = await rawRetry(req.url, req.method, headers, req.body, registry, req.retry ?? false, req.bulk)
       if (res.statusCode !== 401) return res
       await dump(res)
       const again = round === 0 ? await auth.refused(registry, scopes, res.headers['www-authenticate'], authz) : {retry: false, scopes}
@@ -214,5 +232,8 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     }
   }
 
-  return {policy, base, repoUrl, send, raw, rawRetry, ping, close: () => dispatcher.close()}
+  return {policy, base, repoUrl, send, raw, rawRetry, ping, close: async () => {
+    wire.close()
+    await dispatcher.close()
+  }}
 }

@@ -89,7 +89,7 @@ function withExtraCas(caCerts: string[], env: NodeJS.ProcessEnv): SecureContext 
   return createSecureContext({ca: [...rootCertificates, ...extraCaFromEnv(env), ...caCerts]})
 }
 
-function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
+export function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
   const env = opts.env ?? process.env
   const p: ProxyOptions = {
     httpProxy: opts.proxy?.httpProxy ?? env.http_proxy ?? env.HTTP_PROXY,

@@ -1,0 +1,202 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {createServer, type Server, type Socket} from 'node:net'
+import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {afterEach, describe, expect, it} from 'vitest'
+import {createWire, type Wire} from '../src/oci/wire.js'
+
+/** A server on loopback answering each request as `answer` says, on raw sockets (so framing is ours). */
+interface Scripted {
+  url: (path: string) => URL
+  connections: number
+  requests: Array<{head: string; body: Buffer}>
+  close(): Promise<void>
+}
+
+type Answer = (req: {head: string; body: Buffer}, socket: Socket) => void | Promise<void>
+
+async function scripted(answer: Answer, opts: {readBody?: boolean} = {}): Promise<Scripted> {
+  const s: Scripted = {url: () => new URL('http://x'), connections: 0, requests: [], close: async () => {}}
+  const sockets = new Set<Socket>()
+  const server: Server = createServer((socket) => {
+    s.connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buf = Buffer.alloc(0)
+    let want: {head: string; left: number; body: Buffer[]} | undefined
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk])
+      for (;;) {
+        if (!want) {
+          const end = buf.indexOf('\r\n\r\n')
+          if (end === -1) return
+          const head = buf.toString('latin1', 0, end)
+          buf = buf.subarray(end + 4)
+          const len = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0)
+          want = {head, left: opts.readBody === false ? 0 : len, body: []}
+          if (opts.readBody === false) {
+            const req = {head, body: Buffer.alloc(0)}
+            s.requests.push(req)
+            void answer(req, socket)
+            return
+          }
+        }
+        const n = Math.min(want.left, buf.length)
+        want.body.push(buf.subarray(0, n))
+        buf = buf.subarray(n)
+        want.left -= n
+        if (want.left > 0) return
+        const req = {head: want.head, body: Buffer.concat(want.body)}
+        want = undefined
+        s.requests.push(req)
+        void answer(req, socket)
+      }
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as {port: number}).port
+  s.url = (path) => new URL(`http://127.0.0.1:${port}${path}`)
+  s.close = async () => {
+    for (const so of sockets) so.destroy()
+    await new Promise((r) => server.close(r))
+  }
+  return s
+}
+
+const ok = (body: Buffer | string, extra = ''): string | Buffer =>
+  Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`), Buffer.from(body)])
+
+async function collect(r: Readable): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for await (const c of r) parts.push(c as Buffer)
+  return Buffer.concat(parts)
+}
+
+describe('wire: blob bodies on plain sockets', () => {
+  let wire: Wire
+  let server: Scripted | undefined
+  const open = (timeoutMs = 5_000): Wire => (wire = createWire({tls: () => ({rejectUnauthorized: true}), timeoutMs, userAgent: 'kpi-test'}))
+  afterEach(async () => {
+    wire?.close()
+    await server?.close()
+    server = undefined
+  })
+
+  it('reads Content-Length bodies and reuses the connection for the next request', async () => {
+    const blob = randomBytes(3 * 1024 * 1024 + 17)
+    server = await scripted((_req, so) => void so.write(ok(blob)))
+    open()
+    for (let i = 0; i < 3; i++) {
+      const res = await wire.request({method: 'GET', url: server.url('/v2/a/blobs/x'), headers: {authorization: 'Bearer t'}})
+      expect(res.statusCode).toBe(200)
+      expect((await collect(res.body)).equals(blob)).toBe(true)
+    }
+    expect(server.connections).toBe(1)
+    expect(server.requests[0]!.head).toMatch(/^GET \/v2\/a\/blobs\/x HTTP\/1.1\r\nhost: 127.0.0.1:\d+\r\nuser-agent: kpi-test\r\nauthorization: Bearer t$/)
+  })
+
+  it('decodes a chunked body however the chunks are cut into packets', async () => {
+    const text = 'x'.repeat(5000) + 'END'
+    const wireForm = `HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n${(4000).toString(16)};ext=1\r\n${text.slice(0, 4000)}\r\n${(text.length - 4000).toString(16)}\r\n${text.slice(4000)}\r\n0\r\ntrailer: 1\r\n\r\n`
+    server = await scripted(async (_req, so) => {
+      // one byte at a time through the size lines and CRLFs
+      for (let i = 0; i < wireForm.length; i += i < 80 || i > wireForm.length - 40 ? 1 : 997) {
+        so.write(wireForm.slice(i, i < 80 || i > wireForm.length - 40 ? i + 1 : i + 997))
+        if (i < 80) await sleep(0)
+      }
+    })
+    open()
+    const res = await wire.request({method: 'GET', url: server.url('/'), headers: {}})
+    expect(res.statusCode).toBe(404)
+    expect(await res.body.text()).toBe(text)
+    // the exchange ended at the last chunk: the connection is reused
+    await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.dump()
+    expect(server.connections).toBe(1)
+  })
+
+  it('streams a PUT body of the announced size and gives the answer', async () => {
+    const blob = randomBytes(5 * 1024 * 1024)
+    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\nlocation: /v2/a/blobs/x\r\n\r\n'))
+    open()
+    const res = await wire.request({method: 'PUT', url: server.url('/up?digest=d'), headers: {'content-length': String(blob.length)}, body: Readable.from(chunks(blob, 65536)), size: blob.length})
+    expect(res.statusCode).toBe(201)
+    expect(res.headers.location).toBe('/v2/a/blobs/x')
+    await res.body.dump()
+    const got = server.requests[0]!
+    expect(got.head).toMatch(/^PUT \/up\?digest=d HTTP\/1.1/)
+    expect(createHash('sha256').update(got.body).digest('hex')).toBe(createHash('sha256').update(blob).digest('hex'))
+  })
+
+  it('fails a PUT whose source gives other than the announced bytes, or fails, and keeps the source error', async () => {
+    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'), {readBody: false})
+    open()
+    const short = wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: Readable.from([Buffer.alloc(10)]), size: 20})
+    await expect(short).rejects.toMatchObject({code: 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'})
+    const long = wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: Readable.from([Buffer.alloc(30)]), size: 20})
+    await expect(long).rejects.toMatchObject({code: 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'})
+    const broken = new Readable({read() {
+      this.destroy(new Error('source broke'))
+    }})
+    await expect(wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: broken, size: 20})).rejects.toThrow('source broke')
+    // a source already failed before the request starts
+    const failed = new Readable({read() {}})
+    failed.on('error', () => {})
+    failed.destroy(new Error('failed earlier'))
+    await expect(wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: failed, size: 20})).rejects.toThrow('failed earlier')
+  })
+
+  it('gives a refusal sent before the body was read, and does not reuse that connection', async () => {
+    const refusal = '{"errors":[{"code":"DENIED"}]}'
+    server = await scripted((_req, so) => void so.write(`HTTP/1.1 403 Forbidden\r\ncontent-length: ${refusal.length}\r\n\r\n${refusal}`), {readBody: false})
+    open()
+    const endless = new Readable({read() {
+      this.push(Buffer.alloc(65536))
+    }})
+    const res = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: endless, size: 1 << 30})
+    expect(res.statusCode).toBe(403)
+    endless.destroy()
+    expect(await res.body.text()).toBe(refusal)
+    await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.dump()
+    expect(server.connections).toBe(2)
+  })
+
+  it('sends again on a new connection when the server closed the kept-alive one', async () => {
+    server = await scripted((_req, so) => {
+      so.end(ok('hello'))
+    })
+    open()
+    expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
+    await sleep(50)
+    expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
+    expect(server.connections).toBe(2)
+  })
+
+  it('times out a silent server, but not a body its reader has not asked for yet', async () => {
+    const blob = randomBytes(4 * 1024 * 1024)
+    server = await scripted((req, so) => {
+      if (req.head.startsWith('GET /silent')) return
+      so.write(ok(blob))
+    })
+    open(300)
+    await expect(wire.request({method: 'GET', url: server.url('/silent'), headers: {}})).rejects.toMatchObject({code: 'UND_ERR_HEADERS_TIMEOUT'})
+    const res = await wire.request({method: 'GET', url: server.url('/big'), headers: {}})
+    await sleep(800)
+    expect((await collect(res.body)).equals(blob)).toBe(true)
+  })
+
+  it('drops the connection when the reader stops early, and the next request gets a new one', async () => {
+    const blob = randomBytes(8 * 1024 * 1024)
+    server = await scripted((_req, so) => void so.write(ok(blob)))
+    open()
+    const res = await wire.request({method: 'GET', url: server.url('/'), headers: {}})
+    for await (const _ of res.body) break
+    const again = await wire.request({method: 'GET', url: server.url('/'), headers: {}})
+    expect((await collect(again.body)).equals(blob)).toBe(true)
+    expect(server.connections).toBe(2)
+  })
+})
+
+function* chunks(buf: Buffer, size: number): Generator<Buffer> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size)
+}
