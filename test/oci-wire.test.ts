@@ -161,13 +161,28 @@ describe('wire: blob bodies on plain sockets', () => {
     expect(server.connections).toBe(2)
   })
 
-  it('sends again on a new connection when the server closed the kept-alive one', async () => {
+  it('drops a kept-alive connection the server closes while idle', async () => {
     server = await scripted((_req, so) => {
       so.end(ok('hello'))
     })
     open()
     expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
     await sleep(50)
+    expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
+    expect(server.connections).toBe(2)
+  })
+
+  it('asks again on a new connection when a kept-alive one closes as the request goes out', async () => {
+    const served = new WeakMap<Socket, number>()
+    server = await scripted((_req, so) => {
+      const n = (served.get(so) ?? 0) + 1
+      served.set(so, n)
+      // the second request on a connection meets a server that has just closed it
+      if (n === 2) so.destroy()
+      else so.write(ok('hello'))
+    })
+    open()
+    expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
     expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
     expect(server.connections).toBe(2)
   })

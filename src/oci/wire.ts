@@ -407,8 +407,11 @@ export function createWire(opts: WireOptions): Wire {
           if (!requestDone) fail(src.errored ?? mismatch())
         }
         src.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose)
+        // paused when this exchange stops sending: a retry on a new connection reads on from here
+        src.resume()
         stopSending = () => {
           src.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose)
+          if (!requestDone) src.pause()
         }
         if (src.destroyed) fail(src.errored ?? mismatch())
       }
