@@ -128,6 +128,27 @@ describe('wire: blob bodies on plain sockets', () => {
     expect(createHash('sha256').update(got.body).digest('hex')).toBe(createHash('sha256').update(blob).digest('hex'))
   })
 
+  it('copies a download into an upload byte for byte while reusing the buffers it reads into', async () => {
+    const blob = randomBytes(32 * 1024 * 1024)
+    const source = await scripted((_req, so) => void so.write(ok(blob)))
+    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'))
+    open()
+    try {
+      for (let i = 0; i < 2; i++) {
+        const down = await wire.request({method: 'GET', url: source.url('/blob'), headers: {}})
+        const up = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: down.body, size: blob.length})
+        expect(up.statusCode).toBe(201)
+        await up.body.dump()
+      }
+    } finally {
+      await source.close()
+    }
+    // a read buffer reused while its bytes were still on their way would show here
+    for (const r of server.requests) expect(r.body.equals(blob)).toBe(true)
+    const {allocated, reused} = wire.slabs()
+    expect(reused).toBeGreaterThan(allocated)
+  })
+
   it('fails a PUT whose source gives other than the announced bytes, or fails, and keeps the source error', async () => {
     server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'), {readBody: false})
     open()
