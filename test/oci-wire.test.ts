@@ -221,6 +221,19 @@ describe('wire: blob bodies on plain sockets', () => {
     expect((await collect(res.body)).equals(blob)).toBe(true)
   })
 
+  it('reuses a connection whose last body filled its reader before being read', async () => {
+    // the last bytes of a body arrive as its reader's buffer fills: the socket was paused then
+    const sizes = [256 * 1024, 256 * 1024 + 700, 300 * 1024, 512 * 1024]
+    server = await scripted((req, so) => void so.write(ok(Buffer.alloc(sizes[Number(req.head.split(' ')[1]!.slice(1))]!, 7))))
+    open(1_000)
+    for (let i = 0; i < sizes.length; i++) {
+      const res = await wire.request({method: 'GET', url: server.url(`/${i}`), headers: {}})
+      await sleep(50)
+      expect((await collect(res.body)).length).toBe(sizes[i])
+    }
+    expect(server.connections).toBe(1)
+  })
+
   it('drops the connection when the reader stops early, and the next request gets a new one', async () => {
     const blob = randomBytes(8 * 1024 * 1024)
     server = await scripted((_req, so) => void so.write(ok(blob)))

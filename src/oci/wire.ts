@@ -9,7 +9,7 @@
  */
 import {isIP, connect as netConnect, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
-import {connect as tlsConnect, type ConnectionOptions, type SecureContext} from 'node:tls'
+import {connect as tlsConnect, type SecureContext} from 'node:tls'
 
 export interface WireOptions {
   tls: (host: string) => {secureContext?: SecureContext; rejectUnauthorized: boolean}
@@ -257,9 +257,10 @@ export function createWire(opts: WireOptions): Wire {
         },
       }
       const socket: Socket = secure
-        // tls.connect takes onread as net.connect does; its typings omit it
-        ? tlsConnect({host, port, ...(isIP(host) ? {} : {servername: host}), ALPNProtocols: ['http/1.1'], onread, ...opts.tls(u.host)} as ConnectionOptions)
+        ? tlsConnect({host, port, ...(isIP(host) ? {} : {servername: host}), ALPNProtocols: ['http/1.1'], ...opts.tls(u.host)})
         : netConnect({host, port, onread})
+      // a TLS socket takes no onread buffers (node decrypts into its own): it reads as a stream
+      if (secure) socket.on('data', (chunk: Buffer) => void (socket as ReadingSocket)[kRead]?.(chunk, chunk))
       const timer = setTimeout(() => socket.destroy(coded('UND_ERR_CONNECT_TIMEOUT', `connect to ${u.host} timed out`)), Math.min(15_000, opts.timeoutMs))
       const done = (e?: Error): void => {
         clearTimeout(timer)
@@ -290,7 +291,7 @@ export function createWire(opts: WireOptions): Wire {
       socket.destroy()
       return
     }
-    socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('drain').removeAllListeners('timeout')
+    socket.removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('drain').removeAllListeners('timeout')
     // a server that closes an idle connection: drop it from the pool
     const drop = (): void => {
       socket.destroy()
@@ -301,6 +302,8 @@ export function createWire(opts: WireOptions): Wire {
     socket.on('error', drop).on('close', drop).on('end', drop)
     ;(socket as ReadingSocket)[kRead] = drop
     socket.setTimeout(IDLE_MS, drop)
+    // a body read with backpressure may have left it paused: an idle socket reads, to see a close
+    socket.resume()
     socket.unref()
     const list = idle.get(key) ?? []
     list.push(socket)
@@ -320,8 +323,10 @@ export function createWire(opts: WireOptions): Wire {
   }
 
   function exchange(req: WireRequest, key: string, socket: Socket, reused: boolean): Promise<WireResponse> {
-    socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('timeout')
+    socket.removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('timeout')
     socket.ref()
+    // a socket paused stops reading (readStop, with onread): nothing would see the response
+    socket.resume()
     const u = req.url
     const lines = [`${req.method} ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`, `user-agent: ${opts.userAgent}`]
     for (const [k, v] of Object.entries(req.headers)) lines.push(`${k}: ${v}`)
