@@ -64,6 +64,22 @@ describe('ranged blob download', () => {
     expect(fetched).toBe(1)
   })
 
+  it('asks for the next window once the current one is in, before the consumer has read it', async () => {
+    const blob = randomBytes(2 * WINDOW_BYTES + 12345)
+    const asked: Array<[number, number]> = []
+    // the first window arrives whole at once; nothing reads yet
+    const s = rangedStream(blob.length, Readable.from([blob.subarray(0, WINDOW_BYTES)]), async (from, to) => {
+      asked.push([from, to])
+      return slow(blob, from, to, 0)
+    }, new ByteBudget(0))
+    await sleep(50)
+    // a consumer that keeps up finds the next window already on its way: no round trip at the
+    // seam; that window holds no more than HIGH_WATER unread, so it is not in yet either
+    expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1]])
+    expect(sha(await collect(s))).toBe(sha(blob))
+    expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, blob.length - 1]])
+  })
+
   it('fails when a part ends short, and frees the budget', async () => {
     const blob = randomBytes(WINDOW_BYTES + 4 * PART_BYTES)
     const budget = new ByteBudget(2 * PART_BYTES)

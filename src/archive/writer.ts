@@ -14,7 +14,7 @@ import {createHash} from 'node:crypto'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
-import {algorithmOf, DigestVerifier, type FetchedManifest} from '../oci/index.js'
+import {algorithmOf, DigestVerifier, doneWith, type FetchedManifest} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
 import {uploadPool} from '../relocate/upload-pool.js'
@@ -155,7 +155,11 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
         if (at + n > slot.offset + size) return cb(new KpiError('integrity', `blob ${digest}: more than the expected ${size} bytes`))
         const from = at
         at += n
-        out.writeAt(from, bufs).then(() => cb(), cb)
+        out.writeAt(from, bufs).then(() => {
+          // written and hashed: buffers read from a registry can be read into again
+          for (const b of bufs) doneWith(b)
+          cb()
+        }, cb)
       }
       const target = new Writable({
         highWaterMark: WRITE_BATCH,

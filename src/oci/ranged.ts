@@ -106,7 +106,8 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
       s.chunks.push(c)
       s.buffered += c.length
       s.received += c.length
-      if (s === segs[0] && s.buffered >= HIGH_WATER) body.pause()
+      // a window asked for ahead (no budget) holds no more than the one being read
+      if ((s === segs[0] || s.reserved === 0) && s.buffered >= HIGH_WATER) body.pause()
       if (s === segs[0] && wanted) drain()
     })
     body.once('end', () => {
@@ -114,6 +115,10 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
       if (s.received !== s.to - s.from) return fail(new Error(`range ${s.from}-${s.to - 1}: connection ended after ${s.received} bytes`))
       s.done = true
       s.body = undefined
+      // the next window is asked for as soon as this one is in, not once the consumer has read it,
+      // so the consumer does not wait a round trip at each seam (behind the WAN profile, side by
+      // side: 13.35-13.44 s against 13.87-14.47 s); it holds HIGH_WATER at most until it is read
+      if (s === segs[segs.length - 1] && s.to < size && !failed) open(s.to, Math.min(size, s.to + WINDOW_BYTES), 0)
       if (s === segs[0]) drain()
     })
     body.on('error', (e) => {

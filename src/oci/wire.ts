@@ -43,9 +43,10 @@ const IDLE_MS = 30_000
  * Sockets read into slabs from a pool rather than into a new 64 KiB buffer per read: each new
  * buffer is external memory to V8, and every 64 MiB of it starts a full collection (66 of them,
  * 1.3 CPU-s, in one copy of the benchmark platform). A body chunk goes out as a view of its slab;
- * the slab comes back only when every view handed out has been written to an upload's socket (its
- * write callback). Views that go anywhere else (a file, a split) are never given back: their slab
- * is collected as any buffer, so a consumer can never see its bytes overwritten.
+ * the slab comes back only when every view handed out has been given back by the code that wrote
+ * it out and keeps no reference: an upload's socket (its write callback), the archive writer (its
+ * file write). Views that go anywhere else (a split, a buffer kept) are never given back: their
+ * slab is collected as any buffer, so a consumer can never see its bytes overwritten.
  */
 const SLAB_BYTES = 64 * 1024
 const POOL_SLABS = 128
@@ -56,13 +57,28 @@ interface Slab {
   out: number
 }
 
+/** each view handed out: what gives it back to its slab */
+const handedOut = new WeakMap<Buffer, () => void>()
+
+/**
+ * Gives back a body chunk that has been written out and is referenced no more, so the buffer it
+ * was read into can be read into again; any other chunk is left alone.
+ */
+export function doneWith(chunk: Buffer): void {
+  const back = handedOut.get(chunk)
+  if (!back) return
+  handedOut.delete(chunk)
+  back()
+}
+
+/** A chunk that doneWith() would give back. */
+const isPooled = (chunk: Buffer): boolean => handedOut.has(chunk)
+
 interface SlabPool {
   take(): Buffer
   /** a slab read into, none of it handed out: straight back to the pool */
   recycle(slab: Buffer): void
   track(view: Buffer, slab: Buffer): void
-  owns(view: Buffer): boolean
-  giveBack(view: Buffer): void
   /** slabs allocated, and reads into a slab that had come back */
   counts(): {allocated: number; reused: number}
 }
@@ -70,9 +86,12 @@ interface SlabPool {
 function slabPool(): SlabPool {
   const free: Buffer[] = []
   const slabs = new WeakMap<ArrayBufferLike, Slab>()
-  const views = new WeakMap<Buffer, Slab>()
   let allocated = 0
   let reused = 0
+  const release = (s: Slab): void => {
+    slabs.delete(s.buf.buffer)
+    if (free.length < POOL_SLABS) free.push(s.buf)
+  }
   return {
     take(): Buffer {
       let buf = free.pop()
@@ -89,23 +108,13 @@ function slabPool(): SlabPool {
       const s = slabs.get(slab.buffer)
       if (!s) return
       s.out++
-      views.set(view, s)
+      handedOut.set(view, () => {
+        if (--s.out === 0) release(s)
+      })
     },
     recycle(slab): void {
       const s = slabs.get(slab.buffer)
-      if (!s || s.out > 0) return
-      slabs.delete(slab.buffer)
-      if (free.length < POOL_SLABS) free.push(slab)
-    },
-    owns: (view) => views.has(view),
-    giveBack(view): void {
-      const s = views.get(view)
-      if (!s) return
-      views.delete(view)
-      if (--s.out === 0) {
-        slabs.delete(s.buf.buffer)
-        if (free.length < POOL_SLABS) free.push(s.buf)
-      }
+      if (s && s.out === 0) release(s)
     },
   }
 }
@@ -489,9 +498,9 @@ export function createWire(opts: WireOptions): Wire {
             fail(mismatch())
             return
           }
-          // written, a view of a read slab goes back to its pool (see slabPool); no callback for
+          // written, a view of a read slab goes back to its pool (see doneWith); no callback for
           // other chunks: a source that pushes synchronously would pile them up until the tick ends
-          const sent = pool.owns(chunk) ? socket.write(chunk, () => pool.giveBack(chunk)) : socket.write(chunk)
+          const sent = isPooled(chunk) ? socket.write(chunk, () => doneWith(chunk)) : socket.write(chunk)
           if (!sent) {
             src.pause()
             socket.once('drain', () => src.resume())
