@@ -12,7 +12,7 @@ import {Authenticator, refusedError, userOf} from './auth.js'
 import {credentialResolver} from './dockerconfig.js'
 import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
 import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
-import {createDispatcher, DEFAULT_REGISTRY_TIMEOUT_MS, isLoopbackRegistry, mapTransportError, proxySettings, registryBaseUrl, servesPlainHttp, tlsOptions, type ProxyOptions} from './transport.js'
+import {connectionPolicy, createDispatcher, DEFAULT_REGISTRY_TIMEOUT_MS, isLoopbackRegistry, mapTransportError, registryBaseUrl, servesPlainHttp, type ProxyOptions} from './transport.js'
 import {createWire} from './wire.js'
 import type {ClientOptions, Repo} from './types.js'
 
@@ -109,15 +109,9 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     caCerts: opts.caCerts, insecureSkipTlsVerify: opts.insecureSkipTlsVerify, insecureRegistry: opts.insecureRegistry,
     connections: opts.connections, proxy: opts.proxy, timeoutMs: opts.timeoutMs,
   }
-  const dispatcher = createDispatcher(transport)
-  const tls = tlsOptions(transport)
-  const wire = createWire({
-    userAgent, timeoutMs: opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS,
-    tls: (host) => ({...tls, rejectUnauthorized: tls.rejectUnauthorized && !opts.insecureRegistry?.(host)}),
-  })
-  // with a proxy configured, only loopback is certainly reached directly (transport.ts)
-  const proxied = proxySettings(transport) !== undefined
-  const direct = (u: URL): boolean => !proxied || isLoopbackRegistry(u.host)
+  const route = connectionPolicy(transport)
+  const dispatcher = createDispatcher(transport, route)
+  const wire = createWire({userAgent, timeoutMs: opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS, tls: route.tlsFor})
   // helpers run once per registry, failures retried
   const credentials = memoAsync(opts.credentials ?? credentialResolver())
   const auth = new Authenticator({dispatcher, credentials, userAgent})
@@ -133,7 +127,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk = false): Promise<Dispatcher.ResponseData> {
     const u = new URL(url)
     try {
-      if (bulk && direct(u) && (method === 'GET' || (method === 'PUT' && body !== undefined && !replayable(body)))) {
+      if (bulk && route.direct(u.host) && (method === 'GET' || (method === 'PUT' && body !== undefined && !replayable(body)))) {
         const size = Number(headers['content-length'] ?? 0)
         const res = await wire.request({method, url: u, headers, ...(method === 'PUT' ? {body: body as Readable, size} : {})})
         // the blob code reads statusCode, headers and a body with dump() and text(), as undici's

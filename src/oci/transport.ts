@@ -89,7 +89,7 @@ function withExtraCas(caCerts: string[], env: NodeJS.ProcessEnv): SecureContext 
   return createSecureContext({ca: [...rootCertificates, ...extraCaFromEnv(env), ...caCerts]})
 }
 
-export function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
+function proxySettings(opts: TransportOptions): ProxyOptions | undefined {
   const env = opts.env ?? process.env
   const p: ProxyOptions = {
     httpProxy: opts.proxy?.httpProxy ?? env.http_proxy ?? env.HTTP_PROXY,
@@ -105,17 +105,49 @@ export function proxySettings(opts: TransportOptions): ProxyOptions | undefined 
  */
 export const DEFAULT_REGISTRY_TIMEOUT_MS = 60_000
 
-/** One dispatcher for a client: pools per origin, keep-alive, no pipelining, bounded connections. */
-export function createDispatcher(opts: TransportOptions = {}): DispatcherType {
-  const secure = dispatcherWith(opts, tlsOptions(opts))
-  const insecure = opts.insecureRegistry
-  if (!insecure || opts.insecureSkipTlsVerify) return secure
-  // one registry unverified, explicitly: its own connections, every other registry still verified
-  const unverified = dispatcherWith(opts, {...tlsOptions(opts), rejectUnauthorized: false})
-  return new Routed((origin) => (insecure(origin.host) ? unverified : secure), [secure, unverified])
+type TlsOptions = ReturnType<typeof tlsOptions>
+
+/**
+ * How a client reaches a host (host[:port]), for undici's dispatcher and for wire.ts alike: built
+ * once per client, so the trust store is built once.
+ */
+export interface ConnectionPolicy {
+  /** TLS options for every host not named insecure */
+  verified: TlsOptions
+  /** TLS options: unverified only for a registry the user named insecure */
+  tlsFor(host: string): TlsOptions
+  /** true when the host is unverified by tlsFor */
+  unverified(host: string): boolean
+  /** reached without a proxy: none is configured, or the host is loopback */
+  direct(host: string): boolean
 }
 
-function dispatcherWith(opts: TransportOptions, tls: ReturnType<typeof tlsOptions>): DispatcherType {
+export function connectionPolicy(opts: TransportOptions = {}): ConnectionPolicy {
+  const verified = tlsOptions(opts)
+  const unverifiedTls = {...verified, rejectUnauthorized: false}
+  const insecure = verified.rejectUnauthorized ? opts.insecureRegistry : undefined
+  const proxied = proxySettings(opts) !== undefined
+  const unverified = (host: string): boolean => insecure?.(host) === true
+  return {
+    verified,
+    tlsFor: (host) => (unverified(host) ? unverifiedTls : verified),
+    unverified,
+    // Like Go's net/http (and so docker, crane, skopeo), loopback never goes through a proxy: all of
+    // 127.0.0.0/8, which NO_PROXY patterns cannot express.
+    direct: (host) => !proxied || isLoopbackRegistry(host),
+  }
+}
+
+/** One dispatcher for a client: pools per origin, keep-alive, no pipelining, bounded connections. */
+export function createDispatcher(opts: TransportOptions = {}, policy = connectionPolicy(opts)): DispatcherType {
+  const secure = dispatcherWith(opts, policy, policy.verified)
+  if (!opts.insecureRegistry || opts.insecureSkipTlsVerify) return secure
+  // one registry unverified, explicitly: its own connections, every other registry still verified
+  const unverified = dispatcherWith(opts, policy, {...policy.verified, rejectUnauthorized: false})
+  return new Routed((origin) => (policy.unverified(origin.host) ? unverified : secure), [secure, unverified])
+}
+
+function dispatcherWith(opts: TransportOptions, policy: ConnectionPolicy, tls: TlsOptions): DispatcherType {
   const timeout = opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS
   const agentOpts = {
     connections: opts.connections ?? 16,
@@ -140,10 +172,8 @@ function dispatcherWith(opts: TransportOptions, tls: ReturnType<typeof tlsOption
     // proxies allow on any port; HTTPS still tunnels with CONNECT
     proxyTunnel: false,
   })
-  // Like Go's net/http (and so docker, crane, skopeo), loopback never goes through a proxy: all of
-  // 127.0.0.0/8, which NO_PROXY patterns cannot express.
   const direct = new Agent(agentOpts)
-  return new Routed((origin) => (isLoopbackRegistry(origin.host) ? direct : proxied), [direct, proxied])
+  return new Routed((origin) => (policy.direct(origin.host) ? direct : proxied), [direct, proxied])
 }
 
 /** Sends each request through the dispatcher `pick` chooses for its origin. */
