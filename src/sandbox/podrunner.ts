@@ -141,10 +141,10 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
     for (const [uid, e] of entries) {
       if (wanted.has(uid)) continue
       // listed as running until its process and namespace are gone
-      if (e.proc) {
-        await e.proc.stop()
-        await log(`stopped ${e.proc.name}: the pod is gone or being deleted`)
-      }
+      if (e.proc) await e.proc.stop()
+      // said even when no process runs (one that died waits out its pause): a reader of this log
+      // can then tell a pod deleted before its restart from a restart that never came
+      await log(`stopped ${e.pod.metadata?.namespace}/${e.pod.metadata?.name}: the pod is gone or being deleted`)
       entries.delete(uid)
     }
     for (const [uid, w] of wanted) {
