@@ -64,6 +64,19 @@ describe('ranged blob download', () => {
     expect(fetched).toBe(1)
   })
 
+  it('fetches no parts ahead for a consumer that waits only moments (loopback), budget or not', async () => {
+    const blob = randomBytes(3 * WINDOW_BYTES + 12345)
+    const budget = new ByteBudget(8 * PART_BYTES)
+    const asked: Array<[number, number]> = []
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 0), async (from, to) => {
+      asked.push([from, to])
+      return slow(blob, from, to, 0)
+    }, budget)
+    expect(sha(await collect(s))).toBe(sha(blob))
+    // window after window: parts held ahead would only cost memory where bytes come at once
+    expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, 3 * WINDOW_BYTES - 1], [3 * WINDOW_BYTES, blob.length - 1]])
+  })
+
   it('asks for the next window once the current one is in, before the consumer has read it', async () => {
     const blob = randomBytes(2 * WINDOW_BYTES + 12345)
     const asked: Array<[number, number]> = []

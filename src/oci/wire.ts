@@ -4,13 +4,14 @@
  * its wasm llhttp and copies each body chunk out of wasm memory into a new Buffer; here the
  * socket's own chunks go straight to the consumer, and a PUT body's chunks straight to the socket.
  * A 1 GiB copy from a plain-HTTP registry to a TLS one, without hashing: 1.75-2.42 CPU-s through
- * undici, 1.45-1.69 here with the read buffers pooled (below). Everything else (auth probes, tokens,
+ * undici, 1.45-1.69 here with the read buffers pooled (buffer-pool.ts). Everything else (auth probes, tokens,
  * manifests, HEADs, upload sessions) and every request a proxy may carry stays on undici:
  * request.ts chooses per request.
  */
 import {isIP, connect as netConnect, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
 import {connect as tlsConnect, type SecureContext} from 'node:tls'
+import {doneWith, handOut, isPooled, recycle, takeBuffer} from './buffer-pool.js'
 
 export interface WireOptions {
   tls: (host: string) => {secureContext?: SecureContext; rejectUnauthorized: boolean}
@@ -40,85 +41,8 @@ const coded = (code: string, message: string): Error => Object.assign(new Error(
 const HEAD_LIMIT = 64 * 1024
 const IDLE_MS = 30_000
 
-/**
- * Sockets read into slabs from a pool rather than into a new 64 KiB buffer per read: each new
- * buffer is external memory to V8, and every 64 MiB of it starts a full collection (66 of them,
- * 1.3 CPU-s, in one copy of the benchmark platform). A body chunk goes out as a view of its slab;
- * the slab comes back only when every view handed out has been given back by the code that wrote
- * it out and keeps no reference: an upload's socket (its write callback), the archive writer (its
- * file write). Views that go anywhere else (a split, a buffer kept) are never given back: their
- * slab is collected as any buffer, so a consumer can never see its bytes overwritten.
- */
+/** Sockets read into buffers of the process's pool (buffer-pool.ts), this size. */
 const SLAB_BYTES = 64 * 1024
-const POOL_SLABS = 128
-
-interface Slab {
-  buf: Buffer
-  /** views handed out and not yet given back */
-  out: number
-}
-
-/** each view handed out: what gives it back to its slab */
-const handedOut = new WeakMap<Buffer, () => void>()
-
-/**
- * Gives back a body chunk that has been written out and is referenced no more, so the buffer it
- * was read into can be read into again; any other chunk is left alone.
- */
-export function doneWith(chunk: Buffer): void {
-  const back = handedOut.get(chunk)
-  if (!back) return
-  handedOut.delete(chunk)
-  back()
-}
-
-/** A chunk that doneWith() would give back. */
-const isPooled = (chunk: Buffer): boolean => handedOut.has(chunk)
-
-interface SlabPool {
-  take(): Buffer
-  /** a slab read into, none of it handed out: straight back to the pool */
-  recycle(slab: Buffer): void
-  track(view: Buffer, slab: Buffer): void
-  /** slabs allocated, and reads into a slab that had come back */
-  counts(): {allocated: number; reused: number}
-}
-
-function slabPool(): SlabPool {
-  const free: Buffer[] = []
-  const slabs = new WeakMap<ArrayBufferLike, Slab>()
-  let allocated = 0
-  let reused = 0
-  const release = (s: Slab): void => {
-    slabs.delete(s.buf.buffer)
-    if (free.length < POOL_SLABS) free.push(s.buf)
-  }
-  return {
-    take(): Buffer {
-      let buf = free.pop()
-      if (buf) reused++
-      else {
-        buf = Buffer.allocUnsafeSlow(SLAB_BYTES)
-        allocated++
-      }
-      slabs.set(buf.buffer, {buf, out: 0})
-      return buf
-    },
-    counts: () => ({allocated, reused}),
-    track(view, slab): void {
-      const s = slabs.get(slab.buffer)
-      if (!s) return
-      s.out++
-      handedOut.set(view, () => {
-        if (--s.out === 0) release(s)
-      })
-    },
-    recycle(slab): void {
-      const s = slabs.get(slab.buffer)
-      if (s && s.out === 0) release(s)
-    },
-  }
-}
 
 const kRead = Symbol('wire read')
 type ReadingSocket = Socket & {[kRead]?: (chunk: Buffer, slab: Buffer) => boolean | void}
@@ -236,14 +160,11 @@ function chunkedDecoder(): (buf: Buffer) => {data: Buffer[]; done: boolean} {
 
 export interface Wire {
   request(req: WireRequest): Promise<WireResponse>
-  /** read buffers allocated and reused (see slabPool) */
-  slabs(): {allocated: number; reused: number}
   close(): void
 }
 
 export function createWire(opts: WireOptions): Wire {
   const idle = new Map<string, Socket[]>()
-  const pool = slabPool()
   let closed = false
 
   const keyOf = (u: URL): string => `${u.protocol}//${u.host}`
@@ -254,7 +175,7 @@ export function createWire(opts: WireOptions): Wire {
     const port = Number(u.port || (secure ? 443 : 80))
     return new Promise((resolve, reject) => {
       const onread = {
-        buffer: pool.take,
+        buffer: () => takeBuffer(SLAB_BYTES),
         callback: (n: number, slab: Buffer): boolean => {
           const read = (socket as ReadingSocket)[kRead]
           if (n >= SLAB_BYTES / 2) return read?.(slab.subarray(0, n), slab) !== false
@@ -262,7 +183,7 @@ export function createWire(opts: WireOptions): Wire {
           // KiB at a time) would multiply the memory of every buffered part
           const copy = Buffer.allocUnsafe(n)
           slab.copy(copy, 0, 0, n)
-          pool.recycle(slab)
+          recycle(slab)
           return read?.(copy, copy) !== false
         },
       }
@@ -387,7 +308,7 @@ export function createWire(opts: WireOptions): Wire {
         let more = true
         for (const p of parts) {
           if (!p.length) continue
-          if (p.buffer === slab.buffer) pool.track(p, slab)
+          if (p.buffer === slab.buffer) handOut(p, slab)
           more = body.push(p) && more
         }
         if (done) {
@@ -532,7 +453,6 @@ export function createWire(opts: WireOptions): Wire {
 
   return {
     request,
-    slabs: () => pool.counts(),
     close(): void {
       closed = true
       for (const list of idle.values()) for (const s of list) s.destroy()
