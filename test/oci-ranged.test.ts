@@ -6,12 +6,16 @@ import {ByteBudget, PART_BYTES, rangedStream, WINDOW_BYTES} from '../src/oci/ran
 
 const MiB = 1 << 20
 
-/** bytes of `buf` from `from` to `to` (inclusive) in 64 KiB chunks, `delayMs` apart: a slow network */
-function slow(buf: Buffer, from: number, to: number, delayMs: number): Readable {
+/**
+ * bytes of `buf` from `from` to `to` (inclusive) in 64 KiB chunks, `delayMs` apart, the first after
+ * `firstMs`: a slow network, and its round trip
+ */
+function slow(buf: Buffer, from: number, to: number, delayMs: number, firstMs = 0): Readable {
   let at = from
   return new Readable({
     async read() {
       if (at > to) return void this.push(null)
+      if (at === from && firstMs) await sleep(firstMs)
       if (delayMs) await sleep(delayMs)
       const n = Math.min(64 * 1024, to + 1 - at)
       this.push(buf.subarray(at, at + n))
@@ -32,13 +36,13 @@ async function collect(s: Readable): Promise<Buffer> {
 }
 
 describe('ranged blob download', () => {
-  it('splits a blob the consumer waits for into parts, and gives every byte back in order', async () => {
+  it('splits a blob whose bytes keep the consumer waiting a round trip into parts, and gives every byte back in order', async () => {
     const blob = randomBytes(WINDOW_BYTES + 6 * PART_BYTES + 12345)
     const budget = new ByteBudget(3 * PART_BYTES)
     const asked: Array<[number, number]> = []
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2), async (from, to) => {
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => {
       asked.push([from, to])
-      return slow(blob, from, to, 1)
+      return slow(blob, from, to, 1, 60)
     }, budget)
     const got = await collect(s)
     expect(got.length).toBe(blob.length)
@@ -96,20 +100,31 @@ describe('ranged blob download', () => {
   it('fails when a part ends short, and frees the budget', async () => {
     const blob = randomBytes(WINDOW_BYTES + 4 * PART_BYTES)
     const budget = new ByteBudget(2 * PART_BYTES)
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3), async (from, to) => slow(blob, from, to - 100, 0), budget)
+    let asked = 0
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 60), async (from, to) => {
+      asked++
+      return slow(blob, from, to - 100, 0)
+    }, budget)
     await expect(collect(s)).rejects.toThrow(/ended after/)
+    // parts were asked for (the budget was taken), and it is all back
+    expect(asked).toBeGreaterThan(1)
     expect(budget.tryTake(2 * PART_BYTES)).toBe(true)
   })
 
   it('frees the budget when the consumer stops early', async () => {
     const blob = randomBytes(WINDOW_BYTES + 8 * MiB)
     const budget = new ByteBudget(2 * PART_BYTES)
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2), async (from, to) => slow(blob, from, to, 5), budget)
+    let asked = 0
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => {
+      asked++
+      return slow(blob, from, to, 5)
+    }, budget)
     let n = 0
     for await (const c of s) {
       n += (c as Buffer).length
       if (n > WINDOW_BYTES + MiB) break
     }
+    expect(asked).toBeGreaterThan(1)
     expect(budget.tryTake(2 * PART_BYTES)).toBe(true)
   })
 })

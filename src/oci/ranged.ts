@@ -92,10 +92,11 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
   const started = performance.now()
   let waitingSince = 0
   let waited = 0
+  let longWait = false
   const slow = (): boolean => {
     const now = performance.now()
-    const w = waited + (waitingSince ? now - waitingSince : 0)
-    return w >= SLOW_WAIT_MS && w >= (now - started) * SLOW_WAIT_SHARE
+    if (waitingSince && now - waitingSince >= SLOW_WAIT_MS) longWait = true
+    return longWait && waited + (waitingSince ? now - waitingSince : 0) >= (now - started) * SLOW_WAIT_SHARE
   }
 
   const out = new Readable({
@@ -129,7 +130,9 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
       s.buffered += c.length
       s.received += c.length
       if (waitingSince && s === segs[0]) {
-        waited += performance.now() - waitingSince
+        const w = performance.now() - waitingSince
+        if (w >= SLOW_WAIT_MS) longWait = true
+        waited += w
         waitingSince = 0
       }
       // a window asked for ahead (no budget) holds no more than the one being read

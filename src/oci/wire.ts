@@ -11,7 +11,7 @@
 import {isIP, connect as netConnect, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
 import {connect as tlsConnect, type SecureContext} from 'node:tls'
-import {doneWith, handOut, isPooled, recycle, takeBuffer} from './buffer-pool.js'
+import {doneWith, handOut, isPooled, takeBuffer} from './buffer-pool.js'
 
 export interface WireOptions {
   tls: (host: string) => {secureContext?: SecureContext; rejectUnauthorized: boolean}
@@ -41,11 +41,21 @@ const coded = (code: string, message: string): Error => Object.assign(new Error(
 const HEAD_LIMIT = 64 * 1024
 const IDLE_MS = 30_000
 
-/** Sockets read into buffers of the process's pool (buffer-pool.ts), this size. */
-const SLAB_BYTES = 64 * 1024
+/**
+ * Sockets read into buffers of the process's pool (buffer-pool.ts) of this size, a read at a
+ * time, and move on to a new one when less than MIN_READ is left.
+ */
+const SLAB_BYTES = 256 * 1024
+const MIN_READ = 64 * 1024
 
 const kRead = Symbol('wire read')
-type ReadingSocket = Socket & {[kRead]?: (chunk: Buffer, slab: Buffer) => boolean | void}
+const kLetGo = Symbol('wire let go of the read buffer')
+type ReadingSocket = Socket & {[kRead]?: (chunk: Buffer, slab: Buffer) => boolean | void; [kLetGo]?: () => void}
+/** the socket gives its read buffer back when it closes, whatever listeners an exchange removed */
+const keepLetGo = (socket: Socket): void => {
+  const letGo = (socket as ReadingSocket)[kLetGo]
+  if (letGo) socket.once('close', letGo)
+}
 
 /** A response body: a Readable with undici's dump() and text(). */
 export class WireBody extends Readable {
@@ -174,17 +184,31 @@ export function createWire(opts: WireOptions): Wire {
     const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
     const port = Number(u.port || (secure ? 443 : 80))
     return new Promise((resolve, reject) => {
+      // Reads are packed into the socket's current buffer, each one after the last: a short read
+      // (a slow link gives a few KiB at a time) takes only its bytes of it, neither a buffer of its
+      // own nor a copy. The socket holds its current buffer (`holding`, a view given back when it
+      // moves on), so the buffer is not read into by another while this one still fills it.
+      let current: Buffer | undefined
+      let used = 0
+      let holding: Buffer | undefined
+      const moveOn = (): void => {
+        if (holding) doneWith(holding)
+        current = holding = undefined
+      }
       const onread = {
-        buffer: () => takeBuffer(SLAB_BYTES),
-        callback: (n: number, slab: Buffer): boolean => {
-          const read = (socket as ReadingSocket)[kRead]
-          if (n >= SLAB_BYTES / 2) return read?.(slab.subarray(0, n), slab) !== false
-          // a short read is copied out: a whole slab held for a few bytes (a slow link reads a few
-          // KiB at a time) would multiply the memory of every buffered part
-          const copy = Buffer.allocUnsafe(n)
-          slab.copy(copy, 0, 0, n)
-          recycle(slab)
-          return read?.(copy, copy) !== false
+        buffer: (): Buffer => {
+          if (!current || SLAB_BYTES - used < MIN_READ) {
+            moveOn()
+            current = takeBuffer(SLAB_BYTES)
+            used = 0
+            holding = current.subarray(0, 0)
+            handOut(holding, current)
+          }
+          return current.subarray(used)
+        },
+        callback: (n: number, into: Buffer): boolean => {
+          used += n
+          return (socket as ReadingSocket)[kRead]?.(into.subarray(0, n), current!) !== false
         },
       }
       const socket: Socket = secure
@@ -192,6 +216,10 @@ export function createWire(opts: WireOptions): Wire {
         : netConnect({host, port, onread})
       // a TLS socket takes no onread buffers (node decrypts into its own): it reads as a stream
       if (secure) socket.on('data', (chunk: Buffer) => void (socket as ReadingSocket)[kRead]?.(chunk, chunk))
+      else {
+        ;(socket as ReadingSocket)[kLetGo] = moveOn
+        socket.once('close', moveOn)
+      }
       const timer = setTimeout(() => socket.destroy(coded('UND_ERR_CONNECT_TIMEOUT', `connect to ${u.host} timed out`)), Math.min(15_000, opts.timeoutMs))
       const done = (e?: Error): void => {
         clearTimeout(timer)
@@ -223,6 +251,7 @@ export function createWire(opts: WireOptions): Wire {
       return
     }
     socket.removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('drain').removeAllListeners('timeout')
+    keepLetGo(socket)
     // a server that closes an idle connection: drop it from the pool
     const drop = (): void => {
       socket.destroy()
@@ -255,6 +284,7 @@ export function createWire(opts: WireOptions): Wire {
 
   function exchange(req: WireRequest, key: string, socket: Socket, reused: boolean): Promise<WireResponse> {
     socket.removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('timeout')
+    keepLetGo(socket)
     socket.ref()
     // a socket paused stops reading (readStop, with onread): nothing would see the response
     socket.resume()
@@ -358,6 +388,8 @@ export function createWire(opts: WireOptions): Wire {
           const end = headBuf.indexOf('\r\n\r\n')
           if (end === -1) {
             if (headBuf.length > HEAD_LIMIT) finish(coded('UND_ERR_HEADERS_OVERFLOW', 'response headers too large'))
+            // kept past this read: a copy, since a read buffer is read into again once given back
+            else if (headBuf.buffer === slab.buffer) headBuf = Buffer.from(headBuf)
             return true
           }
           let h: Head
