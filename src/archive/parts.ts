@@ -12,7 +12,7 @@ import {open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
-import {handOut, recycle, takeBuffer} from '../oci/buffer-pool.js'
+import {handOut, recycle, takeBuffer} from '../oci/index.js'
 
 export const PARTIAL = '.partial'
 /**
