@@ -5,13 +5,13 @@
  * container runtime. Everything listens on 127.0.0.1 on free ports and lives under one run directory.
  */
 import {CoreV1Api, KubeConfig, type V1Node} from '@kubernetes/client-node'
-import {mkdir, readFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rename} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
 import {join, resolve} from 'node:path'
 import {KpiError} from '../errors.js'
 import {makePki, writeKubeconfig} from './controlplane-pki.js'
-import {freePorts, startProcess, waitFor, type Proc} from './procs.js'
+import {freePorts, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 import {toolPath} from './tools.js'
 import {kwokStages} from './kwok-stages.js'
 import {allocatePodSubnet, type PodSubnet} from './podnet.js'
@@ -74,7 +74,31 @@ const defaultNodes: FakeNode[] = [
 
 const SERVICE_CIDR = '10.96.0.0/16'
 
+/**
+ * Ports are picked free, then bound by the processes a moment later: a process of a test running
+ * beside may take one in between (a CI run saw kube-apiserver fail with "bind: address already in
+ * use"). Such a start is tried again with new ports, its directory kept beside as `DIR.attempt-N`.
+ */
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const runDir = resolve(opts.runDir)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts)
+    } catch (e) {
+      if (attempt >= 3 || !(await portTaken(join(runDir, 'logs')))) throw e
+      await rename(runDir, `${runDir}.attempt-${attempt}`)
+    }
+  }
+}
+
+/** A process of the control plane could not bind its port. */
+async function portTaken(logsDir: string): Promise<boolean> {
+  const names = await readdir(logsDir).catch(() => [] as string[])
+  const tails = await Promise.all(names.filter((n) => n.endsWith('.log')).map((n) => tailLog(join(logsDir, n), 20)))
+  return tails.some((t) => /address already in use/.test(t))
+}
+
+async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const runDir = resolve(opts.runDir)
   const logsDir = join(runDir, 'logs')
   const nodes = opts.nodes ?? defaultNodes
