@@ -59,7 +59,7 @@ export function blobOps(http: Requester): BlobOps {
     const headers = range ? {range} : undefined
     if (sameOrigin(url, repo)) return http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true, bulk: true, ...(headers ? {headers} : {})})
     // storage (S3, a CDN) gets no registry credentials: they are for the registry only
-    return http.rawRetry(url, 'GET', headers ?? {}, undefined, new URL(url).host, true, true)
+    return http.raw(url, 'GET', headers ?? {}, undefined, {where: new URL(url).host, retry: true, bulk: true})
   }
 
   /** GET a blob (with `range` when given), following redirects; the response and the URL that gave it. */
@@ -131,7 +131,7 @@ export function blobOps(http: Requester): BlobOps {
     if (sameOrigin(target.toString(), repo)) {
       return http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream, bulk: true})
     }
-    return http.raw(target.toString(), 'PUT', headers, stream, target.host, true)
+    return http.raw(target.toString(), 'PUT', headers, stream, {where: target.host, bulk: true})
   }
 
   async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<Dispatcher.ResponseData> {

@@ -38,6 +38,16 @@ export interface Req {
   bulk?: boolean
 }
 
+/** How a request without registry credentials is sent (Requester.raw). */
+export interface RawOptions {
+  /** what the request is for, named in errors: a registry or a storage host */
+  where: string
+  /** as Req.retry; a body that cannot be replayed is sent once whatever this says */
+  retry?: boolean
+  /** as Req.bulk */
+  bulk?: boolean
+}
+
 /** What the operation modules (manifests, blobs, referrers, tags) build on. */
 export interface Requester {
   policy: RetryPolicy
@@ -46,10 +56,8 @@ export interface Requester {
   repoUrl(repo: Repo, rest: string): string
   /** one authenticated request to a registry: retried when idempotent, re-authenticated once on 401 */
   send(registry: string, req: Req): Promise<Dispatcher.ResponseData>
-  /** a request without registry credentials (storage a registry redirects to), not retried */
-  raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk?: boolean): Promise<Dispatcher.ResponseData>
-  /** like raw, retried when `retry` and the body is replayable */
-  rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean, bulk?: boolean): Promise<Dispatcher.ResponseData>
+  /** a request without registry credentials (storage a registry redirects to, the /v2/ probe) */
+  raw(url: string, method: Method, headers: Record<string, string>, body: Body, o: RawOptions): Promise<Dispatcher.ResponseData>
   /** checks the credentials for a registry now rather than at the first operation */
   ping(registry: string): Promise<void>
   close(): Promise<void>
@@ -124,7 +132,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const base = (registry: string): string => registryBaseUrl(registry, isPlain(registry))
   const repoUrl = (repo: Repo, rest: string): string => `${base(repo.registry)}/v2/${repo.repository}/${rest}`
 
-  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk = false): Promise<Dispatcher.ResponseData> {
+  async function once(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk: boolean): Promise<Dispatcher.ResponseData> {
     const u = new URL(url)
     try {
       if (bulk && route.direct(u.host) && (method === 'GET' || (method === 'PUT' && body !== undefined && !replayable(body)))) {
@@ -145,10 +153,10 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     }
   }
 
-  async function rawRetry(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, retry: boolean, bulk = false): Promise<Dispatcher.ResponseData> {
-    if (!retry || !replayable(body)) return raw(url, method, headers, body, where, bulk)
+  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, {where, retry = false, bulk = false}: RawOptions): Promise<Dispatcher.ResponseData> {
+    if (!retry || !replayable(body)) return once(url, method, headers, body, where, bulk)
     try {
-      return await withRetry(() => raw(url, method, headers, body, where, bulk), policy, dump)
+      return await withRetry(() => once(url, method, headers, body, where, bulk), policy, dump)
     } catch (e) {
       throw mapTransportError(e, where)
     }
@@ -158,12 +166,12 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const probe = memoAsync(async (registry: string): Promise<void> => {
     let res: Dispatcher.ResponseData
     try {
-      res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+      res = await raw(`${base(registry)}/v2/`, 'GET', {}, undefined, {where: registry, retry: true})
     } catch (e) {
       if (isPlain(registry) || !isLoopbackRegistry(registry) || !servesPlainHttp(e)) throw e
       learnedPlain.add(registry)
       opts.onPlainHttp?.(registry)
-      res = await rawRetry(`${base(registry)}/v2/`, 'GET', {}, undefined, registry, true)
+      res = await raw(`${base(registry)}/v2/`, 'GET', {}, undefined, {where: registry, retry: true})
     }
     if (res.statusCode === 401) {
       auth.learn(registry, res.headers['www-authenticate'])
@@ -202,7 +210,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
       const authz = await auth.authorization(registry, scopes)
       const headers: Record<string, string> = {...req.headers}
       if (authz) headers.authorization = authz
-      const res = await rawRetry(req.url, req.method, headers, req.body, registry, req.retry ?? false, req.bulk)
+      const res = await raw(req.url, req.method, headers, req.body, {where: registry, retry: req.retry ?? false, bulk: req.bulk})
       if (res.statusCode !== 401) return res
       await dump(res)
       const again = round === 0 ? await auth.refused(registry, scopes, res.headers['www-authenticate'], authz) : {retry: false, scopes}
@@ -217,7 +225,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     if (scheme === 'basic') {
       const authz = await auth.authorization(registry, [])
       if (!authz) throw refusedError(registry, undefined)
-      const res = await rawRetry(`${base(registry)}/v2/`, 'GET', {authorization: authz}, undefined, registry, true)
+      const res = await raw(`${base(registry)}/v2/`, 'GET', {authorization: authz}, undefined, {where: registry, retry: true})
       await dump(res)
       if (res.statusCode === 401) throw refusedError(registry, await credentials(registry))
       if (res.statusCode >= 300) throw registryError(res.statusCode, '', {registry, subject: `the API root of ${registry}`, action: 'pull'})
@@ -226,7 +234,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     }
   }
 
-  return {policy, base, repoUrl, send, raw, rawRetry, ping, close: async () => {
+  return {policy, base, repoUrl, send, raw, ping, close: async () => {
     wire.close()
     await dispatcher.close()
   }}
