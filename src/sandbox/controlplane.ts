@@ -91,6 +91,36 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }
 }
 
+/**
+ * KWOK 0.8 makes its pool of pod addresses on first use, by a lookup then a store that are not
+ * one step (PodController.ipPool): pods given addresses side by side at that moment can draw from
+ * two pools, and two live pods get one address (seen: kpack-webhook given 10.244.251.1 while
+ * cert-injection-webhook held it; the pod runner, whose namespaces are named by address, then
+ * killed the one to start the other). One pod given an address first makes the pool before any
+ * other pod asks.
+ */
+async function warmPodIpPool(core: CoreV1Api, node: string, wait: {timeoutMs: number; procs: Proc[]}): Promise<void> {
+  const name = 'kpi-sandbox-address-pool'
+  const namespace = 'default'
+  await core.createNamespacedPod({namespace, body: {
+    metadata: {name, namespace},
+    spec: {nodeName: node, containers: [{name: 'pool', image: 'kpi.invalid/address-pool'}]},
+  }})
+  await waitFor(async () => !!(await core.readNamespacedPod({name, namespace})).status?.podIP, {
+    what: `pod ${namespace}/${name} given an address (KWOK)`, ...wait, intervalMs: 200,
+  })
+  await core.deleteNamespacedPod({name, namespace, gracePeriodSeconds: 0})
+  await waitFor(async () => {
+    try {
+      await core.readNamespacedPod({name, namespace})
+      return false
+    } catch (e) {
+      if ((e as {code?: number}).code === 404) return true
+      throw e
+    }
+  }, {what: `pod ${namespace}/${name} gone`, ...wait, intervalMs: 200})
+}
+
 /** A process of the control plane could not bind its port. */
 async function portTaken(logsDir: string): Promise<boolean> {
   const names = await readdir(logsDir).catch(() => [] as string[])
@@ -305,6 +335,7 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
     }, {what: 'the default service account (kube-controller-manager)', timeoutMs, intervalMs: 500, procs: all})
 
     if (opts.pods && subnet) {
+      await warmPodIpPool(core, names[0]!, {timeoutMs, procs: all})
       const forwardPorts = [apiPort, ...(opts.pods.forwardPorts ?? [])]
       forwarders = await startHostForwarders(subnet.sockDir, forwardPorts)
       podRunner = await startPodRunner({
