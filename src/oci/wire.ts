@@ -4,9 +4,9 @@
  * its wasm llhttp and copies each body chunk out of wasm memory into a new Buffer; here the
  * socket's own chunks go straight to the consumer, and a PUT body's chunks straight to the socket.
  * A 1 GiB copy from a plain-HTTP registry to a TLS one, without hashing: 1.75-2.42 CPU-s through
- * undici, 1.45-1.69 here with the read buffers pooled (buffer-pool.ts). Everything else (auth probes, tokens,
- * manifests, HEADs, upload sessions) and every request a proxy may carry stays on undici:
- * request.ts chooses per request.
+ * undici, 1.45-1.69 here with the read buffers pooled (buffer-pool.ts). Everything else (auth
+ * probes, tokens, manifests, HEADs, upload sessions) and every request a proxy may carry stays on
+ * undici: request.ts chooses per request.
  */
 import {isIP, connect as netConnect, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
@@ -218,7 +218,7 @@ export function createWire(opts: WireOptions): Wire {
       if (secure) socket.on('data', (chunk: Buffer) => void (socket as ReadingSocket)[kRead]?.(chunk, chunk))
       else {
         ;(socket as ReadingSocket)[kLetGo] = moveOn
-        socket.once('close', moveOn)
+        keepLetGo(socket)
       }
       const timer = setTimeout(() => socket.destroy(coded('UND_ERR_CONNECT_TIMEOUT', `connect to ${u.host} timed out`)), Math.min(15_000, opts.timeoutMs))
       const done = (e?: Error): void => {
