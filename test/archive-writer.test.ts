@@ -1,0 +1,68 @@
+/**
+ * The archive writer (src/archive/writer.ts) checks every blob's bytes against its digest as it
+ * writes them: a blob whose bytes do not match is refused, named, and never counts as written,
+ * while the blobs around it are kept for --resume.
+ */
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdtemp, readdir, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {createArchiveSink} from '../src/archive/writer.js'
+import {KpiError} from '../src/errors.js'
+import {handOut, takeBuffer} from '../src/oci/index.js'
+import {poolCounts} from '../src/oci/buffer-pool.js'
+
+const digest = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`
+
+/** `bytes` as chunks of the process's pool, as the wire and the archive reader hand them out */
+function pooledChunks(bytes: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = []
+  for (let at = 0; at < bytes.length; at += size) {
+    const slab = takeBuffer(256 * 1024)
+    const n = Math.min(size, bytes.length - at)
+    bytes.copy(slab, 0, at, at + n)
+    const view = slab.subarray(0, n)
+    handOut(view, slab)
+    out.push(view)
+  }
+  return out
+}
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kpi-archive-writer-'))
+})
+afterAll(async () => {
+  await rm(dir, {recursive: true, force: true})
+})
+
+describe('the archive writer checking digests', () => {
+  const sink = (file: string, blobs: Buffer[]) => createArchiveSink(file, {order: blobs.map((b) => ({digest: digest(b), size: b.length}))})
+
+  it('writes blobs whose bytes match, giving their buffers back, and refuses one whose bytes do not: named, never counted as written', async () => {
+    const good = randomBytes(2 * 1024 * 1024 + 3)
+    const bad = randomBytes(1024 * 1024)
+    const file = join(dir, 'refuse.tar')
+    const s = await sink(file, [good, bad])
+    const before = poolCounts()
+    await s.putBlob({registry: 'r.example', repository: 'a'}, digest(good), good.length, async () => Readable.from(pooledChunks(good, 70_000)))
+    // written and hashed, every pooled chunk went back: its buffers are read into again
+    const pooled = poolCounts().allocated - before.allocated
+    pooledChunks(Buffer.alloc(pooled * 70_000), 70_000)
+    expect(poolCounts().reused - before.reused).toBe(pooled)
+    const wrong = Buffer.from(bad)
+    wrong[500_000] = wrong[500_000]! ^ 0xff
+    const err = await s.putBlob({registry: 'r.example', repository: 'a'}, digest(bad), bad.length, async () => Readable.from([wrong])).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).kind).toBe('integrity')
+    expect((err as KpiError).message).toContain(`blob ${digest(bad)}: content hashes to ${digest(wrong)}`)
+    expect([...s.written.keys()]).toEqual([digest(good)])
+    expect(await s.hasBlob({registry: 'r.example', repository: 'a'}, digest(bad))).toBe(false)
+    // the blob written is read back whole; the archive stays partial, for --resume
+    expect((await s.readBlob(digest(good), good.length))?.equals(good)).toBe(true)
+    await s.abort()
+    expect((await readdir(dir)).filter((f) => f.startsWith('refuse'))).toEqual(['refuse.tar.partial'])
+  })
+})
