@@ -1,8 +1,12 @@
 import {createHash, randomBytes} from 'node:crypto'
+import {mkdtemp, readdir, readlink, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
-import {ByteBudget, PART_BYTES, rangedStream, WINDOW_BYTES} from '../src/oci/ranged.js'
+import {KpiError} from '../src/errors.js'
+import {PART_BYTES, partSpool, rangedStream, WINDOW_BYTES} from '../src/oci/ranged.js'
 
 const MiB = 1 << 20
 
@@ -29,6 +33,22 @@ const firstEnd = (blob: Buffer) => Math.min(blob.length, WINDOW_BYTES) - 1
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
+/** the spool has all its slots free again (slots go back once their writes have settled) */
+async function settled(spool: ReturnType<typeof partSpool>, slots: number): Promise<void> {
+  for (let i = 0; i < 100 && spool.free !== slots; i++) await sleep(10)
+  expect(spool.free).toBe(slots)
+}
+
+/** descriptors of this process open on a spool file (unlinked once open: "(deleted)") */
+async function spoolFiles(): Promise<string[]> {
+  const out: string[] = []
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
+    if (target.includes('kpi-parts-')) out.push(target)
+  }
+  return out
+}
+
 async function collect(s: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
   for await (const c of s) chunks.push(c as Buffer)
@@ -38,12 +58,12 @@ async function collect(s: Readable): Promise<Buffer> {
 describe('ranged blob download', () => {
   it('splits a blob whose bytes keep the consumer waiting a round trip into parts, and gives every byte back in order', async () => {
     const blob = randomBytes(WINDOW_BYTES + 6 * PART_BYTES + 12345)
-    const budget = new ByteBudget(3 * PART_BYTES)
+    const spool = partSpool(3 * PART_BYTES)
     const asked: Array<[number, number]> = []
     const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => {
       asked.push([from, to])
       return slow(blob, from, to, 1, 60)
-    }, budget)
+    }, spool)
     const got = await collect(s)
     expect(got.length).toBe(blob.length)
     expect(sha(got)).toBe(sha(blob))
@@ -52,8 +72,9 @@ describe('ranged blob download', () => {
     const ranges = [[0, firstEnd(blob)], ...asked].sort((a, b) => a[0]! - b[0]!)
     for (let i = 1; i < ranges.length; i++) expect(ranges[i]![0]).toBe(ranges[i - 1]![1]! + 1)
     expect(ranges[ranges.length - 1]![1]).toBe(blob.length - 1)
-    // every part's share of the budget is back
-    expect(budget.tryTake(3 * PART_BYTES)).toBe(true)
+    // every part's slot is back, and the spool file is closed
+    await settled(spool, 3)
+    expect(await spoolFiles()).toEqual([])
   })
 
   it('reads a blob whose consumer keeps up on the first connection alone', async () => {
@@ -62,7 +83,7 @@ describe('ranged blob download', () => {
     const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 0), async (from, to) => {
       fetched++
       return slow(blob, from, to, 0)
-    }, new ByteBudget(0))
+    }, partSpool(0))
     expect(sha(await collect(s))).toBe(sha(blob))
     // no budget: the rest is one more window, never parts held ahead
     expect(fetched).toBe(1)
@@ -70,12 +91,12 @@ describe('ranged blob download', () => {
 
   it('fetches no parts ahead for a consumer that waits only moments (loopback), budget or not', async () => {
     const blob = randomBytes(3 * WINDOW_BYTES + 12345)
-    const budget = new ByteBudget(8 * PART_BYTES)
+    const spool = partSpool(8 * PART_BYTES)
     const asked: Array<[number, number]> = []
     const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 0), async (from, to) => {
       asked.push([from, to])
       return slow(blob, from, to, 0)
-    }, budget)
+    }, spool)
     expect(sha(await collect(s))).toBe(sha(blob))
     // window after window: parts held ahead would only cost memory where bytes come at once
     expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, 3 * WINDOW_BYTES - 1], [3 * WINDOW_BYTES, blob.length - 1]])
@@ -88,7 +109,7 @@ describe('ranged blob download', () => {
     const s = rangedStream(blob.length, Readable.from([blob.subarray(0, WINDOW_BYTES)]), async (from, to) => {
       asked.push([from, to])
       return slow(blob, from, to, 0)
-    }, new ByteBudget(0))
+    }, partSpool(0))
     await sleep(50)
     // a consumer that keeps up finds the next window already on its way: no round trip at the
     // seam; that window holds no more than HIGH_WATER unread, so it is not in yet either
@@ -97,34 +118,68 @@ describe('ranged blob download', () => {
     expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, blob.length - 1]])
   })
 
-  it('fails when a part ends short, and frees the budget', async () => {
+  it('fails when a part ends short, and frees its slots', async () => {
     const blob = randomBytes(WINDOW_BYTES + 4 * PART_BYTES)
-    const budget = new ByteBudget(2 * PART_BYTES)
+    const spool = partSpool(2 * PART_BYTES)
     let asked = 0
     const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 60), async (from, to) => {
       asked++
       return slow(blob, from, to - 100, 0)
-    }, budget)
+    }, spool)
     await expect(collect(s)).rejects.toThrow(/ended after/)
-    // parts were asked for (the budget was taken), and it is all back
+    // parts were asked for (slots were taken), and all are back
     expect(asked).toBeGreaterThan(1)
-    expect(budget.tryTake(2 * PART_BYTES)).toBe(true)
+    await settled(spool, 2)
   })
 
-  it('frees the budget when the consumer stops early', async () => {
+  it('frees the slots when the consumer stops early', async () => {
     const blob = randomBytes(WINDOW_BYTES + 8 * MiB)
-    const budget = new ByteBudget(2 * PART_BYTES)
+    const spool = partSpool(2 * PART_BYTES)
     let asked = 0
     const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => {
       asked++
       return slow(blob, from, to, 5)
-    }, budget)
+    }, spool)
     let n = 0
     for await (const c of s) {
       n += (c as Buffer).length
       if (n > WINDOW_BYTES + MiB) break
     }
     expect(asked).toBeGreaterThan(1)
-    expect(budget.tryTake(2 * PART_BYTES)).toBe(true)
+    await settled(spool, 2)
+  })
+
+  it('keeps parts ahead in an unlinked temporary file while they wait, not in memory', async () => {
+    const blob = randomBytes(WINDOW_BYTES + 6 * PART_BYTES + 777)
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-spool-'))
+    const spool = partSpool(4 * PART_BYTES, dir)
+    // parts come at once; the consumer is slow to reach them, so they wait in their slots
+    let sawFile: string[] = []
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => slow(blob, from, to, 0), spool)
+    const chunks: Buffer[] = []
+    for await (const c of s) {
+      chunks.push(Buffer.from(c as Buffer))
+      if (spool.free < 4 && sawFile.length === 0) sawFile = await spoolFiles()
+    }
+    expect(sha(Buffer.concat(chunks))).toBe(sha(blob))
+    // the file was open, under the directory given, with no name left in it
+    expect(sawFile.length).toBe(1)
+    expect(sawFile[0]).toMatch(new RegExp(`^${dir}/kpi-parts-.* \\(deleted\\)$`))
+    expect(await readdir(dir)).toEqual([])
+    await settled(spool, 4)
+    expect(await spoolFiles()).toEqual([])
+    await rm(dir, {recursive: true, force: true})
+  })
+
+  it('fails with a KpiError naming the spool and TMPDIR when parts cannot be kept', async () => {
+    const blob = randomBytes(WINDOW_BYTES + 4 * PART_BYTES)
+    const dir = join(tmpdir(), `kpi-spool-missing-${process.pid}`)
+    const spool = partSpool(2 * PART_BYTES, dir)
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 60), async (from, to) => slow(blob, from, to, 0), spool)
+    const err = await collect(s).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).message).toContain(`keeping parts of a blob in ${dir}/kpi-parts-`)
+    expect((err as KpiError).hint).toContain('TMPDIR')
+    await settled(spool, 2)
   })
 })

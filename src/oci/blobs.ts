@@ -12,7 +12,7 @@ import {pullScope, pushScope} from './auth.js'
 import {verifyingStream} from './digest.js'
 import {checkDigest, formatRepo} from './reference.js'
 import type {ErrorContext} from './registry-errors.js'
-import {AHEAD_BUDGET_BYTES, ByteBudget, RANGED_MIN_BYTES, WINDOW_BYTES, rangedStream} from './ranged.js'
+import {RANGED_MIN_BYTES, WINDOW_BYTES, partSpool, rangedStream} from './ranged.js'
 import {dump, fail, header, type Requester} from './request.js'
 import {backoffMs, errorCodes, isConnectionReset, retryableStatus} from './retry.js'
 import {mapTransportError} from './transport.js'
@@ -26,7 +26,7 @@ export type BlobOps = Pick<RegistryClient, 'hasBlob' | 'getBlob' | 'putBlob' | '
 export function blobOps(http: Requester): BlobOps {
   const sameOrigin = (url: string, repo: Repo): boolean => new URL(url).origin === new URL(http.base(repo.registry)).origin
   // parts of big blobs fetched ahead of the one being read, for every download of this client
-  const aheadBudget = new ByteBudget(AHEAD_BUDGET_BYTES)
+  const spool = partSpool()
 
   /** `bytes from-to/size` as the registry must answer a Range GET, else a KpiError. */
   const checkRange = (res: Dispatcher.ResponseData, from: number, to: number, size: number, label: string): void => {
@@ -92,7 +92,7 @@ export function blobOps(http: Requester): BlobOps {
         if (part.statusCode !== 206) return fail(part, blobCtx(repo, digest))
         checkRange(part, from, to, size, label)
         return part.body
-      }, aheadBudget)
+      }, spool)
     } else {
       if (res.statusCode !== 200) return fail(res, blobCtx(repo, digest))
       const declared = Number(header(res, 'content-length'))

@@ -9,13 +9,16 @@
  * a plain GET: on loopback, where the upload is slower than the download, nothing else happens.
  * Only while the consumer waits for bytes that have not come, and has waited long enough to tell a
  * slow path from a moment's pause (SLOW_WAIT_MS), are parts after the last range asked for
- * fetched side by side. Parts fetched ahead are held in memory within a byte budget shared by
- * every download of a client, so memory stays bounded whatever the blob size. No connection is
+ * fetched side by side. Parts fetched ahead wait for their turn in a temporary file (part-spool.ts)
+ * whose size, shared by every download of a client, bounds how many are in flight; memory holds
+ * no more than HIGH_WATER per connection, whatever the blob size. No connection is
  * ever cut short: an open-ended GET closed early would have had the registry send (and a proxy
  * buffer) far more than was read, which a first version did: 4.3 GiB served for a 2.1 GiB copy
  * through toxiproxy.
  */
 import {Readable} from 'node:stream'
+import {doneWith, handOut, recycle, takeBuffer} from './buffer-pool.js'
+import {PartSpool} from './part-spool.js'
 
 /**
  * Blobs at least this big are asked for as a Range (and may be split). Behind the benchmark's WAN
@@ -31,22 +34,12 @@ export const WINDOW_BYTES = 8 << 20
 export const PART_BYTES = 4 << 20
 /** Parts fetched ahead of the one being read, per blob. */
 export const PARTS_AHEAD = 8
-/** Bytes all downloads of a client may hold in parts fetched ahead. */
+/** Bytes all downloads of a client may have in parts fetched ahead (their spool file's size). */
 export const AHEAD_BUDGET_BYTES = 32 << 20
 
-/** A counting semaphore of bytes. */
-export class ByteBudget {
-  private used = 0
-  constructor(readonly limit: number) {}
-  tryTake(n: number): boolean {
-    if (this.used + n > this.limit) return false
-    this.used += n
-    return true
-  }
-  give(n: number): void {
-    this.used -= n
-  }
-}
+/** The spool of a client's parts fetched ahead. */
+export const partSpool = (limit = AHEAD_BUDGET_BYTES, dir?: string): PartSpool => new PartSpool(limit, PART_BYTES, dir)
+export type {PartSpool}
 
 /** Bytes [from, to) of the blob, from one response. */
 interface Segment {
@@ -54,12 +47,19 @@ interface Segment {
   to: number
   /** bytes received from its response so far */
   received: number
+  /** a window's bytes not yet read by the consumer (a part's wait in its slot instead) */
   chunks: Buffer[]
   buffered: number
   done: boolean
   body?: Readable
-  /** budget bytes held (parts fetched ahead) */
-  reserved: number
+  /** a part fetched ahead: its slot in the spool */
+  slot?: number
+  /** a part: its writes to the slot, one after another; bytes in the slot; bytes read back */
+  writes: Promise<void>
+  writing: number
+  spooled: number
+  readBack: number
+  reading: boolean
 }
 
 /** Opens bytes from..to (inclusive) of the blob: a 206 body of exactly that length, or throws. */
@@ -78,14 +78,16 @@ export type FetchRange = (from: number, to: number) => Promise<Readable>
 const SLOW_WAIT_MS = 40
 const SLOW_WAIT_SHARE = 0.5
 
-/** Pause the connection being read when this much of it waits for the consumer. */
+/** Pause the connection being read when this much of it waits for the consumer (or for the spool). */
 const HIGH_WATER = 256 << 10
+/** Bytes read back from a part's slot at a time. */
+const READ_BACK = 256 << 10
 
 /**
  * The blob of `size` bytes as one stream, given the body of its first range (`first`, bytes
  * 0..min(size, WINDOW_BYTES)-1) and a way to fetch other ranges.
  */
-export function rangedStream(size: number, first: Readable, fetchRange: FetchRange, budget: ByteBudget): Readable {
+export function rangedStream(size: number, first: Readable, fetchRange: FetchRange, spool: PartSpool): Readable {
   const segs: Segment[] = []
   let failed = false
   let wanted = false
@@ -110,13 +112,29 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
       failed = true
       for (const s of segs) {
         s.body?.destroy()
-        if (s.reserved) budget.give(s.reserved)
-        s.reserved = 0
+        free(s)
         s.chunks = []
       }
       cb(err)
     },
   })
+
+  /** A part's slot goes back once no write to it is in flight: a later part may be written there. */
+  const free = (s: Segment) => {
+    const slot = s.slot
+    if (slot === undefined) return
+    s.slot = undefined
+    void s.writes.catch(() => undefined).then(() => spool.give(slot))
+  }
+
+  /** Bytes of the first segment came: what the consumer waited for them counts (see slow()). */
+  const arrived = () => {
+    if (!waitingSince) return
+    const w = performance.now() - waitingSince
+    if (w >= SLOW_WAIT_MS) longWait = true
+    waited += w
+    waitingSince = 0
+  }
 
   const fail = (e: unknown) => {
     if (!failed) out.destroy(e instanceof Error ? e : new Error(String(e)))
@@ -126,18 +144,15 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
     if (failed || !segs.includes(s)) return void body.destroy()
     s.body = body
     body.on('data', (c: Buffer) => {
+      if (failed) return
       if (s.received + c.length > s.to - s.from) return fail(new Error(`range ${s.from}-${s.to - 1}: more bytes than asked for`))
+      const at = s.received
+      s.received += c.length
+      if (s.slot !== undefined) return spoolChunk(s, body, c, at)
       s.chunks.push(c)
       s.buffered += c.length
-      s.received += c.length
-      if (waitingSince && s === segs[0]) {
-        const w = performance.now() - waitingSince
-        if (w >= SLOW_WAIT_MS) longWait = true
-        waited += w
-        waitingSince = 0
-      }
-      // a window asked for ahead (no budget) holds no more than the one being read
-      if ((s === segs[0] || s.reserved === 0) && s.buffered >= HIGH_WATER) body.pause()
+      if (s === segs[0]) arrived()
+      if (s.buffered >= HIGH_WATER) body.pause()
       if (s === segs[0] && wanted) drain()
     })
     body.once('end', () => {
@@ -148,7 +163,7 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
       // the next window is asked for as soon as this one is in, not once the consumer has read it,
       // so the consumer does not wait a round trip at each seam (behind the WAN profile, side by
       // side: 13.35-13.44 s against 13.87-14.47 s); it holds HIGH_WATER at most until it is read
-      if (s === segs[segs.length - 1] && s.to < size && !failed) open(s.to, Math.min(size, s.to + WINDOW_BYTES), 0)
+      if (s === segs[segs.length - 1] && s.to < size && !failed) open(s.to, Math.min(size, s.to + WINDOW_BYTES))
       if (s === segs[0]) drain()
     })
     body.on('error', (e) => {
@@ -156,9 +171,50 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
     })
   }
 
-  const open = (from: number, to: number, reserved: number): void => {
-    const s: Segment = {from, to, received: 0, chunks: [], buffered: 0, done: false, reserved}
+  /** A part's chunk into its slot; the connection waits while HIGH_WATER of it is being written. */
+  const spoolChunk = (s: Segment, body: Readable, c: Buffer, at: number) => {
+    const slot = s.slot!
+    s.writing += c.length
+    if (s.writing >= HIGH_WATER) body.pause()
+    s.writes = s.writes.then(() => spool.write(slot, at, c)).then(() => {
+      // in the slot: the chunk's buffer can be read into again
+      doneWith(c)
+      s.writing -= c.length
+      s.spooled += c.length
+      if (failed) return
+      if (body.isPaused() && s.writing < HIGH_WATER / 2) body.resume()
+      if (s === segs[0]) {
+        arrived()
+        if (wanted) drain()
+      }
+    })
+    s.writes.catch(fail)
+  }
+
+  /** The next bytes of the first segment, a part, read back from its slot for the consumer. */
+  const readBack = (s: Segment) => {
+    s.reading = true
+    const n = Math.min(READ_BACK, s.spooled - s.readBack)
+    const buf = takeBuffer(READ_BACK)
+    spool.read(s.slot!, s.readBack, buf, n).then((got) => {
+      s.reading = false
+      if (failed) return recycle(buf)
+      if (got !== n) return fail(new Error(`range ${s.from}-${s.to - 1}: ${got} of ${n} bytes read back from the spool`))
+      const view = buf.subarray(0, n)
+      handOut(view, buf)
+      s.readBack += n
+      wanted = out.push(view)
+      drain()
+    }, fail)
+  }
+
+  const segment = (from: number, to: number, slot?: number): Segment => {
+    const s: Segment = {from, to, received: 0, chunks: [], buffered: 0, done: false, slot, writes: Promise.resolve(), writing: 0, spooled: 0, readBack: 0, reading: false}
     segs.push(s)
+    return s
+  }
+  const open = (from: number, to: number, slot?: number): void => {
+    const s = segment(from, to, slot)
     fetchRange(from, to - 1).then((body) => attach(s, body), fail)
   }
 
@@ -169,8 +225,9 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
     let start = last.to
     while (start < size && segs.length <= PARTS_AHEAD) {
       const to = Math.min(size, start + PART_BYTES)
-      if (!budget.tryTake(to - start)) break
-      open(start, to, to - start)
+      const slot = spool.take(to - start)
+      if (slot === undefined) break
+      open(start, to, slot)
       start = to
     }
   }
@@ -178,34 +235,43 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
   const drain = () => {
     while (!failed && segs.length) {
       const s = segs[0]!
-      while (wanted && s.chunks.length) {
-        const c = s.chunks.shift()!
-        s.buffered -= c.length
-        wanted = out.push(c)
-      }
-      if (s.body?.isPaused() && s.buffered < HIGH_WATER / 2) s.body.resume()
-      if (!(s.done && s.chunks.length === 0)) {
-        if (wanted) {
-          if (!waitingSince) waitingSince = performance.now()
-          if (slow()) split()
+      if (s.slot !== undefined) {
+        if (s.reading) return
+        if (wanted && s.readBack < s.spooled) return readBack(s)
+        if (s.readBack < s.to - s.from) {
+          // waiting on the network only when nothing is on its way to the slot either
+          if (wanted && s.writing === 0) {
+            if (!waitingSince) waitingSince = performance.now()
+            if (slow()) split()
+          }
+          return
         }
-        return
+        free(s)
+      } else {
+        while (wanted && s.chunks.length) {
+          const c = s.chunks.shift()!
+          s.buffered -= c.length
+          wanted = out.push(c)
+        }
+        if (s.body?.isPaused() && s.buffered < HIGH_WATER / 2) s.body.resume()
+        if (!(s.done && s.chunks.length === 0)) {
+          if (wanted) {
+            if (!waitingSince) waitingSince = performance.now()
+            if (slow()) split()
+          }
+          return
+        }
       }
-      if (s.reserved) budget.give(s.reserved)
-      s.reserved = 0
       segs.shift()
       if (s.to >= size) {
         out.push(null)
         return
       }
       // nothing asked for beyond this: the next window, on one connection, until the consumer waits
-      if (segs.length === 0) open(s.to, Math.min(size, s.to + WINDOW_BYTES), 0)
-      const h = segs[0]!
-      if (h.body && h.buffered >= HIGH_WATER) h.body.pause()
+      if (segs.length === 0) open(s.to, Math.min(size, s.to + WINDOW_BYTES))
     }
   }
 
-  segs.push({from: 0, to: Math.min(size, WINDOW_BYTES), received: 0, chunks: [], buffered: 0, done: false, reserved: 0})
-  attach(segs[0]!, first)
+  attach(segment(0, Math.min(size, WINDOW_BYTES)), first)
   return out
 }
