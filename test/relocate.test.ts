@@ -40,8 +40,26 @@ describe('kpi relocate registry to registry', () => {
     const sigDigest = await attachReferrer(src, ctrl, sig, MediaTypes.ociManifest)
 
     lockFile = join(work, 'lock.yaml')
+    const logFrom = (await readFile(sb.airgap.logFile, 'utf8')).length
     const r = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-repo', sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', sb.caFile, '--json'], env)
     expect(r.code, r.stderr).toBe(0)
+    // one question per manifest and one push: a root found missing is not asked about again, and a
+    // tagged one is pushed by its tag alone (the registry keeps it under its digest too)
+    const manifestRequests = [...(await readFile(sb.airgap.logFile, 'utf8')).slice(logFrom).matchAll(/"(HEAD|PUT) \/v2\/(\S+)\/manifests\/(\S+) HTTP/g)]
+      .map(([, method, repo, ref]) => `${method} ${repo} ${ref}`)
+    const heads = manifestRequests.filter((l) => l.startsWith('HEAD'))
+    expect(heads.length).toBeGreaterThan(0)
+    expect(new Set(heads).size).toBe(heads.length)
+    const tagPuts = manifestRequests.filter((l) => l.startsWith('PUT') && !l.includes('sha256:'))
+    expect(tagPuts.length).toBeGreaterThan(0)
+    const digestPuts = new Set(manifestRequests.filter((l) => l.startsWith('PUT') && l.includes('sha256:')).map((l) => l.split(' ')[1]))
+    for (const tagPut of tagPuts) {
+      const [, repo, tag] = tagPut.split(' ')
+      const pushed = await dst.getManifest({registry: sb.airgap.host, repository: repo!}, tag!)
+      // the tag names the manifest relocated, which was not pushed again by digest
+      expect(manifestRequests).not.toContain(`PUT ${repo} ${pushed.digest}`)
+    }
+    expect(digestPuts.size).toBeGreaterThan(0)
     const out = JSON.parse(r.stdout) as {summary: {images: number; bytesMoved: number; uniqueBytes: number; blobs: {copied: number}}}
     expect(out.summary.images).toBeGreaterThanOrEqual(14)
     // shared layers crossed once: bytes moved equal the unique bytes (plus the signature's two small blobs)

@@ -139,6 +139,8 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       await upload(dst, d, src)
     })
 
+  /** manifests (repo@digest) this run has seen missing at the sink */
+  const knownMissing = new Set<string>()
   const byKey = new Map<string, PlanManifest>()
   for (const m of plan.manifests) byKey.set(`${repoKey(m.dst)}@${m.manifest.digest}`, m)
   const manifestDone = once<void>()
@@ -155,7 +157,8 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
         if (subject) deps.push(ensureManifest(subject))
       }
       await settleAll(deps)
-      const exists = await requests(guard(() => sink.hasManifest(m.dst, m.manifest.digest)))
+      const key = `${repoKey(m.dst)}@${m.manifest.digest}`
+      const exists = !knownMissing.has(key) && (await requests(guard(() => sink.hasManifest(m.dst, m.manifest.digest))))
       if (exists && m.tags.length === 0) {
         summary.manifests.skipped++
       } else {
@@ -173,11 +176,15 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
 
   // An image already at a sink that guarantees content (the registry refused its manifest until
   // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
+  // A root found missing here is not asked about again before it is pushed.
   if (sink.manifestImpliesContent) {
     const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
     const roots = plan.manifests.filter((m) => rootKeys.has(`${repoKey(m.dst)}@${m.manifest.digest}`))
     await settleAll(roots.map(async (m) => {
-      if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) return
+      if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) {
+        knownMissing.add(`${repoKey(m.dst)}@${m.manifest.digest}`)
+        return
+      }
       const skipTree = (n: PlanManifest) => {
         void manifestDone(`${repoKey(n.dst)}@${n.manifest.digest}`, async () => {
           summary.manifests.skipped++

@@ -1,5 +1,5 @@
 /** A registry as a relocation source and sink, over the OCI client, and as the endpoints relocate() takes. */
-import {type FetchedManifest, linkReferrer, type RegistryClient} from '../oci/index.js'
+import {algorithmOf, type FetchedManifest, linkReferrer, type RegistryClient} from '../oci/index.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {parseDestination, type Destination} from './naming.js'
@@ -25,9 +25,12 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     hasManifest: async (repo, digest) => (await client.headManifest(repo, digest)) !== undefined,
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open) => client.putBlob(repo, digest, size, open),
-    // the executor asked hasManifest just before: called for a manifest that is missing, or to set tags
+    // the executor asked hasManifest just before: called for a manifest that is missing, or to set
+    // tags. A missing manifest with a tag is pushed by the tag alone: the registry keeps it under
+    // its digest too, and says which (client.putManifest checks that it is this one).
     putManifest: async (repo, m: FetchedManifest, tags, exists) => {
-      if (!exists) await client.putManifest(repo, m.digest, m.bytes, m.mediaType)
+      const byTag = !exists && tags.length > 0 && algorithmOf(m.digest) === 'sha256'
+      if (!exists && !byTag) await client.putManifest(repo, m.digest, m.bytes, m.mediaType)
       for (const t of tags) await client.putManifest(repo, t, m.bytes, m.mediaType)
     },
     linkReferrer: (repo, subject, referrer) => linkReferrer(client, repo, subject, referrer),
