@@ -6,7 +6,7 @@ import {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
 import {KpiError} from '../src/errors.js'
-import {PART_BYTES, partSpool, rangedStream, WINDOW_BYTES} from '../src/oci/ranged.js'
+import {FAST_WINDOW_BYTES_PER_S, PART_BYTES, partSpool, rangedStream, WINDOW_BYTES} from '../src/oci/ranged.js'
 
 const MiB = 1 << 20
 
@@ -98,8 +98,32 @@ describe('ranged blob download', () => {
       return slow(blob, from, to, 0)
     }, spool)
     expect(sha(await collect(s))).toBe(sha(blob))
-    // window after window: parts held ahead would only cost memory where bytes come at once
-    expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, 3 * WINDOW_BYTES - 1], [3 * WINDOW_BYTES, blob.length - 1]])
+    // window after window, each twice the last since they come at once: parts held ahead would
+    // only cost memory where bytes come at once
+    expect(asked).toEqual([[WINDOW_BYTES, 3 * WINDOW_BYTES - 1], [3 * WINDOW_BYTES, blob.length - 1]])
+  })
+
+  it('asks for windows twice the size of the last while they come fast, and keeps them at WINDOW_BYTES while they do not', async () => {
+    const big = randomBytes(31 * WINDOW_BYTES)
+    const fast: Array<[number, number]> = []
+    const s = rangedStream(big.length, slow(big, 0, firstEnd(big), 0), async (from, to) => {
+      fast.push([from, to])
+      return slow(big, from, to, 0)
+    }, partSpool(0))
+    expect(sha(await collect(s))).toBe(sha(big))
+    // 8 MiB, then 16, 32, 64, 128 MiB: 248 MiB in 5 requests, not 31
+    expect(fast.map(([from, to]) => (to - from + 1) / WINDOW_BYTES)).toEqual([2, 4, 8, 16])
+
+    // 64 KiB every 5 ms: about 12 MiB/s, a connection over a long path
+    expect(64 * 1024 / 0.005).toBeLessThan(FAST_WINDOW_BYTES_PER_S)
+    const blob = randomBytes(2 * WINDOW_BYTES + 12345)
+    const steady: Array<[number, number]> = []
+    const t = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 5), async (from, to) => {
+      steady.push([from, to])
+      return slow(blob, from, to, 5)
+    }, partSpool(0))
+    expect(sha(await collect(t))).toBe(sha(blob))
+    expect(steady).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, blob.length - 1]])
   })
 
   it('asks for the next window once the current one is in, before the consumer has read it', async () => {
@@ -113,9 +137,10 @@ describe('ranged blob download', () => {
     await sleep(50)
     // a consumer that keeps up finds the next window already on its way: no round trip at the
     // seam; that window holds no more than HIGH_WATER unread, so it is not in yet either
-    expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1]])
+    // (twice the size of the first, which came at once: the rest of this blob)
+    expect(asked).toEqual([[WINDOW_BYTES, blob.length - 1]])
     expect(sha(await collect(s))).toBe(sha(blob))
-    expect(asked).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, blob.length - 1]])
+    expect(asked).toEqual([[WINDOW_BYTES, blob.length - 1]])
   })
 
   it('fails when a part ends short, and frees its slots', async () => {
