@@ -104,25 +104,24 @@ describe('ranged blob download', () => {
   })
 
   it('asks for windows twice the size of the last while they come fast, and keeps them at WINDOW_BYTES while they do not', async () => {
-    const big = randomBytes(31 * WINDOW_BYTES)
-    const fast: Array<[number, number]> = []
-    const s = rangedStream(big.length, slow(big, 0, firstEnd(big), 0), async (from, to) => {
-      fast.push([from, to])
-      return slow(big, from, to, 0)
-    }, partSpool(0))
-    expect(sha(await collect(s))).toBe(sha(big))
+    /** `blob` read through a ranged stream from a source giving 64 KiB every `delayMs`: the ranges asked for */
+    const asks = async (blob: Buffer, delayMs: number): Promise<Array<[number, number]>> => {
+      const asked: Array<[number, number]> = []
+      const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), delayMs), async (from, to) => {
+        asked.push([from, to])
+        return slow(blob, from, to, delayMs)
+      }, partSpool(0))
+      expect(sha(await collect(s))).toBe(sha(blob))
+      return asked
+    }
     // 8 MiB, then 16, 32, 64, 128 MiB: 248 MiB in 5 requests, not 31
+    const fast = await asks(randomBytes(31 * WINDOW_BYTES), 0)
     expect(fast.map(([from, to]) => (to - from + 1) / WINDOW_BYTES)).toEqual([2, 4, 8, 16])
 
     // 64 KiB every 5 ms: about 12 MiB/s, a connection over a long path
     expect(64 * 1024 / 0.005).toBeLessThan(FAST_WINDOW_BYTES_PER_S)
     const blob = randomBytes(2 * WINDOW_BYTES + 12345)
-    const steady: Array<[number, number]> = []
-    const t = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 5), async (from, to) => {
-      steady.push([from, to])
-      return slow(blob, from, to, 5)
-    }, partSpool(0))
-    expect(sha(await collect(t))).toBe(sha(blob))
+    const steady = await asks(blob, 5)
     expect(steady).toEqual([[WINDOW_BYTES, 2 * WINDOW_BYTES - 1], [2 * WINDOW_BYTES, blob.length - 1]])
   })
 
