@@ -7,8 +7,9 @@
  *
  * The blob comes as Range GETs of WINDOW_BYTES one after another, each read with backpressure like
  * a plain GET: on loopback, where the upload is slower than the download, nothing else happens,
- * except that a window that came faster than any one connection over a long path brings (FAST_WINDOW)
- * asks for one twice its size next, so a big blob costs a few requests, not one per 8 MiB.
+ * except that a window which came faster than one connection over a long path brings
+ * (FAST_WINDOW_BYTES_PER_S) is followed by one twice its size, so a big blob costs a few requests,
+ * not one per 8 MiB.
  * Only while the consumer waits for bytes that have not come, and has waited long enough to tell a
  * slow path from a moment's pause (SLOW_WAIT_MS), are parts after the last range asked for
  * fetched side by side. Parts fetched ahead wait for their turn in a temporary file (part-spool.ts)
@@ -250,6 +251,12 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
     }
   }
 
+  /** The consumer asks for bytes that have not come: the wait starts, and may call for parts. */
+  const consumerWaits = () => {
+    if (!waitingSince) waitingSince = performance.now()
+    if (slow()) split()
+  }
+
   const drain = () => {
     while (!failed && segs.length) {
       const s = segs[0]!
@@ -258,10 +265,7 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
         if (wanted && s.readBack < s.spooled) return readBack(s)
         if (s.readBack < s.to - s.from) {
           // waiting on the network only when nothing is on its way to the slot either
-          if (wanted && s.writing === 0) {
-            if (!waitingSince) waitingSince = performance.now()
-            if (slow()) split()
-          }
+          if (wanted && s.writing === 0) consumerWaits()
           return
         }
         free(s)
@@ -273,10 +277,7 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
         }
         if (s.body?.isPaused() && s.buffered < HIGH_WATER / 2) s.body.resume()
         if (!(s.done && s.chunks.length === 0)) {
-          if (wanted) {
-            if (!waitingSince) waitingSince = performance.now()
-            if (slow()) split()
-          }
+          if (wanted) consumerWaits()
           return
         }
       }

@@ -139,13 +139,15 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       await upload(dst, d, src)
     })
 
-  /** manifests (repo@digest) this run has seen missing at the sink */
+  /** a manifest at its destination: repo@digest */
+  const keyOf = (m: PlanManifest): string => `${repoKey(m.dst)}@${m.manifest.digest}`
+  /** manifests this run has seen missing at the sink */
   const knownMissing = new Set<string>()
   const byKey = new Map<string, PlanManifest>()
-  for (const m of plan.manifests) byKey.set(`${repoKey(m.dst)}@${m.manifest.digest}`, m)
+  for (const m of plan.manifests) byKey.set(keyOf(m), m)
   const manifestDone = once<void>()
   const ensureManifest = (m: PlanManifest): Promise<void> =>
-    manifestDone(`${repoKey(m.dst)}@${m.manifest.digest}`, async () => {
+    manifestDone(keyOf(m), async () => {
       const deps: Array<Promise<void>> = m.blobs.map((b) => ensureBlob(m.dst, b, m.src))
       for (const c of m.children) {
         const child = byKey.get(`${repoKey(m.dst)}@${c}`)
@@ -157,8 +159,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
         if (subject) deps.push(ensureManifest(subject))
       }
       await settleAll(deps)
-      const key = `${repoKey(m.dst)}@${m.manifest.digest}`
-      const exists = !knownMissing.has(key) && (await requests(guard(() => sink.hasManifest(m.dst, m.manifest.digest))))
+      const exists = !knownMissing.has(keyOf(m)) && (await requests(guard(() => sink.hasManifest(m.dst, m.manifest.digest))))
       if (exists && m.tags.length === 0) {
         summary.manifests.skipped++
       } else {
@@ -179,14 +180,14 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   // A root found missing here is not asked about again before it is pushed.
   if (sink.manifestImpliesContent) {
     const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
-    const roots = plan.manifests.filter((m) => rootKeys.has(`${repoKey(m.dst)}@${m.manifest.digest}`))
+    const roots = plan.manifests.filter((m) => rootKeys.has(keyOf(m)))
     await settleAll(roots.map(async (m) => {
       if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) {
-        knownMissing.add(`${repoKey(m.dst)}@${m.manifest.digest}`)
+        knownMissing.add(keyOf(m))
         return
       }
       const skipTree = (n: PlanManifest) => {
-        void manifestDone(`${repoKey(n.dst)}@${n.manifest.digest}`, async () => {
+        void manifestDone(keyOf(n), async () => {
           summary.manifests.skipped++
         })
         for (const b of n.blobs) void blobDone(`${repoKey(n.dst)}@${b.digest}`, async () => record(b, 'skipped'))

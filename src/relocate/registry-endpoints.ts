@@ -25,8 +25,8 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     hasManifest: async (repo, digest) => (await client.headManifest(repo, digest)) !== undefined,
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open) => client.putBlob(repo, digest, size, open),
-    // the executor asked hasManifest just before: called for a manifest that is missing, or to set
-    // tags. A missing manifest with a tag is pushed by the tag alone: the registry keeps it under
+    // the executor has asked hasManifest (just before, or when it checked the image's root):
+    // called for a manifest that is missing, or to set tags. A missing manifest with a tag is pushed by the tag alone: the registry keeps it under
     // its digest too, and says which (client.putManifest checks that it is this one).
     putManifest: async (repo, m: FetchedManifest, tags, exists) => {
       const byTag = !exists && tags.length > 0 && algorithmOf(m.digest) === 'sha256'
