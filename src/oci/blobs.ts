@@ -112,6 +112,9 @@ export function blobOps(http: Requester): BlobOps {
     return verifier
   }
 
+  const mountQuery = (digest: string, from: string) => `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`
+  const mountScopes = (repo: Repo, from: string) => (from === repo.repository ? [pushScope(repo.repository)] : [pushScope(repo.repository), pullScope(from)])
+
   function startUpload(repo: Repo, query = '', scopes = [pushScope(repo.repository)]): Promise<Dispatcher.ResponseData> {
     return http.send(repo.registry, {
       method: 'POST', url: http.repoUrl(repo, `blobs/uploads/${query}`), scopes,
@@ -119,30 +122,47 @@ export function blobOps(http: Requester): BlobOps {
     })
   }
 
-  async function putSession(repo: Repo, digest: string, size: number, stream: Readable): Promise<Dispatcher.ResponseData> {
-    const started = await startUpload(repo)
+  /** Ends an upload session nobody will finish (a declined mount, a source that failed to open), so it does not linger. */
+  async function cancelSession(repo: Repo, started: Dispatcher.ResponseData): Promise<void> {
+    const location = header(started, 'location')
+    if (!location) return
+    const url = new URL(location, http.repoUrl(repo, 'blobs/uploads/')).toString()
+    if (sameOrigin(url, repo)) await http.send(repo.registry, {method: 'DELETE', url, scopes: [pushScope(repo.repository)]}).then(dump, () => {})
+  }
+
+  /**
+   * One attempt: POST (a mount from `mountFrom` when given), then the bytes in one streamed PUT.
+   * The source is opened only once the registry has opened a session, so a blob a mount placed
+   * is never read at all.
+   */
+  async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable, mountFrom?: string): Promise<Dispatcher.ResponseData | 'mounted'> {
+    const started = mountFrom ? await startUpload(repo, mountQuery(digest, mountFrom), mountScopes(repo, mountFrom)) : await startUpload(repo)
+    if (mountFrom && started.statusCode === 201) {
+      await dump(started)
+      return 'mounted'
+    }
     if (started.statusCode !== 202) return started
     await dump(started)
     const location = header(started, 'location')
     if (!location) throw new KpiError('failed', `registry ${repo.registry} started an upload without a location`)
-    const target = new URL(location, http.repoUrl(repo, 'blobs/uploads/'))
-    target.searchParams.set('digest', digest)
-    const headers = {'content-type': 'application/octet-stream', 'content-length': String(size)}
-    if (sameOrigin(target.toString(), repo)) {
-      return http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream, bulk: true})
+    let stream: Readable
+    try {
+      stream = await open()
+    } catch (e) {
+      await cancelSession(repo, started)
+      throw e
     }
-    return http.raw(target.toString(), 'PUT', headers, stream, {where: target.host, bulk: true})
-  }
-
-  async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<Dispatcher.ResponseData> {
-    // open the source first: if it fails, no upload session is left behind in the registry
-    const stream = await open()
     // The source can fail after undici has sent its last byte and stopped listening (a digest
     // mismatch found at the end): keep its error, so it is neither unhandled nor lost.
     let sourceError: unknown
     stream.on('error', (e) => { sourceError ??= e })
     try {
-      const res = await putSession(repo, digest, size, stream)
+      const target = new URL(location, http.repoUrl(repo, 'blobs/uploads/'))
+      target.searchParams.set('digest', digest)
+      const headers = {'content-type': 'application/octet-stream', 'content-length': String(size)}
+      const res = sameOrigin(target.toString(), repo)
+        ? await http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream, bulk: true})
+        : await http.raw(target.toString(), 'PUT', headers, stream, {where: target.host, bulk: true})
       if (res.statusCode >= 400 && !sourceError && !stream.destroyed) {
         // the registry refused the bytes; the source may be about to say why, in its own words
         await Promise.race([once(stream, 'close').catch(() => {}), sleep(100)])
@@ -160,17 +180,18 @@ export function blobOps(http: Requester): BlobOps {
     }
   }
 
-  async function putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<void> {
+  async function putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable, opts: {mountFrom?: string} = {}): Promise<'uploaded' | 'mounted'> {
     checkDigest(digest, 'blob digest')
     // A monolithic streamed PUT with Content-Length: two round trips, no buffering. A failed
-    // attempt restarts the whole upload with a fresh stream from `open`.
+    // attempt restarts the whole upload with a fresh stream from `open` (and asks for the mount
+    // again: an attempt that failed late may have placed the blob after all).
     let reauthed = false
     let stalled = 0
     for (let attempt = 0; ; attempt++) {
       const last = attempt >= http.policy.retries
-      let res: Dispatcher.ResponseData
+      let res: Dispatcher.ResponseData | 'mounted'
       try {
-        res = await uploadOnce(repo, digest, size, open)
+        res = await uploadOnce(repo, digest, size, open, opts.mountFrom)
       } catch (e) {
         const err = errorCodes(e).includes('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')
           ? new KpiError('integrity', `blob ${formatRepo(repo)}@${digest}: the source stream did not give the ${size} bytes the blob has`, {hint: 'the source is truncated or its size is wrong; check the source', cause: e})
@@ -187,9 +208,10 @@ export function blobOps(http: Requester): BlobOps {
         await sleep(backoffMs(attempt, http.policy))
         continue
       }
+      if (res === 'mounted') return res
       if (res.statusCode === 201 || res.statusCode === 204) {
         await dump(res)
-        return
+        return 'uploaded'
       }
       if (!last && retryableStatus(res.statusCode)) {
         await dump(res)
@@ -202,22 +224,15 @@ export function blobOps(http: Requester): BlobOps {
 
   async function mountBlob(repo: Repo, digest: string, fromRepository: string): Promise<boolean> {
     checkDigest(digest, 'blob digest')
-    const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`
-    const res = await startUpload(repo, query, [pushScope(repo.repository), pullScope(fromRepository)])
+    const res = await startUpload(repo, mountQuery(digest, fromRepository), mountScopes(repo, fromRepository))
     if (res.statusCode === 201) {
       await dump(res)
       return true
     }
     if (res.statusCode === 202) {
-      // declined: the registry opened an ordinary upload instead; close it so it does not linger
+      // declined: the registry opened an ordinary upload instead
       await dump(res)
-      const location = header(res, 'location')
-      if (location) {
-        const url = new URL(location, http.repoUrl(repo, 'blobs/uploads/')).toString()
-        if (sameOrigin(url, repo)) {
-          await http.send(repo.registry, {method: 'DELETE', url, scopes: [pushScope(repo.repository)]}).then(dump, () => {})
-        }
-      }
+      await cancelSession(repo, res)
       return false
     }
     return fail(res, blobCtx(repo, digest, 'push'))

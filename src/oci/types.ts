@@ -110,10 +110,11 @@ export interface RegistryClient {
    */
   getBlob(repo: Repo, digest: string, size?: number, opts?: {verify?: boolean}): Promise<Readable>
   /**
-   * Upload a blob from a stream (POST then PUT, chunked PATCH for large blobs). `open` is called
-   * again on a retry, so it must return a fresh stream each time.
+   * Upload a blob from a stream (POST, then one streamed PUT). `open` is called again on a retry,
+   * so it must return a fresh stream each time. With `mountFrom` the POST asks to mount the blob
+   * from that repository of the registry first: 'mounted' when it did (`open` is never called).
    */
-  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable): Promise<void>
+  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable, opts?: {mountFrom?: string}): Promise<'uploaded' | 'mounted'>
   /** Cross-repository mount; false when the registry declined (then the caller uploads). */
   mountBlob(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
   /**

@@ -38,8 +38,21 @@ export interface ImageSink {
   hasManifest(repo: Repo, digest: string): Promise<boolean>
   /** mount a blob from another repository of the same registry; false when declined */
   mountBlob?(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
-  /** `open` may be called again on a retry and must return a fresh stream */
-  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable>): Promise<void>
+  /**
+   * `open` may be called again on a retry and must return a fresh stream. With `mountFrom` (only
+   * when mountsCheck() says so) the sink first mounts the blob from that repository of its
+   * registry: 'mounted' when that placed it, and `open` was never called.
+   */
+  putBlob(repo: Repo, digest: string, size: number, open: () => Promise<Readable>, opts?: {mountFrom?: string}): Promise<'uploaded' | 'mounted' | void>
+  /**
+   * True once this registry has shown that mounting a blob from the repository it is in answers
+   * 201: then one mount request both asks whether a blob is there and, when it is not, opens its
+   * upload, and no HEAD is needed before an upload. A registry that ignores mounts (they are
+   * optional) would take every blob again, so this holds only after probeMounts has seen it.
+   */
+  mountsCheck?(): boolean
+  /** learns whether mountsCheck() holds, from a blob known to be in `repo`; only the first call asks */
+  probeMounts?(repo: Repo, digest: string): Promise<void>
   /** store a manifest by digest (unless `exists`: the sink said it has it), and under `tags` when given */
   putManifest(repo: Repo, manifest: FetchedManifest, tags: string[], exists?: boolean): Promise<void>
   /**

@@ -101,27 +101,39 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
     isKpiError(e) && e.kind === 'integrity' && sink.verifiesDigests && !e.message.includes(source.name)
       ? new KpiError('integrity', `${e.message} (read from ${source.name})`, {hint: source.damagedHint ?? e.hint, cause: e, details: e.details})
       : e
-  const upload = async (dst: Repo, d: Descriptor, src: Repo) => {
-    const verify = sink.verifiesDigests ? {verify: false} : undefined
-    const open = async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
-    await uploads(d.size, guard(() => sink.putBlob(dst, d.digest, d.size, open)))
-      .catch((e: unknown) => { throw fromSource(e) })
-    summary.blobs.copied++
-    summary.bytesMoved += d.size
-    onEvent({type: 'blob', digest: d.digest, size: d.size, action: 'copied'})
-  }
   const record = (d: Descriptor, action: 'skipped' | 'mounted') => {
     summary.blobs[action]++
     onEvent({type: 'blob', digest: d.digest, size: d.size, action})
   }
+  /** uploads `d`, or with `mountFrom` first mounts it from there (see ImageSink.mountsCheck) */
+  const upload = async (dst: Repo, d: Descriptor, src: Repo, mountFrom?: string) => {
+    const verify = sink.verifiesDigests ? {verify: false} : undefined
+    const open = async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
+    const how = await uploads(d.size, guard(() => sink.putBlob(dst, d.digest, d.size, open, mountFrom ? {mountFrom} : undefined)))
+      .catch((e: unknown) => { throw fromSource(e) })
+    // mounted from its own repository: it was there already
+    if (how === 'mounted') return record(d, mountFrom === dst.repository ? 'skipped' : 'mounted')
+    summary.blobs.copied++
+    summary.bytesMoved += d.size
+    onEvent({type: 'blob', digest: d.digest, size: d.size, action: 'copied'})
+  }
+  // once a blob is known to be in dst, the sink may learn that a mount answers for a HEAD
+  const learn = (dst: Repo, d: Descriptor) => sink.probeMounts ? requests(guard(() => sink.probeMounts!(dst, d.digest))) : undefined
 
-  // The first repository that needs a blob gets it by HEAD, same-registry mount or upload.
+  // The first repository that needs a blob gets it by HEAD, same-registry mount or upload; or,
+  // where a mount answers for the HEAD, by one mount (from the source, or from dst itself).
   const place = async (dst: Repo, d: Descriptor, src: Repo): Promise<void> => {
-    if (await requests(guard(() => sink.hasBlob(dst, d.digest)))) return record(d, 'skipped')
-    if (sink.mountBlob && sink.registry === src.registry && (await requests(guard(() => sink.mountBlob!(dst, d.digest, src.repository))))) {
+    const sameRegistry = sink.registry === src.registry
+    if (sink.mountsCheck?.()) return upload(dst, d, src, sameRegistry ? src.repository : dst.repository)
+    if (await requests(guard(() => sink.hasBlob(dst, d.digest)))) {
+      await learn(dst, d)
+      return record(d, 'skipped')
+    }
+    if (sink.mountBlob && sameRegistry && (await requests(guard(() => sink.mountBlob!(dst, d.digest, src.repository))))) {
       return record(d, 'mounted')
     }
     await upload(dst, d, src)
+    await learn(dst, d)
   }
   const firstHome = once<Repo>()
   const blobDone = once<void>()
@@ -134,6 +146,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
         return dst
       })
       if (placedHere || repoKey(home) === repoKey(dst)) return
+      if (sink.mountsCheck?.()) return upload(dst, d, src, home.repository)
       if (await requests(guard(() => sink.hasBlob(dst, d.digest)))) return record(d, 'skipped')
       if (sink.mountBlob && (await requests(guard(() => sink.mountBlob!(dst, d.digest, home.repository))))) return record(d, 'mounted')
       await upload(dst, d, src)
@@ -178,6 +191,8 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   // An image already at a sink that guarantees content (the registry refused its manifest until
   // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
   // A root found missing here is not asked about again before it is pushed.
+  /** manifests found whole at the sink */
+  const done = new Set<string>()
   if (sink.manifestImpliesContent) {
     const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
     const roots = plan.manifests.filter((m) => rootKeys.has(keyOf(m)))
@@ -187,6 +202,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
         return
       }
       const skipTree = (n: PlanManifest) => {
+        done.add(keyOf(n))
         void manifestDone(keyOf(n), async () => {
           summary.manifests.skipped++
         })
@@ -201,6 +217,23 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   }
 
   try {
+    // Whether a mount answers for a HEAD at this sink is learned from the smallest blob to place,
+    // before the others ask (a few requests first; then one request per blob fewer)
+    if (sink.probeMounts) {
+      let first: {m: PlanManifest; b: Descriptor} | undefined
+      for (const m of plan.manifests) {
+        if (done.has(keyOf(m))) continue
+        for (const b of m.blobs) if (!first || b.size < first.b.size) first = {m, b}
+      }
+      if (first) {
+        const {m, b} = first
+        // a failure here is not the run's: the blob is placed (and retried) again with the others
+        await place(m.dst, b, m.src).then(() => {
+          void firstHome(b.digest, async () => m.dst)
+          void blobDone(`${repoKey(m.dst)}@${b.digest}`, async () => {})
+        }, () => {})
+      }
+    }
     await settleAll(plan.manifests.map((m) => ensureManifest(m).catch((e) => {
       failure ??= e
       throw e

@@ -15,6 +15,7 @@ export function registrySource(client: RegistryClient): ImageSource {
 }
 
 export function registrySink(client: RegistryClient, registry: string, concurrency = 8): ImageSink {
+  let mounts: 'unknown' | 'asked' | 'check' | 'ignored' = 'unknown'
   return {
     name: `registry ${registry}`,
     registry,
@@ -24,7 +25,14 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     hasBlob: (repo, digest) => client.hasBlob(repo, digest),
     hasManifest: async (repo, digest) => (await client.headManifest(repo, digest)) !== undefined,
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
-    putBlob: (repo, digest, size, open) => client.putBlob(repo, digest, size, open),
+    putBlob: (repo, digest, size, open, opts) => client.putBlob(repo, digest, size, open, opts),
+    mountsCheck: () => mounts === 'check',
+    probeMounts: async (repo, digest) => {
+      if (mounts !== 'unknown') return
+      mounts = 'asked'
+      // a failed probe proves nothing: blobs keep their HEAD
+      mounts = (await client.mountBlob(repo, digest, repo.repository).catch(() => false)) ? 'check' : 'ignored'
+    },
     // the executor has asked hasManifest (just before, or when it checked the image's root):
     // called for a manifest that is missing, or to set tags. A missing manifest with a tag is pushed by the tag alone: the registry keeps it under
     // its digest too, and says which (client.putManifest checks that it is this one).

@@ -33,13 +33,14 @@ export interface FaultProxy {
   stop(): Promise<void>
 }
 
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+/** `rewrite`: the path and query forwarded instead of the one asked (a registry that ignores a parameter) */
+export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQuery: string) => string} = {}): Promise<FaultProxy> {
   let rules: Array<FaultRule & {left: number; at: number[]}> = []
   let requests: Array<{at: number; key: string; fault?: number}> = []
   const [targetHost, targetPort] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
-    const up = request({host: targetHost, port: targetPort, method: req.method, path: req.url, headers: req.headers}, (ures) => {
+    const up = request({host: targetHost, port: targetPort, method: req.method, path: opts.rewrite ? opts.rewrite(req.url!) : req.url, headers: req.headers}, (ures) => {
       res.writeHead(ures.statusCode ?? 502, ures.headers)
       ures.pipe(res)
     })

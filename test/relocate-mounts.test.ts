@@ -1,0 +1,131 @@
+/**
+ * How blobs are placed at a registry destination: a registry that answers a mount of a blob from
+ * its own repository (distribution) is asked one request per blob instead of a HEAD and then an
+ * upload; one that ignores mounts (as ECR does unless asked to) keeps a HEAD before every upload,
+ * so a blob already there is never sent again. Real distribution registries, with a loopback
+ * proxy in front of the destination that logs every request (and, for the second kind, drops the
+ * mount parameters).
+ */
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {createRegistryClient, type OciClient} from '../src/oci/client.js'
+import {sha256Digest} from '../src/oci/digest.js'
+import {MediaTypes, type Repo} from '../src/oci/types.js'
+import {executePlan} from '../src/relocate/execute.js'
+import {planImages, type PlanRoot} from '../src/relocate/plan.js'
+import {registrySink, registrySource} from '../src/relocate/registry-endpoints.js'
+import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+import {startFaultProxy, type FaultProxy} from './helpers/fault-proxy.js'
+
+let dir: string
+let src: Registry
+let client: OciClient
+const stops: Array<() => Promise<unknown>> = []
+
+/** a layer of `kib` KiB whose bytes depend on `seed` */
+const layer = (seed: string, kib: number): Buffer => Buffer.from(`${seed}\n`.repeat(Math.ceil((kib * 1024) / (seed.length + 1)))).subarray(0, kib * 1024)
+
+async function putBlob(repo: Repo, bytes: Buffer): Promise<{mediaType: string; digest: string; size: number}> {
+  const digest = sha256Digest(bytes)
+  await client.putBlob(repo, digest, bytes.length, () => Readable.from([bytes]))
+  return {mediaType: MediaTypes.ociLayerGzip, digest, size: bytes.length}
+}
+
+/** three images in two repositories, sharing one layer: their blobs, and roots to relocate them */
+const images = [
+  {repository: 'team/app', tag: 'a', layers: [layer('shared base', 96), layer('app a', 40)]},
+  {repository: 'team/app', tag: 'b', layers: [layer('shared base', 96), layer('app b', 48)]},
+  {repository: 'team/tool', tag: 'c', layers: [layer('shared base', 96), layer('tool c', 64), layer('tool c extra', 8)]},
+]
+const roots: Array<Omit<PlanRoot, 'dst'> & {dstRepository: string}> = []
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kpi-mounts-'))
+  src = await startRegistry({runDir: dir, name: 'src'})
+  stops.push(() => src.stop())
+  client = createRegistryClient({plainHttp: () => true, credentials: async () => undefined})
+  for (const i of images) {
+    const repo = {registry: src.host, repository: i.repository}
+    const layers = await Promise.all(i.layers.map((l) => putBlob(repo, l)))
+    const config = await putBlob(repo, Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', tag: i.tag})))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: {...config, mediaType: MediaTypes.ociConfig}, layers}))
+    const digest = await client.putManifest(repo, i.tag, manifest, MediaTypes.ociManifest)
+    roots.push({path: i.tag, ref: `${src.host}/${i.repository}@${digest}`, src: repo, digest, tags: [i.tag], dstRepository: `copy/${i.repository}`})
+  }
+})
+
+afterAll(async () => {
+  await client?.close()
+  for (const s of stops.reverse()) await s()
+  await rm(dir, {recursive: true, force: true})
+})
+
+/** A fresh destination registry behind a logging proxy; `ignoreMounts` drops the mount parameters. */
+async function destination(name: string, ignoreMounts: boolean): Promise<{host: string; proxy: FaultProxy}> {
+  const reg = await startRegistry({runDir: dir, name})
+  stops.push(() => reg.stop())
+  const proxy = await startFaultProxy(reg.host, ignoreMounts ? {rewrite: (u) => u.replace(/\?mount=[^&]*&from=[^&]*$/, '')} : {})
+  stops.push(() => proxy.stop())
+  proxy.set([])
+  return {host: proxy.host, proxy}
+}
+
+/** the layers of the third image that no other image has */
+const own = images[2]!.layers.slice(1)
+
+/** Relocates the three images to `host`, with the third image's own layers put there beforehand. */
+async function relocateWithLayersAlreadyThere(host: string, proxy: FaultProxy) {
+  const third = {registry: host, repository: roots[2]!.dstRepository}
+  for (const l of own) await putBlob(third, l)
+  const already = own.reduce((a, l) => a + l.length, 0)
+  proxy.set([])
+  const planRoots = roots.map(({dstRepository, ...r}) => ({...r, dst: {registry: host, repository: dstRepository}}))
+  const plan = await planImages(registrySource(client), planRoots)
+  const summary = await executePlan(plan, registrySource(client), registrySink(client, host), {largestFirst: true})
+  const blobRequests = proxy.log().map((r) => r.key).filter((k) => k.includes('/blobs/'))
+  return {summary, already, blobRequests, uniqueBytes: plan.uniqueBytes}
+}
+
+describe('placing blobs at a registry', () => {
+  it('asks a registry that answers mounts one request per blob: no HEAD after the first blob, and what is there is not sent again', async () => {
+    const {host, proxy} = await destination('dst-mounts', false)
+    const r = await relocateWithLayersAlreadyThere(host, proxy)
+    expect(r.summary.bytesMoved).toBe(r.uniqueBytes - r.already)
+    // the smallest blob is placed first, by a HEAD; a mount of it from its own repository shows the registry answers mounts
+    const heads = r.blobRequests.filter((k) => k.startsWith('HEAD'))
+    expect(heads).toHaveLength(1)
+    const selfMounts = r.blobRequests.filter((k) => {
+      const m = /^POST \/v2\/(.+)\/blobs\/uploads\/\?mount=[^&]+&from=([^&]+)$/.exec(k)
+      return m && decodeURIComponent(m[2]!) === m[1]
+    })
+    // every other blob of its first repository went by one mount request from that repository
+    expect(selfMounts.length).toBeGreaterThanOrEqual(r.summary.blobs.copied)
+    // the layers already there were found by that request, and nothing else was asked about them
+    expect(r.summary.blobs.skipped).toBe(own.length)
+    // the shared layer went to the other repository by a mount from where it was first placed
+    expect(r.summary.blobs.mounted).toBeGreaterThanOrEqual(1)
+    // one request per blob, besides the uploads' PUTs: the HEAD, the probe, and one POST each
+    const posts = r.blobRequests.filter((k) => k.startsWith('POST'))
+    const distinctBlobs = r.summary.blobs.copied + r.summary.blobs.skipped + r.summary.blobs.mounted
+    expect(posts.length + heads.length).toBeLessThanOrEqual(distinctBlobs + 2)
+  })
+
+  it('keeps a HEAD before every upload at a registry that ignores mounts, so what is there is not sent again', async () => {
+    const {host, proxy} = await destination('dst-no-mounts', true)
+    const r = await relocateWithLayersAlreadyThere(host, proxy)
+    // what was there is not sent; the shared layer is sent again to its second repository, as
+    // the registry will not mount it (a mount-first placement would have sent every blob)
+    expect(r.summary.bytesMoved).toBe(r.uniqueBytes - r.already + images[0]!.layers[0]!.length)
+    expect(r.summary.blobs.skipped).toBe(own.length)
+    const mountPosts = r.blobRequests.filter((k) => k.includes('?mount='))
+    const heads = r.blobRequests.filter((k) => k.startsWith('HEAD'))
+    // the one probe, declined, then the shared layer's mounts (declined too) before it is uploaded
+    expect(mountPosts.filter((k) => { const m = /\/v2\/(.+)\/blobs\/uploads\/\?mount=[^&]+&from=([^&]+)$/.exec(k); return m && decodeURIComponent(m[2]!) === m[1] })).toHaveLength(1)
+    expect(heads.length).toBeGreaterThanOrEqual(r.summary.blobs.copied + own.length)
+    // the declined probe's upload session was closed
+    expect(r.blobRequests.filter((k) => k.startsWith('DELETE')).length).toBeGreaterThanOrEqual(1)
+  })
+})
