@@ -36,6 +36,7 @@ import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './li
 import {failureText, measure, measurePool, type Measured} from './lib/measure.js'
 import {copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, PEER_PARALLEL, type Dest, type Job, type ReleaseImage, type Step, type ToolId, type ToolPaths} from './lib/peers.js'
 import {preparePlatform, type PlatformRelease} from './lib/platform.js'
+import {primeMemory} from './lib/prime.js'
 import {logMark, readLog, requestStats} from './lib/registry-log.js'
 import {median, rotate, spread} from './lib/stats.js'
 import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
@@ -274,9 +275,23 @@ function kpiSummary(m: Measured | undefined): RelocationSummary | undefined {
   return undefined
 }
 
-async function observed(round: number, step: Step, logs: {source: string; dest?: string}, sizes: Map<string, number>): Promise<RunRecord> {
+/**
+ * Runs one measured step: `prime` is the bytes it will write to the page cache (the destination
+ * registry's blobs, an archive), made ready just before it starts (lib/prime.ts).
+ */
+/** where primeMemory writes its file: the run directory, on the disk the tools write to */
+let primeDir = ''
+let firstRun = true
+/** bytes made ready before the first measured run */
+let primeFirst = 0
+
+async function observed(round: number, step: Step, logs: {source: string; dest?: string}, sizes: Map<string, number>, prime = 0): Promise<RunRecord> {
   const srcMark = await logMark(logs.source)
   const destMark = logs.dest ? await logMark(logs.dest) : 0
+  // the first run of all is the first to write after the platform push: it gets memory made ready too
+  const primeMs = await primeMemory(primeDir, firstRun ? Math.max(prime, primeFirst) : prime)
+  firstRun = false
+  if (primeMs > 3000) say(`  (memory made ready in ${fmtMs(primeMs)}, not measured)`)
   const r = await runStep(step)
   // distribution logs a request just after answering it
   await new Promise((res) => setTimeout(res, 250))
@@ -456,6 +471,7 @@ async function main(): Promise<number> {
   const machine = machineFacts()
   const workDir = join(flags.keep ? outDir : (process.env.TMPDIR ?? '/tmp'), `kpi-bench-${process.pid}`)
   await mkdir(workDir, {recursive: true})
+  primeDir = workDir
   const stops: Array<() => Promise<void>> = []
   const cleanup = async () => {
     for (const s of stops.reverse()) await s().catch(() => {})
@@ -573,26 +589,11 @@ async function main(): Promise<number> {
       if (roundsDone === rounds) process.stdout.write(flags.json ? JSON.stringify(doc, null, 2) + '\n' : md)
       say(`wrote ${join(outDir, `${base}.json`)} and ${base}.md in ${fmtMs(performance.now() - started)}`)
     }
-    // The first copy after the platform push ran 25-35% slower (on this machine up to twice as
-    // slow), whichever tool it was: its writes took memory never touched before (a VM's host backs
-    // it on first touch). One unmeasured copy first, its registry removed just before round 1,
-    // gives every measured run memory in the same state.
-    const heavy = wantedWorkloads.some((w) => w !== 'nothing-to-move' && w !== 'patch')
-    const warmTool: ToolId | undefined = tools.includes('floor') ? 'floor' : tools[0]
-    if (heavy && warmTool) {
-      const d = await freshDest(workDir, ca, 'warm-up')
-      try {
-        const dir = join(workDir, 'runs', 'warm-up')
-        const fp = join(dir, 'floor-v1.json')
-        const j = await job(platform.v1, pub.host, dir, fp)
-        await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
-        const r = await runStep(await copyStep(warmTool, paths, j, d))
-        say(`warm-up (${warmTool}, not measured): ${(r.wallMs / 1000).toFixed(2)} s${r.failure ? `, failed: ${r.failure.split('\n')[0]}` : ''}`)
-      } finally {
-        await d.dispose()
-        await rm(join(workDir, 'runs', 'warm-up'), {recursive: true, force: true})
-      }
-    }
+    // Memory made ready (lib/prime.ts) for the runs that start without memory freed a moment
+    // before: an archive read (its archive is still held; every other run starts just after the
+    // run before has removed its registry or archive), and the first run of all.
+    const primeBytes = plan1.uniqueBytes + (256 << 20)
+    primeFirst = primeBytes
     for (let round = 0; round < rounds; round++) {
       const order = rotate(tools, round)
       say(`round ${round + 1} of ${rounds}: ${order.join(', ')}`)
@@ -658,7 +659,7 @@ async function main(): Promise<number> {
             try {
               await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
               const r = await fromArchiveStep(t, paths, j, d)
-              if (r) record('archive-read', t, await observed(round, r, {source: pub.logFile, dest: d.registry.logFile}, sizes))
+              if (r) record('archive-read', t, await observed(round, r, {source: pub.logFile, dest: d.registry.logFile}, sizes, primeBytes))
             } finally {
               await d.dispose()
             }

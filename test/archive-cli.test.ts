@@ -10,7 +10,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {relocateFromOciLayout, relocateToArchive} from '../src/archive/actions.js'
+import {relocateFromArchive, relocateFromOciLayout, relocateToArchive} from '../src/archive/actions.js'
 import {openOciLayout} from '../src/archive/layout.js'
 import {openArchive} from '../src/archive/reader.js'
 import {blobMember} from '../src/archive/toc.js'
@@ -18,6 +18,8 @@ import {loadBundle} from '../src/bundle/index.js'
 import {generateSample, writeBundleDir} from '../src/imagegen/index.js'
 import {createRegistryClient} from '../src/oci/client.js'
 import {isLoopbackRegistry} from '../src/oci/transport.js'
+import type {ProgressEvent} from '../src/progress/events.js'
+import {SMALL_BLOB_BYTES} from '../src/relocate/upload-pool.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
@@ -96,6 +98,7 @@ describe('kpi tar verify', () => {
 
 describe('kpi relocate --to-tar killed and resumed', () => {
   let reg: Registry
+  let whole: string
   afterAll(async () => {
     await reg?.stop()
   })
@@ -113,7 +116,7 @@ describe('kpi relocate --to-tar killed and resumed', () => {
     } finally {
       await client.close()
     }
-    const whole = join(dir, 'big-whole.tar')
+    whole = join(dir, 'big-whole.tar')
     const args = (f: string) => ['relocate', '-b', bundleDir, '--to-tar', f, '--plain-http', reg.host]
     const first = await kpi(args(whole))
     expect(first.code, first.stderr).toBe(0)
@@ -138,6 +141,25 @@ describe('kpi relocate --to-tar killed and resumed', () => {
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(existsSync(`${killed}.partial`)).toBe(false)
     expect(await sha(killed)).toBe(await sha(whole))
+  })
+
+  it('reads that archive into a registry largest layers first, one upload at a time: none is left to move alone at the end', async () => {
+    const events: ProgressEvent[] = []
+    // a registry of its own: into the source's, the layers would be mounted, not sent
+    const target = await startRegistry({runDir: dir, name: 'imported'})
+    const client = createRegistryClient({plainHttp: isLoopbackRegistry})
+    try {
+      await relocateFromArchive({file: whole, toRepo: `${target.host}/imported`, client, uploads: 1, onEvent: (e) => events.push(e)})
+    } finally {
+      await client.close()
+      await target.stop()
+    }
+    // layers in the order their uploads finished, which one at a time is the order they started;
+    // the first started as it came, before the others were queued behind it
+    const layers = events.flatMap((e) => (e.type === 'blob' && e.action === 'copied' && e.size >= SMALL_BLOB_BYTES ? [e.size] : []))
+    expect(layers.length).toBeGreaterThan(3)
+    const rest = layers.slice(1)
+    expect(rest).toEqual([...rest].sort((a, b) => b - a))
   })
 })
 

@@ -29,8 +29,8 @@ export interface ExecuteOptions {
   concurrency?: number
   /**
    * Waiting uploads start largest first rather than in plan order, so the biggest layer is not
-   * left to move alone at the end (one connection, often capped per flow). Not for a source read
-   * front to back or a sink that writes in plan order (archives).
+   * left to move alone at the end (one connection, often capped per flow). Not for a sink that
+   * writes in plan order (archives).
    */
   largestFirst?: boolean
 }

@@ -30,7 +30,7 @@ export interface OpenedSource {
   moreRoots?(destinationOf: (src: Repo) => Repo): PlanRoot[]
   /** checks the plan roots before planning (an archive: every root is archived) */
   checkRoots?(roots: PlanRoot[]): void
-  /** reorders the plan (an archive is read front to back) */
+  /** reorders the plan (an archive: its manifests in archive order) */
   arrange?(plan: Plan): Plan
   /** after the target opened, before anything is copied (a delta archive: its base is at the destination) */
   beforeCopy?(plan: Plan, target: OpenedTarget<unknown>, onEvent: OnEvent): Promise<void>
@@ -134,8 +134,10 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
     try {
       await from.beforeCopy?.(plan, target as OpenedTarget<unknown>, onEvent)
       onEvent({type: 'phase', phase: 'copy', message: `${plan.manifests.length} manifests, ${target.blobs ?? plan.blobs.size} unique blobs to ${target.sink.name}`})
-      // a source read front to back (arrange) or a target with its own order (plan) keeps the plan's order
-      summary = await executePlan(plan, from.source, target.sink, {onEvent, concurrency: o.concurrency, largestFirst: !from.arrange && !target.plan})
+      // a target with its own order (an archive's writer) keeps the plan's order; an archive read
+      // into a registry starts its largest blobs first like any copy (several blobs are read at
+      // once either way; the last big one used to move alone for the last third of the run)
+      summary = await executePlan(plan, from.source, target.sink, {onEvent, concurrency: o.concurrency, largestFirst: !target.plan})
       result = (await target.finish?.(summary)) as X
     } catch (e) {
       await target.abort?.()
