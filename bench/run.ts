@@ -228,7 +228,7 @@ async function freshDest(workDir: string, ca: CA, label: string): Promise<DestRe
     registry, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
     dispose: async () => {
       await registry.stop()
-      if (!flags.keep) await rm(dir, {recursive: true, force: true})
+      if (!flags.keep) removeLater(dir)
     },
   }
 }
@@ -276,21 +276,37 @@ function kpiSummary(m: Measured | undefined): RelocationSummary | undefined {
 }
 
 /**
- * Runs one measured step: `prime` is the bytes it will write to the page cache (the destination
- * registry's blobs, an archive), made ready just before it starts (lib/prime.ts).
+ * What a run wrote (its registry's blobs, its archive) is removed just before the next measured
+ * run starts, not when the run ends: its pages are then freed a moment before they are needed
+ * again, which on this machine's host makes the difference (lib/prime.ts).
  */
+const toRemove: string[] = []
+const removeLater = (dir: string): void => void toRemove.push(dir)
+/** removes the oldest (one run's worth: an archive read frees the archive of the tool before) */
+const removeNow = async (): Promise<boolean> => {
+  const dir = toRemove.shift()
+  if (dir) await rm(dir, {recursive: true, force: true})
+  return dir !== undefined
+}
+
 /** where primeMemory writes its file: the run directory, on the disk the tools write to */
 let primeDir = ''
 let firstRun = true
 /** bytes made ready before the first measured run */
 let primeFirst = 0
 
+/**
+ * Runs one measured step: `prime` is the bytes it will write to the page cache (the destination
+ * registry's blobs, an archive), made ready just before it starts (lib/prime.ts).
+ */
 async function observed(round: number, step: Step, logs: {source: string; dest?: string}, sizes: Map<string, number>, prime = 0): Promise<RunRecord> {
   const srcMark = await logMark(logs.source)
   const destMark = logs.dest ? await logMark(logs.dest) : 0
-  // the first run of all is the first to write after the platform push: it gets memory made ready too
+  // removed before the sync: their dirty pages are dropped, not written
+  const freed = await removeNow()
   const syncMs = await settleDisk()
-  const primeMs = await primeMemory(primeDir, firstRun ? Math.max(prime, primeFirst) : prime)
+  // nothing freed (the first run of all, an archive read): memory made ready instead
+  const primeMs = freed ? 0 : await primeMemory(primeDir, firstRun ? Math.max(prime, primeFirst) : prime)
   firstRun = false
   if (primeMs + syncMs > 3000) say(`  (dirty pages written in ${fmtMs(syncMs)}, memory made ready in ${fmtMs(primeMs)}; not measured)`)
   const r = await runStep(step)
@@ -665,7 +681,7 @@ async function main(): Promise<number> {
               await d.dispose()
             }
           } finally {
-            await rm(dir, {recursive: true, force: true})
+            removeLater(dir)
           }
         }
       }
