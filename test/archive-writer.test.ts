@@ -4,11 +4,12 @@
  * while the blobs around it are kept for --resume.
  */
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdtemp, readdir, rm} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {PartWriter} from '../src/archive/parts.js'
 import {createArchiveSink} from '../src/archive/writer.js'
 import {KpiError} from '../src/errors.js'
 import {handOut, takeBuffer} from '../src/oci/index.js'
@@ -64,5 +65,24 @@ describe('the archive writer checking digests', () => {
     expect((await s.readBlob(digest(good), good.length))?.equals(good)).toBe(true)
     await s.abort()
     expect((await readdir(dir)).filter((f) => f.startsWith('refuse'))).toEqual(['refuse.tar.partial'])
+  })
+})
+
+describe('the part writer', () => {
+  it('writes runs of buffers of any size at any offset, across part boundaries, byte for byte', async () => {
+    const file = join(dir, 'parts.tar')
+    // sizes around the 32 KiB a single write carries, an empty buffer among them
+    const bufs = [70_001, 0, 33_000, 32 * 1024, 1, 150_000].map((n) => randomBytes(n))
+    const whole = Buffer.concat(bufs)
+    const out = await PartWriter.open(file, {splitSize: 100_000})
+    await out.writeAt(0, [Buffer.alloc(12_345, 7)])
+    await out.writeAt(12_345, bufs)
+    const total = 12_345 + whole.length
+    const files = await out.complete(total)
+    expect(files.length).toBe(Math.ceil(total / 100_000))
+    const got = Buffer.concat(await Promise.all(files.map((f) => readFile(f))))
+    expect(got.length).toBe(total)
+    expect(got.subarray(0, 12_345).equals(Buffer.alloc(12_345, 7))).toBe(true)
+    expect(got.subarray(12_345).equals(whole)).toBe(true)
   })
 })
