@@ -1,9 +1,21 @@
 #!/usr/bin/env node
+// CommonJS (bin/package.json), so that nothing has started libuv's thread pool before the first
+// line below: the ES module loader reads an entry file on the pool, which then keeps its size.
+'use strict'
+const {availableParallelism} = require('node:os')
+const {join} = require('node:path')
+const {setFlagsFromString} = require('node:v8')
+// libuv's thread pool (file reads and writes) has 4 threads by default; on 2 cores they compete
+// with the main thread and a local registry. An archive write of the benchmark platform took
+// 5.13-5.34 s with 2 threads, 5.61-6.17 s with 4 and 6.33-6.69 s with 1, measured in
+// alternation.
+// Read when the pool first starts; a value the user set is kept.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.min(4, Math.max(2, availableParallelism())))
+
 // undici parses HTTP with llhttp compiled to WebAssembly; V8 tiers its one huge parse function up
 // with TurboFan in the background, which holds about 30 MiB of compiler memory at the peak and
 // costs CPU for nothing measurable: body bytes are handed over in spans, not parsed (measured:
 // peak RSS of a relocation with nothing to move 112 -> 80 MiB). Set before undici compiles it.
-import {setFlagsFromString} from 'node:v8'
 setFlagsFromString('--liftoff-only')
 // V8 doubles the young generation (up to 2 x 16 MiB) while many objects survive a scavenge, as
 // chunks in flight do; it never gives it back. Kept at its first size (the flag is read when the
@@ -16,5 +28,5 @@ setFlagsFromString('--semi-space-growth-factor=1')
 // 96.8-99.7, registry to registry 90-93 against 92-94), times and CPU unchanged within the noise.
 setFlagsFromString('--optimize-for-size')
 // oclif from the bundled CLI (scripts/bundle.mjs), the instance its commands extend
-const {execute} = await import('../dist/cli/entry.js')
-await execute({dir: import.meta.url})
+// (dir: the package's root, whose package.json holds the oclif settings, not bin/'s)
+import('../dist/cli/entry.js').then(({execute}) => execute({dir: join(__dirname, '..')}))
