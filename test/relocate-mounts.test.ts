@@ -4,7 +4,8 @@
  * upload; one that ignores mounts (as ECR does unless asked to) keeps a HEAD before every upload,
  * so a blob already there is never sent again. Real distribution registries, with a loopback
  * proxy in front of the destination that logs every request (and, for the second kind, drops the
- * mount parameters).
+ * mount parameters). And a manifest the registry refuses for a blob this run has placed is pushed
+ * again once its blobs answer a HEAD (distribution rewrites link files in place), a few times at most.
  */
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -127,5 +128,41 @@ describe('placing blobs at a registry', () => {
     expect(heads.length).toBeGreaterThanOrEqual(r.summary.blobs.copied + own.length)
     // the declined probe's upload session was closed
     expect(r.blobRequests.filter((k) => k.startsWith('DELETE')).length).toBeGreaterThanOrEqual(1)
+  })
+})
+
+describe('pushing manifests', () => {
+  const relocate = async (host: string) => {
+    const planRoots = roots.map(({dstRepository, ...r}) => ({...r, dst: {registry: host, repository: dstRepository}}))
+    const plan = await planImages(registrySource(client), planRoots)
+    return executePlan(plan, registrySource(client), registrySink(client, host), {largestFirst: true})
+  }
+  const manifestPuts = (proxy: FaultProxy) => proxy.log().filter((r) => /^PUT \/v2\/.+\/manifests\//.test(r.key))
+
+  it('pushes a manifest again when the registry calls a blob this run placed missing, once its blobs answer a HEAD', async () => {
+    const {host, proxy} = await destination('dst-blob-unknown-once', false)
+    proxy.set([{match: /^PUT \/v2\/.+\/manifests\//, status: 400, code: 'MANIFEST_BLOB_UNKNOWN', times: 1}])
+    const summary = await relocate(host)
+    expect(summary.manifests.pushed).toBe(images.length)
+    const puts = manifestPuts(proxy)
+    const refused = puts.find((r) => r.fault)!
+    // the refused manifest was asked about its blobs, then pushed again
+    const after = proxy.log().filter((r) => r.at >= refused.at && !r.fault)
+    expect(after.some((r) => r.key.startsWith('HEAD') && r.key.includes('/blobs/'))).toBe(true)
+    expect(puts.filter((r) => r.key === refused.key)).toHaveLength(2)
+    for (const r of roots) {
+      const got = await client.getManifest({registry: host, repository: r.dstRepository}, r.tags[0]!)
+      expect(got.digest).toBe(r.digest)
+    }
+  })
+
+  it('gives up with the registry\'s refusal, naming the manifest, when it keeps refusing', async () => {
+    const {host, proxy} = await destination('dst-blob-unknown-always', false)
+    proxy.set([{match: /^PUT \/v2\/.+\/manifests\//, status: 400, code: 'MANIFEST_BLOB_UNKNOWN'}])
+    await expect(relocate(host)).rejects.toThrow(/rejected .*a blob or manifest it references is missing/)
+    const counts = new Map<string, number>()
+    for (const r of manifestPuts(proxy)) counts.set(r.key, (counts.get(r.key) ?? 0) + 1)
+    // the first push and three more, never more
+    expect(Math.max(...counts.values())).toBe(4)
   })
 })

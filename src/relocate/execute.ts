@@ -4,7 +4,8 @@
  * unique blob crosses the wire once: later repositories of the same registry mount it.
  */
 import {Transform, type Readable} from 'node:stream'
-import {KpiError, isKpiError} from '../errors.js'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {KpiError, isKpiError, registryDetails} from '../errors.js'
 import {DigestVerifier, type Descriptor, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
@@ -152,6 +153,28 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       await upload(dst, d, src)
     })
 
+  /**
+   * A registry may refuse a manifest for a reference this run has just placed there: distribution
+   * rewrites a blob's link file in place (truncate, then write) on each upload or mount of it, and
+   * a manifest checked in between reads an empty link (seen once in CI under load). When every
+   * blob and child it names answers a HEAD, the manifest is pushed again, up to 3 more times.
+   */
+  const pushManifest = async (m: PlanManifest, exists: boolean): Promise<void> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await requests(guard(() => sink.putManifest(m.dst, m.manifest, m.tags, exists)))
+      } catch (e) {
+        if (attempt >= 3 || !registryDetails(e)?.codes?.includes('MANIFEST_BLOB_UNKNOWN')) throw e
+        await sleep(100 * 4 ** attempt)
+        const present = await Promise.all([
+          ...m.blobs.map((b) => requests(guard(() => sink.hasBlob(m.dst, b.digest)))),
+          ...m.children.map((c) => requests(guard(() => sink.hasManifest(m.dst, c)))),
+        ])
+        if (present.includes(false)) throw e
+      }
+    }
+  }
+
   /** a manifest at its destination: repo@digest */
   const keyOf = (m: PlanManifest): string => `${repoKey(m.dst)}@${m.manifest.digest}`
   /** manifests this run has seen missing at the sink */
@@ -176,7 +199,7 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       if (exists && m.tags.length === 0) {
         summary.manifests.skipped++
       } else {
-        await requests(guard(() => sink.putManifest(m.dst, m.manifest, m.tags, exists)))
+        await pushManifest(m, exists)
         if (exists) summary.manifests.skipped++
         else summary.manifests.pushed++
       }

@@ -1,6 +1,7 @@
 /**
  * A small HTTP proxy for the reliability tests that stands between kpi and a registry and answers
- * chosen requests with an error (500, 503, 429 with Retry-After) instead of forwarding them.
+ * chosen requests with an error (500, 503, 429 with Retry-After, a 400 with a chosen registry
+ * error code) instead of forwarding them.
  * Everything else is forwarded unchanged (the Host header too, so the upload locations the
  * registry hands out point back through the proxy).
  */
@@ -15,6 +16,8 @@ export interface FaultRule {
   times?: number
   /** Retry-After header value, in seconds */
   retryAfter?: number
+  /** the registry error code in the body (default: TOOMANYREQUESTS for 429, else UNAVAILABLE) */
+  code?: string
 }
 
 export interface FaultProxy {
@@ -59,7 +62,7 @@ export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQ
     // read the request body first, as a registry would, so the client is not cut off mid-send
     req.resume()
     req.on('end', () => {
-      const body = JSON.stringify({errors: [{code: rule.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: `fault injected: ${rule.status}`}]})
+      const body = JSON.stringify({errors: [{code: rule.code ?? (rule.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE'), message: `fault injected: ${rule.status}`}]})
       res.writeHead(rule.status, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),
