@@ -13,9 +13,6 @@
  * side are given back by the other (a socket read ends in a file write, a file read in a socket
  * write). Free buffers are kept up to FREE_LIMIT bytes: what a copy holds in flight at once, so
  * after the first seconds of a copy nothing more is allocated.
- *
- * The buffers are shared memory (SharedArrayBuffer): a thread that hashes a blob (hash-thread.ts)
- * reads the very bytes a socket read into, with no copy, while this thread writes them out.
  */
 
 const FREE_LIMIT = 64 << 20
@@ -49,7 +46,7 @@ export function takeBuffer(size: number): Buffer {
     freeBytes -= size
     counts.reused++
   } else {
-    buf = Buffer.from(new SharedArrayBuffer(size))
+    buf = Buffer.allocUnsafeSlow(size)
     counts.allocated++
   }
   held.set(buf.buffer, {buf, out: 0})
@@ -64,19 +61,6 @@ export function handOut(view: Buffer, buf: Buffer): void {
   handedOut.set(view, () => {
     if (--h.out === 0) release(h)
   })
-}
-
-/**
- * One more hold on a chunk of a pooled buffer: the returned view (the same bytes) keeps the buffer
- * from being read into again until doneWith(view) too. undefined: the chunk is not of a buffer
- * the pool holds, so no one will read into it again.
- */
-export function retain(chunk: Buffer): Buffer | undefined {
-  const h = held.get(chunk.buffer)
-  if (!h) return undefined
-  const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
-  handOut(view, h.buf)
-  return view
 }
 
 /** A buffer from takeBuffer that was read into but none of it handed out: straight back. */

@@ -5,11 +5,7 @@
 import {createHash} from 'node:crypto'
 import {Transform, type TransformCallback} from 'node:stream'
 import {KpiError} from '../errors.js'
-import {threadHash, type ThreadHash} from './hash-thread.js'
 import {checkDigest} from './reference.js'
-
-/** blobs this large are hashed on the hash thread; smaller ones here, where a message costs more */
-const THREAD_HASH_BYTES = 1 << 20
 
 export function algorithmOf(digest: string): 'sha256' | 'sha512' {
   checkDigest(digest)
@@ -45,7 +41,6 @@ export class DigestVerifier extends Transform {
   readonly expected: string
   readonly size?: number
   private readonly hash?: ReturnType<typeof createHash>
-  private readonly threaded?: ThreadHash
   private readonly label: string
   bytes = 0
   /**
@@ -62,9 +57,7 @@ export class DigestVerifier extends Transform {
     this.size = opts.size
     this.label = opts.label ?? expected
     algorithmOf(expected)
-    if (opts.digest === false) return
-    if (opts.size !== undefined && opts.size >= THREAD_HASH_BYTES) this.threaded = threadHash(algorithmOf(expected))
-    else this.hash = createHash(algorithmOf(expected))
+    if (opts.digest !== false) this.hash = createHash(algorithmOf(expected))
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -73,15 +66,8 @@ export class DigestVerifier extends Transform {
       cb(new KpiError('integrity', `${this.label}: more than the expected ${this.size} bytes`, {hint: 'the source serves different content than its digest names; check the source registry'}))
       return
     }
-    this.onBytes?.(chunk.length)
-    if (this.threaded) {
-      this.threaded.update(chunk)
-      this.push(chunk)
-      // memory stays bounded: the stream waits while the hash thread is far behind
-      this.threaded.caughtUp().then(() => cb(), cb)
-      return
-    }
     this.hash?.update(chunk)
+    this.onBytes?.(chunk.length)
     cb(null, chunk)
   }
 
@@ -90,22 +76,13 @@ export class DigestVerifier extends Transform {
       cb(new KpiError('integrity', `${this.label}: got ${this.bytes} bytes, expected ${this.size}`, {hint: 'the transfer was cut short or the source is corrupt; retry, and check the source if it persists'}))
       return
     }
-    if (this.threaded) {
-      this.threaded.digest().then((hex) => cb(this.check(hex)), cb)
+    if (!this.hash) return cb()
+    const got = `${this.expected.slice(0, this.expected.indexOf(':'))}:${this.hash.digest('hex')}`
+    if (got !== this.expected) {
+      cb(new KpiError('integrity', `${this.label}: content hashes to ${got}, not to its digest`, {hint: 'the source serves corrupt content for this digest; check or repair the source registry'}))
       return
     }
-    cb(this.hash ? this.check(this.hash.digest('hex')) : undefined)
-  }
-
-  override _destroy(e: Error | null, cb: (e?: Error | null) => void): void {
-    this.threaded?.drop()
-    cb(e)
-  }
-
-  private check(hex: string): KpiError | undefined {
-    const got = `${this.expected.slice(0, this.expected.indexOf(':'))}:${hex}`
-    if (got === this.expected) return undefined
-    return new KpiError('integrity', `${this.label}: content hashes to ${got}, not to its digest`, {hint: 'the source serves corrupt content for this digest; check or repair the source registry'})
+    cb()
   }
 }
 
