@@ -6,7 +6,7 @@
 import {Transform, type Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {KpiError, isKpiError, registryDetails} from '../errors.js'
-import {DigestVerifier, type Descriptor, type Repo} from '../oci/index.js'
+import {backoffMs, DigestVerifier, type Descriptor, type Repo, type RetryPolicy} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {limit, once} from '../pool.js'
@@ -37,6 +37,9 @@ export interface ExecuteOptions {
 }
 
 const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
+
+/** a manifest refused for a blob this run placed (pushManifest): 3 more pushes, 0.1-0.8 s apart */
+const manifestRetry: RetryPolicy = {retries: 3, baseMs: 200, maxMs: 2000}
 
 export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Promise<RelocationSummary> {
   const started = Date.now()
@@ -164,8 +167,8 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       try {
         return await requests(guard(() => sink.putManifest(m.dst, m.manifest, m.tags, exists)))
       } catch (e) {
-        if (attempt >= 3 || !registryDetails(e)?.codes?.includes('MANIFEST_BLOB_UNKNOWN')) throw e
-        await sleep(100 * 4 ** attempt)
+        if (attempt >= manifestRetry.retries || !registryDetails(e)?.codes?.includes('MANIFEST_BLOB_UNKNOWN')) throw e
+        await sleep(backoffMs(attempt, manifestRetry))
         const present = await Promise.all([
           ...m.blobs.map((b) => requests(guard(() => sink.hasBlob(m.dst, b.digest)))),
           ...m.children.map((c) => requests(guard(() => sink.hasManifest(m.dst, c)))),
