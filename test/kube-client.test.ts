@@ -15,6 +15,7 @@ import {runStage} from '../src/apply/stage.js'
 import {KpiError} from '../src/errors.js'
 import {createKubeClient, type Kube} from '../src/kube/client.js'
 import {loadKubeConfig} from '../src/kube/config.js'
+import {createRequester} from '../src/kube/http.js'
 import {endpointsProbe, crdProbe, deploymentProbe, kpackProbe, waitUntil} from '../src/kube/wait.js'
 import {refOf, type LiveObject} from '../src/kube/types.js'
 import type {ProgressEvent} from '../src/progress/events.js'
@@ -331,6 +332,54 @@ describe('kube client on a real control plane', () => {
     expect(ns?.metadata.name).toBe('default')
     expect(Date.now() - t, 'it waited for the restart').toBeGreaterThan(1000)
     await restart
+  })
+
+  it('a write an admission webhook could not be called for (500 failed calling webhook) is sent again until it answers; a webhook down for good fails after the grace', async () => {
+    nameRunDir()
+    const ns = 'webhook-wait'
+    await kube.apply({apiVersion: 'v1', kind: 'Namespace', metadata: {name: ns}})
+    // a Service with no selector has no endpoints: the API server cannot call the webhook behind it
+    await kube.apply({apiVersion: 'v1', kind: 'Service', metadata: {name: 'gone', namespace: ns}, spec: {ports: [{port: 443, targetPort: 8443}]}})
+    const hook = {
+      apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: {name: 'kpi-test-gone'},
+      webhooks: [{
+        name: 'gone.kpi.test', admissionReviewVersions: ['v1'], sideEffects: 'None', failurePolicy: 'Fail', timeoutSeconds: 2,
+        namespaceSelector: {matchLabels: {'kubernetes.io/metadata.name': ns}},
+        rules: [{apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['configmaps']}],
+        clientConfig: {service: {namespace: ns, name: 'gone', port: 443}},
+      }],
+    }
+    await kube.apply(hook)
+    const cm = (name: string) => ({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name, namespace: ns}, data: {k: name}})
+    // the API server takes the configuration from its cache a moment later: wait until a write meets it
+    const {request: short, close} = await createRequester(loadKubeConfig({kubeconfig: plane.cp.kubeconfig}), 1500)
+    try {
+      for (let i = 0; ; i++) {
+        const res = await short<{message?: string}>('POST', `/api/v1/namespaces/${ns}/configmaps`, {body: cm('probe'), query: {dryRun: 'All'}})
+        if (res.status === 500 && /failed calling webhook/.test(res.body.message ?? '')) break
+        expect(i, `the webhook never took effect: HTTP ${res.status}`).toBeLessThan(50)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      // down for good: the answer comes once the grace is spent (sent at 0, 250 and 750 ms), not at once
+      const t0 = Date.now()
+      const res = await short<{message?: string}>('POST', `/api/v1/namespaces/${ns}/configmaps`, {body: cm('never')})
+      expect(res.status).toBe(500)
+      expect(Date.now() - t0).toBeGreaterThan(700)
+
+      // back after two seconds (the configuration goes, as a rolled webhook answers again): both writes land
+      const t = Date.now()
+      const applied = kube.apply(cm('applied'))
+      const created = kube.create(cm('created'))
+      await new Promise((r) => setTimeout(r, 2000))
+      await kube.delete(refOf(hook))
+      expect((await applied).data).toEqual({k: 'applied'})
+      expect((await created).data).toEqual({k: 'created'})
+      expect(Date.now() - t).toBeGreaterThan(1900)
+      expect(await kube.get(refOf(cm('never')))).toBeUndefined()
+    } finally {
+      close()
+      await kube.delete(refOf(hook))
+    }
   })
 
   it('the operation lease stays held when its own renewal landed with the answer lost, and is lost to another holder', async () => {

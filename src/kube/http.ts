@@ -81,7 +81,8 @@ async function libraryOptions(k: LoadedKubeConfig): Promise<() => Promise<HttpsO
   }
 }
 
-export async function createRequester(k: LoadedKubeConfig): Promise<{request: Requester; close(): void}> {
+/** `graceMs`: how long a request rides out an unavailable API server or webhook (see riding) */
+export async function createRequester(k: LoadedKubeConfig, graceMs = API_UNAVAILABLE_GRACE_MS): Promise<{request: Requester; close(): void}> {
   const cluster = k.cluster
   const server = cluster.server.replace(/\/+$/, '')
   const base = new URL(server)
@@ -138,7 +139,7 @@ export async function createRequester(k: LoadedKubeConfig): Promise<{request: Re
       req.end(body)
     })
   }
-  return {request: riding(doRequest), close: () => agent.destroy()}
+  return {request: riding(doRequest, graceMs), close: () => agent.destroy()}
 }
 
 /**
@@ -163,8 +164,10 @@ const REPEATABLE = new Set(['GET', 'HEAD', 'PATCH', 'DELETE'])
  */
 function unavailable(method: string, e: unknown, res: KubeResponse | undefined, recovering: boolean): boolean {
   if (res) {
-    const shuttingDown = typeof res.body === 'object' && /shutting down/i.test(String((res.body as {message?: unknown})?.message ?? ''))
-    return res.status === 429 || res.status === 503 || shuttingDown || (recovering && res.status === 500 && REPEATABLE.has(method))
+    const message = typeof res.body === 'object' ? String((res.body as {message?: unknown})?.message ?? '') : ''
+    const shuttingDown = /shutting down/i.test(message)
+    return res.status === 429 || res.status === 503 || shuttingDown || webhookUnreachable(res.status, message) ||
+      (recovering && res.status === 500 && REPEATABLE.has(method))
   }
   const code = ((e as KpiError).cause as NodeJS.ErrnoException | undefined)?.code
   if (code === 'ECONNREFUSED') return true
@@ -172,13 +175,23 @@ function unavailable(method: string, e: unknown, res: KubeResponse | undefined, 
 }
 
 /**
+ * An admission webhook the API server could not call (its pod rolling, its endpoints not yet
+ * updated, its certificate not yet in the configuration): the API server answers 500 "failed
+ * calling webhook" before it stores anything, so any method may be sent again. kpack's webhook
+ * rolls during a kpack upgrade, and the next stage's objects go through it. A webhook that denies
+ * answers 400/403/422 ("denied the request") and is never repeated.
+ */
+const webhookUnreachable = (status: number, message: string) => status === 500 && /failed calling webhook/i.test(message)
+
+/**
  * A kube-apiserver that restarts refuses connections, cuts the open ones and answers 503 for a few
  * seconds, then 500 while it starts; an install or upgrade that failed on the first such answer
  * would stop half-applied (and its automatic rollback, started at once, would meet the same
  * outage). So a request that meets one is sent again, pausing 250 ms doubling to 2 s, for up to
  * API_UNAVAILABLE_GRACE_MS, once this API server has answered in this run (a wrong address is
- * reported at once, as kubectl does). A 500 is waited out only within the grace after an outage:
- * otherwise it is the server's answer, reported at once.
+ * reported at once, as kubectl does). An unreachable admission webhook is waited for as long. Any
+ * other 500 is waited out only within the grace after an outage: otherwise it is the server's
+ * answer, reported at once.
  */
 export function riding(send: Requester, graceMs = API_UNAVAILABLE_GRACE_MS): Requester {
   // only an API server that answered once is waited for: a kubeconfig naming nothing fails at once
