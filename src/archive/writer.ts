@@ -14,7 +14,7 @@ import {createHash} from 'node:crypto'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
-import {algorithmOf, DigestVerifier, doneWith, type FetchedManifest} from '../oci/index.js'
+import {algorithmOf, digestCheck, doneWith, type FetchedManifest} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
 import {uploadPool} from '../relocate/upload-pool.js'
@@ -149,10 +149,20 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       source = await open()
       await out.writeAt(slot.start, [fileHeader(blobMember(digest), size)])
       let at = slot.offset
+      // checked as it is written (no stream layer of its own): the digest is checked before the
+      // member counts, so a wrong blob never counts as written
+      const check = digestCheck(digest, {size, label: `blob ${digest}`})
       const put = (bufs: Buffer[], cb: (e?: Error | null) => void) => {
-        const n = bufs.reduce((a, b) => a + b.length, 0)
-        // the verifier refuses more bytes than the size; this keeps a member inside its place regardless
-        if (at + n > slot.offset + size) return cb(new KpiError('integrity', `blob ${digest}: more than the expected ${size} bytes`))
+        let n = 0
+        try {
+          // refuses more bytes than the size, so a member stays inside its place
+          for (const b of bufs) {
+            check.update(b)
+            n += b.length
+          }
+        } catch (e) {
+          return cb(e as Error)
+        }
         const from = at
         at += n
         out.writeAt(from, bufs).then(() => {
@@ -165,9 +175,16 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
         highWaterMark: WRITE_BATCH,
         write: (chunk: Buffer, _enc, cb) => put([chunk], cb),
         writev: (chunks, cb) => put(chunks.map((c) => c.chunk as Buffer), cb),
+        final: (cb) => {
+          try {
+            check.end()
+          } catch (e) {
+            return cb(e as Error)
+          }
+          cb()
+        },
       })
-      // the digest is checked before the member counts: a wrong blob never counts as written
-      await pipeline(source, new DigestVerifier(digest, {size, label: `blob ${digest}`}), target, opts.signal ? {signal: opts.signal} : {})
+      await pipeline(source, target, opts.signal ? {signal: opts.signal} : {})
       const pad = paddingBytes(size)
       if (pad.length > 0) await out.writeAt(slot.offset + size, [pad])
       written.set(digest, {offset: slot.offset, size})

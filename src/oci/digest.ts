@@ -33,16 +33,55 @@ export interface VerifyOptions {
 }
 
 /**
- * A Transform that passes bytes through unchanged while hashing them; at the end it fails with
- * KpiError('integrity') if the digest or the length differ. It also fails as soon as more bytes
- * than `size` arrive, so a wrong blob is not read to its end.
+ * The check of one blob's bytes as they pass: `update` counts and hashes each chunk and throws
+ * KpiError('integrity') as soon as more bytes than `size` arrive (a wrong blob is not read to its
+ * end); `end` throws if the length or the digest differ. For a consumer that handles the chunks
+ * itself, with no stream layer of its own (the archive writer); DigestVerifier wraps it.
+ */
+export interface DigestCheck {
+  readonly bytes: number
+  update(chunk: Buffer): void
+  end(): void
+}
+
+export function digestCheck(expected: string, opts: Pick<VerifyOptions, 'size' | 'label' | 'digest'> = {}): DigestCheck {
+  const algorithm = algorithmOf(expected)
+  const hash = opts.digest !== false ? createHash(algorithm) : undefined
+  const label = opts.label ?? expected
+  const {size} = opts
+  let bytes = 0
+  return {
+    get bytes() {
+      return bytes
+    },
+    update(chunk) {
+      bytes += chunk.length
+      if (size !== undefined && bytes > size) {
+        throw new KpiError('integrity', `${label}: more than the expected ${size} bytes`, {hint: 'the source serves different content than its digest names; check the source registry'})
+      }
+      hash?.update(chunk)
+    },
+    end() {
+      if (size !== undefined && bytes !== size) {
+        throw new KpiError('integrity', `${label}: got ${bytes} bytes, expected ${size}`, {hint: 'the transfer was cut short or the source is corrupt; retry, and check the source if it persists'})
+      }
+      if (!hash) return
+      const got = `${algorithm}:${hash.digest('hex')}`
+      if (got !== expected) {
+        throw new KpiError('integrity', `${label}: content hashes to ${got}, not to its digest`, {hint: 'the source serves corrupt content for this digest; check or repair the source registry'})
+      }
+    },
+  }
+}
+
+/**
+ * A Transform that passes bytes through unchanged while checking them (digestCheck): it fails
+ * as soon as more bytes than `size` arrive, and at the end if the digest or the length differ.
  */
 export class DigestVerifier extends Transform {
   readonly expected: string
   readonly size?: number
-  private readonly hash?: ReturnType<typeof createHash>
-  private readonly label: string
-  bytes = 0
+  private readonly check: DigestCheck
   /**
    * Told the length of every chunk that passes: whoever streams the blob on counts its progress
    * here rather than through a Transform of its own (one stream layer less per chunk).
@@ -55,32 +94,28 @@ export class DigestVerifier extends Transform {
     super({highWaterMark: opts.highWaterMark ?? 256 * 1024})
     this.expected = expected
     this.size = opts.size
-    this.label = opts.label ?? expected
-    algorithmOf(expected)
-    if (opts.digest !== false) this.hash = createHash(algorithmOf(expected))
+    this.check = digestCheck(expected, opts)
+  }
+
+  get bytes(): number {
+    return this.check.bytes
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length
-    if (this.size !== undefined && this.bytes > this.size) {
-      cb(new KpiError('integrity', `${this.label}: more than the expected ${this.size} bytes`, {hint: 'the source serves different content than its digest names; check the source registry'}))
-      return
+    try {
+      this.check.update(chunk)
+    } catch (e) {
+      return cb(e as Error)
     }
-    this.hash?.update(chunk)
     this.onBytes?.(chunk.length)
     cb(null, chunk)
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.size !== undefined && this.bytes !== this.size) {
-      cb(new KpiError('integrity', `${this.label}: got ${this.bytes} bytes, expected ${this.size}`, {hint: 'the transfer was cut short or the source is corrupt; retry, and check the source if it persists'}))
-      return
-    }
-    if (!this.hash) return cb()
-    const got = `${this.expected.slice(0, this.expected.indexOf(':'))}:${this.hash.digest('hex')}`
-    if (got !== this.expected) {
-      cb(new KpiError('integrity', `${this.label}: content hashes to ${got}, not to its digest`, {hint: 'the source serves corrupt content for this digest; check or repair the source registry'}))
-      return
+    try {
+      this.check.end()
+    } catch (e) {
+      return cb(e as Error)
     }
     cb()
   }
