@@ -67,11 +67,17 @@ describe('readiness rules', () => {
     expect(kpackReadiness(kp(2, {observedGeneration: 2, conditions: [{type: 'Ready', status: 'Unknown', reason: 'Building'}]})).message).toBe('Ready=Unknown (Building)')
   })
 
-  it('a Service is ready with one ready endpoint; not-ready endpoints do not count', () => {
+  it('a Service is ready when every endpoint is ready and none is of a pod going away', () => {
     const slice = (endpoints: unknown[]) => live({apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: {name: 'x'}, endpoints})
     expect(endpointsReadiness([]).message).toBe('no endpoints yet')
     expect(endpointsReadiness([slice([{addresses: ['10.0.0.1'], conditions: {ready: false}}])]).message).toBe('0 of 1 endpoints ready')
-    expect(endpointsReadiness([slice([{addresses: ['10.0.0.1'], conditions: {ready: false}}, {addresses: ['10.0.0.2'], conditions: {}}])]).state).toBe('ready')
+    expect(endpointsReadiness([slice([{addresses: ['10.0.0.2'], conditions: {}}])]).state).toBe('ready')
+    // a pod still starting, or one going away, is not the Service's answer yet
+    expect(endpointsReadiness([slice([{addresses: ['10.0.0.1'], conditions: {ready: false}}, {addresses: ['10.0.0.2'], conditions: {}}])]).message).toBe('1 of 2 endpoints ready')
+    expect(endpointsReadiness([slice([{addresses: ['10.0.0.1'], conditions: {ready: false, terminating: true}}, {addresses: ['10.0.0.2'], conditions: {}}])]).message).toBe('1 endpoint of pods going away')
+    const old = {addresses: ['10.0.0.1'], conditions: {ready: true}, targetRef: {kind: 'Pod', name: 'webhook-old'}}
+    expect(endpointsReadiness([slice([old])]).state).toBe('ready')
+    expect(endpointsReadiness([slice([old])], new Set(['webhook-old'])).state).toBe('progressing')
   })
 })
 

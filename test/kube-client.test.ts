@@ -305,6 +305,31 @@ describe('kube client on a real control plane', () => {
     expect(last).toBe('2 ready endpoints')
   })
 
+  it('a stage that rolls a Deployment judges its Service once only the new pods are behind it', async () => {
+    nameRunDir()
+    const labels = {app: 'probe'}
+    const image = 'example.test/probe@sha256:' + 'c'.repeat(64)
+    const deployment: KubeObject = {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name: 'probe', namespace: 'wait-test', labels: {}, annotations: {}},
+      spec: {replicas: 2, selector: {matchLabels: labels}, template: {metadata: {labels}, spec: {containers: [{name: 'c', image}]}}},
+    }
+    const service: KubeObject = {apiVersion: 'v1', kind: 'Service', metadata: {name: 'probe', namespace: 'wait-test', labels: {}, annotations: {}}, spec: {selector: labels, ports: [{port: 443, targetPort: 8443}]}}
+    const [stage] = planStages([{stage: 'kpack', object: deployment}, {stage: 'kpack', object: service}]).filter((x) => x.objects.length)
+    const events: ProgressEvent[] = []
+    await runStage(stage!, {kube, wait: 'ready', timeoutMs: 60_000, onEvent: (x) => events.push(x)})
+    // when the stage says ready, the Service's endpoints are the new pods, none of them leaving
+    const slices = await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {namespace: 'wait-test', labelSelector: 'kubernetes.io/service-name=probe'})
+    const pods = (slices as unknown as Array<{endpoints?: Array<{targetRef?: {name: string}}>}>).flatMap((x) => x.endpoints ?? []).map((e) => e.targetRef!.name)
+    expect(pods).toHaveLength(2)
+    for (const name of pods) {
+      const pod = await kube.get({apiVersion: 'v1', kind: 'Pod', name, namespace: 'wait-test'})
+      expect(pod?.metadata.deletionTimestamp, `pod ${name}`).toBeUndefined()
+      expect((pod!.spec as {containers: Array<{image: string}>}).containers[0]!.image).toBe(image)
+    }
+    const order = events.filter((x) => x.type === 'task' && x.status === 'done').map((x) => (x as {task: string}).task)
+    expect(order.indexOf('Service wait-test/probe has ready endpoints')).toBeGreaterThan(order.indexOf('Deployment wait-test/probe rolled out'))
+  })
+
   it('a stage that does not get ready in time fails naming the object, its last condition and its recent events', async () => {
     nameRunDir()
     const labels = {app: 'stuck'}

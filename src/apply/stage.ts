@@ -134,7 +134,10 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
     }
     return true
   })
-  await gate(stage, waits, opts, deadline)
+  // a Service's endpoints are judged once the Deployments behind it rolled out: before, the old
+  // pods' endpoints are ready and would pass for the new ones
+  await gate(stage, waits.filter((o) => o.check !== 'endpoints'), opts, deadline)
+  await gate(stage, waits.filter((o) => o.check === 'endpoints'), opts, deadline)
   // stable order for reports: the render order
   const order = new Map(stage.objects.map((o, i) => [describeRef(o.object), i]))
   changes.sort((a, b) => order.get(a.object)! - order.get(b.object)!)

@@ -5,14 +5,15 @@
  * one place.
  */
 import type {Kube} from './client.js'
-import {crdReadiness, deploymentReadiness, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
+import {crdReadiness, deploymentReadiness, endpointPods, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
 import type {Probe} from './wait.js'
 import type {LiveObject, ObjectRef} from './types.js'
 
 /**
  * - `established`: CRD Established
  * - `rollout`: Deployment rolled out and available
- * - `endpoints`: Service has a ready endpoint (the webhook answers)
+ * - `endpoints`: every endpoint of the Service ready and none of a pod going away (the webhook
+ *   that answers is the current one); judged once the stage's Deployments rolled out
  * - `kpack-ready`: kpack's Ready condition (skipped with --wait=applied)
  * - `applied`: accepted by the API server is all there is to it
  */
@@ -35,9 +36,16 @@ export const CHECKS: Record<CheckKind, Check> = {
   endpoints: {
     title: 'has ready endpoints',
     counted: 'Services with ready endpoints',
-    judge: async (kube, _live, ref) => endpointsReadiness(await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {
-      namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`,
-    })),
+    judge: async (kube, _live, ref) => {
+      const slices = await kube.list('discovery.k8s.io/v1', 'EndpointSlice', {namespace: ref.namespace, labelSelector: `kubernetes.io/service-name=${ref.name}`})
+      // a slice lags its pods: one deleted a moment ago can still be listed as ready
+      const goingAway = new Set<string>()
+      await Promise.all(endpointPods(slices).map(async (name) => {
+        const pod = await kube.get({apiVersion: 'v1', kind: 'Pod', name, namespace: ref.namespace})
+        if (!pod || pod.metadata.deletionTimestamp) goingAway.add(name)
+      }))
+      return endpointsReadiness(slices, goingAway)
+    },
   },
   // kpack writes Ready=False for an error it retries: a ClusterBuilder reconciled a moment after its
   // stack turned Ready, from kpack's stale cache, says "Builder has no latestImage" until the retry

@@ -7,7 +7,7 @@
  *   Progressing=False/ProgressDeadlineExceeded is a failure.
  * - kpack resources: kpack's Ready condition for the generation it observed (status.observedGeneration);
  *   False is a failure carrying kpack's message.
- * - Service: at least one ready endpoint in its EndpointSlices.
+ * - Service: every endpoint in its EndpointSlices ready, none of a pod going away, at least one.
  */
 import {conditionOf, formatCondition, type Condition, type LiveObject} from './types.js'
 
@@ -76,19 +76,31 @@ export function kpackReadiness(live: LiveObject | undefined): Readiness {
 }
 
 interface SliceLike {
-  endpoints?: Array<{addresses?: string[]; conditions?: {ready?: boolean}}>
+  endpoints?: Array<{addresses?: string[]; conditions?: {ready?: boolean; terminating?: boolean}; targetRef?: {kind?: string; name?: string}}>
 }
 
-/** Endpoints whose `ready` is unset count as ready, as the EndpointSlice API says consumers should. */
-export function endpointsReadiness(slices: LiveObject[]): Readiness {
+/** The pods behind a Service's EndpointSlices (their targetRefs), by name. */
+export const endpointPods = (slices: LiveObject[]): string[] =>
+  (slices as unknown as SliceLike[]).flatMap((s) => (s.endpoints ?? []).flatMap((e) => (e.targetRef?.kind === 'Pod' && e.targetRef.name ? [e.targetRef.name] : [])))
+
+/**
+ * Every endpoint ready (an unset `ready` counts as ready, as the EndpointSlice API says consumers
+ * should), none terminating, none a pod that is gone or being deleted (`goingAway`), and at least
+ * one: a webhook Service whose old pod still answers would let that pod judge the next stage's
+ * objects (kpack 0.16's webhook refusing a ClusterLifecycle it does not know).
+ */
+export function endpointsReadiness(slices: LiveObject[], goingAway: ReadonlySet<string> = new Set()): Readiness {
   let total = 0
   let readyCount = 0
+  let leaving = 0
   for (const s of slices as unknown as SliceLike[]) {
     for (const e of s.endpoints ?? []) {
       total++
-      if (e.conditions?.ready !== false && (e.addresses?.length ?? 0) > 0) readyCount++
+      if (e.conditions?.terminating === true || (e.targetRef?.kind === 'Pod' && goingAway.has(e.targetRef.name ?? ''))) leaving++
+      else if (e.conditions?.ready !== false && (e.addresses?.length ?? 0) > 0) readyCount++
     }
   }
-  if (readyCount > 0) return ready(`${readyCount} ready endpoint${readyCount === 1 ? '' : 's'}`)
-  return progressing(total ? `0 of ${total} endpoints ready` : 'no endpoints yet')
+  if (leaving > 0) return progressing(`${leaving} endpoint${leaving === 1 ? '' : 's'} of pods going away`)
+  if (readyCount > 0 && readyCount === total) return ready(`${readyCount} ready endpoint${readyCount === 1 ? '' : 's'}`)
+  return progressing(total ? `${readyCount} of ${total} endpoints ready` : 'no endpoints yet')
 }
