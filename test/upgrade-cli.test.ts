@@ -16,6 +16,12 @@ import {mapBundleImages} from '../src/bundle/index.js'
 import type {Bundle} from '../src/bundle/types.js'
 import type {LiveObject, ObjectRef} from '../src/kube/types.js'
 import {parseReference} from '../src/oci/index.js'
+import {upgrade} from '../src/apply/upgrade.js'
+import {valuesCredentials} from '../src/apply/preflight.js'
+import {loadInputs} from '../src/cli/operation.js'
+import {KpiError} from '../src/errors.js'
+import {createRegistryClient} from '../src/oci/index.js'
+import type {ProgressEvent} from '../src/progress/events.js'
 import {expectCleanFailure} from './helpers/cli.js'
 import {contains, usePlatformSandbox} from './helpers/platform.js'
 
@@ -138,7 +144,9 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const lost = [a, b].filter((x) => x.code !== 0)
     expect(won.length, a.stderr + b.stderr).toBe(1)
     expect(lost[0]!.code).toBe(9)
-    expect(JSON.parse(lost[0]!.stdout).error.message).toMatch(/^another kpi operation is running: upgrade by kpi upgrade \(pid \d+ on \S+\) since \d{4}-\d\d-\d\dT/)
+    // refused at the lease, or (on a loaded machine, one whose preflight outlasted the other's whole
+    // run) once it holds the lease, by what the other changed meanwhile
+    expect(JSON.parse(lost[0]!.stdout).error.message).toMatch(/^another kpi operation (is running: upgrade by kpi upgrade \(pid \d+ on \S+\) since \d{4}-\d\d-\d\dT|changed the installation while this one ran its preflight: revision 2 \(upgrade 1\.0\.0 -> 1\.1\.0\) is now deployed$)/)
     const doc = JSON.parse(won[0]!.stdout) as UpgradeResult
     expect(doc).toMatchObject({revision: 2, from: {revision: 1, version: '1.0.0'}, version: '1.1.0', pruned: ['ConfigMap kpack/lifecycle-image']})
     // preflight asks the registry for the images v2 brings in, not for those revision 1 runs
@@ -193,5 +201,38 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const rec = JSON.stringify(await p.record(3))
     expect(rec).not.toContain(p.sb.airgap.password!)
     for (const o of p.outputs) expect(o).not.toContain(p.sb.airgap.password!)
+  })
+
+  it('an upgrade whose preflight read the installation before another one finished is refused once it holds the lease, writing nothing', async () => {
+    p.nameRunDir()
+    const lock2File = await p.relocate('v2')
+    const {lock, values: vals, render, registryOptions} = await loadInputs({bundle: lock2File, values, 'ca-cert': [p.sb.caFile]})
+    // this upgrade's image check waits until the other upgrade has run from start to end
+    const real = createRegistryClient({...registryOptions, credentials: valuesCredentials(vals.registry)})
+    let asked!: () => void
+    const checking = new Promise<void>((r) => (asked = r))
+    let go!: () => void
+    const other = new Promise<void>((r) => (go = r))
+    const client = {...real, headManifest: async (...a: Parameters<typeof real.headManifest>) => {
+      asked()
+      await other
+      return real.headManifest(...a)
+    }}
+    const events: ProgressEvent[] = []
+    const late = upgrade({kube: p.kube, lock, values: vals, render, wait: 'applied', timeoutMs: 90_000, kpiVersion: 'test', registryOptions, registryClient: client, onEvent: (e) => events.push(e)})
+    late.catch(() => {})
+    await checking
+    const r = await p.run(['upgrade', '-b', lock2File, '-f', values, '--ca-cert', p.sb.caFile, ...applied])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/as revision 4 in /)
+    const heads = await p.heads()
+    go()
+    const e = await late.then(() => undefined, (x: unknown) => x)
+    expect(e).toBeInstanceOf(KpiError)
+    expect((e as KpiError).kind).toBe('conflict')
+    expect((e as KpiError).message).toBe('another kpi operation changed the installation while this one ran its preflight: revision 4 (upgrade 1.0.0 -> 1.1.0) is now deployed')
+    expect(await p.heads()).toEqual(heads)
+    expect(events.some((x) => x.type === 'stage-start' && x.stage !== 'preflight')).toBe(false)
+    await real.close()
   })
 })

@@ -5,13 +5,12 @@
  * nothing; running it after an install was killed resumes that install's revision.
  */
 import type {Bundle} from '../bundle/types.js'
-import {KpiError} from '../errors.js'
 import type {RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
 import type {RevisionRecord} from '../revision/record.js'
 import {latestRevision, saveRevision} from '../revision/store.js'
 import type {ChangeAction} from './changeset.js'
-import {contextOf, desiredRevision, runRevision, RevisionFailed, stageRecords, withLease, type OperationOptions} from './operation.js'
+import {contextOf, desiredRevision, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {planStages} from './plan.js'
 import {preflight, type InstallMode} from './preflight.js'
 import {summarize, type OperationSummary} from './summary.js'
@@ -75,10 +74,7 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
 
   return withLease(ctx, 'install', async (_lease, signal) => {
     // what preflight saw must still be so now that this operation holds the lease
-    const latest = await latestRevision(kube)
-    if (latest?.resourceVersion !== pre.existing?.resourceVersion) {
-      throw new KpiError('conflict', 'another kpi operation changed the installation while this one ran its preflight', {hint: 'run kpi status, then try again'})
-    }
+    unchangedSincePreflight(pre.existing, await latestRevision(kube))
     const reconcile = pre.mode === 'reconcile'
     const record: RevisionRecord = {
       apiVersion: 'kpi.dev/v1alpha1',

@@ -83,6 +83,20 @@ export async function withLease<T>(ctx: OperationContext, operation: Operation, 
   }
 }
 
+/**
+ * Preflight reads the installation before the lease is taken (it only reads, and may take a
+ * while): once the lease is held, the newest revision must still be the one preflight read. An
+ * operation that held the lease meanwhile and has finished (its lease released, so this one got
+ * it) would otherwise be followed by one planned against what it replaced.
+ */
+export function unchangedSincePreflight(seen: StoredRevision | undefined, now: StoredRevision | undefined): void {
+  if (seen?.resourceVersion === now?.resourceVersion) return
+  const r = now?.record
+  throw new KpiError('conflict', `another kpi operation changed the installation while this one ran its preflight${r ? `: revision ${r.revision} (${r.description}) is now ${r.status}` : ''}`, {
+    hint: 'run kpi status, then run this command again: it checks the installation as it is then',
+  })
+}
+
 export interface RevisionRun {
   /** the record as it starts (status pending-*, stages pending) */
   record: RevisionRecord

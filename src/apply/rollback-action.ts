@@ -10,7 +10,7 @@ import {refOf} from '../kube/types.js'
 import type {RegistryValues} from '../values/types.js'
 import {deployedRevision, latestRevision, listRevisionHeads} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
-import {contextOf, markInterrupted, RevisionFailed, withLease, type OperationOptions} from './operation.js'
+import {contextOf, markInterrupted, RevisionFailed, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask, runningImages} from './preflight.js'
 import {rollbackTarget, runRollback} from './rollback.js'
 import {summarize, type OperationSummary} from './summary.js'
@@ -69,6 +69,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
     const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
     let interrupted: number | undefined
     const now = await latestRevision(kube, heads)
+    unchangedSincePreflight(latest, now)
     if (now?.record.status.startsWith('pending-')) {
       await markInterrupted(ctx, now, `finished by revision ${next} (kpi rollback to ${t.revision})`)
       interrupted = now.record.revision

@@ -17,7 +17,7 @@ import type {RevisionRecord} from '../revision/record.js'
 import {deployedRevision, latestRevision, listRevisionHeads, type StoredRevision} from '../revision/store.js'
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
-import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, withLease, type OperationOptions} from './operation.js'
+import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask, runningImages, startImageCheck, type Task} from './preflight.js'
 import {runRollback} from './rollback.js'
 import {gateFailureOf} from './stage.js'
@@ -115,6 +115,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     const heads = await listRevisionHeads(kube)
     const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
     const now = await latestRevision(kube, heads)
+    unchangedSincePreflight(latest, now)
     if (now?.record.status.startsWith('pending-')) {
       // nobody holds the lease (this operation does): that operation died
       await markInterrupted(ctx, now, `finished by revision ${next} (kpi upgrade)`)
