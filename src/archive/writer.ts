@@ -10,11 +10,10 @@
  * (`resume`) keeps every member of the partial files whose header and content are exactly
  * what belongs at its place, writes the others, and gives the bytes of an uninterrupted run.
  */
-import {createHash} from 'node:crypto'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
-import {algorithmOf, digestCheck, doneWith, type FetchedManifest} from '../oci/index.js'
+import {algorithmOf, digestCheck, doneWith, type DigestCheck, type FetchedManifest} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
 import {uploadPool} from '../relocate/upload-pool.js'
@@ -274,17 +273,26 @@ async function keepWhatIsWhole(out: PartWriter, slots: ReadonlyMap<string, Slot>
   for (const slot of slots.values()) {
     const header = await out.readAt(slot.start, slot.headerBytes)
     if (!header.equals(fileHeader(blobMember(slot.digest), slot.size))) continue
-    const h = createHash(algorithmOf(slot.digest))
+    const check = digestCheck(slot.digest, {size: slot.size})
     let got = 0
     for (let at = slot.offset; got < slot.size;) {
       const chunk = await out.readAt(at, Math.min(CHUNK, slot.size - got))
       if (chunk.length === 0) break
-      h.update(chunk)
+      check.update(chunk)
       got += chunk.length
       at += chunk.length
     }
-    if (got === slot.size && `${slot.digest.slice(0, slot.digest.indexOf(':'))}:${h.digest('hex')}` === slot.digest) {
+    if (wholeAndRight(check)) {
       written.set(slot.digest, {offset: slot.offset, size: slot.size})
     }
+  }
+}
+
+const wholeAndRight = (check: DigestCheck): boolean => {
+  try {
+    check.end()
+    return true
+  } catch {
+    return false
   }
 }
