@@ -13,7 +13,7 @@
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {KpiError, isKpiError} from '../errors.js'
-import {algorithmOf, digestCheck, doneWith, type DigestCheck, type FetchedManifest} from '../oci/index.js'
+import {algorithmOf, digestCheck, doneWith, type FetchedManifest} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
 import {uploadPool} from '../relocate/upload-pool.js'
@@ -153,14 +153,11 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       const check = digestCheck(digest, {size, label: `blob ${digest}`})
       const put = (bufs: Buffer[], cb: (e?: Error | null) => void) => {
         let n = 0
-        try {
+        for (const b of bufs) {
           // refuses more bytes than the size, so a member stays inside its place
-          for (const b of bufs) {
-            check.update(b)
-            n += b.length
-          }
-        } catch (e) {
-          return cb(e as Error)
+          const wrong = check.update(b)
+          if (wrong) return cb(wrong)
+          n += b.length
         }
         const from = at
         at += n
@@ -174,14 +171,7 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
         highWaterMark: WRITE_BATCH,
         write: (chunk: Buffer, _enc, cb) => put([chunk], cb),
         writev: (chunks, cb) => put(chunks.map((c) => c.chunk as Buffer), cb),
-        final: (cb) => {
-          try {
-            check.end()
-          } catch (e) {
-            return cb(e as Error)
-          }
-          cb()
-        },
+        final: (cb) => cb(check.end()),
       })
       await pipeline(source, target, opts.signal ? {signal: opts.signal} : {})
       const pad = paddingBytes(size)
@@ -282,17 +272,6 @@ async function keepWhatIsWhole(out: PartWriter, slots: ReadonlyMap<string, Slot>
       got += chunk.length
       at += chunk.length
     }
-    if (wholeAndRight(check)) {
-      written.set(slot.digest, {offset: slot.offset, size: slot.size})
-    }
-  }
-}
-
-const wholeAndRight = (check: DigestCheck): boolean => {
-  try {
-    check.end()
-    return true
-  } catch {
-    return false
+    if (!check.end()) written.set(slot.digest, {offset: slot.offset, size: slot.size})
   }
 }

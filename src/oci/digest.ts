@@ -33,15 +33,16 @@ export interface VerifyOptions {
 }
 
 /**
- * The check of one blob's bytes as they pass: `update` counts and hashes each chunk and throws
- * KpiError('integrity') as soon as more bytes than `size` arrive (a wrong blob is not read to its
- * end); `end` throws if the length or the digest differ. For a consumer that handles the chunks
- * itself, with no stream layer of its own (the archive writer); DigestVerifier wraps it.
+ * The check of one blob's bytes as they pass: `update` counts and hashes each chunk and answers
+ * a KpiError('integrity') as soon as more bytes than `size` arrive (a wrong blob is not read to
+ * its end); `end` answers one if the length or the digest differ, else undefined. Answered, not
+ * thrown: both go straight to a stream callback. For a consumer that handles the chunks itself,
+ * with no stream layer of its own (the archive writer); DigestVerifier wraps it.
  */
 export interface DigestCheck {
   readonly bytes: number
-  update(chunk: Buffer): void
-  end(): void
+  update(chunk: Buffer): KpiError | undefined
+  end(): KpiError | undefined
 }
 
 export function digestCheck(expected: string, opts: Pick<VerifyOptions, 'size' | 'label' | 'digest'> = {}): DigestCheck {
@@ -57,19 +58,21 @@ export function digestCheck(expected: string, opts: Pick<VerifyOptions, 'size' |
     update(chunk) {
       bytes += chunk.length
       if (size !== undefined && bytes > size) {
-        throw new KpiError('integrity', `${label}: more than the expected ${size} bytes`, {hint: 'the source serves different content than its digest names; check the source registry'})
+        return new KpiError('integrity', `${label}: more than the expected ${size} bytes`, {hint: 'the source serves different content than its digest names; check the source registry'})
       }
       hash?.update(chunk)
+      return undefined
     },
     end() {
       if (size !== undefined && bytes !== size) {
-        throw new KpiError('integrity', `${label}: got ${bytes} bytes, expected ${size}`, {hint: 'the transfer was cut short or the source is corrupt; retry, and check the source if it persists'})
+        return new KpiError('integrity', `${label}: got ${bytes} bytes, expected ${size}`, {hint: 'the transfer was cut short or the source is corrupt; retry, and check the source if it persists'})
       }
-      if (!hash) return
+      if (!hash) return undefined
       const got = `${algorithm}:${hash.digest('hex')}`
       if (got !== expected) {
-        throw new KpiError('integrity', `${label}: content hashes to ${got}, not to its digest`, {hint: 'the source serves corrupt content for this digest; check or repair the source registry'})
+        return new KpiError('integrity', `${label}: content hashes to ${got}, not to its digest`, {hint: 'the source serves corrupt content for this digest; check or repair the source registry'})
       }
+      return undefined
     },
   }
 }
@@ -102,22 +105,14 @@ export class DigestVerifier extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    try {
-      this.check.update(chunk)
-    } catch (e) {
-      return cb(e as Error)
-    }
+    const wrong = this.check.update(chunk)
+    if (wrong) return cb(wrong)
     this.onBytes?.(chunk.length)
     cb(null, chunk)
   }
 
   override _flush(cb: TransformCallback): void {
-    try {
-      this.check.end()
-    } catch (e) {
-      return cb(e as Error)
-    }
-    cb()
+    cb(this.check.end())
   }
 }
 
