@@ -11,6 +11,9 @@ import {createRegistryClient} from '../src/oci/client.js'
 import {attachReferrer} from '../src/oci/referrers.js'
 import {parseReference} from '../src/oci/reference.js'
 import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../src/oci/types.js'
+import type {ImageSource} from '../src/relocate/endpoints.js'
+import {fromSource, registrySource, toRegistry} from '../src/relocate/registry-endpoints.js'
+import {relocate} from '../src/relocate/relocate.js'
 import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
@@ -100,6 +103,36 @@ describe('kpi relocate registry to registry', () => {
     expect(r.stdout).toMatch(/bytes moved: 0 B/)
     expect(r.stdout).toContain('nothing to move')
     expect(await readFile(join(work, 'lock2.yaml'), 'utf8')).toBe(await readFile(lockFile, 'utf8'))
+  })
+
+  it('asks the destination about every root while the source is still being read, once each', async () => {
+    // nothing to move: the roots' HEADs are all the copy asks of the destination; asked during
+    // the plan, they are not one more round of requests after it
+    const bundle = sb.bundle.v1!
+    const prefix = sb.airgapPrefix.slice(sb.airgap.host.length + 1)
+    const roots = new Set(bundleImages(bundle).map(({ref}) => `${prefix}/${repoOf(ref).repository}@${parseReference(ref).digest}`))
+    const asked: string[] = []
+    const watched: RegistryClient = {...dst, headManifest: (repo, ref) => {
+      asked.push(`${repo.repository}@${ref}`)
+      return dst.headManifest(repo, ref)
+    }}
+    const source = registrySource(src)
+    // the source's first answer waits (5 s at most) until the destination was asked about every root
+    let gate: Promise<number> | undefined
+    const held: ImageSource = {...source, getManifest: async (repo, ref) => {
+      gate ??= (async () => {
+        for (const t0 = Date.now(); new Set(asked).size < roots.size && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 20))
+        return new Set(asked).size
+      })()
+      await gate
+      return source.getManifest(repo, ref)
+    }}
+    const r = await relocate({from: fromSource(held, bundle), to: toRegistry(watched, sb.airgapPrefix)})
+    expect(await gate).toBe(roots.size)
+    // each root once (the signature the first test attached is asked about on its own)
+    for (const k of roots) expect(asked.filter((a) => a === k), k).toHaveLength(1)
+    expect(r.summary.bytesMoved).toBe(0)
+    expect(r.summary.manifests.pushed).toBe(0)
   })
 
   it('mounts instead of copying between two repositories of one registry', async () => {

@@ -1,5 +1,6 @@
 /** A registry as a relocation source and sink, over the OCI client, and as the endpoints relocate() takes. */
-import {algorithmOf, type FetchedManifest, linkReferrer, type RegistryClient} from '../oci/index.js'
+import {algorithmOf, type FetchedManifest, formatRepo, linkReferrer, type RegistryClient} from '../oci/index.js'
+import {limit} from '../pool.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {parseDestination, type Destination} from './naming.js'
@@ -62,8 +63,35 @@ export const fromRegistry = (client: RegistryClient, bundle: LoadedBundle | Bund
 export function toRegistry(client: RegistryClient, to: string | Destination, uploads?: number): RelocationTo<undefined> {
   const destination = typeof to === 'string' ? parseDestination(to) : to
   const toRepo = typeof to === 'string' ? to : `${to.registry}${to.prefix ? `/${to.prefix}` : ''}`
+  const sink = registrySink(client, destination.registry, uploads)
+  // Whether each root is there, asked while the source is read: with nothing to move, those HEADs
+  // came after the plan, one more round of requests at the end. Each answer is used once, for the
+  // copy's first question about its root (asked before anything is pushed); later ones go out.
+  const early = new Map<string, Promise<boolean>>()
+  const hasManifest: ImageSink['hasManifest'] = (repo, digest) => {
+    const k = `${formatRepo(repo)}@${digest}`
+    const answer = early.get(k)
+    if (!answer) return sink.hasManifest(repo, digest)
+    early.delete(k)
+    return answer
+  }
   return {
     destination,
-    open: async () => ({sink: registrySink(client, destination.registry, uploads), registry: {client, toRepo}}),
+    lookAhead: (roots) => {
+      early.clear()
+      const ask = limit(LOOK_AHEAD)
+      for (const r of roots) {
+        const k = `${formatRepo(r.dst)}@${r.digest}`
+        if (early.has(k)) continue
+        const answer = ask(() => sink.hasManifest(r.dst, r.digest))
+        // a failed answer is thrown where the copy asks, as it would have been without asking early
+        answer.catch(() => undefined)
+        early.set(k, answer)
+      }
+    },
+    open: async () => ({sink: {...sink, hasManifest}, registry: {client, toRepo}}),
   }
 }
+
+/** root HEADs at once while the source is read (the copy's own requests are 16 at once) */
+const LOOK_AHEAD = 8

@@ -41,6 +41,12 @@ export interface OpenedSource {
 export interface RelocationTo<X> {
   /** each source repository's destination */
   readonly destination: Destination | ((src: Repo) => Repo)
+  /**
+   * Starts asking about the roots at the destination while the source is read (a registry:
+   * whether each root manifest is there); its sink answers the copy's first question about each
+   * root from that.
+   */
+  lookAhead?(roots: PlanRoot[]): void
   open(c: PlannedRelocation): Promise<OpenedTarget<X>>
 }
 
@@ -124,6 +130,7 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
     const d = o.to.destination
     const roots = [...bundleRoots(from.bundle, d), ...(from.moreRoots?.(typeof d === 'function' ? d : (src) => destinationRepo(d, src)) ?? [])]
     from.checkRoots?.(roots)
+    o.to.lookAhead?.(roots)
     onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${from.source.name}`})
     let plan = await planImages(from.source, roots, {referrers: o.referrers, concurrency: o.concurrency})
     plan = from.arrange?.(plan) ?? plan
