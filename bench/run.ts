@@ -126,8 +126,11 @@ if (flags.tools?.split(',').includes('kpi-base') && !flags['base-bin']) {
   process.exit(2)
 }
 const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS).filter((t) => t !== 'kpi-base' || flags['base-bin'])
+const listedWorkloads = listFlag('workloads', flags.workloads, WORKLOADS)
 // archive-write-durable is archive-write's runs with the sync after them: one comes with the other
-const wantedWorkloads = ((ws) => ws.some((w) => w.startsWith('archive-write')) ? [...new Set([...ws, 'archive-write', 'archive-write-durable'] as const)] : ws)(listFlag('workloads', flags.workloads, WORKLOADS))
+const wantedWorkloads: WorkloadName[] = listedWorkloads.some((w) => w.startsWith('archive-write'))
+  ? [...new Set([...listedWorkloads, 'archive-write', 'archive-write-durable'] as const)]
+  : listedWorkloads
 const outDir = flags.out ?? join(REPO_ROOT, 'bench', 'results')
 
 const say = (line: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`)

@@ -1,5 +1,5 @@
 /** A registry as a relocation source and sink, over the OCI client, and as the endpoints relocate() takes. */
-import {algorithmOf, type FetchedManifest, formatRepo, linkReferrer, type RegistryClient} from '../oci/index.js'
+import {algorithmOf, type FetchedManifest, formatRepo, linkReferrer, type RegistryClient, type Repo} from '../oci/index.js'
 import {limit} from '../pool.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
@@ -69,7 +69,7 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
   // copy's first question about its root (asked before anything is pushed); later ones go out.
   const early = new Map<string, Promise<boolean>>()
   const hasManifest: ImageSink['hasManifest'] = (repo, digest) => {
-    const k = `${formatRepo(repo)}@${digest}`
+    const k = manifestKey(repo, digest)
     const answer = early.get(k)
     if (!answer) return sink.hasManifest(repo, digest)
     early.delete(k)
@@ -81,7 +81,7 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
       early.clear()
       const ask = limit(LOOK_AHEAD)
       for (const r of roots) {
-        const k = `${formatRepo(r.dst)}@${r.digest}`
+        const k = manifestKey(r.dst, r.digest)
         if (early.has(k)) continue
         const answer = ask(() => sink.hasManifest(r.dst, r.digest))
         // a failed answer is thrown where the copy asks, as it would have been without asking early
@@ -95,3 +95,4 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
 
 /** root HEADs at once while the source is read (the copy's own requests are 16 at once) */
 const LOOK_AHEAD = 8
+const manifestKey = (repo: Repo, digest: string) => `${formatRepo(repo)}@${digest}`
