@@ -2,7 +2,8 @@
  * The pod runner on a real control plane: a Deployment whose image stands for a program (here a
  * small webhook fixture) runs as a process in its own network namespace at the pod's address, with
  * the pod's env, volumes and ServiceAccount token; the apiserver calls it as an admission webhook
- * through the Service's endpoints; a rollout replaces the process and a deletion stops it.
+ * through the Service's endpoints; a rollout replaces the process and a deletion stops it before the
+ * pod leaves the API.
  */
 import {AdmissionregistrationV1Api, AppsV1Api, CoreV1Api} from '@kubernetes/client-node'
 import {execFileSync} from 'node:child_process'
@@ -132,8 +133,22 @@ describe('pod runner', () => {
     // a deleted pod stops its process and its network namespace goes
     const nsName = `kpi-${cp.podCidr!.split('.')[2]}-${second!.ip.split('.')[3]}`
     expect(netnsList()).toContain(nsName)
+    // as a kubelet does, the pod stays in the API (terminating) until its process is dead: a pod
+    // that vanished first would let a rollout pass for done while the old webhook still answers
+    const podName = second!.name.split('/')[1]!
     await apps.deleteNamespacedDeployment({name: 'probe', namespace: NS})
-    await waitFor(() => runner.running().length === 0, {what: 'the probe process to stop', timeoutMs: 60_000, logFile: runner.logFile})
+    const gone = await waitFor(async () => {
+      // read first, then look at the process: alive after the pod was seen gone is the fault
+      if (await core.readNamespacedPod({name: podName, namespace: NS}).catch(() => undefined)) return undefined
+      try {
+        process.kill(second!.pid, 0)
+        return {aliveWhenGone: true}
+      } catch {
+        return {aliveWhenGone: false}
+      }
+    }, {what: 'the probe pod to leave the API', timeoutMs: 60_000, intervalMs: 20, logFile: runner.logFile})
+    expect(gone.aliveWhenGone).toBe(false)
+    expect(runner.running()).toEqual([])
     expect(() => process.kill(second!.pid, 0)).toThrow()
     expect(netnsList()).not.toContain(nsName)
   })

@@ -10,6 +10,7 @@ import {CoreV1Api, KubeConfig, type V1Pod} from '@kubernetes/client-node'
 import {appendFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {startPodProcess, type PodBinary, type PodProc} from './podproc.js'
+import {holdPod, isHeld, releasePod} from './podhold.js'
 import {accepts, isPodReady, setPodReady, tcpPorts} from './podready.js'
 
 export interface PodRunnerOptions {
@@ -88,6 +89,8 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
   const start = async (uid: string, e: Entry) => {
     const name = `${e.pod.metadata?.namespace}/${e.pod.metadata?.name}`
     try {
+      // held before it runs: from here on the pod leaves the API only after its process (podhold.ts)
+      if (!(await holdPod(core, e.pod))) return
       e.proc = await startPodProcess({
         core, pod: e.pod, binary: e.binary, podsDir, logsDir,
         subnetIndex: o.subnetIndex, sockDir: o.sockDir, apiPort: o.apiPort, forwardPorts: o.forwardPorts,
@@ -129,7 +132,9 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
     }
     const wanted = new Map<string, {pod: V1Pod; binary: PodBinary}>()
     const readyNow: V1Pod[] = []
+    const leaving: V1Pod[] = []
     for (const pod of pods) {
+      if (pod.metadata?.deletionTimestamp && isHeld(pod)) leaving.push(pod)
       if (!runnable(pod)) continue
       const binary = binaryOf(pod, o.binaryFor)
       if (binary && pod.metadata?.uid) wanted.set(pod.metadata.uid, {pod, binary})
@@ -147,6 +152,8 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
       await log(`stopped ${e.pod.metadata?.namespace}/${e.pod.metadata?.name}: the pod is gone or being deleted`)
       entries.delete(uid)
     }
+    // every held pod being deleted has no process now (also one a previous runner held)
+    await Promise.all(leaving.map((p) => releasePod(core, p).catch((err: unknown) => log(`cannot let ${p.metadata?.namespace}/${p.metadata?.name} go: ${String(err)}`))))
     for (const [uid, w] of wanted) {
       let e = entries.get(uid)
       if (!e) {
