@@ -135,6 +135,38 @@ describe('kpi relocate registry to registry', () => {
     expect(r.summary.manifests.pushed).toBe(0)
   })
 
+  it('a registry killed while rewriting link files answers 500 for them: the rerun pushes those again, which repairs them', async () => {
+    // distribution rewrites a link in place (truncate, then write): killed in between, the link is
+    // left empty, as in the restarted registry of a CI run. Here both kinds are emptied by hand.
+    // (the mount test below relocates from what this one leaves: it must be whole again)
+    const relocated = (await loadBundle(lockFile)).bundle
+    const ref = parseReference(relocated.kpack.images.controller)
+    const repo: Repo = {registry: ref.registry, repository: ref.repository}
+    const manifest = JSON.parse((await dst.getManifest(repo, ref.digest!)).bytes.toString('utf8')) as ImageManifest
+    const config = manifest.config.digest
+    const links = join(sb.airgap.dataDir, 'docker/registry/v2/repositories', ref.repository)
+    await writeFile(join(links, '_layers/sha256', config.slice('sha256:'.length), 'link'), '')
+    await writeFile(join(links, '_manifests/revisions/sha256', ref.digest!.slice('sha256:'.length), 'link'), '')
+    // restarted, as it was: a running registry answers a blob's HEAD from what it cached
+    await sb.airgap.restart!()
+    const probe = createRegistryClient({caCerts: [sb.airgap.caPem!], credentials: async () => ({username: sb.airgap.username!, password: sb.airgap.password!}), retries: 0})
+    try {
+      await expect(probe.hasBlob(repo, config)).rejects.toThrow(/answered 500/)
+      await expect(probe.headManifest(repo, ref.digest!)).rejects.toThrow(/answered 500/)
+
+      const r = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-repo', sb.airgapPrefix, '--lock-output', join(work, 'lock-relinked.yaml'), '--ca-cert', sb.caFile, '--json'], env)
+      expect(r.code, r.stderr).toBe(0)
+      const copied = r.stderr.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as {event: {type: string; digest?: string; action?: string}}).event)
+        .filter((e) => e.type === 'blob' && e.action === 'copied').map((e) => e.digest)
+      expect(copied).toEqual([config])
+      expect(await probe.hasBlob(repo, config)).toBe(true)
+      expect(await probe.headManifest(repo, ref.digest!)).toBeDefined()
+      await assertComplete(dst, repo, ref.digest!)
+    } finally {
+      await probe.close()
+    }
+  })
+
   it('mounts instead of copying between two repositories of one registry', async () => {
     const r = await kpi(['relocate', '-b', lockFile, '--to-repo', `${sb.airgap.host}/team-copy`, '--lock-output', join(work, 'lock3.yaml'), '--ca-cert', sb.caFile, '--json'], env)
     expect(r.code, r.stderr).toBe(0)

@@ -1,4 +1,5 @@
 /** A registry as a relocation source and sink, over the OCI client, and as the endpoints relocate() takes. */
+import {registryDetails} from '../errors.js'
 import {algorithmOf, type FetchedManifest, formatRepo, linkReferrer, type RegistryClient, type Repo} from '../oci/index.js'
 import {limit} from '../pool.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
@@ -23,8 +24,8 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     concurrency,
     manifestImpliesContent: true,
     verifiesDigests: true,
-    hasBlob: (repo, digest) => client.hasBlob(repo, digest),
-    hasManifest: async (repo, digest) => (await client.headManifest(repo, digest)) !== undefined,
+    hasBlob: (repo, digest) => client.hasBlob(repo, digest).catch(unknownIsMissing),
+    hasManifest: (repo, digest) => client.headManifest(repo, digest).then((m) => m !== undefined, unknownIsMissing),
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open, opts) => client.putBlob(repo, digest, size, open, opts),
     mountsCheck: () => mounts === 'check',
@@ -44,6 +45,19 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     },
     linkReferrer: (repo, subject, referrer) => linkReferrer(client, repo, subject, referrer),
   }
+}
+
+/**
+ * A HEAD the registry answers with a server error (after the client's retries) says nothing
+ * about whether it holds the content: it is pushed. distribution rewrites a repository's link
+ * file in place (truncate, then write) on each upload or mount; killed in between, it answers 500
+ * ("invalid checksum digest format") for that blob or manifest in that repository until a push
+ * writes the link again (seen in CI: a registry restarted mid-run). A registry that is down fails
+ * the push in turn, with its own error.
+ */
+function unknownIsMissing(e: unknown): false {
+  if ((registryDetails(e)?.status ?? 0) >= 500) return false
+  throw e
 }
 
 /**
