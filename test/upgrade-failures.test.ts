@@ -75,7 +75,7 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
   it('kpi killed (SIGKILL) mid-stage on another machine: a second upgrade is refused while its lease lives; then status says it was interrupted and the next upgrade finishes it', async () => {
     p.nameRunDir()
     const lock2 = await p.relocate('v2')
-    const args = ['upgrade', '-b', lock2, '-f', values, '--ca-cert', p.sb.caFile, ...applied, '--lease-duration', '45s']
+    const args = ['upgrade', '-b', lock2, '-f', values, '--ca-cert', p.sb.caFile, ...applied, '--lease-duration', '25s']
     const far = kpiElsewhere(args)
     await far.stderrShows('stage controllers:')
     far.kill()
@@ -86,14 +86,14 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     const busy = await p.run(args)
     expect(busy.code).toBe(9)
     expect(expectCleanFailure(busy)).toMatch(/^Error: another kpi operation is running: upgrade by kpi upgrade \(pid \d+ on kpi-laptop\) since \S+ \(lease kpi-system\/kpi-operation, last renewed \S+\): wait for it to finish/)
-    // the lease expires 45s after its last renewal
+    // the lease expires 25s after its last renewal
     let st = running
     for (let i = 0; i < 90 && !st.stdout.includes('interrupted:'); i++) {
       await new Promise((r) => setTimeout(r, 500))
       st = await p.run(['status'])
     }
     expect(st.code).toBe(11)
-    expect(st.stdout, st.stdout).toMatch(/ {2}interrupted: upgrade 1\.0\.0 -> 1\.1\.0 \(revision 4\) stopped during stage controllers: its kpi process died \(expired at \S+ \(not renewed for 45s\)\)/)
+    expect(st.stdout, st.stdout).toMatch(/ {2}interrupted: upgrade 1\.0\.0 -> 1\.1\.0 \(revision 4\) stopped during stage controllers: its kpi process died \(expired at \S+ \(not renewed for 25s\)\)/)
     expect(st.stdout).toContain('  finish it with: kpi upgrade -b LOCK -f VALUES (the same lock finishes it), or kpi rollback 3')
     const again = await p.run(args)
     expect(again.code, again.stderr).toBe(0)
