@@ -198,7 +198,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
  */
 async function startTokenServer(caDir: string, user: {username: string; password: string}, identityToken?: string): Promise<TokenServer> {
   const ca = await makeCA(caDir, 'kpi sandbox token CA')
-  const signer = await issueCert(ca, {name: 'token-signer', commonName: 'kpi sandbox token signer', usage: 'both'})
+  const signer = await issueCert(ca, {name: 'token-signer', commonName: 'kpi sandbox token signer', usage: 'both', key: 'rsa'})
   const key = await readFile(signer.key, 'utf8')
   const x5c = new X509Certificate(signer.certPem).raw.toString('base64')
   const service = 'kpi-sandbox-registry'
