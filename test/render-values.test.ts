@@ -95,6 +95,15 @@ describe('values: problems name the field and line', () => {
     expect(e.message).toContain('4:5: caCerts[1]: malformed PEM: no PEM certificate')
   })
 
+  it('node selector values that are no label values: too long, or with a character a label refuses', async () => {
+    const e = await problemsOf(['registry: {server: r.example, repository: p}', 'kpack:', '  controller:', '    nodeSelector:',
+      `      pool: ${'x'.repeat(64)}`, '      zone: "eu west"', '      ok: platform-1.a_b', '      empty: ""', ''].join('\n'))
+    expect(e.message).toContain('values.yaml:5:13: kpack.controller.nodeSelector.pool: must NOT have more than 63 characters')
+    expect(e.message).toContain('values.yaml:6:13: kpack.controller.nodeSelector.zone: invalid value: expected a label value: letters, digits, -, _ and ., starting and ending with a letter or digit')
+    expect(e.message).not.toContain('nodeSelector.ok')
+    expect(e.message).not.toContain('nodeSelector.empty')
+  })
+
   it('a proxy without a scheme', async () => {
     const e = await problemsOf('registry: {server: r.example, repository: p}\nproxy:\n  httpsProxy: proxy.corp:3128\n')
     expect(e.message).toMatch(/values\.yaml:3:15: proxy\.httpsProxy: must be a URL with a scheme, e\.g\. http:\/\/proxy\.corp:3128$/)

@@ -15,6 +15,8 @@ const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0
 const quantity = '^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$'
 const hostPort = '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?$'
 const repoPath = '^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$'
+// a Kubernetes label value (at most 63 characters: maxLength where it is used)
+const labelValue = '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'
 
 /** What each pattern means, for error messages (a regex tells a user nothing). */
 export const patternMeaning: Record<string, string> = {
@@ -23,6 +25,7 @@ export const patternMeaning: Record<string, string> = {
   [quantity]: 'a Kubernetes quantity such as 100m, 2 or 512Mi',
   [hostPort]: 'host[:port] without a scheme, e.g. registry.corp.example:5000',
   [repoPath]: 'a lowercase repository path such as platform/kpack',
+  [labelValue]: 'a label value: letters, digits, -, _ and ., starting and ending with a letter or digit',
 }
 
 /** The annotation keyword that marks secret fields, registered with ajv so strict mode accepts it. */
@@ -48,7 +51,8 @@ const workload = (what: string, replicas: number) => ({
   nodeSelector: {
     type: 'object',
     description: `node labels the ${what} pods must run on (kubernetes.io/os: linux is always set)`,
-    additionalProperties: {type: 'string'},
+    // checked here, not first by the apiserver at install: kpi render would write them out
+    additionalProperties: {type: 'string', maxLength: 63, pattern: labelValue},
   },
   tolerations: {
     type: 'array',
