@@ -13,22 +13,19 @@ export const isHeld = (pod: V1Pod): boolean => pod.metadata?.finalizers?.include
 
 const ref = (pod: V1Pod) => ({name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default'})
 
-/** Adds the hold; false when the pod is gone or already being deleted (no process should start then). */
+/**
+ * Adds the hold; false when the pod is gone, was replaced under its name, or is being deleted (the
+ * apiserver adds no finalizer then): no process should start for it.
+ */
 export async function holdPod(core: CoreV1Api, pod: V1Pod): Promise<boolean> {
   if (isHeld(pod)) return true
-  const finalizers = pod.metadata?.finalizers
-  // the uid test keeps a pod recreated under the same name from being held for the old one
   const body = [
+    // a pod recreated under the same name must not be held for the old one
     {op: 'test', path: '/metadata/uid', value: pod.metadata?.uid},
-    finalizers ? {op: 'add', path: '/metadata/finalizers/-', value: POD_HOLD} : {op: 'add', path: '/metadata/finalizers', value: [POD_HOLD]},
+    pod.metadata?.finalizers ? {op: 'add', path: '/metadata/finalizers/-', value: POD_HOLD} : {op: 'add', path: '/metadata/finalizers', value: [POD_HOLD]},
   ]
   try {
-    const live = await core.patchNamespacedPod({...ref(pod), body})
-    if (live.metadata?.deletionTimestamp) {
-      await releasePod(core, live)
-      return false
-    }
-    pod.metadata = live.metadata
+    pod.metadata = (await core.patchNamespacedPod({...ref(pod), body})).metadata
     return true
   } catch (e) {
     const code = (e as {code?: number}).code
@@ -37,19 +34,12 @@ export async function holdPod(core: CoreV1Api, pod: V1Pod): Promise<boolean> {
   }
 }
 
-/** Removes the hold, so the pod goes from the API; a pod already gone is fine. */
+/** Removes the hold from `pod` (as just listed), so it goes from the API; a pod already gone is fine. */
 export async function releasePod(core: CoreV1Api, pod: V1Pod): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    let live: V1Pod
-    try {
-      live = await core.readNamespacedPod(ref(pod))
-    } catch (e) {
-      if ((e as {code?: number}).code === 404) return
-      throw e
-    }
-    if (live.metadata?.uid !== pod.metadata?.uid) return
+  let live: V1Pod | undefined = pod
+  for (let attempt = 0; live; attempt++) {
     const at = live.metadata?.finalizers?.indexOf(POD_HOLD) ?? -1
-    if (at < 0) return
+    if (at < 0 || live.metadata?.uid !== pod.metadata?.uid) return
     try {
       await core.patchNamespacedPod({...ref(pod), body: [
         {op: 'test', path: `/metadata/finalizers/${at}`, value: POD_HOLD},
@@ -59,8 +49,12 @@ export async function releasePod(core: CoreV1Api, pod: V1Pod): Promise<void> {
     } catch (e) {
       const code = (e as {code?: number}).code
       if (code === 404) return
-      // another finalizer moved meanwhile: read again
+      // its finalizers changed since it was read: read it again
       if ((code !== 422 && code !== 409) || attempt >= 4) throw e
     }
+    live = await core.readNamespacedPod(ref(pod)).catch((e: unknown) => {
+      if ((e as {code?: number}).code === 404) return undefined
+      throw e
+    })
   }
 }
