@@ -346,6 +346,37 @@ describe('kube client on a real control plane', () => {
     expect(events.some((x) => x.type === 'task' && x.task === 'Deployment wait-test/stuck rolled out' && x.status === 'failed')).toBe(true)
   })
 
+  it('a rollout whose pod asks more CPU than any node allocates is judged failed, unless an autoscaler took the pod on', async () => {
+    nameRunDir()
+    const labels = {app: 'greedy'}
+    const ref = {apiVersion: 'apps/v1', kind: 'Deployment', name: 'greedy', namespace: 'wait-test'}
+    await kube.apply({
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name: 'greedy', namespace: 'wait-test'},
+      spec: {replicas: 1, selector: {matchLabels: labels}, template: {metadata: {labels}, spec: {
+        // the sidecar's request counts with the container's: 60 + 4 cores
+        initContainers: [{name: 'side', image: 'example.test/side@sha256:' + 'c'.repeat(64), restartPolicy: 'Always', resources: {requests: {cpu: '4'}}}],
+        containers: [{name: 'c', image: 'example.test/greedy@sha256:' + 'd'.repeat(64), resources: {requests: {cpu: '60', memory: '64Mi'}}}],
+      }}},
+    })
+    const probe = deploymentProbe(kube, ref)
+    // the real scheduler marks the pod Unschedulable; the judgement names the pod, the request and the largest node
+    const r = await waitUntil(probe, {timeoutMs: 30_000, failAfterMs: 0})
+    expect(r.outcome).toBe('failed')
+    expect(r.readiness.message).toMatch(/^pod greedy-[a-z0-9]+-[a-z0-9]+ can never be scheduled: it requests cpu 64, more than any of the 2 nodes allocates \(at most \d+, on kwok-node-\d\)$/)
+    // a cluster-autoscaler that will add a node for it says so on the pod: then the rollout is only progressing
+    const [pod] = await kube.list('v1', 'Pod', {namespace: 'wait-test', labelSelector: 'app=greedy'})
+    await kube.create({
+      apiVersion: 'v1', kind: 'Event', metadata: {name: `${pod!.metadata.name}.scaleup`, namespace: 'wait-test'},
+      involvedObject: {kind: 'Pod', apiVersion: 'v1', name: pod!.metadata.name, namespace: 'wait-test', uid: pod!.metadata.uid},
+      reason: 'TriggeredScaleUp', message: 'pod triggered scale-up: [{big-nodes 0->1 (max: 3)}]', type: 'Normal',
+      source: {component: 'cluster-autoscaler'}, firstTimestamp: new Date().toISOString(), lastTimestamp: new Date().toISOString(), count: 1,
+    })
+    const again = await probe()
+    expect(again.readiness.state).toBe('progressing')
+    expect(again.readiness.message).toMatch(/replicas/)
+    await kube.delete(ref)
+  })
+
   it('a request made while the API server restarts waits for it to come back (an unreachable one fails at once, above)', async () => {
     nameRunDir()
     await kube.version()

@@ -10,7 +10,7 @@ import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {CHECKS, probeFor} from '../kube/checks.js'
 import {waitUntil, type WaitOutcome} from '../kube/wait.js'
-import {describeRef, formatCondition, type Condition, type KubeEvent, type LiveObject} from '../kube/types.js'
+import {describeRef, formatCondition, podSelectorOf, type Condition, type KubeEvent, type LiveObject} from '../kube/types.js'
 import type {OnEvent} from '../progress/events.js'
 import type {KubeObject} from '../render/types.js'
 import type {WaitMode} from '../revision/record.js'
@@ -199,8 +199,7 @@ async function recentEvents(kube: Kube, live: LiveObject | undefined): Promise<K
   try {
     const events = await kube.events(live, 5)
     if (live.kind === 'Deployment') {
-      const match = (live.spec as {selector?: {matchLabels?: Record<string, string>}} | undefined)?.selector?.matchLabels ?? {}
-      const selector = Object.entries(match).map(([k, v]) => `${k}=${v}`).join(',')
+      const selector = podSelectorOf(live)
       if (selector) {
         const pods = await kube.list('v1', 'Pod', {namespace: live.metadata.namespace, labelSelector: selector})
         for (const p of pods.slice(0, 3)) events.push(...(await kube.events(p, 3)))

@@ -5,9 +5,10 @@
  * one place.
  */
 import type {Kube} from './client.js'
+import {autoscalerTookIt, neverFits, unschedulable} from './capacity.js'
 import {crdReadiness, deploymentReadiness, endpointPods, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
 import type {Probe} from './wait.js'
-import type {LiveObject, ObjectRef} from './types.js'
+import {podSelectorOf, type LiveObject, type ObjectRef} from './types.js'
 
 /**
  * - `established`: CRD Established
@@ -32,7 +33,20 @@ export interface Check {
 
 export const CHECKS: Record<CheckKind, Check> = {
   established: {title: 'established', counted: 'CRDs established', judge: async (_k, live) => crdReadiness(live)},
-  rollout: {title: 'rolled out', counted: 'Deployments available', judge: async (_k, live) => deploymentReadiness(live)},
+  // A pod no node is large enough for fails the rollout, once that has held long enough for an
+  // autoscaler to take the pod on (cluster-autoscaler scans every 10 s, Karpenter batches for
+  // up to 10 s); otherwise the gate would wait out its whole timeout before rolling back.
+  rollout: {
+    title: 'rolled out',
+    counted: 'Deployments available',
+    judge: async (kube, live) => {
+      const r = deploymentReadiness(live)
+      if (r.state !== 'progressing' || r.message.startsWith('the deployment controller')) return r
+      const stuck = await podNoNodeFits(kube, live)
+      return stuck ? {state: 'failed', message: stuck, condition: r.condition} : r
+    },
+    failAfterMs: 15_000,
+  },
   endpoints: {
     title: 'has ready endpoints',
     counted: 'Services with ready endpoints',
@@ -52,6 +66,20 @@ export const CHECKS: Record<CheckKind, Check> = {
   // (seen with 50 ms polls in a CI run). Only a False that holds is kpack's verdict.
   'kpack-ready': {title: 'Ready', counted: 'kpack resources Ready', judge: async (_k, live) => kpackReadiness(live), failAfterMs: 5000},
   applied: {title: 'applied', judge: async () => ({state: 'ready', message: 'present'})},
+}
+
+/** The first pending pod of the Deployment that no node can ever run, and why; reads nodes and events only for one the scheduler gave up on. */
+async function podNoNodeFits(kube: Kube, deployment: LiveObject): Promise<string | undefined> {
+  const labelSelector = podSelectorOf(deployment)
+  if (!labelSelector) return undefined
+  const pending = (await kube.list('v1', 'Pod', {namespace: deployment.metadata.namespace, labelSelector, fieldSelector: 'status.phase=Pending'})).filter(unschedulable)
+  if (!pending.length) return undefined
+  const nodes = (await kube.list('v1', 'Node')).filter((n) => !n.metadata.deletionTimestamp)
+  for (const pod of pending) {
+    const why = neverFits(pod, nodes)
+    if (why && !autoscalerTookIt(await kube.events(pod, 20))) return `pod ${pod.metadata.name} can never be scheduled: ${why}`
+  }
+  return undefined
 }
 
 /** kpack kinds whose Ready condition says kpack accepted them. */

@@ -64,6 +64,13 @@ export function describeRef(r: ObjectRef | LiveObject | {kind: string; metadata:
 
 export const groupOf = (apiVersion: string): string => (apiVersion.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : '')
 
+/** A Deployment's pod selector as a label selector string; undefined when it has none or uses expressions. */
+export function podSelectorOf(o: LiveObject): string | undefined {
+  const sel = (o.spec as {selector?: {matchLabels?: Record<string, string>; matchExpressions?: unknown[]}} | undefined)?.selector
+  if (!sel?.matchLabels || sel.matchExpressions?.length) return undefined
+  return Object.entries(sel.matchLabels).map(([k, v]) => `${k}=${v}`).join(',') || undefined
+}
+
 export function conditionsOf(o: LiveObject | undefined): Condition[] {
   const c = (o?.status as {conditions?: unknown} | undefined)?.conditions
   return Array.isArray(c) ? (c as Condition[]) : []
