@@ -3,6 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
+import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 import {KpiError} from '../src/errors.js'
 import {mergeScopes, parseChallenges} from '../src/oci/auth.js'
@@ -93,6 +94,27 @@ describe('auth helpers', () => {
     expect(retryAfterMs(undefined, 10_000)).toBeUndefined()
     expect(nextLink('</v2/a/tags/list?n=2&last=b>; rel="next"', 'http://r:5000/v2/a/tags/list?n=2')).toBe('http://r:5000/v2/a/tags/list?n=2&last=b')
     expect(nextLink(undefined, 'http://r')).toBeUndefined()
+    expect(nextLink('<a>; rel="prev", </v2/b?last=c>;rel=next', 'http://r/')).toBe('http://r/v2/b?last=c')
+    expect(nextLink('<a> x <b> ; title="q"; rel="next"', 'http://r/')).toBe('http://r/b')
+    expect(nextLink('<a>; rel="nex"', 'http://r/')).toBeUndefined()
+  })
+  it('reads Link headers as the rule <target>; ... rel=next says, in one pass over a hostile one', () => {
+    // the rule as a regex (which backtracks quadratically): the one pass must agree with it
+    const byRegex = (link: string): string | undefined => {
+      for (const part of link.split(',')) {
+        const m = /<([^>]+)>\s*;.*rel="?next"?/.exec(part)
+        if (m) return m[1]
+      }
+      return undefined
+    }
+    const chars = fc.constantFrom('<', '>', ';', ',', ' ', '\t', 'rel=', 'next', '"', 'rel="next"', 'a', '/b?c=d')
+    fc.assert(fc.property(fc.array(chars, {maxLength: 30}).map((a) => a.join('')), (link) => {
+      const want = byRegex(link)
+      expect(nextLink(link, 'http://r/base/')).toBe(want === undefined ? undefined : new URL(want, 'http://r/base/').toString())
+    }), {numRuns: 3000})
+    // a registry's hostile header, 1 MiB of it: answered, not backtracked over
+    expect(nextLink('<'.repeat(1 << 20), 'http://r/')).toBeUndefined()
+    expect(nextLink(`${'<a> ;'.repeat(1 << 18)} rel=next`, 'http://r/')).toBe('http://r/a')
   })
   it('knows loopback registries', () => {
     expect(['localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000', 'a.localhost'].every(isLoopbackRegistry)).toBe(true)
