@@ -104,6 +104,17 @@ describe('values: problems name the field and line', () => {
     expect(e.message).not.toContain('nodeSelector.empty')
   })
 
+  it('node selector keys that are no label keys: a bad prefix, a name over 63 characters, a space', async () => {
+    const e = await problemsOf(['registry: {server: r.example, repository: p}', 'kpack:', '  webhook:', '    nodeSelector:',
+      '      Example.COM/pool: a', `      example.com/${'n'.repeat(64)}: a`, '      "node pool": a', '      node.kubernetes.io/instance-type: m5.large', '      kubernetes.io/arch: amd64', '      tier: build', ''].join('\n'))
+    const key = 'invalid key: expected a label key: an optional DNS subdomain and / (example.com/), then at most 63 letters, digits, -, _ and ., starting and ending with a letter or digit'
+    expect(e.message).toContain(`values.yaml:5:7: kpack.webhook.nodeSelector.Example.COM/pool: ${key}`)
+    expect(e.message).toContain(`values.yaml:6:7: kpack.webhook.nodeSelector.example.com/${'n'.repeat(64)}: ${key}`)
+    expect(e.message).toContain(`values.yaml:7:7: kpack.webhook.nodeSelector.node pool: ${key}`)
+    expect(e.message).not.toContain('property name')
+    for (const ok of ['instance-type', 'kubernetes.io/arch', 'tier']) expect(e.message).not.toContain(ok)
+  })
+
   it('a proxy without a scheme', async () => {
     const e = await problemsOf('registry: {server: r.example, repository: p}\nproxy:\n  httpsProxy: proxy.corp:3128\n')
     expect(e.message).toMatch(/values\.yaml:3:15: proxy\.httpsProxy: must be a URL with a scheme, e\.g\. http:\/\/proxy\.corp:3128$/)

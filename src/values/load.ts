@@ -103,6 +103,14 @@ function typeOf(v: unknown): string {
 function schemaProblem(e: ErrorObject, at: At): void {
   const path = pointerToPath(e.instancePath)
   const parent = e.parentSchema as {description?: string; properties?: Record<string, unknown>} | undefined
+  // a key the schema refuses (propertyNames): named at the key, with what a key must be; ajv's
+  // summary error for it ("property name must be valid") adds nothing
+  if (e.keyword === 'propertyNames') return
+  if (e.propertyName !== undefined) {
+    const meaning = e.keyword === 'pattern' ? patternMeaning[(e.params as {pattern: string}).pattern] : undefined
+    at([...path, e.propertyName], `invalid key: ${meaning ? `expected ${meaning}` : e.message ?? 'not allowed here'}`, true)
+    return
+  }
   switch (e.keyword) {
     case 'additionalProperties': {
       const name = (e.params as {additionalProperty: string}).additionalProperty

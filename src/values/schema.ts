@@ -17,6 +17,8 @@ const hostPort = '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9a-fA-F:.]+\\](:[0-9]{1,
 const repoPath = '^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$'
 // a Kubernetes label value (at most 63 characters: maxLength where it is used)
 const labelValue = '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'
+// a label key: an optional DNS subdomain prefix and /, then a name of at most 63 characters
+const labelKey = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'
 
 /** What each pattern means, for error messages (a regex tells a user nothing). */
 export const patternMeaning: Record<string, string> = {
@@ -26,6 +28,7 @@ export const patternMeaning: Record<string, string> = {
   [hostPort]: 'host[:port] without a scheme, e.g. registry.corp.example:5000',
   [repoPath]: 'a lowercase repository path such as platform/kpack',
   [labelValue]: 'a label value: letters, digits, -, _ and ., starting and ending with a letter or digit',
+  [labelKey]: 'a label key: an optional DNS subdomain and / (example.com/), then at most 63 letters, digits, -, _ and ., starting and ending with a letter or digit',
 }
 
 /** The annotation keyword that marks secret fields, registered with ajv so strict mode accepts it. */
@@ -52,6 +55,7 @@ const workload = (what: string, replicas: number) => ({
     type: 'object',
     description: `node labels the ${what} pods must run on (kubernetes.io/os: linux is always set)`,
     // checked here, not first by the apiserver at install: kpi render would write them out
+    propertyNames: {maxLength: 317, pattern: labelKey},
     additionalProperties: {type: 'string', maxLength: 63, pattern: labelValue},
   },
   tolerations: {
