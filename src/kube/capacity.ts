@@ -51,7 +51,6 @@ function add(into: Amounts, from: Record<string, unknown> | undefined): Amounts 
 export function podRequests(pod: LiveObject): Amounts {
   const spec = (pod.spec ?? {}) as PodSpecLike
   const sidecars: Amounts = new Map()
-  const total: Amounts = new Map()
   const peak: Amounts = new Map()
   for (const c of spec.initContainers ?? []) {
     if (c.restartPolicy === 'Always') {
@@ -61,7 +60,7 @@ export function podRequests(pod: LiveObject): Amounts {
     const during = add(new Map(sidecars), c.resources?.requests)
     for (const [k, v] of during) peak.set(k, Math.max(peak.get(k) ?? 0, v))
   }
-  add(total, Object.fromEntries(sidecars))
+  const total: Amounts = new Map(sidecars)
   for (const c of spec.containers ?? []) add(total, c.resources?.requests)
   for (const [k, v] of peak) total.set(k, Math.max(total.get(k) ?? 0, v))
   add(total, spec.overhead)
@@ -88,16 +87,14 @@ export function neverFits(pod: LiveObject, nodes: LiveObject[]): string | undefi
   const allocatable = (n: LiveObject, r: string) => parseQuantity(((n.status ?? {}) as {allocatable?: Record<string, unknown>}).allocatable?.[r]) ?? 0
   const fits = (n: LiveObject) => [...wants].every(([r, v]) => v <= allocatable(n, r))
   if (nodes.some(fits)) return undefined
-  // name the resource no node has enough of, else every resource that blocks some node
-  const short = [...wants].filter(([r, v]) => nodes.every((n) => v > allocatable(n, r)))
-  const [r, v] = short[0] ?? [...wants][0]!
+  // name the resource no node has enough of, else every resource, since each node lacks another
+  const short = [...wants].find(([r, v]) => nodes.every((n) => v > allocatable(n, r)))
+  if (!short) return `it requests ${[...wants].map(([r, v]) => `${r} ${formatAmount(r, v)}`).join(', ')}, and no node has all of it`
+  const [r, v] = short
   const largest = nodes.reduce((a, b) => (allocatable(b, r) > allocatable(a, r) ? b : a))
   const most = allocatable(largest, r)
-  const what = short.length ? `${r} ${formatAmount(r, v)}` : [...wants].map(([k, x]) => `${k} ${formatAmount(k, x)}`).join(', ')
-  const where = short.length
-    ? most > 0 ? `more than any of the ${nodes.length} node${nodes.length === 1 ? '' : 's'} allocates (at most ${formatAmount(r, most)}, on ${largest.metadata.name})` : `and no node has any`
-    : `and no node has all of it`
-  return `it requests ${what}, ${where}`
+  if (!(most > 0)) return `it requests ${r} ${formatAmount(r, v)}, and no node has any`
+  return `it requests ${r} ${formatAmount(r, v)}, more than any of the ${nodes.length} node${nodes.length === 1 ? '' : 's'} allocates (at most ${formatAmount(r, most)}, on ${largest.metadata.name})`
 }
 
 /** The scheduler has tried the pod and found no node for it. */

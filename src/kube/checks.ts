@@ -35,7 +35,8 @@ export const CHECKS: Record<CheckKind, Check> = {
   established: {title: 'established', counted: 'CRDs established', judge: async (_k, live) => crdReadiness(live)},
   // A pod no node is large enough for fails the rollout, once that has held long enough for an
   // autoscaler to take the pod on (cluster-autoscaler scans every 10 s, Karpenter batches for
-  // up to 10 s); otherwise the gate would wait out its whole timeout before rolling back.
+  // up to 10 s); otherwise the gate would wait out its whole timeout before rolling back. The
+  // hold applies to a ProgressDeadlineExceeded rollout too: 15 s on a deadline of minutes.
   rollout: {
     title: 'rolled out',
     counted: 'Deployments available',
