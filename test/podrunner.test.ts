@@ -5,8 +5,9 @@
  * through the Service's endpoints; a rollout replaces the process and a deletion stops it before the
  * pod leaves the API.
  */
-import {AdmissionregistrationV1Api, AppsV1Api, CoreV1Api} from '@kubernetes/client-node'
+import {AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig} from '@kubernetes/client-node'
 import {execFileSync} from 'node:child_process'
+import {get, type RequestOptions} from 'node:https'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -35,6 +36,21 @@ async function denial(core: CoreV1Api, name: string): Promise<string | undefined
   } catch (e) {
     return String((e as {body?: unknown}).body ?? e)
   }
+}
+
+/** How many pod LISTs the apiserver has served (its request counter, every client). */
+async function podLists(kc: KubeConfig): Promise<number> {
+  const o: RequestOptions = {}
+  await kc.applyToHTTPSOptions(o)
+  const text = await new Promise<string>((resolve, reject) => {
+    get(`${kc.getCurrentCluster()!.server}/metrics`, o, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body)).on('error', reject)
+    }).on('error', reject)
+  })
+  return text.split('\n')
+    .filter((l) => l.startsWith('apiserver_request_total{') && l.includes('verb="LIST"') && l.includes('resource="pods"'))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0)
 }
 
 describe('pod runner', () => {
@@ -118,6 +134,11 @@ describe('pod runner', () => {
     })
     expect(plain).toBe(true)
     expect(runner.running().map((r) => r.name)).not.toContainEqual(expect.stringContaining('plain'))
+
+    // with every pod running and ready, the runner waits on its watch instead of listing pods
+    const listed = await podLists(kc)
+    await new Promise((r) => setTimeout(r, 3000))
+    expect(await podLists(kc) - listed, 'pod LISTs in 3 s with nothing changing').toBeLessThanOrEqual(1)
 
     // a rollout replaces the pod, and the runner its process
     await apps.patchNamespacedDeployment({name: 'probe', namespace: NS, body: [

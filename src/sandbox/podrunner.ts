@@ -6,7 +6,7 @@
  * process, a pod that is deleted (a rollout replacing it, a scale-down) stops its process, a
  * process that exits is started again after a pause, as a kubelet restarts a container.
  */
-import {CoreV1Api, KubeConfig, type V1Pod} from '@kubernetes/client-node'
+import {CoreV1Api, KubeConfig, Watch, type V1Pod} from '@kubernetes/client-node'
 import {appendFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {startPodProcess, type PodBinary, type PodProc} from './podproc.js'
@@ -23,7 +23,7 @@ export interface PodRunnerOptions {
   sockDir: string
   apiPort: number
   forwardPorts: number[]
-  /** how often the pods are listed, 500 ms when unset */
+  /** how often the pods are listed while a pod waits for its start, restart or readiness, 500 ms when unset */
   intervalMs?: number
 }
 
@@ -56,6 +56,13 @@ interface Entry {
 }
 
 const RESTART_PAUSE_MS = 2000
+/**
+ * With nothing waiting, the runner lists pods when a watch event says something changed, and at
+ * this interval should the watch have missed one. Listing every 500 ms instead cost the apiserver
+ * about 5% of a core for as long as a sandbox ran (58 LISTs per 30 s idle), in every test file.
+ */
+const IDLE_LIST_MS = 10_000
+const REWATCH_MS = 1000
 
 function binaryOf(pod: V1Pod, binaryFor: PodRunnerOptions['binaryFor']): PodBinary | undefined {
   for (const c of pod.spec?.containers ?? []) {
@@ -106,6 +113,7 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
         await setPodReady(core, e.pod, false).catch((err: unknown) => log(`cannot mark ${name} not ready: ${String(err)}`))
         e.restarts++
         e.notBefore = Date.now() + RESTART_PAUSE_MS
+        poke()
       })
     } catch (err) {
       await log(`cannot start ${name}: ${err instanceof Error ? err.message : String(err)}`)
@@ -122,13 +130,14 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
     return true
   }
 
-  const reconcile = async () => {
+  /** Brings processes in line with the pods; true while a pod waits for a start, a restart or readiness. */
+  const reconcile = async (): Promise<boolean> => {
     let pods: V1Pod[]
     try {
       pods = (await core.listPodForAllNamespaces({fieldSelector: 'status.phase=Running'})).items
     } catch (err) {
       await log(`cannot list pods: ${err instanceof Error ? err.message : String(err)}`)
-      return
+      return true
     }
     const wanted = new Map<string, {pod: V1Pod; binary: PodBinary}>()
     const readyNow: V1Pod[] = []
@@ -141,7 +150,11 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
       // KWOK alone plays it: ready at once, as KWOK's own stage would have made it
       else if (!binary && !isPodReady(pod)) readyNow.push(pod)
     }
-    await Promise.all(readyNow.map((p) => setPodReady(core, p, true).catch((err: unknown) => log(`cannot mark ${p.metadata?.namespace}/${p.metadata?.name} ready: ${String(err)}`))))
+    let waiting = false
+    await Promise.all(readyNow.map((p) => setPodReady(core, p, true).catch((err: unknown) => {
+      waiting = true
+      return log(`cannot mark ${p.metadata?.namespace}/${p.metadata?.name} ready: ${String(err)}`)
+    })))
     // stop first: a new pod may get the address a deleted one had
     for (const [uid, e] of entries) {
       if (wanted.has(uid)) continue
@@ -162,22 +175,59 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
       }
       e.pod = w.pod
       if (!e.proc && Date.now() >= e.notBefore && !stopped) await start(uid, e)
-      if (e.proc && !isPodReady(e.pod) && (await probe(e))) {
-        await setPodReady(core, e.pod, true).catch((err: unknown) => log(`cannot mark ${e.proc?.name} ready: ${String(err)}`))
+      if (!e.proc || isPodReady(e.pod)) {
+        waiting ||= !e.proc
+        continue
       }
+      const marked = (await probe(e)) && await setPodReady(core, e.pod, true).then(() => true, async (err: unknown) => {
+        await log(`cannot mark ${e.proc?.name} ready: ${String(err)}`)
+        return false
+      })
+      waiting ||= !marked
+    }
+    return waiting
+  }
+
+  // A reconcile at a time; a change seen during one asks for another right after it.
+  let dirty = false
+  let wake: (() => void) | undefined
+  const poke = (): void => {
+    dirty = true
+    wake?.()
+  }
+  const loop = async (): Promise<void> => {
+    while (!stopped) {
+      dirty = false
+      tick = reconcile().then((waiting) => new Promise<void>((resolve) => {
+        if (dirty || stopped) return resolve()
+        wake = resolve
+        timer = setTimeout(resolve, waiting ? (o.intervalMs ?? 500) : IDLE_LIST_MS)
+        timer.unref()
+      })).finally(() => {
+        wake = undefined
+        if (timer) clearTimeout(timer)
+      })
+      await tick
     }
   }
 
-  const loop = () => {
+  // any change to any pod asks for a reconcile; a watch that ends is started again
+  let watching: AbortController | undefined
+  const watch = (): void => {
     if (stopped) return
-    tick = reconcile().finally(() => {
-      if (!stopped) {
-        timer = setTimeout(loop, o.intervalMs ?? 500)
-        timer.unref()
-      }
-    })
+    const again = (err: unknown): void => {
+      if (stopped) return
+      if (err) void log(`pod watch ended: ${err instanceof Error ? err.message : String(err)}`)
+      poke()
+      setTimeout(watch, REWATCH_MS).unref()
+    }
+    new Watch(kc).watch('/api/v1/pods', {}, () => poke(), again).then((c) => {
+      watching = c
+      if (stopped) c.abort()
+    }, again)
   }
-  loop()
+  watch()
+  void loop()
 
   return {
     logFile,
@@ -186,7 +236,8 @@ export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
     })),
     stop: async () => {
       stopped = true
-      if (timer) clearTimeout(timer)
+      watching?.abort()
+      wake?.()
       // a reconcile waiting on the API server must not hold the teardown: the processes go anyway
       await Promise.race([tick.catch(() => {}), new Promise((r) => setTimeout(r, 10_000).unref())])
       await Promise.all([...entries.values()].map((e) => e.proc?.stop()))
