@@ -95,6 +95,16 @@ describe('kpack runs for real on the sandbox', () => {
     }
   })
 
+  it('every kind kpack serves as v1alpha1 reads as v1alpha1: converted by kpack\'s webhook, or the same object', async () => {
+    logsOnFailure()
+    for (const kind of ['ClusterStack', 'ClusterStore', 'ClusterBuilder', 'Builder', 'Image', 'Build', 'SourceResolver']) {
+      // the webhook's CA reaches the CRDs it converts a moment after it starts
+      const items = await waitFor(() => kube.list('kpack.io/v1alpha1', kind), {what: `a list of kpack.io/v1alpha1 ${kind}`, timeoutMs: 30_000})
+      if (kind.startsWith('Cluster')) expect(items.length, kind).toBeGreaterThan(0)
+      for (const o of items) expect(o.apiVersion, `${kind} ${o.metadata.name}`).toBe('kpack.io/v1alpha1')
+    }
+  })
+
   it('kpack\'s webhook refuses a ClusterStack kpack\'s validation rejects', async () => {
     logsOnFailure()
     // kpack's CRDs take any object (x-kubernetes-preserve-unknown-fields): only kpack's code can refuse it

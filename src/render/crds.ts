@@ -8,7 +8,11 @@
  *   type the common fields and keep the rest (x-kubernetes-preserve-unknown-fields), so nothing
  *   kpack understands is pruned;
  * - `status` is kpack's business: preserved as is, behind the status subresource.
- * v1alpha2 is served and stored; v1alpha1 is served too, as kpack does, converted by kpack's webhook.
+ * v1alpha2 is served and stored; v1alpha1 is served too, as kpack does: converted by kpack's webhook
+ * for the kinds its conversion controller registers (Image, Build, Builder, SourceResolver), as the
+ * same object for ClusterStack, ClusterStore and ClusterBuilder (kpack gives them no conversion, and
+ * its webhook writes no CA into them: a Webhook strategy there fails every v1alpha1 read, and the
+ * apiserver's watch cache for v1alpha1 retries it without end).
  */
 import {KPACK_NAMESPACE, obj} from './meta.js'
 import type {RenderedObject} from './types.js'
@@ -105,8 +109,8 @@ interface CrdSpec {
   /** spec is required (the kinds kpi creates) */
   specRequired: boolean
   columns: Array<Record<string, string>>
-  /** served as v1alpha1 too (converted by kpack's webhook) */
-  v1alpha1: boolean
+  /** served as v1alpha1 too: converted by kpack's webhook, or the same object (conversion None) */
+  v1alpha1: 'webhook' | 'same' | false
 }
 
 function crd(c: CrdSpec): RenderedObject {
@@ -139,7 +143,7 @@ function crd(c: CrdSpec): RenderedObject {
       },
       scope: c.scope,
       versions: [...(c.v1alpha1 ? [version('v1alpha1', false, legacy)] : []), version('v1alpha2', true, schema)],
-      ...(c.v1alpha1
+      ...(c.v1alpha1 === 'webhook'
         ? {
             conversion: {
               strategy: 'Webhook',
@@ -186,7 +190,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
       ),
       specRequired: true,
       columns: [latestImageColumn, readyColumn],
-      v1alpha1: true,
+      v1alpha1: 'webhook',
     }),
     crd({
       kind: 'Build', plural: 'builds', singular: 'build', scope: 'Namespaced',
@@ -206,7 +210,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
         {name: 'Image', type: 'string', jsonPath: '.status.latestImage'},
         {name: 'Succeeded', type: 'string', jsonPath: '.status.conditions[?(@.type=="Succeeded")].status'},
       ],
-      v1alpha1: true,
+      v1alpha1: 'webhook',
     }),
     crd({
       kind: 'Builder', plural: 'builders', singular: 'builder', scope: 'Namespaced',
@@ -225,7 +229,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
       ),
       specRequired: true,
       columns: [latestImageColumn, readyColumn],
-      v1alpha1: true,
+      v1alpha1: 'webhook',
     }),
     crd({
       kind: 'ClusterBuilder', plural: 'clusterbuilders', singular: 'clusterbuilder', scope: 'Cluster',
@@ -242,7 +246,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
       ),
       specRequired: true,
       columns: [latestImageColumn, readyColumn],
-      v1alpha1: true,
+      v1alpha1: 'same',
     }),
     crd({
       kind: 'ClusterStore', plural: 'clusterstores', singular: 'clusterstore', scope: 'Cluster',
@@ -252,7 +256,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
       }, ['sources']),
       specRequired: true,
       columns: [readyColumn],
-      v1alpha1: true,
+      v1alpha1: 'same',
     }),
     crd({
       kind: 'ClusterStack', plural: 'clusterstacks', singular: 'clusterstack', scope: 'Cluster',
@@ -267,14 +271,14 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
       ),
       specRequired: true,
       columns: [readyColumn],
-      v1alpha1: true,
+      v1alpha1: 'same',
     }),
     crd({
       kind: 'SourceResolver', plural: 'sourceresolvers', singular: 'sourceresolver', scope: 'Namespaced',
       spec: object({serviceAccountName: str, source: preserved}, [], {'x-kubernetes-preserve-unknown-fields': true}),
       specRequired: false,
       columns: [readyColumn],
-      v1alpha1: true,
+      v1alpha1: 'webhook',
     }),
     crd({
       kind: 'Buildpack', plural: 'buildpacks', singular: 'buildpack', scope: 'Namespaced',
