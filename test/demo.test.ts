@@ -23,6 +23,7 @@ describe('kpi demo', () => {
     expect(r.stdout).toMatch(/Rolled back to revision 1: build-service 1\.0\.0 \(kpack 0\.16\.1\)/)
     // the failed upgrade's gate judged the greedy pod hopeless (kpi history shows why), within the default timeout
     expect(r.stdout).toMatch(/revision 3: stage controllers: Deployment kpack\/kpack-controller failed: pod kpack-controller-\S+ can never be scheduled: it requests cpu 64/)
+    expect(r.stderr).toMatch(/warning: Deployment kpack\/kpack-controller: no node can run its pods: it requests cpu 64/)
     // install, install again, upgrade, rollback: each ends with kpack's own word on every resource
     expect(r.stdout.match(/kpack readiness: every stack, store and builder is Ready/g)).toHaveLength(4)
     expect(r.stdout).toContain('=== Demo finished')

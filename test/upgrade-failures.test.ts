@@ -59,6 +59,9 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(r.code).toBe(12)
     expect(line).toMatch(/^Error: upgrade to 1\.1\.0 failed at stage controllers \(revision 2\): stage controllers: Deployment kpack\/kpack-controller failed: pod kpack-controller-\S+ can never be scheduled: it requests cpu 64, more than any of the 2 nodes allocates \(at most 4, on kwok-node-\d\); recent events: /)
     expect(line).not.toContain('was not ready after')
+    // preflight saw it coming and said so, before anything changed
+    expect(r.stderr).toMatch(/warning: Deployment kpack\/kpack-controller: no node can run its pods: it requests cpu 64, more than any of the 2 nodes allocates \(at most 4, on kwok-node-\d\); its stage will fail unless an autoscaler adds a node that large/)
+    expect(inst.stderr).not.toContain('no node can run')
     expect(line).toMatch(/FailedScheduling: 0\/2 nodes are available: 2 Insufficient cpu/)
     expect(line).toContain('rolled back by itself to revision 1 (1.0.0, recorded as revision 3), which is healthy')
     expect(r.stderr).toContain('warning: upgrade failed at stage controllers: rolling back to revision 1 (1.0.0)')

@@ -17,6 +17,7 @@ import {describeRef, groupOf} from '../kube/types.js'
 import {createRegistryClient, type Credentials, dockerConfigCredentials, normaliseRegistry, type OciClientOptions, parseReference, type RegistryClient, repoOf} from '../oci/index.js'
 import type {OnEvent} from '../progress/events.js'
 import {imageReferences} from '../render/guard.js'
+import {nodeCapacityWarnings} from './node-capacity.js'
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
 import type {RegistryValues} from '../values/types.js'
 import {REVISION_NAMESPACE, type RevisionRecord} from '../revision/record.js'
@@ -102,11 +103,16 @@ export function startImageCheck(p: ImageCheckInput, task: Task): {images: Promis
   return {images, cancel: () => void (cancelled = true)}
 }
 
-/** Permissions and images are independent: check both, report permissions first. */
-export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube'> & ImageCheckInput & {deletes?: KubeObject[]; images?: Promise<number>}, task: Task): Promise<number> {
-  const [perms, images] = await Promise.allSettled([permissions(p.kube, p.objects, task, p.deletes ?? []), p.images ?? imagesExist(p, task)])
+/**
+ * Permissions, images and node capacity are independent: check them together, report permissions
+ * first. Capacity only warns (`warn`, node-capacity.ts).
+ */
+export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube'> & ImageCheckInput & {deletes?: KubeObject[]; images?: Promise<number>; warn?: (message: string) => void}, task: Task): Promise<number> {
+  const capacity = p.warn ? nodeCapacityWarnings(p.kube, p.objects.map((r) => r.object), task) : Promise.resolve([])
+  const [perms, images, fit] = await Promise.allSettled([permissions(p.kube, p.objects, task, p.deletes ?? []), p.images ?? imagesExist(p, task), capacity])
   if (perms.status === 'rejected') throw perms.reason
   if (images.status === 'rejected') throw images.reason
+  if (fit.status === 'fulfilled') for (const w of fit.value) p.warn!(w)
   return images.value
 }
 
@@ -125,7 +131,7 @@ export async function preflight(p: PreflightInput): Promise<PreflightResult> {
     imageCheck.cancel()
     throw e
   })
-  const images = await checkAccessAndImages({...p, images: imageCheck.images}, task)
+  const images = await checkAccessAndImages({...p, images: imageCheck.images, warn: (message) => p.onEvent({type: 'warning', message})}, task)
   return {serverVersion, mode, existing, images, adopted}
 }
 
