@@ -81,6 +81,18 @@ describe('kpack runs for real on the sandbox', () => {
       return w?.rules?.length && w.clientConfig.caBundle ? w : undefined
     }, {what: 'kpack-webhook to fill in validation.webhook.kpack.io', timeoutMs: 60_000})
     expect(validating.failurePolicy).toBe('Fail')
+    // kpi's config-logging gives kpack's log format (zap's level names), not knative's defaults ("INFO")
+    const p = sb.controlPlane!.podRunner!.running().find((r) => r.name.startsWith('kpack/kpack-controller'))!
+    const levels = new Set((await readFile(p.logFile, 'utf8')).split('\n').flatMap((l) => {
+      try {
+        const e = JSON.parse(l) as {level?: string; logger?: string}
+        return e.logger === 'controller' && e.level ? [e.level] : []
+      } catch {
+        return []
+      }
+    }))
+    expect([...levels].filter((l) => !['debug', 'info', 'warn', 'error'].includes(l)), 'log levels in kpack\'s format').toEqual([])
+    expect(levels.has('info')).toBe(true)
     for (const ref of [
       {apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStack', name: 'base'},
       {apiVersion: 'kpack.io/v1alpha2', kind: 'ClusterStore', name: 'default'},

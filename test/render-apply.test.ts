@@ -165,6 +165,16 @@ describe(title, () => {
       expect(got.spec.order).toEqual(b.spec.order)
       expect(got.spec.store).toBeUndefined()
     }
+    // as kpack's defaulting webhook leaves a Builder that names no store (the kind set, no name),
+    // with the labels kpack puts on the builder image: both kept
+    const defaulted = builder('defaulted-store', [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}])
+    defaulted.spec.store = {kind: 'ClusterStore'}
+    defaulted.spec.additionalLabels = {'team.example/owner': 'payments'}
+    const kept = (await apply(defaulted, true).catch((e: unknown) => {
+      throw new Error(`${describeObj(defaulted)} was rejected: ${reason(e)}`)
+    })) as KubernetesObject & {spec: Record<string, unknown>}
+    expect(kept.spec.store).toEqual({kind: 'ClusterStore'})
+    expect(kept.spec.additionalLabels).toEqual({'team.example/owner': 'payments'})
     const tagless = builder('tagless', [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}])
     delete tagless.spec.tag
     const why = await apply(tagless, true).then(

@@ -184,6 +184,10 @@ describe('renderPlatform: output model', () => {
       ['Builder', {...base}],
       ['ClusterBuilder', {...clusterBase, order: [{group: [{kind: 'ClusterBuildpack', name: 'x'}]}]}],
       ['ClusterBuilder', {...clusterBase, store: {kind: 'ClusterStore', name: 'default'}, order: [{group: [{id: 'x'}]}]}],
+      // a store's kind without a name is kpack's "no store": its webhook defaults a Builder's to this
+      ['Builder', {...base, store: {kind: 'ClusterStore'}}],
+      ['ClusterBuilder', {...clusterBase, store: {kind: 'ClusterStore'}}],
+      ['ClusterBuilder', {...clusterBase, additionalLabels: {'team.example/owner': 'payments'}}],
     ]
     for (const [kind, spec] of accepted) expect(check[kind](spec), `${kind} ${JSON.stringify(spec)}: ${ajv.errorsText(check[kind].errors)}`).toBe(true)
     const rejected: Array<[keyof typeof check, unknown]> = [
@@ -193,7 +197,6 @@ describe('renderPlatform: output model', () => {
       ['Builder', {...base, order: [{group: [{name: 'x'}]}]}],
       ['Builder', {...base, order: [{group: [{kind: 'ClusterBuildpack'}]}]}],
       ['Builder', {...base, order: [{group: [{kind: 'ClusterStore', name: 'x'}]}]}],
-      ['Builder', {...base, store: {kind: 'ClusterStore'}}],
       ['ClusterBuilder', {...clusterBase, store: {name: 'default'}}],
       ['ClusterBuilder', {...base}],
     ]

@@ -85,13 +85,15 @@ const order: Schema = {
 
 /**
  * The builder's store is optional (newer kpack finds buildpacks through Buildpack/ClusterBuildpack
- * refs without one: `store,omitempty`, validated only when set); when given, kpack wants a name and,
- * once its defaults are in, kind ClusterStore. kpack defaults the kind on Builder, not on
- * ClusterBuilder, so a ClusterBuilder must write both.
+ * refs without one: `store,omitempty`). kpack's defaulting webhook sets the kind of a Builder's
+ * store (to ClusterStore) even when the Builder names no store, and its validation takes a
+ * ClusterStore kind without a name as "no store" (validateObjectRef returns as soon as the kind
+ * matches), so neither may be required of a Builder. kpack defaults nothing on a ClusterBuilder: a
+ * name there needs its kind written too.
  */
 const storeRef = (kindDefaulted: boolean): Schema => ({
   ...ref([], ['ClusterStore']),
-  ...(kindDefaulted ? requiredWhen('kind', 'name') : {allOf: [requiredWhen('kind', 'name'), requiredWhen('name', 'kind')]}),
+  ...(kindDefaulted ? {} : requiredWhen('name', 'kind')),
 })
 
 const image = (required: boolean): Schema => object({image: nonEmpty}, required ? ['image'] : [])
@@ -161,6 +163,7 @@ function crd(c: CrdSpec): RenderedObject {
 const builderSpec: Record<string, Schema> = {
   tag: {type: 'string', minLength: 1, description: 'where kpack pushes the builder image it assembles'},
   order,
+  additionalLabels: {type: 'object', additionalProperties: str, description: 'labels kpack adds to the builder image'},
 }
 
 /** Every kpack CRD for the pinned kpack version, in a stable order. */
@@ -282,6 +285,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
     }),
     crd({
       kind: 'Buildpack', plural: 'buildpacks', singular: 'buildpack', scope: 'Namespaced',
+      shortNames: ['bp', 'bps'],
       spec: object({image: str, serviceAccountName: str}, [], {'x-kubernetes-preserve-unknown-fields': true}),
       specRequired: false,
       columns: [readyColumn],
@@ -289,6 +293,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
     }),
     crd({
       kind: 'ClusterBuildpack', plural: 'clusterbuildpacks', singular: 'clusterbuildpack', scope: 'Cluster',
+      shortNames: ['clstbp', 'clstbps'],
       spec: object({image: str, serviceAccountRef: ref(['name', 'namespace'])}, [], {'x-kubernetes-preserve-unknown-fields': true}),
       specRequired: false,
       columns: [readyColumn],
@@ -305,7 +310,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
         ),
         specRequired: true,
         columns: [readyColumn],
-        // kpack serves ClusterLifecycle as v1alpha1 and v1alpha2 without conversion
+        // kpack serves ClusterLifecycle as v1alpha2 only
         v1alpha1: false,
       }),
     )

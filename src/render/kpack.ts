@@ -55,7 +55,8 @@ export function kpackRbac(f: KpackFeatures): RenderedObject[] {
     obj('rbac', rbacApi, 'ClusterRole', {name: 'kpack-controller-admin'}, {
       rules: [
         {apiGroups: ['kpack.io'], resources: kpackResources, verbs: allVerbs},
-        {apiGroups: [''], resources: ['secrets'], verbs: ['get']},
+        // pods/log: a failed Build's message quotes the failing step's last log line
+        {apiGroups: [''], resources: ['secrets', 'pods/log'], verbs: ['get']},
         {apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list']},
         {apiGroups: [''], resources: ['persistentvolumeclaims', 'pods'], verbs: ['get', 'list', 'create', 'update', 'delete', 'watch']},
         {apiGroups: [''], resources: ['nodes'], verbs: ['list']},
@@ -123,7 +124,12 @@ export function kpackConfig(bundle: Bundle): RenderedObject[] {
             outputPaths: ['stdout'],
             errorOutputPaths: ['stderr'],
             encoding: 'json',
-            encoderConfig: {timeKey: 'ts', levelKey: 'level', nameKey: 'logger', callerKey: 'caller', messageKey: 'msg', stacktraceKey: 'stacktrace', timeEncoder: 'rfc3339nano'},
+            // the empty encoders are kpack's: they replace knative's zapdriver defaults ("INFO",
+            // "1.5s") with zap's (info, 1.5), the format log queries written for kpack expect
+            encoderConfig: {
+              timeKey: 'ts', levelKey: 'level', nameKey: 'logger', callerKey: 'caller', messageKey: 'msg', stacktraceKey: 'stacktrace',
+              lineEnding: '', levelEncoder: '', timeEncoder: 'rfc3339nano', durationEncoder: '', callerEncoder: '',
+            },
           },
           null,
           2,
