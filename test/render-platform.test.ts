@@ -7,6 +7,11 @@ import {KpiError} from '../src/errors.js'
 import fc from 'fast-check'
 import {holdsDigestRef, imageReferences, walkStrings} from '../src/render/guard.js'
 import {renderPlatform} from '../src/render/render.js'
+import {CONFIG_CHECKSUM_ANNOTATION} from '../src/render/config-checksum.js'
+import {makeCA} from '../src/sandbox/pki.js'
+import {mkdtemp} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {STAGES, type KubeObject, type RenderedObject} from '../src/render/types.js'
 import {toYaml} from '../src/render/yaml.js'
 import {CANARY, caFile, lock13, lock17, lockImages, reverseKeys, values} from './fixtures/render/helpers.js'
@@ -457,5 +462,35 @@ describe('renderPlatform: CA certificates and proxy', () => {
     expect(find(objects, 'Service', 'cert-injection-webhook', ns)).toBeDefined()
     expect(find(objects, 'ClusterRole', 'cert-injection-webhook-cluster-role')).toBeDefined()
     expect(objects.some((o) => JSON.stringify(o.object).includes('kpi-injector'))).toBe(false)
+  })
+  it('a change to a ConfigMap a Deployment reads at start (the CA, a helper image) rolls that Deployment, and only that one', async () => {
+    const sums = (objs: RenderedObject[]) => Object.fromEntries(objs.filter((o) => o.object.kind === 'Deployment').map((o) => [
+      o.object.metadata.name,
+      (o.object as unknown as {spec: {template: {metadata?: {annotations?: Record<string, string>}}}}).spec.template.metadata?.annotations?.[CONFIG_CHECKSUM_ANNOTATION],
+    ]))
+    const lock = await lock17()
+    const base = sums(renderPlatform(lock, await values()).objects)
+    // the controller takes its helper images and the CA from ConfigMaps; cert-injection-webhook its CA and proxy
+    expect(base['kpack-controller']).toMatch(/^[0-9a-f]{64}$/)
+    expect(base['cert-injection-webhook']).toMatch(/^[0-9a-f]{64}$/)
+    expect(sums(renderPlatform(await lock17(), await values()).objects)).toEqual(base)
+
+    const other = await makeCA(join(await mkdtemp(join(tmpdir(), 'kpi-render-ca-')), 'ca'), 'another CA')
+    const v = await values()
+    v.caCerts = [other.certPem]
+    const newCa = sums(renderPlatform(lock, v).objects)
+    expect(newCa['kpack-controller']).not.toBe(base['kpack-controller'])
+    expect(newCa['cert-injection-webhook']).not.toBe(base['cert-injection-webhook'])
+    expect(newCa['kpack-webhook']).toBe(base['kpack-webhook'])
+
+    const patched = await lock17()
+    patched.kpack.images.buildInit = patched.kpack.images.buildInit.replace(/@sha256:.*/, '@sha256:' + 'c'.repeat(64))
+    const newHelper = sums(renderPlatform(patched, await values()).objects)
+    expect(newHelper['kpack-controller']).not.toBe(base['kpack-controller'])
+    expect(newHelper['cert-injection-webhook']).toBe(base['cert-injection-webhook'])
+
+    const fewer = await values()
+    fewer.teams = fewer.teams.slice(1)
+    expect(sums(renderPlatform(lock, fewer).objects)).toEqual(base)
   })
 })

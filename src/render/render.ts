@@ -2,6 +2,7 @@
  * renderPlatform: a relocated lock plus site values in, the platform's Kubernetes objects out,
  * staged for the installer. Pure: no I/O, same inputs give the same objects in the same order.
  */
+import {addConfigChecksums} from './config-checksum.js'
 import semver from 'semver'
 import type {Builder, Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
@@ -88,6 +89,8 @@ export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions
   // stable: objects keep their order within a stage
   const rank = (o: RenderedObject) => STAGES.indexOf(o.stage)
   objects.sort((a, b) => rank(a) - rank(b))
+
+  addConfigChecksums(objects)
 
   if (!opts.skipAirGapGuard) assertAirGapped(objects, values.registry)
   assertCredentialsOnlyInSecrets(objects, values.registry)
