@@ -16,6 +16,8 @@ import {describe, expect, it} from 'vitest'
 import type {Bundle} from '../src/bundle/types.js'
 import type {LiveObject} from '../src/kube/types.js'
 import {waitFor} from '../src/sandbox/procs.js'
+import {makeCA} from '../src/sandbox/pki.js'
+import {X509Certificate} from 'node:crypto'
 import {sandboxValues} from '../src/sandbox/sandbox-files.js'
 import {toolPath} from '../src/sandbox/tools.js'
 import {usePlatformSandbox} from './helpers/platform.js'
@@ -29,6 +31,8 @@ const PROXY = 'http://proxy.kpi.test:3128'
 const TEAM = 'team-a'
 
 let lock: Bundle
+let lockFile: string
+let valuesFile: string
 
 const condition = (o: LiveObject | undefined, type: string) =>
   (o?.status as {conditions?: Array<{type: string; status: string; message?: string}>} | undefined)?.conditions?.find((c) => c.type === type)
@@ -37,7 +41,7 @@ describe('the platform really runs', () => {
   it('installs v2 with --wait=ready: kpack makes everything Ready and pushes the builder image to the air-gapped registry', async () => {
     p.nameRunDir()
     expect(p.sb.bundle.v2!.certInjection, 'the v2 sample names cert-injection-webhook\'s images').toBeDefined()
-    const lockFile = join(p.work, 'lock.yaml')
+    lockFile = join(p.work, 'lock.yaml')
     const r = await kpi(['relocate', '-b', p.sb.bundles.v2!, '--to-repo', p.sb.airgapPrefix, '--lock-output', lockFile, '--ca-cert', p.sb.caFile], p.env)
     expect(r.code, r.stderr).toBe(0)
     lock = parse(await readFile(lockFile, 'utf8')) as Bundle
@@ -47,7 +51,7 @@ describe('the platform really runs', () => {
     const stack = lock.stacks[0]!.name
     const store = lock.stores[0]!.name
     values.teams = [{name: TEAM, builders: [{name: 'team-builder', stack, store, order: lock.builders[0]!.order}]}]
-    const valuesFile = join(p.work, 'values.yaml')
+    valuesFile = join(p.work, 'values.yaml')
     await writeFile(valuesFile, stringify(values), {mode: 0o600})
     const install = await kpi(['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', p.sb.caFile], p.env)
     expect(install.code, install.stderr + install.stdout).toBe(0)
@@ -112,5 +116,33 @@ describe('the platform really runs', () => {
       expect(e.get('https_proxy')).toBe(PROXY)
       expect(e.get('NO_PROXY')).toContain('127.0.0.1')
     }
+  })
+  it('kpi upgrade with one more CA rolls cert-injection-webhook, which reads it at start: the next Build pod carries it', async () => {
+    p.nameRunDir()
+    const rotated = await makeCA(join(p.work, 'rotated-ca'), 'rotated CA')
+    const values = parse(await readFile(valuesFile, 'utf8')) as {caCerts: string[]}
+    values.caCerts = [...values.caCerts, rotated.certPem]
+    const rotatedValues = join(p.work, 'values-rotated.yaml')
+    await writeFile(rotatedValues, stringify(values), {mode: 0o600})
+    const up = await kpi(['upgrade', '-b', lockFile, '-f', rotatedValues, '--ca-cert', p.sb.caFile], p.env)
+    expect(up.code, up.stderr + up.stdout).toBe(0)
+
+    const kp = toolPath('kp')
+    const builder = lock.builders.find((b) => !b.namespace)!.name
+    await run(kp, ['image', 'create', 'app-rotated', '-n', TEAM, '--tag', `${p.sb.airgapPrefix}/apps/app-rotated`, '--blob', 'http://127.0.0.1:9/app.tgz',
+      '--cluster-builder', builder, '--service-account', 'kpi-builds'], {env: {...process.env, ...p.env}})
+    const podName = await waitFor(async () => {
+      const builds = await p.kube.list('kpack.io/v1alpha2', 'Build', {namespace: TEAM})
+      const b = builds.find((x) => x.metadata.labels?.['image.kpack.io/image'] === 'app-rotated')
+      return (b?.status as {podName?: string} | undefined)?.podName
+    }, {what: 'kpack to create a Build with a pod for app-rotated', timeoutMs: 90_000})
+    const pod = (await p.kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as {
+      spec: {initContainers: Array<{name: string; env?: Array<{name: string; value?: string}>}>}
+    }
+    const setup = pod.spec.initContainers.find((c) => c.name === 'setup-ca-certs')!
+    const injected = (setup.env ?? []).filter((e) => e.name.startsWith('CA_CERTS_DATA')).map((e) => e.value ?? '').join('\n')
+    const fingerprints = (injected.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem).fingerprint256)
+    expect(fingerprints).toContain(new X509Certificate(rotated.certPem).fingerprint256)
+    expect(fingerprints).toContain(new X509Certificate(await readFile(p.sb.caFile)).fingerprint256)
   })
 })
