@@ -117,6 +117,17 @@ describe('kpack runs for real on the sandbox', () => {
     }
   })
 
+  it('the kpack namespace enforces the restricted Pod Security level, as kpack ships it: kpack\'s pods run, a privileged one is refused', async () => {
+    logsOnFailure()
+    const privileged: LiveObject = {apiVersion: 'v1', kind: 'Pod', metadata: {name: 'privileged', namespace: 'kpack'}, spec: {
+      containers: [{name: 'c', image: 'registry.invalid/x@sha256:' + 'a'.repeat(64), securityContext: {privileged: true}}],
+    }}
+    const err = await kube.apply(privileged).then(() => undefined, (e: unknown) => e as Error)
+    expect(err?.message).toMatch(/violates PodSecurity "restricted:v1\.25"/)
+    const pods = await kube.list('v1', 'Pod', {namespace: 'kpack'})
+    expect(pods.map((p) => p.metadata.name).filter((n) => /^kpack-(controller|webhook)-/.test(n))).toHaveLength(2)
+  })
+
   it('kpack\'s webhook refuses a ClusterStack kpack\'s validation rejects', async () => {
     logsOnFailure()
     // kpack's CRDs take any object (x-kubernetes-preserve-unknown-fields): only kpack's code can refuse it

@@ -28,8 +28,12 @@ export const IMAGE_CONFIGMAPS = [
 const rbacApi = 'rbac.authorization.k8s.io/v1'
 const allVerbs = ['get', 'list', 'create', 'update', 'delete', 'patch', 'watch']
 
+/** kpack's own namespace, with the Pod Security level kpack's release gives it (its pods meet it). */
 export function kpackNamespace(): RenderedObject {
-  return obj('namespaces', 'v1', 'Namespace', {name: NS})
+  return obj('namespaces', 'v1', 'Namespace', {name: NS, labels: {
+    'pod-security.kubernetes.io/enforce': 'restricted',
+    'pod-security.kubernetes.io/enforce-version': 'v1.25',
+  }})
 }
 
 export function kpackRbac(f: KpackFeatures): RenderedObject[] {
