@@ -493,4 +493,15 @@ describe('renderPlatform: CA certificates and proxy', () => {
     fewer.teams = fewer.teams.slice(1)
     expect(sums(renderPlatform(lock, fewer).objects)).toEqual(base)
   })
+  it('kpack\'s webhook may update exactly the CRDs it converts, as kpack\'s own role has it', async () => {
+    for (const lock of [await lock13(), await lock17()]) {
+      const {objects} = renderPlatform(lock, await values())
+      const role = must(objects, 'ClusterRole', 'kpack-webhook-mutatingwebhookconfiguration-admin') as unknown as {rules: Array<{apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[]}>}
+      const updates = role.rules.filter((r) => r.resources.includes('customresourcedefinitions') && r.verbs.includes('update'))
+      expect(updates).toHaveLength(1)
+      const converted = objects.filter((o) => o.object.kind === 'CustomResourceDefinition' && (o.object.spec as {conversion?: {strategy?: string}}).conversion?.strategy === 'Webhook')
+      expect([...updates[0]!.resourceNames!].sort()).toEqual(converted.map((o) => o.object.metadata.name).sort())
+      expect([...updates[0]!.resourceNames!].sort()).toEqual(['builders.kpack.io', 'builds.kpack.io', 'images.kpack.io', 'sourceresolvers.kpack.io'])
+    }
+  })
 })

@@ -100,6 +100,7 @@ const image = (required: boolean): Schema => object({image: nonEmpty}, required 
 
 const readyColumn = {name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
 const latestImageColumn = {name: 'LatestImage', type: 'string', jsonPath: '.status.latestImage'}
+const upToDateColumn = {name: 'UpToDate', type: 'string', jsonPath: '.status.conditions[?(@.type=="UpToDate")].status'}
 
 interface CrdSpec {
   kind: string
@@ -231,7 +232,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
         ['tag', 'stack'],
       ),
       specRequired: true,
-      columns: [latestImageColumn, readyColumn],
+      columns: [latestImageColumn, readyColumn, upToDateColumn],
       v1alpha1: 'webhook',
     }),
     crd({
@@ -248,7 +249,7 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
         ['tag', 'stack', 'serviceAccountRef'],
       ),
       specRequired: true,
-      columns: [latestImageColumn, readyColumn],
+      columns: [latestImageColumn, readyColumn, upToDateColumn],
       v1alpha1: 'same',
     }),
     crd({
@@ -318,7 +319,9 @@ export function kpackCrds(f: KpackFeatures): RenderedObject[] {
   return out
 }
 
-/** The CRD names, for the webhook's RBAC (it patches their conversion CA bundle). */
-export function kpackCrdNames(f: KpackFeatures): string[] {
-  return kpackCrds(f).map((o) => o.object.metadata.name)
+/** The CRDs whose conversion kpack's webhook serves: it writes its CA into them, and may update only those. */
+export function convertedCrdNames(f: KpackFeatures): string[] {
+  return kpackCrds(f)
+    .filter((o) => (o.object.spec as {conversion?: {strategy?: string}}).conversion?.strategy === 'Webhook')
+    .map((o) => o.object.metadata.name)
 }

@@ -5,7 +5,7 @@
  * it expects. kpi adds labels, the values' scheduling settings and the CA/proxy wiring (trust.ts).
  */
 import type {Bundle} from '../bundle/types.js'
-import {kpackCrdNames, type KpackFeatures} from './crds.js'
+import {convertedCrdNames, type KpackFeatures} from './crds.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {ControllerTrust} from './trust.js'
 import type {ResourceRequirements, WebhookValues, WorkloadValues} from '../values/types.js'
@@ -98,8 +98,8 @@ export function kpackRbac(f: KpackFeatures): RenderedObject[] {
         {apiGroups: ['admissionregistration.k8s.io'], resources: ['validatingwebhookconfigurations'], resourceNames: [VALIDATING_WEBHOOK], verbs: ['update', 'delete']},
         {apiGroups: ['admissionregistration.k8s.io'], resources: ['validatingwebhookconfigurations'], verbs: ['get', 'list', 'watch']},
         {apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch']},
-        // it writes its CA into the CRDs' conversion webhook config
-        {apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: kpackCrdNames(f), verbs: ['update']},
+        // it writes its CA into the conversion config of the CRDs it converts (as kpack's own role)
+        {apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: convertedCrdNames(f), verbs: ['update']},
         {apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], verbs: ['get', 'list', 'watch']},
       ],
     }),
