@@ -8,6 +8,7 @@
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
+import {X509Certificate} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -17,7 +18,6 @@ import type {Bundle} from '../src/bundle/types.js'
 import type {LiveObject} from '../src/kube/types.js'
 import {waitFor} from '../src/sandbox/procs.js'
 import {makeCA} from '../src/sandbox/pki.js'
-import {X509Certificate} from 'node:crypto'
 import {sandboxValues} from '../src/sandbox/sandbox-files.js'
 import {toolPath} from '../src/sandbox/tools.js'
 import {usePlatformSandbox} from './helpers/platform.js'

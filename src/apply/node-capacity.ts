@@ -14,7 +14,7 @@ export async function nodeCapacityWarnings(kube: Kube, objects: KubeObject[], ta
   const deployments = objects.filter((o) => o.kind === 'Deployment' && o.apiVersion === 'apps/v1')
   if (!deployments.length) return []
   task('node capacity', 'start')
-  const nodes = await kube.list('v1', 'Node').catch(() => undefined)
+  const nodes = (await kube.list('v1', 'Node').catch(() => undefined))?.filter((n) => !n.metadata.deletionTimestamp)
   if (!nodes) {
     task('node capacity', 'done', 'nodes not readable with these credentials: not checked')
     return []
@@ -22,7 +22,7 @@ export async function nodeCapacityWarnings(kube: Kube, objects: KubeObject[], ta
   const warnings: string[] = []
   for (const d of deployments) {
     const spec = (d.spec as {template?: {spec?: unknown}} | undefined)?.template?.spec
-    const why = neverFits({apiVersion: 'v1', kind: 'Pod', metadata: {name: d.metadata.name}, spec}, nodes.filter((n) => !n.metadata.deletionTimestamp))
+    const why = neverFits({apiVersion: 'v1', kind: 'Pod', metadata: {name: d.metadata.name}, spec}, nodes)
     if (why) warnings.push(`${describeRef(d)}: no node can run its pods: ${why}; its stage will fail unless an autoscaler adds a node that large`)
   }
   task('node capacity', 'done', warnings.length ? `${warnings.length} Deployment${warnings.length === 1 ? '' : 's'} fit no node` : `every pod fits a node (${nodes.length} node${nodes.length === 1 ? '' : 's'})`)

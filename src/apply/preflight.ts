@@ -17,10 +17,10 @@ import {describeRef, groupOf} from '../kube/types.js'
 import {createRegistryClient, type Credentials, dockerConfigCredentials, normaliseRegistry, type OciClientOptions, parseReference, type RegistryClient, repoOf} from '../oci/index.js'
 import type {OnEvent} from '../progress/events.js'
 import {imageReferences} from '../render/guard.js'
-import {nodeCapacityWarnings} from './node-capacity.js'
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
 import type {RegistryValues} from '../values/types.js'
 import {REVISION_NAMESPACE, type RevisionRecord} from '../revision/record.js'
+import {nodeCapacityWarnings} from './node-capacity.js'
 import {latestRevision, type StoredRevision} from '../revision/store.js'
 
 export const MIN_KUBERNETES = {major: 1, minor: 29}
@@ -105,14 +105,14 @@ export function startImageCheck(p: ImageCheckInput, task: Task): {images: Promis
 
 /**
  * Permissions, images and node capacity are independent: check them together, report permissions
- * first. Capacity only warns (`warn`, node-capacity.ts).
+ * first. Capacity only warns (node-capacity.ts).
  */
-export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube'> & ImageCheckInput & {deletes?: KubeObject[]; images?: Promise<number>; warn?: (message: string) => void}, task: Task): Promise<number> {
-  const capacity = p.warn ? nodeCapacityWarnings(p.kube, p.objects.map((r) => r.object), task) : Promise.resolve([])
+export async function checkAccessAndImages(p: Pick<PreflightInput, 'kube' | 'onEvent'> & ImageCheckInput & {deletes?: KubeObject[]; images?: Promise<number>}, task: Task): Promise<number> {
+  const capacity = nodeCapacityWarnings(p.kube, p.objects.map((r) => r.object), task)
   const [perms, images, fit] = await Promise.allSettled([permissions(p.kube, p.objects, task, p.deletes ?? []), p.images ?? imagesExist(p, task), capacity])
   if (perms.status === 'rejected') throw perms.reason
   if (images.status === 'rejected') throw images.reason
-  if (fit.status === 'fulfilled') for (const w of fit.value) p.warn!(w)
+  if (fit.status === 'fulfilled') for (const message of fit.value) p.onEvent({type: 'warning', message})
   return images.value
 }
 
@@ -131,7 +131,7 @@ export async function preflight(p: PreflightInput): Promise<PreflightResult> {
     imageCheck.cancel()
     throw e
   })
-  const images = await checkAccessAndImages({...p, images: imageCheck.images, warn: (message) => p.onEvent({type: 'warning', message})}, task)
+  const images = await checkAccessAndImages({...p, images: imageCheck.images}, task)
   return {serverVersion, mode, existing, images, adopted}
 }
 

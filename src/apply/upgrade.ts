@@ -105,7 +105,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     throw e
   })
   const {current, stale} = pre
-  const images = await checkAccessAndImages({kube, ...registryCheck, deletes: pre.deletes, images: imageCheck.images, warn: (message) => onEvent({type: 'warning', message})}, task)
+  const images = await checkAccessAndImages({kube, ...registryCheck, deletes: pre.deletes, images: imageCheck.images, onEvent}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
   const d = deployed.record
 

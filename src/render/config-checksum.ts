@@ -23,7 +23,7 @@ interface Container {
 }
 
 /** The names of the ConfigMaps a pod spec reads (volumes, env, envFrom). */
-export function configMapsRead(spec: PodSpec): string[] {
+function configMapsRead(spec: PodSpec): string[] {
   const names = new Set<string>()
   for (const v of spec.volumes ?? []) {
     if (v.configMap?.name) names.add(v.configMap.name)

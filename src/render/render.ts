@@ -2,10 +2,10 @@
  * renderPlatform: a relocated lock plus site values in, the platform's Kubernetes objects out,
  * staged for the installer. Pure: no I/O, same inputs give the same objects in the same order.
  */
-import {addConfigChecksums} from './config-checksum.js'
 import semver from 'semver'
 import type {Builder, Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
+import {addConfigChecksums} from './config-checksum.js'
 import {kpackCrds, type KpackFeatures} from './crds.js'
 import {assertAirGapped, assertCredentialsOnlyInSecrets} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
