@@ -4,19 +4,20 @@
  * KWOK playing the kubelets of a few fake nodes so pods get scheduled, run and become Ready without a
  * container runtime. Everything listens on 127.0.0.1 on free ports and lives under one run directory.
  */
-import {CoreV1Api, KubeConfig, type V1Node} from '@kubernetes/client-node'
 import {mkdir, readdir, readFile, rename} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
 import {join, resolve} from 'node:path'
 import {KpiError} from '../errors.js'
+import {createKubeClient, type Kube} from '../kube/client.js'
+import type {LiveObject} from '../kube/types.js'
 import {makePki, writeKubeconfig} from './controlplane-pki.js'
 import {freePorts, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 import {toolPath} from './tools.js'
 import {kwokStages} from './kwok-stages.js'
 import {allocatePodSubnet, type PodSubnet} from './podnet.js'
 import {startHostForwarders, type HostForwarders} from './forward.js'
-import {startPodRunner, type PodRunner, type PodRunnerOptions} from './podrunner.js'
+import type {PodRunner, PodRunnerOptions} from './podrunner.js'
 
 export interface FakeNode {
   name: string
@@ -99,26 +100,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
  * killed the one to start the other). One pod given an address first makes the pool before any
  * other pod asks.
  */
-async function warmPodIpPool(core: CoreV1Api, node: string, wait: {timeoutMs: number; procs: Proc[]}): Promise<void> {
-  const name = 'kpi-sandbox-address-pool'
-  const namespace = 'default'
-  await core.createNamespacedPod({namespace, body: {
-    metadata: {name, namespace},
+async function warmPodIpPool(kube: Kube, node: string, wait: {timeoutMs: number; procs: Proc[]}): Promise<void> {
+  const ref = {apiVersion: 'v1', kind: 'Pod', name: 'kpi-sandbox-address-pool', namespace: 'default'}
+  await kube.create({
+    apiVersion: 'v1', kind: 'Pod', metadata: {name: ref.name, namespace: ref.namespace},
     spec: {nodeName: node, containers: [{name: 'pool', image: 'kpi.invalid/address-pool'}]},
-  }})
-  await waitFor(async () => !!(await core.readNamespacedPod({name, namespace})).status?.podIP, {
-    what: `pod ${namespace}/${name} given an address (KWOK)`, ...wait, intervalMs: 200,
   })
-  await core.deleteNamespacedPod({name, namespace, gracePeriodSeconds: 0})
-  await waitFor(async () => {
-    try {
-      await core.readNamespacedPod({name, namespace})
-      return false
-    } catch (e) {
-      if ((e as {code?: number}).code === 404) return true
-      throw e
-    }
-  }, {what: `pod ${namespace}/${name} gone`, ...wait, intervalMs: 200})
+  await waitFor(async () => !!((await kube.get(ref))?.status as {podIP?: string} | undefined)?.podIP, {
+    what: `pod ${ref.namespace}/${ref.name} given an address (KWOK)`, ...wait, intervalMs: 200,
+  })
+  // no kubelet to wait for: gone at once
+  const res = await kube.request('DELETE', `/api/v1/namespaces/${ref.namespace}/pods/${ref.name}`, {query: {gracePeriodSeconds: 0}})
+  if (res.status !== 200 && res.status !== 404) throw new KpiError('failed', `deleting pod ${ref.namespace}/${ref.name}: HTTP ${res.status}`)
+  await waitFor(async () => !(await kube.get(ref)), {what: `pod ${ref.namespace}/${ref.name} gone`, ...wait, intervalMs: 200})
 }
 
 /** A process of the control plane could not bind its port. */
@@ -322,26 +316,31 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
       }),
     ])
 
-    const kc = new KubeConfig()
-    kc.loadFromFile(kubeconfig)
-    const core = kc.makeApiClient(CoreV1Api)
-    for (const n of nodes) await core.createNode({body: fakeNode(n)})
+    // kpi's own client: @kubernetes/client-node costs about 0.8 CPU-s to load, paid by every test
+    // file that starts a control plane; only the pod runner (below, when pods run) still needs it
+    const kube = await createKubeClient({kubeconfig})
+    try {
+      for (const n of nodes) await kube.create(fakeNode(n))
+      const names = nodes.map((n) => n.name)
+      await waitFor(async () => {
+        const list = await kube.list('v1', 'Node')
+        const ready = list.filter((n) => names.includes(n.metadata.name) && isSchedulable(n))
+        return ready.length === names.length
+      }, {what: `nodes ${names.join(', ')} Ready (KWOK)`, timeoutMs, intervalMs: 500, procs: all})
+      // The serviceaccount controller in kube-controller-manager creates it: proof that kcm works.
+      await waitFor(async () => !!(await kube.get({apiVersion: 'v1', kind: 'ServiceAccount', name: 'default', namespace: 'default'})), {
+        what: 'the default service account (kube-controller-manager)', timeoutMs, intervalMs: 500, procs: all,
+      })
+      if (opts.pods && subnet) await warmPodIpPool(kube, names[0]!, {timeoutMs, procs: all})
+    } finally {
+      kube.close()
+    }
     const names = nodes.map((n) => n.name)
-    await waitFor(async () => {
-      const list = await core.listNode()
-      const ready = list.items.filter((n) => names.includes(n.metadata?.name ?? '') && isSchedulable(n))
-      return ready.length === names.length
-    }, {what: `nodes ${names.join(', ')} Ready (KWOK)`, timeoutMs, intervalMs: 500, procs: all})
-    // The serviceaccount controller in kube-controller-manager creates it: proof that kcm works.
-    await waitFor(async () => {
-      await core.readNamespacedServiceAccount({name: 'default', namespace: 'default'})
-      return true
-    }, {what: 'the default service account (kube-controller-manager)', timeoutMs, intervalMs: 500, procs: all})
 
     if (opts.pods && subnet) {
-      await warmPodIpPool(core, names[0]!, {timeoutMs, procs: all})
       const forwardPorts = [apiPort, ...(opts.pods.forwardPorts ?? [])]
       forwarders = await startHostForwarders(subnet.sockDir, forwardPorts)
+      const {startPodRunner} = await import('./podrunner.js')
       podRunner = await startPodRunner({
         kubeconfig, binaryFor: opts.pods.binaryFor, runDir, subnetIndex: subnet.index, sockDir: subnet.sockDir, apiPort, forwardPorts,
       })
@@ -373,7 +372,7 @@ const UNUSED_CONTROLLERS = [
   'ttl-after-finished-controller', 'validatingadmissionpolicy-status-controller', 'volumeattributesclass-protection-controller',
 ]
 
-function fakeNode(n: FakeNode): V1Node {
+function fakeNode(n: FakeNode): LiveObject {
   const resources = {cpu: n.cpu, memory: n.memory, pods: String(n.pods ?? 110)}
   return {
     apiVersion: 'v1',
@@ -395,9 +394,10 @@ function fakeNode(n: FakeNode): V1Node {
 }
 
 /** Ready, and the node lifecycle controller has lifted its not-ready taint. */
-function isSchedulable(n: V1Node): boolean {
-  const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false
-  const tainted = n.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/not-ready') || t.key === 'node.kubernetes.io/unreachable') ?? false
+function isSchedulable(n: LiveObject): boolean {
+  const node = n as {status?: {conditions?: Array<{type: string; status: string}>}; spec?: {taints?: Array<{key: string}>}}
+  const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false
+  const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/not-ready') || t.key === 'node.kubernetes.io/unreachable') ?? false
   return ready && !tainted
 }
 
