@@ -235,7 +235,35 @@ built() { # tool dir: every binary of the tool is in dir/bin
 
 ensure() { # tool: each of its versions
   local v
-  for v in $(versions_of "$1"); do ensure_one "$1" "$v"; done
+  for v in $(versions_of "$1"); do
+    ensure_one "$1" "$v"
+    if [ "$1" = kpack ]; then kpack_config "$v"; fi
+  done
+}
+
+# kpack's own release configuration (config/*.yaml, ytt-annotated YAML) beside its binaries, in
+# kpack-<version>/config: test/kpack-release.test.ts compares what kpi renders with it. From the
+# module cache when the proxy serves kpack, else from the snapshot; a cache built before this step
+# gets it without a rebuild.
+kpack_config() { # version
+  local dir="$cache/kpack-$1" tmp src
+  [ -f "$dir/config/controller.yaml" ] && return 0
+  tmp=$(mktemp -d "$cache/.config-kpack.XXXXXX")
+  src=$(cd "$tmp" && go mod download -json "github.com/pivotal/kpack@$1" 2>/dev/null | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -n "$src" ] && [ -d "$src/config" ]; then
+    cp -r "$src/config" "$tmp/config"
+  elif [ -f "$upstream/kpack-${1#v}.tar.gz" ]; then
+    tar -xzf "$upstream/kpack-${1#v}.tar.gz" -C "$tmp" "kpack-${1#v}/config" && mv "$tmp/kpack-${1#v}/config" "$tmp/config"
+  fi
+  if [ ! -f "$tmp/config/controller.yaml" ]; then
+    rm -rf "$tmp"
+    echo "tools.sh: kpack $1's config/ is neither in the module cache nor in $upstream" >&2
+    exit 1
+  fi
+  chmod -R u+w,go+r "$tmp/config"
+  rm -rf "$dir/config"
+  mv "$tmp/config" "$dir/config"
+  rm -rf "$tmp"
 }
 
 ensure_one() { # tool version

@@ -59,10 +59,15 @@ export function kpackRbac(f: KpackFeatures): RenderedObject[] {
     obj('rbac', rbacApi, 'ClusterRole', {name: 'kpack-controller-admin'}, {
       rules: [
         {apiGroups: ['kpack.io'], resources: kpackResources, verbs: allVerbs},
-        // pods/log: a failed Build's message quotes the failing step's last log line
-        {apiGroups: [''], resources: ['secrets', 'pods/log'], verbs: ['get']},
+        // pods/log: a failed Build's message quotes the failing step's last log line; namespaces:
+        // a Build's SLSA attestation records its namespace
+        {apiGroups: [''], resources: ['secrets', 'pods/log', 'namespaces'], verbs: ['get']},
         {apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list']},
         {apiGroups: [''], resources: ['persistentvolumeclaims', 'pods'], verbs: ['get', 'list', 'create', 'update', 'delete', 'watch']},
+        // with kpack's injected-sidecar support (a feature flag) it marks a build pod whose
+        // containers are all ready (the annotation its build-waiter waits for) and ends a finished
+        // one by setting activeDeadlineSeconds: both merge patches, refused without this
+        {apiGroups: [''], resources: ['pods'], verbs: ['patch']},
         {apiGroups: [''], resources: ['nodes'], verbs: ['list']},
         {apiGroups: [''], resources: ['events'], verbs: ['create', 'patch']},
         {apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'create', 'update', 'delete', 'patch', 'watch']},
