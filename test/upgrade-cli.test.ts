@@ -235,4 +235,52 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     expect(events.some((x) => x.type === 'stage-start' && x.stage !== 'preflight')).toBe(false)
     await real.close()
   })
+
+  it('a new proxy password rolls the controller, which reads it from kpi-proxy at start; the same inputs again roll nothing', async () => {
+    p.nameRunDir()
+    const lock2File = await p.relocate('v2')
+    const withProxy = async (name: string, password: string) => {
+      const v = parse(await readFile(values, 'utf8')) as Record<string, unknown>
+      const file = join(p.work, `${name}.yaml`)
+      await writeFile(file, stringify({...v, proxy: {httpsProxy: `http://squid:${password}@proxy.corp.example:3128`}}))
+      return file
+    }
+    const template = async () => {
+      const d = (await p.kube.get(deployment('kpack-controller')))!
+      const t = (d.spec as {template: {metadata: {annotations?: Record<string, string>}; spec: {containers: Array<{env?: unknown[]}>}}}).template
+      return {generation: d.metadata.generation!, versions: t.metadata.annotations?.['kpi.dev/secret-versions'], env: JSON.stringify(t.spec.containers[0]!.env)}
+    }
+    const secretVersion = async () => (await p.kube.get({apiVersion: 'v1', kind: 'Secret', name: 'kpi-proxy', namespace: 'kpack'}))!.metadata.resourceVersion
+    const first = await withProxy('proxy-a', 'first-Pr0xy-pw')
+    const second = await withProxy('proxy-b', 'second-Pr0xy-pw')
+    const up = (file: string) => p.run(['upgrade', '-b', lock2File, '-f', file, '--ca-cert', p.sb.caFile, ...applied])
+
+    let r = await up(first)
+    expect(r.code, r.stderr).toBe(0)
+    const a = await template()
+    expect(a.versions).toBe(`kpi-proxy=${await secretVersion()}`)
+
+    // the rendered Deployment is the same (env from the Secret): only the Secret's new version tells
+    r = await p.run(['diff', '-b', lock2File, '-f', second, '--ca-cert', p.sb.caFile, '--json'])
+    expect(r.code, r.stderr).toBe(1)
+    const planned = JSON.parse(r.stdout) as DiffResult
+    const controllers = planned.stages.flatMap((s) => s.changed).find((c) => c.object === 'Deployment kpack/kpack-controller')
+    expect(controllers?.fields).toEqual([{path: 'spec.template.metadata.annotations.kpi.dev/secret-versions', before: a.versions, after: 'new versions of Secret kpi-proxy (the pods restart)'}])
+
+    r = await up(second)
+    expect(r.code, r.stderr).toBe(0)
+    const b = await template()
+    expect(b.env).toBe(a.env)
+    expect(b.versions).toBe(`kpi-proxy=${await secretVersion()}`)
+    expect(b.versions).not.toBe(a.versions)
+    expect(b.generation).toBeGreaterThan(a.generation)
+
+    r = await up(second)
+    expect(r.code, r.stderr).toBe(0)
+    expect(await template()).toEqual(b)
+    for (const o of p.outputs) {
+      expect(o).not.toContain('first-Pr0xy-pw')
+      expect(o).not.toContain('second-Pr0xy-pw')
+    }
+  })
 })

@@ -16,6 +16,7 @@ import {describeRef, groupOf, refOf, type LiveObject, type ObjectRef} from '../k
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
 import {diffFields, type FieldChange} from './fielddiff.js'
 import {installStageOf, type PlannedObject, type PlannedStage} from './plan.js'
+import {withSecretVersions} from './secret-versions.js'
 import {mapLimit} from '../pool.js'
 import {untouchedSinceApplied, type Applied} from './untouched.js'
 
@@ -91,14 +92,16 @@ const onlyOwn = (e: KpiError): boolean => {
  * "lifecycle"`); they are not kpi's fields, so a server-side apply would keep them.
  */
 export async function decide(kube: Kube, o: PlannedObject, force: boolean, replaceSpec = false, applied?: Applied): Promise<Change> {
-  const base = {object: describeRef(o.object), ref: refOf(o.object), check: o.check, wave: o.wave, desired: o.object, fields: [] as FieldChange[]}
-  if (!(await kube.resourceFor(o.object.apiVersion, o.object.kind))) return {...base, action: 'create'}
+  // a Deployment carries the versions of the Secrets it reads, as they are now (secret-versions.ts)
+  const desired = o.secrets ? await withSecretVersions(kube, o.object, o.secrets) : o.object
+  const base = {object: describeRef(desired), ref: refOf(desired), check: o.check, wave: o.wave, desired, fields: [] as FieldChange[]}
+  if (!(await kube.resourceFor(desired.apiVersion, desired.kind))) return {...base, action: 'create'}
   const live = await kube.get(base.ref)
   if (!live) return {...base, action: 'create'}
   // (not for a spec written whole: a newer kpack's webhook may have defaulted fields into it that an older one refuses)
-  if (!force && !replaceSpec && untouchedSinceApplied(o.object, applied?.get(identity(o.object)), live)) return {...base, action: 'unchanged'}
+  if (!force && !replaceSpec && untouchedSinceApplied(desired, applied?.get(identity(desired)), live)) return {...base, action: 'unchanged'}
   if (replaceSpec) {
-    const replacement: LiveObject = {...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...o.object.metadata.labels}}, spec: o.object.spec}
+    const replacement: LiveObject = {...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...desired.metadata.labels}}, spec: desired.spec}
     const fields = diffFields(live, replacement)
     return {...base, action: fields.length ? 'update' : 'unchanged', fields, ...(fields.length ? {replacement} : {})}
   }
@@ -106,12 +109,12 @@ export async function decide(kube: Kube, o: PlannedObject, force: boolean, repla
   let own = false
   let preview: LiveObject
   try {
-    preview = await kube.apply(o.object, {force, dryRun: true})
+    preview = await kube.apply(desired, {force, dryRun: true})
   } catch (e) {
     if (force || !isConflict(e)) throw e
     if (onlyOwn(e)) own = true
     else conflict = conflictLine(e)
-    preview = await kube.apply(o.object, {force: true, dryRun: true})
+    preview = await kube.apply(desired, {force: true, dryRun: true})
   }
   const fields = diffFields(live, preview)
   return {...base, action: conflict || own || fields.length ? 'update' : 'unchanged', fields, ...(conflict ? {conflict} : {}), ...(own ? {takeOwn: true} : {})}

@@ -5,6 +5,7 @@
  */
 import type {Bundle} from '../bundle/types.js'
 import type {Kube} from '../kube/client.js'
+import {describeRef} from '../kube/types.js'
 import {createRegistryClient, type OciClientOptions, type RegistryClient} from '../oci/index.js'
 import {renderPlatform} from '../render/render.js'
 import type {RenderResult} from '../render/types.js'
@@ -13,7 +14,8 @@ import {deployedRevision, latestRevision} from '../revision/store.js'
 import {decideDeletion, decideStage, staleObjects, type Change} from './changeset.js'
 import type {FieldChange} from './fielddiff.js'
 import {futureBuilders, kpackImpact, type ImageImpact} from './kpack-impact.js'
-import {planStages} from './plan.js'
+import {planStages, type PlannedStage} from './plan.js'
+import {SECRET_VERSIONS_ANNOTATION} from './secret-versions.js'
 import {mapLimit} from '../pool.js'
 import {valuesCredentials} from './preflight.js'
 import {currentObjects} from './upgrade.js'
@@ -57,8 +59,10 @@ export async function diff(o: DiffOptions): Promise<DiffResult> {
   const stale = staleObjects(current, render.objects)
   const decided = await mapLimit(stages, 2, (s) => decideStage(kube, s, false))
   const deletions = await mapLimit(stale, 8, async (s) => ({stale: s, change: await decideDeletion(kube, s)}))
+  const rolled = rolledBySecrets(stages, decided.flatMap((s) => s.changes))
   const out: StageDiff[] = decided.map((s) => {
-    const of = (a: Change['action']) => s.changes.filter((c) => c.action === a)
+    const of = (a: Change['action']) => s.changes.filter((c) => c.action === a && !(a === 'unchanged' && rolled.has(c.object)))
+      .concat(a === 'update' ? s.changes.filter((c) => c.action === 'unchanged' && rolled.has(c.object)).map((c) => ({...c, fields: rolled.get(c.object)!})) : [])
     return {
       name: s.name, title: s.title,
       added: of('create').map((c) => c.object),
@@ -83,4 +87,27 @@ export async function diff(o: DiffOptions): Promise<DiffResult> {
     kpackImpact: impact,
     differences: out.some((s) => s.added.length || s.changed.length || s.removed.length),
   }
+}
+
+/**
+ * The Deployments an upgrade rolls because a Secret they read changes (secret-versions.ts): their
+ * rendered objects are the same, and the new resourceVersion is only known once the Secret is
+ * applied, so the dry run calls them unchanged. Told as the annotation that will change.
+ */
+function rolledBySecrets(stages: PlannedStage[], changes: Change[]): Map<string, FieldChange[]> {
+  const changed = new Set(changes.filter((c) => c.ref.kind === 'Secret' && (c.action === 'create' || c.action === 'update'))
+    .map((c) => `${c.ref.namespace}/${c.ref.name}`))
+  const readers = new Map(stages.flatMap((s) => s.objects).filter((o) => o.secrets).map((o) => [describeRef(o.object), o.secrets!]))
+  const out = new Map<string, FieldChange[]>()
+  for (const c of changes) {
+    const secrets = (readers.get(c.object) ?? []).filter((name) => changed.has(`${c.ref.namespace}/${name}`))
+    if (!secrets.length) continue
+    const now = (c.desired?.spec as {template?: {metadata?: {annotations?: Record<string, string>}}} | undefined)?.template?.metadata?.annotations?.[SECRET_VERSIONS_ANNOTATION]
+    out.set(c.object, [{
+      path: `spec.template.metadata.annotations.${SECRET_VERSIONS_ANNOTATION}`,
+      ...(now ? {before: now} : {}),
+      after: `new versions of ${secrets.map((n) => `Secret ${n}`).join(', ')} (the pods restart)`,
+    }])
+  }
+  return out
 }

@@ -9,6 +9,7 @@
  */
 import {checkFor, type CheckKind} from '../kube/checks.js'
 import type {KubeObject, RenderedObject, Stage} from '../render/types.js'
+import {secretReaders} from './secret-versions.js'
 
 export interface InstallStageDef {
   name: string
@@ -33,6 +34,8 @@ export interface PlannedObject {
   check: CheckKind
   /** 0: namespaces and CRDs, 1: the rest */
   wave: number
+  /** a Deployment's: the rendered Secrets its pods read (secret-versions.ts), for decide() */
+  secrets?: string[]
 }
 
 export interface PlannedStage {
@@ -45,13 +48,18 @@ export const waveOf = (o: {kind: string}): number => (o.kind === 'Namespace' || 
 
 export function planStages(objects: RenderedObject[]): PlannedStage[] {
   const placed = new Set<RenderedObject>()
+  const readers = secretReaders(objects)
+  const secretsOf = (o: KubeObject) => readers.get(`${o.metadata.namespace}/${o.metadata.name}`)
   const stages = INSTALL_STAGES.map((def) => {
     const mine = objects.filter((o) => def.renders.includes(o.stage))
     mine.forEach((o) => placed.add(o))
     return {
       name: def.name,
       title: def.title,
-      objects: mine.map((o) => ({stage: o.stage, object: o.object, check: checkFor(o.object), wave: waveOf(o.object)})),
+      objects: mine.map((o) => {
+        const secrets = o.object.kind === 'Deployment' ? secretsOf(o.object) : undefined
+        return {stage: o.stage, object: o.object, check: checkFor(o.object), wave: waveOf(o.object), ...(secrets ? {secrets} : {})}
+      }),
     }
   })
   const lost = objects.filter((o) => !placed.has(o))

@@ -1,0 +1,89 @@
+/**
+ * A Deployment's pods read the Secrets they take env from once, at start: kpack's controller its
+ * proxy (kpi-proxy, when the proxy URL carries credentials). A new proxy password would reach the
+ * Secret and not the running controller. render/config-checksum.ts makes a changed ConfigMap a
+ * rollout with a checksum, but a hash of a credential is not to be written into a Deployment, and
+ * a rendered object cannot know anything else about a Secret.
+ *
+ * So at apply time the pod template gets the live resourceVersion of each Secret kpi renders that
+ * it reads: the Secret is applied in an earlier stage, its resourceVersion changes when and only
+ * when its data does (an apply that changes nothing keeps it), and it says nothing about the
+ * data. A changed Secret then rolls the Deployments that read it, as a changed ConfigMap does.
+ */
+import type {Kube} from '../kube/client.js'
+import type {KubeObject, RenderedObject} from '../render/types.js'
+
+export const SECRET_VERSIONS_ANNOTATION = 'kpi.dev/secret-versions'
+
+interface PodSpec {
+  volumes?: Array<{secret?: {secretName?: string}; projected?: {sources?: Array<{secret?: {name?: string}}>}}>
+  containers?: Container[]
+  initContainers?: Container[]
+}
+interface Container {
+  env?: Array<{valueFrom?: {secretKeyRef?: {name?: string}}}>
+  envFrom?: Array<{secretRef?: {name?: string}}>
+}
+interface Template {
+  metadata?: {annotations?: Record<string, string>}
+  spec?: PodSpec
+}
+
+const templateOf = (o: KubeObject): Template | undefined =>
+  o.apiVersion === 'apps/v1' && o.kind === 'Deployment' ? (o.spec as {template?: Template} | undefined)?.template : undefined
+
+/** The names of the Secrets a pod spec reads (volumes, env, envFrom). */
+function secretsRead(spec: PodSpec): string[] {
+  const names = new Set<string>()
+  for (const v of spec.volumes ?? []) {
+    if (v.secret?.secretName) names.add(v.secret.secretName)
+    for (const s of v.projected?.sources ?? []) if (s.secret?.name) names.add(s.secret.name)
+  }
+  for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
+    for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef?.name) names.add(e.valueFrom.secretKeyRef.name)
+    for (const e of c.envFrom ?? []) if (e.secretRef?.name) names.add(e.secretRef.name)
+  }
+  return [...names].sort()
+}
+
+/**
+ * For each Deployment among `objects`, the rendered Secrets (same namespace) its pods read, by the
+ * Deployment's `namespace/name`. Secrets kpi does not render (a webhook's own certificates, written
+ * by the webhook) are left out: their changes are not kpi's to roll out.
+ */
+export function secretReaders(objects: RenderedObject[]): Map<string, string[]> {
+  const rendered = new Set(objects.filter((o) => o.object.apiVersion === 'v1' && o.object.kind === 'Secret')
+    .map((o) => `${o.object.metadata.namespace}/${o.object.metadata.name}`))
+  const out = new Map<string, string[]>()
+  for (const {object: o} of objects) {
+    const spec = templateOf(o)?.spec
+    if (!spec) continue
+    const ns = o.metadata.namespace
+    const read = secretsRead(spec).filter((name) => rendered.has(`${ns}/${name}`))
+    if (read.length) out.set(`${ns}/${o.metadata.name}`, read)
+  }
+  return out
+}
+
+/**
+ * A copy of the Deployment whose pod template carries `name=resourceVersion` of each of `secrets`
+ * (in its namespace) that exists; the object itself when none does.
+ */
+export async function withSecretVersions(kube: Kube, o: KubeObject, secrets: string[]): Promise<KubeObject> {
+  const template = templateOf(o)
+  if (!template || !secrets.length) return o
+  const versions: string[] = []
+  for (const name of secrets) {
+    const live = await kube.get({apiVersion: 'v1', kind: 'Secret', name, namespace: o.metadata.namespace})
+    if (live?.metadata.resourceVersion) versions.push(`${name}=${live.metadata.resourceVersion}`)
+  }
+  if (!versions.length) return o
+  const spec = o.spec as Record<string, unknown>
+  return {
+    ...o,
+    spec: {
+      ...spec,
+      template: {...template, metadata: {...template.metadata, annotations: {...template.metadata?.annotations, [SECRET_VERSIONS_ANNOTATION]: versions.join(',')}}},
+    },
+  }
+}
