@@ -11,40 +11,18 @@
  * data. A changed Secret then rolls the Deployments that read it, as a changed ConfigMap does.
  */
 import type {Kube} from '../kube/client.js'
+import {podReads, type PodSpecReads} from '../render/pod-reads.js'
 import type {KubeObject, RenderedObject} from '../render/types.js'
 
 export const SECRET_VERSIONS_ANNOTATION = 'kpi.dev/secret-versions'
 
-interface PodSpec {
-  volumes?: Array<{secret?: {secretName?: string}; projected?: {sources?: Array<{secret?: {name?: string}}>}}>
-  containers?: Container[]
-  initContainers?: Container[]
-}
-interface Container {
-  env?: Array<{valueFrom?: {secretKeyRef?: {name?: string}}}>
-  envFrom?: Array<{secretRef?: {name?: string}}>
-}
 interface Template {
   metadata?: {annotations?: Record<string, string>}
-  spec?: PodSpec
+  spec?: PodSpecReads
 }
 
 const templateOf = (o: KubeObject): Template | undefined =>
   o.apiVersion === 'apps/v1' && o.kind === 'Deployment' ? (o.spec as {template?: Template} | undefined)?.template : undefined
-
-/** The names of the Secrets a pod spec reads (volumes, env, envFrom). */
-function secretsRead(spec: PodSpec): string[] {
-  const names = new Set<string>()
-  for (const v of spec.volumes ?? []) {
-    if (v.secret?.secretName) names.add(v.secret.secretName)
-    for (const s of v.projected?.sources ?? []) if (s.secret?.name) names.add(s.secret.name)
-  }
-  for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
-    for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef?.name) names.add(e.valueFrom.secretKeyRef.name)
-    for (const e of c.envFrom ?? []) if (e.secretRef?.name) names.add(e.secretRef.name)
-  }
-  return [...names].sort()
-}
 
 /**
  * For each Deployment among `objects`, the rendered Secrets (same namespace) its pods read, by the
@@ -59,7 +37,7 @@ export function secretReaders(objects: RenderedObject[]): Map<string, string[]> 
     const spec = templateOf(o)?.spec
     if (!spec) continue
     const ns = o.metadata.namespace
-    const read = secretsRead(spec).filter((name) => rendered.has(`${ns}/${name}`))
+    const read = podReads(spec, 'Secret').filter((name) => rendered.has(`${ns}/${name}`))
     if (read.length) out.set(`${ns}/${o.metadata.name}`, read)
   }
   return out
