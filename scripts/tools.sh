@@ -249,11 +249,12 @@ kpack_config() { # version
   local dir="$cache/kpack-$1" tmp src
   [ -f "$dir/config/controller.yaml" ] && return 0
   tmp=$(mktemp -d "$cache/.config-kpack.XXXXXX")
-  src=$(cd "$tmp" && go mod download -json "github.com/pivotal/kpack@$1" 2>/dev/null | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  # a refusal (or no go) is not an error here: the snapshot is the fallback
+  src=$(cd "$tmp" && go mod download -json "github.com/pivotal/kpack@$1" 2>/dev/null | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || src=
   if [ -n "$src" ] && [ -d "$src/config" ]; then
     cp -r "$src/config" "$tmp/config"
   elif [ -f "$upstream/kpack-${1#v}.tar.gz" ]; then
-    tar -xzf "$upstream/kpack-${1#v}.tar.gz" -C "$tmp" "kpack-${1#v}/config" && mv "$tmp/kpack-${1#v}/config" "$tmp/config"
+    tar -xzf "$upstream/kpack-${1#v}.tar.gz" -C "$tmp" "kpack-${1#v}/config" && mv "$tmp/kpack-${1#v}/config" "$tmp/config" || true
   fi
   if [ ! -f "$tmp/config/controller.yaml" ]; then
     rm -rf "$tmp"

@@ -5,6 +5,8 @@
  */
 import {describe, expect, it} from 'vitest'
 import {staleObjects} from '../src/apply/changeset.js'
+import {planStages} from '../src/apply/plan.js'
+import {renderPlatform} from '../src/render/render.js'
 import {diffFields, formatFieldChange, MASKED} from '../src/apply/fielddiff.js'
 import {identifier, judgeImpact, type FutureBuilder} from '../src/apply/kpack-impact.js'
 import {operationState} from '../src/apply/status.js'
@@ -14,7 +16,7 @@ import type {LiveObject} from '../src/kube/types.js'
 import {leaseState} from '../src/revision/lease.js'
 import {decodeRecord, revisionSecrets, type RevisionRecord} from '../src/revision/record.js'
 import type {RenderedObject} from '../src/render/types.js'
-import {lock17} from './fixtures/render/helpers.js'
+import {lock17, values} from './fixtures/render/helpers.js'
 
 const live = (o: Record<string, unknown>) => o as unknown as LiveObject
 const noTask = () => {}
@@ -129,5 +131,24 @@ describe('version policy', () => {
     expect(() => versionPolicy('1.1.0', '1.0.0', false, noTask)).toThrow(/1\.0\.0 is older than the installed 1\.1\.0/)
     expect(versionPolicy('1.1.0', '1.0.0', true, noTask)).toBe('downgrade 1.1.0 -> 1.0.0')
     expect(versionPolicy('1.1.0-rc.1', '1.1.0', false, noTask)).toBe('upgrade 1.1.0-rc.1 -> 1.1.0')
+  })
+})
+
+describe('the Secrets a Deployment reads, for its secret versions', () => {
+  it('are those kpi renders data for in an earlier stage: kpi-proxy, read by the controller when the proxy has credentials', async () => {
+    const v = await values()
+    const plan = (proxy: string) => planStages(renderPlatform(structuredClone(lockFixture), {...v, proxy: {...v.proxy, httpsProxy: proxy}}).objects)
+    const lockFixture = await lock17()
+    const secretsOf = (stages: ReturnType<typeof planStages>) => Object.fromEntries(stages.flatMap((s) => s.objects)
+      .filter((o) => o.object.kind === 'Deployment').map((o) => [o.object.metadata.name, o.secrets]))
+    expect(secretsOf(plan('http://squid:pw@proxy.corp.example:3128'))).toEqual({
+      'kpack-controller': ['kpi-proxy'], 'kpack-webhook': undefined, 'cert-injection-webhook': undefined,
+    })
+    // no credentials: the proxy is plain env, no Secret to follow
+    expect(secretsOf(plan('http://proxy.corp.example:3128'))['kpack-controller']).toBeUndefined()
+    // a Secret applied in the same stage as its reader has no new version yet when the reader goes in
+    const objects = renderPlatform(structuredClone(lockFixture), {...v, proxy: {...v.proxy, httpsProxy: 'http://squid:pw@proxy.corp.example:3128'}}).objects
+    for (const o of objects) if (o.object.kind === 'Secret' && o.object.metadata.name === 'kpi-proxy') o.stage = 'kpack'
+    expect(secretsOf(planStages(objects))['kpack-controller']).toBeUndefined()
   })
 })

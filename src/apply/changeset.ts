@@ -99,7 +99,7 @@ export async function decide(kube: Kube, o: PlannedObject, force: boolean, repla
   const live = await kube.get(base.ref)
   if (!live) return {...base, action: 'create'}
   // (not for a spec written whole: a newer kpack's webhook may have defaulted fields into it that an older one refuses)
-  if (!force && !replaceSpec && untouchedSinceApplied(desired, applied?.get(identity(desired)), live)) return {...base, action: 'unchanged'}
+  if (!force && !replaceSpec && untouchedSinceApplied(desired, applied?.get(identity(desired)), live, o.object)) return {...base, action: 'unchanged'}
   if (replaceSpec) {
     const replacement: LiveObject = {...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...desired.metadata.labels}}, spec: desired.spec}
     const fields = diffFields(live, replacement)

@@ -61,8 +61,8 @@ export async function diff(o: DiffOptions): Promise<DiffResult> {
   const deletions = await mapLimit(stale, 8, async (s) => ({stale: s, change: await decideDeletion(kube, s)}))
   const rolled = rolledBySecrets(stages, decided.flatMap((s) => s.changes))
   const out: StageDiff[] = decided.map((s) => {
-    const of = (a: Change['action']) => s.changes.filter((c) => c.action === a && !(a === 'unchanged' && rolled.has(c.object)))
-      .concat(a === 'update' ? s.changes.filter((c) => c.action === 'unchanged' && rolled.has(c.object)).map((c) => ({...c, fields: rolled.get(c.object)!})) : [])
+    const changes = s.changes.map((c) => withRollout(c, rolled.get(c.object)))
+    const of = (a: Change['action']) => changes.filter((c) => c.action === a)
     return {
       name: s.name, title: s.title,
       added: of('create').map((c) => c.object),
@@ -89,6 +89,13 @@ export async function diff(o: DiffOptions): Promise<DiffResult> {
   }
 }
 
+/** A change with the rollout a changed Secret causes (an unchanged object becomes an update). */
+function withRollout(c: Change, rollout: FieldChange[] | undefined): Change {
+  if (!rollout || c.action === 'create') return c
+  const fields = [...c.fields, ...rollout.filter((r) => !c.fields.some((f) => f.path === r.path))]
+  return {...c, action: 'update', fields}
+}
+
 /**
  * The Deployments an upgrade rolls because a Secret they read changes (secret-versions.ts): their
  * rendered objects are the same, and the new resourceVersion is only known once the Secret is
@@ -106,6 +113,7 @@ function rolledBySecrets(stages: PlannedStage[], changes: Change[]): Map<string,
     out.set(c.object, [{
       path: `spec.template.metadata.annotations.${SECRET_VERSIONS_ANNOTATION}`,
       ...(now ? {before: now} : {}),
+      // not a value: the version exists once the Secret is written; said in words for people and --json alike
       after: `new versions of ${secrets.map((n) => `Secret ${n}`).join(', ')} (the pods restart)`,
     }])
   }

@@ -49,7 +49,11 @@ export const waveOf = (o: {kind: string}): number => (o.kind === 'Namespace' || 
 export function planStages(objects: RenderedObject[]): PlannedStage[] {
   const placed = new Set<RenderedObject>()
   const readers = secretReaders(objects)
-  const secretsOf = (o: KubeObject) => readers.get(`${o.metadata.namespace}/${o.metadata.name}`)
+  const stageIndex = (stage: Stage) => INSTALL_STAGES.findIndex((s) => s.renders.includes(stage))
+  const secretStage = new Map(objects.filter((o) => o.object.kind === 'Secret').map((o) => [`${o.object.metadata.namespace}/${o.object.metadata.name}`, stageIndex(o.stage)]))
+  // only a Secret an earlier stage applies has its new version when the reader is applied
+  const secretsOf = (o: RenderedObject) => readers.get(`${o.object.metadata.namespace}/${o.object.metadata.name}`)
+    ?.filter((name) => secretStage.get(`${o.object.metadata.namespace}/${name}`)! < stageIndex(o.stage))
   const stages = INSTALL_STAGES.map((def) => {
     const mine = objects.filter((o) => def.renders.includes(o.stage))
     mine.forEach((o) => placed.add(o))
@@ -57,8 +61,8 @@ export function planStages(objects: RenderedObject[]): PlannedStage[] {
       name: def.name,
       title: def.title,
       objects: mine.map((o) => {
-        const secrets = o.object.kind === 'Deployment' ? secretsOf(o.object) : undefined
-        return {stage: o.stage, object: o.object, check: checkFor(o.object), wave: waveOf(o.object), ...(secrets ? {secrets} : {})}
+        const secrets = secretsOf(o)
+        return {stage: o.stage, object: o.object, check: checkFor(o.object), wave: waveOf(o.object), ...(secrets?.length ? {secrets} : {})}
       }),
     }
   })

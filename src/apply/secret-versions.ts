@@ -5,10 +5,11 @@
  * rollout with a checksum, but a hash of a credential is not to be written into a Deployment, and
  * a rendered object cannot know anything else about a Secret.
  *
- * So at apply time the pod template gets the live resourceVersion of each Secret kpi renders that
- * it reads: the Secret is applied in an earlier stage, its resourceVersion changes when and only
- * when its data does (an apply that changes nothing keeps it), and it says nothing about the
- * data. A changed Secret then rolls the Deployments that read it, as a changed ConfigMap does.
+ * So at apply time the pod template gets the live resourceVersion of each Secret kpi renders data
+ * for that it reads: the Secret is applied in an earlier stage; its resourceVersion changes with
+ * every write to it (kpi writes it only when its data changes; another writer, a label say, rolls
+ * the pods once for nothing), and it says nothing about the data. A changed Secret then rolls the
+ * Deployments that read it, as a changed ConfigMap does.
  */
 import type {Kube} from '../kube/client.js'
 import {podReads, type PodSpecReads} from '../render/pod-reads.js'
@@ -25,12 +26,13 @@ const templateOf = (o: KubeObject): Template | undefined =>
   o.apiVersion === 'apps/v1' && o.kind === 'Deployment' ? (o.spec as {template?: Template} | undefined)?.template : undefined
 
 /**
- * For each Deployment among `objects`, the rendered Secrets (same namespace) its pods read, by the
- * Deployment's `namespace/name`. Secrets kpi does not render (a webhook's own certificates, written
- * by the webhook) are left out: their changes are not kpi's to roll out.
+ * For each Deployment among `objects`, the Secrets (same namespace) kpi renders data for that its
+ * pods read, by the Deployment's `namespace/name`. A Secret kpi renders empty for another writer to
+ * fill (kpack's webhook-certs) is left out: its changes are not kpi's to roll out.
  */
 export function secretReaders(objects: RenderedObject[]): Map<string, string[]> {
-  const rendered = new Set(objects.filter((o) => o.object.apiVersion === 'v1' && o.object.kind === 'Secret')
+  const hasData = (o: KubeObject) => Object.keys((o as {data?: object}).data ?? {}).length + Object.keys((o as {stringData?: object}).stringData ?? {}).length > 0
+  const rendered = new Set(objects.filter((o) => o.object.apiVersion === 'v1' && o.object.kind === 'Secret' && hasData(o.object))
     .map((o) => `${o.object.metadata.namespace}/${o.object.metadata.name}`))
   const out = new Map<string, string[]>()
   for (const {object: o} of objects) {

@@ -45,8 +45,13 @@ function within(want: unknown, live: unknown): boolean {
   return want === live
 }
 
-export function untouchedSinceApplied(desired: KubeObject, applied: KubeObject | undefined, live: LiveObject): boolean {
-  if (!applied || desired.kind === 'Secret' || !sameValue(desired, applied)) return false
+/**
+ * `rendered`: the object as the revision records it, when `desired` adds what is only known at apply
+ * time (a Deployment's Secret versions, secret-versions.ts): the record is compared with that, the
+ * live object with `desired`.
+ */
+export function untouchedSinceApplied(desired: KubeObject, applied: KubeObject | undefined, live: LiveObject, rendered: KubeObject = desired): boolean {
+  if (!applied || desired.kind === 'Secret' || !sameValue(rendered, applied)) return false
   const entries = ((live.metadata as {managedFields?: ManagedEntry[]}).managedFields ?? []).filter((m) => !m.subresource)
   const ours = entries.find((m) => m.manager === FIELD_MANAGER && m.operation === 'Apply')
   if (!ours?.time) return false

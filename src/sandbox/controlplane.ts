@@ -10,6 +10,7 @@ import {request as httpRequest} from 'node:http'
 import {join, resolve} from 'node:path'
 import {KpiError} from '../errors.js'
 import {createKubeClient, type Kube} from '../kube/client.js'
+import {apiError} from '../kube/errors.js'
 import type {LiveObject} from '../kube/types.js'
 import {makePki, writeKubeconfig} from './controlplane-pki.js'
 import {freePorts, startProcess, tailLog, waitFor, type Proc} from './procs.js'
@@ -111,7 +112,7 @@ async function warmPodIpPool(kube: Kube, node: string, wait: {timeoutMs: number;
   })
   // no kubelet to wait for: gone at once
   const res = await kube.request('DELETE', `/api/v1/namespaces/${ref.namespace}/pods/${ref.name}`, {query: {gracePeriodSeconds: 0}})
-  if (res.status !== 200 && res.status !== 404) throw new KpiError('failed', `deleting pod ${ref.namespace}/${ref.name}: HTTP ${res.status}`)
+  if (![200, 202, 404].includes(res.status)) throw apiError(res, `delete pod ${ref.namespace}/${ref.name}`, kube.server)
   await waitFor(async () => !(await kube.get(ref)), {what: `pod ${ref.namespace}/${ref.name} gone`, ...wait, intervalMs: 200})
 }
 
@@ -319,9 +320,9 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
     // kpi's own client: @kubernetes/client-node costs about 0.8 CPU-s to load, paid by every test
     // file that starts a control plane; only the pod runner (below, when pods run) still needs it
     const kube = await createKubeClient({kubeconfig})
+    const names = nodes.map((n) => n.name)
     try {
       for (const n of nodes) await kube.create(fakeNode(n))
-      const names = nodes.map((n) => n.name)
       await waitFor(async () => {
         const list = await kube.list('v1', 'Node')
         const ready = list.filter((n) => names.includes(n.metadata.name) && isSchedulable(n))
@@ -335,7 +336,6 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
     } finally {
       kube.close()
     }
-    const names = nodes.map((n) => n.name)
 
     if (opts.pods && subnet) {
       const forwardPorts = [apiPort, ...(opts.pods.forwardPorts ?? [])]
