@@ -269,6 +269,8 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
 
     r = await up(second)
     expect(r.code, r.stderr).toBe(0)
+    // the inputs digest leaves credentials out: the same revision, and said why
+    expect(r.stdout).toContain('Secret kpack/kpi-proxy: new data, as from new credentials in the values (a revision records no credentials, so this stays revision')
     const b = await template()
     expect(b.env).toBe(a.env)
     expect(b.versions).toBe(`kpi-proxy=${await secretVersion()}`)
@@ -277,6 +279,8 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
 
     r = await up(second)
     expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toContain('0 drifted objects corrected')
+    expect(r.stdout).not.toContain('new data')
     expect(await template()).toEqual(b)
     for (const o of p.outputs) {
       expect(o).not.toContain('first-Pr0xy-pw')

@@ -101,3 +101,14 @@ export function summaryLines(r: OperationSummary): string[] {
   else if (r.kpackReadiness.notChecked.length) lines.push(`  kpack readiness NOT checked (--wait=applied): ${r.kpackReadiness.notChecked.join(', ')}`)
   return lines
 }
+
+/**
+ * Said when a run with the deployed revision's inputs changed a Secret: revisions record no
+ * credentials, so new ones in the values (a registry or proxy password) are applied as a
+ * correction of the same revision, and the run would otherwise call them drift.
+ */
+export function credentialNote(changed: OperationSummary['changedObjects'], revision: number): string | undefined {
+  const secrets = changed.filter((c) => c.object.startsWith('Secret ')).map((c) => c.object)
+  if (!secrets.length) return undefined
+  return `  ${secrets.join(', ')}: new data, as from new credentials in the values (a revision records no credentials, so this stays revision ${revision}); what reads ${secrets.length === 1 ? 'it' : 'them'} at start is rolled`
+}

@@ -3,7 +3,7 @@ import {install, installStageTitles, type InstallResult} from '../apply/install.
 import {formatDuration} from '../apply/stage.js'
 import {KpiCommand} from '../cli/base.js'
 import {kubeFlags, withKube} from '../cli/kube.js'
-import {inputFlags, loadInputs, operationFlags, operationOptions} from '../cli/operation.js'
+import {inputFlags, loadInputs, operationFlags, credentialNote, operationOptions} from '../cli/operation.js'
 import {progressMode, withStagedProgress} from '../cli/progress.js'
 
 export default class Install extends KpiCommand {
@@ -55,6 +55,8 @@ install again with the same inputs changes nothing; after an interrupted install
     }
     if (r.mode === 'reconcile' && r.changedObjects.length) {
       this.log(`  drift corrected: ${r.changedObjects.map((c) => `${c.object} (${c.action})`).join(', ')}`)
+      const note = credentialNote(r.changedObjects, r.revision)
+      if (note) this.log(note)
     }
     this.log(`  stages: ${r.stages.map((s) => `${s.name} ${formatDuration(s.durationMs)}`).join(', ')}`)
     for (const c of r.conflicts) this.log(`  ${c}`)

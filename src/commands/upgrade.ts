@@ -3,7 +3,7 @@ import {formatDuration} from '../apply/stage.js'
 import {upgrade, type UpgradeResult} from '../apply/upgrade.js'
 import {KpiCommand} from '../cli/base.js'
 import {kubeFlags, withKube} from '../cli/kube.js'
-import {inputFlags, loadInputs, operationFlags, operationOptions, summaryLines} from '../cli/operation.js'
+import {inputFlags, loadInputs, operationFlags, credentialNote, operationOptions, summaryLines} from '../cli/operation.js'
 import {progressMode, withProgress} from '../cli/progress.js'
 
 export default class Upgrade extends KpiCommand {
@@ -52,6 +52,8 @@ kpi-system; an operation whose kpi died is finished by the next upgrade or rollb
     }
     if (r.upToDate) {
       this.log(`${r.name} ${r.version} is deployed with these inputs (revision ${r.revision}): nothing to upgrade; ${r.changedObjects.length} drifted objects corrected`)
+      const note = credentialNote(r.changedObjects, r.revision)
+      if (note) this.log(note)
     } else {
       this.log(`Upgraded ${r.name} ${r.from.version} (kpack ${r.from.kpackVersion}, revision ${r.from.revision}) to ${r.version} (kpack ${r.kpackVersion}) as revision ${r.revision} in ${formatDuration(r.durationMs)}`)
       if (r.interrupted) this.log(`  revision ${r.interrupted} had been interrupted; recorded as failed`)
