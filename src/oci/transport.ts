@@ -9,7 +9,7 @@ import type {Dispatcher as DispatcherType} from 'undici'
 import {KpiError} from '../errors.js'
 import {DOCKER_HUB} from './reference.js'
 import {errorCodes} from './retry.js'
-import {Agent, Dispatcher, EnvHttpProxyAgent} from './undici.js'
+import {undici} from './undici.js'
 
 export interface ProxyOptions {
   httpProxy?: string
@@ -144,7 +144,7 @@ export function createDispatcher(opts: TransportOptions = {}, policy = connectio
   if (!opts.insecureRegistry || opts.insecureSkipTlsVerify) return secure
   // one registry unverified, explicitly: its own connections, every other registry still verified
   const unverified = dispatcherWith(opts, policy, {...policy.verified, rejectUnauthorized: false})
-  return new Routed((origin) => (policy.unverified(origin.host) ? unverified : secure), [secure, unverified])
+  return routed((origin) => (policy.unverified(origin.host) ? unverified : secure), [secure, unverified])
 }
 
 function dispatcherWith(opts: TransportOptions, policy: ConnectionPolicy, tls: TlsOptions): DispatcherType {
@@ -158,6 +158,7 @@ function dispatcherWith(opts: TransportOptions, policy: ConnectionPolicy, tls: T
     bodyTimeout: timeout,
     connect: {...tls, timeout: Math.min(15_000, timeout)},
   }
+  const {Agent, EnvHttpProxyAgent} = undici()
   const proxy = proxySettings(opts)
   if (!proxy) return new Agent(agentOpts)
   const noProxy = [proxy.noProxy, 'localhost', '127.0.0.1', '[::1]'].filter(Boolean).join(',')
@@ -173,28 +174,36 @@ function dispatcherWith(opts: TransportOptions, policy: ConnectionPolicy, tls: T
     proxyTunnel: false,
   })
   const direct = new Agent(agentOpts)
-  return new Routed((origin) => (policy.direct(origin.host) ? direct : proxied), [direct, proxied])
+  return routed((origin) => (policy.direct(origin.host) ? direct : proxied), [direct, proxied])
 }
 
-/** Sends each request through the dispatcher `pick` chooses for its origin. */
-class Routed extends Dispatcher {
-  constructor(private readonly pick: (origin: URL) => DispatcherType, private readonly all: DispatcherType[]) {
-    super()
-  }
+type Pick = (origin: URL) => DispatcherType
 
-  override dispatch(opts: DispatcherType.DispatchOptions, handler: DispatcherType.DispatchHandler): boolean {
-    const origin = typeof opts.origin === 'string' ? new URL(opts.origin) : opts.origin
-    return (origin ? this.pick(origin) : this.all[0]!).dispatch(opts, handler)
-  }
+/** A dispatcher that sends each request through the one `pick` chooses for its origin. */
+function routed(pick: Pick, all: DispatcherType[]): DispatcherType {
+  Routed ??= class extends undici().Dispatcher {
+    constructor(private readonly pick: Pick, private readonly all: DispatcherType[]) {
+      super()
+    }
 
-  override async close(): Promise<void> {
-    await Promise.all(this.all.map((d) => d.close()))
-  }
+    override dispatch(opts: DispatcherType.DispatchOptions, handler: DispatcherType.DispatchHandler): boolean {
+      const origin = typeof opts.origin === 'string' ? new URL(opts.origin) : opts.origin
+      return (origin ? this.pick(origin) : this.all[0]!).dispatch(opts, handler)
+    }
 
-  override async destroy(): Promise<void> {
-    await Promise.all(this.all.map((d) => d.destroy()))
+    override async close(): Promise<void> {
+      await Promise.all(this.all.map((d) => d.close()))
+    }
+
+    override async destroy(): Promise<void> {
+      await Promise.all(this.all.map((d) => d.destroy()))
+    }
   }
+  return new Routed(pick, all)
 }
+
+// a class over undici's Dispatcher, made when undici is first loaded
+let Routed: (new (pick: Pick, all: DispatcherType[]) => DispatcherType) | undefined
 
 const tlsTrustCodes = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
