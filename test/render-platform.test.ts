@@ -100,6 +100,42 @@ describe('renderPlatform: output model', () => {
     expect(w.webhooks[0]!.failurePolicy).toBe('Ignore')
   })
 
+  it('turns kpack\'s feature flags on from the values; by default the controller gets kpack\'s own settings', async () => {
+    const flags = (objs: RenderedObject[]) => {
+      const env = envOf(must(objs, 'Deployment', 'kpack-controller', 'kpack'))
+      const names = ['ENABLE_PRIORITY_CLASSES', 'INJECTED_SIDECAR_SUPPORT', 'EXPERIMENTAL_GENERATE_SLSA_ATTESTATION', 'INSECURE_SSH_TRUST_UNKNOWN_HOSTS', 'GIT_RESOLVER_USE_SHALLOW_CLONE']
+      return Object.fromEntries(names.map((n) => [n, env.get(n)?.value]))
+    }
+    // kpack's release config/controller.yaml: three off, ssh trust on, shallow clone not set
+    expect(flags(renderPlatform(await lock17(), await values()).objects)).toEqual({
+      ENABLE_PRIORITY_CLASSES: 'false', INJECTED_SIDECAR_SUPPORT: 'false', EXPERIMENTAL_GENERATE_SLSA_ATTESTATION: 'false',
+      INSECURE_SSH_TRUST_UNKNOWN_HOSTS: 'true', GIT_RESOLVER_USE_SHALLOW_CLONE: undefined,
+    })
+    const v = await values()
+    v.kpack.features = {injectedSidecarSupport: true, priorityClasses: true, slsaAttestation: true, gitShallowClone: true, sshTrustUnknownHosts: false}
+    const on = renderPlatform(await lock17(), v).objects
+    expect(flags(on)).toEqual({
+      ENABLE_PRIORITY_CLASSES: 'true', INJECTED_SIDECAR_SUPPORT: 'true', EXPERIMENTAL_GENERATE_SLSA_ATTESTATION: 'true',
+      INSECURE_SSH_TRUST_UNKNOWN_HOSTS: 'false', GIT_RESOLVER_USE_SHALLOW_CLONE: 'true',
+    })
+    // the priority classes the flag makes builds name are rendered either way
+    for (const name of ['kpack-build-high-priority', 'kpack-build-low-priority']) must(on, 'PriorityClass', name)
+
+    // kpack 0.16 has no shallow-clone resolver: refused, naming the field and the versions, not silently ignored
+    const old = await lock17()
+    old.kpack.version = '0.16.1'
+    let err: unknown
+    try {
+      renderPlatform(old, v)
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).message).toMatch(/^values kpack\.features\.gitShallowClone: kpack 0\.16\.1, which the lock pins, has no shallow-clone git resolver \(kpack 0\.17\.0 and later\)/)
+    v.kpack.features.gitShallowClone = false
+    expect(flags(renderPlatform(old, v).objects)).toMatchObject({INJECTED_SIDECAR_SUPPORT: 'true', GIT_RESOLVER_USE_SHALLOW_CLONE: undefined})
+  })
+
   it('kpack < 0.17 gets the lifecycle-image ConfigMap (before the controller), >= 0.17 the ClusterLifecycle default-lifecycle', async () => {
     const old = await lock13()
     const r13 = renderPlatform(old, await values()).objects

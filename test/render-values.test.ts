@@ -48,6 +48,8 @@ describe('values: accepted', () => {
     expect(v.teams.map((t) => [t.name, t.namespace, t.serviceAccount])).toEqual([['payments', 'payments', 'kpi-builds'], ['web', 'team-web', 'kpi-builds']])
     expect(v.kpack.webhook).toEqual({replicas: 1, failurePolicy: 'Fail'})
     expect(v.kpack.controller.replicas).toBe(2)
+    // kpack's own defaults
+    expect(v.kpack.features).toEqual({injectedSidecarSupport: false, priorityClasses: false, slsaAttestation: false, gitShallowClone: false, sshTrustUnknownHosts: true})
   })
 
   it('reads passwordFile and dockerConfigJsonFile relative to the values file', async () => {
@@ -79,6 +81,12 @@ describe('values: problems name the field and line', () => {
   it('a wrong type', async () => {
     const e = await problemsOf(['registry: {server: r.example, repository: p}', 'kpack:', '  controller:', '    replicas: two', ''].join('\n'))
     expect(e.message).toMatch(/values\.yaml:4:15: kpack\.controller\.replicas: expected an integer, got a string$/)
+  })
+
+  it('kpack feature flags: a misspelt flag with a suggestion, a flag that is no boolean', async () => {
+    const e = await problemsOf(['registry: {server: r.example, repository: p}', 'kpack:', '  features:', '    injectedSidecarSuport: true', '    priorityClasses: "yes"', ''].join('\n'))
+    expect(e.message).toContain('values.yaml:4:5: kpack.features.injectedSidecarSuport: unknown field (did you mean injectedSidecarSupport?)')
+    expect(e.message).toMatch(/values\.yaml:5:22: kpack\.features\.priorityClasses: expected true or false, got a string/)
   })
 
   it('a malformed PEM certificate', async () => {

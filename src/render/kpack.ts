@@ -8,7 +8,7 @@ import type {Bundle} from '../bundle/types.js'
 import {convertedCrdNames, type KpackFeatures} from './crds.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {ControllerTrust} from './trust.js'
-import type {ResourceRequirements, WebhookValues, WorkloadValues} from '../values/types.js'
+import type {ResourceRequirements, Values, WorkloadValues} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 
 export const CONTROLLER_SA = 'controller'
@@ -175,14 +175,18 @@ const restrictedContainer = {
   capabilities: {drop: ['ALL']},
 }
 
-export function kpackWorkloads(bundle: Bundle, controller: WorkloadValues, webhook: WebhookValues, trust: ControllerTrust): RenderedObject[] {
+export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: ControllerTrust): RenderedObject[] {
+  const {controller, webhook, features} = kpack
   const version = bundle.kpack.version
   const fieldEnv = (name: string, path: string) => ({name, valueFrom: {fieldRef: {fieldPath: path}}})
+  const flag = (name: string, on: boolean) => ({name, value: String(on)})
   const controllerEnv = [
-    {name: 'ENABLE_PRIORITY_CLASSES', value: 'false'},
-    {name: 'INJECTED_SIDECAR_SUPPORT', value: 'false'},
-    {name: 'EXPERIMENTAL_GENERATE_SLSA_ATTESTATION', value: 'false'},
-    {name: 'INSECURE_SSH_TRUST_UNKNOWN_HOSTS', value: 'true'},
+    flag('ENABLE_PRIORITY_CLASSES', features.priorityClasses),
+    flag('INJECTED_SIDECAR_SUPPORT', features.injectedSidecarSupport),
+    flag('EXPERIMENTAL_GENERATE_SLSA_ATTESTATION', features.slsaAttestation),
+    flag('INSECURE_SSH_TRUST_UNKNOWN_HOSTS', features.sshTrustUnknownHosts),
+    // kpack's release leaves it out; render refused it for a kpack that does not read it
+    ...(features.gitShallowClone ? [flag('GIT_RESOLVER_USE_SHALLOW_CLONE', true)] : []),
     {name: 'CONFIG_LOGGING_NAME', value: 'config-logging'},
     {name: 'CONFIG_OBSERVABILITY_NAME', value: 'config-observability'},
     {name: 'METRICS_DOMAIN', value: 'kpack.io'},

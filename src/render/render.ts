@@ -18,6 +18,7 @@ import {STAGES, type RenderedObject, type RenderOptions, type RenderResult} from
 
 export const MIN_KPACK = '0.10.0'
 export const CLUSTER_LIFECYCLE_SINCE = '0.17.0'
+export const GIT_SHALLOW_CLONE_SINCE = '0.17.0'
 
 /** What the pinned kpack version has; throws KpiError('input') for a version kpi cannot render. */
 export function kpackFeatures(version: string): KpackFeatures {
@@ -29,7 +30,7 @@ export function kpackFeatures(version: string): KpackFeatures {
     throw new KpiError('input', `kpack ${version} is older than kpi supports (>= ${MIN_KPACK})`, {hint: 'pin a newer kpack release in the bundle'})
   }
   // a pre-release of 0.17 (0.17.0-rc.1) already has ClusterLifecycle: compare the release numbers
-  return {clusterLifecycle: semver.gte(v, CLUSTER_LIFECYCLE_SINCE)}
+  return {clusterLifecycle: semver.gte(v, CLUSTER_LIFECYCLE_SINCE), gitShallowClone: semver.gte(v, GIT_SHALLOW_CLONE_SINCE)}
 }
 
 /** Checks that every builder names a stack and store of the lock and a namespace that exists. */
@@ -60,9 +61,19 @@ function checkReferences(lock: Bundle, values: Values): void {
   if (problems.length) throw new KpiError('input', [`${problems.length} problems with builder references:`, ...problems.map((p) => `  ${p}`)].join('\n'))
 }
 
+/** A flag the pinned kpack would silently ignore is refused: the user believes it is on. */
+function checkFeatureFlags(lock: Bundle, values: Values, f: KpackFeatures): void {
+  if (values.kpack.features.gitShallowClone && !f.gitShallowClone) {
+    throw new KpiError('input', `values kpack.features.gitShallowClone: kpack ${lock.kpack.version}, which the lock pins, has no shallow-clone git resolver (kpack ${GIT_SHALLOW_CLONE_SINCE} and later)`, {
+      hint: `remove the field, or upgrade to a bundle with kpack ${GIT_SHALLOW_CLONE_SINCE} or later`,
+    })
+  }
+}
+
 export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions = {}): RenderResult {
   const f = kpackFeatures(lock.kpack.version)
   checkReferences(lock, values)
+  checkFeatureFlags(lock, values, f)
   const warnings: string[] = []
   const inj = certInjection(values, lock.certInjection, values.certInjection)
   warnings.push(...inj.warnings)
@@ -77,7 +88,7 @@ export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions
     ...kpackConfig(lock),
     ...trustConfig(values),
     ...registryConfig(values.registry),
-    ...kpackWorkloads(lock, values.kpack.controller, values.kpack.webhook, controllerTrust(values)),
+    ...kpackWorkloads(lock, values.kpack, controllerTrust(values)),
     ...inj.objects,
     lifecycle(lock, f.clusterLifecycle, values.registry),
     ...clusterStacks(lock, values.registry),

@@ -1,6 +1,6 @@
 /** The checked values as the renderer reads them: defaults filled, alternatives resolved. */
 import {listOf, str, type RawValues} from './checks.js'
-import type {ProxyValues, RbacSubject, RegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
+import type {KpackFeatureFlags, ProxyValues, RbacSubject, RegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
 
 function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
   const w = raw ?? {}
@@ -15,6 +15,17 @@ function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
 function webhookOf(raw: Record<string, unknown> | undefined, dflt: 'Fail' | 'Ignore' = 'Fail'): WebhookValues {
   const p = raw?.failurePolicy
   return {...workloadOf(raw), failurePolicy: p === 'Ignore' || p === 'Fail' ? p : dflt}
+}
+
+function featuresOf(raw: Record<string, unknown> | undefined): KpackFeatureFlags {
+  const flag = (name: keyof KpackFeatureFlags, dflt: boolean) => (typeof raw?.[name] === 'boolean' ? (raw[name] as boolean) : dflt)
+  return {
+    injectedSidecarSupport: flag('injectedSidecarSupport', false),
+    priorityClasses: flag('priorityClasses', false),
+    slsaAttestation: flag('slsaAttestation', false),
+    gitShallowClone: flag('gitShallowClone', false),
+    sshTrustUnknownHosts: flag('sshTrustUnknownHosts', true),
+  }
 }
 
 export function normalise(raw: RawValues, registry: RegistryValues): Values {
@@ -50,6 +61,7 @@ export function normalise(raw: RawValues, registry: RegistryValues): Values {
     kpack: {
       controller: workloadOf(raw.kpack?.controller),
       webhook: webhookOf(raw.kpack?.webhook),
+      features: featuresOf(raw.kpack?.features),
     },
     // Ignore, as cert-injection-webhook ships: it sees build pods only, but a Fail would stop every build while it is down
     certInjection: webhookOf(raw.certInjection, 'Ignore'),

@@ -227,7 +227,7 @@ export const valuesSchema = {
     kpack: {
       type: 'object',
       additionalProperties: false,
-      description: 'the kpack Deployments',
+      description: 'the kpack Deployments and feature flags',
       properties: {
         controller: {
           type: 'object',
@@ -238,6 +238,38 @@ export const valuesSchema = {
           type: 'object',
           additionalProperties: false,
           properties: {...workload('kpack-webhook', 1), failurePolicy: failurePolicy('kpack')},
+        },
+        features: {
+          type: 'object',
+          additionalProperties: false,
+          description: "kpack's feature flags (environment of the kpack controller); each is kpack's own default when absent",
+          properties: {
+            injectedSidecarSupport: {
+              type: 'boolean',
+              default: false,
+              description: 'run build steps as containers that wait for injected sidecars (a service mesh such as Istio) to be ready, instead of init containers (INJECTED_SIDECAR_SUPPORT)',
+            },
+            priorityClasses: {
+              type: 'boolean',
+              default: false,
+              description: 'give builds a user made (a new commit, a config change) kpack-build-high-priority and builds an operator caused (a new stack or buildpack) kpack-build-low-priority, which never preempts (ENABLE_PRIORITY_CLASSES)',
+            },
+            slsaAttestation: {
+              type: 'boolean',
+              default: false,
+              description: 'experimental in kpack: push a SLSA provenance attestation beside each built image (EXPERIMENTAL_GENERATE_SLSA_ATTESTATION)',
+            },
+            gitShallowClone: {
+              type: 'boolean',
+              default: false,
+              description: 'resolve git sources with a shallow clone, so a commit that changes nothing under an Image\'s subPath builds nothing; kpack 0.17 and later (GIT_RESOLVER_USE_SHALLOW_CLONE)',
+            },
+            sshTrustUnknownHosts: {
+              type: 'boolean',
+              default: true,
+              description: 'trust the host key of any git server reached over ssh, as kpack does by default; false requires known_hosts in the git ssh secrets (INSECURE_SSH_TRUST_UNKNOWN_HOSTS)',
+            },
+          },
         },
       },
     },

@@ -76,6 +76,16 @@ export interface TeamValues {
   builders: TeamBuilder[]
 }
 
+/** kpack's feature flags, each a variable of the controller's environment (kpack's defaults filled in). */
+export interface KpackFeatureFlags {
+  injectedSidecarSupport: boolean
+  priorityClasses: boolean
+  slsaAttestation: boolean
+  /** kpack 0.17 and later */
+  gitShallowClone: boolean
+  sshTrustUnknownHosts: boolean
+}
+
 export interface Values {
   registry: RegistryValues
   caCerts: string[]
@@ -85,6 +95,7 @@ export interface Values {
   kpack: {
     controller: WorkloadValues
     webhook: WebhookValues
+    features: KpackFeatureFlags
   }
   /** cert-injection-webhook's Deployment and webhook (when the bundle has certInjection images) */
   certInjection: WebhookValues
