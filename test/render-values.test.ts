@@ -48,8 +48,15 @@ describe('values: accepted', () => {
     expect(v.teams.map((t) => [t.name, t.namespace, t.serviceAccount])).toEqual([['payments', 'payments', 'kpi-builds'], ['web', 'team-web', 'kpi-builds']])
     expect(v.kpack.webhook).toEqual({replicas: 1, failurePolicy: 'Fail'})
     expect(v.kpack.controller.replicas).toBe(2)
-    // kpack's own defaults
-    expect(v.kpack.features).toEqual({injectedSidecarSupport: false, priorityClasses: false, slsaAttestation: false, gitShallowClone: false, sshTrustUnknownHosts: true})
+    // no kpack.features: left out, so the values a revision records are what an earlier kpi recorded
+    expect(v.kpack.features).toBeUndefined()
+  })
+
+  it('kpack.features: the flags given, kpack\'s defaults for the rest', async () => {
+    await writeFile(join(dir, 'v-flags.yaml'), 'registry: {server: reg.example, repository: p}\nkpack:\n  features: {priorityClasses: true, sshTrustUnknownHosts: false}\n')
+    expect((await loadValues(join(dir, 'v-flags.yaml'))).kpack.features).toEqual({
+      injectedSidecarSupport: false, priorityClasses: true, slsaAttestation: false, gitShallowClone: false, sshTrustUnknownHosts: false,
+    })
   })
 
   it('reads passwordFile and dockerConfigJsonFile relative to the values file', async () => {

@@ -8,6 +8,7 @@ import type {Bundle} from '../bundle/types.js'
 import {convertedCrdNames, type KpackFeatures} from './crds.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {ControllerTrust} from './trust.js'
+import {KPACK_FEATURE_DEFAULTS} from '../values/normalise.js'
 import type {ResourceRequirements, Values, WorkloadValues} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 
@@ -176,7 +177,8 @@ const restrictedContainer = {
 }
 
 export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: ControllerTrust): RenderedObject[] {
-  const {controller, webhook, features} = kpack
+  const {controller, webhook} = kpack
+  const features = kpack.features ?? KPACK_FEATURE_DEFAULTS
   const version = bundle.kpack.version
   const fieldEnv = (name: string, path: string) => ({name, valueFrom: {fieldRef: {fieldPath: path}}})
   const flag = (name: string, on: boolean) => ({name, value: String(on)})

@@ -63,7 +63,7 @@ function checkReferences(lock: Bundle, values: Values): void {
 
 /** A flag the pinned kpack would silently ignore is refused: the user believes it is on. */
 function checkFeatureFlags(lock: Bundle, values: Values, f: KpackFeatures): void {
-  if (values.kpack.features.gitShallowClone && !f.gitShallowClone) {
+  if (values.kpack.features?.gitShallowClone && !f.gitShallowClone) {
     throw new KpiError('input', `values kpack.features.gitShallowClone: kpack ${lock.kpack.version}, which the lock pins, has no shallow-clone git resolver (kpack ${GIT_SHALLOW_CLONE_SINCE} and later)`, {
       hint: `remove the field, or upgrade to a bundle with kpack ${GIT_SHALLOW_CLONE_SINCE} or later`,
     })

@@ -17,15 +17,19 @@ function webhookOf(raw: Record<string, unknown> | undefined, dflt: 'Fail' | 'Ign
   return {...workloadOf(raw), failurePolicy: p === 'Ignore' || p === 'Fail' ? p : dflt}
 }
 
-function featuresOf(raw: Record<string, unknown> | undefined): KpackFeatureFlags {
-  const flag = (name: keyof KpackFeatureFlags, dflt: boolean) => (typeof raw?.[name] === 'boolean' ? (raw[name] as boolean) : dflt)
-  return {
-    injectedSidecarSupport: flag('injectedSidecarSupport', false),
-    priorityClasses: flag('priorityClasses', false),
-    slsaAttestation: flag('slsaAttestation', false),
-    gitShallowClone: flag('gitShallowClone', false),
-    sshTrustUnknownHosts: flag('sshTrustUnknownHosts', true),
-  }
+/** kpack's own settings (its release's config/controller.yaml). */
+export const KPACK_FEATURE_DEFAULTS: Readonly<KpackFeatureFlags> = {
+  injectedSidecarSupport: false,
+  priorityClasses: false,
+  slsaAttestation: false,
+  gitShallowClone: false,
+  sshTrustUnknownHosts: true,
+}
+
+function featuresOf(raw: Record<string, unknown>): KpackFeatureFlags {
+  const flags = {...KPACK_FEATURE_DEFAULTS}
+  for (const k of Object.keys(flags) as Array<keyof KpackFeatureFlags>) if (typeof raw[k] === 'boolean') flags[k] = raw[k] as boolean
+  return flags
 }
 
 export function normalise(raw: RawValues, registry: RegistryValues): Values {
@@ -61,7 +65,9 @@ export function normalise(raw: RawValues, registry: RegistryValues): Values {
     kpack: {
       controller: workloadOf(raw.kpack?.controller),
       webhook: webhookOf(raw.kpack?.webhook),
-      features: featuresOf(raw.kpack?.features),
+      // only when given: the values a revision records (and their digest) stay as an earlier kpi
+      // recorded them, so the same files upgrade to "up to date", not to a new revision
+      ...(raw.kpack?.features ? {features: featuresOf(raw.kpack.features)} : {}),
     },
     // Ignore, as cert-injection-webhook ships: it sees build pods only, but a Fail would stop every build while it is down
     certInjection: webhookOf(raw.certInjection, 'Ignore'),

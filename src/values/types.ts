@@ -95,7 +95,8 @@ export interface Values {
   kpack: {
     controller: WorkloadValues
     webhook: WebhookValues
-    features: KpackFeatureFlags
+    /** absent: kpack's defaults (KPACK_FEATURE_DEFAULTS) */
+    features?: KpackFeatureFlags
   }
   /** cert-injection-webhook's Deployment and webhook (when the bundle has certInjection images) */
   certInjection: WebhookValues
