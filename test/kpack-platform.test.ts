@@ -4,7 +4,9 @@
  * the lifecycle, stack, store and builder Ready and pushes the builder image it assembles to the
  * air-gapped registry; the real kp works on what kpi installed; an Image created with kp in a team
  * namespace makes kpack create a Build whose pod carries the CA and the proxy as the real
- * cert-injection-webhook injects them (KWOK plays the build pod: only its spec matters).
+ * cert-injection-webhook injects them (KWOK plays the build pod: only its spec matters); an upgrade
+ * that turns on kpack's injected-sidecar support and priority classes (values kpack.features)
+ * changes the next Build's pod as kpack's controller shapes it, and kpack patches that pod.
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
@@ -117,11 +119,13 @@ describe('the platform really runs', () => {
       expect(e.get('NO_PROXY')).toContain('127.0.0.1')
     }
   })
-  it('kpi upgrade with one more CA rolls cert-injection-webhook, which reads it at start: the next Build pod carries it', async () => {
+  // one upgrade, one Build for two changes: each would otherwise cost the file another rollout
+  it('kpi upgrade with one more CA rolls cert-injection-webhook, which reads it at start: the next Build pod carries it; kpack\'s injected-sidecar support and priority classes, turned on in the values, shape that pod', async () => {
     p.nameRunDir()
     const rotated = await makeCA(join(p.work, 'rotated-ca'), 'rotated CA')
-    const values = parse(await readFile(valuesFile, 'utf8')) as {caCerts: string[]}
+    const values = parse(await readFile(valuesFile, 'utf8')) as {caCerts: string[]; kpack?: Record<string, unknown>}
     values.caCerts = [...values.caCerts, rotated.certPem]
+    values.kpack = {...values.kpack, features: {injectedSidecarSupport: true, priorityClasses: true}}
     const rotatedValues = join(p.work, 'values-rotated.yaml')
     await writeFile(rotatedValues, stringify(values), {mode: 0o600})
     const up = await kpi(['upgrade', '-b', lockFile, '-f', rotatedValues, '--ca-cert', p.sb.caFile], p.env)
@@ -131,14 +135,31 @@ describe('the platform really runs', () => {
     const builder = lock.builders.find((b) => !b.namespace)!.name
     await run(kp, ['image', 'create', 'app-rotated', '-n', TEAM, '--tag', `${p.sb.airgapPrefix}/apps/app-rotated`, '--blob', 'http://127.0.0.1:9/app.tgz',
       '--cluster-builder', builder, '--service-account', 'kpi-builds'], {env: {...process.env, ...p.env}})
-    const podName = await waitFor(async () => {
+    const build = await waitFor(async () => {
       const builds = await p.kube.list('kpack.io/v1alpha2', 'Build', {namespace: TEAM})
       const b = builds.find((x) => x.metadata.labels?.['image.kpack.io/image'] === 'app-rotated')
-      return (b?.status as {podName?: string} | undefined)?.podName
+      return (b?.status as {podName?: string} | undefined)?.podName ? b : undefined
     }, {what: 'kpack to create a Build with a pod for app-rotated', timeoutMs: 90_000})
-    const pod = (await p.kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as {
-      spec: {initContainers: Array<{name: string; env?: Array<{name: string; value?: string}>}>}
+    const podName = (build.status as {podName: string}).podName
+    type Pod = {
+      metadata: {annotations?: Record<string, string>}
+      spec: {priorityClassName?: string; initContainers: Array<{name: string; env?: Array<{name: string; value?: string}>}>; containers: Array<{name: string}>}
     }
+    const pod = (await p.kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as Pod
+    // priority classes: a build a user asked for (a new Image) is high priority, and the
+    // apiserver admitted its pod, so the class kpi renders exists
+    expect((build.spec as {priorityClassName?: string}).priorityClassName).toBe('kpack-build-high-priority')
+    expect(pod.spec.priorityClassName).toBe('kpack-build-high-priority')
+    // injected sidecars: kpack's build steps run as containers that wait their turn, behind one
+    // init container that copies the waiter in (plus the one cert-injection-webhook adds)
+    expect(pod.spec.initContainers.map((c) => c.name).filter((n) => n !== 'setup-ca-certs')).toEqual(['pre-start'])
+    expect(pod.spec.containers.map((c) => c.name)).toEqual(expect.arrayContaining(['prepare', 'detect', 'build', 'export', 'completion']))
+    // once every container is ready (KWOK marks them so) kpack's controller patches the pod to
+    // start the first step: the patch permission kpi's controller role grants
+    await waitFor(async () => {
+      const live = (await p.kube.get({apiVersion: 'v1', kind: 'Pod', name: podName, namespace: TEAM})) as unknown as Pod
+      return live.metadata.annotations?.['build.kpack.io/ready'] === 'true'
+    }, {what: 'kpack to mark the build pod ready for its first step', timeoutMs: 60_000})
     const setup = pod.spec.initContainers.find((c) => c.name === 'setup-ca-certs')!
     const injected = (setup.env ?? []).filter((e) => e.name.startsWith('CA_CERTS_DATA')).map((e) => e.value ?? '').join('\n')
     const fingerprints = (injected.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem).fingerprint256)
