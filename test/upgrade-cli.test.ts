@@ -107,7 +107,7 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const stage = (n: string) => diffDoc.stages.find((s) => s.name === n)!
     expect(stage('crds').added).toContain('CustomResourceDefinition clusterlifecycles.kpack.io')
     const controller = stage('controllers').changed.find((c) => c.object === 'Deployment kpack/kpack-controller')!
-    expect(controller.fields).toContainEqual({path: 'spec.template.spec.containers[0].image', before: v1.kpack.images.controller, after: lock2.kpack.images.controller})
+    expect(controller.fields).toContainEqual({path: 'spec.template.spec.containers[name=controller].image', before: v1.kpack.images.controller, after: lock2.kpack.images.controller})
     expect(stage('platform').added).toEqual(['ClusterLifecycle default-lifecycle'])
     expect(stage('platform').changed.map((c) => c.object)).toEqual(expect.arrayContaining(['ClusterStack base', 'ClusterStore default']))
     expect(stage('config').removed).toEqual(['ConfigMap kpack/lifecycle-image'])
@@ -124,7 +124,7 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const text = await p.run(['diff', '-b', lock2File, '-f', values, '--ca-cert', p.sb.caFile])
     expect(text.code).toBe(1)
     expect(text.stdout).toMatch(/^1\.0\.0 \(kpack 0\.16\.1, revision 1\) -> 1\.1\.0/)
-    expect(text.stdout).toContain(`      spec.template.spec.containers[0].image: ${v1.kpack.images.controller} -> ${lock2.kpack.images.controller}`)
+    expect(text.stdout).toContain(`      spec.template.spec.containers[name=controller].image: ${v1.kpack.images.controller} -> ${lock2.kpack.images.controller}`)
     expect(text.stdout).toContain('  - ConfigMap kpack/lifecycle-image')
     expect(text.stdout).toContain('  payments/java-app (ClusterBuilder base): rebase [STACK]')
     expect(text.stdout.trim().split('\n').at(-1)).toBe('differences: yes')
@@ -132,6 +132,15 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const same = await p.run(['diff', '-b', lock1, '-f', values, '--ca-cert', p.sb.caFile])
     expect(same.code, same.stdout + same.stderr).toBe(0)
     expect(same.stdout.trim().split('\n').at(-1)).toBe('differences: none')
+    // a kpack feature flag turned on: one change, naming the variable (env compared by name,
+    // through the apiserver's dry run of the apply)
+    const flagged = await p.values('values-flagged', {features: {injectedSidecarSupport: true}})
+    const flag = await p.run(['diff', '-b', lock1, '-f', flagged, '--ca-cert', p.sb.caFile, '--json'])
+    expect(flag.code, flag.stderr).toBe(1)
+    const changed = (JSON.parse(flag.stdout) as DiffResult).stages.flatMap((st) => st.changed)
+    expect(changed.map((c) => [c.object, c.fields])).toEqual([['Deployment kpack/kpack-controller', [
+      {path: 'spec.template.spec.containers[name=controller].env[name=INJECTED_SIDECAR_SUPPORT].value', before: 'false', after: 'true'},
+    ]]])
   })
 
   it('two upgrades started together: exactly one runs, the other names the holder; v2 is deployed and the lifecycle ConfigMap pruned', async () => {

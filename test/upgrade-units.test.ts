@@ -30,9 +30,9 @@ describe('field-level differences', () => {
       {path: 'metadata.labels.v', before: '1', after: '2'},
       {path: 'metadata.labels.new', after: 'y'},
       {path: 'spec.replicas', before: 1},
-      {path: 'spec.template.spec.containers[0].image', before: 'x@sha256:a', after: 'x@sha256:b'},
+      {path: 'spec.template.spec.containers[name=c].image', before: 'x@sha256:a', after: 'x@sha256:b'},
     ])
-    expect(f.map(formatFieldChange)).toEqual(['metadata.labels.v: 1 -> 2', 'metadata.labels.new: added y', 'spec.replicas: removed (was 1)', 'spec.template.spec.containers[0].image: x@sha256:a -> x@sha256:b'])
+    expect(f.map(formatFieldChange)).toEqual(['metadata.labels.v: 1 -> 2', 'metadata.labels.new: added y', 'spec.replicas: removed (was 1)', 'spec.template.spec.containers[name=c].image: x@sha256:a -> x@sha256:b'])
     const s1 = live({apiVersion: 'v1', kind: 'Secret', metadata: {name: 's'}, data: {'.dockerconfigjson': 'c2VjcmV0MQ=='}})
     const s2 = live({apiVersion: 'v1', kind: 'Secret', metadata: {name: 's'}, data: {'.dockerconfigjson': 'c2VjcmV0Mg==', extra: 'eA=='}})
     const sf = diffFields(s1, s2)
@@ -40,6 +40,31 @@ describe('field-level differences', () => {
     expect(JSON.stringify(sf)).not.toContain('c2VjcmV0')
     expect(formatFieldChange(sf[0]!)).toBe('data.".dockerconfigjson": changed')
     expect(diffFields(a, structuredClone(a))).toEqual([])
+  })
+
+  it('compare lists of named items (env, containers, volumes) by name: one variable inserted is one change, and the path names it', () => {
+    const env = (...e: Array<[string, string]>) => e.map(([name, value]) => ({name, value}))
+    const deploy = (e: Array<{name: string; value: string}>, args: string[] = ['--a']) =>
+      live({apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name: 'd'}, spec: {template: {spec: {containers: [{name: 'controller', args, env: e}]}}}})
+    const before = deploy(env(['INJECTED_SIDECAR_SUPPORT', 'false'], ['CONFIG_LOGGING_NAME', 'config-logging'], ['METRICS_DOMAIN', 'kpack.io']))
+    // a flag turned on, one variable inserted in the middle, one removed
+    const after = deploy(env(['INJECTED_SIDECAR_SUPPORT', 'true'], ['GIT_RESOLVER_USE_SHALLOW_CLONE', 'true'], ['CONFIG_LOGGING_NAME', 'config-logging']))
+    const env0 = 'spec.template.spec.containers[name=controller].env'
+    expect(diffFields(before, after).map(formatFieldChange)).toEqual([
+      `${env0}[name=INJECTED_SIDECAR_SUPPORT].value: false -> true`,
+      `${env0}[name=GIT_RESOLVER_USE_SHALLOW_CLONE]: added {"name":"GIT_RESOLVER_USE_SHALLOW_CLONE","value":"true"}`,
+      `${env0}[name=METRICS_DOMAIN]: removed (was {"name":"METRICS_DOMAIN","value":"kpack.io"})`,
+    ])
+    // the same variables in another order is a change (it is what gets applied), said once
+    const reordered = deploy(env(['CONFIG_LOGGING_NAME', 'config-logging'], ['INJECTED_SIDECAR_SUPPORT', 'false'], ['METRICS_DOMAIN', 'kpack.io']))
+    expect(diffFields(before, reordered).map(formatFieldChange)).toEqual([
+      `${env0} order: ["INJECTED_SIDECAR_SUPPORT","CONFIG_LOGGING_NAME","METRICS_DOMAIN"] -> ["CONFIG_LOGGING_NAME","INJECTED_SIDECAR_SUPPORT","METRICS_DOMAIN"]`,
+    ])
+    // lists without names, or with a name twice, by index as before
+    expect(diffFields(before, deploy(env(['INJECTED_SIDECAR_SUPPORT', 'false'], ['CONFIG_LOGGING_NAME', 'config-logging'], ['METRICS_DOMAIN', 'kpack.io']), ['--b'])).map(formatFieldChange))
+      .toEqual(['spec.template.spec.containers[name=controller].args[0]: --a -> --b'])
+    const twice = deploy(env(['X', '1'], ['X', '2']))
+    expect(diffFields(twice, deploy(env(['X', '1'], ['X', '3']))).map(formatFieldChange)).toEqual([`${env0}[1].value: 2 -> 3`])
   })
 })
 

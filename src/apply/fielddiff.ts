@@ -1,8 +1,12 @@
 /**
  * Field-level differences between two versions of one object, as `kpi diff` and the change set
- * show them: `spec.template.spec.containers[0].image: a -> b`. Bookkeeping the server owns
- * (resourceVersion, managedFields, uid, generation, timestamps) and status are left out; Secret
+ * show them: `spec.template.spec.containers[name=controller].image: a -> b`. Bookkeeping the server
+ * owns (resourceVersion, managedFields, uid, generation, timestamps) and status are left out; Secret
  * data is compared but never shown.
+ *
+ * A list whose items all have distinct names (containers, env, volumes, ports, volumeMounts...) is
+ * compared item by name, as Kubernetes merges it: one variable added to an env list is one change,
+ * not a change at every index after it, and the path says which variable.
  */
 import type {LiveObject} from '../kube/types.js'
 
@@ -40,6 +44,9 @@ function walk(a: unknown, b: unknown, path: string, out: FieldChange[]): void {
     return
   }
   if (Array.isArray(a) && Array.isArray(b)) {
+    const na = names(a)
+    const nb = names(b)
+    if (na && nb) return walkNamed(a, na, b, nb, path, out)
     for (let i = 0; i < Math.max(a.length, b.length); i++) {
       if (i >= b.length) out.push({path: `${path}[${i}]`, before: a[i]})
       else if (i >= a.length) out.push({path: `${path}[${i}]`, after: b[i]})
@@ -48,6 +55,30 @@ function walk(a: unknown, b: unknown, path: string, out: FieldChange[]): void {
     return
   }
   if (JSON.stringify(a) !== JSON.stringify(b)) out.push({path, before: a, after: b})
+}
+
+/** The items' names, when every item is an object with a name of its own; otherwise undefined. */
+function names(list: unknown[]): string[] | undefined {
+  const out = list.map((x) => (isObj(x) && typeof x.name === 'string' ? x.name : undefined))
+  if (out.some((n) => n === undefined)) return undefined
+  return new Set(out).size === out.length ? (out as string[]) : undefined
+}
+
+function walkNamed(a: unknown[], na: string[], b: unknown[], nb: string[], path: string, out: FieldChange[]): void {
+  const at = (n: string) => `${path}[name=${n}]`
+  nb.forEach((n, j) => {
+    const i = na.indexOf(n)
+    if (i < 0) out.push({path: at(n), after: b[j]})
+    else walk(a[i], b[j], at(n), out)
+  })
+  na.forEach((n, i) => {
+    if (!nb.includes(n)) out.push({path: at(n), before: a[i]})
+  })
+  // the same items in another order is a change too (it is what gets applied), said once
+  const kept = (from: string[], other: string[]) => from.filter((n) => other.includes(n))
+  const ka = kept(na, nb)
+  const kb = kept(nb, na)
+  if (ka.some((n, i) => n !== kb[i])) out.push({path: `${path} order`, before: ka, after: kb})
 }
 
 const isSecret = (o: LiveObject) => o.kind === 'Secret' && o.apiVersion === 'v1'
