@@ -43,6 +43,11 @@ const gateS = arg('--gate', 15)
 const only = argv.includes('--tools') ? argv[argv.indexOf('--tools') + 1]!.split(',') : undefined
 // --json: progress on stderr, one JSON document on stdout (bench/run.ts reads it)
 const say = (line: string) => (json ? console.error(line) : console.log(line))
+/** Why a tool's run failed, in its own words: its last error line, so a fast failure is seen to be the gate's. */
+const failure = (r: Run): string => {
+  const lines = r.out.split('\n').map((l) => l.trim()).filter(Boolean)
+  return (lines.filter((l) => /error/i.test(l)).at(-1) ?? lines.at(-1) ?? `exit ${r.code}`).slice(0, 300)
+}
 
 type Verb = 'install' | 'upgrade' | 'rollback' | 'recover'
 const VERBS: Verb[] = ['install', 'upgrade', 'rollback', 'recover']
@@ -144,6 +149,7 @@ async function main(): Promise<void> {
           await crdsFirst('bad')
           const r = await h('upgrade', '--install', 'kpi-bench', files['chart-bad']!, '--rollback-on-failure', '--wait=watcher', '--timeout', gate)
           if (r.code === 0) throw new Error('helm upgrade of the unschedulable controller succeeded')
+          say(`  helm's failed upgrade: ${failure(r)}`)
           return {ms: performance.now() - t0}
         },
       })
@@ -160,6 +166,7 @@ async function main(): Promise<void> {
         failAndRecover: async () => {
           const r = await k(files.bad!, '--wait-timeout', gate)
           if (r.code === 0) throw new Error('kapp deploy of the unschedulable controller succeeded')
+          say(`  kapp's failed deploy: ${failure(r)}`)
           return {ms: r.ms + (await must('kapp deploy v1', k(files.v1!))).ms}
         },
       })
