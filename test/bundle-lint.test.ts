@@ -158,6 +158,19 @@ describe('loadBundle', () => {
     expect(e.message.split('\n')).toHaveLength(6)
   })
 
+  it('another kind of document (the sample spec, a Kubernetes object) gets its apiVersion and kind named, and nothing else', async () => {
+    const spec = join(root, 'bundles/sample/sample.yaml')
+    const text = await readFile(spec, 'utf8')
+    const r = await checkBundle(spec)
+    expect(r.problems.map((p) => `${p.line}: ${p.path}: ${p.message}`)).toEqual([
+      `${lineOf(text, 'apiVersion: kpi/imagegen-v1alpha1')}: apiVersion: unsupported apiVersion "kpi/imagegen-v1alpha1"`,
+      `${lineOf(text, 'kind: SampleSpec')}: kind: unsupported kind "SampleSpec"`,
+    ])
+    expect(r.warnings).toEqual([])
+    const deployment = await variant(() => 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 1}\n')
+    expect((await checkBundle(deployment)).problems.map((p) => p.path)).toEqual(['apiVersion', 'kind'])
+  })
+
   it('says so when the file is empty or not a mapping', async () => {
     const empty = await variant(() => '# nothing\n')
     expect((await loadError(empty)).message).toContain('the bundle file is empty')
