@@ -131,7 +131,7 @@ describe('renderPlatform: output model', () => {
       err = e
     }
     expect(err).toBeInstanceOf(KpiError)
-    expect((err as KpiError).message).toMatch(/^values kpack\.features\.gitShallowClone: kpack 0\.16\.1, which the lock pins, has no shallow-clone git resolver \(kpack 0\.17\.0 and later\)/)
+    expect((err as KpiError).message).toMatch(/^values kpack\.features\.gitShallowClone: kpack 0\.16\.1, which the lock pins, does not read GIT_RESOLVER_USE_SHALLOW_CLONE; kpack 0\.17\.0 and later do/)
     v.kpack.features.gitShallowClone = false
     expect(flags(renderPlatform(old, v).objects)).toMatchObject({INJECTED_SIDECAR_SUPPORT: 'true', GIT_RESOLVER_USE_SHALLOW_CLONE: undefined})
   })

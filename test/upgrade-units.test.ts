@@ -58,8 +58,16 @@ describe('field-level differences', () => {
     // the same variables in another order is a change (it is what gets applied), said once
     const reordered = deploy(env(['CONFIG_LOGGING_NAME', 'config-logging'], ['INJECTED_SIDECAR_SUPPORT', 'false'], ['METRICS_DOMAIN', 'kpack.io']))
     expect(diffFields(before, reordered).map(formatFieldChange)).toEqual([
-      `${env0} order: ["INJECTED_SIDECAR_SUPPORT","CONFIG_LOGGING_NAME","METRICS_DOMAIN"] -> ["CONFIG_LOGGING_NAME","INJECTED_SIDECAR_SUPPORT","METRICS_DOMAIN"]`,
+      `${env0} order: ["INJECTED_SIDECAR_SUPPORT","CONFIG_LOGGING_NAME"] -> ["CONFIG_LOGGING_NAME","INJECTED_SIDECAR_SUPPORT"]`,
     ])
+    // in a long list, only the stretch that moved: the whole list would be clipped to the same text on both sides
+    const long = Array.from({length: 20}, (_, i): [string, string] => [`VARIABLE_NUMBER_${i}`, String(i)])
+    const swapped = [...long.slice(0, 17), long[18]!, long[17]!, long[19]!]
+    expect(diffFields(deploy(env(...long)), deploy(env(...swapped))).map(formatFieldChange)).toEqual([
+      `${env0} order: ["VARIABLE_NUMBER_17","VARIABLE_NUMBER_18"] -> ["VARIABLE_NUMBER_18","VARIABLE_NUMBER_17"]`,
+    ])
+    // a name that would break the path is quoted
+    expect(diffFields(deploy(env(['a]b', '1'])), deploy(env(['a]b', '2']))).map((c) => c.path)).toEqual([`${env0}[name="a]b"].value`])
     // lists without names, or with a name twice, by index as before
     expect(diffFields(before, deploy(env(['INJECTED_SIDECAR_SUPPORT', 'false'], ['CONFIG_LOGGING_NAME', 'config-logging'], ['METRICS_DOMAIN', 'kpack.io']), ['--b'])).map(formatFieldChange))
       .toEqual(['spec.template.spec.containers[name=controller].args[0]: --a -> --b'])

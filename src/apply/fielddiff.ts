@@ -65,7 +65,7 @@ function names(list: unknown[]): string[] | undefined {
 }
 
 function walkNamed(a: unknown[], na: string[], b: unknown[], nb: string[], path: string, out: FieldChange[]): void {
-  const at = (n: string) => `${path}[name=${n}]`
+  const at = (n: string) => `${path}[name=${/^[A-Za-z0-9_.\/-]+$/.test(n) ? n : JSON.stringify(n)}]`
   nb.forEach((n, j) => {
     const i = na.indexOf(n)
     if (i < 0) out.push({path: at(n), after: b[j]})
@@ -74,11 +74,15 @@ function walkNamed(a: unknown[], na: string[], b: unknown[], nb: string[], path:
   na.forEach((n, i) => {
     if (!nb.includes(n)) out.push({path: at(n), before: a[i]})
   })
-  // the same items in another order is a change too (it is what gets applied), said once
+  // the same items in another order is a change too (it is what gets applied), said once, as the
+  // stretch of names from the first to the last that moved (the whole list would be clipped)
   const kept = (from: string[], other: string[]) => from.filter((n) => other.includes(n))
   const ka = kept(na, nb)
   const kb = kept(nb, na)
-  if (ka.some((n, i) => n !== kb[i])) out.push({path: `${path} order`, before: ka, after: kb})
+  const first = ka.findIndex((n, i) => n !== kb[i])
+  if (first < 0) return
+  const last = ka.findLastIndex((n, i) => n !== kb[i])
+  out.push({path: `${path} order`, before: ka.slice(first, last + 1), after: kb.slice(first, last + 1)})
 }
 
 const isSecret = (o: LiveObject) => o.kind === 'Secret' && o.apiVersion === 'v1'

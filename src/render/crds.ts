@@ -23,7 +23,7 @@ export interface KpackFeatures {
   /** ClusterLifecycle replaces the lifecycle-image ConfigMap (kpack >= 0.17) */
   clusterLifecycle: boolean
   /** the controller reads GIT_RESOLVER_USE_SHALLOW_CLONE (absent from 0.16.1, present in 0.17.2) */
-  gitShallowClone: boolean
+  readsShallowCloneFlag: boolean
 }
 
 const str: Schema = {type: 'string'}

@@ -8,7 +8,7 @@ import type {Bundle} from '../bundle/types.js'
 import {convertedCrdNames, type KpackFeatures} from './crds.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {ControllerTrust} from './trust.js'
-import {KPACK_FEATURE_DEFAULTS} from '../values/normalise.js'
+import {KPACK_FEATURE_DEFAULTS} from '../values/defaults.js'
 import type {ResourceRequirements, Values, WorkloadValues} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 

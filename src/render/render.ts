@@ -30,7 +30,7 @@ export function kpackFeatures(version: string): KpackFeatures {
     throw new KpiError('input', `kpack ${version} is older than kpi supports (>= ${MIN_KPACK})`, {hint: 'pin a newer kpack release in the bundle'})
   }
   // a pre-release of 0.17 (0.17.0-rc.1) already has ClusterLifecycle: compare the release numbers
-  return {clusterLifecycle: semver.gte(v, CLUSTER_LIFECYCLE_SINCE), gitShallowClone: semver.gte(v, GIT_SHALLOW_CLONE_SINCE)}
+  return {clusterLifecycle: semver.gte(v, CLUSTER_LIFECYCLE_SINCE), readsShallowCloneFlag: semver.gte(v, GIT_SHALLOW_CLONE_SINCE)}
 }
 
 /** Checks that every builder names a stack and store of the lock and a namespace that exists. */
@@ -63,8 +63,8 @@ function checkReferences(lock: Bundle, values: Values): void {
 
 /** A flag the pinned kpack would silently ignore is refused: the user believes it is on. */
 function checkFeatureFlags(lock: Bundle, values: Values, f: KpackFeatures): void {
-  if (values.kpack.features?.gitShallowClone && !f.gitShallowClone) {
-    throw new KpiError('input', `values kpack.features.gitShallowClone: kpack ${lock.kpack.version}, which the lock pins, has no shallow-clone git resolver (kpack ${GIT_SHALLOW_CLONE_SINCE} and later)`, {
+  if (values.kpack.features?.gitShallowClone && !f.readsShallowCloneFlag) {
+    throw new KpiError('input', `values kpack.features.gitShallowClone: kpack ${lock.kpack.version}, which the lock pins, does not read GIT_RESOLVER_USE_SHALLOW_CLONE; kpack ${GIT_SHALLOW_CLONE_SINCE} and later do`, {
       hint: `remove the field, or upgrade to a bundle with kpack ${GIT_SHALLOW_CLONE_SINCE} or later`,
     })
   }

@@ -1,5 +1,6 @@
 /** The checked values as the renderer reads them: defaults filled, alternatives resolved. */
 import {listOf, str, type RawValues} from './checks.js'
+import {KPACK_FEATURE_DEFAULTS} from './defaults.js'
 import type {KpackFeatureFlags, ProxyValues, RbacSubject, RegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
 
 function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
@@ -15,15 +16,6 @@ function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
 function webhookOf(raw: Record<string, unknown> | undefined, dflt: 'Fail' | 'Ignore' = 'Fail'): WebhookValues {
   const p = raw?.failurePolicy
   return {...workloadOf(raw), failurePolicy: p === 'Ignore' || p === 'Fail' ? p : dflt}
-}
-
-/** kpack's own settings (its release's config/controller.yaml). */
-export const KPACK_FEATURE_DEFAULTS: Readonly<KpackFeatureFlags> = {
-  injectedSidecarSupport: false,
-  priorityClasses: false,
-  slsaAttestation: false,
-  gitShallowClone: false,
-  sshTrustUnknownHosts: true,
 }
 
 function featuresOf(raw: Record<string, unknown>): KpackFeatureFlags {

@@ -9,6 +9,8 @@
  * Redaction (redact.ts) follows these marks.
  */
 
+import {KPACK_FEATURE_DEFAULTS} from './defaults.js'
+
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
 const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
 // Kubernetes resource.Quantity, as its parser accepts it
@@ -246,28 +248,28 @@ export const valuesSchema = {
           properties: {
             injectedSidecarSupport: {
               type: 'boolean',
-              default: false,
+              default: KPACK_FEATURE_DEFAULTS.injectedSidecarSupport,
               description: 'run build steps as containers that wait for injected sidecars (a service mesh such as Istio) to be ready, instead of init containers (INJECTED_SIDECAR_SUPPORT)',
             },
             priorityClasses: {
               type: 'boolean',
-              default: false,
+              default: KPACK_FEATURE_DEFAULTS.priorityClasses,
               description: 'give builds a user made (a new commit, a config change) kpack-build-high-priority and builds an operator caused (a new stack or buildpack) kpack-build-low-priority, which never preempts (ENABLE_PRIORITY_CLASSES)',
             },
             slsaAttestation: {
               type: 'boolean',
-              default: false,
+              default: KPACK_FEATURE_DEFAULTS.slsaAttestation,
               description: 'experimental in kpack: push a SLSA provenance attestation beside each built image (EXPERIMENTAL_GENERATE_SLSA_ATTESTATION)',
             },
             gitShallowClone: {
               type: 'boolean',
-              default: false,
-              description: 'resolve git sources with a shallow clone, so a commit that changes nothing under an Image\'s subPath builds nothing; kpack 0.17 and later (GIT_RESOLVER_USE_SHALLOW_CLONE)',
+              default: KPACK_FEATURE_DEFAULTS.gitShallowClone,
+              description: 'resolve the git source of an Image with a source.subPath by a shallow clone, so a commit that changes nothing under its subPath builds nothing (other Images are resolved as before); kpack 0.17 and later (GIT_RESOLVER_USE_SHALLOW_CLONE)',
             },
             sshTrustUnknownHosts: {
               type: 'boolean',
-              default: true,
-              description: 'trust the host key of any git server reached over ssh, as kpack does by default; false requires known_hosts in the git ssh secrets (INSECURE_SSH_TRUST_UNKNOWN_HOSTS)',
+              default: KPACK_FEATURE_DEFAULTS.sshTrustUnknownHosts,
+              description: 'trust the host key of any git server reached over ssh, as kpack does by default; false makes kpack check it against the known_hosts key of the kubernetes.io/ssh-auth Secrets of the builds\' service accounts (INSECURE_SSH_TRUST_UNKNOWN_HOSTS)',
             },
           },
         },

@@ -1,0 +1,11 @@
+/** Defaults the schema, the loader and the renderer share. */
+import type {KpackFeatureFlags} from './types.js'
+
+/** kpack's own feature-flag settings (its release's config/controller.yaml). */
+export const KPACK_FEATURE_DEFAULTS: Readonly<KpackFeatureFlags> = {
+  injectedSidecarSupport: false,
+  priorityClasses: false,
+  slsaAttestation: false,
+  gitShallowClone: false,
+  sshTrustUnknownHosts: true,
+}
