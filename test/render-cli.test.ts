@@ -75,6 +75,6 @@ describe('kpi render', () => {
     const r = await kpi('render', '-b', lock, '-f', valuesFile)
     expect(r.code).toBe(3)
     expect(r.stdout).toBe('')
-    expect(r.stderr).toContain(`${outside} (not under registry.corp.example:5000/platform/kpack) at Deployment kpack/kpack-controller: spec.template.spec.containers[0].image`)
+    expect(r.stderr).toContain(`${outside} (not under registry.corp.example:5000/platform/kpack) at Deployment kpack/kpack-controller: spec.template.spec.containers[name=controller].image`)
   })
 })

@@ -8,6 +8,7 @@
  * compared item by name, as Kubernetes merges it: one variable added to an env list is one change,
  * not a change at every index after it, and the path says which variable.
  */
+import {itemNames, nameSegment} from '../kube/paths.js'
 import type {LiveObject} from '../kube/types.js'
 
 export const MASKED = '<secret data>'
@@ -44,8 +45,8 @@ function walk(a: unknown, b: unknown, path: string, out: FieldChange[]): void {
     return
   }
   if (Array.isArray(a) && Array.isArray(b)) {
-    const na = names(a)
-    const nb = names(b)
+    const na = itemNames(a)
+    const nb = itemNames(b)
     if (na && nb) return walkNamed(a, na, b, nb, path, out)
     for (let i = 0; i < Math.max(a.length, b.length); i++) {
       if (i >= b.length) out.push({path: `${path}[${i}]`, before: a[i]})
@@ -57,15 +58,8 @@ function walk(a: unknown, b: unknown, path: string, out: FieldChange[]): void {
   if (JSON.stringify(a) !== JSON.stringify(b)) out.push({path, before: a, after: b})
 }
 
-/** The items' names, when every item is an object with a name of its own; otherwise undefined. */
-function names(list: unknown[]): string[] | undefined {
-  const out = list.map((x) => (isObj(x) && typeof x.name === 'string' ? x.name : undefined))
-  if (out.some((n) => n === undefined)) return undefined
-  return new Set(out).size === out.length ? (out as string[]) : undefined
-}
-
 function walkNamed(a: unknown[], na: string[], b: unknown[], nb: string[], path: string, out: FieldChange[]): void {
-  const at = (n: string) => `${path}[name=${/^[A-Za-z0-9_.\/-]+$/.test(n) ? n : JSON.stringify(n)}]`
+  const at = (n: string) => `${path}${nameSegment(n)}`
   nb.forEach((n, j) => {
     const i = na.indexOf(n)
     if (i < 0) out.push({path: at(n), after: b[j]})

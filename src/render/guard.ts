@@ -4,6 +4,7 @@
  * else would make the cluster reach out of the air gap), and credentials must only be in Secrets.
  */
 import {KpiError} from '../errors.js'
+import {itemSegments} from '../kube/paths.js'
 import {normaliseRegistry, parseDockerConfig, parseReference} from '../oci/index.js'
 import {registryPrefix} from './platform.js'
 import type {RegistryValues} from '../values/types.js'
@@ -13,7 +14,7 @@ export interface FoundImage {
   ref: string
   /** `Kind namespace/name` */
   object: string
-  /** field path within the object, e.g. `spec.template.spec.containers[0].image` */
+  /** field path within the object, e.g. `spec.template.spec.containers[name=controller].image` */
   path: string
 }
 
@@ -21,7 +22,10 @@ type Visit = (value: string, path: string, key: string | number, parent: unknown
 
 function walk(v: unknown, path: string, key: string | number, parent: unknown, visit: Visit): void {
   if (typeof v === 'string') visit(v, path, key, parent)
-  else if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`, i, v, visit))
+  else if (Array.isArray(v)) {
+    const seg = itemSegments(v)
+    v.forEach((x, i) => walk(x, `${path}${seg[i]}`, i, v, visit))
+  }
   else if (v && typeof v === 'object') {
     for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k, k, v, visit)
   }
