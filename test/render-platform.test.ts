@@ -100,7 +100,7 @@ describe('renderPlatform: output model', () => {
     expect(w.webhooks[0]!.failurePolicy).toBe('Ignore')
   })
 
-  it('turns kpack\'s feature flags on from the values; by default the controller gets kpack\'s own settings', async () => {
+  it('turns kpack\'s feature flags on and sets its scaling factor from the values; by default the controller gets kpack\'s own settings', async () => {
     const flags = (objs: RenderedObject[]) => {
       const env = envOf(must(objs, 'Deployment', 'kpack-controller', 'kpack'))
       const names = ['ENABLE_PRIORITY_CLASSES', 'INJECTED_SIDECAR_SUPPORT', 'EXPERIMENTAL_GENERATE_SLSA_ATTESTATION', 'INSECURE_SSH_TRUST_UNKNOWN_HOSTS', 'GIT_RESOLVER_USE_SHALLOW_CLONE']
@@ -118,6 +118,10 @@ describe('renderPlatform: output model', () => {
       ENABLE_PRIORITY_CLASSES: 'true', INJECTED_SIDECAR_SUPPORT: 'true', EXPERIMENTAL_GENERATE_SLSA_ATTESTATION: 'true',
       INSECURE_SSH_TRUST_UNKNOWN_HOSTS: 'false', GIT_RESOLVER_USE_SHALLOW_CLONE: 'true',
     })
+    // kpack's scaling factor: 1, as kpack's release sets it, unless the values say otherwise
+    expect(envOf(must(on, 'Deployment', 'kpack-controller', 'kpack')).get('SCALING_FACTOR')?.value).toBe('1')
+    v.kpack.controller.scalingFactor = 4
+    expect(envOf(must(renderPlatform(await lock17(), v).objects, 'Deployment', 'kpack-controller', 'kpack')).get('SCALING_FACTOR')?.value).toBe('4')
     // the priority classes the flag makes builds name are rendered either way
     for (const name of ['kpack-build-high-priority', 'kpack-build-low-priority']) must(on, 'PriorityClass', name)
 

@@ -52,11 +52,17 @@ describe('values: accepted', () => {
     expect(v.kpack.features).toBeUndefined()
   })
 
-  it('kpack.features: the flags given, kpack\'s defaults for the rest', async () => {
-    await writeFile(join(dir, 'v-flags.yaml'), 'registry: {server: reg.example, repository: p}\nkpack:\n  features: {priorityClasses: true, sshTrustUnknownHosts: false}\n')
-    expect((await loadValues(join(dir, 'v-flags.yaml'))).kpack.features).toEqual({
+  it('kpack.features: the flags given, kpack\'s defaults for the rest; kpack.controller.scalingFactor', async () => {
+    await writeFile(join(dir, 'v-flags.yaml'), 'registry: {server: reg.example, repository: p}\nkpack:\n  controller: {scalingFactor: 3}\n  features: {priorityClasses: true, sshTrustUnknownHosts: false}\n')
+    const v = await loadValues(join(dir, 'v-flags.yaml'))
+    expect(v.kpack.features).toEqual({
       injectedSidecarSupport: false, priorityClasses: true, slsaAttestation: false, gitShallowClone: false, sshTrustUnknownHosts: false,
     })
+    expect(v.kpack.controller).toEqual({replicas: 1, scalingFactor: 3})
+    // left out when not given, as features
+    expect((await loadValues(valuesFile)).kpack.controller.scalingFactor).toBeUndefined()
+    const e = await problemsOf(['registry: {server: r.example, repository: p}', 'kpack:', '  controller: {scalingFactor: 0}', ''].join('\n'))
+    expect(e.message).toMatch(/values\.yaml:3:31: kpack\.controller\.scalingFactor: /)
   })
 
   it('reads passwordFile and dockerConfigJsonFile relative to the values file', async () => {

@@ -192,7 +192,7 @@ export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: Co
     {name: 'CONFIG_LOGGING_NAME', value: 'config-logging'},
     {name: 'CONFIG_OBSERVABILITY_NAME', value: 'config-observability'},
     {name: 'METRICS_DOMAIN', value: 'kpack.io'},
-    {name: 'SCALING_FACTOR', value: '1'},
+    {name: 'SCALING_FACTOR', value: String(controller.scalingFactor ?? 1)},
     fieldEnv('SYSTEM_NAMESPACE', 'metadata.namespace'),
     {name: 'SYSTEM_SERVICE_ACCOUNT', value: CONTROLLER_SA},
     ...IMAGE_CONFIGMAPS.map((c) => ({name: c.env, valueFrom: {configMapKeyRef: {name: c.configMap, key: 'image'}}})),

@@ -55,7 +55,11 @@ export function normalise(raw: RawValues, registry: RegistryValues): Values {
     },
     teams,
     kpack: {
-      controller: workloadOf(raw.kpack?.controller),
+      controller: {
+        ...workloadOf(raw.kpack?.controller),
+        // only when given, as features below
+        ...(typeof raw.kpack?.controller?.scalingFactor === 'number' ? {scalingFactor: raw.kpack.controller.scalingFactor} : {}),
+      },
       webhook: webhookOf(raw.kpack?.webhook),
       // only when given: the values a revision records (and their digest) stay as an earlier kpi
       // recorded them, so the same files upgrade to "up to date", not to a new revision

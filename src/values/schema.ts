@@ -234,7 +234,16 @@ export const valuesSchema = {
         controller: {
           type: 'object',
           additionalProperties: false,
-          properties: workload('kpack-controller', 1),
+          properties: {
+            ...workload('kpack-controller', 1),
+            scalingFactor: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100,
+              default: 1,
+              description: "multiplies the kpack controller's workers per reconciler (2) and its API client's rate limits, for clusters with many Images and Builds (SCALING_FACTOR)",
+            },
+          },
         },
         webhook: {
           type: 'object',

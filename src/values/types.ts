@@ -93,7 +93,8 @@ export interface Values {
   cluster: ClusterValues
   teams: TeamValues[]
   kpack: {
-    controller: WorkloadValues
+    /** scalingFactor: absent means kpack's 1 */
+    controller: WorkloadValues & {scalingFactor?: number}
     webhook: WebhookValues
     /** absent: kpack's defaults (KPACK_FEATURE_DEFAULTS) */
     features?: KpackFeatureFlags
