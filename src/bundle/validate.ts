@@ -57,19 +57,16 @@ export function validateDocument(doc: Document, lc: LineCounter, file: string, o
   }
   const top = fields(ctx, root, '', TOP_FIELDS, 'error')
 
-  const identity: BundleProblem[] = []
   const apiVersion = str(ctx, top, root, '', 'apiVersion')
   if (apiVersion !== undefined && apiVersion !== API_VERSION) {
     problem(ctx, top.get('apiVersion')?.value ?? root, 'apiVersion', `unsupported apiVersion "${apiVersion}"`, `this kpi reads ${API_VERSION}`)
-    identity.push(ctx.problems.at(-1)!)
   }
   const kind = str(ctx, top, root, '', 'kind')
   if (kind !== undefined && !(KINDS as readonly string[]).includes(kind)) {
     problem(ctx, top.get('kind')?.value ?? root, 'kind', `unsupported kind "${kind}"`, `use ${KINDS.join(' or ')}`)
-    identity.push(ctx.problems.at(-1)!)
     // another kind of document (a SampleSpec, a Kubernetes object): its fields are not a bundle's
     // to check, and a list of them missing or unknown would bury the one line that matters
-    return {problems: identity, warnings: []}
+    return {problems: ctx.problems.filter((p) => p.path === 'apiVersion' || p.path === 'kind'), warnings: []}
   }
 
   const metadata = map(ctx, top, root, '', 'metadata')

@@ -8,7 +8,7 @@ import type {Bundle} from '../bundle/types.js'
 import {convertedCrdNames, type KpackFeatures} from './crds.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {ControllerTrust} from './trust.js'
-import {KPACK_FEATURE_DEFAULTS} from '../values/defaults.js'
+import {KPACK_FEATURE_DEFAULTS, KPACK_SCALING_FACTOR_DEFAULT} from '../values/defaults.js'
 import type {ResourceRequirements, Values, WorkloadValues} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 
@@ -192,7 +192,7 @@ export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: Co
     {name: 'CONFIG_LOGGING_NAME', value: 'config-logging'},
     {name: 'CONFIG_OBSERVABILITY_NAME', value: 'config-observability'},
     {name: 'METRICS_DOMAIN', value: 'kpack.io'},
-    {name: 'SCALING_FACTOR', value: String(controller.scalingFactor ?? 1)},
+    {name: 'SCALING_FACTOR', value: String(controller.scalingFactor ?? KPACK_SCALING_FACTOR_DEFAULT)},
     fieldEnv('SYSTEM_NAMESPACE', 'metadata.namespace'),
     {name: 'SYSTEM_SERVICE_ACCOUNT', value: CONTROLLER_SA},
     ...IMAGE_CONFIGMAPS.map((c) => ({name: c.env, valueFrom: {configMapKeyRef: {name: c.configMap, key: 'image'}}})),

@@ -9,3 +9,6 @@ export const KPACK_FEATURE_DEFAULTS: Readonly<KpackFeatureFlags> = {
   gitShallowClone: false,
   sshTrustUnknownHosts: true,
 }
+
+/** kpack's SCALING_FACTOR, as its release sets it. */
+export const KPACK_SCALING_FACTOR_DEFAULT = 1

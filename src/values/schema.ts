@@ -9,7 +9,7 @@
  * Redaction (redact.ts) follows these marks.
  */
 
-import {KPACK_FEATURE_DEFAULTS} from './defaults.js'
+import {KPACK_FEATURE_DEFAULTS, KPACK_SCALING_FACTOR_DEFAULT} from './defaults.js'
 
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
 const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
@@ -240,7 +240,7 @@ export const valuesSchema = {
               type: 'integer',
               minimum: 1,
               maximum: 100,
-              default: 1,
+              default: KPACK_SCALING_FACTOR_DEFAULT,
               description: "multiplies the kpack controller's workers per reconciler (2) and its API client's rate limits, for clusters with many Images and Builds (SCALING_FACTOR)",
             },
           },

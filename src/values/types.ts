@@ -93,7 +93,7 @@ export interface Values {
   cluster: ClusterValues
   teams: TeamValues[]
   kpack: {
-    /** scalingFactor: absent means kpack's 1 */
+    /** scalingFactor: absent means kpack's (KPACK_SCALING_FACTOR_DEFAULT) */
     controller: WorkloadValues & {scalingFactor?: number}
     webhook: WebhookValues
     /** absent: kpack's defaults (KPACK_FEATURE_DEFAULTS) */
