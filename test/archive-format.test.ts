@@ -5,6 +5,7 @@
  */
 import {execFile} from 'node:child_process'
 import {createHash} from 'node:crypto'
+import {existsSync} from 'node:fs'
 import {copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -24,6 +25,7 @@ import type {LoadedBundle} from '../src/bundle/types.js'
 import {generateSample, writeBundleDir, type SampleResult} from '../src/imagegen/index.js'
 import {formatError} from '../src/errors.js'
 import type {ProgressEvent} from '../src/progress/events.js'
+import {takesDirectIo} from './helpers/direct-io.js'
 import {repackTar, type TarEntry} from './helpers/tar.js'
 
 const run = promisify(execFile)
@@ -235,6 +237,41 @@ describe('writing an archive', () => {
     const joined = Buffer.concat(await Promise.all(r.archive.files.map((f) => readFile(f))))
     expect(sha(joined)).toBe(sha(await readFile(whole)))
     expect((await readdir(dir)).filter((f) => f.startsWith('split-resume.tar') && f.endsWith('.partial'))).toEqual([])
+  })
+
+  it('writes around the page cache where the file system allows, the same bytes as through it', async () => {
+    const direct = await write(join(dir, 'direct.tar'), b1)
+    const cached = await write(join(dir, 'cached.tar'), b1, {direct: false})
+    expect(direct.archive.direct).toBe(await takesDirectIo(dir))
+    expect(cached.archive.direct).toBe(false)
+    const want = sha(await readFile(whole))
+    expect(sha(await readFile(join(dir, 'direct.tar')))).toBe(want)
+    expect(sha(await readFile(join(dir, 'cached.tar')))).toBe(want)
+  })
+
+  it('splits at a multiple of 512 around the page cache too, and at any other size through it', async () => {
+    const size = (await stat(whole)).size
+    const aligned = 512 * Math.ceil(size / 4 / 512)
+    const a = await write(join(dir, 'split512.tar'), b1, {splitSize: aligned})
+    expect(a.archive.files.length).toBe(4)
+    expect(a.archive.direct).toBe(await takesDirectIo(dir))
+    const odd = await write(join(dir, 'split-odd.tar'), b1, {splitSize: aligned + 1})
+    expect(odd.archive.direct).toBe(false)
+    for (const r of [a, odd]) {
+      const joined = Buffer.concat(await Promise.all(r.archive.files.map((f) => readFile(f))))
+      expect(sha(joined)).toBe(sha(await readFile(whole)))
+    }
+  })
+
+  it.runIf(existsSync('/dev/shm'))('on tmpfs, which refuses O_DIRECT before Linux 6.6: around the page cache if it takes it, else through it, the same bytes', async () => {
+    const shm = await mkdtemp('/dev/shm/kpi-archive-')
+    try {
+      const r = await write(join(shm, 'v1.tar'), b1)
+      expect(r.archive.direct).toBe(await takesDirectIo(shm))
+      expect(sha(await readFile(join(shm, 'v1.tar')))).toBe(sha(await readFile(whole)))
+    } finally {
+      await rm(shm, {recursive: true, force: true})
+    }
   })
 
   it('writes a delta with only what the older version lacks', async () => {

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {PartWriter} from '../src/archive/parts.js'
+import {takesDirectIo} from './helpers/direct-io.js'
 import {createArchiveSink} from '../src/archive/writer.js'
 import {KpiError} from '../src/errors.js'
 import {handOut, takeBuffer} from '../src/oci/index.js'
@@ -84,5 +85,32 @@ describe('the part writer', () => {
     expect(got.length).toBe(total)
     expect(got.subarray(0, 12_345).equals(Buffer.alloc(12_345, 7))).toBe(true)
     expect(got.subarray(12_345).equals(whole)).toBe(true)
+  })
+
+  it('writes sequences of buffers in order from 512-aligned starts, padded with zeros to 512, across parts, around the page cache where it can', async () => {
+    const file = join(dir, 'seq.tar')
+    const out = await PartWriter.open(file, {splitSize: 512 * 300})
+    // two sequences side by side, each longer than a slab, with sizes that leave a partial block
+    const a = [70_001, 0, 1 << 20, 33_000, 1].map((n) => randomBytes(n))
+    const b = [1 << 20, 5, 300_000].map((n) => randomBytes(n))
+    const lenA = a.reduce((x, y) => x + y.length, 0)
+    const padA = 512 * Math.ceil(lenA / 512)
+    const sa = out.sequence(0)
+    const sb = out.sequence(padA)
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      if (a[i]) await sa.write([a[i]!])
+      if (b[i]) await sb.write([b[i]!])
+    }
+    await Promise.all([sa.end(), sb.end()])
+    expect(out.isDirect).toBe(await takesDirectIo(dir))
+    const lenB = b.reduce((x, y) => x + y.length, 0)
+    const total = padA + 512 * Math.ceil(lenB / 512)
+    const files = await out.complete(total)
+    const got = Buffer.concat(await Promise.all(files.map((f) => readFile(f))))
+    const want = Buffer.alloc(total)
+    Buffer.concat(a).copy(want, 0)
+    Buffer.concat(b).copy(want, padA)
+    expect(got.length).toBe(total)
+    expect(got.equals(want)).toBe(true)
   })
 })

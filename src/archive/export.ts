@@ -21,6 +21,8 @@ export interface ToArchiveTargetOptions {
   resume?: boolean
   /** split into parts of this many bytes */
   splitSize?: number
+  /** false: write through the page cache even where O_DIRECT works (parts.ts) */
+  direct?: boolean
   /** interrupts the run; FILE.partial stays for resume */
   signal?: AbortSignal
   /** recorded in the toc as createdBy */
@@ -38,7 +40,7 @@ export function toArchive(file: string, o: ToArchiveTargetOptions = {}): Relocat
       const files = await collectBundleFiles(c.loaded, c.onEvent)
       const order = blobOrder(plan).filter((b) => !exclude.has(b.digest))
       const sink = await createArchiveSink(file, {
-        splitSize: o.splitSize, resume: o.resume, exclude, order, onEvent: c.onEvent, signal: o.signal,
+        splitSize: o.splitSize, resume: o.resume, direct: o.direct, exclude, order, onEvent: c.onEvent, signal: o.signal,
       })
       return {
         sink,

@@ -6,13 +6,24 @@
  * While being written each file carries a `.partial` suffix, renamed only once the whole archive
  * is complete, so a killed run never leaves a file that looks whole.
  * This module reads such a run of files as one byte range and writes one.
+ *
+ * Writes go around the page cache (O_DIRECT) where the file system takes it: copying 2 GiB into
+ * the page cache was most of an archive write's system time (1.8-2.9 s of 4.2-5.4 s for the
+ * benchmark platform, all on the thread that also reads the sockets and hashes), and what it
+ * left dirty still had to reach the disk before the archive is named complete. Direct writes of
+ * aligned 1 MiB slabs, four at a time on the thread pool, put the same 2 GiB on disk in 1.2 s
+ * for 0.2 CPU-s, and the archive is durable when the last one returns. Every tar member starts
+ * and ends at a multiple of 512, so a member written as one sequence (header, bytes, padding)
+ * stays aligned; a split size that is not a multiple of 512, or a file system that refuses
+ * (tmpfs before Linux 6.6, some FUSE), writes through the page cache as before.
  */
-import {read, writeSync} from 'node:fs'
+import {constants, read, write, writeSync} from 'node:fs'
 import {open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
 import {handOut, recycle, takeBuffer} from '../oci/index.js'
+import {alignedSlabs, DIRECT_ALIGN, SLAB_BYTES, type Slabs} from './aligned.js'
 
 export const PARTIAL = '.partial'
 /**
@@ -224,6 +235,15 @@ function writeSliced(fd: number, bufs: readonly Buffer[], pos: number): void {
   }
 }
 
+export interface SequenceWriter {
+  /** appends `bufs`; resolves once they may be reused (copied, or written) */
+  write(bufs: readonly Buffer[]): Promise<void>
+  /** pads with zeros to a multiple of 512 and waits until everything is written */
+  end(): Promise<void>
+  /** gives up: what is in flight finishes on its own (settled() waits for it) */
+  abandon(): void
+}
+
 /**
  * Output across parts of `splitSize` bytes (or one file), as `.partial` files until
  * `complete()`, written at any offset: the archive's layout is computed up front, so blobs are
@@ -241,18 +261,33 @@ export class PartWriter {
   private readonly pending = new Set<Promise<unknown>>()
   /** per part: bytes written since its last background flush, and whether one is running */
   private readonly unsynced = new Map<number, {bytes: number; syncing: boolean}>()
+  /**
+   * Writes bypass the page cache (O_DIRECT, aligned.ts) until the first of them is refused;
+   * undefined: not tried yet. `parts` stays for reads, truncation and the last flush.
+   */
+  private direct: boolean | undefined
+  private readonly directParts = new Map<number, Promise<FileHandle>>()
+  private slabs?: Slabs
+  private probe?: Promise<boolean>
 
   private constructor(file: string, splitSize?: number) {
     this.file = file
     this.splitSize = splitSize
   }
 
+  /** whether the writes so far went around the page cache */
+  get isDirect(): boolean {
+    return this.direct === true
+  }
+
   partialPath(n: number): string {
     return (this.splitSize ? partName(this.file, n) : this.file) + PARTIAL
   }
 
-  static async open(file: string, opts: {splitSize?: number; resume?: boolean} = {}): Promise<PartWriter> {
+  static async open(file: string, opts: {splitSize?: number; resume?: boolean; direct?: boolean} = {}): Promise<PartWriter> {
     const w = new PartWriter(file, opts.splitSize)
+    // parts must start at aligned offsets of the whole for every write to stay aligned
+    if (opts.direct === false || (opts.splitSize !== undefined && opts.splitSize % DIRECT_ALIGN !== 0)) w.direct = false
     const split = await listParts(file, PARTIAL)
     const single = (await exists(file + PARTIAL)) ? [file + PARTIAL] : []
     const mine: Array<[number, string]> = opts.splitSize ? [...split.entries()] : single.map((f) => [1, f])
@@ -277,6 +312,16 @@ export class PartWriter {
     return h
   }
 
+  /** the part's file opened for writes that bypass the page cache (created by handle() first) */
+  private directHandle(n: number): Promise<FileHandle> {
+    let h = this.directParts.get(n)
+    if (!h) {
+      h = this.handle(n).then(() => open(this.partialPath(n), constants.O_WRONLY | constants.O_DIRECT))
+      this.directParts.set(n, h)
+    }
+    return h
+  }
+
   /** [offset, offset + length) cut at part boundaries: part number, offset in it, length */
   private *pieces(offset: number, length: number): Generator<{n: number; at: number; len: number}> {
     const size = this.splitSize
@@ -290,8 +335,14 @@ export class PartWriter {
     }
   }
 
-  /** Writes `bufs` one after another from `offset` (a run of buffers is one pwritev per part). */
+  /**
+   * Writes `bufs` one after another from `offset`, through the page cache: at any offset, so a
+   * writer that uses it never writes around the cache (sequence() does, and the two must not mix
+   * on one file).
+   */
   writeAt(offset: number, bufs: readonly Buffer[]): Promise<void> {
+    if (this.direct) return Promise.reject(new Error('writeAt on an archive written with O_DIRECT: use sequence()'))
+    this.direct = false
     return this.track(this.writeAll(offset, bufs))
   }
 
@@ -304,6 +355,7 @@ export class PartWriter {
   }
 
   private wrote(n: number, h: FileHandle, len: number): void {
+    if (this.direct) return
     const u = this.unsynced.get(n) ?? {bytes: 0, syncing: false}
     this.unsynced.set(n, u)
     u.bytes += len
@@ -334,6 +386,123 @@ export class PartWriter {
       const h = await this.handle(n)
       writeSliced(h.fd, iov, at)
       this.wrote(n, h, len)
+    }
+  }
+
+  /**
+   * Writes with O_DIRECT `len` bytes of `slab` at `offset` (aligned: offset, length and memory),
+   * through the thread pool: the data goes from this buffer to the disk, with no copy into the
+   * page cache, whose allocation was most of an archive write's system time, and nothing is left
+   * dirty for the last flush.
+   */
+  private async writeDirect(offset: number, slab: Buffer, len: number): Promise<void> {
+    let done = 0
+    for (const {n, at, len: piece} of this.pieces(offset, len)) {
+      const h = await this.directHandle(n)
+      for (let off = 0; off < piece;) {
+        const wrote = await new Promise<number>((resolve, reject) => {
+          write(h.fd, slab, done + off, piece - off, at + off, (e, k) => (e ? reject(e) : resolve(k)))
+        })
+        if (wrote === 0) throw new Error(`wrote 0 bytes at offset ${at + off}`)
+        off += wrote
+      }
+      done += piece
+    }
+  }
+
+  /**
+   * Whether writes go around the page cache: tried once, on the first write (the archive's first
+   * member, before any blob), and given up for good if the file system or the alignment refuses.
+   */
+  private tryDirect(): Promise<boolean> {
+    if (this.direct !== undefined) return Promise.resolve(this.direct)
+    this.probe ??= this.probeDirect()
+    return this.probe
+  }
+
+  private async probeDirect(): Promise<boolean> {
+    this.slabs = alignedSlabs()
+    const slab = await this.slabs.take()
+    try {
+      slab.fill(0, 0, DIRECT_ALIGN)
+      // the probe writes zeros where the archive's first member goes right after
+      await this.writeDirect(0, slab, DIRECT_ALIGN)
+      this.direct = true
+    } catch {
+      this.direct = false
+      await Promise.all([...this.directParts.values()].map((h) => h.then((x) => x.close(), () => undefined)))
+      this.directParts.clear()
+    } finally {
+      this.slabs.give(slab)
+    }
+    return this.direct
+  }
+
+  /**
+   * A run of bytes written in order from `start` (aligned to 512: every tar member is), padded
+   * with zeros to the next multiple of 512 at end() (a member's padding). In direct mode the
+   * bytes are gathered into aligned slabs, each written whole while the next fills; write()
+   * resolves once its buffers are copied, so they can be reused at once.
+   */
+  sequence(start: number): SequenceWriter {
+    if (start % 512 !== 0) throw new Error(`a sequence starts at ${start}, not at a multiple of 512`)
+    let at = start
+    let slab: Buffer | undefined
+    let filled = 0
+    let failed: unknown
+    const writes = new Set<Promise<void>>()
+    const fail = (e: unknown): void => { failed ??= e }
+    const flush = (len: number): void => {
+      const s = slab!
+      const p = this.writeDirect(at, s, len).catch(fail).finally(() => {
+        writes.delete(p)
+        this.slabs!.give(s)
+      })
+      writes.add(p)
+      void this.track(p)
+      at += len
+      slab = undefined
+      filled = 0
+    }
+    const buffered = async (bufs: readonly Buffer[]): Promise<void> => {
+      const n = bufs.reduce((a, b) => a + b.length, 0)
+      await this.writeAll(at, bufs)
+      at += n
+    }
+    return {
+      write: async (bufs) => {
+        if (failed) throw failed
+        if (!(await this.tryDirect())) return buffered(bufs)
+        for (const b of bufs) {
+          for (let off = 0; off < b.length;) {
+            slab ??= await this.slabs!.take()
+            const n = b.copy(slab, filled, off, Math.min(b.length, off + SLAB_BYTES - filled))
+            filled += n
+            off += n
+            if (filled === SLAB_BYTES) flush(SLAB_BYTES)
+          }
+        }
+      },
+      end: async () => {
+        if (failed) throw failed
+        const direct = await this.tryDirect()
+        const pad = (512 - ((at - start + filled) % 512)) % 512
+        if (!direct) {
+          if (pad > 0) await buffered([Buffer.alloc(pad)])
+          return
+        }
+        if (filled + pad > 0) {
+          slab ??= await this.slabs!.take()
+          slab.fill(0, filled, filled + pad)
+          flush(filled + pad)
+        }
+        await Promise.all([...writes])
+        if (failed) throw failed
+      },
+      abandon: () => {
+        if (slab) this.slabs!.give(slab)
+        slab = undefined
+      },
     }
   }
 
@@ -386,8 +555,9 @@ export class PartWriter {
   /** Closes, keeping the partial files for --resume. */
   async closeAll(): Promise<void> {
     await this.settled()
-    const hs = [...this.parts.values()]
+    const hs = [...this.parts.values(), ...this.directParts.values()]
     this.parts.clear()
+    this.directParts.clear()
     await Promise.all(hs.map((h) => h.then((x) => x.close()).catch(() => undefined)))
   }
 }
