@@ -34,9 +34,9 @@ import {writeFloorPlan} from './lib/floor-plan.js'
 import {fmtBytes, fmtMs} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
 import {failureText, measure, measurePool, type Measured} from './lib/measure.js'
-import {copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, PEER_PARALLEL, type Dest, type Job, type ReleaseImage, type Step, type ToolId, type ToolPaths} from './lib/peers.js'
+import {archivePath, copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, PEER_PARALLEL, type Dest, type Job, type ReleaseImage, type Step, type ToolId, type ToolPaths} from './lib/peers.js'
 import {preparePlatform, type PlatformRelease} from './lib/platform.js'
-import {primeMemory, settleDisk} from './lib/prime.js'
+import {evictFromCache, primeMemory, settleDisk} from './lib/prime.js'
 import {logMark, readLog, requestStats} from './lib/registry-log.js'
 import {median, rotate, spread} from './lib/stats.js'
 import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
@@ -700,6 +700,8 @@ async function main(): Promise<number> {
             try {
               await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
               const r = await fromArchiveStep(t, paths, j, d)
+              // from the disk, as an archive that crossed the gap on a drive: every tool alike
+              await evictFromCache(archivePath(t, j))
               if (r) record('archive-read', t, await observed(round, r, {source: pub.logFile, dest: d.registry.logFile}, sizes, primeBytes))
             } finally {
               await d.dispose()

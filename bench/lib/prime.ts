@@ -9,7 +9,7 @@
  * measurable on a machine without such a host.
  */
 import {execFile} from 'node:child_process'
-import {open, rm} from 'node:fs/promises'
+import {open, readdir, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
@@ -41,4 +41,23 @@ export async function settleDisk(): Promise<number> {
   const started = performance.now()
   await promisify(execFile)('sync')
   return performance.now() - started
+}
+
+/**
+ * Drops the page-cache copy of every file under `path` (a file or a directory), as `dd
+ * iflag=nocache count=0` does (POSIX_FADV_DONTNEED; the pages must be clean: settleDisk first).
+ * An archive read starts from the disk, as it does where the archive arrives on a drive: a
+ * tool whose archive was left in the page cache by its own writing would otherwise read memory
+ * while one that wrote around the cache (kpi, O_DIRECT) reads the disk.
+ */
+export async function evictFromCache(path: string): Promise<number> {
+  const files: string[] = []
+  const walk = async (p: string): Promise<void> => {
+    const s = await stat(p)
+    if (s.isDirectory()) for (const n of await readdir(p)) await walk(join(p, n))
+    else if (s.isFile()) files.push(p)
+  }
+  await walk(path)
+  for (const f of files) await promisify(execFile)('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none'])
+  return files.length
 }
