@@ -274,6 +274,47 @@ describe('writing an archive', () => {
     }
   })
 
+  it('reads members around the page cache where the file system allows: any range, across parts of any size, the bytes of the file', async () => {
+    const size = (await stat(whole)).size
+    const bytes = await readFile(whole)
+    const odd = await write(join(dir, 'read-odd.tar'), b1, {splitSize: Math.ceil(size / 3) + 7})
+    const collect = async (s: NodeJS.ReadableStream, keep: Buffer[] = []) => {
+      for await (const c of s) keep.push(c as Buffer)
+      return Buffer.concat(keep)
+    }
+    for (const files of [[whole], odd.archive.files]) {
+      const set = await PartSet.open(files)
+      try {
+        expect(set.isDirect).toBe(await takesDirectIo(dir))
+        // unaligned starts and ends, a range over a part boundary, the last byte
+        for (const [from, len] of [[0, 1], [513, 70_001], [Math.ceil(size / 3) - 100, 300_000], [size - 1, 1], [1000, size - 2000]] as const) {
+          expect((await collect(set.stream(from, len))).equals(bytes.subarray(from, from + len)), `${files.length} files, ${from}+${len}`).toBe(true)
+        }
+      } finally {
+        await set.close()
+      }
+    }
+  })
+
+  it('reads on through the page cache when a consumer keeps every chunk (no aligned memory comes back)', async () => {
+    const bytes = await readFile(whole)
+    const set = await PartSet.open([whole])
+    try {
+      // 48 streams of 256 KiB held at once: more than the 8 MiB of aligned memory
+      const kept: Buffer[][] = []
+      for (let i = 0; i < 48; i++) {
+        const from = (i * 4099) % Math.max(1, bytes.length - (256 << 10))
+        const got: Buffer[] = []
+        for await (const c of set.stream(from, 256 << 10)) got.push(c as Buffer)
+        kept.push(got)
+        expect(Buffer.concat(got).equals(bytes.subarray(from, from + (256 << 10)))).toBe(true)
+      }
+      expect(kept.length).toBe(48)
+    } finally {
+      await set.close()
+    }
+  })
+
   it('writes a delta with only what the older version lacks', async () => {
     const file = join(dir, 'delta.tar')
     const r = await write(file, b2, {since: b1})

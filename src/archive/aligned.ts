@@ -20,20 +20,24 @@ declare const WebAssembly: {Memory: new (d: {initial: number; maximum: number}) 
 export interface Slabs {
   /** a free slab, once one is free */
   take(): Promise<Buffer>
+  /** a free slab, if one is free now */
+  tryTake(): Buffer | undefined
   give(slab: Buffer): void
 }
 
-export function alignedSlabs(count = SLABS): Slabs {
-  const pages = (count * SLAB_BYTES) / WASM_PAGE
+/** `count` slabs of `bytes` each (a multiple of 64 KiB) */
+export function alignedSlabs(count = SLABS, bytes = SLAB_BYTES): Slabs {
+  const pages = Math.ceil((count * bytes) / WASM_PAGE)
   const memory = new WebAssembly.Memory({initial: pages, maximum: pages})
   const free: Buffer[] = []
-  for (let i = 0; i < count; i++) free.push(Buffer.from(memory.buffer, i * SLAB_BYTES, SLAB_BYTES))
+  for (let i = 0; i < count; i++) free.push(Buffer.from(memory.buffer, i * bytes, bytes))
   const waiting: Array<(slab: Buffer) => void> = []
   return {
     take: () => {
       const slab = free.pop()
       return slab ? Promise.resolve(slab) : new Promise((resolve) => waiting.push(resolve))
     },
+    tryTake: () => free.pop(),
     give: (slab) => {
       const next = waiting.shift()
       if (next) next(slab)

@@ -22,7 +22,7 @@ import {open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
-import {handOut, recycle, takeBuffer} from '../oci/index.js'
+import {handOut, lend, recycle, takeBuffer} from '../oci/index.js'
 import {alignedSlabs, DIRECT_ALIGN, SLAB_BYTES, type Slabs} from './aligned.js'
 
 export const PARTIAL = '.partial'
@@ -120,12 +120,18 @@ async function contiguous(base: string): Promise<string[]> {
   return files
 }
 
+/** Bytes per direct read of a member, and how many such reads may be out at once (8 MiB). */
+const DIRECT_READ = 256 << 10
+const DIRECT_READS = 32
+
 /** A run of files read as one byte range. */
 export class PartSet {
   readonly files: string[]
   readonly sizes: number[]
   readonly total: number
   private readonly handles: FileHandle[]
+  /** the same files opened for reads around the page cache, when the file system takes them */
+  private direct?: {fds: number[]; handles: FileHandle[]; slabs: Slabs}
 
   private constructor(files: string[], sizes: number[], handles: FileHandle[]) {
     this.files = files
@@ -134,7 +140,12 @@ export class PartSet {
     this.total = sizes.reduce((a, b) => a + b, 0)
   }
 
-  static async open(files: string[]): Promise<PartSet> {
+  /** whether member streams read around the page cache */
+  get isDirect(): boolean {
+    return this.direct !== undefined
+  }
+
+  static async open(files: string[], opts: {direct?: boolean} = {}): Promise<PartSet> {
     const handles: FileHandle[] = []
     const sizes: number[] = []
     try {
@@ -147,7 +158,33 @@ export class PartSet {
       await Promise.all(handles.map((h) => h.close()))
       throw new KpiError('input', `cannot read archive ${files[handles.length] ?? files[0]}: ${(e as Error).message}`)
     }
-    return new PartSet(files, sizes, handles)
+    const set = new PartSet(files, sizes, handles)
+    if (opts.direct !== false) await set.openDirect()
+    return set
+  }
+
+  /**
+   * Opens every part for O_DIRECT reads and tries one; on any refusal the streams read through
+   * the page cache. An archive arrives on a drive and is read once: through the page cache every
+   * page of it is allocated, filled and dropped again (1.2-1.6 system-s per 2 GiB here, on the
+   * thread that also drives the uploads), where a direct read lands in the buffer the upload
+   * sends from.
+   */
+  private async openDirect(): Promise<void> {
+    const opened: FileHandle[] = []
+    try {
+      for (const f of this.files) opened.push(await open(f, constants.O_RDONLY | constants.O_DIRECT))
+      const slabs = alignedSlabs(DIRECT_READS, DIRECT_READ)
+      const probe = (await slabs.take())
+      try {
+        await opened[0]!.read(probe, 0, DIRECT_ALIGN, 0)
+      } finally {
+        slabs.give(probe)
+      }
+      this.direct = {fds: opened.map((h) => h.fd), handles: opened, slabs}
+    } catch {
+      await Promise.all(opened.map((h) => h.close().catch(() => undefined)))
+    }
   }
 
   /** which file holds virtual offset `offset`, and where in it */
@@ -187,6 +224,7 @@ export class PartSet {
     const fds = this.handles.map((h) => h.fd)
     const sizes = this.sizes
     const files = this.files
+    const direct = this.direct
     return new Readable({
       highWaterMark: READ_CHUNK,
       read() {
@@ -196,6 +234,27 @@ export class PartSet {
           at = 0
         }
         if (index >= sizes.length) return void this.destroy(new Error(`${files[files.length - 1]}: ended ${left} bytes early`))
+        // around the page cache while an aligned slab is free (one never given back, by a
+        // consumer that keeps its chunks, only sends the next reads through the cache)
+        const slab = direct?.slabs.tryTake()
+        if (slab) {
+          const skip = at % DIRECT_ALIGN
+          const span = Math.min(left, sizes[index]! - at, DIRECT_READ - skip)
+          const from = at - skip
+          read(direct!.fds[index]!, slab, 0, Math.ceil((skip + span) / DIRECT_ALIGN) * DIRECT_ALIGN, from, (err, n) => {
+            const got = Math.min(n - skip, span)
+            if (err || !(got > 0)) {
+              direct!.slabs.give(slab)
+              return void this.destroy(err ?? new Error(`${files[index]}: ended ${left} bytes early`))
+            }
+            at += got
+            left -= got
+            const view = slab.subarray(skip, skip + got)
+            lend(view, () => direct!.slabs.give(slab))
+            this.push(view)
+          })
+          return
+        }
         const want = Math.min(left, READ_CHUNK, sizes[index]! - at)
         const buf = takeBuffer(READ_CHUNK)
         read(fds[index]!, buf, 0, want, at, (err, n) => {
@@ -214,7 +273,9 @@ export class PartSet {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.handles.map((h) => h.close().catch(() => undefined)))
+    const all = [...this.handles, ...(this.direct?.handles ?? [])]
+    this.direct = undefined
+    await Promise.all(all.map((h) => h.close().catch(() => undefined)))
   }
 }
 

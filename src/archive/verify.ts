@@ -5,7 +5,7 @@
  */
 import {finished} from 'node:stream/promises'
 import {isKpiError} from '../errors.js'
-import {algorithmOf, digestOf, type ImageIndex, type ImageManifest, isIndexMediaType} from '../oci/index.js'
+import {algorithmOf, digestOf, doneWith, type ImageIndex, type ImageManifest, isIndexMediaType} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import {MAX_MANIFEST_BYTES, openArchive} from './reader.js'
 import {blobMember, type Toc} from './toc.js'
@@ -87,7 +87,8 @@ export async function verifyArchive(file: string, opts: {onEvent?: OnEvent} = {}
     for (const b of a.toc.blobs) {
       try {
         const s = a.blobStream(b.digest)
-        s.resume()
+        // hashed on the way out of the stream: each chunk's memory can be read into again
+        s.on('data', doneWith)
         await finished(s)
       } catch (e) {
         const why = isKpiError(e) ? e.message : String(e)

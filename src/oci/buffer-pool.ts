@@ -63,6 +63,14 @@ export function handOut(view: Buffer, buf: Buffer): void {
   })
 }
 
+/**
+ * `view` is handed out from memory that is not the pool's (the archive reader's aligned slabs):
+ * whoever writes it out gives it back with doneWith as any pooled chunk, and `back` runs then.
+ */
+export function lend(view: Buffer, back: () => void): void {
+  handedOut.set(view, back)
+}
+
 /** A buffer from takeBuffer that was read into but none of it handed out: straight back. */
 export function recycle(buf: Buffer): void {
   const h = held.get(buf.buffer)

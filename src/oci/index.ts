@@ -13,5 +13,5 @@ export {
 export {isLoopbackRegistry, registryBaseUrl, mapTransportError, type ProxyOptions} from './transport.js'
 export {readImageConfig, type ImageConfig} from './image-config.js'
 export {pushBlobBytes, readBlobBytes} from './blob-bytes.js'
-export {doneWith, handOut, recycle, takeBuffer} from './buffer-pool.js'
+export {doneWith, handOut, lend, recycle, takeBuffer} from './buffer-pool.js'
 export {backoffMs, type RetryPolicy} from './retry.js'
