@@ -23,6 +23,7 @@ import {SMALL_BLOB_BYTES} from '../src/relocate/upload-pool.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
+import {takesDirectIo} from './helpers/direct-io.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const sha = async (f: string) => createHash('sha256').update(await readFile(f)).digest('hex')
@@ -141,6 +142,20 @@ describe('kpi relocate --to-tar killed and resumed', () => {
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(existsSync(`${killed}.partial`)).toBe(false)
     expect(await sha(killed)).toBe(await sha(whole))
+  })
+
+  it('--page-cache writes the same bytes through the page cache; by default around it where the file system allows', async () => {
+    const args = (f: string, ...more: string[]) => ['relocate', '-b', join(dir, 'bundle-big'), '--to-tar', f, '--plain-http', reg.host, '--json', ...more]
+    const cached = join(dir, 'big-cached.tar')
+    const direct = join(dir, 'big-direct.tar')
+    const c = await kpi(args(cached, '--page-cache'))
+    const d = await kpi(args(direct))
+    expect(c.code, c.stderr).toBe(0)
+    expect(d.code, d.stderr).toBe(0)
+    expect(JSON.parse(c.stdout).archive.direct).toBe(false)
+    expect(JSON.parse(d.stdout).archive.direct).toBe(await takesDirectIo(dir))
+    expect(await sha(cached)).toBe(await sha(whole))
+    expect(await sha(direct)).toBe(await sha(whole))
   })
 
   it('reads that archive into a registry largest layers first, one upload at a time: none is left to move alone at the end', async () => {

@@ -49,6 +49,7 @@ and KPI_REGISTRY_PASSWORD.`
     since: Flags.string({description: 'with --to-tar: a bundle or lock of the version the destination has; write only what it lacks'}),
     resume: Flags.boolean({description: 'with --to-tar: continue an interrupted archive', default: false}),
     split: Flags.string({description: 'with --to-tar: write parts of at most this size (e.g. 4GiB, 700MB)'}),
+    'page-cache': Flags.boolean({description: 'with --to-tar: write through the page cache, not around it with O_DIRECT (for a spinning disk or a network file system that does better with the kernel\'s writeback)', default: false}),
     'no-referrers': Flags.boolean({description: 'leave signatures, SBOMs and attestations behind', default: false}),
     ...registryFlags,
   }
@@ -83,7 +84,7 @@ and KPI_REGISTRY_PASSWORD.`
         const {toArchive} = await import('../archive/export.js')
         const since = flags.since ? await loadBundle(flags.since) : undefined
         const r = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
-          relocate({from: fromRegistry(client, opened!.loaded), to: toArchive(flags['to-tar']!, {since, resume: flags.resume, splitSize}), referrers, onEvent}))
+          relocate({from: fromRegistry(client, opened!.loaded), to: toArchive(flags['to-tar']!, {since, resume: flags.resume, splitSize, ...(flags['page-cache'] ? {direct: false} : {})}), referrers, onEvent}))
         this.report(flags.json, `Wrote ${flags['to-tar']}`, r.summary, {archive: r.target.archive})
         return
       }
