@@ -5,11 +5,12 @@
  * starts on a page boundary, so slabs carved from one at multiples of their size are aligned.
  * One memory per archive, a single reservation, its pages touched only as slabs are used.
  */
+import {BLOCK} from './tar.js'
 
 /** bytes of one write: large enough that each is one request to the disk, few enough in flight */
 export const SLAB_BYTES = 1 << 20
-/** the alignment writes keep: tar members start and end at multiples of 512 */
-export const DIRECT_ALIGN = 512
+/** the alignment writes keep: tar members start and end at multiples of a block */
+export const DIRECT_ALIGN = BLOCK
 /** slabs per archive: two per blob written at once (one filling, one being written), and spares */
 const SLABS = 8
 const WASM_PAGE = 64 * 1024

@@ -323,13 +323,16 @@ export class PartWriter {
   /** per part: bytes written since its last background flush, and whether one is running */
   private readonly unsynced = new Map<number, {bytes: number; syncing: boolean}>()
   /**
-   * Writes bypass the page cache (O_DIRECT, aligned.ts) until the first of them is refused;
-   * undefined: not tried yet. `parts` stays for reads, truncation and the last flush.
+   * Writes bypass the page cache (O_DIRECT, aligned.ts) unless the first of them is refused;
+   * undefined: not tried yet. `parts` stays for reads, truncation, the last flush and the writes
+   * through the page cache.
    */
   private direct: boolean | undefined
   private readonly directParts = new Map<number, Promise<FileHandle>>()
   private slabs?: Slabs
   private probe?: Promise<boolean>
+  /** closeAll has begun: a write that comes later (one that waited for a slab) must not reopen a part */
+  private closing = false
 
   private constructor(file: string, splitSize?: number) {
     this.file = file
@@ -396,17 +399,6 @@ export class PartWriter {
     }
   }
 
-  /**
-   * Writes `bufs` one after another from `offset`, through the page cache: at any offset, so a
-   * writer that uses it never writes around the cache (sequence() does, and the two must not mix
-   * on one file).
-   */
-  writeAt(offset: number, bufs: readonly Buffer[]): Promise<void> {
-    if (this.direct) return Promise.reject(new Error('writeAt on an archive written with O_DIRECT: use sequence()'))
-    this.direct = false
-    return this.track(this.writeAll(offset, bufs))
-  }
-
   /** close, truncate and complete wait for what is in flight (a stream destroyed mid-write) */
   private track<T>(p: Promise<T>): Promise<T> {
     this.pending.add(p)
@@ -428,6 +420,7 @@ export class PartWriter {
   }
 
   private async writeAll(offset: number, bufs: readonly Buffer[]): Promise<void> {
+    if (this.closing) throw new Error(`${this.file} is closed`)
     let i = 0
     let skip = 0
     const total = bufs.reduce((a, b) => a + b.length, 0)
@@ -457,6 +450,7 @@ export class PartWriter {
    * dirty for the last flush.
    */
   private async writeDirect(offset: number, slab: Buffer, len: number): Promise<void> {
+    if (this.closing) throw new Error(`${this.file} is closed`)
     let done = 0
     for (const {n, at, len: piece} of this.pieces(offset, len)) {
       const h = await this.directHandle(n)
@@ -506,7 +500,7 @@ export class PartWriter {
    * resolves once its buffers are copied, so they can be reused at once.
    */
   sequence(start: number): SequenceWriter {
-    if (start % 512 !== 0) throw new Error(`a sequence starts at ${start}, not at a multiple of 512`)
+    if (start % DIRECT_ALIGN !== 0) throw new Error(`a sequence starts at ${start}, not at a multiple of ${DIRECT_ALIGN}`)
     let at = start
     let slab: Buffer | undefined
     let filled = 0
@@ -526,9 +520,9 @@ export class PartWriter {
       filled = 0
     }
     const buffered = async (bufs: readonly Buffer[]): Promise<void> => {
-      const n = bufs.reduce((a, b) => a + b.length, 0)
-      await this.writeAll(at, bufs)
-      at += n
+      const from = at
+      at += bufs.reduce((a, b) => a + b.length, 0)
+      await this.track(this.writeAll(from, bufs))
     }
     return {
       write: async (bufs) => {
@@ -547,7 +541,7 @@ export class PartWriter {
       end: async () => {
         if (failed) throw failed
         const direct = await this.tryDirect()
-        const pad = (512 - ((at - start + filled) % 512)) % 512
+        const pad = (DIRECT_ALIGN - ((at - start + filled) % DIRECT_ALIGN)) % DIRECT_ALIGN
         if (!direct) {
           if (pad > 0) await buffered([Buffer.alloc(pad)])
           return
@@ -615,6 +609,7 @@ export class PartWriter {
 
   /** Closes, keeping the partial files for --resume. */
   async closeAll(): Promise<void> {
+    this.closing = true
     await this.settled()
     const hs = [...this.parts.values(), ...this.directParts.values()]
     this.parts.clear()

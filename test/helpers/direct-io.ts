@@ -2,17 +2,15 @@
 import {constants} from 'node:fs'
 import {open, rm} from 'node:fs/promises'
 import {join} from 'node:path'
-
-declare const WebAssembly: {Memory: new (d: {initial: number}) => {buffer: ArrayBuffer}}
+import {alignedSlabs, DIRECT_ALIGN} from '../../src/archive/aligned.js'
 
 export async function takesDirectIo(dir: string): Promise<boolean> {
   const file = join(dir, `.direct-probe-${process.pid}`)
-  // WebAssembly memory starts on a page boundary: an aligned buffer
-  const buf = Buffer.from(new WebAssembly.Memory({initial: 1}).buffer, 0, 4096)
+  const buf = alignedSlabs(1, 64 << 10).tryTake()!
   try {
     const h = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o600)
     try {
-      await h.write(buf, 0, 4096, 0)
+      await h.write(buf, 0, DIRECT_ALIGN, 0)
       return true
     } finally {
       await h.close()
