@@ -4,23 +4,33 @@
  * servers throttle, and a tar is written one member at a time (limit(1)).
  */
 
+/** A bounded pool (limit): run a task in it; what it holds; `widen` lets `by` more run at once. */
+export interface Limited {
+  <T>(task: () => Promise<T>, priority?: number): Promise<T>
+  readonly running: number
+  readonly waiting: number
+  readonly width: number
+  widen(by?: number): void
+}
+
 /**
  * A bounded pool: at most `n` of the returned function's tasks run at once, in the order given;
  * a waiting task with a higher `priority` (default 0) starts before lower ones. `gather`: nothing
  * starts until the tasks given in the same turn are all in, so the first to start are the highest.
  */
-export function limit(n: number, o: {gather?: boolean} = {}): <T>(task: () => Promise<T>, priority?: number) => Promise<T> {
+export function limit(n: number, o: {gather?: boolean} = {}): Limited {
   let active = 0
+  let width = n
   const queue: Array<{start: () => void; priority: number}> = []
   const next = () => {
-    if (active >= n) return
+    if (active >= width) return
     const first = queue.shift()
     if (first) {
       active++
       first.start()
     }
   }
-  return <T>(task: () => Promise<T>, priority = 0) =>
+  const run = <T>(task: () => Promise<T>, priority = 0) =>
     new Promise<T>((resolve, reject) => {
       const start = () => {
         task().then(resolve, reject).finally(() => {
@@ -35,6 +45,15 @@ export function limit(n: number, o: {gather?: boolean} = {}): <T>(task: () => Pr
       if (o.gather) setImmediate(next)
       else next()
     })
+  return Object.defineProperties(run, {
+    running: {get: () => active},
+    waiting: {get: () => queue.length},
+    width: {get: () => width},
+    widen: {value: (by = 1) => {
+      width += by
+      for (let i = 0; i < by; i++) next()
+    }},
+  }) as Limited
 }
 
 /**

@@ -11,7 +11,7 @@ import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {PartWriter} from '../src/archive/parts.js'
 import {takesDirectIo} from './helpers/direct-io.js'
-import {createArchiveSink} from '../src/archive/writer.js'
+import {createArchiveSink, wantsAnotherWriter} from '../src/archive/writer.js'
 import {KpiError} from '../src/errors.js'
 import {handOut, takeBuffer} from '../src/oci/index.js'
 import {poolCounts} from '../src/oci/buffer-pool.js'
@@ -66,6 +66,63 @@ describe('the archive writer checking digests', () => {
     expect((await s.readBlob(digest(good), good.length))?.equals(good)).toBe(true)
     await s.abort()
     expect((await readdir(dir)).filter((f) => f.startsWith('refuse'))).toEqual(['refuse.tar.partial'])
+  })
+})
+
+describe('the archive writer\'s pace', () => {
+  const repo = {registry: 'r.example', repository: 'a'}
+  const content = {manifests: [], index: Buffer.from('{}'), files: [], toc: Buffer.from('{}')}
+
+  /** `layers` written through one sink, each read from `source`: the most read at once, and what the sink says */
+  async function write(name: string, layers: Buffer[], source: (b: Buffer) => Readable, concurrency?: number) {
+    const s = await createArchiveSink(join(dir, name), {order: layers.map((b) => ({digest: digest(b), size: b.length})), concurrency})
+    let open = 0
+    let most = 0
+    await Promise.all(layers.map((b) => s.putBlob(repo, digest(b), b.length, async () => {
+      most = Math.max(most, ++open)
+      return source(b).once('end', () => open--)
+    })))
+    const info = await s.finish(content)
+    return {most, info, written: s.written.size}
+  }
+
+  /** 64 KiB every `ms`: a capped connection over a long path */
+  const trickle = (b: Buffer, ms: number) => Readable.from((async function* () {
+    for (let at = 0; at < b.length; at += 64 * 1024) {
+      await new Promise((r) => setTimeout(r, ms))
+      yield b.subarray(at, at + 64 * 1024)
+    }
+  })())
+
+  it('asks for another writer only when every writer is busy, layers wait, and each brought less than 32 MiB/s', () => {
+    const MiB = 1024 * 1024
+    const busy = {running: 4, waiting: 3, width: 4, ms: 250}
+    // 4 writers, 250 ms: 32 MiB/s each is 32 MiB in all
+    expect(wantsAnotherWriter({...busy, bytes: 32 * MiB - 1})).toBe(true)
+    expect(wantsAnotherWriter({...busy, bytes: 32 * MiB})).toBe(false)
+    expect(wantsAnotherWriter({...busy, bytes: 0})).toBe(true)
+    // a writer idle, or nothing waiting: another would not help
+    expect(wantsAnotherWriter({...busy, running: 3, bytes: 0})).toBe(false)
+    expect(wantsAnotherWriter({...busy, waiting: 0, bytes: 0})).toBe(false)
+    // loopback: 4 writers at 100-200 MiB/s each
+    expect(wantsAnotherWriter({...busy, bytes: 4 * 100 * MiB / 4})).toBe(false)
+  })
+
+  it('writes 4 layers at once to begin with, and says so', async () => {
+    const layers = Array.from({length: 6}, () => randomBytes(2 * 1024 * 1024))
+    const r = await write('pace-fast.tar', layers, (b) => Readable.from([b]))
+    expect(r.written).toBe(6)
+    expect(r.most).toBeLessThanOrEqual(4)
+    expect(r.info.writers).toBe(4)
+  })
+
+  it('adds writers while each brings less than 32 MiB/s, up to the concurrency given', async () => {
+    // about 3 MiB/s each: 2 MiB take 0.6 s, and every 250 ms all are busy with layers waiting
+    const layers = Array.from({length: 14}, () => randomBytes(2 * 1024 * 1024))
+    const r = await write('pace-slow.tar', layers, (b) => trickle(b, 20), 6)
+    expect(r.written).toBe(14)
+    expect(r.info.writers).toBe(6)
+    expect(r.most).toBe(6)
   })
 })
 

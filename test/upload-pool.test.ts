@@ -72,6 +72,26 @@ describe('upload pool', () => {
     await Promise.all([...done, ...small])
   })
 
+  it('starts with fewer layers when told, and widens one at a time up to n, small blobs unaffected', async () => {
+    const h = harness()
+    const pool = uploadPool(3, {start: 1})
+    const big = [50, 40, 30, 20].map((mib, i) => pool(mib * MiB, h.task(`b${i}`)))
+    const small = [0, 1].map((i) => pool(1024, h.task(`s${i}`)))
+    await tick()
+    expect([...h.running].sort()).toEqual(['b0', 's0', 's1'])
+    const lane = () => ({running: pool.layers.running, waiting: pool.layers.waiting, width: pool.layers.width})
+    expect(lane()).toEqual({running: 1, waiting: 3, width: 1})
+    pool.widen()
+    expect([...h.running].sort()).toEqual(['b0', 'b1', 's0', 's1'])
+    pool.widen()
+    pool.widen()
+    // never past n
+    expect(lane()).toEqual({running: 3, waiting: 1, width: 3})
+    for (const n of ['s0', 's1', 'b0', 'b1', 'b2', 'b3']) await h.finish(n)
+    expect(Math.max(...h.peaks.map((p) => p.filter((x) => x.startsWith('b')).length))).toBe(3)
+    await Promise.all([...big, ...small])
+  })
+
   it('keeps the given order when not ordered by size', async () => {
     const h = harness()
     const pool = uploadPool(1, {bySize: false})

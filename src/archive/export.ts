@@ -23,6 +23,8 @@ export interface ToArchiveTargetOptions {
   splitSize?: number
   /** false: write through the page cache even where O_DIRECT works (parts.ts) */
   direct?: boolean
+  /** layers written at once at most (writer.ts: it starts with fewer, and adds while the source is slow) */
+  concurrency?: number
   /** interrupts the run; FILE.partial stays for resume */
   signal?: AbortSignal
   /** recorded in the toc as createdBy */
@@ -40,7 +42,7 @@ export function toArchive(file: string, o: ToArchiveTargetOptions = {}): Relocat
       const files = await collectBundleFiles(c.loaded, c.onEvent)
       const order = blobOrder(plan).filter((b) => !exclude.has(b.digest))
       const sink = await createArchiveSink(file, {
-        splitSize: o.splitSize, resume: o.resume, direct: o.direct, exclude, order, onEvent: c.onEvent, signal: o.signal,
+        splitSize: o.splitSize, resume: o.resume, direct: o.direct, concurrency: o.concurrency, exclude, order, onEvent: c.onEvent, signal: o.signal,
       })
       return {
         sink,

@@ -1,7 +1,8 @@
 /**
  * The archive as an ImageSink. Every blob's place in the tar is computed up front from the
  * planned order and sizes (a member is its header, its bytes and padding to 512), so blobs
- * download side by side, WRITERS at a time, the largest first, each streamed straight to its
+ * download side by side (WRITERS at a time, more while the source is slow), the largest first,
+ * each streamed straight to its
  * own place as one sequence from header to padding (parts.ts: around the page cache where the
  * file system allows; no second copy on disk, memory bounded by the writers). Manifests are
  * kept (they are small) and written at the end with index.json, the bundle files and the table
@@ -23,11 +24,32 @@ import {END_OF_ARCHIVE, fileHeader, paddedSize, paddingBytes} from './tar.js'
 import {INDEX_MEMBER, LAYOUT_BYTES, LAYOUT_MEMBER, TOC_MEMBER, blobMember} from './toc.js'
 
 /**
- * Blobs downloaded and written at once. On loopback one stream is held up by per-chunk work
- * (hashing, the write); a few side by side keep the disk and the source busy, and memory stays
- * a few MiB per writer.
+ * Layers downloaded and written at once to begin with. On loopback the archive write is
+ * CPU-bound (kpi's one thread hashes every byte, the source registry has the other core), and
+ * each writer more costs a little: the benchmark's archive write took 3.23-3.43 s with 4,
+ * 3.49-3.61 with 6 and 3.53-3.70 with 8, in alternation.
  */
-export const WRITERS = 6
+export const WRITERS = 4
+/**
+ * Layers at once at most, unless `concurrency` says otherwise (relocate's --concurrency default).
+ * Behind the benchmark's WAN profile (25 ms each way, 25 MiB/s per connection) more writers means
+ * more connections: 6 writers took 10.7-11.2 s, 10 took 9.6-9.8.
+ */
+export const MAX_WRITERS = 8
+/** How often the writer looks at its pace. */
+const PACE_MS = 250
+/**
+ * Every writer busy, layers waiting, and less than this per writer over PACE_MS: the source is the
+ * slow side (a long path, a capped connection), so one more writer. On loopback each of 4 writers
+ * gets 100-200 MiB/s; behind the WAN profile one connection brings at most 25.
+ */
+const SLOW_WRITER_BYTES_PER_S = 32 << 20
+
+/** What the writer saw over `ms`: whether one more writer would help (the source is the slow side). */
+export function wantsAnotherWriter(o: {running: number; waiting: number; width: number; bytes: number; ms: number}): boolean {
+  if (o.running < o.width || o.waiting === 0) return false
+  return o.bytes / o.width / (o.ms / 1000) < SLOW_WRITER_BYTES_PER_S
+}
 /**
  * Bytes a writer gathers while its previous batch is being written. Around the page cache a
  * batch is only copied into a slab (parts.ts), so a small one costs nothing in time and keeps
@@ -42,6 +64,8 @@ export interface ArchiveSinkOptions {
   resume?: boolean
   /** false: write through the page cache even where O_DIRECT works (parts.ts) */
   direct?: boolean
+  /** layers written at once at most (default MAX_WRITERS); WRITERS to begin with */
+  concurrency?: number
   /** blobs the archive leaves out (a delta's base has them): hasBlob answers true for them */
   exclude?: ReadonlySet<string>
   /**
@@ -74,6 +98,8 @@ export interface ArchiveInfo {
   resumed: {blobs: number; bytes: number}
   /** the writes went around the page cache (O_DIRECT) */
   direct: boolean
+  /** the most layers written at once: more than WRITERS where the source was slow */
+  writers: number
 }
 
 export interface ArchiveSink extends ImageSink {
@@ -169,6 +195,7 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
           // refuses more bytes than the size, so a member stays inside its place
           const wrong = check.update(b)
           if (wrong) return cb(wrong)
+          paced += b.length
         }
         member.write(bufs).then(() => {
           // written (or copied to be written) and hashed: buffers read from a registry can be read into again
@@ -195,16 +222,33 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     }
   }
 
-  // WRITERS blobs at once, the largest waiting first (upload-pool.ts); the executor hands over
-  // every blob within a few ticks: all are in before any starts
-  const pool = uploadPool(WRITERS, {gather: true})
+  // WRITERS layers at once, the largest waiting first (upload-pool.ts), one more each time all
+  // are busy and the source gives each less than SLOW_WRITER_BYTES_PER_S, up to `most`; the
+  // executor hands over every blob within a few ticks: all are in before any starts
+  const most = Math.max(1, opts.concurrency ?? MAX_WRITERS)
+  const pool = uploadPool(most, {gather: true, start: Math.min(WRITERS, most)})
+  let paced = 0
+  let pacer: NodeJS.Timeout | undefined
+  const pace = () => {
+    const {running, waiting, width} = pool.layers
+    const bytes = paced
+    paced = 0
+    if (wantsAnotherWriter({running, waiting, width, bytes, ms: PACE_MS})) pool.widen()
+  }
+  const stopPacing = () => {
+    if (pacer) clearInterval(pacer)
+    pacer = undefined
+  }
   const inFlight = new Map<string, Promise<void>>()
-  const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> => pool(slot.size, () => writeBlob(slot, open))
+  const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> => {
+    pacer ??= setInterval(pace, PACE_MS).unref()
+    return pool(slot.size, () => writeBlob(slot, open))
+  }
 
   const sink: ArchiveSink = {
     name: `archive ${file}`,
-    // every blob is taken at once; the sink runs WRITERS of them at a time
-    concurrency: Math.max(WRITERS, slots.size),
+    // every blob is taken at once; the sink runs WRITERS to `most` of them at a time
+    concurrency: Math.max(most, slots.size),
     // every blob is hashed here as it is written: the source need not hash it too
     verifiesDigests: true,
     resumed,
@@ -232,6 +276,7 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     finish: async (content) => {
       if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
       await Promise.allSettled([...inFlight.values()])
+      stopPacing()
       // a completed archive has no hole: every planned blob is in
       for (const d of slots.keys()) if (!written.has(d)) throw new KpiError('internal', `blob ${d} was never written to ${file}`)
       const bufs: Buffer[] = []
@@ -253,11 +298,12 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       const bytes = end + bufs.reduce((a, b) => a + b.length, 0)
       const direct = out.isDirect
       const files = await out.complete(bytes)
-      return {files, bytes, blobs: written.size, manifests: count, resumed, direct}
+      return {files, bytes, blobs: written.size, manifests: count, resumed, direct, writers: pool.layers.width}
     },
     abort: async () => {
       if (closed) return
       closed = true
+      stopPacing()
       await Promise.allSettled([...inFlight.values()])
       await out.closeAll()
     },

@@ -84,7 +84,7 @@ and KPI_REGISTRY_PASSWORD.`
         const {toArchive} = await import('../archive/export.js')
         const since = flags.since ? await loadBundle(flags.since) : undefined
         const r = await withProgress(mode, `Writing ${flags['to-tar']}`, (onEvent) =>
-          relocate({from: fromRegistry(client, opened!.loaded), to: toArchive(flags['to-tar']!, {since, resume: flags.resume, splitSize, ...(flags['page-cache'] ? {direct: false} : {})}), referrers, onEvent}))
+          relocate({from: fromRegistry(client, opened!.loaded), to: toArchive(flags['to-tar']!, {since, resume: flags.resume, splitSize, concurrency: flags.concurrency, ...(flags['page-cache'] ? {direct: false} : {})}), referrers, onEvent}))
         this.report(flags.json, `Wrote ${flags['to-tar']}`, r.summary, {archive: r.target.archive})
         return
       }

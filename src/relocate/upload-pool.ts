@@ -5,7 +5,13 @@
  */
 import {limit} from '../pool.js'
 
-export type UploadPool = <T>(size: number, task: () => Promise<T>) => Promise<T>
+export interface UploadPool {
+  <T>(size: number, task: () => Promise<T>): Promise<T>
+  /** the layers' lane: running, waiting, and how many may run (small blobs always have `n`) */
+  readonly layers: {readonly running: number; readonly waiting: number; readonly width: number}
+  /** one more layer at once, up to `n` */
+  widen(): void
+}
 
 /**
  * Blobs below this size (configs, small layers) take a lane of their own, `n` at a time: their
@@ -19,13 +25,21 @@ export interface UploadPoolOptions {
   bySize?: boolean
   /** start nothing until the tasks given in the same turn are all in (they then start largest first) */
   gather?: boolean
+  /** layers at once to begin with (default `n`); widen() adds one at a time up to `n` */
+  start?: number
 }
 
 /** Each task says the size of its blob. */
 export function uploadPool(n: number, o: UploadPoolOptions = {}): UploadPool {
   const max = Math.max(1, n)
   const small = limit(max)
-  const layers = limit(max, {gather: o.gather})
+  const layers = limit(Math.min(max, Math.max(1, o.start ?? max)), {gather: o.gather})
   const bySize = o.bySize ?? true
-  return (size, task) => (size < SMALL_BLOB_BYTES ? small(task) : layers(task, bySize ? size : 0))
+  const run = <T>(size: number, task: () => Promise<T>): Promise<T> => (size < SMALL_BLOB_BYTES ? small(task) : layers(task, bySize ? size : 0))
+  return Object.assign(run, {
+    layers,
+    widen: () => {
+      if (layers.width < max) layers.widen()
+    },
+  })
 }
