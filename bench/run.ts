@@ -12,6 +12,8 @@
  *   registry-to-registry-wan  v1 through toxiproxy: latency each way and a per-connection cap
  *   archive-write             v1 from the registry into an archive (file or files)
  *   archive-read              that archive into a fresh registry
+ *   archive-write-wan         v1 through the WAN profile into an archive: the air gap's export
+ *                             from a public registry
  *
  * Every run gets a fresh destination registry, so no tool benefits from another's uploads.
  * Results: bench/results/latest.json and latest.md; README.md's table (unless --quick or
@@ -47,7 +49,7 @@ const MIB = 1 << 20
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
-const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'archive-write', 'archive-write-durable', 'archive-read'] as const
+const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
 type WorkloadName = (typeof WORKLOADS)[number]
 
 const {values: flags} = parseArgs({
@@ -128,7 +130,7 @@ if (flags.tools?.split(',').includes('kpi-base') && !flags['base-bin']) {
 const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS).filter((t) => t !== 'kpi-base' || flags['base-bin'])
 const listedWorkloads = listFlag('workloads', flags.workloads, WORKLOADS)
 // archive-write-durable is archive-write's runs with the sync after them: one comes with the other
-const wantedWorkloads: WorkloadName[] = listedWorkloads.some((w) => w.startsWith('archive-write'))
+const wantedWorkloads: WorkloadName[] = listedWorkloads.some((w) => w === 'archive-write' || w === 'archive-write-durable')
   ? [...new Set([...listedWorkloads, 'archive-write', 'archive-write-durable'] as const)]
   : listedWorkloads
 const outDir = flags.out ?? join(REPO_ROOT, 'bench', 'results')
@@ -358,6 +360,7 @@ const description: Record<WorkloadName, string> = {
   'archive-write': 'v1 from the public registry into an archive',
   'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache',
   'archive-read': 'that archive into a fresh registry',
+  'archive-write-wan': 'v1 through the WAN profile into an archive (the air gap\'s export from a public registry)',
 }
 
 function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesNeeded: number): WorkloadResult {
@@ -525,7 +528,7 @@ async function main(): Promise<number> {
     const largestBlob = Math.max(...[...plan1.blobs.values()].map((b) => b.size))
     say(`platform: ${plan1.roots.length} images, ${plan1.manifests.length} manifests, ${plan1.blobs.size} blobs, ${fmtBytes(plan1.uniqueBytes)} (largest ${fmtBytes(largestBlob)}); patch: ${changed.length} blobs, ${fmtBytes(changedBytes)}`)
     let wan: WanProxy | undefined
-    if (wantedWorkloads.includes('registry-to-registry-wan')) {
+    if (wantedWorkloads.some((w) => w.endsWith('-wan'))) {
       wan = await startWanProxy(pub.host, wanProfile, join(workDir, 'toxiproxy'))
       stops.push(wan.stop)
       say(`WAN profile: ${wan.host} -> ${pub.host}, ${wanProfile.latencyMs} ms each way, ${wanProfile.rateKiBps} KiB/s per connection`)
@@ -560,6 +563,7 @@ async function main(): Promise<number> {
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
         'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
+        'archive-write-wan': plan1.uniqueBytes,
       }
       const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
       // a run of some workloads keeps the others from the results it replaces, so runs of parts add up
@@ -591,6 +595,8 @@ async function main(): Promise<number> {
       goal('loopback: kpi ahead of every peer', r2r?.ratio_vs_best_peer !== undefined ? r2r.ratio_vs_best_peer > 1 : undefined, `best peer (${r2r?.best_peer})/kpi ${r2r?.ratio_vs_best_peer}`)
       const wanW = get('registry-to-registry-wan')
       goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
+      const wanA = get('archive-write-wan')
+      goal('WAN archive write: kpi at least 2x the fastest peer', wanA?.ratio_vs_best_peer !== undefined ? wanA.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanA?.best_peer})/kpi ${wanA?.ratio_vs_best_peer}`)
       for (const n of ['archive-write', 'archive-write-durable', 'archive-read'] as const) {
         const w = get(n)
         const r = w?.kpi_s && w.imgpkg_s ? w.imgpkg_s / w.kpi_s : undefined
@@ -706,6 +712,22 @@ async function main(): Promise<number> {
             } finally {
               await d.dispose()
             }
+          } finally {
+            removeLater(dir)
+          }
+        }
+      }
+      if (want('archive-write-wan') && wan) {
+        await report(round, undefined, true)
+        for (const t of order) {
+          const dir = join(workDir, 'runs', `r${round}-${t}-archive-wan`)
+          const fp = join(dir, 'floor-archive-wan.json')
+          const j = {...await job(platform.v1, wan.host, dir, fp), floorArgs: WAN_FLOOR_ARGS}
+          await writeFloorPlan(fp, plan1, {source: {url: `http://${wan.host}`}, dest: {url: 'https://unused'}})
+          const w = await toArchiveStep(t, paths, j)
+          if (!w) continue
+          try {
+            record('archive-write-wan', t, await observed(round, w, {source: pub.logFile}, sizes, 0, true))
           } finally {
             removeLater(dir)
           }

@@ -145,7 +145,7 @@ export async function toArchiveStep(tool: ToolId, p: ToolPaths, job: Job): Promi
     case 'kpi-base':
       return {kind: 'one', spec: {label: `${tool} relocate --to-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-tar', out, '--json'], env: kpiEnv(job)}}
     case 'floor':
-      return {kind: 'one', spec: {label: 'floor write-tar', cmd: p.floor!, args: ['write-tar', '-plan', job.floorPlan, '-out', out]}}
+      return {kind: 'one', spec: {label: 'floor write-tar', cmd: p.floor!, args: ['write-tar', '-plan', job.floorPlan, '-out', out, ...(job.floorArgs ?? [])]}}
     case 'imgpkg':
       return {kind: 'one', spec: {label: 'imgpkg copy --to-tar', cmd: p.imgpkg!, args: ['copy', '--lock', job.imagesLock, '--to-tar', out]}}
     case 'skopeo':
