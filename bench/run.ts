@@ -46,6 +46,8 @@ import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
 
 const MIB = 1 << 20
 /** The floor behind the WAN profile: blobs of 32 MiB and more as 8 MiB Range GETs, 4 at a time per blob. */
+/** unmeasured rounds of every workload by the floor before the first measured one */
+const WARMUP_ROUNDS = 2
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
@@ -92,7 +94,7 @@ if (flags.help) {
   --no-readme         do not update README.md
   --no-upgrade        do not run bench/upgrade.ts
   --no-merge          do not keep the workloads this run leaves out from the existing latest.json
-  --no-warmup         no unmeasured run of each workload before the first round
+  --no-warmup         no unmeasured runs of each workload before the first round
   --out DIR           where latest.json and latest.md go (default bench/results)
   --json              print the JSON document on stdout
   --keep              keep the run directory
@@ -632,11 +634,13 @@ async function main(): Promise<number> {
     // run before has removed its registry or archive), and the first run of all.
     const primeBytes = plan1.uniqueBytes + (256 << 20)
     primeFirst = primeBytes
-    // A warm-up round first: one run of each workload by one tool (the floor: the quickest),
-    // not counted. The first runs after the platform push were 25-35% slower whichever tool came
+    // Warm-up rounds first: runs of each workload by one tool (the floor: the quickest), not
+    // counted. The first runs after the platform push were 25-35% slower whichever tool came
     // first (the source registry's files and the page cache still settling), which only widened
-    // the spreads.
-    for (let round = flags['no-warmup'] ? 0 : -1; round < rounds; round++) {
+    // the spreads. One warm-up round was not enough: in three full runs in a row the first
+    // counted registry-to-registry run, always kpi's (first in round 1), was the slowest of its
+    // rounds (8.77, 8.86 and 9.66 s against 7.5-8.2; the floor's warm-up run 8.0-9.3 against 6.8-7.5).
+    for (let round = flags['no-warmup'] ? 0 : -WARMUP_ROUNDS; round < rounds; round++) {
       warming = round < 0
       const order = warming ? [tools.includes('floor') ? 'floor' as const : tools[0]!] : rotate(tools, round)
       say(warming ? `warm-up (not counted): ${order[0]}` : `round ${round + 1} of ${rounds}: ${order.join(', ')}`)
