@@ -2,9 +2,9 @@
  * The archive as an ImageSink. Every blob's place in the tar is computed up front from the
  * planned order and sizes (a member is its header, its bytes and padding to 512), so blobs
  * download side by side (WRITERS at a time, more while the source is slow), the largest first,
- * each streamed straight to its
- * own place as one sequence from header to padding (parts.ts: around the page cache where the
- * file system allows; no second copy on disk, memory bounded by the writers). Manifests are
+ * each streamed straight to its own place as one sequence from header to padding (parts.ts:
+ * around the page cache where the file system allows; no second copy on disk, memory bounded by
+ * the writers). Manifests are
  * kept (they are small) and written at the end with index.json, the bundle files and the table
  * of contents. Output goes to `FILE.partial` (or
  * `FILE.partNNN.partial`), renamed only when complete, after a check that every planned blob
