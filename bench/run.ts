@@ -45,9 +45,9 @@ import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
 import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
 
 const MIB = 1 << 20
-/** The floor behind the WAN profile: blobs of 32 MiB and more as 8 MiB Range GETs, 4 at a time per blob. */
 /** unmeasured rounds of every workload by the floor before the first measured one */
 const WARMUP_ROUNDS = 2
+/** The floor behind the WAN profile: blobs of 32 MiB and more as 8 MiB Range GETs, 4 at a time per blob. */
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
@@ -546,6 +546,16 @@ async function main(): Promise<number> {
         floorPlan, workDir: dir,
       }
     }
+    /**
+     * A job through the WAN profile, its floor plan written. Behind a per-connection cap a floor
+     * must fetch big blobs in parallel ranges too (kpi does, see src/oci/ranged.ts); a
+     * one-connection-per-blob floor was beaten by kpi.
+     */
+    const wanJob = async (proxy: WanProxy, dir: string, fp: string, dest: {url: string}): Promise<Job> => {
+      const j = {...await job(platform.v1, proxy.host, dir, fp), floorArgs: WAN_FLOOR_ARGS}
+      await writeFloorPlan(fp, plan1, {source: {url: `http://${proxy.host}`}, dest})
+      return j
+    }
     const destEndpoint = (d: Dest) => ({url: `https://${d.host}`, username: d.username, password: d.password, caFile: d.caFile})
     const records = new Map<WorkloadName, Map<ToolId, RunRecord[]>>(WORKLOADS.map((w) => [w, new Map()]))
     /** the warm-up round: its runs are not counted */
@@ -678,11 +688,7 @@ async function main(): Promise<number> {
           const d = await freshDest(workDir, ca, `r${round}-${t}-wan`)
           try {
             const dir = join(workDir, 'runs', `r${round}-${t}-wan`)
-            const fp = join(dir, 'floor-wan.json')
-            // Behind a per-connection cap a floor must fetch big blobs in parallel ranges too
-            // (kpi does, see src/oci/ranged.ts); a one-connection-per-blob floor was beaten by kpi
-            const j = {...await job(platform.v1, wan.host, dir, fp), floorArgs: WAN_FLOOR_ARGS}
-            await writeFloorPlan(fp, plan1, {source: {url: `http://${wan.host}`}, dest: destEndpoint(d)})
+            const j = await wanJob(wan, dir, join(dir, 'floor-wan.json'), destEndpoint(d))
             record('registry-to-registry-wan', t, await observed(round, await copyStep(t, paths, j, d), {source: pub.logFile, dest: d.registry.logFile}, sizes))
           } finally {
             await d.dispose()
@@ -725,9 +731,7 @@ async function main(): Promise<number> {
         await report(round, undefined, true)
         for (const t of order) {
           const dir = join(workDir, 'runs', `r${round}-${t}-archive-wan`)
-          const fp = join(dir, 'floor-archive-wan.json')
-          const j = {...await job(platform.v1, wan.host, dir, fp), floorArgs: WAN_FLOOR_ARGS}
-          await writeFloorPlan(fp, plan1, {source: {url: `http://${wan.host}`}, dest: {url: 'https://unused'}})
+          const j = await wanJob(wan, dir, join(dir, 'floor-archive-wan.json'), {url: 'https://unused'})
           const w = await toArchiveStep(t, paths, j)
           if (!w) continue
           try {

@@ -4,13 +4,13 @@
  * servers throttle, and a tar is written one member at a time (limit(1)).
  */
 
-/** A bounded pool (limit): run a task in it; what it holds; `widen` lets `by` more run at once. */
+/** A bounded pool (limit): run a task in it; what it holds; `widen` lets one more run at once. */
 export interface Limited {
   <T>(task: () => Promise<T>, priority?: number): Promise<T>
   readonly running: number
   readonly waiting: number
   readonly width: number
-  widen(by?: number): void
+  widen(): void
 }
 
 /**
@@ -49,9 +49,9 @@ export function limit(n: number, o: {gather?: boolean} = {}): Limited {
     running: {get: () => active},
     waiting: {get: () => queue.length},
     width: {get: () => width},
-    widen: {value: (by = 1) => {
-      width += by
-      for (let i = 0; i < by; i++) next()
+    widen: {value: () => {
+      width++
+      next()
     }},
   }) as Limited
 }

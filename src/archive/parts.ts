@@ -175,7 +175,7 @@ export class PartSet {
     try {
       for (const f of this.files) opened.push(await open(f, constants.O_RDONLY | constants.O_DIRECT))
       const slabs = alignedSlabs(DIRECT_READS, DIRECT_READ)
-      const probe = (await slabs.take())
+      const probe = await slabs.take()
       try {
         await opened[0]!.read(probe, 0, DIRECT_ALIGN, 0)
       } finally {

@@ -4,11 +4,9 @@
  * download side by side (WRITERS at a time, more while the source is slow), the largest first,
  * each streamed straight to its own place as one sequence from header to padding (parts.ts:
  * around the page cache where the file system allows; no second copy on disk, memory bounded by
- * the writers). Manifests are
- * kept (they are small) and written at the end with index.json, the bundle files and the table
- * of contents. Output goes to `FILE.partial` (or
- * `FILE.partNNN.partial`), renamed only when complete, after a check that every planned blob
- * is in. The bytes do not depend on the order in which downloads finish: a resumed run
+ * the writers). Manifests are kept (they are small) and written at the end with index.json, the
+ * bundle files and the table of contents. Output goes to `FILE.partial` (or `FILE.partNNN.partial`),
+ * renamed only when complete, after a check that every planned blob is in. The bytes do not depend on the order in which downloads finish: a resumed run
  * (`resume`) keeps every member of the partial files whose header and content are exactly
  * what belongs at its place, writes the others, and gives the bytes of an uninterrupted run.
  */
