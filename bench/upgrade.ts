@@ -14,10 +14,17 @@
  * leaves its pod Pending, and each tool's wait times out after the same gate timeout. "failed gate
  * to healthy" is the time after that timeout until v1 is healthy again.
  *
+ * Every timed operation starts on a settled cluster: the same pause (--settle, 2 s) before each, for
+ * every tool. Back to back, a rollout that starts within a second of the previous one's end waits on
+ * the cluster's controllers still settling from it (measured with kpi on the same cluster, six
+ * upgrade/rollback pairs each way: the rollback's rollout took 0.33-0.51 s right after the
+ * upgrade, 0.14-0.21 s after a 1.5 s pause); that would charge the tool that finished its previous
+ * step sooner with the cluster's tail, which no user running one operation sees.
+ *
  * Each kpi run is given --json, and its event stream says where its time went (bench/lib/phases.ts):
  * start-up, preflight, each stage's apply and gate, record writes, prune, the tail.
  *
- *   npm run build && npx tsx bench/upgrade.ts [--rounds 3] [--gate 15] [--tools kpi,helm,kapp] [--json] [--quick]
+ *   npm run build && npx tsx bench/upgrade.ts [--rounds 3] [--gate 15] [--settle 2] [--tools kpi,helm,kapp] [--json] [--quick]
  *
  * Results: bench/results/upgrade.json and upgrade.md (with --tools: upgrade-kpi-helm.*; none with --quick).
  */
@@ -40,6 +47,9 @@ const quick = argv.includes('--quick')
 const json = argv.includes('--json')
 const rounds = arg('--rounds', quick ? 1 : 3)
 const gateS = arg('--gate', 15)
+// `--settle 0` is taken as given (arg() would turn 0 into the default)
+const settleS = argv.includes('--settle') ? Number(argv[argv.indexOf('--settle') + 1]) : 2
+const settle = () => new Promise((resolve) => setTimeout(resolve, settleS * 1000))
 const only = argv.includes('--tools') ? argv[argv.indexOf('--tools') + 1]!.split(',') : undefined
 // --json: progress on stderr, one JSON document on stdout (bench/run.ts reads it)
 const say = (line: string) => (json ? console.error(line) : console.log(line))
@@ -180,7 +190,7 @@ async function main(): Promise<void> {
       for (const c of await kube.list('v1', 'ConfigMap', {namespace: 'default', labelSelector: 'kapp.k14s.io/app'})) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: c.metadata.name, namespace: 'default'})
       for (const c of await kube.list('v1', 'ConfigMap', {namespace: 'default'})) if (c.metadata.name.startsWith('kpi-bench')) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: c.metadata.name, namespace: 'default'})
     }
-    say(`${platforms.v1.length} objects in v1, ${platforms.v2.length} in v2; ${rounds} rounds; gate timeout ${gate}`)
+    say(`${platforms.v1.length} objects in v1, ${platforms.v2.length} in v2; ${rounds} rounds; gate timeout ${gate}; ${settleS} s pause before each operation`)
     const times = new Map<string, Record<Verb, number[]>>(flows.map((f) => [f.name, {install: [], upgrade: [], rollback: [], recover: []}]))
     const kpiPhases: Record<Verb, Phases[]> = {install: [], upgrade: [], rollback: [], recover: []}
     const phased = (verb: Verb, r: Run, name: string) => {
@@ -192,9 +202,13 @@ async function main(): Promise<void> {
         run.checkInterrupted()
         await clean()
         const t = times.get(f.name)!
+        await settle()
         t.install.push(phased('install', await f.install(), f.name))
+        await settle()
         t.upgrade.push(phased('upgrade', await f.upgrade(), f.name))
+        await settle()
         t.rollback.push(phased('rollback', await f.rollback(), f.name))
+        await settle()
         const rec = await f.failAndRecover()
         if (rec.run) phased('recover', rec.run, f.name)
         t.recover.push(rec.ms - gateS * 1000)
@@ -217,13 +231,13 @@ async function main(): Promise<void> {
     ]
     const md = [
       `# bench/upgrade.ts, ${machine.date}`, '',
-      `${machine.cores} cores, load ${fmtLoad(machine.loadavg)} at the start, ${fmtLoad(endLoad)} at the end; kpi ${kpiTool.version ?? ''} (commit ${commit}); medians of ${rounds} rounds, gate timeout ${gate}`, '',
+      `${machine.cores} cores, load ${fmtLoad(machine.loadavg)} at the start, ${fmtLoad(endLoad)} at the end; kpi ${kpiTool.version ?? ''} (commit ${commit}); medians of ${rounds} rounds, gate timeout ${gate}, ${settleS} s pause before each operation (the cluster settles from the one before)`, '',
       ...table, '', 'kpi, median seconds per phase (its --json events; "records between stages" is the time between a stage\'s last task and the next stage\'s start: revision record writes):', '', ...phaseTable, '',
     ].join('\n')
     say(`\nmedians of ${rounds} (same sandbox, same rendered objects):\n${table.join('\n')}\n\nkpi phases (median s):\n${VERBS.map((v) => `  ${v}: ${formatPhases(phases[v])}`).join('\n')}`)
     say(`load at the end: ${fmtLoad(endLoad)}`)
     say('kapp has no rollback (v1 deployed again); Helm upgrades no CRD (applied first by kubectl); install is from a clean cluster.')
-    const result = {ok: true, commit, machine, endLoad, rounds, gateS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
+    const result = {ok: true, commit, machine, endLoad, rounds, gateS, settleS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
       runs_s: Object.fromEntries([...times].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms.map((m) => m / 1000)]))])),
       kpi_phases_s: Object.fromEntries(VERBS.map((v) => [v, Object.fromEntries(Object.entries(phases[v]).map(([k, ms]) => [k, ms / 1000]))]))}
     if (!quick) {
