@@ -49,6 +49,10 @@ const rounds = arg('--rounds', quick ? 1 : 3)
 const gateS = arg('--gate', 15)
 // `--settle 0` is taken as given (arg() would turn 0 into the default)
 const settleS = argv.includes('--settle') ? Number(argv[argv.indexOf('--settle') + 1]) : 2
+if (!Number.isFinite(settleS) || settleS < 0) {
+  console.error('--settle takes the seconds to pause before each operation (0 or more)')
+  process.exit(2)
+}
 const settle = () => new Promise((resolve) => setTimeout(resolve, settleS * 1000))
 const only = argv.includes('--tools') ? argv[argv.indexOf('--tools') + 1]!.split(',') : undefined
 // --json: progress on stderr, one JSON document on stdout (bench/run.ts reads it)
