@@ -43,6 +43,7 @@ import {logMark, readLog, requestStats} from './lib/registry-log.js'
 import {median, rotate, spread} from './lib/stats.js'
 import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
 import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
+import {clusterChecks, clusterTable, clusterWorkloads, type ClusterWorkload, type UpgradeBenchResult} from './lib/upgrade-results.js'
 
 const MIB = 1 << 20
 /** unmeasured rounds of every workload by the floor before the first measured one */
@@ -391,8 +392,11 @@ function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesN
 
 const round3 = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 1000) / 1000)
 
+const isRelocation = (w: WorkloadResult | ClusterWorkload): w is WorkloadResult => (WORKLOADS as readonly string[]).includes(w.name)
+
 function markdown(report: Report): string {
   const earlier = (w: WorkloadResult) => w.measured_at !== undefined && w.measured_at !== report.machine.date
+  const relocation = report.workloads.filter(isRelocation)
   const tools = ALL_TOOLS.filter((t) => report.tools.some((i) => i.id === t && !i.skipped))
   const out: string[] = []
   const m = report.machine
@@ -404,7 +408,7 @@ function markdown(report: Report): string {
   const head = ['workload', ...tools.map((t) => (t === 'floor' ? 'floor' : t)), 'best peer / kpi', 'floor / kpi']
   out.push(`| ${head.join(' | ')} |`)
   out.push(`|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
-  for (const w of report.workloads) {
+  for (const w of relocation) {
     const cells = tools.map((t) => {
       const s = w[`${t}_s`]
       if (s === undefined) return w.runs[t]?.length ? 'failed' : '-'
@@ -415,7 +419,7 @@ function markdown(report: Report): string {
     const floor = w.ratio_vs_floor !== undefined ? w.ratio_vs_floor.toFixed(2) : '-'
     out.push(`| ${w.name}${earlier(w) ? ' *' : ''} | ${cells.join(' | ')} | ${ratio} | ${floor} |`)
   }
-  const kept = report.workloads.filter(earlier)
+  const kept = relocation.filter(earlier)
   if (kept.length) {
     const dates = [...new Set(kept.map((w) => w.measured_at!.slice(0, 16).replace('T', ' ')))]
     out.push('')
@@ -428,7 +432,7 @@ function markdown(report: Report): string {
   out.push(`| ${head2.join(' | ')} |`)
   out.push(`|${head2.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
   // the durable row's runs are archive-write's: the same bytes and memory
-  for (const w of report.workloads.filter((x) => x.name !== 'archive-write-durable')) {
+  for (const w of relocation.filter((x) => x.name !== 'archive-write-durable')) {
     const cells = tools.map((t) => {
       const b = w.bytes_moved[t]
       const r = w.peak_rss_bytes[t]
@@ -437,6 +441,8 @@ function markdown(report: Report): string {
     })
     out.push(`| ${w.name} | ${fmtBytes(w.bytes_needed)} | ${cells.join(' | ')} |`)
   }
+  const cluster = clusterTable(report.workloads.filter((w): w is ClusterWorkload => !isRelocation(w)), report.upgrade)
+  if (cluster.length) out.push('', ...cluster)
   if (report.checks.length) {
     out.push('')
     for (const c of report.checks) out.push(`- ${c.ok ? 'ok' : 'MISS'}: ${c.name}: ${c.detail}`)
@@ -453,9 +459,10 @@ interface Report {
   wan: {latencyMs: number; rateKiBps: number; perConnection: true}
   platform: {images: number; manifests: number; blobs: number; uniqueBytes: number; changedBytes: number; changedBlobs: number; largestBlob: number}
   tools: ToolInfo[]
-  workloads: WorkloadResult[]
+  /** the relocation workloads, then install, upgrade, rollback and recovery (from `upgrade`) */
+  workloads: Array<WorkloadResult | ClusterWorkload>
   checks: Array<{name: string; ok: boolean; detail: string}>
-  upgrade?: unknown
+  upgrade?: UpgradeBenchResult
   /** rounds finished when this was written (the run writes after every round) */
   roundsDone: number
   /** written in the middle of a round: some workloads have one run more than others */
@@ -481,7 +488,7 @@ async function planOf(release: PlatformRelease, host: string): Promise<Plan> {
   }
 }
 
-async function runUpgradeBench(): Promise<unknown> {
+async function runUpgradeBench(): Promise<UpgradeBenchResult | undefined> {
   const file = join(REPO_ROOT, 'bench', 'upgrade.ts')
   if (flags['no-upgrade'] || !existsSync(file)) return undefined
   say('bench/upgrade.ts: install, upgrade and rollback against helm and kapp')
@@ -570,7 +577,7 @@ async function main(): Promise<number> {
     const want = (w: WorkloadName) => wantedWorkloads.includes(w)
 
     /** Aggregates the rounds done so far and writes the results (after every round: a run cut short still reports). */
-    const report = async (roundsDone: number, upgrade?: unknown, partial = false): Promise<void> => {
+    const report = async (roundsDone: number, upgrade?: UpgradeBenchResult, partial = false): Promise<void> => {
       if (warming) return
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
@@ -582,8 +589,8 @@ async function main(): Promise<number> {
       // (only results of the same platform: the same scale and unique bytes)
       const found = flags.quick || flags['no-merge'] ? undefined : await previousResults()
       const earlier = found?.scale === scale && found.platform?.uniqueBytes === plan1.uniqueBytes ? found : undefined
-      for (const w of earlier?.workloads ?? []) {
-        if (want(w.name) || !WORKLOADS.includes(w.name)) continue
+      for (const w of (earlier?.workloads ?? []).filter(isRelocation)) {
+        if (want(w.name)) continue
         workloads.push({...w, measured_at: w.measured_at ?? earlier!.machine.date})
       }
       workloads.sort((a, b) => WORKLOADS.indexOf(a.name) - WORKLOADS.indexOf(b.name))
@@ -601,6 +608,7 @@ async function main(): Promise<number> {
         }
       }
       const get = (n: WorkloadName) => workloads.find((w) => w.name === n)
+      const cluster = clusterWorkloads(upgrade ?? earlier?.upgrade)
       const goal = (name: string, ok: boolean | undefined, detail: string) => ok !== undefined && checks.push({name, ok, detail})
       const r2r = get('registry-to-registry')
       goal('loopback: kpi at least 0.95 of the floor', r2r?.ratio_vs_floor !== undefined ? r2r.ratio_vs_floor >= 0.95 : undefined, `floor/kpi ${r2r?.ratio_vs_floor}`)
@@ -619,7 +627,8 @@ async function main(): Promise<number> {
       goal('patch: kpi moves at most the changed bytes + 1%', pm !== undefined ? pm <= patch!.bytes_needed * 1.01 : undefined, `${pm} of ${patch?.bytes_needed} changed bytes`)
       const noop = get('nothing-to-move')
       goal('nothing to move: kpi at least as fast as the fastest peer', noop?.ratio_vs_best_peer !== undefined ? noop.ratio_vs_best_peer >= 1 : undefined, `best peer (${noop?.best_peer}) ${noop?.best_peer ? noop[`${noop.best_peer}_s`] : '-'} s, kpi ${noop?.kpi_s} s`)
-      const kpiRss = Math.max(0, ...workloads.map((w) => w.peak_rss_bytes.kpi ?? 0))
+      checks.push(...clusterChecks(cluster))
+      const kpiRss = Math.max(0, ...[...workloads, ...cluster].map((w) => w.peak_rss_bytes.kpi ?? 0))
       goal('kpi peak RSS under 100 MiB', kpiRss ? kpiRss < 100 * MIB : undefined, fmtBytes(kpiRss) ?? '-')
       const r2rKpi = r2r?.runs.kpi?.find((r) => r.ok)
       if (r2rKpi) goal('kpi moved every unique byte once', r2rKpi.bytesMoved === r2r!.bytes_needed, `${r2rKpi.bytesMoved} of ${r2r!.bytes_needed}`)
@@ -628,7 +637,7 @@ async function main(): Promise<number> {
         benchmark: 'kpi-vs-peers', machine, machineAtEnd: machineFacts(), scale, rounds,
         wan: {...wanProfile, perConnection: true},
         platform: {images: plan1.roots.length, manifests: plan1.manifests.length, blobs: plan1.blobs.size, uniqueBytes: plan1.uniqueBytes, changedBytes, changedBlobs: changed.length, largestBlob},
-        tools: toolInfos, workloads, checks, upgrade: upgrade ?? (earlier?.upgrade), roundsDone, partialRound: partial, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
+        tools: toolInfos, workloads: [...workloads, ...cluster], checks, upgrade: upgrade ?? (earlier?.upgrade), roundsDone, partialRound: partial, setupS: round3(setupS)!, totalS: round3((performance.now() - started) / 1000)!,
       }
       const md = markdown(doc)
       await mkdir(outDir, {recursive: true})

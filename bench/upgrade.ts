@@ -36,6 +36,7 @@ import {createKubeClient} from '../src/kube/client.js'
 import type {LiveObject} from '../src/kube/types.js'
 import {findTool} from '../src/sandbox/tools.js'
 import {exec, median, must, secs, teardown, type Run} from './lib/cluster.js'
+import {fmtBytes} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts} from './lib/machine.js'
 import {beginRun} from './lib/run.js'
 import {formatPhases, medianPhases, phasesOf, type Phases} from './lib/phases.js'
@@ -63,6 +64,12 @@ const failure = (r: Run): string => {
   return (lines.filter((l) => /error/i.test(l)).at(-1) ?? lines.at(-1) ?? `exit ${r.code}`).slice(0, 300)
 }
 
+/** the larger peak RSS of the processes one timed operation ran */
+const maxRss = (...runs: Run[]): number | undefined => {
+  const xs = runs.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined)
+  return xs.length ? Math.max(...xs) : undefined
+}
+
 type Verb = 'install' | 'upgrade' | 'rollback' | 'recover'
 const VERBS: Verb[] = ['install', 'upgrade', 'rollback', 'recover']
 
@@ -75,7 +82,7 @@ interface Flow {
   upgrade(): Promise<Run>
   rollback(): Promise<Run>
   /** the failing upgrade and whatever brings v1 back, total (and kpi's run, for its phases) */
-  failAndRecover(): Promise<{ms: number; run?: Run}>
+  failAndRecover(): Promise<{ms: number; run?: Run; peakRssBytes?: number}>
 }
 
 async function main(): Promise<void> {
@@ -142,7 +149,7 @@ async function main(): Promise<void> {
       failAndRecover: async () => {
         const r = await kpi('upgrade', '-b', lock2, '-f', greedy, '--ca-cert', sb.caFile, '--wait=applied', '--timeout', gate, '--json')
         if (r.code !== 12) throw new Error(`kpi upgrade should have rolled back (exit 12), got ${r.code}:\n${r.out.slice(-2000)}`)
-        return {ms: r.ms, run: r}
+        return {ms: r.ms, run: r, peakRssBytes: r.peakRssBytes}
       },
     }]
     if (helm && kubectl) {
@@ -153,18 +160,18 @@ async function main(): Promise<void> {
         install: () => must('helm install', h('upgrade', '--install', 'kpi-bench', files['chart-v1']!, '--wait=watcher', '--timeout', '5m')),
         upgrade: async () => {
           const t0 = performance.now()
-          await crdsFirst('v2')
+          const crds = await crdsFirst('v2')
           const r = await must('helm upgrade', h('upgrade', '--install', 'kpi-bench', files['chart-v2']!, '--rollback-on-failure', '--wait=watcher', '--timeout', '5m'))
-          return {...r, ms: performance.now() - t0}
+          return {...r, ms: performance.now() - t0, peakRssBytes: maxRss(crds, r)}
         },
         rollback: () => must('helm rollback', h('rollback', 'kpi-bench', '1', '--wait=watcher', '--timeout', '5m')),
         failAndRecover: async () => {
           const t0 = performance.now()
-          await crdsFirst('bad')
+          const crds = await crdsFirst('bad')
           const r = await h('upgrade', '--install', 'kpi-bench', files['chart-bad']!, '--rollback-on-failure', '--wait=watcher', '--timeout', gate)
           if (r.code === 0) throw new Error('helm upgrade of the unschedulable controller succeeded')
           say(`  helm's failed upgrade: ${failure(r)}`)
-          return {ms: performance.now() - t0}
+          return {ms: performance.now() - t0, peakRssBytes: maxRss(crds, r)}
         },
       })
     } else {
@@ -181,7 +188,8 @@ async function main(): Promise<void> {
           const r = await k(files.bad!, '--wait-timeout', gate)
           if (r.code === 0) throw new Error('kapp deploy of the unschedulable controller succeeded')
           say(`  kapp's failed deploy: ${failure(r)}`)
-          return {ms: r.ms + (await must('kapp deploy v1', k(files.v1!))).ms}
+          const back = await must('kapp deploy v1', k(files.v1!))
+          return {ms: r.ms + back.ms, peakRssBytes: maxRss(r, back)}
         },
       })
     } else {
@@ -196,9 +204,11 @@ async function main(): Promise<void> {
     }
     say(`${platforms.v1.length} objects in v1, ${platforms.v2.length} in v2; ${rounds} rounds; gate timeout ${gate}; ${settleS} s pause before each operation`)
     const times = new Map<string, Record<Verb, number[]>>(flows.map((f) => [f.name, {install: [], upgrade: [], rollback: [], recover: []}]))
+    const rss = new Map<string, Record<Verb, number[]>>(flows.map((f) => [f.name, {install: [], upgrade: [], rollback: [], recover: []}]))
     const kpiPhases: Record<Verb, Phases[]> = {install: [], upgrade: [], rollback: [], recover: []}
     const phased = (verb: Verb, r: Run, name: string) => {
       if (name === 'kpi') kpiPhases[verb].push(phasesOf(r.lines, r.ms))
+      if (r.peakRssBytes !== undefined) rss.get(name)![verb].push(r.peakRssBytes)
       return r.ms
     }
     for (let round = 1; round <= rounds; round++) {
@@ -214,7 +224,8 @@ async function main(): Promise<void> {
         t.rollback.push(phased('rollback', await f.rollback(), f.name))
         await settle()
         const rec = await f.failAndRecover()
-        if (rec.run) phased('recover', rec.run, f.name)
+        if (rec.run && f.name === 'kpi') kpiPhases.recover.push(phasesOf(rec.run.lines, rec.run.ms))
+        if (rec.peakRssBytes !== undefined) rss.get(f.name)!.recover.push(rec.peakRssBytes)
         t.recover.push(rec.ms - gateS * 1000)
         say(`  round ${round}: ${f.name.padEnd(5)} ${VERBS.map((v) => `${v} ${secs(t[v].at(-1)!)}`).join('  ')}`)
       }
@@ -229,6 +240,13 @@ async function main(): Promise<void> {
       `| ${heads.join(' | ')} |`, `|${heads.map(() => '---').join('|')}|`,
       ...flows.map((f) => `| ${f.name} | ${VERBS.map((v) => secs(medians[f.name]![v])).join(' | ')} |`),
     ]
+    const rssTable = [
+      `| peak RSS | ${heads.slice(1).join(' | ')} |`, `|${heads.map(() => '---').join('|')}|`,
+      ...flows.map((f) => `| ${f.name} | ${VERBS.map((v) => {
+        const bs = rss.get(f.name)![v]
+        return bs.length ? fmtBytes(Math.max(...bs)) : '-'
+      }).join(' | ')} |`),
+    ]
     const phaseTable = [
       '| kpi phase | install | upgrade | rollback | failed upgrade + rollback |', '|---|---|---|---|---|',
       ...[...new Set(VERBS.flatMap((v) => Object.keys(phases[v])))].map((k) => `| ${k} | ${VERBS.map((v) => (k in phases[v] ? secs(phases[v][k]!) : '')).join(' | ')} |`),
@@ -236,13 +254,16 @@ async function main(): Promise<void> {
     const md = [
       `# bench/upgrade.ts, ${machine.date}`, '',
       `${machine.cores} cores, load ${fmtLoad(machine.loadavg)} at the start, ${fmtLoad(endLoad)} at the end; kpi ${kpiTool.version ?? ''} (commit ${commit}); medians of ${rounds} rounds, gate timeout ${gate}, ${settleS} s pause before each operation (the cluster settles from the one before)`, '',
-      ...table, '', 'kpi, median seconds per phase (its --json events; "records between stages" is the time between a stage\'s last task and the next stage\'s start: revision record writes):', '', ...phaseTable, '',
+      ...table, '', 'Peak RSS, the largest of the rounds (Helm\'s upgrades include the kubectl that applies the CRDs first; kapp\'s recovery, both deploys):', '', ...rssTable, '',
+      'kpi, median seconds per phase (its --json events; "records between stages" is the time between a stage\'s last task and the next stage\'s start: revision record writes):', '', ...phaseTable, '',
     ].join('\n')
     say(`\nmedians of ${rounds} (same sandbox, same rendered objects):\n${table.join('\n')}\n\nkpi phases (median s):\n${VERBS.map((v) => `  ${v}: ${formatPhases(phases[v])}`).join('\n')}`)
     say(`load at the end: ${fmtLoad(endLoad)}`)
     say('kapp has no rollback (v1 deployed again); Helm upgrades no CRD (applied first by kubectl); install is from a clean cluster.')
     const result = {ok: true, commit, machine, endLoad, rounds, gateS, settleS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
       runs_s: Object.fromEntries([...times].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms.map((m) => m / 1000)]))])),
+      // the largest of the rounds: a tool is as heavy as its heaviest run
+      peak_rss_bytes: Object.fromEntries([...rss].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, bs]) => [x, bs.length ? Math.max(...bs) : undefined]))])),
       kpi_phases_s: Object.fromEntries(VERBS.map((v) => [v, Object.fromEntries(Object.entries(phases[v]).map(([k, ms]) => [k, ms / 1000]))]))}
     if (!quick) {
       // a run of some tools keeps its own files: upgrade-kpi-helm.json
