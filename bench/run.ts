@@ -158,6 +158,13 @@ const peerKeys: Partial<Record<ToolId, [string, string]>> = {
   floor: ['floor', 'FLOOR_VERSION'],
 }
 
+const UPGRADE_TOOLS: Array<[string, string]> = [
+  ['kube-apiserver', 'KUBERNETES_VERSION'], ['kube-controller-manager', 'KUBERNETES_VERSION'], ['kube-scheduler', 'KUBERNETES_VERSION'],
+  ['kubectl', 'KUBERNETES_VERSION'], ['etcd', 'ETCD_VERSION'], ['kwok', 'KWOK_VERSION'], ['helm', 'HELM_VERSION'], ['kapp', 'KAPP_VERSION'],
+]
+const UPGRADE_BENCH = join(REPO_ROOT, 'bench', 'upgrade.ts')
+const wantsUpgradeBench = (): boolean => !flags['no-upgrade'] && existsSync(UPGRADE_BENCH)
+
 const executable = (p: string | undefined): Promise<boolean> => (p ? access(p, constants.X_OK).then(() => true, () => false) : Promise.resolve(false))
 
 async function ensureTools(): Promise<void> {
@@ -168,6 +175,10 @@ async function ensureTools(): Promise<void> {
     if (k && v[k[1]] && !(await executable(cachedBinary(k[0], v[k[1]])))) missing.push(k[0])
   }
   if (wantedWorkloads.includes('registry-to-registry-wan') && !(await executable(cachedBinary('toxiproxy-server', v.TOXIPROXY_VERSION)))) missing.push('toxiproxy-server')
+  // bench/upgrade.ts: its control plane, and Helm 4 and kapp with the kubectl that applies Helm's CRDs
+  if (wantsUpgradeBench()) {
+    for (const [tool, key] of UPGRADE_TOOLS) if (v[key] && !(await executable(cachedBinary(tool, v[key])))) missing.push(tool)
+  }
   if (missing.length === 0 || flags['no-build']) return
   say(`building ${missing.join(', ')} with scripts/tools.sh (once; cached in ${toolsCacheDir()})`)
   await new Promise<void>((resolve, reject) => {
@@ -489,10 +500,9 @@ async function planOf(release: PlatformRelease, host: string): Promise<Plan> {
 }
 
 async function runUpgradeBench(): Promise<UpgradeBenchResult | undefined> {
-  const file = join(REPO_ROOT, 'bench', 'upgrade.ts')
-  if (flags['no-upgrade'] || !existsSync(file)) return undefined
+  if (!wantsUpgradeBench()) return undefined
   say('bench/upgrade.ts: install, upgrade and rollback against helm and kapp')
-  const m = await measure({cmd: process.execPath, args: [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), file, '--json', ...(flags.quick ? ['--quick'] : [])], label: 'bench/upgrade.ts'})
+  const m = await measure({cmd: process.execPath, args: [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), UPGRADE_BENCH, '--json', ...(flags.quick ? ['--quick'] : [])], label: 'bench/upgrade.ts'})
   const line = m.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'))
   const text = m.stdout.trim().startsWith('{') ? m.stdout.trim() : line
   try {

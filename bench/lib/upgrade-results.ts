@@ -97,7 +97,7 @@ export function clusterTable(workloads: ClusterWorkload[], result: UpgradeBenchR
   const when = result?.machine?.date ? `, ${result.machine.date.slice(0, 16).replace('T', ' ')} UTC` : ''
   const pause = result?.settleS ? `a ${result.settleS} s pause before each timed operation, so each starts on a settled cluster` : 'each operation timed right after the one before'
   return [
-    `Install, upgrade and rollback to ready (bench/upgrade.ts${when}): medians of ${result?.rounds ?? '?'} rounds on the sandbox's control plane with KWOK nodes, ${pause}; `
+    `Install, upgrade and rollback to ready (bench/upgrade.ts${when}): ${result?.rounds === 1 ? 'one round' : `medians of ${result?.rounds ?? '?'} rounds`} on the sandbox's control plane with KWOK nodes, ${pause}; `
       + `seconds (spread = (max-min)/median)${rss.length ? ', then peak RSS (the largest of the rounds)' : ''}.`,
     '',
     `| ${head.join(' | ')} |`,
