@@ -40,7 +40,7 @@ import {archivePath, copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, 
 import {preparePlatform, type PlatformRelease} from './lib/platform.js'
 import {evictFromCache, primeMemory, settleDisk} from './lib/prime.js'
 import {logMark, readLog, requestStats} from './lib/registry-log.js'
-import {median, rotate, spread} from './lib/stats.js'
+import {fastest, median, rotate, round3, spread} from './lib/stats.js'
 import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
 import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
 import {clusterChecks, clusterTable, clusterWorkloads, type ClusterWorkload, type UpgradeBenchResult} from './lib/upgrade-results.js'
@@ -391,17 +391,15 @@ function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesN
     w.peak_rss_bytes[tool] = rss.length ? Math.max(...rss) : undefined
   }
   const kpi = w.kpi_s
-  const peers = PEERS.map((p) => [p, w[`${p}_s`]] as const).filter((x): x is readonly [ToolId, number] => x[1] !== undefined)
-  if (kpi && peers.length) {
-    const [best, t] = peers.reduce((a, b) => (b[1] < a[1] ? b : a))
-    w.best_peer = best
+  const best = fastest(PEERS.map((p) => [p, w[`${p}_s`]] as const).filter((x): x is readonly [ToolId, number] => x[1] !== undefined))
+  if (kpi && best) {
+    const [peer, t] = best
+    w.best_peer = peer
     w.ratio_vs_best_peer = round3(t / kpi)
   }
   if (kpi && w.floor_s) w.ratio_vs_floor = round3(w.floor_s / kpi)
   return w
 }
-
-const round3 = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 1000) / 1000)
 
 const isRelocation = (w: WorkloadResult | ClusterWorkload): w is WorkloadResult => (WORKLOADS as readonly string[]).includes(w.name)
 

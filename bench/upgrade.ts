@@ -240,12 +240,11 @@ async function main(): Promise<void> {
       `| ${heads.join(' | ')} |`, `|${heads.map(() => '---').join('|')}|`,
       ...flows.map((f) => `| ${f.name} | ${VERBS.map((v) => secs(medians[f.name]![v])).join(' | ')} |`),
     ]
+    // the largest of the rounds: a tool is as heavy as its heaviest run
+    const peakRss = Object.fromEntries([...rss].map(([k, v]) => [k, Object.fromEntries(VERBS.map((x) => [x, v[x].length ? Math.max(...v[x]) : undefined]))])) as Record<string, Record<Verb, number | undefined>>
     const rssTable = [
       `| peak RSS | ${heads.slice(1).join(' | ')} |`, `|${heads.map(() => '---').join('|')}|`,
-      ...flows.map((f) => `| ${f.name} | ${VERBS.map((v) => {
-        const bs = rss.get(f.name)![v]
-        return bs.length ? fmtBytes(Math.max(...bs)) : '-'
-      }).join(' | ')} |`),
+      ...flows.map((f) => `| ${f.name} | ${VERBS.map((v) => fmtBytes(peakRss[f.name]![v]) ?? '-').join(' | ')} |`),
     ]
     const phaseTable = [
       '| kpi phase | install | upgrade | rollback | failed upgrade + rollback |', '|---|---|---|---|---|',
@@ -262,8 +261,7 @@ async function main(): Promise<void> {
     say('kapp has no rollback (v1 deployed again); Helm upgrades no CRD (applied first by kubectl); install is from a clean cluster.')
     const result = {ok: true, commit, machine, endLoad, rounds, gateS, settleS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
       runs_s: Object.fromEntries([...times].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms.map((m) => m / 1000)]))])),
-      // the largest of the rounds: a tool is as heavy as its heaviest run
-      peak_rss_bytes: Object.fromEntries([...rss].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, bs]) => [x, bs.length ? Math.max(...bs) : undefined]))])),
+      peak_rss_bytes: peakRss,
       kpi_phases_s: Object.fromEntries(VERBS.map((v) => [v, Object.fromEntries(Object.entries(phases[v]).map(([k, ms]) => [k, ms / 1000]))]))}
     if (!quick) {
       // a run of some tools keeps its own files: upgrade-kpi-helm.json

@@ -1,37 +1,22 @@
 /** Cluster steps benchmarks share: running a tool, and taking the platform away between rounds. */
 import {spawn} from 'node:child_process'
-import {existsSync} from 'node:fs'
-import {readFile, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
 import type {Kube} from '../../src/kube/client.js'
 import type {LiveObject} from '../../src/kube/types.js'
-import {GNU_TIME} from './measure.js'
+import {withRusage, type Rusage} from './measure.js'
 import type {Line} from './phases.js'
 
-export interface Run {
+/** A tool's run; its rusage from GNU time, none without it. */
+export interface Run extends Rusage {
   code: number | null
   out: string
   ms: number
   /** every output line (stdout and stderr) with the ms since start when it arrived (bench/lib/phases.ts) */
   lines: Line[]
-  /** the tool's peak resident set size, from GNU time (undefined without it) */
-  peakRssBytes?: number
 }
 
-let rusageFiles = 0
-
-export async function exec(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
-  // under GNU time, as bench/lib/measure.ts runs the relocation tools: the child's own peak RSS
-  const rusage = existsSync(GNU_TIME) ? join(tmpdir(), `kpi-bench-rusage-${process.pid}-${rusageFiles++}`) : undefined
-  const [file, argv] = rusage ? [GNU_TIME, ['-f', '%M', '-o', rusage, cmd, ...args]] : [cmd, args]
-  const r = await spawned(file, argv, env)
-  if (!rusage) return r
-  const text = await readFile(rusage, 'utf8').catch(() => '')
-  await rm(rusage, {force: true})
-  // on failure GNU time writes "Command exited with non-zero status N" before the number
-  const kib = text.trim().split('\n').map((l) => /^(\d+)$/.exec(l.trim())).filter((m) => m !== null).pop()
-  return {...r, peakRssBytes: kib ? Number(kib[1]) * 1024 : undefined}
+/** Runs a tool as a user would, under GNU time when it is installed (its own peak RSS). */
+export function exec(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
+  return withRusage(cmd, args, (c, a) => spawned(c, a, env), {ifInstalled: true})
 }
 
 function spawned(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {

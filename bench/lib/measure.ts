@@ -4,6 +4,7 @@
  * tool's own and not this Node process's. Output is captured for parsing (kpi --json summaries).
  */
 import {spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -20,30 +21,51 @@ export interface CommandSpec {
   label?: string
 }
 
-export interface Measured {
-  label: string
-  code: number | null
-  signal: NodeJS.Signals | null
-  wallMs: number
+/** What GNU time reports of a child: its own peak RSS and CPU, not this process's. */
+export interface Rusage {
   /** peak RSS in bytes; undefined if GNU time did not report it (killed by a signal) */
   peakRssBytes?: number
   /** user + system CPU seconds of the process and its children (GNU time's %U + %S) */
   cpuS?: number
+}
+
+export interface Measured extends Rusage {
+  label: string
+  code: number | null
+  signal: NodeJS.Signals | null
+  wallMs: number
   stdout: string
   stderr: string
   /** 1-minute load average when the command started and ended: the machine is shared */
   load: {start: number; end: number}
 }
 
-/** Run one command under GNU time. Never throws for a failing command: check `code`. */
-export async function measure(spec: CommandSpec): Promise<Measured> {
+/**
+ * `run` given the command wrapped in GNU time, and its result with the child's rusage added.
+ * `ifInstalled`: without GNU time the command runs bare, with no rusage (otherwise it fails to start).
+ */
+export async function withRusage<T extends object>(cmd: string, args: string[], run: (cmd: string, args: string[]) => Promise<T>, opts: {ifInstalled?: boolean} = {}): Promise<T & Rusage> {
+  if (opts.ifInstalled && !existsSync(GNU_TIME)) return run(cmd, args)
   const dir = await mkdtemp(join(tmpdir(), 'kpi-bench-time-'))
   const out = join(dir, 'rusage')
+  try {
+    const r = await run(GNU_TIME, ['-f', '%M %U %S', '-o', out, cmd, ...args])
+    const text = await readFile(out, 'utf8').catch(() => '')
+    // GNU time writes "Command exited with non-zero status N" before the format line on failure
+    const last = text.trim().split('\n').map((l) => /^(\d+) ([\d.]+) ([\d.]+)$/.exec(l.trim())).filter((m) => m !== null).pop()
+    return {...r, peakRssBytes: last ? Number(last[1]) * 1024 : undefined, cpuS: last ? Number(last[2]) + Number(last[3]) : undefined}
+  } finally {
+    await rm(dir, {recursive: true, force: true})
+  }
+}
+
+/** Run one command under GNU time. Never throws for a failing command: check `code`. */
+export async function measure(spec: CommandSpec): Promise<Measured> {
   const label = spec.label ?? [spec.cmd, ...spec.args].join(' ')
   const loadStart = loadavg()[0]!
-  const started = performance.now()
-  try {
-    const child = spawn(GNU_TIME, ['-f', '%M %U %S', '-o', out, spec.cmd, ...spec.args], {
+  const r = await withRusage(spec.cmd, spec.args, async (cmd, args) => {
+    const started = performance.now()
+    const child = spawn(cmd, args, {
       cwd: spec.cwd,
       env: {...process.env, ...spec.env},
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -56,19 +78,9 @@ export async function measure(spec: CommandSpec): Promise<Measured> {
       child.once('error', reject)
       child.once('close', (c, s) => resolve({code: c, signal: s}))
     })
-    const wallMs = performance.now() - started
-    const rusage = await readFile(out, 'utf8').catch(() => '')
-    // GNU time writes "Command exited with non-zero status N" before the format line on failure
-    const last = rusage.trim().split('\n').map((l) => /^(\d+) ([\d.]+) ([\d.]+)$/.exec(l.trim())).filter((m) => m !== null).pop()
-    return {
-      label, code, signal, wallMs, stdout, stderr,
-      peakRssBytes: last ? Number(last[1]) * 1024 : undefined,
-      cpuS: last ? Number(last[2]) + Number(last[3]) : undefined,
-      load: {start: loadStart, end: loadavg()[0]!},
-    }
-  } finally {
-    await rm(dir, {recursive: true, force: true})
-  }
+    return {code, signal, wallMs: performance.now() - started, stdout, stderr}
+  })
+  return {label, ...r, load: {start: loadStart, end: loadavg()[0]!}}
 }
 
 export interface MeasuredLoop {

@@ -20,3 +20,11 @@ export function rotate<T>(xs: T[], k: number): T[] {
   const i = ((k % xs.length) + xs.length) % xs.length
   return [...xs.slice(i), ...xs.slice(0, i)]
 }
+
+/** Rounded to the thousandth (seconds to the millisecond, ratios to three places). */
+export const round3 = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 1000) / 1000)
+
+/** The fastest of [tool, seconds] pairs and its seconds; undefined for none. */
+export function fastest<T>(xs: ReadonlyArray<readonly [T, number]>): readonly [T, number] | undefined {
+  return xs.length ? xs.reduce((a, b) => (b[1] < a[1] ? b : a)) : undefined
+}

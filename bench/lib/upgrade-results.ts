@@ -5,7 +5,7 @@
  * issue names in one list, and its checks judge them like the relocation workloads.
  */
 import {fmtBytes} from './format.js'
-import {median, spread} from './stats.js'
+import {fastest, median, round3, spread} from './stats.js'
 
 type Verb = 'install' | 'upgrade' | 'rollback' | 'recover'
 
@@ -41,8 +41,6 @@ const WORKLOADS: Array<{verb: Verb; name: string; description: string}> = [
   {verb: 'recover', name: 'failed-upgrade-recovery', description: 'an upgrade whose controller cannot be scheduled, back to a healthy v1 (the health gate\'s timeout not counted)'},
 ]
 
-const round3 = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 1000) / 1000)
-
 /** The four workloads of an upgrade benchmark result; none from a failed or missing one. */
 export function clusterWorkloads(result: UpgradeBenchResult | undefined): ClusterWorkload[] {
   if (!result?.ok || !result.runs_s) return []
@@ -58,10 +56,10 @@ export function clusterWorkloads(result: UpgradeBenchResult | undefined): Cluste
       w.peak_rss_bytes[t] = result.peak_rss_bytes?.[t]?.[verb]
     }
     const kpi = w.kpi_s
-    const peers = tools.filter((t) => t !== 'kpi' && w[`${t}_s`] !== undefined).map((t) => [t, w[`${t}_s`]!] as const)
-    if (kpi && peers.length) {
-      const [best, s] = peers.reduce((a, b) => (b[1] < a[1] ? b : a))
-      w.best_peer = best
+    const best = fastest(tools.filter((t) => t !== 'kpi' && w[`${t}_s`] !== undefined).map((t) => [t, w[`${t}_s`]!] as const))
+    if (kpi && best) {
+      const [peer, s] = best
+      w.best_peer = peer
       w.ratio_vs_best_peer = round3(s / kpi)
     }
     return w
