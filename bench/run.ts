@@ -43,7 +43,7 @@ import {logMark, readLog, requestStats} from './lib/registry-log.js'
 import {fastest, median, rotate, round3, spread} from './lib/stats.js'
 import {startWanProxy, type WanProxy} from './lib/toxiproxy.js'
 import {findKpi, REPO_ROOT, SKOPEO_BIN} from './lib/tools.js'
-import {clusterChecks, clusterTable, clusterWorkloads, type ClusterWorkload, type UpgradeBenchResult} from './lib/upgrade-results.js'
+import {CLUSTER_WORKLOAD_NAMES, clusterChecks, clusterTable, clusterWorkloads, type ClusterWorkload, type UpgradeBenchResult} from './lib/upgrade-results.js'
 
 const MIB = 1 << 20
 /** unmeasured rounds of every workload by the floor before the first measured one */
@@ -85,7 +85,9 @@ if (flags.help) {
   --scale N           size multiplier of the platform (default 1: 2.1 GiB)
   --rounds N          runs of every workload per tool (default 3)
   --tools LIST        of ${ALL_TOOLS.join(',')} (default all that are built)
-  --workloads LIST    of ${WORKLOADS.join(',')} (default all)
+  --workloads LIST    of ${WORKLOADS.join(',')},
+                      ${CLUSTER_WORKLOAD_NAMES.join(',')} (default all; any of the last
+                      four runs bench/upgrade.ts, which measures all four)
   --wan-latency-ms N  WAN profile: added each way (default 25)
   --wan-rate-mib N    WAN profile: MiB/s per connection from the source (default 25)
   --kpi-bin FILE      another kpi build's bin/run.js
@@ -131,7 +133,11 @@ if (flags.tools?.split(',').includes('kpi-base') && !flags['base-bin']) {
   process.exit(2)
 }
 const wantedTools = listFlag('tools', flags.tools, ALL_TOOLS).filter((t) => t !== 'kpi-base' || flags['base-bin'])
-const listedWorkloads = listFlag('workloads', flags.workloads, WORKLOADS)
+const listed = listFlag('workloads', flags.workloads, [...WORKLOADS, ...CLUSTER_WORKLOAD_NAMES])
+const listedWorkloads = listed.filter((w): w is WorkloadName => (WORKLOADS as readonly string[]).includes(w))
+// bench/upgrade.ts measures the four cluster workloads together: it runs when --workloads names
+// any of them (or is not given)
+const wantsClusterWorkloads = !flags.workloads || listed.some((w) => CLUSTER_WORKLOAD_NAMES.includes(w))
 // archive-write-durable is archive-write's runs with the sync after them: one comes with the other
 const wantedWorkloads: WorkloadName[] = listedWorkloads.some((w) => w === 'archive-write' || w === 'archive-write-durable')
   ? [...new Set([...listedWorkloads, 'archive-write', 'archive-write-durable'] as const)]
@@ -163,7 +169,7 @@ const UPGRADE_TOOLS: Array<[string, string]> = [
   ['kubectl', 'KUBERNETES_VERSION'], ['etcd', 'ETCD_VERSION'], ['kwok', 'KWOK_VERSION'], ['helm', 'HELM_VERSION'], ['kapp', 'KAPP_VERSION'],
 ]
 const UPGRADE_BENCH = join(REPO_ROOT, 'bench', 'upgrade.ts')
-const wantsUpgradeBench = (): boolean => !flags['no-upgrade'] && existsSync(UPGRADE_BENCH)
+const wantsUpgradeBench = (): boolean => wantsClusterWorkloads && !flags['no-upgrade'] && existsSync(UPGRADE_BENCH)
 
 const executable = (p: string | undefined): Promise<boolean> => (p ? access(p, constants.X_OK).then(() => true, () => false) : Promise.resolve(false))
 
@@ -654,7 +660,8 @@ async function main(): Promise<number> {
       await writeFile(join(outDir, `${base}.md`), md)
       if (!flags.quick && !flags['no-readme']) await updateReadme(md)
       if (roundsDone === rounds) process.stdout.write(flags.json ? JSON.stringify(doc, null, 2) + '\n' : md)
-      say(`wrote ${join(outDir, `${base}.json`)} and ${base}.md in ${fmtMs(performance.now() - started)}`)
+      // the reports within a round (a run cut short still reports) go unannounced
+      if (!partial) say(`wrote ${join(outDir, `${base}.json`)} and ${base}.md in ${fmtMs(performance.now() - started)}`)
     }
     // Memory made ready (lib/prime.ts) for the runs that start without memory freed a moment
     // before: an archive read (its archive is still held; every other run starts just after the

@@ -41,6 +41,9 @@ const WORKLOADS: Array<{verb: Verb; name: string; description: string}> = [
   {verb: 'recover', name: 'failed-upgrade-recovery', description: 'an upgrade whose controller cannot be scheduled, back to a healthy v1 (the health gate\'s timeout not counted)'},
 ]
 
+/** The names of the four, as `npm run bench -- --workloads` takes them. */
+export const CLUSTER_WORKLOAD_NAMES = WORKLOADS.map((w) => w.name)
+
 /** The four workloads of an upgrade benchmark result; none from a failed or missing one. */
 export function clusterWorkloads(result: UpgradeBenchResult | undefined): ClusterWorkload[] {
   if (!result?.ok || !result.runs_s) return []
