@@ -61,4 +61,39 @@ describe('kubeconfig', () => {
     const noUser = await file('nouser', {...base({token: 'x'}), users: []})
     expect(() => loadKubeConfig({kubeconfig: noUser})).toThrow(/context c of .* names no user/)
   })
+
+  it('reads the chosen user\'s token-file as kubectl does: relative to its kubeconfig, trimmed, named when unreadable', async () => {
+    const {createRequester} = await import('../src/kube/http.js')
+    const {createServer} = await import('node:http')
+    await writeFile(join(dir, 'echoed-token'), 'abc123\n')
+    const doc = (users: unknown[], user = 'u') => ({
+      'current-context': 'c', clusters: [{name: 'c', cluster: {server: 'http://127.0.0.1:1'}}],
+      users, contexts: [{name: 'c', context: {cluster: 'c', user}}],
+    })
+    // another user's token-file that cannot be read does not matter
+    const k = loadKubeConfig({kubeconfig: await file('tf', doc([{name: 'u', user: {'token-file': 'echoed-token'}}, {name: 'other', user: {'token-file': '/nonexistent/token'}}]))})
+    expect(k.user.token).toBe('abc123')
+    // the header reaches the server (a token with its newline made every request throw)
+    let seen: string | undefined
+    const server = createServer((req, res) => {
+      seen = req.headers.authorization
+      res.setHeader('content-type', 'application/json')
+      res.end('{"major":"1"}')
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const port = (server.address() as {port: number}).port
+    const r = await createRequester({...k, server: `http://127.0.0.1:${port}`, cluster: {...k.cluster, server: `http://127.0.0.1:${port}`}})
+    try {
+      await r.request('GET', '/version')
+      expect(seen).toBe('Bearer abc123')
+    } finally {
+      r.close()
+      server.close()
+    }
+    const missing = await file('tf-missing', doc([{name: 'u', user: {'token-file': 'no-such-token'}}]))
+    expect(() => loadKubeConfig({kubeconfig: missing})).toThrow(new RegExp(`cannot read the token-file ${join(dir, 'no-such-token')} of user u in --kubeconfig .*: ENOENT`))
+    await writeFile(join(dir, 'blank-token'), '\n')
+    const blank = await file('tf-blank', doc([{name: 'u', user: {'token-file': 'blank-token'}}]))
+    expect(() => loadKubeConfig({kubeconfig: blank})).toThrow(/token-file .*blank-token of user u .* is empty/)
+  })
 })

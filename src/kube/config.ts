@@ -44,6 +44,8 @@ export interface UserEntry {
   keyData?: string
   keyFile?: string
   token?: string
+  /** `token-file`, absolute: read (and trimmed, as kubectl does) only for the user of the chosen context */
+  tokenFile?: string
   username?: string
   password?: string
   impersonateUser?: string
@@ -121,10 +123,28 @@ export function loadKubeConfig(target: KubeTarget = {}, env: NodeJS.ProcessEnv =
   if (!contextName || !cluster) {
     throw new KpiError('input', `${source} has no current context${contextName ? ` (context ${contextName} names no cluster)` : ''}`, {hint})
   }
-  const user = cfg.users.find((u) => u.name === ctx!.user)
-  if (!user) throw new KpiError('input', `context ${contextName} of ${source} names no user`, {hint})
+  const named = cfg.users.find((u) => u.name === ctx!.user)
+  if (!named) throw new KpiError('input', `context ${contextName} of ${source} names no user`, {hint})
+  const user = withTokenFile(named, source)
+  if (user !== named) cfg.users = cfg.users.map((u) => (u === named ? user : u))
   const needsLibrary = !!(user.exec || user.authProvider || cluster.proxyUrl)
   return {server: cluster.server, context: contextName, source, cluster, user, all: cfg, needsLibrary}
+}
+
+/** The user with the token of its `token-file` (when it has no `token`), read now. */
+function withTokenFile(user: UserEntry, source: string): UserEntry {
+  if (user.token || !user.tokenFile) return user
+  let token: string
+  try {
+    // a token written with echo ends in a newline, which no HTTP header may carry
+    token = readFileSync(user.tokenFile, 'utf8').trim()
+  } catch (e) {
+    throw new KpiError('input', `cannot read the token-file ${user.tokenFile} of user ${user.name} in ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+      hint: 'fix the path (a relative one is read from the kubeconfig\'s directory) or the file\'s permissions',
+    })
+  }
+  if (!token) throw new KpiError('input', `the token-file ${user.tokenFile} of user ${user.name} in ${source} is empty`, {hint: 'write the ServiceAccount or user token into it'})
+  return {...user, token}
 }
 
 /** The first file's current context; entries merged by name, the first file that has one wins. */
@@ -168,7 +188,7 @@ function parseFile(file: string): Parsed {
     return {
       name: String(e.name), authProvider: (u['auth-provider'] as UserEntry['authProvider']) ?? undefined, exec: (u.exec as Record<string, unknown>) ?? undefined,
       certData: str(u['client-certificate-data']), certFile: abs(dir, str(u['client-certificate'])), keyData: str(u['client-key-data']), keyFile: abs(dir, str(u['client-key'])),
-      token: str(u.token) ?? (tokenFile ? readFileSync(tokenFile, 'utf8') : undefined), username: str(u.username), password: str(u.password), impersonateUser: str(u.as),
+      token: str(u.token), tokenFile: abs(dir, tokenFile), username: str(u.username), password: str(u.password), impersonateUser: str(u.as),
     }
   })
   const contexts = list('contexts').map((e, i): ContextEntry => {
