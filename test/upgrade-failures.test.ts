@@ -3,13 +3,16 @@
  * KWOK node has (the real scheduler leaves its pod Pending, the rollout gate times out, v1 comes
  * back by itself), a kpi killed with SIGKILL mid-stage on "another machine" (its lease expires,
  * `kpi status` says what was interrupted, the next upgrade finishes it), a revision record over
- * 1 MiB, and --history-max. Run `npm run build` first: the CLI runs from dist/.
+ * 1 MiB, --history-max, and an object left by a failed upgrade whose rollback failed too. Run
+ * `npm run build` first: the CLI runs from dist/.
  */
 import {spawn} from 'node:child_process'
 import {describe, expect, it} from 'vitest'
 import {readRevision, createRevision, deleteRevision, listRevisionHeads} from '../src/revision/store.js'
 import type {RevisionRecord} from '../src/revision/record.js'
 import type {ObjectRef} from '../src/kube/types.js'
+import {MANAGED_BY, MANAGED_BY_LABEL} from '../src/render/types.js'
+import type {DiffResult} from '../src/apply/diff.js'
 import {expectCleanFailure, KPI_BIN, type CliResult} from './helpers/cli.js'
 import {usePlatformSandbox} from './helpers/platform.js'
 
@@ -136,5 +139,27 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(r.stderr).toContain('history: removed revisions 1, 2, 3, 4 (--history-max 2)')
     expect((await listRevisionHeads(p.kube)).map((h) => [h.revision, h.status])).toEqual([[5, 'superseded'], [6, 'deployed']])
     for (const o of p.outputs) expect(o).not.toContain(p.sb.airgap.password!)
+  })
+
+  it('an object only a failed upgrade applied, whose automatic rollback failed too, is deleted by the next operation', async () => {
+    p.nameRunDir()
+    // the history such a pair leaves: revision 7, an upgrade that applied a ConfigMap and failed;
+    // revision 8, its rollback, whose record lists only its target's objects, failed before it
+    // deleted anything. Revision 6 stays the deployed one. (Two gates failing in a row on purpose
+    // is not something the sandbox can be made to do reliably; the records are what kpi reads.)
+    const six = await p.record(6)
+    const leftover = {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-leftover', namespace: 'kpack', labels: {[MANAGED_BY_LABEL]: MANAGED_BY}}, data: {from: 'revision 7'}}
+    const stage = six.objects.find((o) => o.object.kind === 'ConfigMap')!.stage
+    await p.kube.apply(leftover)
+    await createRevision(p.kube, {...six, revision: 7, previousRevision: 6, operation: 'upgrade', status: 'failed', description: 'upgrade (failed)', objects: [...six.objects, {stage, object: leftover}]})
+    await createRevision(p.kube, {...six, revision: 8, previousRevision: 6, operation: 'rollback', status: 'failed', description: 'rollback to 6 (automatic: revision 7 failed)', objects: six.objects})
+    const lock1 = await p.relocate('v1')
+    const d = await p.run(['diff', '-b', lock1, '-f', values, '--ca-cert', p.sb.caFile, '--json'])
+    expect(d.code, d.stderr).toBe(1)
+    expect((JSON.parse(d.stdout) as DiffResult).stages.flatMap((x) => x.removed)).toEqual(['ConfigMap kpack/kpi-leftover'])
+    const r = await p.run(['upgrade', '-b', lock1, '-f', values, '--ca-cert', p.sb.caFile, ...applied, '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({revision: 9, pruned: ['ConfigMap kpack/kpi-leftover']})
+    expect(await p.kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-leftover', namespace: 'kpack'})).toBeUndefined()
   })
 })

@@ -10,7 +10,7 @@ import {createRegistryClient, type OciClientOptions, type RegistryClient} from '
 import {renderPlatform} from '../render/render.js'
 import type {RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
-import {deployedRevision, latestRevision} from '../revision/store.js'
+import {readInstallation} from '../revision/store.js'
 import {decideDeletion, decideStage, staleObjects, type Change} from './changeset.js'
 import type {FieldChange} from './fielddiff.js'
 import {futureBuilders, kpackImpact, type ImageImpact} from './kpack-impact.js'
@@ -53,9 +53,8 @@ export async function diff(o: DiffOptions): Promise<DiffResult> {
   const {kube} = o
   const render = o.render ?? renderPlatform(o.lock, o.values)
   const stages = planStages(render.objects)
-  const deployed = await deployedRevision(kube)
-  const latest = await latestRevision(kube)
-  const current = deployed ? currentObjects(deployed, latest) : latest?.record.objects ?? []
+  const {deployed, later} = await readInstallation(kube)
+  const current = currentObjects(deployed, later)
   const stale = staleObjects(current, render.objects)
   const decided = await mapLimit(stages, 2, (s) => decideStage(kube, s, false))
   const deletions = await mapLimit(stale, 8, async (s) => ({stale: s, change: await decideDeletion(kube, s)}))

@@ -8,7 +8,7 @@ import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {refOf} from '../kube/types.js'
 import type {RegistryValues} from '../values/types.js'
-import {deployedRevision, latestRevision, listRevisionHeads} from '../revision/store.js'
+import {latestRevision, listRevisionHeads, readInstallation} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, markInterrupted, RevisionFailed, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask, runningImages} from './preflight.js'
@@ -55,8 +55,8 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const target = await rollbackTarget(kube, o.revision)
   const t = target.record
   task('target revision', 'done', `revision ${t.revision}: ${t.name} ${t.version} (kpack ${t.kpackVersion}, ${t.status})`)
-  const [deployed, latest, registry] = await Promise.all([deployedRevision(kube), latestRevision(kube), liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)])
-  const current = deployed ? currentObjects(deployed, latest) : latest?.record.objects ?? []
+  const [{deployed, later, latest}, registry] = await Promise.all([readInstallation(kube), liveRegistry(kube, t.values.registry as Record<string, unknown>, t.objects)])
+  const current = currentObjects(deployed, later)
   const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
   // the CAs the cluster trusts are in the record (values caCerts, not secret), beside --ca-cert
   const caCerts = [...(o.registryOptions?.caCerts ?? []), ...((t.values.caCerts as string[] | undefined) ?? [])]

@@ -14,7 +14,7 @@ import {KpiError} from '../errors.js'
 import type {KubeObject, RenderedObject, RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
 import type {RevisionRecord} from '../revision/record.js'
-import {deployedRevision, latestRevision, listRevisionHeads, type StoredRevision} from '../revision/store.js'
+import {latestRevision, listRevisionHeads, readInstallation, type StoredRevision} from '../revision/store.js'
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
@@ -49,18 +49,30 @@ export interface UpgradeResult extends OperationSummary {
   durationMs: number
 }
 
-/** Objects that may be in the cluster: the deployed revision's, and those of a later one that failed or died. */
-export function currentObjects(deployed: StoredRevision, latest: StoredRevision | undefined): RenderedObject[] {
-  if (!latest || latest.record.revision === deployed.record.revision) return deployed.record.objects
-  const seen = new Set(deployed.record.objects.map((o) => identity(o.object)))
-  return [...deployed.record.objects, ...latest.record.objects.filter((o) => !seen.has(identity(o.object)))]
+/**
+ * Objects that may be in the cluster: the deployed revision's, and those of every revision after
+ * it, which failed or died part way (a failed upgrade whose automatic rollback failed too leaves
+ * two, and the rollback's record lists only its target's objects).
+ */
+export function currentObjects(deployed: StoredRevision | undefined, later: readonly StoredRevision[]): RenderedObject[] {
+  const out = [...(deployed?.record.objects ?? [])]
+  const seen = new Set(out.map((o) => identity(o.object)))
+  for (const r of later) {
+    for (const o of r.record.objects) {
+      const id = identity(o.object)
+      if (seen.has(id)) continue
+      seen.add(id)
+      out.push(o)
+    }
+  }
+  return out
 }
 
 /** The deployed revision (there must be one) and the latest, whatever its state. */
-async function installation(o: UpgradeOptions, task: Task): Promise<{deployed: StoredRevision; latest?: StoredRevision}> {
+async function installation(o: UpgradeOptions, task: Task): Promise<{deployed: StoredRevision; later: StoredRevision[]; latest?: StoredRevision}> {
   const kube = o.kube
   task('existing installation', 'start')
-  const [deployed, latest] = await Promise.all([deployedRevision(kube), latestRevision(kube)])
+  const {deployed, later, latest} = await readInstallation(kube)
   if (!deployed) {
     task('existing installation', 'failed')
     if (!latest) throw new KpiError('not-found', `no kpi installation in the cluster at ${kube.server} (no revision record in namespace kpi-system)`, {hint: 'install with kpi install -b LOCK -f VALUES'})
@@ -70,16 +82,16 @@ async function installation(o: UpgradeOptions, task: Task): Promise<{deployed: S
   }
   const d = deployed.record
   task('existing installation', 'done', `revision ${d.revision}: ${d.name} ${d.version} (kpack ${d.kpackVersion})${latest && latest.record.revision !== d.revision ? `; revision ${latest.record.revision} is ${latest.record.status}` : ''}`)
-  return {deployed, latest}
+  return {deployed, later, latest}
 }
 
 /** Upgrade's other preflight checks: version policy, CRDs, what gets deleted. */
-async function clusterChecks(o: UpgradeOptions, render: RenderResult, deployed: StoredRevision, latest: StoredRevision | undefined, task: Task) {
+async function clusterChecks(o: UpgradeOptions, render: RenderResult, deployed: StoredRevision, later: StoredRevision[], task: Task) {
   const kube = o.kube
   const d = deployed.record
   versionPolicy(d.version, o.lock.metadata.version, o.allowDowngrade ?? false, task)
   await crdStoredVersions(kube, render.objects, task)
-  const current = currentObjects(deployed, latest)
+  const current = currentObjects(deployed, later)
   const stale = staleObjects(current, render.objects)
   const deletes: KubeObject[] = []
   for (const s of stale) if (!s.kept && (await kube.resourceFor(s.object.apiVersion, s.object.kind))) deletes.push(s.object)
@@ -96,11 +108,11 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   onEvent({type: 'stage-start', stage: PREFLIGHT_STAGE.name, message: 'Preflight: cluster, installation, version policy, CRDs, permissions, images'})
   const task = preflightTask(onEvent)
   const serverVersion = await checkCluster(kube, task)
-  const {deployed, latest} = await installation(o, task)
+  const {deployed, later, latest} = await installation(o, task)
   const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, running: runningImages(deployed)}
   // the images are the longest part of preflight: asked while the rest is checked
   const imageCheck = startImageCheck(registryCheck, task)
-  const pre = await clusterChecks(o, render, deployed, latest, task).catch((e) => {
+  const pre = await clusterChecks(o, render, deployed, later, task).catch((e) => {
     imageCheck.cancel()
     throw e
   })

@@ -78,6 +78,26 @@ export async function deployedRevision(kube: Kube): Promise<StoredRevision | und
   return last ? readRevision(kube, last.revision) : undefined
 }
 
+/**
+ * The deployed revision, and every revision after it whatever its status (failed, interrupted,
+ * pending): what the cluster may hold is what any of them applied. Without a deployed revision,
+ * every revision is after it. `latest` is the newest of all.
+ */
+export interface Installation {
+  deployed?: StoredRevision
+  later: StoredRevision[]
+  latest?: StoredRevision
+}
+
+export async function readInstallation(kube: Kube, listed?: RevisionHead[]): Promise<Installation> {
+  const heads = listed ?? await listRevisionHeads(kube)
+  const at = heads.filter((h) => h.status === 'deployed').at(-1)?.revision ?? 0
+  const read = await Promise.all(heads.filter((h) => h.revision >= at).map((h) => readRevision(kube, h.revision)))
+  const found = read.filter((r): r is StoredRevision => r !== undefined)
+  const deployed = found.find((r) => r.record.revision === at)
+  return {deployed, later: found.filter((r) => r.record.revision > at), latest: found.at(-1)}
+}
+
 export async function ensureRevisionNamespace(kube: Kube): Promise<void> {
   await kube.apply({
     apiVersion: 'v1', kind: 'Namespace',
