@@ -3,7 +3,8 @@
  * KWOK node has (the real scheduler leaves its pod Pending, the rollout gate times out, v1 comes
  * back by itself), a kpi killed with SIGKILL mid-stage on "another machine" (its lease expires,
  * `kpi status` says what was interrupted, the next upgrade finishes it), a revision record over
- * 1 MiB, --history-max, and an object left by a failed upgrade whose rollback failed too. Run
+ * 1 MiB, --history-max, an object left by a failed upgrade whose rollback failed too, and an
+ * upgrade whose lease another kpi takes over. Run
  * `npm run build` first: the CLI runs from dist/.
  */
 import {spawn} from 'node:child_process'
@@ -161,5 +162,26 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({revision: 9, pruned: ['ConfigMap kpack/kpi-leftover']})
     expect(await p.kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-leftover', namespace: 'kpack'})).toBeUndefined()
+  })
+
+  it('an upgrade whose lease another kpi takes over stops where it is: no automatic rollback, no revision written for one', async () => {
+    p.nameRunDir()
+    const lock2 = await p.relocate('v2')
+    // a gate that does not pass (no node has 64 cores), so the upgrade is still in it when the lease goes
+    const greedy = await p.values('values-greedy-lease', {controller: {resources: {requests: {cpu: '64'}}}})
+    const up = kpiElsewhere(['upgrade', '-b', lock2, '-f', greedy, '--ca-cert', p.sb.caFile, ...applied, '--timeout', '5m', '--lease-duration', '3s'])
+    await up.stderrShows('stage controllers:')
+    // another kpi takes the lease, as one does after this one's renewals failed for its duration
+    const ref = {apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: 'kpi-operation', namespace: 'kpi-system'}
+    const lease = (await p.kube.get(ref))!
+    const renewTime = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z')
+    await p.kube.replace({...lease, spec: {...(lease.spec as object), holderIdentity: 'kpi upgrade (pid 7 on another-host)', renewTime, leaseDurationSeconds: 60}})
+    const r = await up.done
+    const line = expectCleanFailure(r)
+    expect(r.code, r.stderr).toBe(9)
+    expect(line).toMatch(/^Error: upgrade to 1\.1\.0 stopped at stage controllers \(revision 10\): .*lost the operation lease kpi-system\/kpi-operation: kpi upgrade \(pid 7 on another-host\) took it over.*; not rolled back: the operation that holds the lease now decides/)
+    expect(r.stderr).not.toContain('rolling back')
+    expect((await listRevisionHeads(p.kube)).slice(-2).map((h) => [h.revision, h.status])).toEqual([[9, 'deployed'], [10, 'failed']])
+    await p.kube.replace({...(await p.kube.get(ref))!, spec: {leaseDurationSeconds: 60, leaseTransitions: 0}})
   })
 })

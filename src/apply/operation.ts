@@ -132,6 +132,8 @@ export async function runRevision(ctx: OperationContext, run: RevisionRun): Prom
   // the first stage is recorded as started by the record's first write: one write, not two
   let first = record.stages.find((s) => s.name === run.stages[0]?.name)
   if (first) Object.assign(first, {status: 'applying', startedAt: nowIso(ctx)})
+  // a run that lost its lease writes no new record: the revision numbers belong to the holder now
+  run.signal?.throwIfAborted()
   if (run.persist) stored = run.over ? await saveRevision(kube, run.over, record) : await createRevision(kube, record)
   const save = async () => {
     record.updatedAt = nowIso(ctx)

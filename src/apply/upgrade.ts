@@ -161,6 +161,12 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
       if (!(e instanceof RevisionFailed)) throw e
       const why = e.error
       const at = e.stage ? `at stage ${e.stage}` : ''
+      if (signal.aborted) {
+        // another kpi took the lease over: it owns the platform now, and a rollback from here would race it
+        throw new KpiError('conflict', `upgrade to ${o.lock.metadata.version} stopped ${at} (revision ${next}): ${why.message}; not rolled back: the operation that holds the lease now decides`, {
+          hint: 'kpi status shows the operation running now and where the platform stands', details: why.details,
+        })
+      }
       if (o.rollback === false) {
         throw new KpiError(why.kind, `upgrade to ${o.lock.metadata.version} failed ${at} (revision ${next}, left as it is: --no-rollback): ${why.message}`, {
           hint: `inspect with kpi status; then kpi rollback ${d.revision}, or fix the cause and kpi upgrade again`, details: why.details,
