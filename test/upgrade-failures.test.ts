@@ -9,7 +9,7 @@
  */
 import {spawn} from 'node:child_process'
 import {describe, expect, it} from 'vitest'
-import {readRevision, createRevision, deleteRevision, listRevisionHeads} from '../src/revision/store.js'
+import {readRevision, createRevision, deleteRevision, listRevisionHeads, saveRevision} from '../src/revision/store.js'
 import type {RevisionRecord} from '../src/revision/record.js'
 import type {ObjectRef} from '../src/kube/types.js'
 import {MANAGED_BY, MANAGED_BY_LABEL} from '../src/render/types.js'
@@ -126,7 +126,20 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(stored.parts).toBeGreaterThanOrEqual(2)
     const back = await readRevision(p.kube, 90)
     expect(back!.record).toEqual(record)
-    expect((await p.kube.list('v1', 'Secret', {namespace: 'kpi-system', labelSelector: 'kpi.dev/record=revision-part'})).length).toBe(stored.parts - 1)
+    const partSecrets = async () => (await p.kube.list('v1', 'Secret', {namespace: 'kpi-system', labelSelector: 'kpi.dev/record=revision-part'})).length
+    expect(await partSecrets()).toBe(stored.parts - 1)
+    // another operation writing the same revision loses the race for its Secret and leaves the record whole
+    const big2 = Array.from({length: 300_000}, () => Math.random().toString(36).slice(2)).join('')
+    const other: RevisionRecord = {...record, status: 'failed', objects: [...base.objects, {stage: 'config', object: {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'big', labels: {}}, data: {big: big2}}}]}
+    await expect(createRevision(p.kube, other)).rejects.toThrow(/^revision 90 already exists: another kpi operation is running or just ran$/)
+    expect((await readRevision(p.kube, 90))!.record).toEqual(record)
+    await expect(saveRevision(p.kube, {...stored, resourceVersion: '1'}, other)).rejects.toThrow(/^revision 90 was changed by another kpi operation while this one ran$/)
+    expect((await readRevision(p.kube, 90))!.record).toEqual(record)
+    expect(await partSecrets()).toBe(stored.parts - 1)
+    // a write that wins replaces the parts of the one before
+    const saved = await saveRevision(p.kube, stored, other)
+    expect((await readRevision(p.kube, 90))!.record).toEqual(other)
+    expect(await partSecrets()).toBe(saved.parts - 1)
     await deleteRevision(p.kube, 90)
     expect((await listRevisionHeads(p.kube)).map((h) => h.revision)).toEqual([1, 2, 3, 4, 5])
     expect((await p.kube.list('v1', 'Secret', {namespace: 'kpi-system', labelSelector: 'kpi.dev/record=revision-part'})).length).toBe(0)

@@ -129,8 +129,13 @@ describe('revision records in parts', () => {
     }
     const secrets = revisionSecrets(record, undefined, 100 * 1024)
     expect(secrets.length).toBeGreaterThanOrEqual(3)
+    const id = secrets[0]!.metadata.annotations?.['kpi.dev/parts-id']
+    expect(id).toMatch(/^[0-9a-f]{12}$/)
     expect(secrets[0]!.metadata).toMatchObject({name: 'kpi.platform.v7', annotations: {'kpi.dev/parts': String(secrets.length)}})
-    expect(secrets[1]!.metadata).toMatchObject({name: 'kpi.platform.v7.part2', labels: {'kpi.dev/record': 'revision-part', 'kpi.dev/revision': '7'}})
+    // the parts of each write have names of their own: another write of revision 7 never overwrites them
+    expect(secrets[1]!.metadata).toMatchObject({name: `kpi.platform.v7.part2-${id}`, labels: {'kpi.dev/record': 'revision-part', 'kpi.dev/revision': '7'}})
+    const other = revisionSecrets({...record, status: 'failed'}, undefined, 100 * 1024)
+    expect(other[0]!.metadata.annotations?.['kpi.dev/parts-id']).not.toBe(id)
     expect(decodeRecord(secrets.map((s) => (s.data as Record<string, string>)['revision.json.gz']!), 'here')).toEqual(record)
     expect(revisionSecrets({...record, objects: []}).length).toBe(1)
   })

@@ -149,7 +149,13 @@ export function revisionLabels(r: Pick<RevisionRecord, 'name' | 'version' | 'rev
   }
 }
 
-export const partSecretName = (revision: number, part: number): string => `${revisionSecretName(revision)}.part${part}`
+/**
+ * A part's Secret; `id` (the parts-id annotation, from the record's bytes) keeps the parts of two
+ * writes of one revision apart, so a write that loses the race for the revision's own Secret
+ * never overwrote the parts of the one that won. Records written before it have no id.
+ */
+export const partSecretName = (revision: number, part: number, id?: string): string => `${revisionSecretName(revision)}.part${part}${id ? `-${id}` : ''}`
+export const PARTS_ID_ANNOTATION = 'kpi.dev/parts-id'
 
 /**
  * The Secrets that store a record: the revision's own first (`resourceVersion` makes a replace
@@ -159,6 +165,7 @@ export function revisionSecrets(r: RevisionRecord, resourceVersion?: string, par
   const gz = encodeRecord(r)
   const parts: Buffer[] = []
   for (let i = 0; i < gz.length || i === 0; i += partBytes) parts.push(gz.subarray(i, i + partBytes))
+  const id = parts.length > 1 ? createHash('sha256').update(gz).digest('hex').slice(0, 12) : undefined
   const head: LiveObject = {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -166,7 +173,7 @@ export function revisionSecrets(r: RevisionRecord, resourceVersion?: string, par
       name: revisionSecretName(r.revision),
       namespace: REVISION_NAMESPACE,
       labels: revisionLabels(r),
-      ...(parts.length > 1 ? {annotations: {[PARTS_ANNOTATION]: String(parts.length)}} : {}),
+      ...(id ? {annotations: {[PARTS_ANNOTATION]: String(parts.length), [PARTS_ID_ANNOTATION]: id}} : {}),
       ...(resourceVersion ? {resourceVersion} : {}),
     },
     type: REVISION_SECRET_TYPE,
@@ -176,7 +183,7 @@ export function revisionSecrets(r: RevisionRecord, resourceVersion?: string, par
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: {
-      name: partSecretName(r.revision, i + 2),
+      name: partSecretName(r.revision, i + 2, id),
       namespace: REVISION_NAMESPACE,
       labels: {'app.kubernetes.io/managed-by': 'kpi', [RECORD_LABEL]: PART_RECORD, [REVISION_LABEL]: String(r.revision)},
     },

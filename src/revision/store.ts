@@ -9,7 +9,7 @@ import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import type {LiveObject} from '../kube/types.js'
 import {
-  decodeRecord, PART_RECORD, PARTS_ANNOTATION, partSecretName, RECORD_LABEL, REVISION_DATA_KEY, REVISION_LABEL, REVISION_NAMESPACE,
+  decodeRecord, PART_RECORD, PARTS_ANNOTATION, PARTS_ID_ANNOTATION, partSecretName, RECORD_LABEL, REVISION_DATA_KEY, REVISION_LABEL, REVISION_NAMESPACE,
   REVISION_SECRET_TYPE, revisionSecretName, revisionSecrets, STATUS_LABEL, type RevisionRecord, type RevisionStatus,
 } from './record.js'
 
@@ -19,6 +19,8 @@ export interface StoredRevision {
   resourceVersion: string
   /** how many Secrets hold it */
   parts: number
+  /** the parts' id (record.ts partSecretName), when it has parts beyond the first */
+  partsId?: string
 }
 
 /** What the labels tell without decoding: enough to find the latest and to prune. */
@@ -48,15 +50,17 @@ async function fromSecret(kube: Kube, s: LiveObject): Promise<StoredRevision> {
   const first = dataOf(s)
   if (!first) throw new KpiError('integrity', `${where}: no ${REVISION_DATA_KEY} in the revision Secret`, {hint: 'the Secret was changed by hand'})
   const parts = Number(s.metadata.annotations?.[PARTS_ANNOTATION] ?? 1)
+  const partsId = s.metadata.annotations?.[PARTS_ID_ANNOTATION]
   const chunks = [first]
   const revision = Number(s.metadata.labels?.[REVISION_LABEL])
   for (let i = 2; i <= parts; i++) {
-    const p = await kube.get(secretRef(partSecretName(revision, i)))
+    const name = partSecretName(revision, i, partsId)
+    const p = await kube.get(secretRef(name))
     const d = p && dataOf(p)
-    if (!d) throw new KpiError('integrity', `${where}: part ${i} of ${parts} (Secret ${partSecretName(revision, i)}) is missing`, {hint: 'the record was deleted in part by hand'})
+    if (!d) throw new KpiError('integrity', `${where}: part ${i} of ${parts} (Secret ${name}) is missing`, {hint: 'the record was deleted in part by hand'})
     chunks.push(d)
   }
-  return {record: decodeRecord(chunks, where), resourceVersion: s.metadata.resourceVersion ?? '', parts}
+  return {record: decodeRecord(chunks, where), resourceVersion: s.metadata.resourceVersion ?? '', parts, ...(partsId ? {partsId} : {})}
 }
 
 export async function readRevision(kube: Kube, revision: number): Promise<StoredRevision | undefined> {
@@ -105,13 +109,27 @@ export async function ensureRevisionNamespace(kube: Kube): Promise<void> {
   })
 }
 
-/** Parts beyond the first go in before the revision's own Secret; stale parts of a longer earlier write go after. */
+/**
+ * Parts beyond the first go in before the revision's own Secret, under names of their own write
+ * (partSecretName's id); the parts of the write they replace go after it.
+ */
 async function writeParts(kube: Kube, parts: LiveObject[]): Promise<void> {
   for (const p of parts) await kube.apply(p, {force: true})
 }
 
-async function dropParts(kube: Kube, revision: number, from: number, to: number): Promise<void> {
-  for (let i = Math.max(2, from); i <= to; i++) await kube.delete(secretRef(partSecretName(revision, i)))
+const partsIdOf = (head: LiveObject): string | undefined => head.metadata.annotations?.[PARTS_ID_ANNOTATION]
+
+async function dropParts(kube: Kube, revision: number, count: number, id: string | undefined): Promise<void> {
+  for (let i = 2; i <= count; i++) await kube.delete(secretRef(partSecretName(revision, i, id)))
+}
+
+/** After a write of the revision's own Secret was refused: this write's parts, unless the Secret there uses the very same. */
+async function dropLosingParts(kube: Kube, head: LiveObject, count: number): Promise<void> {
+  const id = partsIdOf(head)
+  if (!id) return
+  const there = await kube.get(secretRef(head.metadata.name)).catch(() => undefined)
+  if (there && partsIdOf(there) === id) return
+  await dropParts(kube, Number(head.metadata.labels?.[REVISION_LABEL]), count, id).catch(() => {})
 }
 
 export async function createRevision(kube: Kube, record: RevisionRecord): Promise<StoredRevision> {
@@ -119,9 +137,10 @@ export async function createRevision(kube: Kube, record: RevisionRecord): Promis
   try {
     await writeParts(kube, parts)
     const s = await kube.create(head!)
-    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1}
+    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1, ...(partsIdOf(head!) ? {partsId: partsIdOf(head!)} : {})}
   } catch (e) {
     if (isKpiError(e) && e.kind === 'conflict') {
+      await dropLosingParts(kube, head!, parts.length + 1)
       throw new KpiError('conflict', `revision ${record.revision} already exists: another kpi operation is running or just ran`, {
         hint: 'run kpi status, then try again', cause: e,
       })
@@ -133,13 +152,16 @@ export async function createRevision(kube: Kube, record: RevisionRecord): Promis
 /** Writes `record` over the stored one; fails with 'conflict' if someone else wrote it since it was read. */
 export async function saveRevision(kube: Kube, stored: StoredRevision, record: RevisionRecord): Promise<StoredRevision> {
   const [head, ...parts] = revisionSecrets(record, stored.resourceVersion)
+  const id = partsIdOf(head!)
   try {
     await writeParts(kube, parts)
     const s = await kube.replace(head!)
-    await dropParts(kube, record.revision, parts.length + 2, stored.parts)
-    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1}
+    // the parts of the write this one replaced (the same id: the same bytes, kept)
+    if (stored.parts > 1 && stored.partsId !== id) await dropParts(kube, record.revision, stored.parts, stored.partsId)
+    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1, ...(id ? {partsId: id} : {})}
   } catch (e) {
     if (isKpiError(e) && e.kind === 'conflict') {
+      await dropLosingParts(kube, head!, parts.length + 1)
       throw new KpiError('conflict', `revision ${record.revision} was changed by another kpi operation while this one ran`, {
         hint: 'run kpi status to see where the platform stands', cause: e,
       })
