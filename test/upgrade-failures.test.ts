@@ -8,6 +8,7 @@
  * `npm run build` first: the CLI runs from dist/.
  */
 import {spawn} from 'node:child_process'
+import {readlinkSync} from 'node:fs'
 import {describe, expect, it} from 'vitest'
 import {readRevision, createRevision, deleteRevision, listRevisionHeads, saveRevision} from '../src/revision/store.js'
 import type {RevisionRecord} from '../src/revision/record.js'
@@ -92,6 +93,9 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(killed.signal ?? killed.code).toBeTruthy()
     const running = await p.run(['status'])
     expect(running.stdout, running.stdout).toMatch(/upgrade in progress: kpi upgrade \(pid \d+ on kpi-laptop\) since /)
+    // the holder's PID namespace goes with its pid: only a process in it may judge the pid gone
+    const held = await p.kube.get({apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: 'kpi-operation', namespace: 'kpi-system'})
+    expect(held!.metadata.annotations?.['kpi.dev/holder-pid-namespace']).toBe(readlinkSync('/proc/self/ns/pid'))
     const busy = await p.run(args)
     expect(busy.code).toBe(9)
     expect(expectCleanFailure(busy)).toMatch(/^Error: another kpi operation is running: upgrade by kpi upgrade \(pid \d+ on kpi-laptop\) since \S+ \(lease kpi-system\/kpi-operation, last renewed \S+\): wait for it to finish/)

@@ -149,6 +149,20 @@ describe('the operation lease and an operation that died', () => {
     expect(leaseState(lease({holderIdentity: 'kpi upgrade (pid 1 on elsewhere)', leaseDurationSeconds: 15, acquireTime: '2026-12-01T10:00:00.000000Z', renewTime: '2026-12-01T10:00:10.000000Z'}), now)).toMatchObject({dead: true, why: 'expired at 2026-12-01T10:00:25.000Z (not renewed for 15s)'})
     expect(leaseState(lease({leaseDurationSeconds: 15}), now)).toMatchObject({dead: true, why: 'released'})
   })
+  it('a holder on this host whose process is gone is dead at once, but only when it ran in this PID namespace', async () => {
+    const {readlinkSync} = await import('node:fs')
+    const {hostname} = await import('node:os')
+    const renewTime = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z')
+    // no such process here (pid_max is 4194304): in another namespace it may well be alive
+    const held = (annotations: Record<string, string>) => leaseState(live({
+      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: {name: 'kpi-operation', annotations: {'kpi.dev/operation': 'upgrade', ...annotations}},
+      spec: {holderIdentity: `kpi upgrade (pid 4000000 on ${hostname()})`, leaseDurationSeconds: 60, acquireTime: renewTime, renewTime},
+    }))
+    expect(held({'kpi.dev/holder-pid-namespace': readlinkSync('/proc/self/ns/pid')})).toMatchObject({dead: true, why: `process 4000000 on ${hostname()} is gone`})
+    // a container sharing the host name (hostNetwork pods, --uts=host): only the lease's expiry tells
+    expect(held({'kpi.dev/holder-pid-namespace': 'pid:[1]'})).toMatchObject({dead: false})
+    expect(held({})).toMatchObject({dead: false})
+  })
   it('kpi status names the interrupted operation, the stage and the command that finishes it', () => {
     const r = {revision: 6, previousRevision: 5, operation: 'upgrade', status: 'pending-upgrade', description: 'upgrade 1.0.0 -> 1.1.0', stages: [{name: 'crds', status: 'ready'}, {name: 'controllers', status: 'applying'}]} as unknown as RevisionRecord
     const dead = leaseState(lease({holderIdentity: 'kpi upgrade (pid 1 on elsewhere)', leaseDurationSeconds: 5, acquireTime: '2026-01-01T00:00:00.000000Z', renewTime: '2026-01-01T00:00:00.000000Z'}))

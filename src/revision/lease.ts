@@ -8,6 +8,7 @@
  * after the last renewal; a holder on this same machine whose process is gone is known dead at
  * once. Either way the next operation takes the lease over and says from whom.
  */
+import {readlinkSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
@@ -17,6 +18,21 @@ import {REVISION_NAMESPACE} from './record.js'
 export const LEASE_NAME = 'kpi-operation'
 export const DEFAULT_LEASE_SECONDS = 60
 const OPERATION_ANNOTATION = 'kpi.dev/operation'
+/**
+ * The holder's PID namespace (Linux: `pid:[4026531836]`): a host name is shared by processes that
+ * cannot see each other's PIDs (containers with the host's UTS namespace, hostNetwork pods), so a
+ * PID is judged gone only by a process in the holder's own namespace.
+ */
+const PID_NAMESPACE_ANNOTATION = 'kpi.dev/holder-pid-namespace'
+
+function ownPidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid')
+  } catch {
+    // no PID namespaces outside Linux: one per host
+    return process.platform === 'linux' ? undefined : 'host'
+  }
+}
 
 export interface LeaseState {
   /** `kpi upgrade (pid 4242 on build-host)`; empty when released */
@@ -68,7 +84,8 @@ export function leaseState(l: LiveObject, now = new Date()): LeaseState {
   const expiresAt = Date.parse(renewedAt) + durationSeconds * 1000
   if (!(expiresAt > now.getTime())) return {...base, dead: true, why: `expired at ${new Date(expiresAt).toISOString()} (not renewed for ${durationSeconds}s)`}
   const ph = parsePidHost(holder)
-  if (ph && ph.host === hostname() && processGone(ph.pid)) return {...base, dead: true, why: `process ${ph.pid} on ${ph.host} is gone`}
+  const ns = l.metadata.annotations?.[PID_NAMESPACE_ANNOTATION]
+  if (ph && ph.host === hostname() && ns !== undefined && ns === ownPidNamespace() && processGone(ph.pid)) return {...base, dead: true, why: `process ${ph.pid} on ${ph.host} is gone`}
   return {...base, dead: false}
 }
 
@@ -79,9 +96,14 @@ export async function readLease(kube: Kube): Promise<LeaseState | undefined> {
 }
 
 function leaseObject(operation: string, holder: string, durationSeconds: number, acquired: Date, renewed: Date, resourceVersion?: string, transitions = 0): LiveObject {
+  const pidNamespace = ownPidNamespace()
   return {
     apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
-    metadata: {name: LEASE_NAME, namespace: REVISION_NAMESPACE, labels: {'app.kubernetes.io/managed-by': 'kpi'}, annotations: {[OPERATION_ANNOTATION]: operation}, ...(resourceVersion ? {resourceVersion} : {})},
+    metadata: {
+      name: LEASE_NAME, namespace: REVISION_NAMESPACE, labels: {'app.kubernetes.io/managed-by': 'kpi'},
+      annotations: {[OPERATION_ANNOTATION]: operation, ...(holder && pidNamespace ? {[PID_NAMESPACE_ANNOTATION]: pidNamespace} : {})},
+      ...(resourceVersion ? {resourceVersion} : {}),
+    },
     spec: {holderIdentity: holder, leaseDurationSeconds: durationSeconds, acquireTime: micro(acquired), renewTime: micro(renewed), leaseTransitions: transitions},
   }
 }
