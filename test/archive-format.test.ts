@@ -17,13 +17,13 @@ import {openOciLayout} from '../src/archive/layout.js'
 import {PartSet} from '../src/archive/parts.js'
 import {openArchive} from '../src/archive/reader.js'
 import {scanTar} from '../src/archive/scan.js'
-import {BLOCK, MAX_OCTAL_SIZE, fileHeader, parseHeader, parsePax, readNumber} from '../src/archive/tar.js'
+import {BLOCK, MAX_OCTAL_SIZE, fileHeader, paddedSize, parseHeader, parsePax, paxRecord, readNumber} from '../src/archive/tar.js'
 import {blobMember, type Toc} from '../src/archive/toc.js'
 import {verifyArchive} from '../src/archive/verify.js'
 import {bundleImages, loadBundle} from '../src/bundle/index.js'
 import type {LoadedBundle} from '../src/bundle/types.js'
 import {generateSample, writeBundleDir, type SampleResult} from '../src/imagegen/index.js'
-import {formatError} from '../src/errors.js'
+import {formatError, isKpiError} from '../src/errors.js'
 import type {ProgressEvent} from '../src/progress/events.js'
 import {takesDirectIo} from './helpers/direct-io.js'
 import {repackTar, type TarEntry} from './helpers/tar.js'
@@ -408,6 +408,58 @@ describe('reading an archive refuses what is wrong before anything is used', () 
     await expect(openArchive(noToc)).rejects.toThrow(/has no kpi\/toc\.json/)
     const noIndex = await repack('noindex.tar', (es) => es.splice(es.findIndex((e) => e.header.name === 'index.json'), 1))
     await expect(openArchive(noIndex)).rejects.toThrow(/has no index\.json/)
+  })
+})
+
+describe('extended headers', () => {
+  /** a header block of `type` for `size` bytes of data: fileHeader's block with another type flag */
+  const extHeader = (type: string, size: number): Buffer => {
+    const b = fileHeader('PaxHeaders/x', size)
+    b.write(type, 156)
+    b.fill(0x20, 148, 156)
+    b.write(b.reduce((a, x) => a + x, 0).toString(8).padStart(6, '0') + '\0 ', 148)
+    return b
+  }
+  const member = (type: string, data: Buffer): Buffer[] => [extHeader(type, data.length), data, Buffer.alloc(paddedSize(data.length) - data.length)]
+  const archive = async (name: string, chunks: Buffer[]): Promise<string> => {
+    const file = join(dir, name)
+    await writeFile(file, Buffer.concat([...chunks, fileHeader('oci-layout', 0), Buffer.alloc(2 * BLOCK)]))
+    return file
+  }
+
+  it('of several headers before one member are merged: a later one keeps the path of an earlier one', async () => {
+    const file = await archive('pax-merged.tar', [
+      ...member('x', Buffer.from(paxRecord('path', 'blobs/sha256/merged'))),
+      ...member('x', Buffer.from(paxRecord('mtime', '1') + paxRecord('comment', 'x'))),
+    ])
+    const ps = await PartSet.open([file])
+    const scan = await scanTar(ps, file)
+    await ps.close()
+    expect(scan.members.map((m) => m.name)).toEqual(['blobs/sha256/merged'])
+  })
+
+  it('of more than 1 MiB before one member, however they are cut, are refused with the archive and the byte named', async () => {
+    // records of distinct keys, just under 1 MiB per header: each one alone is within the limit
+    let k = 0
+    const big = (): Buffer => {
+      const records: string[] = []
+      for (let n = 0; n < (1 << 20) - 64;) {
+        const r = paxRecord(`k${(k++).toString(36)}`, '')
+        records.push(r)
+        n += r.length
+      }
+      return Buffer.from(records.join(''))
+    }
+    const headers = [big(), big(), big(), big()]
+    const file = await archive('pax-many.tar', headers.flatMap((h) => member('x', h)))
+    const second = BLOCK + paddedSize(headers[0]!.length)
+    const err = await openArchive(file).catch((e: unknown) => e)
+    expect(isKpiError(err) && err.kind).toBe('input')
+    expect(formatError(err)).toBe(`archive ${file}: extended headers from byte 0 hold ${headers[0]!.length + headers[1]!.length} bytes by the one at byte ${second}, ` +
+      'more than the 1048576 one member may have: the archive is damaged or was not written by kpi; get a fresh copy from where it was made')
+    // GNU long names count too
+    const gnu = await archive('longname-many.tar', [...member('L', Buffer.alloc(700_000, 0x61)), ...member('L', Buffer.alloc(700_000, 0x62))])
+    expect(await failure(openArchive(gnu))).toMatch(/extended headers from byte 0 hold 1400000 bytes by the one at byte 700928, more than the 1048576/)
   })
 })
 

@@ -28,7 +28,14 @@ export interface ScanResult {
   stopped?: string
 }
 
+/**
+ * Bytes of extended headers (PAX 'x' and 'g', GNU 'L') one member may have, all of them together:
+ * a crafted archive of many such headers before one member would otherwise be parsed and held
+ * without bound (24 MiB of them took 51 s and 864 MB). kpi writes at most one, of a few hundred bytes.
+ */
 const MAX_EXT_HEADER = 1 << 20
+/** the PAX keys the scan reads; the rest are dropped as each header is parsed, so merging stays linear */
+const PAX_KEYS = ['path', 'size', 'linkpath'] as const
 
 /** Why `name` is not a canonical relative member name, or undefined when it is. */
 export function badName(name: string): string | undefined {
@@ -62,30 +69,35 @@ export async function scanTar(parts: PartSet, label: string, opts: {lenient?: bo
 
   for (;;) {
     const memberStart = offset
-    let pax: Record<string, string> = {}
+    const pax: Partial<Record<(typeof PAX_KEYS)[number], string>> = {}
     let longName: string | undefined
+    let extHeaders = 0
+    let extBytes = 0
     let header
-    // extended headers (PAX 'x', GNU 'L') apply to the header that follows them
+    // extended headers (PAX 'x', GNU 'L') apply to the header that follows them; 'g' is skipped
     for (;;) {
       if (offset + BLOCK > total) return truncated(`a header is expected at byte ${offset}`)
       const block = await parts.read(offset, BLOCK)
       if (isZeroBlock(block)) {
-        if (offset === memberStart && longName === undefined && Object.keys(pax).length === 0) {
-          return {members, byName, end: offset}
-        }
+        if (extHeaders === 0) return {members, byName, end: offset}
         return fail('integrity', `an extended header at byte ${memberStart} is not followed by a member`, crafted)
       }
       const h = parseHeader(block)
       if (!h || Number.isNaN(h.size)) return fail('integrity', `bad tar header at byte ${offset} (checksum or size field)`, crafted)
       offset += BLOCK
       if (h.type === 'x' || h.type === 'g' || h.type === 'L') {
-        if (h.size > MAX_EXT_HEADER) return fail('input', `extended header of ${h.size} bytes at byte ${offset - BLOCK}`, crafted)
+        extHeaders++
+        extBytes += h.size
+        if (extBytes > MAX_EXT_HEADER) {
+          return fail('input', `extended headers from byte ${memberStart} hold ${extBytes} bytes by the one at byte ${offset - BLOCK}, more than the ${MAX_EXT_HEADER} one member may have`, crafted)
+        }
         if (offset + h.size > total) return truncated(`an extended header needs bytes up to ${offset + h.size}`)
         const data = await parts.read(offset, h.size)
         offset += paddedSize(h.size)
         if (h.type === 'x') {
           try {
-            pax = {...pax, ...parsePax(data)}
+            const records = parsePax(data)
+            for (const k of PAX_KEYS) if (records[k] !== undefined) pax[k] = records[k]
           } catch {
             return fail('integrity', `malformed PAX header at byte ${offset}`, crafted)
           }
