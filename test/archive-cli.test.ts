@@ -4,7 +4,7 @@
  */
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {copyFile, mkdtemp, open, readFile, rm, stat} from 'node:fs/promises'
+import {copyFile, mkdir, mkdtemp, open, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -67,6 +67,16 @@ describe('kpi tar inspect', () => {
     expect(line).toMatch(/archive .*nope\.tar not found/)
     const notTar = join(dir, 'bundle', 'README.txt')
     expect(expectCleanFailure(await kpi(['tar', 'inspect', notTar]))).toMatch(/bad tar header|truncated/)
+  })
+})
+
+describe('kpi relocate --to-tar', () => {
+  it('refuses a directory as the archive before contacting any registry', async () => {
+    const target = join(dir, 'out-dir')
+    await mkdir(target)
+    const r = await kpi(['relocate', '-b', join(dir, 'bundle'), '--to-tar', target])
+    expect(expectCleanFailure(r)).toBe(`Error: cannot write archive ${target}: ${target} is a directory: name the archive file to write, e.g. ${join(target, 'bundle.tar')}`)
+    expect(r.code).toBe(3)
   })
 })
 

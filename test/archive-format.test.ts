@@ -239,6 +239,24 @@ describe('writing an archive', () => {
     expect((await readdir(dir)).filter((f) => f.startsWith('split-resume.tar') && f.endsWith('.partial'))).toEqual([])
   })
 
+  it('refuses a target that is a directory, or whose part is, before any blob is copied', async () => {
+    const target = join(dir, 'outdir')
+    await mkdir(target)
+    let copied = 0
+    const onEvent = (e: ProgressEvent) => {
+      if (e.type === 'blob') copied++
+    }
+    const isDir = `cannot write archive ${target}: ${target} is a directory: name the archive file to write, e.g. ${join(target, 'bundle.tar')}`
+    expect(await failure(write(target, b1, {onEvent}))).toBe(isDir)
+    expect(await failure(write(target, b1, {splitSize: 1 << 20, onEvent}))).toBe(isDir)
+    const base = join(dir, 'dirpart.tar')
+    await mkdir(`${base}.part002`)
+    expect(await failure(write(base, b1, {splitSize: 1 << 20, onEvent}))).toBe(`cannot write archive ${base}: ${base}.part002 is a directory: move ${base}.part002 out of the way`)
+    expect(copied).toBe(0)
+    expect((await readdir(dir)).filter((f) => f.startsWith('outdir') || f.startsWith('dirpart')).sort()).toEqual(['dirpart.tar.part002', 'outdir'])
+    expect(await readdir(target)).toEqual([])
+  })
+
   it('writes around the page cache where the file system allows, the same bytes as through it', async () => {
     const direct = await write(join(dir, 'direct.tar'), b1)
     const cached = await write(join(dir, 'cached.tar'), b1, {direct: false})

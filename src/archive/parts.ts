@@ -104,6 +104,23 @@ export async function resolveParts(file: string): Promise<{base: string; files: 
   })
 }
 
+/**
+ * Refuses to write the archive `file` when a name it would write, rename or remove (FILE, its
+ * parts, their partial files) is a directory or anything but a regular file: the rename at the
+ * end would fail only after every blob had been downloaded.
+ */
+export async function checkArchiveTarget(file: string): Promise<void> {
+  const names = [file, file + PARTIAL, ...(await listParts(file)).values(), ...(await listParts(file, PARTIAL)).values()]
+  for (const f of names) {
+    const st = await stat(f).catch(() => undefined)
+    if (!st || st.isFile()) continue
+    const what = st.isDirectory() ? 'a directory' : 'not a regular file'
+    throw new KpiError('input', `cannot write archive ${file}: ${f} is ${what}`, {
+      hint: f === file && st.isDirectory() ? `name the archive file to write, e.g. ${join(file, 'bundle.tar')}` : `move ${f} out of the way`,
+    })
+  }
+}
+
 async function contiguous(base: string): Promise<string[]> {
   const parts = await listParts(base)
   const max = Math.max(0, ...parts.keys())
@@ -349,6 +366,7 @@ export class PartWriter {
   }
 
   static async open(file: string, opts: {splitSize?: number; resume?: boolean; direct?: boolean} = {}): Promise<PartWriter> {
+    await checkArchiveTarget(file)
     const w = new PartWriter(file, opts.splitSize)
     // parts must start at aligned offsets of the whole for every write to stay aligned
     if (opts.direct === false || (opts.splitSize !== undefined && opts.splitSize % DIRECT_ALIGN !== 0)) w.direct = false

@@ -72,7 +72,11 @@ and KPI_REGISTRY_PASSWORD.`
     if (splitSize !== undefined && splitSize < 64 << 10) throw new KpiError('usage', `--split ${flags.split} is too small`, {hint: 'parts must be at least 64KiB, e.g. --split 4GiB'})
     // fail on an unwritable output now, not after every blob has moved
     if (flags['lock-output']) await checkWritableDir(flags['lock-output'], '--lock-output')
-    if (flags['to-tar']) await checkWritableDir(flags['to-tar'], '--to-tar')
+    if (flags['to-tar']) {
+      await checkWritableDir(flags['to-tar'], '--to-tar')
+      const {checkArchiveTarget} = await import('../archive/parts.js')
+      await checkArchiveTarget(flags['to-tar'])
+    }
 
     const client = await registryClientFromFlags(flags)
     const opened = flags.bundle ? await openBundle(flags.bundle, client).catch(async (e) => {
