@@ -4,18 +4,21 @@
  * while the blobs around it are kept for --resume.
  */
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {mkdir, mkdtemp, readdir, readFile, readlink, rm, statfs, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {PartWriter} from '../src/archive/parts.js'
 import {takesDirectIo} from './helpers/direct-io.js'
 import {createArchiveSink, wantsAnotherWriter} from '../src/archive/writer.js'
-import {KpiError} from '../src/errors.js'
+import {formatError, isKpiError, KpiError} from '../src/errors.js'
 import {handOut, takeBuffer} from '../src/oci/index.js'
 import {poolCounts} from '../src/oci/buffer-pool.js'
 
+const run = promisify(execFile)
 const digest = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`
 
 /** `bytes` as chunks of the process's pool, as the wire and the archive reader hand them out */
@@ -66,6 +69,55 @@ describe('the archive writer checking digests', () => {
     expect((await s.readBlob(digest(good), good.length))?.equals(good)).toBe(true)
     await s.abort()
     expect((await readdir(dir)).filter((f) => f.startsWith('refuse'))).toEqual(['refuse.tar.partial'])
+  })
+})
+
+describe('the archive writer on a full file system', () => {
+  // a file system of its own, so that it fills up for real: 8 MiB of tmpfs
+  let small: string
+  beforeAll(async () => {
+    small = join(dir, 'small')
+    await mkdir(small)
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', small])
+  })
+  afterAll(async () => {
+    // lazily: a file left open by a failed test must not leave the mount behind
+    await run('umount', ['--lazy', small])
+  })
+  /** files under `where` this process holds open */
+  const openFiles = async (where: string) => {
+    const fds = await readdir('/proc/self/fd')
+    const targets = await Promise.all(fds.map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')))
+    return targets.filter((t) => t.startsWith(where + '/'))
+  }
+
+  it('names the archive and what was being written, says to free space, closes its files, and resumes once there is room', async () => {
+    const repo = {registry: 'r.example', repository: 'a'}
+    const blob = randomBytes(3 << 20)
+    const order = [{digest: digest(blob), size: blob.length}]
+    const file = join(small, 'full.tar')
+    const s = await createArchiveSink(file, {order})
+    await s.putBlob(repo, digest(blob), blob.length, async () => Readable.from([blob]))
+    // what is left of the file system but 64 KiB taken: a toc of 1 MiB does not fit
+    const {bavail, bsize} = await statfs(small)
+    const filler = join(small, 'filler')
+    await writeFile(filler, Buffer.alloc(bavail * bsize - (64 << 10)))
+    const content = {manifests: [], index: Buffer.from('{}'), files: [], toc: Buffer.alloc(1 << 20, 0x20)}
+    const err = await s.finish(content).catch((e: unknown) => e)
+    expect(isKpiError(err) && err.kind).toBe('failed')
+    expect(formatError(err)).toBe(`writing the manifests, index.json, bundle files and kpi/toc.json to ${file}: ENOSPC: no space left on device, write: ` +
+      'free space, then run again with --resume: the blobs written are kept')
+    await s.abort()
+    expect(await openFiles(small)).toEqual([])
+    expect((await readdir(small)).sort()).toEqual(['filler', 'full.tar.partial'])
+
+    await rm(filler)
+    const again = await createArchiveSink(file, {order, resume: true})
+    expect(again.resumed).toEqual({blobs: 1, bytes: blob.length})
+    const info = await again.finish(content)
+    expect(info.files).toEqual([file])
+    expect(await openFiles(small)).toEqual([])
+    expect((await readFile(file)).includes(blob)).toBe(true)
   })
 })
 

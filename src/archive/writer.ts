@@ -112,6 +112,13 @@ export interface ArchiveSink extends ImageSink {
   abort(): Promise<void>
 }
 
+/** What to do when a write failed: every blob written whole is kept for --resume. */
+function writeHint(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code
+  const cause = code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG' ? 'free space' : 'fix what the error names'
+  return `${cause}, then run again with --resume: the blobs written are kept`
+}
+
 const aborted = () => new KpiError('failed', 'archive writing was interrupted', {hint: 'run it again with --resume to continue from what was written'})
 
 /** A blob's place in the tar. */
@@ -216,7 +223,7 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       source?.destroy()
       member.abandon()
       if (opts.signal?.aborted) throw aborted()
-      throw isKpiError(e) ? e : new KpiError('failed', `writing blob ${digest} to ${file}: ${(e as Error).message}`, {cause: e})
+      throw isKpiError(e) ? e : new KpiError('failed', `writing blob ${digest} to ${file}: ${(e as Error).message}`, {cause: e, hint: writeHint(e)})
     }
   }
 
@@ -241,6 +248,36 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
   const schedule = (slot: Slot, open: () => Promise<Readable>): Promise<void> => {
     pacer ??= setInterval(pace, PACE_MS).unref()
     return pool(slot.size, () => writeBlob(slot, open))
+  }
+
+  /** manifests, index.json, bundle files and the toc after the blobs, then the rename */
+  const writeTail = async (content: ArchiveContent): Promise<ArchiveInfo> => {
+    // a completed archive has no hole: every planned blob is in
+    for (const d of slots.keys()) if (!written.has(d)) throw new KpiError('internal', `blob ${d} was never written to ${file}`)
+    const bufs: Buffer[] = []
+    let count = 0
+    for (const d of content.manifests) {
+      const m = manifests.get(d)
+      if (!m) throw new KpiError('internal', `manifest ${d} was never given to the archive`)
+      count++
+      if (written.has(d)) continue // the same bytes are already a blob member
+      bufs.push(...memberBytes(blobMember(d), m.bytes))
+    }
+    bufs.push(...memberBytes(INDEX_MEMBER, content.index))
+    for (const f of content.files) bufs.push(...memberBytes(f.name, f.bytes))
+    bufs.push(...memberBytes(TOC_MEMBER, content.toc), END_OF_ARCHIVE)
+    const tail = out.sequence(end)
+    try {
+      await tail.write(bufs)
+      await tail.end()
+    } catch (e) {
+      tail.abandon()
+      throw new KpiError('failed', `writing the manifests, index.json, bundle files and ${TOC_MEMBER} to ${file}: ${(e as Error).message}`, {cause: e, hint: writeHint(e)})
+    }
+    const bytes = end + bufs.reduce((a, b) => a + b.length, 0)
+    const direct = out.isDirect
+    const files = await out.complete(bytes)
+    return {files, bytes, blobs: written.size, manifests: count, resumed, direct, writers: pool.layers.width}
   }
 
   const sink: ArchiveSink = {
@@ -275,28 +312,14 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
       await Promise.allSettled([...inFlight.values()])
       stopPacing()
-      // a completed archive has no hole: every planned blob is in
-      for (const d of slots.keys()) if (!written.has(d)) throw new KpiError('internal', `blob ${d} was never written to ${file}`)
-      const bufs: Buffer[] = []
-      let count = 0
-      for (const d of content.manifests) {
-        const m = manifests.get(d)
-        if (!m) throw new KpiError('internal', `manifest ${d} was never given to the archive`)
-        count++
-        if (written.has(d)) continue // the same bytes are already a blob member
-        bufs.push(...memberBytes(blobMember(d), m.bytes))
-      }
-      bufs.push(...memberBytes(INDEX_MEMBER, content.index))
-      for (const f of content.files) bufs.push(...memberBytes(f.name, f.bytes))
-      bufs.push(...memberBytes(TOC_MEMBER, content.toc), END_OF_ARCHIVE)
       closed = true
-      const tail = out.sequence(end)
-      await tail.write(bufs)
-      await tail.end()
-      const bytes = end + bufs.reduce((a, b) => a + b.length, 0)
-      const direct = out.isDirect
-      const files = await out.complete(bytes)
-      return {files, bytes, blobs: written.size, manifests: count, resumed, direct, writers: pool.layers.width}
+      try {
+        return await writeTail(content)
+      } catch (e) {
+        // closed here, since abort() finds the sink closed: the partial files stay for --resume
+        await out.closeAll()
+        throw isKpiError(e) ? e : new KpiError('failed', `finishing archive ${file}: ${(e as Error).message}`, {cause: e, hint: writeHint(e)})
+      }
     },
     abort: async () => {
       if (closed) return
