@@ -514,6 +514,26 @@ describe('bundle files', () => {
     expect(secretReason('auth.json', Buffer.from('{"auths": {"r": {"auth": "eDp5"}}}'))).toBeDefined()
   })
 
+  it('whose names the reader refuses are left out with a warning: kpi reads every archive it writes', async () => {
+    const bdir = join(dir, 'bundle-names')
+    await writeBundleDir(b1.bundle, bdir)
+    await writeFile(join(bdir, 'notes\\v1.md'), 'notes\n')
+    await writeFile(join(bdir, 'C:notes.md'), 'notes\n')
+    await mkdir(join(bdir, 'docs\\old'))
+    await writeFile(join(bdir, 'docs\\old', 'a.md'), 'a\n')
+    const events: ProgressEvent[] = []
+    const file = join(dir, 'names.tar')
+    await write(file, await loadBundle(bdir), {onEvent: (e) => events.push(e)})
+    const a = await openArchive(file)
+    expect(a.bundleFiles.map((f) => f.path)).toEqual(['bundle.yaml', 'README.txt'])
+    await a.close()
+    expect(events.flatMap((e) => (e.type === 'warning' ? [e.message] : []))).toEqual([
+      'bundle file C:notes.md left out of the archive: it has an absolute path, which an archive member may not have',
+      'bundle file docs\\old left out of the archive: it has a backslash in its name, which an archive member may not have',
+      'bundle file notes\\v1.md left out of the archive: it has a backslash in its name, which an archive member may not have',
+    ])
+  })
+
   it('travel in the archive, hidden and secret files left out with a warning', async () => {
     const bdir = join(dir, 'bundle-extra')
     await writeBundleDir(b1.bundle, bdir)

@@ -10,6 +10,7 @@ import {join, relative, sep} from 'node:path'
 import type {LoadedBundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import type {OnEvent} from '../progress/events.js'
+import {badName} from './scan.js'
 
 export interface BundleFile {
   /** path inside the bundle directory, with `/` separators */
@@ -50,6 +51,12 @@ export async function collectBundleFiles(b: LoadedBundle, onEvent: OnEvent): Pro
       const st = await lstat(full)
       if (name.startsWith('.')) {
         onEvent({type: 'warning', message: `bundle file ${rel} left out of the archive: hidden files may hold credentials`})
+        continue
+      }
+      // the reader refuses such a member (scan.ts): kpi must never write an archive it cannot read
+      const bad = badName(rel)
+      if (bad) {
+        onEvent({type: 'warning', message: `bundle file ${rel} left out of the archive: it has ${bad}, which an archive member may not have`})
         continue
       }
       if (st.isDirectory()) await walk(full)
