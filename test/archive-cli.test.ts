@@ -78,6 +78,13 @@ describe('kpi relocate --to-tar', () => {
     expect(expectCleanFailure(r)).toBe(`Error: cannot write archive ${target}: ${target} is a directory: name the archive file to write, e.g. ${join(target, 'bundle.tar')}`)
     expect(r.code).toBe(3)
   })
+
+  it('refuses --from-tar with --to-tar as a usage error', async () => {
+    const r = await kpi(['relocate', '--from-tar', file, '--to-tar', join(dir, 'copy.tar')])
+    expect(expectCleanFailure(r)).toBe('Error: --from-tar goes with --to-repo: an archive is read into a registry; to copy the archive, copy its file (or all its parts)')
+    expect(r.code).toBe(2)
+    expect(existsSync(join(dir, 'copy.tar'))).toBe(false)
+  })
 })
 
 describe('kpi tar verify', () => {

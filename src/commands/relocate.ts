@@ -64,6 +64,7 @@ and KPI_REGISTRY_PASSWORD.`
     if (flags['lock-format'] && !flags['lock-output']) throw new KpiError('usage', '--lock-format goes with --lock-output LOCK', {hint: 'the other formats are written beside the lock'})
     if (toRepo && !flags['lock-output']) throw new KpiError('usage', '--to-repo needs --lock-output LOCK', {hint: 'the lock records where every image went; render and install read it'})
     if (flags['from-tar'] && flags.bundle) throw new KpiError('usage', '--from-tar carries its own bundle: drop -b')
+    if (flags['from-tar'] && flags['to-tar']) throw new KpiError('usage', '--from-tar goes with --to-repo', {hint: 'an archive is read into a registry; to copy the archive, copy its file (or all its parts)'})
     if (!flags['from-tar'] && !flags.bundle) throw new KpiError('usage', 'missing -b BUNDLE (or --from-tar FILE)')
 
     if (flags['from-oci-layout'] && !toRepo) throw new KpiError('usage', '--from-oci-layout goes with --to-repo', {hint: 'the layout is read into a registry; to make an archive, give -b and --to-tar'})
