@@ -218,6 +218,22 @@ describe('writing an archive', () => {
     expect(await failure(openArchive(base))).toMatch(/truncated.*no part after .*split\.tar\.part004 is missing/)
   })
 
+  it('names a part that is a directory, first or later', async () => {
+    const first = join(dir, 'partdir1.tar.part001')
+    await mkdir(first)
+    const hint = 'every part of a split archive is a file kpi relocate --to-tar wrote; copy the parts again'
+    const e1 = await openArchive(first).catch((e: unknown) => e)
+    expect(isKpiError(e1) && e1.kind).toBe('input')
+    expect(formatError(e1)).toBe(`${first} is not an archive file (it is a directory): ${hint}`)
+    const size = (await stat(whole)).size
+    const base = join(dir, 'partdir2.tar')
+    const r = await write(base, b1, {splitSize: Math.ceil(size / 3)})
+    await rm(r.archive.files[1]!)
+    await mkdir(r.archive.files[1]!)
+    expect(await failure(openArchive(base))).toBe(`${base}.part002 is not an archive file (it is a directory): ${hint}`)
+    expect(await failure(openArchive(`${base}.part001`))).toBe(`${base}.part002 is not an archive file (it is a directory): ${hint}`)
+  })
+
   it('resumes a split archive to the same parts, and drops partial parts of another split size', async () => {
     const size = (await stat(whole)).size
     const splitSize = Math.ceil(size / 7)

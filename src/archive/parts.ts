@@ -21,7 +21,7 @@ import {constants, read, write, writeSync} from 'node:fs'
 import {open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
-import {KpiError} from '../errors.js'
+import {KpiError, isKpiError} from '../errors.js'
 import {handOut, lend, recycle, takeBuffer} from '../oci/index.js'
 import {alignedSlabs, DIRECT_ALIGN, SLAB_BYTES, type Slabs} from './aligned.js'
 
@@ -167,12 +167,20 @@ export class PartSet {
     const sizes: number[] = []
     try {
       for (const f of files) {
+        // before the open, which would wait forever on a FIFO; a directory would fail only at the first read
+        const st = await stat(f)
+        if (!st.isFile()) {
+          throw new KpiError('input', `${f} is not an archive file (it is ${st.isDirectory() ? 'a directory' : 'not a regular file'})`, {
+            hint: partRe.test(f) ? 'every part of a split archive is a file kpi relocate --to-tar wrote; copy the parts again' : 'give the .tar file that kpi relocate --to-tar wrote',
+          })
+        }
         const h = await open(f, 'r')
         handles.push(h)
         sizes.push((await h.stat()).size)
       }
     } catch (e) {
       await Promise.all(handles.map((h) => h.close()))
+      if (isKpiError(e)) throw e
       throw new KpiError('input', `cannot read archive ${files[handles.length] ?? files[0]}: ${(e as Error).message}`)
     }
     const set = new PartSet(files, sizes, handles)
