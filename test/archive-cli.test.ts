@@ -65,6 +65,9 @@ describe('kpi tar inspect', () => {
   it('fails cleanly on a file that is not an archive', async () => {
     const line = expectCleanFailure(await kpi(['tar', 'inspect', join(dir, 'nope.tar')]))
     expect(line).toMatch(/archive .*nope\.tar not found/)
+    const part = await kpi(['tar', 'inspect', join(dir, 'nope.tar.part001')])
+    expect(expectCleanFailure(part)).toBe(`Error: archive ${join(dir, 'nope.tar.part001')} not found: check the path`)
+    expect(part.code).toBe(7)
     const notTar = join(dir, 'bundle', 'README.txt')
     expect(expectCleanFailure(await kpi(['tar', 'inspect', notTar]))).toMatch(/bad tar header|truncated/)
   })

@@ -218,6 +218,21 @@ describe('writing an archive', () => {
     expect(await failure(openArchive(base))).toMatch(/truncated.*no part after .*split\.tar\.part004 is missing/)
   })
 
+  it('names a missing first part as not found, pointing at what an interrupted run left', async () => {
+    const missing = join(dir, 'nothere.tar.part001')
+    const e = await openArchive(missing).catch((x: unknown) => x)
+    expect(isKpiError(e) && e.kind).toBe('not-found')
+    expect(formatError(e)).toBe(`archive ${missing} not found: check the path`)
+    const base = join(dir, 'unfinished.tar')
+    await writeFile(`${base}.part001.partial`, 'x')
+    const split = `only an unfinished ${base}.part001.partial exists: finish it with --to-tar ${base} --resume and the --split size it was written with`
+    expect(await failure(openArchive(`${base}.part001`))).toBe(`archive ${base}.part001 not found: ${split}`)
+    expect(await failure(openArchive(base))).toBe(`archive ${base} not found: ${split}`)
+    const single = join(dir, 'unfinished-single.tar')
+    await writeFile(`${single}.partial`, 'x')
+    expect(await failure(openArchive(single))).toBe(`archive ${single} not found: only an unfinished ${single}.partial exists: finish it with --to-tar ${single} --resume`)
+  })
+
   it('names a part that is a directory, first or later', async () => {
     const first = join(dir, 'partdir1.tar.part001')
     await mkdir(first)

@@ -92,16 +92,26 @@ export async function resolveParts(file: string): Promise<{base: string; files: 
     if (Number(m[1]) !== 1) {
       throw new KpiError('usage', `${file} is part ${Number(m[1])} of a split archive`, {hint: `give the first part, ${partName(file.slice(0, m.index), 1)}`})
     }
-    return {base: file.slice(0, m.index), files: await contiguous(file.slice(0, m.index))}
+    const base = file.slice(0, m.index)
+    // a first part that is there, as a directory too (PartSet.open names that)
+    if (!(await stat(file).catch(() => undefined))) throw await notFound(file, base)
+    return {base, files: await contiguous(base)}
   }
   if (await exists(file)) return {base: file, files: [file]}
   const st = await stat(file).catch(() => undefined)
   if (st) throw new KpiError('input', `${file} is not an archive file (it is ${st.isDirectory() ? 'a directory' : 'not a regular file'})`, {hint: 'give the .tar file that kpi relocate --to-tar wrote'})
   if (await exists(partName(file, 1))) return {base: file, files: await contiguous(file)}
-  const partial = (await exists(file + PARTIAL)) || (await exists(partName(file, 1) + PARTIAL))
-  throw new KpiError('not-found', `archive ${file} not found`, {
-    hint: partial ? `only an unfinished ${file}${PARTIAL} exists: finish it with --to-tar ${file} --resume` : 'check the path',
-  })
+  throw await notFound(file, file)
+}
+
+/** `file` (the archive `base` or its first part) is not there: points at what an interrupted run left, if anything. */
+async function notFound(file: string, base: string): Promise<KpiError> {
+  const single = base + PARTIAL
+  const split = partName(base, 1) + PARTIAL
+  let hint = 'check the path'
+  if (await exists(single)) hint = `only an unfinished ${single} exists: finish it with --to-tar ${base} --resume`
+  else if (await exists(split)) hint = `only an unfinished ${split} exists: finish it with --to-tar ${base} --resume and the --split size it was written with`
+  return new KpiError('not-found', `archive ${file} not found`, {hint})
 }
 
 /**
