@@ -197,6 +197,23 @@ describe('writing an archive', () => {
     expect(sha(await readFile(file))).toBe(sha(bytes))
   })
 
+  it('resumes from a partial file whose member has padding that is not zeros: that member is written again', async () => {
+    const bytes = await readFile(whole)
+    const a = await openArchive(whole)
+    const m = [...a.members.values()].find((x) => x.name.startsWith('blobs/') && x.end - x.offset - x.size > 10)!
+    await a.close()
+    const file = join(dir, 'padding.tar')
+    const partial = bytes.subarray(0, bytes.length - 4096)
+    await writeFile(file + '.partial', partial)
+    const clean = await write(file, b1, {resume: true})
+    const broken = Buffer.from(partial)
+    broken.fill(0x41, m.offset + m.size, m.end)
+    await writeFile(file + '.partial', broken)
+    const r = await write(file, b1, {resume: true})
+    expect(r.archive.resumed.blobs).toBe(clean.archive.resumed.blobs - 1)
+    expect(sha(await readFile(file))).toBe(sha(bytes))
+  })
+
   it('splits into parts that concatenate to the whole archive, reads them, and names a missing part', async () => {
     const size = (await stat(whole)).size
     const base = join(dir, 'split.tar')

@@ -334,7 +334,8 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
 
 /**
  * What an interrupted run left that this one keeps: `oci-layout` in place, then every member
- * whose header is exactly the one its place needs and whose content hashes to its name. Fills
+ * whose header is exactly the one its place needs, whose content hashes to its name and whose
+ * padding is zeros. Fills
  * `written`; anything else is written again.
  */
 async function keepWhatIsWhole(out: PartWriter, slots: ReadonlyMap<string, Slot>, written: Map<string, {offset: number; size: number}>): Promise<void> {
@@ -352,6 +353,10 @@ async function keepWhatIsWhole(out: PartWriter, slots: ReadonlyMap<string, Slot>
       got += chunk.length
       at += chunk.length
     }
-    if (!check.end()) written.set(slot.digest, {offset: slot.offset, size: slot.size})
+    if (check.end()) continue
+    // its padding too, which no digest covers: the resumed archive is byte for byte an uninterrupted run's
+    const pad = slot.end - slot.offset - slot.size
+    const padding = await out.readAt(slot.offset + slot.size, pad)
+    if (padding.length === pad && padding.every((b) => b === 0)) written.set(slot.digest, {offset: slot.offset, size: slot.size})
   }
 }
