@@ -331,6 +331,23 @@ function writeSliced(fd: number, bufs: readonly Buffer[], pos: number): void {
   }
 }
 
+/**
+ * Flushes a directory's entries to disk: a rename is durable only once its directory is, so an
+ * archive reported complete keeps its final name through a power loss. File systems that cannot
+ * sync a directory (some network and FUSE ones) say EINVAL or ENOTSUP; that is not a failure.
+ */
+async function syncDir(dir: string): Promise<void> {
+  const h = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await h.sync()
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e
+  } finally {
+    await h.close()
+  }
+}
+
 export interface SequenceWriter {
   /** appends `bufs`; resolves once they may be reused (copied, or written) */
   write(bufs: readonly Buffer[]): Promise<void>
@@ -640,6 +657,7 @@ export class PartWriter {
     for (const [n, f] of stale) if (!size || n > finals.length) await rm(f, {force: true})
     if (size) await rm(this.file, {force: true})
     for (let i = 0; i < paths.length; i++) await rename(paths[i]!, finals[i]!)
+    await syncDir(dirname(this.file))
     return finals
   }
 
