@@ -560,6 +560,18 @@ describe('bundle files', () => {
     expect(secretReason('ca.pem', Buffer.from('-----BEGIN CERTIFICATE-----\n'))).toBeUndefined()
     expect(secretReason('tls.pem', Buffer.from('-----BEGIN RSA PRIVATE KEY-----\n'))).toBeDefined()
     expect(secretReason('auth.json', Buffer.from('{"auths": {"r": {"auth": "eDp5"}}}'))).toBeDefined()
+    // kubeconfigs by name, and by their client key wherever they are
+    expect(secretReason('kubeconfig', Buffer.from('apiVersion: v1\n'))).toBeDefined()
+    expect(secretReason('clusters/admin.conf', Buffer.from('apiVersion: v1\n'))).toBeDefined()
+    expect(secretReason('cluster.yaml', Buffer.from('users:\n- name: a\n  user:\n    client-key-data: LS0tLS1CRUdJTg==\n'))).toBeDefined()
+    // a secret as the value of a name that ends in one, in YAML or a shell script
+    expect(secretReason('deploy.sh', Buffer.from('#!/bin/sh\nexport KPI_REGISTRY_PASSWORD=hunter2\nkpi relocate\n'))).toBeDefined()
+    expect(secretReason('values.yaml', Buffer.from('registry:\n  registry_password: x\n'))).toBeDefined()
+    expect(secretReason('keys.asc', Buffer.from('-----BEGIN PGP PRIVATE KEY BLOCK-----\n'))).toBeDefined()
+    // what only names a credential stays
+    expect(secretReason('deploy.sh', Buffer.from('#!/bin/sh\nkpi relocate --password-stdin < /dev/stdin\n'))).toBeUndefined()
+    expect(secretReason('values.yaml', Buffer.from('registry:\n  password:\n  server: r.example\n'))).toBeUndefined()
+    expect(secretReason('keys.asc', Buffer.from('-----BEGIN PGP PUBLIC KEY BLOCK-----\n'))).toBeUndefined()
   })
 
   it('whose names the reader refuses are left out with a warning: kpi reads every archive it writes', async () => {

@@ -22,12 +22,16 @@ const MAX_FILE = 16 * 1024 * 1024
 const MAX_TOTAL = 64 * 1024 * 1024
 const MAX_FILES = 1000
 
-const secretName = /(^|\/)(\.[^/]*|[^/]*\.(key|p12|pfx|jks|keystore|kubeconfig|env)|[^/]*htpasswd[^/]*|[^/]*credential[^/]*|[^/]*secret[^/]*|[^/]*token[^/]*|config\.json|\.dockerconfigjson|id_(rsa|ecdsa|ed25519)[^/]*)$/i
+const secretName = /(^|\/)(\.[^/]*|[^/]*\.(key|p12|pfx|jks|keystore|kubeconfig|env)|[^/]*kubeconfig[^/]*|(admin|kubelet|controller-manager|scheduler)\.conf|[^/]*htpasswd[^/]*|[^/]*credential[^/]*|[^/]*secret[^/]*|[^/]*token[^/]*|config\.json|\.dockerconfigjson|id_(rsa|ecdsa|ed25519)[^/]*)$/i
+/** a key, password, token or secret as the value of a name that ends in one (`registry_password: x`, `export KPI_REGISTRY_PASSWORD=x`) */
+const SECRET_WORD = String.raw`[\w.-]*(password|passwd|token|secret|apikey|api_key|accesskey|secretkey|client-key-data|client-secret)`
 const secretContent = [
-  /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/,
+  // PEM and PGP (`-----BEGIN PGP PRIVATE KEY BLOCK-----`) private keys
+  /-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----/,
   /"auths"\s*:/,
   /"(identitytoken|registrytoken|password|auth)"\s*:\s*"[^"]+"/i,
-  /^\s*(password|passwd|token|secret|apikey|api_key|accessKey|secretKey)\s*[:=]\s*['"]?[^\s'"#][^\n]*$/im,
+  // on one line: `password:` with its value on the lines below is a YAML map, not a secret
+  new RegExp(String.raw`^[ \t]*(export[ \t]+)?${SECRET_WORD}[ \t]*[:=][ \t]*['"]?[^\s'"#][^\n]*$`, 'im'),
 ]
 
 /** Why a file must not travel, or undefined. */
