@@ -9,6 +9,7 @@ import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {KpiError} from '../src/errors.js'
 import {createRegistryClient, type OciClient} from '../src/oci/client.js'
 import {sha256Digest} from '../src/oci/digest.js'
+import {createRequester} from '../src/oci/request.js'
 import {RANGED_MIN_BYTES, WINDOW_BYTES} from '../src/oci/ranged.js'
 import {MediaTypes, type Repo} from '../src/oci/types.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
@@ -44,11 +45,11 @@ async function listen(handler: (req: IncomingMessage, res: ServerResponse) => vo
   }
 }
 
-/** Forward a request to `target` (host:port), body and response streamed. */
-function forward(req: IncomingMessage, res: ServerResponse, target: string, path = req.url!): void {
+/** Forward a request to `target` (host:port), body and response streamed, the answer with `extra` headers. */
+function forward(req: IncomingMessage, res: ServerResponse, target: string, path = req.url!, extra: Record<string, string> = {}): void {
   const [hostname, port] = target.split(':')
   const up = httpRequest({hostname, port: Number(port), method: req.method, path, headers: req.headers}, (r) => {
-    res.writeHead(r.statusCode!, r.headers)
+    res.writeHead(r.statusCode!, {...r.headers, ...extra})
     r.pipe(res)
   })
   up.on('error', () => res.destroy())
@@ -242,6 +243,76 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(storage.seen.every((r) => r.authorization === undefined)).toBe(true)
     // only the first GET asked the registry; the parts went straight to the storage URL
     expect(proxy.seen.filter((r) => r.method === 'GET' && r.url.includes('/blobs/'))).toHaveLength(1)
+  })
+
+  /** A server on another port (another origin) that records what it is sent and answers an empty page. */
+  const elsewhere = () => serve(listen((_req, res) => void res.writeHead(200, {'content-type': 'application/json'}).end('{"tags":[],"manifests":[]}')))
+
+  it('follows a tag page the registry links on itself, and refuses one linked on another origin without sending it anything', async () => {
+    const c = client({credentials: async () => creds})
+    const config = Buffer.from('config of the linked tags')
+    const r = {registry: secured.host, repository: 'net/links'}
+    await c.putBlob(r, sha256Digest(config), config.length, () => Readable.from([config]))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest,
+      config: {mediaType: MediaTypes.ociConfig, digest: sha256Digest(config), size: config.length}, layers: []}))
+    for (const tag of ['a', 'b']) await c.putManifest(r, tag, manifest, MediaTypes.ociManifest)
+    const other = await elsewhere()
+    // the first page links the next on the registry itself (absolute), that one to another port
+    const proxy = await serve(listen((req, res) => {
+      if (!req.url!.includes('/tags/list')) return forward(req, res, secured.host)
+      const next = req.url!.includes('last=') ? `http://127.0.0.1:${other.port}/v2/net/links/tags/list?last=b` : `http://127.0.0.1:${proxy.port}/v2/net/links/tags/list?last=a`
+      forward(req, res, secured.host, req.url!, {link: `<${next}>; rel="next"`})
+    }))
+    const host = `127.0.0.1:${proxy.port}`
+    const e = await c.listTags({registry: host, repository: 'net/links'}).catch((err: unknown) => err)
+    expect(e).toBeInstanceOf(KpiError)
+    expect(e).toMatchObject({kind: 'failed', message: `registry ${host} sent kpi to http://127.0.0.1:${other.port} for the next page of tags of ${host}/net/links, another origin than the registry's; kpi sends the registry's credentials to the registry alone`})
+    expect(String(e)).not.toContain('transport-pw')
+    // both pages on the registry were asked for, with its credentials; the other origin got nothing
+    const pages = proxy.seen.filter((s) => s.url.includes('/tags/list'))
+    expect(pages.map((s) => s.url)).toEqual(['/v2/net/links/tags/list?n=1000', '/v2/net/links/tags/list?last=a'])
+    expect(pages.every((s) => s.authorization === `Basic ${Buffer.from('alice:transport-pw').toString('base64')}`)).toBe(true)
+    expect(other.seen).toEqual([])
+  })
+
+  it('refuses a referrers page linked on another host, port or scheme, without sending the credentials there', async () => {
+    const other = await elsewhere()
+    let next = ''
+    // the referrers API (distribution 2.8 has none) answered by the proxy, its Link header as set
+    const proxy = await serve(listen((req, res) => {
+      if (!req.url!.includes('/referrers/')) return forward(req, res, secured.host)
+      res.writeHead(200, {'content-type': MediaTypes.ociIndex, link: `<${next}>; rel="next"`}).end('{"schemaVersion":2,"manifests":[]}')
+    }))
+    const host = `127.0.0.1:${proxy.port}`
+    const subject = sha256Digest(blob)
+    const targets = [
+      `http://127.0.0.2:${proxy.port}/v2/net/app/referrers/${subject}?page=2`,
+      `http://127.0.0.1:${other.port}/steal`,
+      `https://127.0.0.1:${proxy.port}/v2/net/app/referrers/${subject}?page=2`,
+    ]
+    for (const target of targets) {
+      next = target
+      const e = await client({credentials: async () => creds}).referrers({registry: host, repository: 'net/app'}, subject).catch((err: unknown) => err)
+      expect(e).toMatchObject({kind: 'failed', message: `registry ${host} sent kpi to ${new URL(target).origin} for the next page of referrers of ${host}/net/app@${subject}, another origin than the registry's; kpi sends the registry's credentials to the registry alone`})
+    }
+    expect(proxy.seen.filter((s) => s.url.includes('/referrers/'))).toHaveLength(3)
+    expect(other.seen).toEqual([])
+  })
+
+  it('never sends a registry its credentials to another origin, whatever URL a caller hands over', async () => {
+    const other = await elsewhere()
+    const http = createRequester({plainHttp: () => true, credentials: async () => creds, retryPolicy: {baseMs: 5}})
+    try {
+      const e = await http.send(secured.host, {method: 'GET', url: `http://127.0.0.1:${other.port}/v2/net/app/tags/list`, scopes: ['repository:net/app:pull']}).catch((err: unknown) => err)
+      expect(e).toMatchObject({kind: 'failed', message: `registry ${secured.host} sent kpi to http://127.0.0.1:${other.port} for a GET request, another origin than the registry's; kpi sends the registry's credentials to the registry alone`})
+      // the registry itself still gets them
+      const res = await http.send(secured.host, {method: 'GET', url: `${http.base(secured.host)}/v2/`, scopes: []})
+      expect(res.statusCode).toBe(200)
+      await res.body.dump()
+    } finally {
+      await http.close()
+    }
+    expect(other.seen).toEqual([])
   })
 
   it('goes through an HTTP proxy, except for loopback and NO_PROXY hosts', async () => {

@@ -12,8 +12,8 @@ import {digestHex, digestOf} from './digest.js'
 import {MAX_MANIFEST_BYTES, type ManifestOps} from './manifests.js'
 import {checkDigest, formatRepo} from './reference.js'
 import {parseErrorBody, readErrorBody} from './registry-errors.js'
-import {dump, fail, header, readLimited, type Requester} from './request.js'
-import {nextLink} from './tags.js'
+import {dump, fail, readLimited, type Requester} from './request.js'
+import {nextPage} from './tags.js'
 import {MediaTypes, type Descriptor, type ImageIndex, type RegistryClient, type Repo} from './types.js'
 
 /** What this client can tell beyond RegistryClient: whether a registry serves the referrers API. */
@@ -58,7 +58,7 @@ export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getMa
       if (res.statusCode !== 200) return fail(res, {registry: repo.registry, subject: `referrers of ${formatRepo(repo)}@${digest}`, action: 'pull'})
       const body = await readLimited(res, MAX_MANIFEST_BYTES, `referrers of ${formatRepo(repo)}@${digest}`)
       out.push(...parseIndexManifests(body))
-      url = nextLink(header(res, 'link'), url)
+      url = nextPage(http, repo.registry, res, url, `referrers of ${formatRepo(repo)}@${digest}`)
     }
     return out
   }

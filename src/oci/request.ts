@@ -79,6 +79,19 @@ export const header = (res: Dispatcher.ResponseData, name: string): string | und
   return Array.isArray(v) ? v[0] : v
 }
 
+/** Whether `url` has the origin (scheme, host and port) of `base`, a registry's API base URL. */
+export const sameOrigin = (url: string, base: string): boolean => new URL(url).origin === new URL(base).origin
+
+/**
+ * The refusal to send a registry's credentials to another origin. Only the origin is named: a
+ * URL a registry hands out may carry a signature in its query.
+ */
+export function foreignOriginError(registry: string, url: string, what: string): KpiError {
+  return new KpiError('failed', `registry ${registry} sent kpi to ${new URL(url).origin} for ${what}, another origin than the registry's; kpi sends the registry's credentials to the registry alone`, {
+    hint: 'the registry (or a proxy in front of it) must serve this on its own address; check the registry address, whether it is plain HTTP, and any proxy rewriting its answers',
+  })
+}
+
 /** `type/subtype; charset=...` -> `type/subtype` */
 export const bareType = (ct: string | undefined): string | undefined => ct?.split(';')[0]?.trim() || undefined
 
@@ -205,6 +218,9 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     await probe(registry)
     // the caller built the URL before the probe found the registry answers plain HTTP
     if (learnedPlain.has(registry) && req.url.startsWith('https://')) req = {...req, url: `http://${req.url.slice('https://'.length)}`}
+    // the credentials below are the registry's: whatever URL a caller was handed (a Link, a
+    // Location), they go to its origin only; storage it redirects to is asked through raw()
+    if (!sameOrigin(req.url, base(registry))) throw foreignOriginError(registry, req.url, `a ${req.method} request`)
     let scopes = req.scopes
     for (let round = 0; ; round++) {
       const authz = await auth.authorization(registry, scopes)

@@ -2,7 +2,7 @@
 import type {Dispatcher} from 'undici'
 import {pullScope} from './auth.js'
 import {formatRepo} from './reference.js'
-import {dump, fail, header, readLimited, type Requester} from './request.js'
+import {dump, fail, foreignOriginError, header, readLimited, sameOrigin, type Requester} from './request.js'
 import type {Repo} from './types.js'
 
 /**
@@ -29,6 +29,18 @@ export function nextLink(link: string | undefined, base: string): string | undef
   return undefined
 }
 
+/**
+ * The next page a registry's Link header names after the page at `url`, refused when it is on
+ * another origin: it is asked for with the registry's credentials, which a Link (from the
+ * registry, or a proxy in front of it) must not send elsewhere. `url` may still be https for a
+ * registry since found to answer plain HTTP, so the registry's current base counts too.
+ */
+export function nextPage(http: Requester, registry: string, res: Dispatcher.ResponseData, url: string, what: string): string | undefined {
+  const next = nextLink(header(res, 'link'), url)
+  if (next && !sameOrigin(next, url) && !sameOrigin(next, http.base(registry))) throw foreignOriginError(registry, next, `the next page of ${what}`)
+  return next
+}
+
 export function tagOps(http: Requester, pageSize = 1000): {listTags(repo: Repo): Promise<string[]>} {
   async function listTags(repo: Repo): Promise<string[]> {
     const tags: string[] = []
@@ -43,7 +55,7 @@ export function tagOps(http: Requester, pageSize = 1000): {listTags(repo: Repo):
       const body = await readLimited(res, 64 * 1024 * 1024, `tags of ${formatRepo(repo)}`)
       const parsed = JSON.parse(body.toString('utf8')) as {tags?: string[] | null}
       tags.push(...(parsed.tags ?? []))
-      url = nextLink(header(res, 'link'), url)
+      url = nextPage(http, repo.registry, res, url, `tags of ${formatRepo(repo)}`)
     }
     return tags
   }
