@@ -315,6 +315,35 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(other.seen).toEqual([])
   })
 
+  it('rejects an upload refused in an answer a reset cuts short, with the refusal and no uncaught exception', async () => {
+    // the PUT is refused at once, before its body is read, and the refusal's body never arrives
+    // whole: the reset comes while the client waits for the source to say its piece
+    const refusing = await serve(listen((req, res) => {
+      if (req.method !== 'PUT') return forward(req, res, reg.host)
+      res.writeHead(403, {'content-type': 'application/json', 'content-length': '1000'})
+      res.write('{"errors":[')
+      setTimeout(() => req.socket.resetAndDestroy(), 20)
+    }))
+    const registry = `127.0.0.1:${refusing.port}`
+    const digest = `sha256:${'b'.repeat(64)}`
+    // a source still giving bytes, slowly (a download from elsewhere)
+    const slow = new Readable({read() { setTimeout(() => this.push(Buffer.alloc(1024)), 5) }})
+    const uncaught: unknown[] = []
+    const onUncaught = (e: unknown): void => void uncaught.push(e)
+    process.on('uncaughtException', onUncaught)
+    try {
+      const e = await client({retries: 0}).putBlob({registry, repository: 'net/refused'}, digest, 1 << 20, () => slow).catch((err: unknown) => err)
+      expect(e).toMatchObject({kind: 'auth', message: `registry ${registry} denied push of blob ${registry}/net/refused@${digest}`})
+      // past the reset and the wait for the source
+      await new Promise((r) => setTimeout(r, 200))
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
+    expect(uncaught).toEqual([])
+    expect(refusing.seen.filter((s) => s.method === 'PUT')).toHaveLength(1)
+    expect(slow.destroyed).toBe(true)
+  })
+
   it('goes through an HTTP proxy, except for loopback and NO_PROXY hosts', async () => {
     // a forward proxy that knows the name registry.kpi.test, which no DNS resolves
     const name = `registry.kpi.test:${reg.host.split(':')[1]}`

@@ -218,6 +218,28 @@ describe('wire: blob bodies on plain sockets', () => {
     expect(server.connections).toBe(2)
   })
 
+  it('errors a body nobody reads yet when a reset cuts it short, without an uncaught exception; its reader gets the error', async () => {
+    server = await scripted((_req, so) => {
+      so.write('HTTP/1.1 403 Forbidden\r\ncontent-length: 1000\r\n\r\n{"errors":[')
+      setTimeout(() => so.resetAndDestroy(), 20)
+    })
+    open()
+    const uncaught: unknown[] = []
+    const onUncaught = (e: unknown): void => void uncaught.push(e)
+    process.on('uncaughtException', onUncaught)
+    try {
+      const res = await wire.request({method: 'GET', url: server.url('/'), headers: {}})
+      expect(res.statusCode).toBe(403)
+      // nothing listens to the body while the reset comes
+      await sleep(100)
+      expect(res.body.errored).toMatchObject({code: 'ECONNRESET'})
+      await expect(res.body.text()).rejects.toMatchObject({code: 'ECONNRESET'})
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
+    expect(uncaught).toEqual([])
+  })
+
   it('drops a kept-alive connection the server closes while idle', async () => {
     server = await scripted((_req, so) => {
       so.end(ok('hello'))

@@ -164,7 +164,10 @@ export function blobOps(http: Requester): BlobOps {
         ? await http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream, bulk: true})
         : await http.raw(target.toString(), 'PUT', headers, stream, {where: target.host, bulk: true})
       if (res.statusCode >= 400 && !sourceError && !stream.destroyed) {
-        // the registry refused the bytes; the source may be about to say why, in its own words
+        // the registry refused the bytes; the source may be about to say why, in its own words.
+        // Meanwhile nothing reads the refusal: a connection reset now errors its body, which
+        // without a listener would be an uncaught exception; the reader after sees it as `errored`
+        res.body.on('error', () => {})
         await Promise.race([once(stream, 'close').catch(() => {}), sleep(100)])
       }
       if (sourceError) {

@@ -357,6 +357,9 @@ export function createWire(opts: WireOptions): Wire {
           // a consumer that stops reading early: the connection is not reusable
           if (!responseDone) finish()
         })
+        // a connection lost before anyone reads (or listens to) the body must not be an uncaught
+        // exception that ends the process: readers still get the error, as the stream's `errored`
+        body.on('error', () => {})
         if (h.framing.kind === 'chunked') decode = chunkedDecoder()
         if (!requestDone) {
           // answered before the whole body was sent (a refusal): stop sending, do not reuse
