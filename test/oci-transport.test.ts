@@ -162,6 +162,29 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(await client().hasBlob({registry: reg.host, repository: 'net/upload'}, sha256Digest(bytes))).toBe(true)
   })
 
+  it('uploads an empty blob again when the kept-alive connection its PUT goes out on was just closed', async () => {
+    // the second PUT on a connection meets a registry that has just closed it
+    const puts = new WeakMap<Socket, number>()
+    const closing = await serve(listen((req, res) => {
+      if (req.method !== 'PUT') return forward(req, res, reg.host)
+      const n = (puts.get(req.socket) ?? 0) + 1
+      puts.set(req.socket, n)
+      if (n === 2) return void req.socket.destroy()
+      forward(req, res, reg.host)
+    }))
+    const c = client()
+    const registry = `127.0.0.1:${closing.port}`
+    const empty = sha256Digest(Buffer.alloc(0))
+    let opens = 0
+    const open = (): Readable => { opens++; return Readable.from([]) }
+    expect(await c.putBlob({registry, repository: 'net/empty-a'}, empty, 0, open)).toBe('uploaded')
+    expect(await c.putBlob({registry, repository: 'net/empty-b'}, empty, 0, open)).toBe('uploaded')
+    // the second upload restarted with a fresh source on a new connection
+    expect(opens).toBe(3)
+    expect(closing.seen.filter((s) => s.method === 'PUT')).toHaveLength(3)
+    expect(await c.hasBlob({registry: reg.host, repository: 'net/empty-b'}, empty)).toBe(true)
+  })
+
   it('a registry silent for the timeout is asked once more on a fresh connection, not `retries` times', async () => {
     // the API root answers; manifest requests are read and never answered
     const silent = await serve(listen((req, res) => {

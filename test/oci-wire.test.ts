@@ -266,6 +266,24 @@ describe('wire: blob bodies on plain sockets', () => {
     expect(server.connections).toBe(2)
   })
 
+  it('fails an empty PUT whose kept-alive connection closes as it goes out as a reset, not resent with its ended body', async () => {
+    const served = new WeakMap<Socket, number>()
+    server = await scripted((_req, so) => {
+      const n = (served.get(so) ?? 0) + 1
+      served.set(so, n)
+      if (n === 2) so.destroy()
+      else so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n')
+    })
+    open()
+    const put = () => wire.request({method: 'PUT', url: server!.url('/up'), headers: {}, body: Readable.from([]), size: 0})
+    await (await put()).body.dump()
+    // the body was read to its end for the closed connection: the caller retries with a fresh one
+    const e = await put().catch((err: unknown) => err)
+    expect((e as {code?: string}).code).toMatch(/^(ECONNRESET|EPIPE|UND_ERR_SOCKET)$/)
+    expect(e).not.toHaveProperty('staleConnection')
+    expect(server.connections).toBe(1)
+  })
+
   it('times out a silent server, but not a body its reader has not asked for yet', async () => {
     const blob = randomBytes(4 * 1024 * 1024)
     server = await scripted((req, so) => {

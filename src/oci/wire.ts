@@ -305,6 +305,10 @@ export function createWire(opts: WireOptions): Wire {
       let sentBody = 0
       let finished = false
       let stopSending = (): void => {}
+      // a kept-alive connection the server had closed is asked again on a new one only when
+      // nothing of this exchange was used up: no answer, and nothing of the body taken from its
+      // source; an empty body that ended is used up too, a retry would find it ended
+      const stale = (): boolean => reused && !received && sentBody === 0 && !(req.body && req.method === 'PUT' && requestDone)
 
       const finish = (e?: Error): void => {
         if (finished) return
@@ -422,11 +426,11 @@ export function createWire(opts: WireOptions): Wire {
           return
         }
         const e = coded('UND_ERR_SOCKET', `${u.host} closed the connection`)
-        if (reused && !received && sentBody === 0) Object.assign(e, {staleConnection: true})
+        if (stale()) Object.assign(e, {staleConnection: true})
         finish(e)
       })
       socket.on('error', (e: Error) => {
-        if (reused && !received && sentBody === 0) Object.assign(e, {staleConnection: true})
+        if (stale()) Object.assign(e, {staleConnection: true})
         finish(e)
       })
       socket.on('close', () => {
