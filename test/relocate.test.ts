@@ -6,14 +6,15 @@ import {readFile, writeFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadBundle} from '../src/bundle/load.js'
-import {bundleImages} from '../src/bundle/images.js'
+import {bundleImages, mapBundleImages} from '../src/bundle/images.js'
 import {createRegistryClient} from '../src/oci/client.js'
 import {attachReferrer} from '../src/oci/referrers.js'
-import {parseReference} from '../src/oci/reference.js'
+import {formatReference, parseReference} from '../src/oci/reference.js'
 import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../src/oci/types.js'
 import type {ImageSource} from '../src/relocate/endpoints.js'
-import {fromSource, registrySource, toRegistry} from '../src/relocate/registry-endpoints.js'
-import {relocate} from '../src/relocate/relocate.js'
+import {parseDestination} from '../src/relocate/naming.js'
+import {fromRegistry, fromSource, registrySource, toRegistry} from '../src/relocate/registry-endpoints.js'
+import {bundleRoots, relocate} from '../src/relocate/relocate.js'
 import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
 import {expectCleanFailure, kpi, startKpi} from './helpers/cli.js'
@@ -133,6 +134,43 @@ describe('kpi relocate registry to registry', () => {
     for (const k of roots) expect(asked.filter((a) => a === k), k).toHaveLength(1)
     expect(r.summary.bytesMoved).toBe(0)
     expect(r.summary.manifests.pushed).toBe(0)
+  })
+
+  it('sets the tags of images already at the destination where they are missing or name another digest, and only those', async () => {
+    const bundle = sb.bundle.v1!
+    const to = `${sb.airgap.host}/retag`
+    const tagged = bundleRoots(bundle, parseDestination(to)).filter((r) => r.tags.length > 0)
+    expect(tagged.length).toBeGreaterThan(1)
+    const tagAt = async (r: (typeof tagged)[number]) => (await dst.headManifest(r.dst, r.tags[0]!))?.digest
+    // the images pushed before by digest alone: every manifest there, no tag
+    const untagged = mapBundleImages(bundle, (ref) => formatReference({...parseReference(ref), tag: undefined}))
+    await relocate({from: fromRegistry(src, untagged), to: toRegistry(dst, to)})
+    expect(await tagAt(tagged[0]!)).toBeUndefined()
+
+    const tagPuts: string[] = []
+    const watched: RegistryClient = {...dst, putManifest: (repo, ref, bytes, mediaType) => {
+      if (!ref.includes(':') && !ref.startsWith('sha256-')) tagPuts.push(`${repo.repository}:${ref}`)
+      return dst.putManifest(repo, ref, bytes, mediaType)
+    }}
+    const again = async () => {
+      tagPuts.length = 0
+      const r = await relocate({from: fromRegistry(src, bundle), to: toRegistry(watched, to)})
+      expect(r.summary.bytesMoved).toBe(0)
+      expect(r.summary.manifests.pushed).toBe(0)
+      for (const t of tagged) expect(await tagAt(t), `${t.dst.repository}:${t.tags[0]}`).toBe(t.digest)
+    }
+    await again()
+    expect(tagPuts.sort()).toEqual(tagged.map((t) => `${t.dst.repository}:${t.tags[0]}`).sort())
+
+    // a tag moved at the destination to another manifest of the same content (one annotation more)
+    const moved = tagged[0]!
+    const m = await dst.getManifest(moved.dst, moved.digest)
+    const other = JSON.parse(m.bytes.toString('utf8')) as {annotations?: Record<string, string>}
+    other.annotations = {...other.annotations, 'kpi.test/moved': 'true'}
+    expect(await dst.putManifest(moved.dst, moved.tags[0]!, Buffer.from(JSON.stringify(other)), m.mediaType)).not.toBe(moved.digest)
+    await again()
+    // the right tags were left alone
+    expect(tagPuts).toEqual([`${moved.dst.repository}:${moved.tags[0]}`])
   })
 
   it('a registry killed while rewriting link files answers 500 for them: the rerun pushes those again, which repairs them', async () => {

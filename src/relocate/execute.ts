@@ -185,8 +185,29 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   const byKey = new Map<string, PlanManifest>()
   for (const m of plan.manifests) byKey.set(keyOf(m), m)
   const manifestDone = once<void>()
+  /** manifests found whole at the sink (see below) */
+  const done = new Set<string>()
+
+  /** the tags of `m` that do not name it at the sink; all of them where the sink cannot tell */
+  const staleTags = async (m: PlanManifest): Promise<string[]> => {
+    if (!sink.tagged) return m.tags
+    const named = await Promise.all(m.tags.map((t) => requests(guard(() => sink.tagged!(m.dst, t)))))
+    return m.tags.filter((_, i) => named[i] !== m.manifest.digest)
+  }
+  /**
+   * A tagged manifest found whole at the sink: its content is there, but a tag may be missing
+   * (pushed before untagged, or under another tag) or name an older digest. Counted as skipped,
+   * as an existing manifest whose tags are set is on the way below.
+   */
+  const retag = async (m: PlanManifest): Promise<void> => {
+    const stale = await staleTags(m)
+    if (stale.length) await pushManifest({...m, tags: stale}, true)
+    summary.manifests.skipped++
+  }
+
   const ensureManifest = (m: PlanManifest): Promise<void> =>
     manifestDone(keyOf(m), async () => {
+      if (done.has(keyOf(m))) return retag(m)
       const deps: Array<Promise<void>> = m.blobs.map((b) => ensureBlob(m.dst, b, m.src))
       for (const c of m.children) {
         const child = byKey.get(`${repoKey(m.dst)}@${c}`)
@@ -217,8 +238,6 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   // An image already at a sink that guarantees content (the registry refused its manifest until
   // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
   // A root found missing here is not asked about again before it is pushed.
-  /** manifests found whole at the sink */
-  const done = new Set<string>()
   if (sink.manifestImpliesContent) {
     const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
     const roots = plan.manifests.filter((m) => rootKeys.has(keyOf(m)))
@@ -229,9 +248,12 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       }
       const skipTree = (n: PlanManifest) => {
         done.add(keyOf(n))
-        void manifestDone(keyOf(n), async () => {
-          summary.manifests.skipped++
-        })
+        // one with tags is settled with the others (retag), where a failure is the run's
+        if (n.tags.length === 0) {
+          void manifestDone(keyOf(n), async () => {
+            summary.manifests.skipped++
+          })
+        }
         for (const b of n.blobs) void blobDone(`${repoKey(n.dst)}@${b.digest}`, async () => record(b, 'skipped'))
         for (const c of n.children) {
           const child = byKey.get(`${repoKey(n.dst)}@${c}`)

@@ -26,6 +26,8 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     verifiesDigests: true,
     hasBlob: (repo, digest) => client.hasBlob(repo, digest).catch(unknownIsMissing),
     hasManifest: (repo, digest) => client.headManifest(repo, digest).then((m) => m !== undefined, unknownIsMissing),
+    // a tag the registry cannot answer for (500) is set again, as a missing one
+    tagged: (repo, tag) => client.headManifest(repo, tag).then((m) => m?.digest, (e: unknown) => void unknownIsMissing(e)),
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open, opts) => client.putBlob(repo, digest, size, open, opts),
     mountsCheck: () => mounts === 'check',
