@@ -83,32 +83,40 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
   // Whether each root is there, asked while the source is read: with nothing to move, those HEADs
   // came after the plan, one more round of requests at the end. Each answer is used once, for the
   // copy's first question about its root (asked before anything is pushed); later ones go out.
+  // The same for what the roots' tags name, which a root found there is asked next.
   const early = new Map<string, Promise<boolean>>()
-  const hasManifest: ImageSink['hasManifest'] = (repo, digest) => {
-    const k = manifestKey(repo, digest)
-    const answer = early.get(k)
-    if (!answer) return sink.hasManifest(repo, digest)
-    early.delete(k)
+  const earlyTags = new Map<string, Promise<string | undefined>>()
+  const firstAnswer = <T>(answers: Map<string, Promise<T>>, k: string, ask: () => Promise<T>): Promise<T> => {
+    const answer = answers.get(k)
+    if (!answer) return ask()
+    answers.delete(k)
     return answer
+  }
+  const hasManifest: ImageSink['hasManifest'] = (repo, digest) => firstAnswer(early, manifestKey(repo, digest), () => sink.hasManifest(repo, digest))
+  const tagged: NonNullable<ImageSink['tagged']> = (repo, tag) => firstAnswer(earlyTags, tagKey(repo, tag), () => sink.tagged!(repo, tag))
+  const askEarly = <T>(answers: Map<string, Promise<T>>, k: string, ask: () => Promise<T>): void => {
+    if (answers.has(k)) return
+    const answer = ask()
+    // a failed answer is thrown where the copy asks, as it would have been without asking early
+    answer.catch(() => undefined)
+    answers.set(k, answer)
   }
   return {
     destination,
     lookAhead: (roots) => {
       early.clear()
+      earlyTags.clear()
       const ask = limit(LOOK_AHEAD)
       for (const r of roots) {
-        const k = manifestKey(r.dst, r.digest)
-        if (early.has(k)) continue
-        const answer = ask(() => sink.hasManifest(r.dst, r.digest))
-        // a failed answer is thrown where the copy asks, as it would have been without asking early
-        answer.catch(() => undefined)
-        early.set(k, answer)
+        askEarly(early, manifestKey(r.dst, r.digest), () => ask(() => sink.hasManifest(r.dst, r.digest)))
+        for (const t of r.tags) askEarly(earlyTags, tagKey(r.dst, t), () => ask(() => sink.tagged!(r.dst, t)))
       }
     },
-    open: async () => ({sink: {...sink, hasManifest}, registry: {client, toRepo}}),
+    open: async () => ({sink: {...sink, hasManifest, tagged}, registry: {client, toRepo}}),
   }
 }
 
 /** root HEADs at once while the source is read (the copy's own requests are 16 at once) */
 const LOOK_AHEAD = 8
 const manifestKey = (repo: Repo, digest: string) => `${formatRepo(repo)}@${digest}`
+const tagKey = (repo: Repo, tag: string) => `${formatRepo(repo)}:${tag}`
