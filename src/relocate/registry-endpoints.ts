@@ -108,8 +108,11 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
       earlyTags.clear()
       const ask = limit(LOOK_AHEAD)
       for (const r of roots) {
-        askEarly(early, manifestKey(r.dst, r.digest), () => ask(() => sink.hasManifest(r.dst, r.digest)))
         for (const t of r.tags) askEarly(earlyTags, tagKey(r.dst, t), () => ask(() => sink.tagged!(r.dst, t)))
+        // a tag that names the root already says it is there: with nothing to move, one HEAD per
+        // root as before; the root itself is asked only when none of its tags does
+        const tags = r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!.catch(() => undefined))
+        askEarly(early, manifestKey(r.dst, r.digest), async () => (await Promise.all(tags)).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest)))
       }
     },
     open: async () => ({sink: {...sink, hasManifest, tagged}, registry: {client, toRepo}}),
