@@ -56,6 +56,9 @@ describe('readiness rules', () => {
     expect(deploymentReadiness(deployment({observedGeneration: 2, replicas: 2, updatedReplicas: 2, availableReplicas: 2, conditions: [available]})).state).toBe('ready')
     const stuck = deploymentReadiness(deployment({observedGeneration: 2, conditions: [{type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "d-1" has timed out progressing.'}]}))
     expect(stuck).toMatchObject({state: 'failed', message: 'rollout stuck: ReplicaSet "d-1" has timed out progressing.'})
+    // the stuck rollout of the generation before (a rollback's new spec not observed yet) is not this one's
+    const undone = deploymentReadiness(deployment({observedGeneration: 1, conditions: [{type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "d-1" has timed out progressing.'}]}))
+    expect(undone).toMatchObject({state: 'progressing', message: 'the deployment controller has not observed generation 2 yet'})
   })
 
   it('a kpack resource is judged by the Ready condition of the generation kpack observed', () => {

@@ -46,13 +46,15 @@ export function deploymentReadiness(live: LiveObject | undefined): Readiness {
   const s = d.status ?? {}
   const gen = d.metadata.generation ?? 0
   const progress = conditionOf(d, 'Progressing')
-  if (progress?.status === 'False' && progress.reason === 'ProgressDeadlineExceeded') {
-    return failed(`rollout stuck: ${progress.message ?? 'progress deadline exceeded'}`, progress)
-  }
   // the condition a timeout reports: Available says why pods are missing, else Progressing
   const avail = conditionOf(d, 'Available')
   const last = avail ?? progress
+  // conditions are of the generation observed: a stuck rollout of the spec just replaced (the one
+  // a rollback undoes) says nothing of the new one (kubectl rollout status checks this first too)
   if ((s.observedGeneration ?? 0) < gen) return progressing(`the deployment controller has not observed generation ${gen} yet`, last)
+  if (progress?.status === 'False' && progress.reason === 'ProgressDeadlineExceeded') {
+    return failed(`rollout stuck: ${progress.message ?? 'progress deadline exceeded'}`, progress)
+  }
   const updated = s.updatedReplicas ?? 0
   const available = s.availableReplicas ?? 0
   const total = s.replicas ?? 0
