@@ -17,6 +17,7 @@ import type {Bundle} from '../src/bundle/types.js'
 import {createKubeClient, type Kube} from '../src/kube/client.js'
 import type {LiveObject, ObjectRef} from '../src/kube/types.js'
 import {startSandbox, type Sandbox} from '../src/sandbox/sandbox.js'
+import {readRevision, saveRevision} from '../src/revision/store.js'
 import {issueCert} from '../src/sandbox/pki.js'
 import {expectCleanFailure, kpi, startKpi, type CliResult} from './helpers/cli.js'
 
@@ -363,5 +364,22 @@ describe('kpi install and kpi status on the sandbox', () => {
     expect(st.stdout.trim().split('\n').at(-1)).toBe('healthy')
     const j = JSON.parse((await run(['status', '--json'])).stdout) as {healthy: boolean; verdict: string; kpack: {ready: number; notReady: number; unknown: number}}
     expect(j).toMatchObject({healthy: true, verdict: 'healthy', kpack: {ready: marked.length, notReady: 0, unknown: 0}})
+  })
+
+  it('an install resumed with other inputs deletes what the attempt before applied and these lack', async () => {
+    logsOnFailure()
+    // the record an install leaves that failed after applying a ConfigMap its inputs had and these lack
+    const stored = (await readRevision(kube, 1))!
+    const leftover = {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'kpi-leftover', namespace: 'kpack', labels: {'app.kubernetes.io/managed-by': 'kpi'}}, data: {from: 'the attempt before'}}
+    await kube.apply(leftover)
+    const stage = stored.record.objects.find((o) => o.object.kind === 'ConfigMap')!.stage
+    await saveRevision(kube, stored, {...stored.record, status: 'failed', objects: [...stored.record.objects, {stage, object: leftover}]})
+    const r = await run(installArgs('--wait=applied'))
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^Installed build-service 1\.0\.0 \(kpack 0\.16\.1\) as revision 1 \(resumed\) in /)
+    expect(await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-leftover', namespace: 'kpack'})).toBeUndefined()
+    const after = (await readRevision(kube, 1))!.record
+    expect(after.status).toBe('deployed')
+    expect(after.objects.some((o) => o.object.metadata.name === 'kpi-leftover')).toBe(false)
   })
 })

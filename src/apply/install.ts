@@ -9,7 +9,7 @@ import type {RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
 import type {RevisionRecord} from '../revision/record.js'
 import {latestRevision, saveRevision} from '../revision/store.js'
-import type {ChangeAction} from './changeset.js'
+import {staleObjects, type ChangeAction} from './changeset.js'
 import {contextOf, desiredRevision, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {planStages} from './plan.js'
 import {preflight, type InstallMode} from './preflight.js'
@@ -98,11 +98,14 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
       objects,
       stages: stageRecords(stages),
     }
+    // an install resumed with other inputs: what the attempt before applied and these lack goes
+    // (its record, written over now, would no longer name it)
+    const stale = pre.mode === 'resume' && pre.existing ? staleObjects(pre.existing.record.objects, render.objects) : []
     let outcome
     try {
       // A reconcile writes no record unless something had drifted: same inputs, same revision.
       outcome = await runRevision(ctx, {
-        record, over: pre.existing, persist: !reconcile, stages, stale: [], signal,
+        record, over: pre.existing, persist: !reconcile, stages, stale, signal,
         exec: {wait: o.wait, timeoutMs: o.timeoutMs ?? DEFAULT_STAGE_TIMEOUT_MS, force: pre.mode === 'adopt', retry: 'kpi install again (it resumes)'},
       })
     } catch (e) {
