@@ -202,3 +202,35 @@ describe('registry authentication with bearer tokens (distribution token auth)',
     expect(e2.message).toBe(`registry ${reg.host} requires authentication`)
   })
 })
+
+describe('a token realm in the clear', () => {
+  it('gets no credentials over plain HTTP unless its host is named plain HTTP (or loopback)', async () => {
+    const {createServer} = await import('node:http')
+    // a registry whose challenge sends clients to a token server over plain HTTP, on another host
+    const realm = 'http://tokens.kpi-test.invalid/token'
+    const server = createServer((_req, res) => {
+      res.writeHead(401, {'www-authenticate': `Bearer realm="${realm}",service="registry"`, 'content-type': 'application/json'})
+      res.end('{"errors":[{"code":"UNAUTHORIZED"}]}')
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const host = `127.0.0.1:${(server.address() as {port: number}).port}`
+    const creds = {username: 'alice', password: 'realm-secret'}
+    const open = (plain: string[]) => createRegistryClient({plainHttp: (h) => isLoopbackRegistry(h) || plain.includes(h), credentials: async () => creds})
+    const clients = [open([]), open(['tokens.kpi-test.invalid']), createRegistryClient({plainHttp: isLoopbackRegistry, credentials: async () => undefined})]
+    try {
+      const e = await failure(clients[0]!.getManifest({registry: host, repository: 'team/app'}, 'v1'))
+      expect(e.kind).toBe('auth')
+      expect(e.message).toBe(`registry ${host} named a plain-HTTP token server, http://tokens.kpi-test.invalid: kpi does not send credentials to it unencrypted`)
+      expect(e.hint).toContain('--plain-http tokens.kpi-test.invalid')
+      expectNoSecrets(e, 'realm-secret')
+      // named plain HTTP, or asked with no credentials at all: the token server is asked (it does not exist)
+      for (const c of clients.slice(1)) {
+        const e2 = await failure(c.getManifest({registry: host, repository: 'team/app'}, 'v1'))
+        expect(e2.message).toContain('tokens.kpi-test.invalid (token server of')
+      }
+    } finally {
+      await Promise.all(clients.map((c) => c.close()))
+      server.close()
+    }
+  })
+})

@@ -109,6 +109,11 @@ export interface AuthOptions {
   userAgent: string
   /** client id sent with OAuth2 requests */
   clientId?: string
+  /**
+   * Whether credentials may go to `host` over plain HTTP (a registry or token server the user
+   * named plain HTTP, or loopback). Unset: never.
+   */
+  plainAllowed?: (host: string) => boolean
 }
 
 export const userOf = (c: Credentials | undefined): string =>
@@ -241,6 +246,13 @@ export class Authenticator {
       url = new URL(realm)
     } catch {
       throw new KpiError('failed', `registry ${registry} named an invalid token realm "${realm}"`)
+    }
+    const sends = !!(creds?.identityToken || creds?.username || creds?.password)
+    if (sends && url.protocol === 'http:' && !this.opts.plainAllowed?.(url.host)) {
+      // a challenge (from the registry, or anything in between) must not move credentials into the clear
+      throw new KpiError('auth', `registry ${registry} named a plain-HTTP token server, ${url.origin}: kpi does not send credentials to it unencrypted`, {
+        hint: `if that token server is on a network you trust and speaks only HTTP, name it plain HTTP (--plain-http ${url.host}, or KPI_PLAIN_HTTP)`,
+      })
     }
     const service = c.params.service
     const headers: Record<string, string> = {'user-agent': this.opts.userAgent}

@@ -135,9 +135,9 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const wire = createWire({userAgent, timeoutMs: opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS, tls: route.tlsFor})
   // helpers run once per registry, failures retried
   const credentials = memoAsync(opts.credentials ?? credentialResolver())
-  const auth = new Authenticator({dispatcher, credentials, userAgent})
   const policy: RetryPolicy = {...defaultRetryPolicy, ...opts.retryPolicy, ...(opts.retries !== undefined ? {retries: opts.retries} : {})}
   const plainHttp = opts.plainHttp ?? (() => false)
+  const auth = new Authenticator({dispatcher, credentials, userAgent, plainAllowed: (host) => plainHttp(host) || isLoopbackRegistry(host)})
   // loopback registries found to answer plain HTTP (go-containerregistry and docker fall back the same way)
   const learnedPlain = new Set<string>()
   const isPlain = (registry: string): boolean => plainHttp(registry) || learnedPlain.has(registry)
