@@ -97,6 +97,14 @@ describe('wire: blob bodies on plain sockets', () => {
     expect(server.requests[0]!.head).toMatch(/^GET \/v2\/a\/blobs\/x HTTP\/1.1\r\nhost: 127.0.0.1:\d+\r\nuser-agent: kpi-test\r\nauthorization: Bearer t$/)
   })
 
+  it('refuses a header value with a line break, sending nothing (a token cannot add headers of its own)', async () => {
+    server = await scripted((_req, so) => void so.write(ok('x')))
+    open()
+    const sent = wire.request({method: 'GET', url: server.url('/v2/a/blobs/x'), headers: {authorization: 'Bearer t\r\nx-injected: 1'}})
+    await expect(sent).rejects.toMatchObject({code: 'UND_ERR_INVALID_ARG', message: 'invalid request header "authorization": it holds a line break'})
+    expect(server.requests).toHaveLength(0)
+  })
+
   it('decodes a chunked body however the chunks are cut into packets', async () => {
     const text = 'x'.repeat(5000) + 'END'
     const wireForm = `HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n${(4000).toString(16)};ext=1\r\n${text.slice(0, 4000)}\r\n${(text.length - 4000).toString(16)}\r\n${text.slice(4000)}\r\n0\r\ntrailer: 1\r\n\r\n`

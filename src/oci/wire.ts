@@ -271,6 +271,10 @@ export function createWire(opts: WireOptions): Wire {
   }
 
   async function request(req: WireRequest): Promise<WireResponse> {
+    // a value from elsewhere (a token server's token) must not add lines of its own; undici refuses the same
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (/[\r\n\0]/.test(k + v)) throw coded('UND_ERR_INVALID_ARG', `invalid request header ${JSON.stringify(k)}: it holds a line break`)
+    }
     const key = keyOf(req.url)
     const reused = takeIdle(key)
     try {
