@@ -96,4 +96,31 @@ describe('kubeconfig', () => {
     const blank = await file('tf-blank', doc([{name: 'u', user: {'token-file': 'blank-token'}}]))
     expect(() => loadKubeConfig({kubeconfig: blank})).toThrow(/token-file .*blank-token of user u .* is empty/)
   })
+
+  it('takes certificate-authority-data and client-*-data over the files beside them, as kubectl does', async () => {
+    const {createRequester} = await import('../src/kube/http.js')
+    const {createServer} = await import('node:http')
+    const server = createServer((_req, res) => {
+      res.setHeader('content-type', 'application/json')
+      res.end('{"major":"1"}')
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const url = `http://127.0.0.1:${(server.address() as {port: number}).port}`
+    const pem = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64')
+    // files that are not there (a kubeconfig copied from another machine): the data beside them is what counts
+    const k = loadKubeConfig({kubeconfig: await file('data-over-files', {
+      'current-context': 'c', clusters: [{name: 'c', cluster: {server: url, 'certificate-authority': 'gone/ca.crt', 'certificate-authority-data': pem}}],
+      users: [{name: 'u', user: {token: 't'}}], contexts: [{name: 'c', context: {cluster: 'c', user: 'u'}}],
+    })})
+    const r = await createRequester(k)
+    try {
+      await expect(r.request('GET', '/version')).resolves.toMatchObject({status: 200, body: {major: '1'}})
+    } finally {
+      r.close()
+      server.close()
+    }
+    // a file without data beside it that cannot be read is named
+    const noData = {...k, cluster: {...k.cluster, caData: undefined}}
+    await expect(createRequester(noData)).rejects.toThrow(`cannot read the certificate-authority file ${join(dir, 'gone/ca.crt')} of the kubeconfig: ENOENT`)
+  })
 })

@@ -48,8 +48,18 @@ export function transportError(e: unknown, server: string): KpiError {
 
 type HttpsOptions = Record<string, unknown> & {headers?: Record<string, unknown>; auth?: string; agent?: unknown}
 
-const fileOrData = (file: string | undefined, data: string | undefined): Buffer | undefined =>
-  file ? readFileSync(file) : data ? Buffer.from(data, 'base64') : undefined
+/** `*-data` over the file it stands beside, as kubectl ("certificate-authority-data will override") */
+function dataOrFile(file: string | undefined, data: string | undefined, field: string): Buffer | undefined {
+  if (data) return Buffer.from(data, 'base64')
+  if (!file) return undefined
+  try {
+    return readFileSync(file)
+  } catch (e) {
+    throw new KpiError('input', `cannot read the ${field} file ${file} of the kubeconfig: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+      hint: `fix the path (a relative one is read from the kubeconfig's directory), or embed it as ${field}-data`,
+    })
+  }
+}
 
 /** What @kubernetes/client-node's applyToHTTPSOptions sets for a user without exec or auth provider, read once. */
 function staticOptions(k: LoadedKubeConfig): HttpsOptions {
@@ -57,11 +67,11 @@ function staticOptions(k: LoadedKubeConfig): HttpsOptions {
   const o: HttpsOptions = {headers: {}}
   if (cluster.skipTLSVerify) o.rejectUnauthorized = false
   if (cluster.tlsServerName) o.servername = cluster.tlsServerName
-  const ca = fileOrData(cluster.caFile, cluster.caData)
+  const ca = dataOrFile(cluster.caFile, cluster.caData, 'certificate-authority')
   if (ca) o.ca = ca
-  const cert = fileOrData(user.certFile, user.certData)
+  const cert = dataOrFile(user.certFile, user.certData, 'client-certificate')
   if (cert) o.cert = cert
-  const key = fileOrData(user.keyFile, user.keyData)
+  const key = dataOrFile(user.keyFile, user.keyData, 'client-key')
   if (key) o.key = key
   if (user.impersonateUser) o.headers!['Impersonate-User'] = user.impersonateUser
   if (user.token) o.headers!.Authorization = `Bearer ${user.token}`
