@@ -3,8 +3,8 @@
  * KWOK node has (the real scheduler leaves its pod Pending, the rollout gate times out, v1 comes
  * back by itself), a kpi killed with SIGKILL mid-stage on "another machine" (its lease expires,
  * `kpi status` says what was interrupted, the next upgrade finishes it), a revision record over
- * 1 MiB, --history-max, an object left by a failed upgrade whose rollback failed too, and an
- * upgrade whose lease another kpi takes over. Run
+ * 1 MiB, --history-max, an object left by a failed upgrade whose rollback failed too, an upgrade
+ * whose lease another kpi takes over, and a holder whose clock is behind. Run
  * `npm run build` first: the CLI runs from dist/.
  */
 import {spawn} from 'node:child_process'
@@ -199,6 +199,33 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(line).toMatch(/^Error: upgrade to 1\.1\.0 stopped at stage controllers \(revision 10\): .*lost the operation lease kpi-system\/kpi-operation: kpi upgrade \(pid 7 on another-host\) took it over.*; not rolled back: the operation that holds the lease now decides/)
     expect(r.stderr).not.toContain('rolling back')
     expect((await listRevisionHeads(p.kube)).slice(-2).map((h) => [h.revision, h.status])).toEqual([[9, 'deployed'], [10, 'failed']])
+    await p.kube.replace({...(await p.kube.get(ref))!, spec: {leaseDurationSeconds: 60, leaseTransitions: 0}})
+  })
+
+  it('a holder whose clock is behind, so that its renewals look expired, is not taken over while it renews', async () => {
+    p.nameRunDir()
+    const ref = {apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: 'kpi-operation', namespace: 'kpi-system'}
+    const micro = (d: Date) => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z')
+    // ten minutes behind: every renewal it writes is long expired by this machine's clock
+    const behind = () => new Date(Date.now() - 600_000)
+    const since = behind()
+    const renew = async () => {
+      const l = (await p.kube.get(ref))!
+      await p.kube.replace({...l, metadata: {...l.metadata, annotations: {'kpi.dev/operation': 'upgrade'}}, spec: {holderIdentity: 'kpi upgrade (pid 9 on skewed-host)', leaseDurationSeconds: 3, acquireTime: micro(since), renewTime: micro(behind())}})
+    }
+    await renew()
+    // it renews every third of its duration, as kpi does
+    const timer = setInterval(() => void renew().catch(() => {}), 1000)
+    try {
+      const lock2 = await p.relocate('v2')
+      const r = await p.run(['upgrade', '-b', lock2, '-f', values, '--ca-cert', p.sb.caFile, ...applied])
+      const line = expectCleanFailure(r)
+      expect(r.code, r.stderr).toBe(9)
+      expect(r.stderr).toContain('the operation lease of kpi upgrade (pid 9 on skewed-host) looks expired (expired at ')
+      expect(line).toMatch(/^Error: another kpi operation is running: upgrade by kpi upgrade \(pid 9 on skewed-host\) since /)
+    } finally {
+      clearInterval(timer)
+    }
     await p.kube.replace({...(await p.kube.get(ref))!, spec: {leaseDurationSeconds: 60, leaseTransitions: 0}})
   })
 })

@@ -73,7 +73,9 @@ export const nowIso = (ctx: OperationContext): string => (ctx.now?.() ?? new Dat
 /** Runs `body` holding the lease; the namespace of records and lease is made first. */
 export async function withLease<T>(ctx: OperationContext, operation: Operation, body: (lease: HeldLease, signal: AbortSignal) => Promise<T>): Promise<T> {
   await ensureRevisionNamespace(ctx.kube)
-  const lease = await acquireLease(ctx.kube, operation, ctx.leaseSeconds ?? DEFAULT_LEASE_SECONDS)
+  const lease = await acquireLease(ctx.kube, operation, ctx.leaseSeconds ?? DEFAULT_LEASE_SECONDS, {
+    onWatch: (ms, s) => ctx.onEvent({type: 'info', message: `the operation lease of ${s.holder} looks expired (${s.why}): watching ${Math.round(ms / 1000)}s for a renewal before taking it over`}),
+  })
   if (lease.tookOver) ctx.onEvent({type: 'warning', message: `took over the operation lease from ${lease.tookOver.holder} (${lease.tookOver.operation}, since ${lease.tookOver.since}): ${lease.tookOver.why}`})
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, lease.signal]) : lease.signal
   try {

@@ -6,7 +6,9 @@
  * A holder that dies never wedges the platform, which is Helm's most reported failure ("another
  * operation is in progress"): its lease stops being renewed and expires `leaseDurationSeconds`
  * after the last renewal; a holder on this same machine whose process is gone is known dead at
- * once. Either way the next operation takes the lease over and says from whom.
+ * once (in its PID namespace). An expiry is judged by two clocks, the holder's and this one's,
+ * so a lease that looks expired is watched for a third of its duration before it is taken: a live
+ * holder renews in that time. Either way the next operation takes the lease over and says from whom.
  */
 import {readlinkSync} from 'node:fs'
 import {hostname} from 'node:os'
@@ -44,6 +46,8 @@ export interface LeaseState {
   durationSeconds: number
   /** the holder stopped renewing: expired, or its process is gone */
   dead: boolean
+  /** dead by the clock alone (its renewTime plus its duration is past) */
+  expired?: boolean
   why?: string
 }
 
@@ -82,7 +86,7 @@ export function leaseState(l: LiveObject, now = new Date()): LeaseState {
   const base = {holder, operation: l.metadata.annotations?.[OPERATION_ANNOTATION] ?? '', since, renewedAt, durationSeconds}
   if (!holder) return {...base, dead: true, why: 'released'}
   const expiresAt = Date.parse(renewedAt) + durationSeconds * 1000
-  if (!(expiresAt > now.getTime())) return {...base, dead: true, why: `expired at ${new Date(expiresAt).toISOString()} (not renewed for ${durationSeconds}s)`}
+  if (!(expiresAt > now.getTime())) return {...base, dead: true, expired: true, why: `expired at ${new Date(expiresAt).toISOString()} (not renewed for ${durationSeconds}s)`}
   const ph = parsePidHost(holder)
   const ns = l.metadata.annotations?.[PID_NAMESPACE_ANNOTATION]
   if (ph && ph.host === hostname() && ns !== undefined && ns === ownPidNamespace() && processGone(ph.pid)) return {...base, dead: true, why: `process ${ph.pid} on ${ph.host} is gone`}
@@ -119,9 +123,21 @@ export function busyError(s: LeaseState): KpiError {
  * Takes the lease for `operation` or throws a conflict naming the holder. The caller must have
  * made the namespace. Renewal runs every third of the duration until `release()`.
  */
-export async function acquireLease(kube: Kube, operation: string, durationSeconds = DEFAULT_LEASE_SECONDS): Promise<HeldLease> {
+/**
+ * How long a lease that looks expired by this machine's clock is watched before it is taken over:
+ * a holder renews every third of its duration, so a live one whose clock is behind (its renewals
+ * dated in the past) shows itself by a renewal within this time. A second of slack.
+ */
+export const expiryWatchMs = (durationSeconds: number): number => Math.min(durationSeconds * 1000, (durationSeconds * 1000) / 3 + 1000)
+
+export interface AcquireOptions {
+  /** told before the wait of expiryWatchMs, with the lease as it looked */
+  onWatch?: (ms: number, s: LeaseState) => void
+}
+
+export async function acquireLease(kube: Kube, operation: string, durationSeconds = DEFAULT_LEASE_SECONDS, opts: AcquireOptions = {}, again = true): Promise<HeldLease> {
   const holder = `kpi ${operation} (pid ${process.pid} on ${hostname()})`
-  const now = new Date()
+  let now = new Date()
   let live = await kube.get(ref)
   let tookOver: LeaseState | undefined
   try {
@@ -130,6 +146,21 @@ export async function acquireLease(kube: Kube, operation: string, durationSecond
     } else {
       const s = leaseState(live, now)
       if (!s.dead) throw busyError(s)
+      if (s.holder && s.expired) {
+        // the expiry is judged by this machine's clock and the holder's: a renewal while we watch
+        // says the holder lives, whatever the clocks say
+        const ms = expiryWatchMs(s.durationSeconds)
+        opts.onWatch?.(ms, s)
+        await new Promise((r) => setTimeout(r, ms))
+        const seen = await kube.get(ref)
+        if (seen?.metadata.resourceVersion !== live.metadata.resourceVersion) {
+          const now2 = seen && leaseState(seen)
+          if (now2?.holder === s.holder || !again) throw busyError({...(now2 ?? s), dead: false})
+          // released, or taken by another meanwhile: judged afresh, once
+          return acquireLease(kube, operation, durationSeconds, opts, false)
+        }
+        now = new Date()
+      }
       if (s.holder) tookOver = s
       const transitions = Number((live.spec as {leaseTransitions?: number}).leaseTransitions ?? 0) + 1
       live = await kube.replace(leaseObject(operation, holder, durationSeconds, now, now, live.metadata.resourceVersion, transitions))
