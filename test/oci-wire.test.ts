@@ -68,6 +68,17 @@ async function scripted(answer: Answer, opts: {readBody?: boolean} = {}): Promis
 const ok = (body: Buffer | string, extra = ''): string | Buffer =>
   Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`), Buffer.from(body)])
 
+/** A server that answers `answer`, except to the second request on a connection: it has just closed it. */
+function closesOnSecondRequest(answer: string | Buffer): Promise<Scripted> {
+  const served = new WeakMap<Socket, number>()
+  return scripted((_req, so) => {
+    const n = (served.get(so) ?? 0) + 1
+    served.set(so, n)
+    if (n === 2) so.destroy()
+    else so.write(answer)
+  })
+}
+
 async function collect(r: Readable): Promise<Buffer> {
   const parts: Buffer[] = []
   for await (const c of r) parts.push(c as Buffer)
@@ -260,14 +271,7 @@ describe('wire: blob bodies on plain sockets', () => {
   })
 
   it('asks again on a new connection when a kept-alive one closes as the request goes out', async () => {
-    const served = new WeakMap<Socket, number>()
-    server = await scripted((_req, so) => {
-      const n = (served.get(so) ?? 0) + 1
-      served.set(so, n)
-      // the second request on a connection meets a server that has just closed it
-      if (n === 2) so.destroy()
-      else so.write(ok('hello'))
-    })
+    server = await closesOnSecondRequest(ok('hello'))
     open()
     expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
     expect(await (await wire.request({method: 'GET', url: server.url('/'), headers: {}})).body.text()).toBe('hello')
@@ -275,13 +279,7 @@ describe('wire: blob bodies on plain sockets', () => {
   })
 
   it('fails an empty PUT whose kept-alive connection closes as it goes out as a reset, not resent with its ended body', async () => {
-    const served = new WeakMap<Socket, number>()
-    server = await scripted((_req, so) => {
-      const n = (served.get(so) ?? 0) + 1
-      served.set(so, n)
-      if (n === 2) so.destroy()
-      else so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n')
-    })
+    server = await closesOnSecondRequest('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n')
     open()
     const put = () => wire.request({method: 'PUT', url: server!.url('/up'), headers: {}, body: Readable.from([]), size: 0})
     await (await put()).body.dump()

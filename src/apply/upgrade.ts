@@ -68,7 +68,7 @@ export function currentObjects(deployed: StoredRevision | undefined, later: read
   return out
 }
 
-/** The deployed revision (there must be one) and the latest, whatever its state. */
+/** The deployed revision (there must be one), every revision after it and the latest, whatever their state. */
 async function installation(o: UpgradeOptions, task: Task): Promise<{deployed: StoredRevision; later: StoredRevision[]; latest?: StoredRevision}> {
   const kube = o.kube
   task('existing installation', 'start')

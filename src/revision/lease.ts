@@ -27,13 +27,17 @@ const OPERATION_ANNOTATION = 'kpi.dev/operation'
  */
 const PID_NAMESPACE_ANNOTATION = 'kpi.dev/holder-pid-namespace'
 
+let pidNamespace: {ns: string | undefined} | undefined
 function ownPidNamespace(): string | undefined {
-  try {
-    return readlinkSync('/proc/self/ns/pid')
-  } catch {
-    // no PID namespaces outside Linux: one per host
-    return process.platform === 'linux' ? undefined : 'host'
+  if (!pidNamespace) {
+    try {
+      pidNamespace = {ns: readlinkSync('/proc/self/ns/pid')}
+    } catch {
+      // no PID namespaces outside Linux: one per host
+      pidNamespace = {ns: process.platform === 'linux' ? undefined : 'host'}
+    }
   }
+  return pidNamespace.ns
 }
 
 export interface LeaseState {
@@ -120,22 +124,27 @@ export function busyError(s: LeaseState): KpiError {
 }
 
 /**
- * Takes the lease for `operation` or throws a conflict naming the holder. The caller must have
- * made the namespace. Renewal runs every third of the duration until `release()`.
- */
-/**
  * How long a lease that looks expired by this machine's clock is watched before it is taken over:
  * a holder renews every third of its duration, so a live one whose clock is behind (its renewals
  * dated in the past) shows itself by a renewal within this time. A second of slack.
  */
-export const expiryWatchMs = (durationSeconds: number): number => Math.min(durationSeconds * 1000, (durationSeconds * 1000) / 3 + 1000)
+const expiryWatchMs = (durationSeconds: number): number => Math.min(durationSeconds * 1000, (durationSeconds * 1000) / 3 + 1000)
 
 export interface AcquireOptions {
   /** told before the wait of expiryWatchMs, with the lease as it looked */
   onWatch?: (ms: number, s: LeaseState) => void
 }
 
-export async function acquireLease(kube: Kube, operation: string, durationSeconds = DEFAULT_LEASE_SECONDS, opts: AcquireOptions = {}, again = true): Promise<HeldLease> {
+/**
+ * Takes the lease for `operation` or throws a conflict naming the holder. The caller must have
+ * made the namespace. Renewal runs every third of the duration until `release()`.
+ */
+export function acquireLease(kube: Kube, operation: string, durationSeconds = DEFAULT_LEASE_SECONDS, opts: AcquireOptions = {}): Promise<HeldLease> {
+  return acquire(kube, operation, durationSeconds, opts, true)
+}
+
+/** `again`: a lease that changed while it was watched is judged afresh, once */
+async function acquire(kube: Kube, operation: string, durationSeconds: number, opts: AcquireOptions, again: boolean): Promise<HeldLease> {
   const holder = `kpi ${operation} (pid ${process.pid} on ${hostname()})`
   let now = new Date()
   let live = await kube.get(ref)
@@ -157,7 +166,7 @@ export async function acquireLease(kube: Kube, operation: string, durationSecond
           const now2 = seen && leaseState(seen)
           if (now2?.holder === s.holder || !again) throw busyError({...(now2 ?? s), dead: false})
           // released, or taken by another meanwhile: judged afresh, once
-          return acquireLease(kube, operation, durationSeconds, opts, false)
+          return acquire(kube, operation, durationSeconds, opts, false)
         }
         now = new Date()
       }

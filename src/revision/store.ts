@@ -50,7 +50,7 @@ async function fromSecret(kube: Kube, s: LiveObject): Promise<StoredRevision> {
   const first = dataOf(s)
   if (!first) throw new KpiError('integrity', `${where}: no ${REVISION_DATA_KEY} in the revision Secret`, {hint: 'the Secret was changed by hand'})
   const parts = Number(s.metadata.annotations?.[PARTS_ANNOTATION] ?? 1)
-  const partsId = s.metadata.annotations?.[PARTS_ID_ANNOTATION]
+  const partsId = partsIdOf(s)
   const chunks = [first]
   const revision = Number(s.metadata.labels?.[REVISION_LABEL])
   for (let i = 2; i <= parts; i++) {
@@ -60,7 +60,13 @@ async function fromSecret(kube: Kube, s: LiveObject): Promise<StoredRevision> {
     if (!d) throw new KpiError('integrity', `${where}: part ${i} of ${parts} (Secret ${name}) is missing`, {hint: 'the record was deleted in part by hand'})
     chunks.push(d)
   }
-  return {record: decodeRecord(chunks, where), resourceVersion: s.metadata.resourceVersion ?? '', parts, ...(partsId ? {partsId} : {})}
+  return storedAs(decodeRecord(chunks, where), s, parts)
+}
+
+/** A record as its revision's Secret `head` (as read, or as just written) stores it in `parts` Secrets. */
+function storedAs(record: RevisionRecord, head: LiveObject, parts: number): StoredRevision {
+  const partsId = partsIdOf(head)
+  return {record, resourceVersion: head.metadata.resourceVersion ?? '', parts, ...(partsId ? {partsId} : {})}
 }
 
 export async function readRevision(kube: Kube, revision: number): Promise<StoredRevision | undefined> {
@@ -76,11 +82,7 @@ export async function latestRevision(kube: Kube, listed?: RevisionHead[]): Promi
 }
 
 /** The newest revision that is deployed (the platform as it runs), if any. */
-export async function deployedRevision(kube: Kube): Promise<StoredRevision | undefined> {
-  const heads = await listRevisionHeads(kube)
-  const last = heads.filter((h) => h.status === 'deployed').at(-1)
-  return last ? readRevision(kube, last.revision) : undefined
-}
+const deployedHead = (heads: readonly RevisionHead[]): number | undefined => heads.filter((h) => h.status === 'deployed').at(-1)?.revision
 
 /**
  * The deployed revision, and every revision after it whatever its status (failed, interrupted,
@@ -95,7 +97,7 @@ export interface Installation {
 
 export async function readInstallation(kube: Kube, listed?: RevisionHead[]): Promise<Installation> {
   const heads = listed ?? await listRevisionHeads(kube)
-  const at = heads.filter((h) => h.status === 'deployed').at(-1)?.revision ?? 0
+  const at = deployedHead(heads) ?? 0
   const read = await Promise.all(heads.filter((h) => h.revision >= at).map((h) => readRevision(kube, h.revision)))
   const found = read.filter((r): r is StoredRevision => r !== undefined)
   const deployed = found.find((r) => r.record.revision === at)
@@ -137,7 +139,7 @@ export async function createRevision(kube: Kube, record: RevisionRecord): Promis
   try {
     await writeParts(kube, parts)
     const s = await kube.create(head!)
-    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1, ...(partsIdOf(head!) ? {partsId: partsIdOf(head!)} : {})}
+    return storedAs(record, s, parts.length + 1)
   } catch (e) {
     if (isKpiError(e) && e.kind === 'conflict') {
       await dropLosingParts(kube, head!, parts.length + 1)
@@ -158,7 +160,7 @@ export async function saveRevision(kube: Kube, stored: StoredRevision, record: R
     const s = await kube.replace(head!)
     // the parts of the write this one replaced (the same id: the same bytes, kept)
     if (stored.parts > 1 && stored.partsId !== id) await dropParts(kube, record.revision, stored.parts, stored.partsId)
-    return {record, resourceVersion: s.metadata.resourceVersion ?? '', parts: parts.length + 1, ...(id ? {partsId: id} : {})}
+    return storedAs(record, s, parts.length + 1)
   } catch (e) {
     if (isKpiError(e) && e.kind === 'conflict') {
       await dropLosingParts(kube, head!, parts.length + 1)
@@ -182,7 +184,7 @@ export async function deleteRevision(kube: Kube, revision: number): Promise<void
  */
 export async function pruneHistory(kube: Kube, max = DEFAULT_HISTORY_MAX): Promise<number[]> {
   const heads = await listRevisionHeads(kube)
-  const deployed = heads.filter((h) => h.status === 'deployed').at(-1)?.revision
+  const deployed = deployedHead(heads)
   const drop = heads.slice(0, Math.max(0, heads.length - max)).filter((h) => h.revision !== deployed)
   for (const h of drop) await deleteRevision(kube, h.revision)
   return drop.map((h) => h.revision)
