@@ -315,3 +315,52 @@ fi
     expect(bad.stdout + bad.stderr).not.toContain(PASSWORD)
   })
 })
+
+describe('KPI_REGISTRY_USERNAME/PASSWORD without KPI_REGISTRY_HOSTNAME', () => {
+  const TOKEN_PW = 'canary-token-source-Pw-77a0'
+  let tokenReg: Registry
+  let srcLock: string
+
+  beforeAll(async () => {
+    // a source like Docker Hub: a token server that refuses a wrong password (and grants nothing anonymous)
+    tokenReg = await startRegistry({runDir: dir, name: 'token-src', auth: {username: 'carol', password: TOKEN_PW}, authMode: 'token'})
+    srcLock = join(dir, 'token-src-lock.yaml')
+    const r = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-repo', `${tokenReg.host}/public`, '--lock-output', srcLock],
+      {KPI_REGISTRY_USERNAME_T: 'carol', KPI_REGISTRY_PASSWORD_T: TOKEN_PW, KPI_REGISTRY_HOSTNAME_T: tokenReg.host, DOCKER_CONFIG: join(dir, 'no-docker')})
+    expect(r.code, r.stderr).toBe(0)
+  })
+  afterAll(async () => {
+    await tokenReg?.stop()
+  })
+
+  it('are for the --to-repo registry only: the source keeps its own credentials and never gets them', async () => {
+    const cfg = join(dir, 'docker-token-src')
+    await mkdir(cfg, {recursive: true})
+    await writeFile(join(cfg, 'config.json'), JSON.stringify({auths: {[tokenReg.host]: {auth: Buffer.from(`carol:${TOKEN_PW}`).toString('base64')}}}))
+    const lock = join(dir, 'token-dst-lock.yaml')
+    // the destination's password would be refused by the source's token server, failing the run
+    const r = await kpi(['relocate', '-b', srcLock, '--to-repo', `${secured.host}/from-token`, '--lock-output', lock],
+      {DOCKER_CONFIG: cfg, KPI_REGISTRY_USERNAME: 'alice', KPI_REGISTRY_PASSWORD: PASSWORD})
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD)
+    const check = client({credentials: async () => ({username: 'alice', password: PASSWORD})})
+    const images = bundleImages((await loadBundle(lock)).bundle)
+    expect(images.length).toBeGreaterThan(3)
+    for (const img of images) {
+      const ref = parseReference(img.ref)
+      expect(ref.registry).toBe(secured.host)
+      expect(await check.headManifest({registry: ref.registry, repository: ref.repository}, ref.digest!)).toBeDefined()
+    }
+  })
+
+  it('are left unused, with a note, by a command that writes to no registry', async () => {
+    const r = await kpi(['relocate', '-b', srcLock, '--to-tar', join(dir, 'token-src.tar')],
+      {DOCKER_CONFIG: join(dir, 'no-docker'), KPI_REGISTRY_USERNAME: 'carol', KPI_REGISTRY_PASSWORD: TOKEN_PW})
+    // carol's password is right for the source, but nothing said it is the source's
+    const line = expectCleanFailure(r)
+    expect(line).toContain(tokenReg.host)
+    expect(r.stderr).toContain('have no KPI_REGISTRY_HOSTNAME and this command writes to no registry')
+    expect(r.stderr).toContain(`KPI_REGISTRY_HOSTNAME=${tokenReg.host}`)
+    expect(r.stdout + r.stderr).not.toContain(TOKEN_PW)
+  })
+})

@@ -9,7 +9,7 @@ import {KpiError} from '../src/errors.js'
 import {mergeScopes, parseChallenges} from '../src/oci/auth.js'
 import {nextLink, referrersTag} from '../src/oci/index.js'
 import {sha256Digest, verifyingStream} from '../src/oci/digest.js'
-import {credentialsFor, envCredentials, readDockerConfig, registryKeyHost} from '../src/oci/dockerconfig.js'
+import {credentialsFor, envCredentials, hasUnscopedEnvCredentials, readDockerConfig, registryKeyHost} from '../src/oci/dockerconfig.js'
 import {formatReference, parseReference} from '../src/oci/reference.js'
 import {retryAfterMs} from '../src/oci/retry.js'
 import {isLoopbackRegistry} from '../src/oci/transport.js'
@@ -159,6 +159,19 @@ describe('docker config credentials', () => {
     expect(envCredentials('src.example', env)?.username).toBe('u1')
     expect(envCredentials('dst.example:5000', env)?.username).toBe('u2')
     expect(envCredentials('third.example', env)).toBeUndefined()
-    expect(envCredentials('any.example', {KPI_REGISTRY_USERNAME: 'u', KPI_REGISTRY_PASSWORD: 'p'})?.username).toBe('u')
+  })
+
+  it('gives a set without KPI_REGISTRY_HOSTNAME only to the registry the command writes to', () => {
+    const unscoped = {KPI_REGISTRY_USERNAME: 'u', KPI_REGISTRY_PASSWORD: 'p'}
+    expect(envCredentials('any.example', unscoped)).toBeUndefined()
+    expect(envCredentials('public.example', unscoped, 'dst.example:5000')).toBeUndefined()
+    expect(envCredentials('dst.example:5000', unscoped, 'dst.example:5000')?.username).toBe('u')
+    // a set naming the registry wins over the unscoped one, for the destination too
+    const both = {...unscoped, KPI_REGISTRY_USERNAME_D: 'ud', KPI_REGISTRY_PASSWORD_D: 'pd', KPI_REGISTRY_HOSTNAME_D: 'dst.example:5000'}
+    expect(envCredentials('dst.example:5000', both, 'dst.example:5000')?.username).toBe('ud')
+    expect(hasUnscopedEnvCredentials(unscoped)).toBe(true)
+    expect(hasUnscopedEnvCredentials({KPI_REGISTRY_USERNAME_D: 'ud', KPI_REGISTRY_PASSWORD_D: 'pd', KPI_REGISTRY_HOSTNAME_D: 'd'})).toBe(false)
+    // a username alone is no set
+    expect(hasUnscopedEnvCredentials({KPI_REGISTRY_USERNAME: 'u'})).toBe(false)
   })
 })

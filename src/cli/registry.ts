@@ -4,7 +4,7 @@ import {Flags} from '@oclif/core'
 import {jsonEventLine} from './progress.js'
 import {KpiError} from '../errors.js'
 import {parseDuration} from './duration.js'
-import {createRegistryClient, type RegistryClient} from '../oci/index.js'
+import {createRegistryClient, credentialResolver, hasUnscopedEnvCredentials, type RegistryClient} from '../oci/index.js'
 
 export const registryFlags = {
   'plain-http': Flags.string({
@@ -72,6 +72,11 @@ export function tlsSkipFromFlags(flags: {'insecure-skip-tls-verify'?: boolean; '
   return {insecureSkipTlsVerify: false, ...(hosts.size ? {insecureRegistry: (r: string) => hosts.has(r)} : {})}
 }
 
+/**
+ * The client for a command's registries. `writesTo`: the registry the command writes to, the one
+ * KPI_REGISTRY_USERNAME/PASSWORD without KPI_REGISTRY_HOSTNAME are for; a command that writes to
+ * none says on stderr that it leaves them unused.
+ */
 export async function registryClientFromFlags(flags: {
   'ca-cert'?: string[]
   'insecure-skip-tls-verify'?: boolean
@@ -80,12 +85,17 @@ export async function registryClientFromFlags(flags: {
   concurrency?: number
   json?: boolean
   'registry-timeout'?: string
-}): Promise<RegistryClient> {
+}, writesTo?: string): Promise<RegistryClient> {
+  if (writesTo === undefined && hasUnscopedEnvCredentials()) {
+    const message = 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD have no KPI_REGISTRY_HOSTNAME and this command writes to no registry, so they are not used; set KPI_REGISTRY_HOSTNAME to the registry they are for'
+    process.stderr.write(flags.json ? jsonEventLine({type: 'info', message}) : `note: ${message}\n`)
+  }
   const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
   return createRegistryClient({
     caCerts: await readCaCerts(flags['ca-cert']),
     ...tlsSkipFromFlags(flags),
     plainHttp: (registry) => plain.has(registry),
+    credentials: credentialResolver({unscopedEnvFor: writesTo}),
     onPlainHttp: plainHttpNotice(flags.json),
     connections: Math.max(8, (flags.concurrency ?? 8) * 2),
     timeoutMs: flags['registry-timeout'] !== undefined

@@ -25,7 +25,7 @@ Archive to a registry:     kpi relocate --from-tar FILE --to-repo REGISTRY/PREFI
 
 Each image goes to REGISTRY/PREFIX/<its source repository>; digests never change. Credentials
 come from the docker config (~/.docker/config.json or $DOCKER_CONFIG) or KPI_REGISTRY_USERNAME
-and KPI_REGISTRY_PASSWORD.`
+and KPI_REGISTRY_PASSWORD (for the --to-repo registry, or for KPI_REGISTRY_HOSTNAME's).`
 
   static override examples = [
     '<%= config.bin %> relocate -b ./build-service --to-repo registry.corp.example/build-service --lock-output lock.yaml',
@@ -79,7 +79,8 @@ and KPI_REGISTRY_PASSWORD.`
       await checkArchiveTarget(flags['to-tar'])
     }
 
-    const client = await registryClientFromFlags(flags)
+    const dest = toRepo ? parseDestination(toRepo) : undefined
+    const client = await registryClientFromFlags(flags, dest?.registry)
     const opened = flags.bundle ? await openBundle(flags.bundle, client).catch(async (e) => {
       await client.close()
       throw e
@@ -93,8 +94,7 @@ and KPI_REGISTRY_PASSWORD.`
         this.report(flags.json, `Wrote ${flags['to-tar']}`, r.summary, {archive: r.target.archive})
         return
       }
-      const dest = parseDestination(toRepo!)
-      const to = toRegistry(client, dest, flags.concurrency)
+      const to = toRegistry(client, dest!, flags.concurrency)
       const extra: Record<string, unknown> = {lock: flags['lock-output']}
       let headline = `Relocated to ${toRepo}; lock written to ${flags['lock-output']}`
       let recordAt: {repo: Repo; digest: string} | undefined
@@ -111,7 +111,7 @@ and KPI_REGISTRY_PASSWORD.`
         title = `Relocating ${flags['from-oci-layout']} to ${toRepo}`
       } else {
         const {loaded, image} = opened!
-        if (image) recordAt = {repo: destinationRepo(dest, image.repo), digest: image.digest}
+        if (image) recordAt = {repo: destinationRepo(dest!, image.repo), digest: image.digest}
         // the bundle image itself travels too, byte for byte, and then says where its images went
         from = fromRegistry(client, loaded, image && recordAt
           ? () => [{path: 'bundle image', ref: image.ref, src: image.repo, dst: recordAt!.repo, digest: image.digest, tags: image.tag ? [image.tag] : []}]

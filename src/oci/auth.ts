@@ -122,7 +122,7 @@ export const userOf = (c: Credentials | undefined): string =>
 export function refusedError(registry: string, creds: Credentials | undefined): KpiError {
   if (!creds || (!creds.username && !creds.password && !creds.identityToken && !creds.registryToken)) {
     return new KpiError('auth', `registry ${registry} requires authentication`, {
-      hint: `run docker login ${registry}, or set KPI_REGISTRY_USERNAME and KPI_REGISTRY_PASSWORD`,
+      hint: `run docker login ${registry}, or set KPI_REGISTRY_USERNAME, KPI_REGISTRY_PASSWORD and KPI_REGISTRY_HOSTNAME=${registry}`,
     })
   }
   return new KpiError('auth', `registry ${registry} refused the credentials for ${userOf(creds)}`, {

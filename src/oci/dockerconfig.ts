@@ -39,6 +39,12 @@ export interface CredentialOptions {
   configDir?: string
   /** skip the docker config entirely */
   noDockerConfig?: boolean
+  /**
+   * The one registry KPI_REGISTRY_USERNAME/PASSWORD without a KPI_REGISTRY_HOSTNAME are for (the
+   * registry the command writes to). Unset: they are for none, so a password meant for the
+   * customer's registry never goes to a public one (or its token server) the images come from.
+   */
+  unscopedEnvFor?: string
 }
 
 /** Docker's ConvertToHostname: drop the scheme and any path, so `https://h:5000/v1/` is `h:5000`. */
@@ -190,9 +196,10 @@ export async function runCredentialHelper(helper: string, registry: string, env:
   return {username: parsed.Username, password: parsed.Secret, source}
 }
 
-/** KPI_REGISTRY_USERNAME/PASSWORD[/HOSTNAME], optionally with a suffix (`_1`, `_DEST`) per set. */
-export function envCredentials(registry: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
-  const sets = new Map<string, {username?: string; password?: string; hostname?: string}>()
+type EnvSet = {username?: string; password?: string; hostname?: string}
+
+function envSets(env: NodeJS.ProcessEnv): EnvSet[] {
+  const sets = new Map<string, EnvSet>()
   for (const [k, v] of Object.entries(env)) {
     const m = /^KPI_REGISTRY_(USERNAME|PASSWORD|HOSTNAME)(_\w+)?$/.exec(k)
     if (!m || v === undefined) continue
@@ -201,16 +208,24 @@ export function envCredentials(registry: string, env: NodeJS.ProcessEnv = proces
     set[m[1]!.toLowerCase() as 'username' | 'password' | 'hostname'] = v
     sets.set(key, set)
   }
-  let unscoped: Credentials | undefined
-  for (const s of sets.values()) {
-    if (s.username === undefined || s.password === undefined) continue
-    if (s.hostname) {
-      if (sameRegistry(s.hostname, registry)) return {username: s.username, password: s.password, source: 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD'}
-    } else {
-      unscoped ??= {username: s.username, password: s.password, source: 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD'}
-    }
-  }
-  return unscoped
+  return [...sets.values()].filter((s) => s.username !== undefined && s.password !== undefined)
+}
+
+/** whether the environment holds a KPI_REGISTRY_USERNAME/PASSWORD set with no KPI_REGISTRY_HOSTNAME */
+export const hasUnscopedEnvCredentials = (env: NodeJS.ProcessEnv = process.env): boolean => envSets(env).some((s) => !s.hostname)
+
+/**
+ * KPI_REGISTRY_USERNAME/PASSWORD[/HOSTNAME], optionally with a suffix (`_1`, `_DEST`) per set. A
+ * set with a hostname is for that registry; a set without one only for `unscopedFor`.
+ */
+export function envCredentials(registry: string, env: NodeJS.ProcessEnv = process.env, unscopedFor?: string): Credentials | undefined {
+  const source = 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD'
+  const sets = envSets(env)
+  const scoped = sets.find((s) => s.hostname && sameRegistry(s.hostname, registry))
+  if (scoped) return {username: scoped.username, password: scoped.password, source}
+  if (unscopedFor === undefined || !sameRegistry(unscopedFor, registry)) return undefined
+  const unscoped = sets.find((s) => !s.hostname)
+  return unscoped && {username: unscoped.username, password: unscoped.password, source}
 }
 
 /**
@@ -221,7 +236,7 @@ export async function credentialsFor(registry: string, opts: CredentialOptions =
   const explicit = findKey(opts.explicit, registry)
   if (explicit) return {source: 'the credentials given on the command line', ...explicit}
   const env = opts.env ?? process.env
-  const fromEnv = envCredentials(registry, env)
+  const fromEnv = envCredentials(registry, env, opts.unscopedEnvFor)
   if (fromEnv) return fromEnv
   if (opts.noDockerConfig) return undefined
   const file = dockerConfigFile(opts)

@@ -7,7 +7,7 @@ export {nextLink} from './tags.js'
 export {parseReference, formatReference, formatRepo, formatImage, repoOf, isDigest, checkDigest, normaliseRegistry, DOCKER_HUB} from './reference.js'
 export {digestOf, sha256Digest, digestHex, algorithmOf, verifyingStream, DigestVerifier, digestCheck, type VerifyOptions} from './digest.js'
 export {
-  authEntryFor, credentialsFor, credentialResolver, dockerConfigCredentials, dockerConfigFile, envCredentials, entryCredentials, parseDockerConfig,
+  authEntryFor, credentialsFor, credentialResolver, dockerConfigCredentials, dockerConfigFile, envCredentials, entryCredentials, hasUnscopedEnvCredentials, parseDockerConfig,
   readDockerConfig, runCredentialHelper, type CredentialOptions, type DockerAuthEntry, type DockerConfig,
 } from './dockerconfig.js'
 export {isLoopbackRegistry, registryBaseUrl, mapTransportError, type ProxyOptions} from './transport.js'

@@ -38,7 +38,7 @@ The image holds bundle.yaml and the directory's other files (hidden files and an
       if (e.type === 'warning') warnings.push(e.message.replace('left out of the archive', 'left out of the bundle image'))
     })
     const artifact = bundleArtifact(loaded.bundle, files)
-    const client = await registryClientFromFlags(flags)
+    const client = await registryClientFromFlags(flags, to.registry)
     try {
       const repo = {registry: to.registry, repository: to.repository}
       const digest = await pushBundleArtifact(client, repo, tag, artifact)
