@@ -168,7 +168,12 @@ export function parseKpDescriptor(text: string, file: string): KpDescriptor {
             const s = str(g.item, g.path, k, false)
             if (s) e[k] = s
           }
-          if (typeof g.item.optional === 'boolean') e.optional = g.item.optional
+          const optional = g.item.optional
+          if (optional !== undefined && optional !== null) {
+            // kp reads a bool and refuses anything else; dropping it would make an optional buildpack required
+            if (typeof optional !== 'boolean') bad(`${g.path}.optional`, `expected true or false, got ${JSON.stringify(optional)}`, 'write optional: true (unquoted)')
+            e.optional = optional as boolean
+          }
           return e
         }),
       }
