@@ -9,6 +9,14 @@ import type {Bundle} from './types.js'
 export async function writeBundle(path: string, bundle: Bundle): Promise<string> {
   const file = /\.ya?ml$/i.test(path) ? path : join(path, BUNDLE_FILE)
   await mkdir(dirname(file), {recursive: true})
+  return writeBundleFile(file, bundle)
+}
+
+/**
+ * Rewrites the bundle file itself, whatever its name: a bundle read from a single file (which
+ * need not end in .yaml) is rewritten there, not taken for a directory to write into.
+ */
+export async function writeBundleFile(file: string, bundle: Bundle): Promise<string> {
   const tmp = `${file}.tmp-${process.pid}`
   await writeFile(tmp, serializeBundle(bundle))
   await rename(tmp, file)

@@ -1,0 +1,25 @@
+/**
+ * `kpi bundle lock` and friends at the command line, on bundles that need no registry (every
+ * reference already pinned): where the pinned bundle is written. Run `npm run build` first.
+ */
+import {copyFile, mkdtemp, readFile, stat} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join, resolve} from 'node:path'
+import {describe, expect, it} from 'vitest'
+import {parseBundle} from '../src/bundle/index.js'
+import {kpi} from './helpers/cli.js'
+
+const validFile = resolve(import.meta.dirname, 'fixtures/bundles/valid/bundle.yaml')
+
+describe('kpi bundle lock in place', () => {
+  it('rewrites a bundle file whose name does not end in .yaml where it is, not as a directory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-lock-'))
+    const file = join(dir, 'build-service.bundle')
+    await copyFile(validFile, file)
+    const r = await kpi(['bundle', 'lock', file, '--json'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ok: true, bundle: file, pinned: []})
+    expect((await stat(file)).isFile()).toBe(true)
+    expect(parseBundle(await readFile(file, 'utf8')).metadata.name).toBe('build-service')
+  })
+})
