@@ -31,6 +31,24 @@ describe('kpi relocate refuses bad outputs and flag combinations before moving a
     expect(r.code).toBe(2)
   })
 
+  it('refuses --lock-output with --to-tar, which would write no lock', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-cli-'))
+    const r = await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', '--to-tar', join(dir, 'x.tar'), '--lock-output', join(dir, 'lock.yaml')])
+    expect(expectCleanFailure(r)).toContain('--lock-output goes with --to-repo')
+    expect(r.code).toBe(2)
+  })
+
+  it('refuses the archive flags (--since, --resume, --split, --page-cache) without --to-tar, which would ignore them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-cli-'))
+    const toRepo = ['--to-repo', '127.0.0.1:1/x', '--lock-output', join(dir, 'lock.yaml')]
+    const since = await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', ...toRepo, '--since', 'test/fixtures/bundles/valid'])
+    expect(expectCleanFailure(since)).toContain('--since goes with --to-tar')
+    expect(since.code).toBe(2)
+    const more = await kpi(['relocate', '--from-tar', join(dir, 'x.tar'), ...toRepo, '--resume', '--split', '4GiB'])
+    expect(expectCleanFailure(more)).toContain('--resume, --split go with --to-tar')
+    expect(more.code).toBe(2)
+  })
+
   it('refuses --from-oci-layout without --to-repo', async () => {
     const r = await kpi(['relocate', '-b', 'test/fixtures/bundles/valid', '--from-oci-layout', '/tmp', '--to-tar', '/tmp/x.tar'])
     expect(expectCleanFailure(r)).toContain('--from-oci-layout goes with --to-repo')

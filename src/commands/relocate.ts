@@ -66,6 +66,12 @@ and KPI_REGISTRY_PASSWORD (for the --to-repo registry, or for KPI_REGISTRY_HOSTN
     if (flags['from-tar'] && flags.bundle) throw new KpiError('usage', '--from-tar carries its own bundle: drop -b')
     if (flags['from-tar'] && flags['to-tar']) throw new KpiError('usage', '--from-tar goes with --to-repo', {hint: 'an archive is read into a registry; to copy the archive, copy its file (or all its parts)'})
     if (!flags['from-tar'] && !flags.bundle) throw new KpiError('usage', 'missing -b BUNDLE (or --from-tar FILE)')
+    // each of these would otherwise be accepted and silently do nothing
+    if (flags['to-tar'] && flags['lock-output']) {
+      throw new KpiError('usage', '--lock-output goes with --to-repo: an archive holds no relocated lock', {hint: 'the lock is written where the archive is read into a registry: kpi relocate --from-tar FILE --to-repo REGISTRY/PREFIX --lock-output LOCK'})
+    }
+    const archiveOnly = archiveOnlyFlags(flags)
+    if (!flags['to-tar'] && archiveOnly.length) throw new KpiError('usage', `${archiveOnly.join(', ')} ${archiveOnly.length === 1 ? 'goes' : 'go'} with --to-tar`, {hint: 'a relocation to a registry copies only what the destination lacks by itself'})
 
     if (flags['from-oci-layout'] && !toRepo) throw new KpiError('usage', '--from-oci-layout goes with --to-repo', {hint: 'the layout is read into a registry; to make an archive, give -b and --to-tar'})
     if (flags['from-oci-layout'] && flags['from-tar']) throw new KpiError('usage', 'give either --from-tar or --from-oci-layout, not both')
@@ -151,6 +157,12 @@ and KPI_REGISTRY_PASSWORD (for the --to-repo registry, or for KPI_REGISTRY_HOSTN
     this.log(`  bytes moved: ${formatBytes(s.bytesMoved)} of ${formatBytes(s.uniqueBytes)} unique${s.bytesMoved === 0 ? ' (nothing to move: the destination had every blob)' : ''}`)
     this.log(`  time: ${secs.toFixed(1)}s (${formatBytes(s.bytesMoved / Math.max(secs, 0.001))}/s)`)
   }
+}
+
+/** The flags that shape an archive being written, as given. */
+function archiveOnlyFlags(flags: {since?: string; resume: boolean; split?: string; 'page-cache': boolean}): string[] {
+  const given = {'--since': flags.since !== undefined, '--resume': flags.resume, '--split': flags.split !== undefined, '--page-cache': flags['page-cache']}
+  return Object.entries(given).filter(([, on]) => on).map(([name]) => name)
 }
 
 export function parseSize(s: string): number {
