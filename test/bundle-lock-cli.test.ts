@@ -23,3 +23,15 @@ describe('kpi bundle lock in place', () => {
     expect(parseBundle(await readFile(file, 'utf8')).metadata.name).toBe('build-service')
   })
 })
+
+describe('--json: stdout carries one JSON document and stderr only JSON event lines', () => {
+  const jsonLines = (stderr: string) => stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as {v: number; event: {type: string; message: string}})
+
+  it('says an unverified registry as a warning event, not as a line of text', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'kpi-lock-'))
+    const r = await kpi(['bundle', 'lock', validFile, '-o', out, '--json', '--insecure-registry', 'registry.example'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ok: true})
+    expect(jsonLines(r.stderr)).toEqual([{v: 1, event: {type: 'warning', message: expect.stringContaining('registry registry.example is not verified') as unknown}}])
+  })
+})

@@ -38,6 +38,11 @@ export async function readCaCerts(files: string[] | undefined): Promise<string[]
   return out
 }
 
+/** A warning on stderr: a line, or with --json a warning event (stderr then carries only JSON lines, docs/json.md). */
+export function warn(json: boolean | undefined, message: string): void {
+  process.stderr.write(json ? jsonEventLine({type: 'warning', message}) : `Warning: ${message}\n`)
+}
+
 const toldPlain = new Set<string>()
 
 /**
@@ -57,17 +62,17 @@ export function plainHttpNotice(json: boolean | undefined): (registry: string) =
  * TLS verification is on for every registry unless the user turned it off, per registry with
  * --insecure-registry HOST or for all with --insecure-skip-tls-verify; each run says so on stderr.
  */
-export function tlsSkipFromFlags(flags: {'insecure-skip-tls-verify'?: boolean; 'insecure-registry'?: string[]}): {
+export function tlsSkipFromFlags(flags: {'insecure-skip-tls-verify'?: boolean; 'insecure-registry'?: string[]; json?: boolean}): {
   insecureSkipTlsVerify: boolean
   insecureRegistry?: (registry: string) => boolean
 } {
   const hosts = new Set(flags['insecure-registry'] ?? [])
   if (flags['insecure-skip-tls-verify']) {
-    process.stderr.write('Warning: TLS certificates of every registry are not verified (--insecure-skip-tls-verify): anyone on the network path can impersonate them\n')
+    warn(flags.json, 'TLS certificates of every registry are not verified (--insecure-skip-tls-verify): anyone on the network path can impersonate them')
     return {insecureSkipTlsVerify: true}
   }
   for (const h of hosts) {
-    process.stderr.write(`Warning: the TLS certificate of registry ${h} is not verified (--insecure-registry): anyone on the network path can impersonate it\n`)
+    warn(flags.json, `the TLS certificate of registry ${h} is not verified (--insecure-registry): anyone on the network path can impersonate it`)
   }
   return {insecureSkipTlsVerify: false, ...(hosts.size ? {insecureRegistry: (r: string) => hosts.has(r)} : {})}
 }
