@@ -34,4 +34,16 @@ describe('--json: stdout carries one JSON document and stderr only JSON event li
     expect(JSON.parse(r.stdout)).toMatchObject({ok: true})
     expect(jsonLines(r.stderr)).toEqual([{v: 1, event: {type: 'warning', message: expect.stringContaining('registry registry.example is not verified') as unknown}}])
   })
+
+  it('a bad flag or a missing argument is the usage failure document, exit 2', async () => {
+    for (const args of [['bundle', 'lint', '--json'], ['relocate', '-b', validFile, '--to-repo', '127.0.0.1:1/x', '--lock-output', 'l.yaml', '--lock-format', 'nope', '--json']]) {
+      const r = await kpi(args)
+      expect(r.code, r.stderr).toBe(2)
+      // (vitest's NODE_ENV=test makes oclif warn that the command did not parse: Node's own lines)
+      expect(r.stderr.split('\n').filter((l) => l && !/^\((node:\d+|Use `node)/.test(l))).toEqual([])
+      const doc = JSON.parse(r.stdout) as {ok: boolean; error: {kind: string; message: string}}
+      expect(doc).toMatchObject({ok: false, error: {kind: 'usage'}})
+      expect(doc.error.message).not.toContain('\n')
+    }
+  })
 })

@@ -39,10 +39,15 @@ export abstract class KpiCommand extends Command {
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit: number}}): Promise<unknown> {
-    // oclif's own parse errors carry their exit code
-    if (!isKpiError(err) && err.oclif) return super.catch(err)
-    err = fromFsError(err)
     const json = this.argv.includes('--json')
+    // oclif's own parse errors carry their exit code; with --json a bad flag or argument is the
+    // usage failure document too (docs/json.md), not oclif's help text with nothing on stdout
+    if (!isKpiError(err) && err.oclif) {
+      if (!json || err.oclif.exit !== exitCodes.usage) return super.catch(err)
+      const command = [this.config.bin, ...(this.id ? this.id.split(':') : [])].join(' ')
+      err = new KpiError('usage', oneLine(err.message), {hint: `see ${command} --help`})
+    }
+    err = fromFsError(err)
     const line = formatError(err)
     if (json) {
       process.stdout.write(JSON.stringify({ok: false, error: {kind: isKpiError(err) ? err.kind : 'internal', message: line}}) + '\n')
@@ -54,6 +59,10 @@ export abstract class KpiCommand extends Command {
     return undefined
   }
 }
+
+/** oclif's multi-line parse message (a list of args, a note, a pointer to --help) as one line. */
+const oneLine = (message: string): string =>
+  message.split('\n').map((l) => l.trim()).filter((l) => l && l !== 'See more help with --help').join(' ')
 
 const fsReasons: Record<string, string> = {
   ENOENT: 'no such file or directory',
