@@ -151,5 +151,8 @@ describe('preflight credentials and flags', () => {
     expect(parseDuration('120', '--timeout')).toBe(120_000)
     expect(() => parseDuration('5 minutes', '--timeout')).toThrow(KpiError)
     expect(() => parseDuration('0s', '--timeout')).toThrow(/--timeout "0s" is not a duration/)
+    // bare seconds too: --registry-timeout 0 would turn the registry timeout off
+    expect(() => parseDuration('0', '--registry-timeout')).toThrow(/--registry-timeout "0" is not a duration/)
+    expect(() => parseDuration('00', '--timeout')).toThrow(KpiError)
   })
 })

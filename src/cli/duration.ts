@@ -5,7 +5,8 @@ import {KpiError} from '../errors.js'
 export function parseDuration(s: string | undefined, flag: string): number | undefined {
   if (s === undefined) return undefined
   const t = s.trim()
-  if (/^\d+$/.test(t)) return Number(t) * 1000
+  // bare seconds; zero is refused below as "0s" is: undici takes 0 for "no timeout", a stage wait for "expire at once"
+  if (/^\d+$/.test(t) && Number(t) > 0) return Number(t) * 1000
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g
   let total = 0
   let used = 0
