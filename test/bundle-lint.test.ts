@@ -127,6 +127,14 @@ describe('loadBundle', () => {
     expect(e.message).toContain(`stores[1].name: duplicate store name "default" (first at line ${lineOf(valid, '- name: default')})`)
   })
 
+  it('rejects a builder namespace longer than a namespace name may be (63)', async () => {
+    const ok = await variant((t) => t.replace('    stack: base\n', `    namespace: ${'a'.repeat(63)}\n    stack: base\n`))
+    expect((await loadBundle(ok)).bundle.builders[0]!.namespace).toHaveLength(63)
+    const dir = await variant((t) => t.replace('    stack: base\n', `    namespace: ${'a'.repeat(64)}\n    stack: base\n`))
+    const e = await loadError(dir)
+    expect(e.message).toContain(`builders[0].namespace: "${'a'.repeat(64)}" is not a valid namespace name`)
+  })
+
   it('rejects versions that are not semver, and suggests one', async () => {
     const dir = await variant((t) => t.replace('version: 1.4.0', 'version: v1.4').replace('version: 0.16.1', 'version: "0.16"'))
     const e = await loadError(dir)

@@ -135,7 +135,8 @@ export function validateDocument(doc: Document, lc: LineCounter, file: string, o
       )
     }
     const ns = str(ctx, b, entry, path, 'namespace', {optional: true})
-    if (ns !== undefined && !dnsLabel.test(ns)) problem(ctx, b.get('namespace')?.value ?? entry, `${path}.namespace`, `"${ns}" is not a valid namespace name`, 'use lowercase letters, digits and -, at most 63')
+    // a namespace name is a DNS label: at most 63 characters (the apply would fail, long after lint said ok)
+    if (ns !== undefined && (!dnsLabel.test(ns) || ns.length > 63)) problem(ctx, b.get('namespace')?.value ?? entry, `${path}.namespace`, `"${ns}" is not a valid namespace name`, 'use lowercase letters, digits and -, at most 63')
     mappings(ctx, seq(ctx, b, entry, path, 'order'), `${path}.order`, {
       empty: ['builder order is empty', 'add - group: [{id: <buildpack id>}]'],
       notMap: ['expected a mapping with "group"', 'write "- group: [{id: <buildpack id>}]"'],
