@@ -64,3 +64,11 @@ describe('kpi tar verify names what it was given', () => {
     expect(r.code).toBe(3)
   })
 })
+
+describe('kpi bundle push names a bad --to-repo as a flag problem', () => {
+  it('exits 2 naming --to-repo, before any registry is asked', async () => {
+    const r = await kpi(['bundle', 'push', 'test/fixtures/bundles/valid', '--to-repo', '127.0.0.1:1/Platform/build-service'])
+    expect(expectCleanFailure(r)).toContain('--to-repo "127.0.0.1:1/Platform/build-service" is not a repository: repository names must be lowercase')
+    expect(r.code).toBe(2)
+  })
+})

@@ -4,8 +4,8 @@ import {bundleArtifact, pushBundleArtifact} from '../../bundle/artifact.js'
 import {loadBundle} from '../../bundle/load.js'
 import {KpiCommand} from '../../cli/base.js'
 import {registryClientFromFlags, registryFlags} from '../../cli/registry.js'
-import {KpiError} from '../../errors.js'
-import {formatReference, parseReference} from '../../oci/index.js'
+import {KpiError, isKpiError} from '../../errors.js'
+import {formatReference, parseReference, type ImageRef} from '../../oci/index.js'
 
 export default class BundlePush extends KpiCommand {
   static override description = `Push a bundle directory to a registry as an image (like imgpkg bundles)
@@ -30,7 +30,7 @@ The image holds bundle.yaml and the directory's other files (hidden files and an
     const {args, flags} = await this.parse(BundlePush)
     const loaded = await loadBundle(args.dir)
     if (!loaded.dir) throw new KpiError('usage', `${args.dir} is a file: push a bundle directory`, {hint: 'put bundle.yaml (and its files) in a directory'})
-    const to = parseReference(flags['to-repo'])
+    const to = parseToRepo(flags['to-repo'])
     if (to.digest) throw new KpiError('usage', `--to-repo ${flags['to-repo']}: a push names a repository (and tag), not a digest`)
     const tag = to.tag ?? loaded.bundle.metadata.version.replace(/\+/g, '_')
     const warnings: string[] = []
@@ -52,5 +52,16 @@ The image holds bundle.yaml and the directory's other files (hidden files and an
     } finally {
       await client.close()
     }
+  }
+}
+
+/** --to-repo is a flag: a reference that does not parse is a usage error (exit 2) naming it, as relocate's --to-repo is. */
+function parseToRepo(toRepo: string): ImageRef {
+  try {
+    return parseReference(toRepo)
+  } catch (e) {
+    if (!isKpiError(e)) throw e
+    const reason = e.details?.source === 'reference' ? e.details.reason : e.message
+    throw new KpiError('usage', `--to-repo "${toRepo}" is not a repository: ${reason}`, {hint: 'write it as REGISTRY[:PORT]/REPOSITORY[:TAG], e.g. registry.example/platform/build-service'})
   }
 }
