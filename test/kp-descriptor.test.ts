@@ -1,10 +1,16 @@
 /**
  * kp DependencyDescriptors read without a registry: what parseKpDescriptor and kpToBundle make of
- * fields kp reads strictly (kp unmarshals through JSON, so a value of the wrong type is an error).
+ * fields kp reads strictly (kp unmarshals through JSON, so a value of the wrong type is an error),
+ * and importKpDescriptor against a stand-in registry client.
  */
+import {mkdtemp, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
-import {isKpiError, type KpiError} from '../src/errors.js'
+import {isKpiError, KpiError} from '../src/errors.js'
 import {parseKpDescriptor} from '../src/bundle/kp/descriptor.js'
+import {importKpDescriptor} from '../src/bundle/kp/import.js'
+import type {RegistryClient} from '../src/oci/index.js'
 import {kpToBundle} from '../src/bundle/kp/to-bundle.js'
 
 const base = {
@@ -54,5 +60,49 @@ describe('order entries: optional', () => {
     const e = parseError(descriptor('            optional: "true"'))
     expect(e.kind).toBe('input')
     expect(e.message).toBe('descriptor.yaml: clusterBuilders[0].order[0].group[1].optional: expected true or false, got "true"')
+  })
+})
+
+describe('importKpDescriptor: stack ids', () => {
+  it('a stack whose images fail fast while another is still read is one error, not an unhandled rejection', async () => {
+    const digest = (c: string) => `sha256:${c.repeat(64)}`
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-kp-'))
+    const file = join(dir, 'descriptor.yaml')
+    await writeFile(file, `apiVersion: kp.kpack.io/v1alpha3
+kind: DependencyDescriptor
+clusterStores:
+  - name: default
+    sources: [{image: "registry.example/buildpacks/java@${digest('1')}"}]
+clusterStacks:
+  - name: slow
+    buildImage: {image: "registry.example/slow/build@${digest('2')}"}
+    runImage: {image: "registry.example/slow/run@${digest('3')}"}
+  - name: broken
+    buildImage: {image: "registry.example/broken/build@${digest('4')}"}
+    runImage: {image: "registry.example/broken/run@${digest('5')}"}
+`)
+    const pinned = {
+      ...base,
+      kpack: {version: '0.16.1', images: Object.fromEntries(Object.keys(base.kpack.images).map((k, i) => [k, `registry.example/kpack/${k.toLowerCase()}@${digest(String.fromCharCode(97 + i))}`])) as typeof base.kpack.images},
+      lifecycle: {image: `registry.example/lifecycle@${digest('6')}`},
+    }
+    // the slow stack's images answer after a while (missing), the broken one's at once
+    const client = {
+      getManifest: async (repo: {repository: string}) => {
+        if (repo.repository.startsWith('slow/')) await new Promise((r) => setTimeout(r, 200))
+        throw new KpiError('not-found', `no manifest in ${repo.repository}`)
+      },
+    } as unknown as RegistryClient
+    const unhandled: unknown[] = []
+    const onUnhandled = (e: unknown) => unhandled.push(e)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const e = await importKpDescriptor({file, base: pinned, client}).then(() => undefined, (err: unknown) => err)
+      expect(isKpiError(e) && e.kind).toBe('not-found')
+      await new Promise((r) => setTimeout(r, 50))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
   })
 })

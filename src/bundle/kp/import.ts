@@ -42,7 +42,10 @@ export async function importKpDescriptor(o: {file: string; base: KpBase; client:
     const key = `${s.buildImage} ${s.runImage}`
     if (!ids.has(key)) ids.set(key, readStackId(o.client, s))
   }
-  for (const s of bundle.stacks) s.id = await ids.get(`${s.buildImage} ${s.runImage}`)!
+  // all awaited at once: awaited in turn, a stack that fails while an earlier one is still read
+  // would be an unhandled rejection, which ends the process with a stack trace
+  const read = new Map(await Promise.all([...ids].map(async ([key, id]) => [key, await id] as const)))
+  for (const s of bundle.stacks) s.id = read.get(`${s.buildImage} ${s.runImage}`)!
   // the bundle must be one kpi reads: say what is wrong in terms of the descriptor it came from
   const check = checkBundleText(serializeBundle(bundle), `bundle made from ${o.file}`)
   if (!check.ok) {
