@@ -106,3 +106,35 @@ clusterStacks:
     }
   })
 })
+
+describe('defaults named "default"', () => {
+  const withDefaults = (stacks: string[], defaultStack: string): string => `apiVersion: kp.kpack.io/v1alpha3
+kind: DependencyDescriptor
+defaultClusterStack: ${defaultStack}
+defaultClusterBuilder: default
+clusterStores:
+  - name: st
+    sources: [{image: registry.example/buildpacks/java:1}]
+clusterStacks:
+${stacks.map((n) => `  - name: ${n}\n    buildImage: {image: registry.example/${n}/build:1}\n    runImage: {image: registry.example/${n}/run:1}`).join('\n')}
+clusterBuilders:
+  - name: default
+    clusterStack: ${defaultStack}
+    clusterStore: st
+    order: [{group: [{id: example/java}]}]
+`
+  const lifecycleNote = (n: {path: string}) => n.path !== 'lifecycle'
+
+  it('a default that is itself named "default" is kept as it is, with no note of a replacement', () => {
+    const r = kpToBundle(parseKpDescriptor(withDefaults(['default'], 'default'), 'descriptor.yaml'), base)
+    expect(r.bundle.stacks.map((s) => s.name)).toEqual(['default'])
+    expect(r.bundle.builders.map((b) => b.name)).toEqual(['default'])
+    expect(r.notes.filter(lifecycleNote)).toEqual([])
+  })
+
+  it('another entry named "default" is replaced by the default\'s copy, and said', () => {
+    const r = kpToBundle(parseKpDescriptor(withDefaults(['default', 'base'], 'base'), 'descriptor.yaml'), base)
+    expect(r.bundle.stacks.map((s) => [s.name, s.buildImage])).toEqual([['default', 'registry.example/base/build:1'], ['base', 'registry.example/base/build:1']])
+    expect(r.notes.filter(lifecycleNote)).toEqual([{path: 'defaultClusterStack', message: 'the stack named "default" is replaced by a copy of the default stack, as kp import does'}])
+  })
+})

@@ -56,7 +56,7 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): KpBundle {
 
   const stacks: Array<Stack & {from: string}> = d.clusterStacks.map((s) => ({name: s.name, id: '', buildImage: s.buildImage, runImage: s.runImage, from: s.path}))
   const defaultStack = stacks.find((s) => s.name === d.defaultClusterStack)
-  if (defaultStack) withDefault(stacks, {...defaultStack, name: 'default'}, d.defaultStackField, 'stack', note)
+  if (defaultStack) withDefault(stacks, defaultStack, {...defaultStack, name: 'default'}, d.defaultStackField, 'stack', note)
   bundle.stacks = stacks.map(({from, ...s}, i) => {
     sources.set(`stacks[${i}].buildImage`, `${from}.buildImage.image`)
     sources.set(`stacks[${i}].runImage`, `${from}.runImage.image`)
@@ -97,19 +97,23 @@ export function kpToBundle(d: KpDescriptor, base: KpBase): KpBundle {
     builders.push({name: b.name, stack: b.clusterStack, store: b.clusterStore, order})
   }
   const defaultBuilder = builders.find((b) => b.name === d.defaultClusterBuilder)
-  if (defaultBuilder) withDefault(builders, {...structuredClone(defaultBuilder), name: 'default'}, 'defaultClusterBuilder', 'builder', note)
+  if (defaultBuilder) withDefault(builders, defaultBuilder, {...structuredClone(defaultBuilder), name: 'default'}, 'defaultClusterBuilder', 'builder', note)
   bundle.builders = builders
   return {bundle, notes, sources}
 }
 
-/** kp adds the default as one more object named `default`; an entry already named so is replaced by it, as kp's later write wins. */
-function withDefault<T extends {name: string}>(list: T[], entry: T, field: string, what: string, note: (p: string, m: string) => void): void {
+/**
+ * kp adds the default (`from`) as one more object named `default` (`entry`, its copy); an entry
+ * already named so is replaced by it, as kp's later write wins. That is only worth a note when
+ * the entry replaced is another one than the default itself.
+ */
+function withDefault<T extends {name: string}>(list: T[], from: T, entry: T, field: string, what: string, note: (p: string, m: string) => void): void {
   const i = list.findIndex((x) => x.name === 'default')
   if (i === -1) {
     list.push(entry)
     return
   }
-  if (entry !== list[i]) note(field, `the ${what} named "default" is replaced by a copy of the default ${what}, as kp import does`)
+  if (list[i] !== from) note(field, `the ${what} named "default" is replaced by a copy of the default ${what}, as kp import does`)
   list[i] = entry
 }
 
