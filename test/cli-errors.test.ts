@@ -72,3 +72,23 @@ describe('kpi bundle push names a bad --to-repo as a flag problem', () => {
     expect(r.code).toBe(2)
   })
 })
+
+describe('numbers and durations from the command line and the environment', () => {
+  it('kpi rollback takes a revision of digits only, before any cluster is asked', async () => {
+    for (const bad of ['0x2', '1e1', ' 3', '2.0', '0']) {
+      const r = await kpi(['rollback', bad], {KUBECONFIG: '/nonexistent/kubeconfig'})
+      expect(r.code, `${bad}: ${r.stderr}`).toBe(2)
+      expect(expectCleanFailure(r)).toContain(`REVISION "${bad}" is not a revision number`)
+    }
+  })
+
+  it('takes KPI_REGISTRY_TIMEOUT set but empty as unset', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-cli-'))
+    const r = await kpi(['relocate', '-b', join(dir, 'missing'), '--to-tar', join(dir, 'x.tar')], {KPI_REGISTRY_TIMEOUT: ''})
+    const line = expectCleanFailure(r)
+    expect(line).not.toContain('KPI_REGISTRY_TIMEOUT')
+    expect(line).toContain(join(dir, 'missing'))
+    // a value that is there and wrong is still named
+    expect(expectCleanFailure(await kpi(['relocate', '-b', join(dir, 'missing'), '--to-tar', join(dir, 'x.tar')], {KPI_REGISTRY_TIMEOUT: 'soon'}))).toContain('KPI_REGISTRY_TIMEOUT')
+  })
+})

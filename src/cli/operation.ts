@@ -14,7 +14,7 @@ import {loadValues} from '../values/load.js'
 import type {Values} from '../values/types.js'
 import {isKpiError, KpiError} from '../errors.js'
 import {parseDuration} from './duration.js'
-import {plainHttpNotice, readCaCerts, registryFlags, tlsSkipFromFlags} from './registry.js'
+import {plainHttpHosts, plainHttpNotice, readCaCerts, registryFlags, tlsSkipFromFlags} from './registry.js'
 
 export const inputFlags = {
   bundle: Flags.string({char: 'b', description: 'relocated lock (kpi relocate --lock-output), or a relocated bundle image REPO@sha256:<digest>', required: true}),
@@ -83,7 +83,7 @@ export function renderInputs(lock: Bundle, lockFile: string, values: Values, val
 }
 
 export async function registryOptions(flags: {'plain-http'?: string[]; 'ca-cert'?: string[]; 'insecure-skip-tls-verify'?: boolean; 'insecure-registry'?: string[]; json?: boolean}, valuesCas: string[] = []): Promise<OciClientOptions> {
-  const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
+  const plain = plainHttpHosts(flags)
   // the registry CAs the cluster will trust (values) and those given here
   const caCerts = [...valuesCas, ...(await readCaCerts(flags['ca-cert']))]
   return {caCerts, ...tlsSkipFromFlags(flags), plainHttp: (r) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json)}

@@ -43,6 +43,10 @@ export function warn(json: boolean | undefined, message: string): void {
   process.stderr.write(json ? jsonEventLine({type: 'warning', message}) : `Warning: ${message}\n`)
 }
 
+/** the hosts named plain HTTP: --plain-http (repeated) and KPI_PLAIN_HTTP (comma-separated) */
+export const plainHttpHosts = (flags: {'plain-http'?: string[]}): Set<string> =>
+  new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').map((h) => h.trim()).filter(Boolean) ?? [])])
+
 const toldPlain = new Set<string>()
 
 /**
@@ -95,7 +99,7 @@ export async function registryClientFromFlags(flags: {
     const message = 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD have no KPI_REGISTRY_HOSTNAME and this command writes to no registry, so they are not used; set KPI_REGISTRY_HOSTNAME to the registry they are for'
     process.stderr.write(flags.json ? jsonEventLine({type: 'info', message}) : `note: ${message}\n`)
   }
-  const plain = new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').filter(Boolean) ?? [])])
+  const plain = plainHttpHosts(flags)
   return createRegistryClient({
     caCerts: await readCaCerts(flags['ca-cert']),
     ...tlsSkipFromFlags(flags),
@@ -105,6 +109,7 @@ export async function registryClientFromFlags(flags: {
     connections: Math.max(8, (flags.concurrency ?? 8) * 2),
     timeoutMs: flags['registry-timeout'] !== undefined
       ? parseDuration(flags['registry-timeout'], '--registry-timeout')
-      : parseDuration(process.env.KPI_REGISTRY_TIMEOUT, 'KPI_REGISTRY_TIMEOUT'),
+      // set but empty is unset, as for the shell's ${VAR:-default}
+      : parseDuration(process.env.KPI_REGISTRY_TIMEOUT || undefined, 'KPI_REGISTRY_TIMEOUT'),
   })
 }

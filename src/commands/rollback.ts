@@ -40,7 +40,8 @@ that is no longer in the cluster is refused before anything changes.`
     const op = operationOptions(flags)
     let revision: number | undefined
     if (args.revision !== undefined) {
-      revision = Number(args.revision)
+      // digits only: Number() would take 0x2, 1e1 and " 3" for revisions
+      revision = /^\d+$/.test(args.revision) ? Number(args.revision) : NaN
       if (!Number.isInteger(revision) || revision < 1) throw new KpiError('usage', `REVISION "${args.revision}" is not a revision number`, {hint: 'kpi history lists the revisions'})
     }
     const result = await withKube(flags, (kube) =>
