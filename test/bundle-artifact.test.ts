@@ -10,7 +10,11 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {stringify} from 'yaml'
-import {pullBundleArtifact} from '../src/bundle/artifact.js'
+import {gzipSync} from 'node:zlib'
+import {BUNDLE_LABEL, pullBundleArtifact} from '../src/bundle/artifact.js'
+import {END_OF_ARCHIVE, entryHeader, paddingBytes} from '../src/archive/tar.js'
+import {KpiError} from '../src/errors.js'
+import {digestOf, MediaTypes, pushBlobBytes} from '../src/oci/index.js'
 import {loadBundle} from '../src/bundle/load.js'
 import {LOCK_ARTIFACT_TYPE} from '../src/bundle/source.js'
 import type {OciClient} from '../src/oci/client.js'
@@ -113,5 +117,47 @@ describe('kpi bundle push, relocate -b REPO@sha256, install -b', () => {
     // the bundle image as pushed (not relocated) carries no lock: said
     const unrelocated = await kpi(['install', '-b', image.replace(/:1\.0\.0@/, '@'), '-f', values, '--wait=applied'], {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig})
     expect(expectCleanFailure(unrelocated)).toContain('carries no relocated lock: relocate it first')
+  })
+})
+
+describe('a bundle image that is damaged or crafted', () => {
+  const repo = () => ({registry: sb.public.host, repository: 'platform/crafted'})
+  /** pushes an image of this config and this one layer; its digest */
+  const push = async (config: Buffer, layer: Buffer): Promise<string> => {
+    for (const b of [config, layer]) await pushBlobBytes(src, repo(), b)
+    const m = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest,
+      config: {mediaType: MediaTypes.ociConfig, digest: digestOf(config), size: config.length},
+      layers: [{mediaType: MediaTypes.ociLayerGzip, digest: digestOf(layer), size: layer.length}]}))
+    return src.putManifest(repo(), digestOf(m), m, MediaTypes.ociManifest)
+  }
+  const labelled = Buffer.from(JSON.stringify({config: {Labels: {[BUNDLE_LABEL]: 'true'}}}))
+  const member = (name: string, body: Buffer, type?: string): Buffer => {
+    const h = entryHeader(name, body.length)
+    if (type) {
+      h.write(type, 156, 'latin1')
+      // the header's checksum again, its own field counted as spaces
+      let sum = 0
+      for (let i = 0; i < h.length; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!
+      h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
+    }
+    return Buffer.concat([h, body, paddingBytes(body.length)])
+  }
+  const refusal = async (digest: string): Promise<string> => {
+    const e = await pullBundleArtifact(src, repo(), digest, await mkdtemp(join(work, 'pull-'))).then(() => undefined, (err: unknown) => err)
+    expect(e).toBeInstanceOf(KpiError)
+    expect((e as KpiError).kind).toBe('input')
+    return (e as Error).message
+  }
+
+  it('is refused as not a bundle image, saying what is wrong, for each kind of damage', async () => {
+    const tar = Buffer.concat([member('bundle.yaml', Buffer.from('x: 1\n')), END_OF_ARCHIVE])
+    expect(await refusal(await push(Buffer.from('{not json'), gzipSync(tar)))).toMatch(/is not a kpi bundle image: its config is not JSON$/)
+    expect(await refusal(await push(labelled, Buffer.from('not gzip at all')))).toMatch(/its layer is not gzip$/)
+    // 100 MiB of zeros packs into about 100 KiB: refused without being unpacked whole
+    expect(await refusal(await push(labelled, gzipSync(Buffer.alloc(100 << 20), {level: 9})))).toMatch(/its layer unpacks to more than \d+ bytes$/)
+    const badPax = Buffer.concat([member('PaxHeader', Buffer.from('99 path=x\n'), 'x'), member('bundle.yaml', Buffer.from('x: 1\n')), END_OF_ARCHIVE])
+    expect(await refusal(await push(labelled, gzipSync(badPax)))).toMatch(/the extended header before member PaxHeader is malformed$/)
+    const truncated = member('bundle.yaml', Buffer.alloc(4096, 0x61)).subarray(0, 1024)
+    expect(await refusal(await push(labelled, gzipSync(truncated)))).toMatch(/its layer ends inside member bundle\.yaml$/)
   })
 })

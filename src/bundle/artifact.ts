@@ -68,18 +68,36 @@ export async function pushBundleArtifact(client: RegistryClient, repo: Repo, tag
  * Fetches a bundle image and writes its files into `dir` (which then holds bundle.yaml). Refuses
  * an image that is not a bundle, and any member that is not a plain file inside the directory.
  */
+const parseJson = <T>(bytes: Buffer, bad: () => KpiError): T => {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T
+  } catch {
+    throw bad()
+  }
+}
+
+/** The bundle layer unpacked, at most MAX_LAYER bytes of it: a gzip bomb is refused, not unpacked. */
+function gunzipLayer(gz: Buffer, notBundle: (why: string) => KpiError): Buffer {
+  try {
+    return gunzipSync(gz, {maxOutputLength: MAX_LAYER})
+  } catch (e) {
+    const tooBig = (e as {code?: string}).code === 'ERR_BUFFER_TOO_LARGE'
+    throw notBundle(tooBig ? `its layer unpacks to more than ${MAX_LAYER} bytes` : 'its layer is not gzip')
+  }
+}
+
 export async function pullBundleArtifact(client: RegistryClient, repo: Repo, reference: string, dir: string): Promise<{digest: string; files: string[]}> {
   const where = formatImage(repo, reference)
   const notBundle = (why: string) => new KpiError('input', `${where} is not a kpi bundle image: ${why}`, {hint: 'push one with kpi bundle push DIR --to-repo REPO'})
   const fetched = await client.getManifest(repo, reference)
-  const m = JSON.parse(fetched.bytes.toString('utf8')) as Partial<ImageManifest>
+  const m = parseJson<Partial<ImageManifest>>(fetched.bytes, () => notBundle('its manifest is not JSON'))
   if (!m.config || !Array.isArray(m.layers)) throw notBundle(`its media type is ${fetched.mediaType}`)
-  const config = JSON.parse((await readBlobBytes(client, repo, m.config, MAX_LAYER, where)).toString('utf8')) as {config?: {Labels?: Record<string, string>}}
+  const config = parseJson<{config?: {Labels?: Record<string, string>}}>(await readBlobBytes(client, repo, m.config, MAX_LAYER, where), () => notBundle('its config is not JSON'))
   if (!config.config?.Labels?.[BUNDLE_LABEL]) throw notBundle(`its config has no ${BUNDLE_LABEL} label`)
   if (m.layers.length !== 1) throw notBundle(`it has ${m.layers.length} layers, a bundle image has one`)
   const layer = m.layers[0]!
   if (layer.size > MAX_LAYER) throw notBundle(`its layer is ${layer.size} bytes`)
-  const tar = gunzipSync(await readBlobBytes(client, repo, layer, MAX_LAYER, where))
+  const tar = gunzipLayer(await readBlobBytes(client, repo, layer, MAX_LAYER, where), notBundle)
   const files: string[] = []
   let pax: Record<string, string> = {}
   for (let off = 0; off + BLOCK <= tar.length;) {
@@ -87,10 +105,15 @@ export async function pullBundleArtifact(client: RegistryClient, repo: Repo, ref
     if (isZeroBlock(block)) break
     const h = parseHeader(block)
     if (!h || Number.isNaN(h.size)) throw notBundle('its layer is not a tar file')
+    if (off + BLOCK + h.size > tar.length) throw notBundle(`its layer ends inside member ${h.name}`)
     const data = tar.subarray(off + BLOCK, off + BLOCK + h.size)
     off += BLOCK + paddedSize(h.size)
     if (h.type === 'x') {
-      pax = parsePax(data)
+      try {
+        pax = parsePax(data)
+      } catch {
+        throw notBundle(`the extended header before member ${h.name} is malformed`)
+      }
       continue
     }
     const name = pax.path ?? h.name
