@@ -5,7 +5,7 @@
  * them, and what a bundle cannot carry is said. `kpi bundle lock` pins a bundle written with tags
  * and names every image it cannot resolve. The imported bundle relocates to the air-gapped registry.
  */
-import {mkdtemp, readFile, writeFile} from 'node:fs/promises'
+import {chmod, mkdtemp, readFile, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -160,6 +160,30 @@ describe('kpi bundle lock', () => {
     expect(r.code, r.stderr).toBe(0)
     const res = JSON.parse(r.stdout) as {pinned: Array<{path: string}>}
     expect(res.pinned.map((p) => p.path).sort()).toEqual(['lifecycle.image', 'stacks[0].runImage'])
+    expect((await loadBundle(file)).bundle).toEqual(v1)
+  })
+
+  it('changes only the references it pins: comments, quoting, layout and the file mode stay', async () => {
+    const tagged = structuredClone(v1)
+    const run = tagOf(tagged.stacks[0]!.runImage)
+    const lifecycle = tagOf(tagged.lifecycle.image)
+    tagged.stacks[0]!.runImage = run
+    tagged.lifecycle.image = lifecycle
+    // the user's own file: comments, a quoted reference, a flow mapping
+    const text = `# build service ${v1.metadata.version}: reviewed by the platform team\n` + serializeBundle(tagged)
+      .replace(`runImage: ${run}`, `runImage: "${run}" # the patched run image`)
+      .replace(`image: ${lifecycle}`, `image: '${lifecycle}'`)
+      .replace(/^stacks:/m, '# stacks: one per OS\nstacks:')
+    const file = join(work, 'commented.yaml')
+    await writeFile(file, text)
+    await chmod(file, 0o600)
+    const r = await kpi(['bundle', 'lock', file], sb.env)
+    expect(r.code, r.stderr).toBe(0)
+    const expected = text
+      .replace(`"${run}"`, `"${v1.stacks[0]!.runImage}"`)
+      .replace(`'${lifecycle}'`, `'${v1.lifecycle.image}'`)
+    expect(await readFile(file, 'utf8')).toBe(expected)
+    expect((await stat(file)).mode & 0o777).toBe(0o600)
     expect((await loadBundle(file)).bundle).toEqual(v1)
   })
 

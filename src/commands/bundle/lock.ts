@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {loadBundle} from '../../bundle/load.js'
 import {pinBundle} from '../../bundle/pin.js'
-import {writeBundle, writeBundleFile} from '../../bundle/write.js'
+import {rewriteBundleRefs, writeBundle} from '../../bundle/write.js'
 import {KpiCommand} from '../../cli/base.js'
 import {registryClientFromFlags, registryFlags} from '../../cli/registry.js'
 
@@ -30,8 +30,9 @@ Each reference without a digest is looked up in its registry and written as regi
     const client = await registryClientFromFlags(flags)
     try {
       const r = await pinBundle(loaded.bundle, client, {concurrency: flags.concurrency})
-      // in place: the file it was read from, whatever its name (writeBundle takes a name without .yaml for a directory)
-      const file = flags.output ? await writeBundle(flags.output, r.bundle) : await writeBundleFile(loaded.file, r.bundle)
+      // in place: the file it was read from, whatever its name (writeBundle takes a name without .yaml
+      // for a directory), with only the references it pinned changed
+      const file = flags.output ? await writeBundle(flags.output, r.bundle) : await rewriteBundleRefs(loaded.file, r.bundle, r.pinned)
       if (flags.json) {
         this.log(JSON.stringify({ok: true, bundle: file, pinned: r.pinned}))
         return
