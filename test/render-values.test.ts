@@ -195,6 +195,14 @@ describe('values: problems name the field and line', () => {
     expect(e.message).toContain('8:11: teams[2].name: namespace kpack is reserved')
   })
 
+  it("teams: kpi's own namespaces are reserved too (cert-injection-webhook, kpi-system)", async () => {
+    // a team there would render cert-injection-webhook's Namespace twice, and its RoleBinding would
+    // let the team manage the webhook's serving key or kpi's revision records
+    const e = await problemsOf('registry: {server: r.example, repository: p}\nteams:\n  - name: cert-injection-webhook\n  - name: ops\n    namespace: kpi-system\n')
+    expect(e.message).toContain('3:11: teams[0].name: namespace cert-injection-webhook is reserved')
+    expect(e.message).toContain('5:16: teams[1].namespace: namespace kpi-system is reserved')
+  })
+
   it('YAML syntax errors and a missing file', async () => {
     let e = await problemsOf('registry:\n  server: [unclosed\n')
     expect(e.message).toMatch(/values\.yaml:\d+:\d+: YAML syntax: /)

@@ -8,6 +8,9 @@ import {isIP} from 'node:net'
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {authEntryFor, parseDockerConfig, type DockerAuthEntry, type DockerConfig} from '../oci/index.js'
 import type {PathSegment} from '../problems/yaml.js'
+import {CERT_INJECTION_NS} from '../render/cert-injection.js'
+import {KPACK_NAMESPACE} from '../render/meta.js'
+import {REVISION_NAMESPACE} from '../revision/record.js'
 import type {RegistryValues} from './types.js'
 
 type Seg = PathSegment
@@ -193,7 +196,9 @@ export function checkCluster(raw: RawValues, at: At): void {
   }
 }
 
-const reservedNamespaces = new Set(['kpack', 'default', 'kube-system', 'kube-public', 'kube-node-lease'])
+// kpi's own namespaces too: a team's Namespace there would be rendered twice, and its RoleBinding
+// (Secrets read and write) would hand the team cert-injection-webhook's serving key or kpi's records
+const reservedNamespaces = new Set([KPACK_NAMESPACE, CERT_INJECTION_NS, REVISION_NAMESPACE, 'default', 'kube-system', 'kube-public', 'kube-node-lease'])
 
 export function checkTeams(raw: RawValues, at: At): void {
   if (!Array.isArray(raw.teams)) return
