@@ -49,6 +49,8 @@ describe('the platform really runs', () => {
     lock = parse(await readFile(lockFile, 'utf8')) as Bundle
     const values = parse(await sandboxValues(p.sb, [TEAM])) as Record<string, unknown>
     values.proxy = {httpsProxy: PROXY, httpProxy: PROXY}
+    // a proxy needs the service CIDR (the sandbox's: its pods reach the apiserver at 127.0.0.1 instead)
+    values.cluster = {serviceCIDR: '10.96.0.0/16'}
     // a team Builder too: kpack must make it Ready like the cluster-wide ones
     const stack = lock.stacks[0]!.name
     const store = lock.stores[0]!.name

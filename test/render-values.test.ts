@@ -141,6 +141,16 @@ describe('values: problems name the field and line', () => {
     expect(e.message).toMatch(/values\.yaml:3:15: proxy\.httpsProxy: must be a URL with a scheme, e\.g\. http:\/\/proxy\.corp:3128$/)
   })
 
+  it('a proxy needs cluster.serviceCIDR: the controller reaches the apiserver at the kubernetes Service IP', async () => {
+    // without it NO_PROXY holds only names, and client-go's in-cluster requests to that IP go to the proxy
+    let e = await problemsOf('registry: {server: r.example, repository: p}\nproxy:\n  httpsProxy: http://proxy.corp:3128\n  noProxy: .corp\n')
+    expect(e.message).toMatch(/values\.yaml:2:1: proxy: a proxy needs cluster\.serviceCIDR/)
+    e = await problemsOf('registry: {server: r.example, repository: p}\nproxy:\n  httpProxy: http://proxy.corp:3128\ncluster:\n  podCIDR: 10.244.0.0/16\n')
+    expect(e.message).toMatch(/values\.yaml:2:1: proxy: a proxy needs cluster\.serviceCIDR/)
+    await writeFile(join(dir, 'v-proxy.yaml'), 'registry: {server: r.example, repository: p}\nproxy:\n  httpProxy: http://proxy.corp:3128\ncluster:\n  serviceCIDR: 10.96.0.0/12\n')
+    expect((await loadValues(join(dir, 'v-proxy.yaml'))).cluster.serviceCIDR).toEqual(['10.96.0.0/12'])
+  })
+
   it('collects every problem of a file, in line order, with a count', async () => {
     const text = [
       'registry:', //                 1

@@ -251,7 +251,7 @@ describe('kpi upgrade, diff, rollback and history on the sandbox', {timeout: 600
     const withProxy = async (name: string, password: string) => {
       const v = parse(await readFile(values, 'utf8')) as Record<string, unknown>
       const file = join(p.work, `${name}.yaml`)
-      await writeFile(file, stringify({...v, proxy: {httpsProxy: `http://squid:${password}@proxy.corp.example:3128`}}))
+      await writeFile(file, stringify({...v, proxy: {httpsProxy: `http://squid:${password}@proxy.corp.example:3128`}, cluster: {serviceCIDR: '10.96.0.0/16'}}))
       return file
     }
     const template = async () => {

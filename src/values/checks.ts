@@ -158,11 +158,18 @@ export function checkProxyUrl(u: string): string | undefined {
 export function checkProxy(raw: RawValues, at: At): void {
   const p = raw.proxy
   if (!p || typeof p !== 'object') return
+  let urls = 0
   for (const k of ['httpProxy', 'httpsProxy'] as const) {
     const u = str(p[k])
     if (u === undefined) continue
     const why = checkProxyUrl(u)
     if (why) at(['proxy', k], why)
+    else urls++
+  }
+  // client-go's in-cluster config reaches the apiserver at the kubernetes Service's IP, which no
+  // name in NO_PROXY matches: without the service CIDR the controller would ask the proxy for it
+  if (urls && !listOf(raw.cluster?.serviceCIDR).length) {
+    at(['proxy'], 'a proxy needs cluster.serviceCIDR (the kpack controller reaches the apiserver at the kubernetes Service IP, which must bypass the proxy): add the cluster\'s service CIDR, e.g. 10.96.0.0/12', true)
   }
   const entries = listOf(p.noProxy)
   entries.forEach((e, i) => {
