@@ -198,6 +198,12 @@ describe('values: problems name the field and line', () => {
     expect(e.message).toMatch(/5:17: registry\.passwordFile: cannot read .*missing\.txt \(ENOENT\)$/)
   })
 
+  it("credentials: a username with ':' is refused (the auth kpack and the kubelet decode would split it)", async () => {
+    const e = await problemsOf('registry:\n  server: r.example\n  repository: p\n  username: "corp:robot"\n  password: pw-1234\n')
+    expect(e.message).toMatch(/4:13: registry\.username: a username cannot contain ':'/)
+    expect(e.message).not.toContain('corp:robot')
+  })
+
   it('teams: duplicates and reserved namespaces; CIDRs', async () => {
     const e = await problemsOf('registry: {server: r.example, repository: p}\ncluster:\n  serviceCIDR: [10.96.0.0/12, 10.96.0.0]\nteams:\n  - name: a\n  - name: b\n    namespace: a\n  - name: kpack\n')
     expect(e.message).toContain('3:31: cluster.serviceCIDR[1]: expected a CIDR such as 10.96.0.0/12')

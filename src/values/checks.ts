@@ -69,6 +69,9 @@ export async function checkRegistry(raw: RawValues, file: string, opts: ReadFile
       at(['registry', has('password') ? 'password' : 'passwordFile'], 'a password needs a username', true)
     }
   }
+  // Basic auth (RFC 7617), and the `auth` field the kubelet and kpack decode, split user from
+  // password at the first ':': such a username could never log in
+  if (str(r.username)?.includes(':')) at(['registry', 'username'], "a username cannot contain ':' (Basic authentication splits user and password at the first ':')")
   if (has('username')) out.username = str(r.username)
   if (has('password')) out.password = str(r.password)
   if (has('passwordFile')) {
