@@ -7,7 +7,7 @@ import {describe, expect, it} from 'vitest'
 import {parseAllDocuments} from 'yaml'
 import {KpiError} from '../src/errors.js'
 import fc from 'fast-check'
-import {holdsDigestRef, imageReferences, walkStrings} from '../src/render/guard.js'
+import {assertCredentialsOnlyInSecrets, holdsDigestRef, imageReferences, walkStrings} from '../src/render/guard.js'
 import {renderPlatform} from '../src/render/render.js'
 import {CONFIG_CHECKSUM_ANNOTATION} from '../src/render/config-checksum.js'
 import {makeCA} from '../src/sandbox/pki.js'
@@ -402,6 +402,35 @@ describe('renderPlatform: credentials', () => {
     expect(secretsWithIt).toBe(3)
     const yaml = toYaml(objects)
     expect(yaml).not.toContain(CANARY)
+  })
+
+  it('a short password that is also part of what kpi renders anyway is no leak: it renders, in the Secrets only', async () => {
+    // `admin` is in ClusterRole kpack-controller-admin, `linux` in every nodeSelector, `corp` in every
+    // image reference, `secret` in the name of the Secret that holds it (rendered only with credentials)
+    for (const password of ['admin', 'linux', 'corp', 'secret']) {
+      const v = await values()
+      v.registry = {...v.registry, password}
+      const {objects} = renderPlatform(await lock17(), v)
+      const secret = must(objects, 'Secret', 'kp-default-repository-secret', 'kpack')
+      const cfg = JSON.parse(Buffer.from((secret.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString()) as {auths: Record<string, {password: string}>}
+      expect(cfg.auths['registry.corp.example:5000']!.password).toBe(password)
+    }
+  })
+
+  it('the guard still refuses a credential kpi itself put outside a Secret, without naming it', async () => {
+    const v = await values()
+    const {objects} = renderPlatform(await lock17(), v)
+    const leak = {stage: 'config' as const, object: {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'oops', namespace: 'kpack', labels: {}}, data: {auth: `admin:${CANARY}`}}}
+    const renderedAnyway = () => new Set(['kpack-controller-admin'])
+    let e: unknown
+    try {
+      assertCredentialsOnlyInSecrets([...objects, leak], v.registry, renderedAnyway)
+    } catch (err) {
+      e = err
+    }
+    expect(e).toBeInstanceOf(KpiError)
+    expect((e as KpiError).kind).toBe('internal')
+    expect((e as KpiError).message).toBe("a registry credential would be written outside a Secret's data, at ConfigMap kpack/oops: data.auth")
   })
 
   it('writes a docker config given in the values as the Secret, and only there', async () => {

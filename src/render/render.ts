@@ -7,7 +7,7 @@ import type {Builder, Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import {addConfigChecksums} from './config-checksum.js'
 import {kpackCrds, type KpackFeatures} from './crds.js'
-import {assertAirGapped, assertCredentialsOnlyInSecrets} from './guard.js'
+import {assertAirGapped, assertCredentialsOnlyInSecrets, stringsOf} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
 import {clusterBuilders, clusterStacks, clusterStores, lifecycle, registryConfig} from './platform.js'
 import {teamObjects, teamRoles} from './teams.js'
@@ -71,6 +71,16 @@ function checkFeatureFlags(lock: Bundle, values: Values, f: KpackFeatures): void
 }
 
 export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions = {}): RenderResult {
+  const {objects, warnings} = renderObjects(lock, values)
+  if (!opts.skipAirGapGuard) assertAirGapped(objects, values.registry)
+  // the same render with another password: a string it has too holds a short password by coincidence
+  const other = {...values, registry: {server: values.registry.server, repository: values.registry.repository, username: 'kpi', password: '\u0000kpi-guard\u0000'}}
+  assertCredentialsOnlyInSecrets(objects, values.registry, () => stringsOf(renderObjects(lock, other).objects))
+  return {objects, warnings}
+}
+
+/** The objects and warnings, before the guards. */
+function renderObjects(lock: Bundle, values: Values): RenderResult {
   const f = kpackFeatures(lock.kpack.version)
   checkReferences(lock, values)
   checkFeatureFlags(lock, values, f)
@@ -102,8 +112,5 @@ export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions
   objects.sort((a, b) => rank(a) - rank(b))
 
   addConfigChecksums(objects)
-
-  if (!opts.skipAirGapGuard) assertAirGapped(objects, values.registry)
-  assertCredentialsOnlyInSecrets(objects, values.registry)
   return {objects, warnings}
 }
