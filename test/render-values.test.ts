@@ -204,6 +204,28 @@ describe('values: problems name the field and line', () => {
     expect(e.message).not.toContain('corp:robot')
   })
 
+  it('resources the apiserver would refuse: a negative quantity, a request above its limit', async () => {
+    const e = await problemsOf([
+      'registry: {server: r.example, repository: p}',
+      'kpack:',
+      '  controller:',
+      '    resources:',
+      '      requests: {cpu: "2", memory: 512Mi}',
+      '      limits: {cpu: 1500m, memory: 1Gi}',
+      '  webhook:',
+      '    resources: {requests: {cpu: 700m}, limits: {cpu: 0.7}}',
+      'certInjection:',
+      '  resources:',
+      '    requests: {memory: -1}',
+      '',
+    ].join('\n'))
+    expect(e.message).toContain('5:23: kpack.controller.resources.requests.cpu: more than its limit (limits.cpu); the apiserver refuses a request above its limit')
+    expect(e.message).toContain('11:24: certInjection.resources.requests.memory: must not be negative')
+    expect(e.message).not.toContain('requests.memory: more')
+    // 700m is 0.7, though not in floating point
+    expect(e.message).not.toContain('kpack.webhook')
+  })
+
   it('teams: duplicates and reserved namespaces; CIDRs', async () => {
     const e = await problemsOf('registry: {server: r.example, repository: p}\ncluster:\n  serviceCIDR: [10.96.0.0/12, 10.96.0.0]\nteams:\n  - name: a\n  - name: b\n    namespace: a\n  - name: kpack\n')
     expect(e.message).toContain('3:31: cluster.serviceCIDR[1]: expected a CIDR such as 10.96.0.0/12')

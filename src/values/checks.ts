@@ -1,11 +1,13 @@
 /**
  * The checks a JSON schema cannot express: credential alternatives, files the values name, PEM
- * certificates, proxy URLs, docker config JSON, CIDRs, duplicate teams. Each reports through `at`
- * and only looks at parts whose shape the schema accepted. Messages never quote values.
+ * certificates, proxy URLs, docker config JSON, CIDRs, duplicate teams, resources the apiserver
+ * refuses. Each reports through `at` and only looks at parts whose shape the schema accepted.
+ * Messages never quote values.
  */
 import {X509Certificate} from 'node:crypto'
 import {isIP} from 'node:net'
 import {dirname, isAbsolute, resolve} from 'node:path'
+import {parseQuantity} from '../kube/capacity.js'
 import {authEntryFor, parseDockerConfig, type DockerAuthEntry, type DockerConfig} from '../oci/index.js'
 import type {PathSegment} from '../problems/yaml.js'
 import {CERT_INJECTION_NS} from '../render/cert-injection.js'
@@ -203,6 +205,41 @@ export function checkCluster(raw: RawValues, at: At): void {
     list.forEach((cidr, i) => {
       if (!isCidr(cidr)) at(['cluster', k, ...(Array.isArray(c[k]) ? [i] : [])], 'expected a CIDR such as 10.96.0.0/12')
     })
+  }
+}
+
+const entriesOf = (m: unknown): Array<[string, unknown]> => (m && typeof m === 'object' && !Array.isArray(m) ? Object.entries(m) : [])
+
+/** More than `b`, beyond the rounding of decimal quantities in floating point (700m is not more than 0.7). */
+const exceeds = (a: number, b: number): boolean => a - b > Math.abs(b) * 1e-12 + 1e-12
+
+/**
+ * What the apiserver refuses in a container's resources, which the schema's quantity pattern lets
+ * through: a negative amount, and a request above the limit of the same resource. Caught here, not
+ * when an install has already applied its first stages and the Deployment is refused.
+ */
+export function checkResources(raw: RawValues, at: At): void {
+  const workloads: Array<[Seg[], unknown]> = [
+    [['kpack', 'controller'], raw.kpack?.controller],
+    [['kpack', 'webhook'], raw.kpack?.webhook],
+    [['certInjection'], raw.certInjection],
+  ]
+  for (const [path, w] of workloads) {
+    const r = (w as {resources?: {requests?: unknown; limits?: unknown}} | null | undefined)?.resources
+    if (!r || typeof r !== 'object') continue
+    const amounts = {requests: new Map<string, number>(), limits: new Map<string, number>()}
+    for (const kind of ['requests', 'limits'] as const) {
+      for (const [name, q] of entriesOf(r[kind])) {
+        const n = parseQuantity(q)
+        if (n === undefined) continue
+        if (n < 0) at([...path, 'resources', kind, name], 'must not be negative')
+        else amounts[kind].set(name, n)
+      }
+    }
+    for (const [name, n] of amounts.requests) {
+      const limit = amounts.limits.get(name)
+      if (limit !== undefined && exceeds(n, limit)) at([...path, 'resources', 'requests', name], `more than its limit (limits.${name}); the apiserver refuses a request above its limit`)
+    }
   }
 }
 
