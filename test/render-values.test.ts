@@ -226,6 +226,32 @@ describe('values: problems name the field and line', () => {
     expect(e.message).not.toContain('kpack.webhook')
   })
 
+  it('tolerations the apiserver would refuse', async () => {
+    const e = await problemsOf([
+      'registry: {server: r.example, repository: p}',
+      'kpack:',
+      '  webhook:',
+      '    tolerations:',
+      '      - {key: dedicated, operator: Exists, value: build}', // 5
+      '      - {value: build}', //                                  6
+      '      - {key: dedicated, operator: Exists, effect: NoSchedule, tolerationSeconds: 30}', // 7
+      '      - {key: "bad key", value: build}', //                   8
+      '      - {key: dedicated, value: "not a label value"}', //     9
+      '      - {key: dedicated, value: build, effect: NoSchedule}', // 10: fine
+      '      - {operator: Exists}', //                              11: fine, tolerates every taint
+      '      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 60}', // 12: fine
+      '',
+    ].join('\n'))
+    const body = e.message.split('\n').slice(1).map((l) => l.trim().replace(`${join(dir, 'values.yaml')}:`, ''))
+    expect(body).toEqual([
+      "5:51: kpack.webhook.tolerations[0].value: must be empty with operator Exists",
+      "6:9: kpack.webhook.tolerations[1].operator: must be Exists when there is no key (a toleration of every taint)",
+      "7:52: kpack.webhook.tolerations[2].effect: must be NoExecute when tolerationSeconds is set",
+      expect.stringMatching(/^8:15: kpack\.webhook\.tolerations\[3\]\.key: invalid value: expected a label key/),
+      expect.stringMatching(/^9:33: kpack\.webhook\.tolerations\[4\]\.value: invalid value: expected a label value/),
+    ])
+  })
+
   it('teams: duplicates and reserved namespaces; CIDRs', async () => {
     const e = await problemsOf('registry: {server: r.example, repository: p}\ncluster:\n  serviceCIDR: [10.96.0.0/12, 10.96.0.0]\nteams:\n  - name: a\n  - name: b\n    namespace: a\n  - name: kpack\n')
     expect(e.message).toContain('3:31: cluster.serviceCIDR[1]: expected a CIDR such as 10.96.0.0/12')

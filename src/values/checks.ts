@@ -1,8 +1,8 @@
 /**
  * The checks a JSON schema cannot express: credential alternatives, files the values name, PEM
- * certificates, proxy URLs, docker config JSON, CIDRs, duplicate teams, resources the apiserver
- * refuses. Each reports through `at` and only looks at parts whose shape the schema accepted.
- * Messages never quote values.
+ * certificates, proxy URLs, docker config JSON, CIDRs, duplicate teams, resources and tolerations
+ * the apiserver refuses. Each reports through `at` and only looks at parts whose shape the schema
+ * accepted. Messages never quote values.
  */
 import {X509Certificate} from 'node:crypto'
 import {isIP} from 'node:net'
@@ -13,6 +13,7 @@ import type {PathSegment} from '../problems/yaml.js'
 import {CERT_INJECTION_NS} from '../render/cert-injection.js'
 import {KPACK_NAMESPACE} from '../render/meta.js'
 import {REVISION_NAMESPACE} from '../revision/record.js'
+import {labelKey, patternMeaning} from './schema.js'
 import type {RegistryValues} from './types.js'
 
 type Seg = PathSegment
@@ -208,6 +209,37 @@ export function checkCluster(raw: RawValues, at: At): void {
   }
 }
 
+/** The values' Deployments: where each sits, and its raw settings. */
+const workloadsOf = (raw: RawValues): Array<[Seg[], unknown]> => [
+  [['kpack', 'controller'], raw.kpack?.controller],
+  [['kpack', 'webhook'], raw.kpack?.webhook],
+  [['certInjection'], raw.certInjection],
+]
+
+/** The fields of a toleration the apiserver refuses (its ValidateTolerations), with why; types are the schema's. */
+function tolerationProblems(t: Record<string, unknown>): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  const key = str(t.key) ?? ''
+  const exists = t.operator === 'Exists'
+  if (key && (key.length > 317 || !new RegExp(labelKey).test(key))) out.push(['key', `invalid value: expected ${patternMeaning[labelKey]}`])
+  if (!key && !exists) out.push(['operator', 'must be Exists when there is no key (a toleration of every taint)'])
+  if (exists && str(t.value)) out.push(['value', 'must be empty with operator Exists'])
+  if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') out.push(['effect', 'must be NoExecute when tolerationSeconds is set'])
+  return out
+}
+
+/** Tolerations the apiserver would refuse when the install reaches the Deployment. */
+export function checkTolerations(raw: RawValues, at: At): void {
+  for (const [path, w] of workloadsOf(raw)) {
+    const list = (w as {tolerations?: unknown} | null | undefined)?.tolerations
+    if (!Array.isArray(list)) continue
+    list.forEach((t: unknown, i) => {
+      if (!t || typeof t !== 'object' || Array.isArray(t)) return
+      for (const [field, why] of tolerationProblems(t as Record<string, unknown>)) at([...path, 'tolerations', i, field], why)
+    })
+  }
+}
+
 const entriesOf = (m: unknown): Array<[string, unknown]> => (m && typeof m === 'object' && !Array.isArray(m) ? Object.entries(m) : [])
 
 /** More than `b`, beyond the rounding of decimal quantities in floating point (700m is not more than 0.7). */
@@ -219,12 +251,7 @@ const exceeds = (a: number, b: number): boolean => a - b > Math.abs(b) * 1e-12 +
  * when an install has already applied its first stages and the Deployment is refused.
  */
 export function checkResources(raw: RawValues, at: At): void {
-  const workloads: Array<[Seg[], unknown]> = [
-    [['kpack', 'controller'], raw.kpack?.controller],
-    [['kpack', 'webhook'], raw.kpack?.webhook],
-    [['certInjection'], raw.certInjection],
-  ]
-  for (const [path, w] of workloads) {
+  for (const [path, w] of workloadsOf(raw)) {
     const r = (w as {resources?: {requests?: unknown; limits?: unknown}} | null | undefined)?.resources
     if (!r || typeof r !== 'object') continue
     const amounts = {requests: new Map<string, number>(), limits: new Map<string, number>()}

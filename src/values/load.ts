@@ -11,7 +11,7 @@ import {readTextFile} from '../textfile.js'
 import {problemsError, sortProblems, type Problem} from '../problems/problem.js'
 import {closest} from '../problems/suggest.js'
 import {fieldPath, pathPosition, yamlSyntaxProblem, type PathSegment} from '../problems/yaml.js'
-import {checkCaCerts, checkCluster, checkProxy, checkRegistry, checkResources, checkTeams, type At, type RawValues, type ReadFileOption} from './checks.js'
+import {checkCaCerts, checkCluster, checkProxy, checkRegistry, checkResources, checkTeams, checkTolerations, type At, type RawValues, type ReadFileOption} from './checks.js'
 import {normalise} from './normalise.js'
 import {patternMeaning} from './schema.js'
 import type {Values} from './types.js'
@@ -72,6 +72,7 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
   checkCluster(raw, at)
   checkTeams(raw, at)
   checkResources(raw, at)
+  checkTolerations(raw, at)
   if (problems.length) throw valuesError(file, problems)
   return normalise(raw, registry!)
 }

@@ -20,7 +20,7 @@ const repoPath = '^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$'
 // a Kubernetes label value (at most 63 characters: maxLength where it is used)
 const labelValue = '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'
 // a label key: an optional DNS subdomain prefix and /, then a name of at most 63 characters
-const labelKey = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'
+export const labelKey = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'
 
 /** What each pattern means, for error messages (a regex tells a user nothing). */
 export const patternMeaning: Record<string, string> = {
@@ -67,9 +67,10 @@ const workload = (what: string, replicas: number) => ({
       type: 'object',
       additionalProperties: false,
       properties: {
+        // a label key when given (checks.ts: empty means every key)
         key: {type: 'string'},
         operator: {enum: ['Exists', 'Equal']},
-        value: {type: 'string'},
+        value: {type: 'string', maxLength: 63, pattern: labelValue},
         effect: {enum: ['NoSchedule', 'PreferNoSchedule', 'NoExecute']},
         tolerationSeconds: {type: 'integer'},
       },
