@@ -252,6 +252,13 @@ describe('values: problems name the field and line', () => {
     ])
   })
 
+  it('teams: a ServiceAccount subject needs a service account name, as RBAC validates it', async () => {
+    // the username form is a User subject's; as a ServiceAccount's name the apiserver refuses the RoleBinding
+    const e = await problemsOf('registry: {server: r.example, repository: p}\nteams:\n  - name: a\n    subjects:\n      - {kind: ServiceAccount, name: "system:serviceaccount:ci:deployer"}\n      - {kind: User, name: "system:serviceaccount:ci:deployer"}\n      - {kind: ServiceAccount, name: deployer, namespace: ci}\n')
+    expect(e.message).toMatch(/values\.yaml:5:38: teams\[0\]\.subjects\[0\]\.name: invalid value: expected a DNS subdomain/)
+    expect((e.details as {problems: unknown[]}).problems).toHaveLength(1)
+  })
+
   it('teams: duplicates and reserved namespaces; CIDRs', async () => {
     const e = await problemsOf('registry: {server: r.example, repository: p}\ncluster:\n  serviceCIDR: [10.96.0.0/12, 10.96.0.0]\nteams:\n  - name: a\n  - name: b\n    namespace: a\n  - name: kpack\n')
     expect(e.message).toContain('3:31: cluster.serviceCIDR[1]: expected a CIDR such as 10.96.0.0/12')

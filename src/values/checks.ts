@@ -13,7 +13,7 @@ import type {PathSegment} from '../problems/yaml.js'
 import {CERT_INJECTION_NS} from '../render/cert-injection.js'
 import {KPACK_NAMESPACE} from '../render/meta.js'
 import {REVISION_NAMESPACE} from '../revision/record.js'
-import {labelKey, patternMeaning} from './schema.js'
+import {dnsSubdomain, labelKey, patternMeaning} from './schema.js'
 import type {RegistryValues} from './types.js'
 
 type Seg = PathSegment
@@ -280,7 +280,7 @@ export function checkTeams(raw: RawValues, at: At): void {
   const namespaces = new Map<string, number>()
   raw.teams.forEach((t: unknown, i) => {
     if (!t || typeof t !== 'object') return
-    const team = t as {name?: unknown; namespace?: unknown; builders?: unknown}
+    const team = t as {name?: unknown; namespace?: unknown; builders?: unknown; subjects?: unknown}
     const name = str(team.name)
     const ns = str(team.namespace) ?? name
     if (name !== undefined) {
@@ -292,6 +292,16 @@ export function checkTeams(raw: RawValues, at: At): void {
         at(['teams', i, team.namespace === undefined ? 'name' : 'namespace'], `namespace ${ns} is reserved; give the team its own namespace`)
       } else if (namespaces.has(ns)) at(['teams', i, team.namespace === undefined ? 'name' : 'namespace'], `namespace ${ns} is already used by teams[${namespaces.get(ns)}]`)
       else namespaces.set(ns, i)
+    }
+    if (Array.isArray(team.subjects)) {
+      // RBAC validates a ServiceAccount subject's name as a service account name (a User's or a
+      // Group's is free): the username form system:serviceaccount:NS:NAME belongs in kind User
+      team.subjects.forEach((s: unknown, j) => {
+        const subject = s as {kind?: unknown; name?: unknown} | null
+        const name = str(subject?.name)
+        if (subject?.kind !== 'ServiceAccount' || !name) return
+        if (name.length > 253 || !new RegExp(dnsSubdomain).test(name)) at(['teams', i, 'subjects', j, 'name'], `invalid value: expected ${patternMeaning[dnsSubdomain]} (a service account's name, with its namespace in namespace)`)
+      })
     }
     if (Array.isArray(team.builders)) {
       const seen = new Set<string>()

@@ -12,7 +12,7 @@
 import {KPACK_FEATURE_DEFAULTS, KPACK_SCALING_FACTOR_DEFAULT} from './defaults.js'
 
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
-const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
+export const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
 // Kubernetes resource.Quantity, as its parser accepts it
 const quantity = '^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$'
 const hostPort = '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?$'
