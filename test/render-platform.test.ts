@@ -200,6 +200,30 @@ describe('renderPlatform: output model', () => {
     })
   })
 
+  it("pulls kpack's and cert-injection-webhook's own images from the registry with its credentials", async () => {
+    // the kubelet pulls these relocated images from the same registry; without a pull secret a
+    // registry that needs credentials leaves the pods in ImagePullBackOff
+    const lock = await lock17()
+    const {objects} = renderPlatform(lock, await values())
+    for (const [name, ns] of [['kpack-controller', 'kpack'], ['kpack-webhook', 'kpack'], ['cert-injection-webhook', 'cert-injection-webhook']] as const) {
+      const spec = podSpec(must(objects, 'Deployment', name, ns)) as PodSpec & {imagePullSecrets?: Array<{name: string}>}
+      expect(spec.imagePullSecrets, name).toHaveLength(1)
+      const secret = must(objects, 'Secret', spec.imagePullSecrets![0]!.name, ns)
+      expect(secret.type).toBe('kubernetes.io/dockerconfigjson')
+      const cfg = JSON.parse(Buffer.from((secret.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString()) as {auths: Record<string, {auth: string}>}
+      expect(Buffer.from(cfg.auths['registry.corp.example:5000']!.auth, 'base64').toString()).toBe(`robot$kpi:${CANARY}`)
+      expect(objects.findIndex((o) => o.object === secret)).toBeLessThan(objects.findIndex((o) => o.object.kind === 'Deployment' && o.object.metadata.name === name))
+    }
+    // an anonymous registry: no pull secret, and no Secret
+    const v = await values()
+    v.registry = {server: v.registry.server, repository: v.registry.repository}
+    const anonymous = renderPlatform(lock, v).objects
+    for (const [name, ns] of [['kpack-controller', 'kpack'], ['kpack-webhook', 'kpack'], ['cert-injection-webhook', 'cert-injection-webhook']] as const) {
+      expect((podSpec(must(anonymous, 'Deployment', name, ns)) as {imagePullSecrets?: unknown}).imagePullSecrets).toBeUndefined()
+    }
+    expect(anonymous.filter((o) => o.object.kind === 'Secret' && o.object.type === 'kubernetes.io/dockerconfigjson')).toEqual([])
+  })
+
   it('gives Builder and ClusterBuilder the shape of kpack\'s types: store optional, group entries by id, image or kind + name', async () => {
     const {objects} = renderPlatform(await lock17(), await values())
     const specSchema = (kind: string) => {
@@ -398,8 +422,8 @@ describe('renderPlatform: credentials', () => {
         for (const n of needles) expect(s.includes(n), `${object.kind} ${object.metadata.name}: ${path}`).toBe(false)
       })
     }
-    // kpack namespace and both team namespaces
-    expect(secretsWithIt).toBe(3)
+    // kpack's and cert-injection-webhook's namespaces, and both team namespaces
+    expect(secretsWithIt).toBe(4)
     const yaml = toYaml(objects)
     expect(yaml).not.toContain(CANARY)
   })

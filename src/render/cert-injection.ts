@@ -12,6 +12,7 @@
  */
 import type {CertInjectionImages} from '../bundle/types.js'
 import {obj} from './meta.js'
+import {registrySecret} from './platform.js'
 import {caBundle, hasProxy, noProxyList, proxyHasCredentials} from './trust.js'
 import type {RenderedObject} from './types.js'
 import type {Values, WebhookValues} from '../values/types.js'
@@ -22,6 +23,8 @@ export const CERT_INJECTION_SA = 'cert-injection-webhook-sa'
 export const CERT_INJECTION_WEBHOOK = 'defaults.webhook.cert-injection.tanzu.vmware.com'
 /** kpack labels every build pod with kpack.io/build: <build name> */
 export const BUILD_POD_LABEL = 'kpack.io/build'
+/** the registry credentials its pods pull its relocated image with (the name kpi gives them in team namespaces) */
+export const CERT_INJECTION_PULL_SECRET = 'kpi-registry-credentials'
 
 const rbacApi = 'rbac.authorization.k8s.io/v1'
 const NS = CERT_INJECTION_NS
@@ -46,6 +49,7 @@ export function certInjection(v: Values, images: CertInjectionImages | undefined
   const proxyOk = wantsProxy && !proxyHasCredentials(v)
   if (wantsProxy && !proxyOk) warnings.push('the proxy URL carries credentials: cert-injection-webhook would write them into every build pod spec, so build pods do not get the proxy; use a proxy that needs no credentials in its URL')
   const value = (s: string | undefined) => ({data: {value: s ?? ''}})
+  const pullSecret = registrySecret('config', CERT_INJECTION_PULL_SECRET, NS, v.registry)
   const objects: RenderedObject[] = [
     obj('namespaces', 'v1', 'Namespace', {name: NS, labels: {'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'v1.25'}}),
     obj('rbac', 'v1', 'ServiceAccount', {name: CERT_INJECTION_SA, namespace: NS}),
@@ -76,12 +80,13 @@ export function certInjection(v: Values, images: CertInjectionImages | undefined
     obj('config', 'v1', 'ConfigMap', {name: 'https-proxy', namespace: NS}, value(proxyOk ? v.proxy?.httpsProxy : undefined)),
     obj('config', 'v1', 'ConfigMap', {name: 'no-proxy', namespace: NS}, value(proxyOk ? noProxyList(v).join(',') : undefined)),
     obj('config', 'v1', 'ConfigMap', {name: 'setup-ca-certs-image', namespace: NS}, {data: {image: images.setupCaCerts}}),
-    ...workload(images, w),
+    ...(pullSecret ? [pullSecret] : []),
+    ...workload(images, w, pullSecret ? CERT_INJECTION_PULL_SECRET : undefined),
   ]
   return {objects, warnings}
 }
 
-function workload(images: CertInjectionImages, w: WebhookValues): RenderedObject[] {
+function workload(images: CertInjectionImages, w: WebhookValues, pullSecret: string | undefined): RenderedObject[] {
   const labels = {app: CERT_INJECTION_NAME}
   const cmVolume = (name: string, configMap: string, path: string) => ({
     volume: {name, configMap: {name: configMap}},
@@ -104,6 +109,7 @@ function workload(images: CertInjectionImages, w: WebhookValues): RenderedObject
           metadata: {labels},
           spec: {
             serviceAccountName: CERT_INJECTION_SA,
+            ...(pullSecret ? {imagePullSecrets: [{name: pullSecret}]} : {}),
             securityContext: {runAsNonRoot: true, seccompProfile: {type: 'RuntimeDefault'}},
             nodeSelector: {...(w.nodeSelector ?? {}), 'kubernetes.io/os': 'linux'},
             ...(w.tolerations?.length ? {tolerations: w.tolerations} : {}),

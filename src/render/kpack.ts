@@ -176,10 +176,15 @@ const restrictedContainer = {
   capabilities: {drop: ['ALL']},
 }
 
-export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: ControllerTrust): RenderedObject[] {
+/**
+ * `pullSecret`: the registry's dockerconfigjson Secret in kpack's namespace, when the values give
+ * credentials. The kubelet pulls kpack's relocated images from that registry too.
+ */
+export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: ControllerTrust, pullSecret?: string): RenderedObject[] {
   const {controller, webhook} = kpack
   const features = kpack.features ?? KPACK_FEATURE_DEFAULTS
   const version = bundle.kpack.version
+  const pull = pullSecret ? {imagePullSecrets: [{name: pullSecret}]} : {}
   const fieldEnv = (name: string, path: string) => ({name, valueFrom: {fieldRef: {fieldPath: path}}})
   const flag = (name: string, on: boolean) => ({name, value: String(on)})
   const controllerEnv = [
@@ -208,6 +213,7 @@ export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: Co
           securityContext: restrictedPod,
           priorityClassName: 'kpack-control-plane',
           serviceAccountName: CONTROLLER_SA,
+          ...pull,
           ...scheduling(controller),
           containers: [
             {
@@ -234,6 +240,7 @@ export function kpackWorkloads(bundle: Bundle, kpack: Values['kpack'], trust: Co
           securityContext: restrictedPod,
           priorityClassName: 'kpack-control-plane',
           serviceAccountName: WEBHOOK_SA,
+          ...pull,
           ...scheduling(webhook),
           containers: [
             {

@@ -9,7 +9,7 @@ import {addConfigChecksums} from './config-checksum.js'
 import {kpackCrds, type KpackFeatures} from './crds.js'
 import {assertAirGapped, assertCredentialsOnlyInSecrets, stringsOf} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
-import {clusterBuilders, clusterStacks, clusterStores, lifecycle, registryConfig} from './platform.js'
+import {clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig} from './platform.js'
 import {teamObjects, teamRoles} from './teams.js'
 import {certInjection} from './cert-injection.js'
 import {controllerTrust, trustConfig} from './trust.js'
@@ -98,7 +98,7 @@ function renderObjects(lock: Bundle, values: Values): RenderResult {
     ...kpackConfig(lock),
     ...trustConfig(values),
     ...registryConfig(values.registry),
-    ...kpackWorkloads(lock, values.kpack, controllerTrust(values)),
+    ...kpackWorkloads(lock, values.kpack, controllerTrust(values), hasCredentials(values.registry) ? REGISTRY_SECRET : undefined),
     ...inj.objects,
     lifecycle(lock, f.clusterLifecycle, values.registry),
     ...clusterStacks(lock, values.registry),
