@@ -149,6 +149,11 @@ describe('values: problems name the field and line', () => {
     expect(e.message).toMatch(/values\.yaml:2:1: proxy: a proxy needs cluster\.serviceCIDR/)
     await writeFile(join(dir, 'v-proxy.yaml'), 'registry: {server: r.example, repository: p}\nproxy:\n  httpProxy: http://proxy.corp:3128\ncluster:\n  serviceCIDR: 10.96.0.0/12\n')
     expect((await loadValues(join(dir, 'v-proxy.yaml'))).cluster.serviceCIDR).toEqual(['10.96.0.0/12'])
+    // the bypass given as an address or CIDR in noProxy, as values files written before this check do
+    for (const entry of ['10.96.0.0/12', '10.96.0.1']) {
+      await writeFile(join(dir, 'v-proxy-np.yaml'), `registry: {server: r.example, repository: p}\nproxy:\n  httpsProxy: http://proxy.corp:3128\n  noProxy: [.corp, "${entry}"]\n`)
+      expect((await loadValues(join(dir, 'v-proxy-np.yaml'))).proxy?.noProxy).toContain(entry)
+    }
   })
 
   it('collects every problem of a file, in line order, with a count', async () => {

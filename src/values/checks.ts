@@ -174,7 +174,9 @@ export function checkProxy(raw: RawValues, at: At): void {
   }
   // client-go's in-cluster config reaches the apiserver at the kubernetes Service's IP, which no
   // name in NO_PROXY matches: without the service CIDR the controller would ask the proxy for it
-  if (urls && !listOf(raw.cluster?.serviceCIDR).length) {
+  // (an address or CIDR in noProxy may be that bypass already: taken as the user's word)
+  const byAddress = listOf(p.noProxy).some((e) => isIP(e) !== 0 || isCidr(e))
+  if (urls && !listOf(raw.cluster?.serviceCIDR).length && !byAddress) {
     at(['proxy'], 'a proxy needs cluster.serviceCIDR (the kpack controller reaches the apiserver at the kubernetes Service IP, which must bypass the proxy): add the cluster\'s service CIDR, e.g. 10.96.0.0/12', true)
   }
   const entries = listOf(p.noProxy)
