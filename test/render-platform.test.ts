@@ -285,7 +285,13 @@ describe('renderPlatform: output model', () => {
     }
     const crb = must(objects, 'ClusterRoleBinding', 'kpi-team-cluster-builders-payments')
     expect(crb.subjects).toContainEqual({kind: 'Group', name: 'payments-devs', apiGroup: 'rbac.authorization.k8s.io'})
-    expect(crb.subjects).toContainEqual({kind: 'ServiceAccount', name: 'kpi-builds', namespace: 'payments'})
+    // the build service account is bound to nothing: build pods run code from the app's repository with its token
+    for (const ns of ['payments', 'team-web']) {
+      for (const [kind, name] of [['RoleBinding', 'kpi-team-builds'], ['ClusterRoleBinding', `kpi-team-cluster-builders-${ns === 'payments' ? 'payments' : 'web'}`]] as const) {
+        const b = must(objects, kind, name, kind === 'RoleBinding' ? ns : undefined)
+        expect((b.subjects as Array<{name: string}> | undefined ?? []).map((x) => x.name), `${kind} ${name}`).not.toContain('kpi-builds')
+      }
+    }
     const read = (must(objects, 'ClusterRole', 'kpi-team-cluster-builders').rules as Array<{resources: string[]; verbs: string[]}>)[0]!
     expect(read.resources).toEqual(expect.arrayContaining(['clusterbuilders', 'clusterstacks', 'clusterstores']))
     expect(read.verbs).toEqual(['get', 'list', 'watch'])

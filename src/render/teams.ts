@@ -56,7 +56,11 @@ export function teamObjects(team: TeamValues, values: Values, bundleBuilders: Bu
   if (secret) secret.object.metadata.labels[TEAM_LABEL] = labels[TEAM_LABEL]
   const sa = registryServiceAccount('teams', team.serviceAccount, ns, secret ? TEAM_SECRET : undefined)
   sa.object.metadata.labels[TEAM_LABEL] = labels[TEAM_LABEL]
-  const subjects = [{kind: 'ServiceAccount' as const, name: team.serviceAccount, namespace: ns}, ...team.subjects].map(subject)
+  // the team's people and robots, not its build service account: build pods run as that account,
+  // with its token, the buildpacks' and the app's build scripts (code from the app's repository):
+  // bound here, any of them could read and rewrite every Secret of the namespace. kpack's controller
+  // reads the account's secrets with its own RBAC; the account itself needs none.
+  const subjects = team.subjects.map(subject)
   const builders = [
     ...team.builders.map((b) => ({...b, namespace: ns})),
     ...bundleBuilders,
