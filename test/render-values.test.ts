@@ -81,6 +81,19 @@ describe('values: accepted', () => {
     const v = await parseValues(`registry: {server: r.example, repository: p}\ncaCerts:\n  - |\n${indent(a.certPem + b.certPem, 4)}\n`, 'v.yaml')
     expect(v.caCerts).toHaveLength(1)
   })
+
+  it("accepts a bundle's comments and openssl's attribute lines between certificates, not other text", async () => {
+    const a = await makeCA(join(dir, 'ca-c'), 'C')
+    const b = await makeCA(join(dir, 'ca-d'), 'D')
+    const annotated = [
+      '##', '## Bundle of CA Root Certificates', '##', '', '# Issuer: CN=C', '# SHA256 Fingerprint: 00:11', a.certPem.trimEnd(), '',
+      'Bag Attributes', '    friendlyName: corp root', '    localKeyID: 01 02 03', 'subject=CN = D', '', 'issuer=CN = D', b.certPem.trimEnd(),
+    ].join('\n')
+    const v = await parseValues(`registry: {server: r.example, repository: p}\ncaCerts:\n  - |\n${indent(annotated, 4)}\n`, 'v.yaml')
+    expect(v.caCerts).toHaveLength(1)
+    const e = await problemsOf(`registry: {server: r.example, repository: p}\ncaCerts:\n  - |\n${indent(a.certPem + 'MIIBtruncatedbase64tail\n', 4)}\n`)
+    expect(e.message).toContain('caCerts[0]: malformed PEM: text outside the PEM blocks')
+  })
 })
 
 describe('values: problems name the field and line', () => {

@@ -118,6 +118,9 @@ export function checkDockerConfig(text: string, server: string): string | undefi
 
 const pemBlock = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g
 
+/** a line a CA bundle may hold between its certificates: a comment, or openssl's attributes */
+const annotationLine = /^\s*#|^(Bag|Key) Attributes\b|^\s+[A-Za-z][\w ]*:|^(subject|issuer)=/
+
 /** The certificates of a PEM text, or why it is unusable. */
 export function parsePemCertificates(pem: string): {certs: X509Certificate[]; error?: string} {
   const certs: X509Certificate[] = []
@@ -132,8 +135,10 @@ export function parsePemCertificates(pem: string): {certs: X509Certificate[]; er
     }
   }
   if (count === 0) return {certs, error: 'no PEM certificate (expected -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)'}
-  const rest = pem.replace(pemBlock, '').trim()
-  if (rest) return {certs, error: 'text outside the PEM blocks (a truncated or damaged certificate?)'}
+  // CA bundles carry comments (curl's and the distributions' `# Issuer: ...`) and openssl's
+  // `Bag Attributes` / `subject=` / `issuer=` lines between blocks; only the blocks are rendered
+  const rest = pem.replace(pemBlock, '').split(/\r?\n/).filter((l) => l.trim() && !annotationLine.test(l))
+  if (rest.length) return {certs, error: 'text outside the PEM blocks (a truncated or damaged certificate?)'}
   return {certs}
 }
 
