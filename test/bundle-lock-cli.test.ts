@@ -47,3 +47,21 @@ describe('--json: stdout carries one JSON document and stderr only JSON event li
     }
   })
 })
+
+describe('kpi bundle import-kp -o', () => {
+  it('refuses to write over the descriptor or the --kpack-from bundle it reads, before anything else', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-import-'))
+    const descriptor = join(dir, 'descriptor.yaml')
+    await copyFile(validFile, descriptor)
+    const before = await readFile(descriptor, 'utf8')
+    const r = await kpi(['bundle', 'import-kp', descriptor, '-o', descriptor, '--kpack-from', validFile])
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr).toContain(`-o ${descriptor} would overwrite the descriptor ${descriptor}`)
+    expect(await readFile(descriptor, 'utf8')).toBe(before)
+    // a directory -o writes bundle.yaml in it: the --kpack-from bundle, here
+    const bundleDir = resolve(import.meta.dirname, 'fixtures/bundles/valid')
+    const r2 = await kpi(['bundle', 'import-kp', descriptor, '-o', bundleDir, '--kpack-from', bundleDir])
+    expect(r2.code, r2.stderr).toBe(2)
+    expect(r2.stderr).toContain(`would overwrite --kpack-from ${bundleDir}`)
+  })
+})

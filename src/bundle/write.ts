@@ -7,9 +7,12 @@ import {BUNDLE_FILE, parseBundle} from './load.js'
 import {serializeBundle} from './serialize.js'
 import type {Bundle} from './types.js'
 
+/** The file `writeBundle(path)` writes. */
+export const bundleFileAt = (path: string): string => (/\.ya?ml$/i.test(path) ? path : join(path, BUNDLE_FILE))
+
 /** Returns the file written. Written to a temporary name first, so a reader never sees half a bundle. */
 export async function writeBundle(path: string, bundle: Bundle): Promise<string> {
-  const file = /\.ya?ml$/i.test(path) ? path : join(path, BUNDLE_FILE)
+  const file = bundleFileAt(path)
   await mkdir(dirname(file), {recursive: true})
   return writeBundleFile(file, bundle)
 }

@@ -1,9 +1,11 @@
+import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 import {loadBundle} from '../../bundle/load.js'
 import {importKpDescriptor} from '../../bundle/kp/import.js'
-import {writeBundle} from '../../bundle/write.js'
+import {bundleFileAt, writeBundle} from '../../bundle/write.js'
 import {KpiCommand} from '../../cli/base.js'
 import {registryClientFromFlags, registryFlags} from '../../cli/registry.js'
+import {KpiError} from '../../errors.js'
 
 export default class BundleImportKp extends KpiCommand {
   static override description = `Make a bundle from a kp DependencyDescriptor (the file kp import -f reads)
@@ -29,6 +31,12 @@ Reads kp.kpack.io/v1alpha1, v1alpha3 and v1: lifecycle, stacks, stores and build
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(BundleImportKp)
+    // the output must not be the descriptor (or the bundle) it is made from: both would be lost
+    for (const [what, from] of [['the descriptor', args.descriptor], ['--kpack-from', flags['kpack-from']]] as const) {
+      if (resolve(bundleFileAt(flags.output)) === resolve(from) || resolve(bundleFileAt(flags.output)) === resolve(bundleFileAt(from))) {
+        throw new KpiError('usage', `-o ${flags.output} would overwrite ${what} ${from}`, {hint: 'write the bundle to another file or directory'})
+      }
+    }
     const base = (await loadBundle(flags['kpack-from'], {allowTags: true})).bundle
     const client = await registryClientFromFlags(flags)
     try {
