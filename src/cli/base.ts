@@ -34,8 +34,8 @@ export const EXIT = {
 export abstract class KpiCommand extends Command {
   static override baseFlags = {
     json: Flags.boolean({description: 'print machine-readable JSON (events as JSON lines, then a result)', default: false}),
-    'ca-cert': Flags.string({description: 'PEM file of extra CA certificates to trust (repeatable)', multiple: true}),
-    'insecure-skip-tls-verify': Flags.boolean({description: 'do not verify TLS certificates (unsafe; explicit opt-in)', default: false}),
+    'ca-cert': Flags.string({description: 'PEM file of extra CA certificates to trust for registries (repeatable; the Kubernetes API is verified against the kubeconfig\'s CA)', multiple: true}),
+    'insecure-skip-tls-verify': Flags.boolean({description: 'do not verify the TLS certificates of registries (unsafe; explicit opt-in; the Kubernetes API follows the kubeconfig)', default: false}),
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit: number}}): Promise<unknown> {
