@@ -22,6 +22,8 @@ Each reference without a digest is looked up in its registry and written as regi
   static override flags = {
     output: Flags.string({char: 'o', description: 'write the pinned bundle here (a directory or a .yaml file; default: rewrite the bundle in place)'}),
     ...registryFlags,
+    // no blobs move here: the flag bounds the tag lookups
+    concurrency: {...registryFlags.concurrency, description: 'tags looked up in their registries at once'},
   }
 
   async run(): Promise<void> {
