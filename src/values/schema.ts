@@ -45,12 +45,12 @@ const resourceList = {
   },
 }
 
-const workload = (what: string, replicas: number) => ({
+const workload = (what: string, replicas: number, absentResources = "kpack's own defaults") => ({
   replicas: {type: 'integer', minimum: 0, maximum: 100, default: replicas, description: `replicas of the ${what} Deployment`},
   resources: {
     type: 'object',
     additionalProperties: false,
-    description: `container resources of the ${what}; kpack's own defaults when absent`,
+    description: `container resources of the ${what}; ${absentResources} when absent`,
     properties: {requests: resourceList, limits: resourceList},
   },
   nodeSelector: {
@@ -290,7 +290,7 @@ export const valuesSchema = {
       additionalProperties: false,
       description: 'cert-injection-webhook, which gives build pods the CA certificates and the proxy (when the bundle has certInjection images)',
       properties: {
-        ...workload('cert-injection-webhook', 1),
+        ...workload('cert-injection-webhook', 1, 'none'),
         failurePolicy: {...failurePolicy('cert-injection-webhook'), default: 'Ignore', description: 'failurePolicy of its webhook (Ignore, as it ships, or Fail: no build pod starts while it is down)'},
       },
     },
