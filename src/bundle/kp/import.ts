@@ -22,7 +22,7 @@ export interface ImportKpResult {
   pinned: PinnedImage[]
 }
 
-export async function importKpDescriptor(o: {file: string; base: KpBase; client: RegistryClient}): Promise<ImportKpResult> {
+export async function importKpDescriptor(o: {file: string; base: KpBase; client: RegistryClient; concurrency?: number}): Promise<ImportKpResult> {
   let text: string
   try {
     text = await readTextFile(o.file, 'descriptor')
@@ -33,6 +33,7 @@ export async function importKpDescriptor(o: {file: string; base: KpBase; client:
   const descriptor = parseKpDescriptor(text, o.file)
   const {bundle: tagged, notes, sources} = kpToBundle(descriptor, o.base)
   const {bundle, pinned} = await pinBundle(tagged, o.client, {
+    concurrency: o.concurrency,
     // name what the user wrote: the descriptor's field (kpack's images: the --kpack-from bundle's)
     label: (path) => sources.has(path) ? `${o.file}: ${sources.get(path)}` : `${o.base.from}: ${path}`,
     hint: 'push the images or fix their references, then import again',

@@ -27,6 +27,8 @@ Reads kp.kpack.io/v1alpha1, v1alpha3 and v1: lifecycle, stacks, stores and build
     name: Flags.string({description: 'release name (default: that of --kpack-from)'}),
     version: Flags.string({description: 'release version, semver (default: that of --kpack-from)'}),
     ...registryFlags,
+    // no blobs move here: the flag bounds the tag lookups, as for bundle lock
+    concurrency: {...registryFlags.concurrency, description: 'tags looked up in their registries at once'},
   }
 
   async run(): Promise<void> {
@@ -43,6 +45,7 @@ Reads kp.kpack.io/v1alpha1, v1alpha3 and v1: lifecycle, stacks, stores and build
       const r = await importKpDescriptor({
         file: args.descriptor,
         client,
+        concurrency: flags.concurrency,
         base: {
           from: `--kpack-from ${flags['kpack-from']}`,
           metadata: {name: flags.name ?? base.metadata.name, version: flags.version ?? base.metadata.version},
