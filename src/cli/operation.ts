@@ -86,7 +86,9 @@ export async function registryOptions(flags: {'plain-http'?: string[]; 'ca-cert'
   const plain = plainHttpHosts(flags)
   // the registry CAs the cluster will trust (values) and those given here
   const caCerts = [...valuesCas, ...(await readCaCerts(flags['ca-cert']))]
-  return {caCerts, ...tlsSkipFromFlags(flags), plainHttp: (r) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json)}
+  // how long a registry may stay silent: KPI_REGISTRY_TIMEOUT, as for relocate (set but empty is unset)
+  const timeoutMs = parseDuration(process.env.KPI_REGISTRY_TIMEOUT || undefined, 'KPI_REGISTRY_TIMEOUT')
+  return {caCerts, ...tlsSkipFromFlags(flags), plainHttp: (r) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json), ...(timeoutMs ? {timeoutMs} : {})}
 }
 
 /** The lines after `Upgraded ...` / `Rolled back ...`: objects, stages, pruned, conflicts, kpack readiness. */
