@@ -24,6 +24,8 @@ The image holds bundle.yaml and the directory's other files (hidden files and an
   static override flags = {
     'to-repo': Flags.string({description: 'repository to push to, REGISTRY/REPOSITORY[:TAG] (tag default: the bundle version)', required: true}),
     ...registryFlags,
+    // a bundle image is a config and one layer: nothing runs in parallel for the flag to bound
+    concurrency: {...registryFlags.concurrency, description: 'accepted as by the other registry commands; a bundle image is two blobs, pushed one after the other'},
   }
 
   async run(): Promise<void> {
