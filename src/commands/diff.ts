@@ -11,7 +11,8 @@ Per stage: objects added, changed (field by field; Secret data is never shown) a
 Nothing is written: changes are told by server-side dry runs. Then, for every kpack Image in the
 cluster, whether kpack will rebuild it (a buildpack its last build used leaves the builder, the
 lifecycle changes, or the stack id changes), rebase it (only the run image changes, same stack
-id) or leave it, by kpack's own rules.
+id) or leave it, by kpack's own rules; unknown when its builder is not the platform's or it has
+no successful build to judge against.
 
 Exits 0 when nothing would change and 1 when something would (as kubectl diff does); other exit
 codes are errors.`
