@@ -10,7 +10,7 @@ export default class Upgrade extends KpiCommand {
   static override description = `Upgrade the installed platform to a new lock and values, stage by stage, gated on health
 
 Preflight as install (cluster, permissions, each image the deployed revision does not already run
-in the registry, with the values' credentials), plus: the platform version may only go up (--allow-downgrade), and no CRD may drop a
+in the registry, with the values' credentials), plus: the platform version may not go down (--allow-downgrade; the same version with new values is fine), and no CRD may drop a
 version objects are still stored in. Then the stages in order, each waiting until its objects are
 ready; what the deployed revision had and the new one lacks is deleted last, once all are healthy
 (CRDs and namespaces are never deleted). When a stage fails its gate, the deployed revision is
