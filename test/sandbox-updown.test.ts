@@ -3,13 +3,14 @@
  * with DIR/env and DIR/values.yaml; down stops everything, is safe twice, and sweeps up after a
  * supervisor that was killed outright. Run `npm run build` first.
  */
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import {mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {parse} from 'yaml'
 import {afterAll, describe, expect, it} from 'vitest'
-import {readState} from '../src/sandbox/state.js'
+import {readState, writeState} from '../src/sandbox/state.js'
 import {kpi} from './helpers/cli.js'
 
 const ENV_KEYS = ['KUBECONFIG', 'DOCKER_CONFIG', 'KPI_PLAIN_HTTP', 'KPI_SANDBOX_PUBLIC', 'KPI_SANDBOX_AIRGAP', 'KPI_SANDBOX_USERNAME',
@@ -78,4 +79,25 @@ describe('kpi sandbox up and down', () => {
     expect(sweep.stdout).toMatch(/leftover processes killed/)
     expect(await processesUnder(dir)).toEqual([])
   }, 600_000) // two sandbox starts: minutes on a loaded machine
+})
+
+describe('kpi sandbox up and down: stale state', () => {
+  it('down leaves alone a process that now has the pid a dead supervisor had', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-stale-'))
+    // stands for whatever the system gave the pid to after the supervisor died (a crash, a reboot)
+    const other = spawn('sleep', ['300'], {stdio: 'ignore'})
+    try {
+      for (const state of ['stopped', 'ready'] as const) {
+        await writeState(dir, {pid: other.pid!, state, startedAt: new Date().toISOString()})
+        const down = await kpi(['sandbox', 'down', '--dir', dir])
+        expect(down.code, down.stderr).toBe(0)
+        expect(down.stdout).toContain(`no sandbox running in ${dir}`)
+        await sleep(200)
+        expect(other.exitCode ?? other.signalCode, state).toBeNull()
+      }
+    } finally {
+      other.kill('SIGKILL')
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 60_000)
 })

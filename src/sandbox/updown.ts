@@ -5,7 +5,7 @@
  * left behind (its servers, its pods' network namespaces). Both are safe to repeat.
  */
 import {spawn} from 'node:child_process'
-import {closeSync, openSync} from 'node:fs'
+import {closeSync, openSync, readFileSync} from 'node:fs'
 import {mkdir, readdir, readFile, rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -24,12 +24,27 @@ export interface SandboxUpResult {
   started: boolean
 }
 
+/**
+ * Whether the supervisor that state.json names still runs. The pid alone does not say so: after
+ * the supervisor died (killed, a crash, a reboot) the system may give its pid to any process, and
+ * `down` would signal that one. Only a process that is dir's supervisor counts.
+ */
+function supervisorRunning(s: SandboxState | undefined, dir: string): s is SandboxState {
+  if (!s || !alive(s.pid)) return false
+  try {
+    const args = readFileSync(`/proc/${s.pid}/cmdline`, 'utf8').split('\0')
+    return args.some((a) => /sandbox-supervisor\.[jt]s$/.test(a)) && args.includes(dir)
+  } catch {
+    return false // gone meanwhile
+  }
+}
+
 export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {}): Promise<SandboxUpResult> {
   const dir = resolve(dirArg)
   const files = {envFile: join(dir, 'env'), valuesFile: join(dir, 'values.yaml')}
   const prev = await readState(dir)
-  if (prev && alive(prev.pid) && prev.state === 'ready') return {dir, ...files, state: prev, started: false}
-  if (prev && alive(prev.pid)) {
+  if (supervisorRunning(prev, dir) && prev.state === 'ready') return {dir, ...files, state: prev, started: false}
+  if (supervisorRunning(prev, dir)) {
     throw new KpiError('conflict', `a sandbox is ${prev.state} in ${dir} (pid ${prev.pid})`, {hint: `wait for it, or run kpi sandbox down --dir ${dir}`})
   }
   // leftovers of a supervisor that died without cleaning up
@@ -117,7 +132,7 @@ export async function sandboxDown(dirArg: string, opts: {graceMs?: number} = {})
   const dir = resolve(dirArg)
   const s = await readState(dir)
   let stopped = false
-  if (s && alive(s.pid)) {
+  if (supervisorRunning(s, dir)) {
     process.kill(s.pid, 'SIGTERM')
     const deadline = Date.now() + (opts.graceMs ?? 60_000)
     while (alive(s.pid) && Date.now() < deadline) await sleep(200)
