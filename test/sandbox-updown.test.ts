@@ -11,7 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {parse} from 'yaml'
 import {afterAll, describe, expect, it} from 'vitest'
 import {readState, writeState} from '../src/sandbox/state.js'
-import {kpi} from './helpers/cli.js'
+import {expectCleanFailure, kpi} from './helpers/cli.js'
 
 const ENV_KEYS = ['KUBECONFIG', 'DOCKER_CONFIG', 'KPI_PLAIN_HTTP', 'KPI_SANDBOX_PUBLIC', 'KPI_SANDBOX_AIRGAP', 'KPI_SANDBOX_USERNAME',
   'KPI_SANDBOX_PASSWORD', 'KPI_SANDBOX_CA', 'KPI_SANDBOX_BUNDLE_V1', 'KPI_SANDBOX_BUNDLE_V2']
@@ -81,7 +81,25 @@ describe('kpi sandbox up and down', () => {
   }, 600_000) // two sandbox starts: minutes on a loaded machine
 })
 
-describe('kpi sandbox up and down: stale state', () => {
+describe('kpi sandbox up and down: failures and stale state', () => {
+  it('up that cannot start says why and how to fix it (a tool not built: which, and scripts/tools.sh)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-notools-'))
+    const cache = await mkdtemp(join(tmpdir(), 'kpi-empty-cache-'))
+    try {
+      // an empty tools cache: what a fresh machine has before scripts/tools.sh
+      const up = await kpi(['sandbox', 'up', '--dir', dir], {KPI_CACHE_DIR: cache})
+      const line = expectCleanFailure(up)
+      expect(line).toMatch(/etcd \S+ not found/)
+      expect(line).toContain('scripts/tools.sh')
+      expect(up.code).toBe(7) // not-found, as the tool lookup said
+      expect(await processesUnder(dir)).toEqual([])
+    } finally {
+      await kpi(['sandbox', 'down', '--dir', dir])
+      await rm(dir, {recursive: true, force: true})
+      await rm(cache, {recursive: true, force: true})
+    }
+  }, 120_000)
+
   it('down leaves alone a process that now has the pid a dead supervisor had', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-stale-'))
     // stands for whatever the system gave the pid to after the supervisor died (a crash, a reboot)

@@ -6,6 +6,7 @@
  * SIGTERM or SIGINT (`kpi sandbox down`).
  */
 import {join} from 'node:path'
+import {isKpiError} from '../errors.js'
 import {writeState} from '../sandbox/state.js'
 import {startSandbox, type Sandbox} from '../sandbox/sandbox.js'
 import {writeSandboxFiles} from '../sandbox/sandbox-files.js'
@@ -17,11 +18,13 @@ async function main(): Promise<void> {
   await writeState(dir, {pid: process.pid, state: 'starting', startedAt: new Date(started).toISOString()})
   let sb: Sandbox | undefined
   let stopping = false
-  const stop = async (code: number) => {
+  // `final`: the state to leave behind; a failed start keeps 'failed' (and why), which `up` reads
+  // after this process exited: overwritten with 'stopped', the reason was lost
+  const stop = async (code: number, final: 'stopped' | null = 'stopped') => {
     if (stopping) return
     stopping = true
     await sb?.stop().catch(() => {})
-    await writeState(dir, {pid: process.pid, state: 'stopped', startedAt: new Date(started).toISOString()})
+    if (final) await writeState(dir, {pid: process.pid, state: final, startedAt: new Date(started).toISOString()})
     process.exit(code)
   }
   process.on('SIGTERM', () => void stop(0))
@@ -33,8 +36,9 @@ async function main(): Promise<void> {
     await writeState(dir, {
       pid: process.pid, state: 'failed', startedAt: new Date(started).toISOString(),
       message: e instanceof Error ? e.message : String(e),
+      ...(isKpiError(e) ? {kind: e.kind, hint: e.hint} : {}),
     })
-    await stop(1)
+    await stop(1, null)
     return
   }
   await writeState(dir, {

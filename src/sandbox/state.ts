@@ -1,6 +1,7 @@
 /** DIR/state.json of a `kpi sandbox up` sandbox: the supervisor's pid and where it stands. */
 import {readFile, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import type {ErrorKind} from '../errors.js'
 
 export interface SandboxState {
   pid: number
@@ -9,6 +10,9 @@ export interface SandboxState {
   /** time from start to ready */
   readyMs?: number
   message?: string
+  /** with 'failed': the error's kind and hint, so `up` can say what to do (e.g. build a missing tool) */
+  kind?: ErrorKind
+  hint?: string
   podCidr?: string
   missingPrograms?: string[]
 }

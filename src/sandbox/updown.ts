@@ -66,15 +66,22 @@ export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {})
   const pid = child.pid!
   const deadline = Date.now() + (opts.timeoutMs ?? 600_000)
   for (;;) {
+    // liveness before the state: a supervisor that fails writes why, then exits, so the state read
+    // after seeing it gone holds the reason
+    const gone = !alive(pid)
     const s = await readState(dir)
     if (s?.pid === pid && s.state === 'ready') return {dir, ...files, state: s, started: true}
     if (s?.pid === pid && s.state === 'failed') {
       await sandboxDown(dir)
-      throw new KpiError('failed', `the sandbox did not start: ${s.message}`, {hint: `read ${log} and the logs under ${join(dir, 'run')}`})
+      // the failure's own kind and hint (a tool not built: run bash scripts/tools.sh), then the logs
+      throw new KpiError(s.kind ?? 'failed', `the sandbox did not start: ${s.message}`, {
+        hint: [s.hint, `read ${log} and the logs under ${join(dir, 'run')}`].filter(Boolean).join('; '),
+      })
     }
-    if (!alive(pid)) {
+    if (gone) {
       await sandboxDown(dir)
-      throw new KpiError('failed', `the sandbox supervisor exited while starting: ${(await tailLog(log, 3)).replace(/\n/g, ' | ')}`, {hint: `read ${log}`})
+      const tail = (await tailLog(log, 3)).replace(/\n/g, ' | ')
+      throw new KpiError('failed', `the sandbox supervisor exited while starting${tail ? `: ${tail}` : ''}`, {hint: `read ${log}`})
     }
     if (Date.now() > deadline) {
       await sandboxDown(dir)
