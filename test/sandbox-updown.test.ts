@@ -3,7 +3,7 @@
  * with DIR/env and DIR/values.yaml; down stops everything, is safe twice, and sweeps up after a
  * supervisor that was killed outright. Run `npm run build` first.
  */
-import {execFileSync, spawn} from 'node:child_process'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -11,7 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {parse} from 'yaml'
 import {afterAll, describe, expect, it} from 'vitest'
 import {readState, writeState} from '../src/sandbox/state.js'
-import {expectCleanFailure, kpi} from './helpers/cli.js'
+import {expectCleanFailure, kpi, KPI_BIN} from './helpers/cli.js'
 
 const ENV_KEYS = ['KUBECONFIG', 'DOCKER_CONFIG', 'KPI_PLAIN_HTTP', 'KPI_SANDBOX_PUBLIC', 'KPI_SANDBOX_AIRGAP', 'KPI_SANDBOX_USERNAME',
   'KPI_SANDBOX_PASSWORD', 'KPI_SANDBOX_CA', 'KPI_SANDBOX_BUNDLE_V1', 'KPI_SANDBOX_BUNDLE_V2']
@@ -115,6 +115,20 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       }
     } finally {
       other.kill('SIGKILL')
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 60_000)
+
+  it('down under a wrapper whose command line names DIR too (sudo, timeout) leaves the wrapper alone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-wrapped-'))
+    try {
+      // the sandbox needs root: `sudo kpi sandbox down --dir DIR` is how many run it
+      const r = spawnSync('timeout', ['60', process.execPath, KPI_BIN, 'sandbox', 'down', '--dir', dir], {encoding: 'utf8'})
+      expect(r.signal).toBeNull()
+      expect(r.status, r.stderr).toBe(0)
+      expect(r.stdout).toContain(`no sandbox running in ${dir}`)
+      expect(r.stdout).not.toContain('leftover')
+    } finally {
       await rm(dir, {recursive: true, force: true})
     }
   }, 60_000)

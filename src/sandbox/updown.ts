@@ -92,37 +92,35 @@ export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {})
 }
 
 /**
- * Processes whose command line names a path under dir: what the sandbox started there. Not this
- * process nor those that ran it: `sudo kpi sandbox down --dir DIR` (or timeout, npx, a script)
- * names dir too.
+ * This process and its ancestors. Their command lines name dir too when kpi runs under a wrapper
+ * (`sudo kpi sandbox down --dir DIR`, as the sandbox needs root; `timeout 900 kpi sandbox up ...`):
+ * the sweep killed the wrapper, and the user's shell saw `Killed`, exit 137.
  */
+async function selfAndAncestors(): Promise<Set<number>> {
+  const out = new Set<number>()
+  for (let pid = process.pid; pid > 1 && !out.has(pid);) {
+    out.add(pid)
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so read after the last ')'
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (!Number.isInteger(ppid)) break
+    pid = ppid
+  }
+  return out
+}
+
+/** Processes whose command line names a path under dir: what the sandbox started there. */
 async function processesUnder(dir: string): Promise<number[]> {
   const out: number[] = []
-  const callers = await selfAndAncestors()
+  const spare = await selfAndAncestors()
   for (const entry of await readdir('/proc')) {
     const pid = Number(entry)
-    if (!Number.isInteger(pid) || callers.has(pid)) continue
+    if (!Number.isInteger(pid) || spare.has(pid)) continue
     try {
       const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
       if (args.some((a) => a === dir || a.includes(`${dir}/`))) out.push(pid)
     } catch {
       // gone meanwhile
-    }
-  }
-  return out
-}
-
-/** This process and its ancestors, by the parent pid in /proc/PID/stat (`PID (comm) STATE PPID ...`). */
-async function selfAndAncestors(): Promise<Set<number>> {
-  const out = new Set<number>()
-  let pid = process.pid
-  while (pid > 0 && !out.has(pid)) {
-    out.add(pid)
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-    } catch {
-      break
     }
   }
   return out
