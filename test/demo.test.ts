@@ -4,11 +4,34 @@
  * Ready (--wait=ready, the default), twice; v2 as a delta, diff, upgrade, a failed upgrade rolled
  * back by itself, and `kpi rollback 1`. Run `npm run build` first.
  */
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
-import {kpi} from './helpers/cli.js'
+import {LOCK_DIR, releaseDeadOwnerSubnet} from '../src/sandbox/podnet.js'
+import {kpi, startKpi} from './helpers/cli.js'
+
+/** Command lines of the processes that name a path under dir. */
+async function processesUnder(dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    const args = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '')
+    if (args.split('\0').some((a) => a.includes(`${dir}/`))) out.push(args.replace(/\0/g, ' ').slice(0, 120))
+  }
+  return out
+}
+
+/** The pod subnets (podnet.ts locks) pid holds. */
+async function subnetsOf(pid: number): Promise<number[]> {
+  const out: number[] = []
+  for (const f of await readdir(LOCK_DIR).catch(() => [] as string[])) {
+    const m = /^(\d+)\.lock$/.exec(f)
+    if (m && (await readFile(join(LOCK_DIR, f), 'utf8').catch(() => '')).trim() === String(pid)) out.push(Number(m[1]))
+  }
+  return out
+}
 
 describe('kpi demo', () => {
   it('carries v1 across the air gap, installs it Ready by kpack (again: nothing changed), upgrades to v2, survives a failed upgrade, rolls back to 1', async () => {
@@ -29,4 +52,29 @@ describe('kpi demo', () => {
     expect(r.stdout).toContain('=== Demo finished')
     await rm(dir, {recursive: true, force: true})
   }, 600_000)
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s while the sandbox starts stops the demo and everything it started', async (sig) => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-demo-signal-'))
+    const run = startKpi(['demo', '--dir', dir])
+    try {
+      // mid-start: the registries run and the control plane is coming up
+      for (let i = 0; i < 240 && !(await processesUnder(dir)).some((c) => c.includes('kube-apiserver')); i++) await sleep(250)
+      expect((await processesUnder(dir)).some((c) => c.includes('kube-apiserver')), 'kube-apiserver started').toBe(true)
+      run.child.kill(sig)
+      const r = await Promise.race([run.done, sleep(60_000).then(() => undefined)])
+      expect(r, `the demo still ran 60 s after ${sig}`).toBeDefined()
+      expect(r!.code).not.toBe(0)
+      expect(r!.stderr).toMatch(/^Error: the demo was interrupted; its sandbox is stopped/m)
+      expect(r!.stdout).not.toContain('=== Connected side')
+      expect(await processesUnder(dir)).toEqual([])
+      expect(await subnetsOf(run.child.pid!)).toEqual([])
+    } finally {
+      run.child.kill('SIGKILL')
+      await run.done
+      // what an unfixed demo leaves: its servers and its pod subnet
+      await kpi(['sandbox', 'down', '--dir', dir])
+      for (const i of await subnetsOf(run.child.pid!)) await releaseDeadOwnerSubnet(i, run.child.pid!)
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 180_000)
 })

@@ -45,6 +45,11 @@ export interface ControlPlaneOptions {
     /** loopback ports besides the apiserver's that pods reach (registries) */
     forwardPorts?: number[]
   }
+  /**
+   * Aborted (Ctrl-C of the demo, a sandbox that failed beside): the start stops what it started
+   * and throws, instead of going on to start the rest
+   */
+  signal?: AbortSignal
 }
 
 export interface ControlPlane {
@@ -87,7 +92,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     try {
       return await startOnce(opts)
     } catch (e) {
-      if (attempt >= 3 || !(await portTaken(join(runDir, 'logs')))) throw e
+      if (attempt >= 3 || opts.signal?.aborted || !(await portTaken(join(runDir, 'logs')))) throw e
       await rename(runDir, `${runDir}.attempt-${attempt}`)
     }
   }
@@ -162,6 +167,21 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
     return stopping
   }
 
+  // Abort: the processes running now stop, so the wait on them ends at once; no process starts
+  // after it, and the catch below stops the rest (subnet, forwarders, pod runner) as on any failure
+  const onAbort = () => {
+    for (const p of procs) void p.stop()
+  }
+  opts.signal?.addEventListener('abort', onAbort, {once: true})
+  const spawn: typeof startProcess = async (spec) => {
+    if (opts.signal?.aborted) throw new KpiError('failed', 'interrupted')
+    const p = await startProcess(spec)
+    procs.push(p)
+    // started while the abort was handled: it goes with the rest in the catch
+    if (opts.signal?.aborted) throw new KpiError('failed', 'interrupted')
+    return p
+  }
+
   try {
     const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await freePorts(6) as [number, number, number, number, number, number]
     const pki = await makePki(join(runDir, 'pki'))
@@ -175,7 +195,7 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
     await writeKubeconfig(kcmKubeconfig, server, pki.ca, pki.kcm, 'system:kube-controller-manager')
     await writeKubeconfig(schedKubeconfig, server, pki.ca, pki.scheduler, 'system:kube-scheduler')
 
-    const etcd = await startProcess({
+    const etcd = await spawn({
       name: 'etcd', cmd: bins.etcd, logDir: logsDir, args: [
         '--name=kpi',
         `--data-dir=${join(runDir, 'etcd')}`,
@@ -189,12 +209,11 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
         '--log-level=warn',
       ],
     })
-    procs.push(etcd)
     await waitFor(async () => (await httpGet(`http://127.0.0.1:${etcdClient}/health`)).includes('"true"'), {
       what: 'etcd /health', timeoutMs, procs: [etcd],
     })
 
-    const startApiserver = () => startProcess({
+    const startApiserver = () => spawn({
       name: 'kube-apiserver', cmd: bins.apiserver, logDir: logsDir, args: [
         `--etcd-servers=http://127.0.0.1:${etcdClient}`,
         '--bind-address=127.0.0.1',
@@ -228,7 +247,6 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
       ],
     })
     let apiserver = await startApiserver()
-    procs.push(apiserver)
     const adminTls = {ca: pki.ca.certPem, cert: pki.admin.certPem, key: await readFile(pki.admin.key, 'utf8')}
     const apiserverReady = () => waitFor(async () => (await httpsGet(`${server}/readyz`, adminTls)) === 'ok', {
       what: 'kube-apiserver /readyz', timeoutMs, procs: [etcd, apiserver],
@@ -240,12 +258,14 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
       await apiserver.stop()
       if (downMs) await new Promise((r) => setTimeout(r, downMs))
       const next = await startApiserver()
+      // in its predecessor's place: stop() stops the apiserver second, before etcd
+      procs.splice(procs.indexOf(next), 1)
       procs[procs.indexOf(apiserver)] = next
       apiserver = next
       await apiserverReady()
     }
 
-    const kcm = await startProcess({
+    const kcm = await spawn({
       name: 'kube-controller-manager', cmd: bins.kcm, logDir: logsDir, args: [
         `--kubeconfig=${kcmKubeconfig}`,
         `--authentication-kubeconfig=${kcmKubeconfig}`,
@@ -271,8 +291,7 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
         '--profiling=false',
       ],
     })
-    procs.push(kcm)
-    const scheduler = await startProcess({
+    const scheduler = await spawn({
       name: 'kube-scheduler', cmd: bins.scheduler, logDir: logsDir, args: [
         `--kubeconfig=${schedKubeconfig}`,
         `--authentication-kubeconfig=${schedKubeconfig}`,
@@ -285,8 +304,7 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
         '--profiling=false',
       ],
     })
-    procs.push(scheduler)
-    const kwok = await startProcess({
+    const kwok = await spawn({
       name: 'kwok', cmd: bins.kwok, logDir: logsDir, args: [
         `--kubeconfig=${kubeconfig}`,
         ...stages.map((s) => `--config=${s}`),
@@ -301,7 +319,6 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
       // kwok reads ~/.kwok/kwok.yaml when present; keep a stray one from changing the sandbox
       env: {HOME: runDir},
     })
-    procs.push(kwok)
 
     const all = [etcd, apiserver, kcm, scheduler, kwok]
     const servingTls = {ca: pki.ca.certPem}
@@ -346,8 +363,11 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
       })
     }
 
+    if (opts.signal?.aborted) throw new KpiError('failed', 'interrupted')
+    opts.signal?.removeEventListener('abort', onAbort)
     return {kubeconfig, server, caFile: pki.ca.cert, runDir, logsDir, nodes: names, podCidr: subnet?.cidr, podRunner, stop, restartApiserver: (downMs) => restartApiserver(downMs)}
   } catch (e) {
+    opts.signal?.removeEventListener('abort', onAbort)
     await stop()
     if (e instanceof KpiError) {
       throw new KpiError(e.kind, `control plane did not start: ${e.message}`, {

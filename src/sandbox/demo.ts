@@ -12,6 +12,7 @@
 import {readFile, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {parse, stringify} from 'yaml'
+import {KpiError} from '../errors.js'
 import {sandboxEnv, sandboxValues} from './sandbox-files.js'
 import {startSandbox, type Sandbox} from './sandbox.js'
 
@@ -32,18 +33,27 @@ export interface DemoOptions {
   signal?: AbortSignal
 }
 
-export async function runDemo(opts: DemoOptions, io: DemoIo): Promise<void> {
+export async function runDemo(opts: DemoOptions, ioArg: DemoIo): Promise<void> {
   const runDir = resolve(opts.dir)
-  const step = (title: string) => io.event({type: 'step', title})
-  const info = (message: string) => io.event({type: 'info', message})
+  const step = (title: string) => ioArg.event({type: 'step', title})
+  const info = (message: string) => ioArg.event({type: 'info', message})
   await rm(runDir, {recursive: true, force: true})
   step(`Starting the sandbox in ${runDir}`)
   const started = Date.now()
   let sb: Sandbox | undefined
   const onAbort = () => void sb?.stop()
   opts.signal?.addEventListener('abort', onAbort)
+  // after an abort no further step runs against the stopped sandbox (its failure would hide why)
+  const io = {...ioArg, kpi: async (...a: Parameters<DemoIo['kpi']>) => {
+    interrupted()
+    await ioArg.kpi(...a)
+  }}
+  const interrupted = () => {
+    if (opts.signal?.aborted) throw new KpiError('failed', 'the demo was interrupted; its sandbox is stopped')
+  }
   try {
-    sb = await startSandbox({runDir, controlPlane: true, samples: ['v1', 'v2']})
+    // the signal reaches the start too: Ctrl-C while the sandbox started was ignored until it was up
+    sb = await startSandbox({runDir, controlPlane: true, samples: ['v1', 'v2'], signal: opts.signal})
     info(`public registry   ${sb.public.host} (plain HTTP, stands in for the internet)`)
     info(`air-gapped        ${sb.airgap.host} (htpasswd + TLS, CA ${sb.caFile})`)
     info(`control plane     ${sb.controlPlane?.server} (kubeconfig ${sb.controlPlane?.kubeconfig}), pods in ${sb.controlPlane?.podCidr}`)
@@ -95,6 +105,9 @@ export async function runDemo(opts: DemoOptions, io: DemoIo): Promise<void> {
     await io.kpi(['history'], env)
     await io.kpi(['status'], env)
     step('Demo finished')
+  } catch (e) {
+    interrupted()
+    throw e
   } finally {
     opts.signal?.removeEventListener('abort', onAbort)
     await sb?.stop()

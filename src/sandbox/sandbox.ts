@@ -7,6 +7,7 @@
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {Bundle} from '../bundle/types.js'
+import {KpiError} from '../errors.js'
 import {openOciLayout} from '../archive/layout.js'
 import {generateSample, writeBundleDir} from '../imagegen/index.js'
 import {createRegistryClient} from '../oci/index.js'
@@ -36,6 +37,8 @@ export interface SandboxOptions {
   /** the air-gapped registry's user */
   username?: string
   password?: string
+  /** aborted (Ctrl-C): the start stops what it started and throws, rather than finishing first */
+  signal?: AbortSignal
 }
 
 export interface Sandbox {
@@ -67,10 +70,25 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const username = opts.username ?? 'platform'
   const password = opts.password ?? `kpi-sandbox-${Math.random().toString(36).slice(2, 12)}`
   const stops: Array<() => Promise<void>> = []
-  const stop = async () => {
-    for (const s of stops.reverse()) await s().catch(() => {})
-    stops.length = 0
+  // once, however often called: the demo calls it on Ctrl-C and again when it ends, and two runs
+  // at once reversed the shared list under each other, so either could return before all stopped
+  let stopping: Promise<void> | undefined
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      for (const s of stops.reverse()) await s().catch(() => {})
+      stops.length = 0
+    })()
+    return stopping
   }
+  // aborted by the caller, or by a failure here: a control plane still starting stops at once
+  const starting = new AbortController()
+  const onAbort = () => starting.abort()
+  opts.signal?.addEventListener('abort', onAbort, {once: true})
+  if (opts.signal?.aborted) starting.abort()
+  const interrupted = () => {
+    if (opts.signal?.aborted) throw new KpiError('failed', 'interrupted while the sandbox started')
+  }
+  let cpPromise: Promise<ControlPlane> | undefined
   try {
     const ca = await makeCA(join(runDir, 'ca'), 'kpi sandbox CA')
     const [pub, airgap] = await Promise.all([
@@ -78,6 +96,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, tls: {ca}}),
     ])
     stops.push(pub.stop, airgap.stop)
+    interrupted()
     // filled in below as the samples are generated; the runner looks images up as pods appear
     const images = imageTable()
     const missingPrograms: string[] = []
@@ -85,7 +104,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     const pods = opts.runPods ?? true
       ? {binaryFor: images.binaryFor, forwardPorts: [portOf(pub.host), portOf(airgap.host)]}
       : undefined
-    const cpPromise = opts.controlPlane ? startControlPlane({runDir: join(runDir, 'k8s'), nodes: opts.nodes, pods}) : undefined
+    cpPromise = opts.controlPlane ? startControlPlane({runDir: join(runDir, 'k8s'), nodes: opts.nodes, pods, signal: starting.signal}) : undefined
     // started in parallel with the image generation; its failure is reported when awaited below
     cpPromise?.then((cp) => stops.push(cp.stop), () => {})
 
@@ -99,6 +118,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     const client = createRegistryClient({plainHttp: (r) => r === pub.host})
     try {
       for (const version of opts.samples ?? (['v1', 'v2'] as const)) {
+        interrupted()
         const sample = await generateSample({version, layoutDir: join(runDir, 'layout'), scale: opts.scale})
         const b = sample.bundle(pub.host)
         const layout = await openOciLayout(sample.layoutDir)
@@ -117,6 +137,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     if (cpPromise) {
       controlPlane = await cpPromise
     }
+    interrupted()
     const env = {DOCKER_CONFIG: dockerConfigDir, KPI_PLAIN_HTTP: pub.host}
     const envFile = Object.entries({...env, KPI_CA_CERT: airgap.caFile ?? ca.cert, KPI_AIRGAP: `${airgap.host}/build-service`, KUBECONFIG: controlPlane?.kubeconfig ?? ''})
       .map(([k, v]) => `export ${k}=${JSON.stringify(v)}`).join('\n')
@@ -137,7 +158,14 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       stop,
     }
   } catch (e) {
+    // a control plane still starting is not in `stops` yet: it stops itself on the abort, or
+    // comes up and is stopped with the rest (it was left running after a failure here)
+    starting.abort()
+    await cpPromise?.catch(() => {})
     await stop()
+    interrupted()
     throw e
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
   }
 }
