@@ -11,7 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {parse} from 'yaml'
 import {afterAll, describe, expect, it} from 'vitest'
 import {readState, writeState} from '../src/sandbox/state.js'
-import {expectCleanFailure, kpi, KPI_BIN} from './helpers/cli.js'
+import {expectCleanFailure, kpi, KPI_BIN, startKpi} from './helpers/cli.js'
 
 const ENV_KEYS = ['KUBECONFIG', 'DOCKER_CONFIG', 'KPI_PLAIN_HTTP', 'KPI_SANDBOX_PUBLIC', 'KPI_SANDBOX_AIRGAP', 'KPI_SANDBOX_USERNAME',
   'KPI_SANDBOX_PASSWORD', 'KPI_SANDBOX_CA', 'KPI_SANDBOX_BUNDLE_V1', 'KPI_SANDBOX_BUNDLE_V2']
@@ -132,4 +132,29 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       await rm(dir, {recursive: true, force: true})
     }
   }, 60_000)
+
+  it('Ctrl-C of up while the sandbox starts stops that sandbox', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-ctrlc-'))
+    const run = startKpi(['sandbox', 'up', '--dir', dir])
+    const apiserverRuns = async () => {
+      for (const pid of await processesUnder(dir)) {
+        if ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('kube-apiserver')) return true
+      }
+      return false
+    }
+    try {
+      for (let i = 0; i < 240 && !(await apiserverRuns()); i++) await sleep(250)
+      expect(await apiserverRuns(), 'kube-apiserver started').toBe(true)
+      run.child.kill('SIGINT')
+      const r = await Promise.race([run.done, sleep(90_000).then(() => undefined)])
+      expect(r, 'up still ran 90 s after SIGINT').toBeDefined()
+      expect(r!.code).not.toBe(0)
+      expect(expectCleanFailure(r!)).toMatch(/interrupted: the sandbox that was starting in \S+ is stopped/)
+      expect(await processesUnder(dir)).toEqual([])
+    } finally {
+      run.child.kill('SIGKILL')
+      await kpi(['sandbox', 'down', '--dir', dir])
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 180_000)
 })

@@ -27,12 +27,17 @@ async function main(): Promise<void> {
     if (final) await writeState(dir, {pid: process.pid, state: final, startedAt: new Date(started).toISOString()})
     process.exit(code)
   }
-  process.on('SIGTERM', () => void stop(0))
-  process.on('SIGINT', () => void stop(0))
+  // while the sandbox starts, a signal (kpi sandbox down, an interrupted up) aborts the start, which
+  // stops what it started (sb is not there yet for stop() to stop) and lands in the catch below
+  const abort = new AbortController()
+  const onSignal = () => (sb ? void stop(0) : abort.abort())
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
   try {
-    sb = await startSandbox({runDir: join(dir, 'run'), controlPlane: true, samples: ['v1', 'v2']})
+    sb = await startSandbox({runDir: join(dir, 'run'), controlPlane: true, samples: ['v1', 'v2'], signal: abort.signal})
     await writeSandboxFiles(sb, dir)
   } catch (e) {
+    if (abort.signal.aborted) return stop(0)
     await writeState(dir, {
       pid: process.pid, state: 'failed', startedAt: new Date(started).toISOString(),
       message: e instanceof Error ? e.message : String(e),

@@ -39,7 +39,7 @@ function supervisorRunning(s: SandboxState | undefined, dir: string): s is Sandb
   }
 }
 
-export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {}): Promise<SandboxUpResult> {
+export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number; signal?: AbortSignal} = {}): Promise<SandboxUpResult> {
   const dir = resolve(dirArg)
   const files = {envFile: join(dir, 'env'), valuesFile: join(dir, 'values.yaml')}
   const prev = await readState(dir)
@@ -66,6 +66,12 @@ export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {})
   const pid = child.pid!
   const deadline = Date.now() + (opts.timeoutMs ?? 600_000)
   for (;;) {
+    // Ctrl-C while waiting: the supervisor is detached (it must outlive a successful up), so the
+    // terminal's SIGINT never reached it and it went on to start a sandbox nobody asked for
+    if (opts.signal?.aborted) {
+      await sandboxDown(dir)
+      throw new KpiError('failed', `interrupted: the sandbox that was starting in ${dir} is stopped`)
+    }
     // liveness before the state: a supervisor that fails writes why, then exits, so the state read
     // after seeing it gone holds the reason
     const gone = !alive(pid)
@@ -87,7 +93,7 @@ export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number} = {})
       await sandboxDown(dir)
       throw new KpiError('timeout', `the sandbox did not become ready in ${Math.round((opts.timeoutMs ?? 600_000) / 1000)}s`, {hint: `read ${log}`})
     }
-    await sleep(250)
+    await sleep(250, undefined, {signal: opts.signal}).catch(() => {})
   }
 }
 

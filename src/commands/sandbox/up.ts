@@ -23,7 +23,18 @@ network namespaces). Stop it with kpi sandbox down --dir DIR.`
 
   async run(): Promise<void> {
     const {flags} = await this.parse(SandboxUp)
-    const r = await sandboxUp(flags.dir, {timeoutMs: flags.timeout * 1000})
+    // Ctrl-C or SIGTERM while it waits: up stops the sandbox it was starting (see sandboxUp)
+    const abort = new AbortController()
+    const interrupt = () => abort.abort()
+    process.on('SIGINT', interrupt)
+    process.on('SIGTERM', interrupt)
+    let r
+    try {
+      r = await sandboxUp(flags.dir, {timeoutMs: flags.timeout * 1000, signal: abort.signal})
+    } finally {
+      process.off('SIGINT', interrupt)
+      process.off('SIGTERM', interrupt)
+    }
     if (flags.json) {
       this.log(JSON.stringify({ok: true, dir: r.dir, env: r.envFile, values: r.valuesFile, started: r.started, ...r.state}))
       return
