@@ -157,4 +157,24 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       await rm(dir, {recursive: true, force: true})
     }
   }, 180_000)
+
+  it('two ups started together: one starts the sandbox, the other says one is starting', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-twice-'))
+    try {
+      const [a, b] = await Promise.all([kpi(['sandbox', 'up', '--dir', dir]), kpi(['sandbox', 'up', '--dir', dir])])
+      const [won, lost] = a.code === 0 ? [a, b] : [b, a]
+      expect(won.code, won.stderr).toBe(0)
+      expect(won.stdout).toMatch(/^sandbox ready in/m)
+      expect(lost.signal).toBeNull()
+      if (lost.code === 0) expect(lost.stdout).toContain('sandbox already running')
+      else expect(expectCleanFailure(lost)).toMatch(/another kpi sandbox up is starting a sandbox in/)
+      const state = (await readState(dir))!
+      expect(state.state).toBe('ready')
+      const env = sourcedEnv(dir)
+      expect((await kpi(['status'], env)).stderr).toContain('no kpi installation in the cluster')
+    } finally {
+      await kpi(['sandbox', 'down', '--dir', dir])
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 300_000)
 })

@@ -5,7 +5,7 @@
  * left behind (its servers, its pods' network namespaces). Both are safe to repeat.
  */
 import {spawn} from 'node:child_process'
-import {closeSync, openSync, readFileSync} from 'node:fs'
+import {closeSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {mkdir, readdir, readFile, rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -39,8 +39,50 @@ function supervisorRunning(s: SandboxState | undefined, dir: string): s is Sandb
   }
 }
 
+/**
+ * One `up` at a time per directory. Between reading state.json and the new supervisor writing
+ * 'starting' there is no state to see: two `up`s started together both went on, the second removed
+ * the first's run directory under its starting registries, and the first's cleanup SIGKILLed the
+ * second (its command line names dir); both failed. The loser now gets a conflict at once.
+ */
+function lockUp(dir: string): () => void {
+  const file = join(dir, 'up.lock')
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, {flag: 'wx'})
+      return () => rmSync(file, {force: true})
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    }
+    let owner = NaN
+    try {
+      owner = Number.parseInt(readFileSync(file, 'utf8'), 10)
+    } catch {
+      // removed meanwhile: try again
+    }
+    // an empty lock is being written by its owner right now
+    if (attempt >= 2 || !(owner > 0) || alive(owner)) {
+      throw new KpiError('conflict', `another kpi sandbox up is starting a sandbox in ${dir}${owner > 0 ? ` (pid ${owner})` : ''}`, {
+        hint: `wait for it; if no kpi runs, remove ${file}`,
+      })
+    }
+    // left by an up that was killed
+    rmSync(file, {force: true})
+  }
+}
+
 export async function sandboxUp(dirArg: string, opts: {timeoutMs?: number; signal?: AbortSignal} = {}): Promise<SandboxUpResult> {
   const dir = resolve(dirArg)
+  await mkdir(dir, {recursive: true})
+  const unlock = lockUp(dir)
+  try {
+    return await up(dir, opts)
+  } finally {
+    unlock()
+  }
+}
+
+async function up(dir: string, opts: {timeoutMs?: number; signal?: AbortSignal}): Promise<SandboxUpResult> {
   const files = {envFile: join(dir, 'env'), valuesFile: join(dir, 'values.yaml')}
   const prev = await readState(dir)
   if (supervisorRunning(prev, dir) && prev.state === 'ready') return {dir, ...files, state: prev, started: false}
