@@ -100,6 +100,20 @@ describe('kpi sandbox up and down: failures and stale state', () => {
     }
   }, 120_000)
 
+  it('up without Debian\'s docker-registry says to run scripts/setup.sh, which installs it (tools.sh does not)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-noregistry-'))
+    try {
+      const up = await kpi(['sandbox', 'up', '--dir', dir], {KPI_DOCKER_REGISTRY_BIN: join(dir, 'no', 'docker-registry')})
+      const line = expectCleanFailure(up)
+      expect(line).toContain(`${join(dir, 'no', 'docker-registry')} not found`)
+      expect(line).toContain('scripts/setup.sh')
+      expect(line).not.toContain('scripts/tools.sh')
+    } finally {
+      await kpi(['sandbox', 'down', '--dir', dir])
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 120_000)
+
   it('down leaves alone a process that now has the pid a dead supervisor had', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-stale-'))
     // stands for whatever the system gave the pid to after the supervisor died (a crash, a reboot)

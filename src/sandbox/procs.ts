@@ -20,6 +20,8 @@ export interface ProcessSpec {
   env?: Record<string, string>
   cwd?: string
   logDir: string
+  /** how to get `cmd` when it is not there; default: build it with scripts/tools.sh */
+  missingHint?: string
 }
 
 export interface ExitInfo {
@@ -80,7 +82,7 @@ export async function startProcess(spec: ProcessSpec): Promise<Proc> {
     child.once('spawn', resolve)
     child.once('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'ENOENT'
-        ? new KpiError('not-found', `cannot start ${spec.name}: ${spec.cmd} not found`, {hint: 'run bash scripts/tools.sh', cause: err})
+        ? new KpiError('not-found', `cannot start ${spec.name}: ${spec.cmd} not found`, {hint: spec.missingHint ?? 'run bash scripts/tools.sh', cause: err})
         : new KpiError('failed', `cannot start ${spec.name} (${spec.cmd}): ${err.message}`, {cause: err}))
     })
   })

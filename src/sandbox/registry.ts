@@ -17,6 +17,9 @@ import {freePort, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 
 export const REGISTRY_BIN = process.env.KPI_DOCKER_REGISTRY_BIN ?? '/usr/bin/docker-registry'
 
+/** Debian packages, not tools.sh builds: scripts/setup.sh installs them (tools.sh's hint sent users astray) */
+const fromSetup = (pkg: string) => `run bash scripts/setup.sh (it installs Debian's ${pkg} package)`
+
 export interface RegistryOptions {
   /** directory for this registry's config, storage, certificates and log */
   runDir: string
@@ -63,10 +66,11 @@ export interface Registry {
   restart(): Promise<void>
 }
 
-function run(cmd: string, args: string[], input?: string): Promise<string> {
+function run(cmd: string, args: string[], input: string | undefined, missingHint: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = execFile(cmd, args, (err, stdout, stderr) => {
-      if (err) reject(new KpiError('failed', `${cmd} failed: ${String(stderr).trim() || err.message}`))
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') reject(new KpiError('not-found', `${cmd} not found`, {hint: missingHint}))
+      else if (err) reject(new KpiError('failed', `${cmd} failed: ${String(stderr).trim() || err.message}`))
       else resolve(String(stdout))
     })
     if (input !== undefined) child.stdin?.end(input)
@@ -120,7 +124,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     // cost (4): the registry checks it on every request, and at htpasswd's default (5) that was
     // about 3 ms of registry CPU per request, the larger part of an authenticated request's cost.
     // A throw-away password on loopback gains nothing from a slower hash.
-    const line = await run('htpasswd', ['-niBC', '4', opts.auth.username], opts.auth.password)
+    const line = await run('htpasswd', ['-niBC', '4', opts.auth.username], opts.auth.password, fromSetup('apache2-utils'))
     await writeFile(htpasswd, line.trim() + '\n', {mode: 0o600})
   }
 
@@ -142,7 +146,8 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     // The registry allocates a lot per request over a small live heap, so at Go's default GOGC
     // (100) it collects every few requests: GOGC=400 took 300 requests from 0.59 to 0.42 CPU-s.
     // The heap stays in the tens of MiB. A GOGC the user set is kept.
-    proc = await startProcess({name, cmd: REGISTRY_BIN, args: ['serve', configFile], logDir: dir, env: {GOGC: process.env.GOGC ?? '400'}})
+    proc = await startProcess({name, cmd: REGISTRY_BIN, args: ['serve', configFile], logDir: dir, env: {GOGC: process.env.GOGC ?? '400'},
+      missingHint: `${fromSetup('docker-registry')}, or set KPI_DOCKER_REGISTRY_BIN`})
     const p = proc
     await waitFor(async () => {
       const status = await probeV2(`${scheme}://127.0.0.1:${port}`, ca?.certPem)
