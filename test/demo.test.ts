@@ -4,13 +4,14 @@
  * Ready (--wait=ready, the default), twice; v2 as a delta, diff, upgrade, a failed upgrade rolled
  * back by itself, and `kpi rollback 1`. Run `npm run build` first.
  */
-import {mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
+import {spawnSync} from 'node:child_process'
+import {chown, mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
 import {LOCK_DIR, releaseDeadOwnerSubnet} from '../src/sandbox/podnet.js'
-import {kpi, startKpi} from './helpers/cli.js'
+import {expectCleanFailure, kpi, KPI_BIN, startKpi} from './helpers/cli.js'
 
 /** Command lines of the processes that name a path under dir. */
 async function processesUnder(dir: string): Promise<string[]> {
@@ -77,4 +78,22 @@ describe('kpi demo', () => {
       await rm(dir, {recursive: true, force: true})
     }
   }, 180_000)
+
+  it.runIf(process.getuid?.() === 0)('run by a user other than root, says at once that it needs root', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-demo-user-'))
+    try {
+      await chown(dir, 65534, 65534)
+      // as nobody: the demo's first step would fail on /run/kpi-sandbox, after the registries and samples
+      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, KPI_BIN, 'demo', '--dir', join(dir, 'run')], {
+        encoding: 'utf8', env: {...process.env, HOME: dir, KPI_CACHE_DIR: join(dir, 'cache')}, timeout: 60_000,
+      })
+      const line = expectCleanFailure({code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr})
+      expect(line).toMatch(/needs root/)
+      expect(line).toMatch(/run it as root/)
+      expect(r.status).toBe(2)
+      expect(await processesUnder(dir)).toEqual([])
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 120_000)
 })

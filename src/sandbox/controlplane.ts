@@ -17,6 +17,7 @@ import {freePorts, startProcess, tailLog, waitFor, type Proc} from './procs.js'
 import {toolPath} from './tools.js'
 import {kwokStages} from './kwok-stages.js'
 import {allocatePodSubnet, type PodSubnet} from './podnet.js'
+import {requireRoot} from './netns.js'
 import {startHostForwarders, type HostForwarders} from './forward.js'
 import type {PodRunner, PodRunnerOptions} from './podrunner.js'
 
@@ -88,6 +89,7 @@ const SERVICE_CIDR = '10.96.0.0/16'
  */
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const runDir = resolve(opts.runDir)
+  if (opts.pods) requireRoot('the control plane with pods')
   for (let attempt = 1; ; attempt++) {
     try {
       return await startOnce(opts)

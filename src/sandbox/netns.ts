@@ -32,6 +32,19 @@ async function ip(args: string[]): Promise<string> {
   }
 }
 
+/**
+ * Pods run in network namespaces the sandbox makes (`ip netns add`, veths, routes) and pod subnets
+ * are locked under /run/kpi-sandbox: both need root. Checked before anything starts, since without
+ * it a start failed late with `EACCES ... /run/kpi-sandbox/N.lock` and no word of root.
+ */
+export function requireRoot(what: string): void {
+  if (process.getuid && process.getuid() !== 0) {
+    throw new KpiError('usage', `${what} needs root: it runs kpack's pods in network namespaces of their own`, {
+      hint: 'run it as root (e.g. with sudo)',
+    })
+  }
+}
+
 export function netnsNames(index: number, podIp: string): {name: string; hostIf: string} {
   const k = podIp.split('.')[3]
   return {name: `kpi-${index}-${k}`, hostIf: `kpi${index}-${k}`}

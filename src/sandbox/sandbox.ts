@@ -14,6 +14,7 @@ import {createRegistryClient} from '../oci/index.js'
 import {fromSource, toRegistry} from '../relocate/registry-endpoints.js'
 import {relocate} from '../relocate/relocate.js'
 import {startControlPlane, type ControlPlane, type FakeNode} from './controlplane.js'
+import {requireRoot} from './netns.js'
 import {makeCA} from './pki.js'
 import {imageTable, type ImageTable} from './podimages.js'
 import {startRegistry, type Registry} from './registry.js'
@@ -66,6 +67,7 @@ export interface Sandbox {
 
 export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const runDir = opts.runDir
+  if (opts.controlPlane && (opts.runPods ?? true)) requireRoot('the sandbox')
   await mkdir(runDir, {recursive: true})
   const username = opts.username ?? 'platform'
   const password = opts.password ?? `kpi-sandbox-${Math.random().toString(36).slice(2, 12)}`
