@@ -191,4 +191,21 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       await rm(dir, {recursive: true, force: true})
     }
   }, 300_000)
+
+  it('down sweeps only paths under DIR, not paths that merely end in it (a sandbox in /var/tmp/X beside /tmp/X)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-suffix-'))
+    // a process of another sandbox whose directory's path ends with this one's
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 300_000)', `/elsewhere${dir}/run/public/public.config.yml`], {stdio: 'ignore'})
+    try {
+      await sleep(300)
+      const down = await kpi(['sandbox', 'down', '--dir', dir])
+      expect(down.code, down.stderr).toBe(0)
+      expect(down.stdout).not.toContain('leftover')
+      await sleep(200)
+      expect(other.exitCode ?? other.signalCode).toBeNull()
+    } finally {
+      other.kill('SIGKILL')
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 60_000)
 })

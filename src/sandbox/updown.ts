@@ -157,6 +157,15 @@ async function selfAndAncestors(): Promise<Set<number>> {
   return out
 }
 
+/**
+ * An argument that is dir, a path under it, or a flag's value that is (`--data-dir=DIR/run/...`).
+ * Anchored: a mere substring also matched `/var/tmp/X/...` for dir `/tmp/X`, another sandbox's.
+ */
+function namesPathUnder(arg: string, dir: string): boolean {
+  const value = arg.startsWith('-') && arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : arg
+  return value === dir || value.startsWith(`${dir}/`)
+}
+
 /** Processes whose command line names a path under dir: what the sandbox started there. */
 async function processesUnder(dir: string): Promise<number[]> {
   const out: number[] = []
@@ -166,7 +175,7 @@ async function processesUnder(dir: string): Promise<number[]> {
     if (!Number.isInteger(pid) || spare.has(pid)) continue
     try {
       const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
-      if (args.some((a) => a === dir || a.includes(`${dir}/`))) out.push(pid)
+      if (args.some((a) => namesPathUnder(a, dir))) out.push(pid)
     } catch {
       // gone meanwhile
     }
