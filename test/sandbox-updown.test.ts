@@ -4,7 +4,7 @@
  * supervisor that was killed outright. Run `npm run build` first.
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
+import {chmod, mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -205,6 +205,28 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       expect(other.exitCode ?? other.signalCode).toBeNull()
     } finally {
       other.kill('SIGKILL')
+      await rm(dir, {recursive: true, force: true})
+    }
+  }, 60_000)
+
+  it.runIf(process.getuid?.() === 0)('down by a user who may not stop root\'s sandbox says to run it as that user', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-eperm-'))
+    await chmod(dir, 0o755)
+    // stands for root's supervisor of dir (down checks its command line, then signals it)
+    const fake = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 300_000)', '/x/dist/cli/sandbox-supervisor.js', dir], {stdio: 'ignore'})
+    try {
+      await sleep(300)
+      await writeState(dir, {pid: fake.pid!, state: 'ready', startedAt: new Date().toISOString()})
+      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, KPI_BIN, 'sandbox', 'down', '--dir', dir], {
+        encoding: 'utf8', env: {...process.env, HOME: dir}, timeout: 60_000,
+      })
+      const line = expectCleanFailure({code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr})
+      expect(line).toMatch(/runs as another user/)
+      expect(line).toMatch(/sudo/)
+      expect(r.status).toBe(2)
+      expect(fake.exitCode ?? fake.signalCode).toBeNull()
+    } finally {
+      fake.kill('SIGKILL')
       await rm(dir, {recursive: true, force: true})
     }
   }, 60_000)

@@ -195,7 +195,15 @@ export async function sandboxDown(dirArg: string, opts: {graceMs?: number} = {})
   const s = await readState(dir)
   let stopped = false
   if (supervisorRunning(s, dir)) {
-    process.kill(s.pid, 'SIGTERM')
+    try {
+      process.kill(s.pid, 'SIGTERM')
+    } catch (e) {
+      // up needs root, down run without it: a raw 'kill EPERM' said nothing of that
+      if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e
+      throw new KpiError('usage', `the sandbox in ${dir} runs as another user (supervisor pid ${s.pid}), which this user may not stop`, {
+        hint: 'run kpi sandbox down as the user that ran kpi sandbox up (e.g. with sudo)',
+      })
+    }
     const deadline = Date.now() + (opts.graceMs ?? 60_000)
     while (alive(s.pid) && Date.now() < deadline) await sleep(200)
     if (alive(s.pid)) process.kill(s.pid, 'SIGKILL')
