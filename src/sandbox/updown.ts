@@ -209,14 +209,21 @@ export async function sandboxDown(dirArg: string, opts: {graceMs?: number} = {})
     if (alive(s.pid)) process.kill(s.pid, 'SIGKILL')
     stopped = true
   }
-  const left = await processesUnder(dir)
-  for (const pid of left) {
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      // gone
+  // until none is left: a killed process is listed until it has exited, and an orphan of a dead
+  // supervisor (a pod runner) may start another while the first are killed
+  const swept = new Set<number>()
+  const deadline = Date.now() + 10_000
+  for (let left = await processesUnder(dir); left.length && Date.now() < deadline; left = await processesUnder(dir)) {
+    for (const pid of left) {
+      swept.add(pid)
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone
+      }
     }
+    await sleep(50)
   }
   if (s?.podCidr) await releaseDeadOwnerSubnet(Number(s.podCidr.split('.')[2]), s.pid)
-  return {stopped, swept: left.length}
+  return {stopped, swept: swept.size}
 }
