@@ -5,7 +5,7 @@
  * back by itself, and `kpi rollback 1`. Run `npm run build` first.
  */
 import {spawnSync} from 'node:child_process'
-import {chown, mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
+import {chown, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -51,8 +51,20 @@ describe('kpi demo', () => {
     // install, install again, upgrade, rollback: each ends with kpack's own word on every resource
     expect(r.stdout.match(/kpack readiness: every stack, store and builder is Ready/g)).toHaveLength(4)
     expect(r.stdout).toContain('=== Demo finished')
+    // marked as the demo's: a later demo may empty it
+    expect((await readdir(dir)).includes('.kpi-demo')).toBe(true)
     await rm(dir, {recursive: true, force: true})
   }, 600_000)
+
+  it('refuses a --dir that holds files it did not make, before anything starts, and deletes none of them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-demo-mine-'))
+    await writeFile(join(dir, 'thesis.tex'), 'years of work\n')
+    const r = await kpi(['demo', '--dir', dir])
+    expect(r.code, r.stderr).toBe(2)
+    expect(expectCleanFailure(r)).toContain(`--dir ${dir} holds files kpi demo did not make`)
+    expect(await readFile(join(dir, 'thesis.tex'), 'utf8')).toBe('years of work\n')
+    await rm(dir, {recursive: true, force: true})
+  })
 
   it.each(['SIGINT', 'SIGTERM'] as const)('%s while the sandbox starts stops the demo and everything it started', async (sig) => {
     const dir = await mkdtemp(join(tmpdir(), 'kpi-demo-signal-'))

@@ -17,7 +17,7 @@ and webhook), runs kpi as a user would at every step, and stops the sandbox at t
   static override examples = ['<%= config.bin %> demo --dir .run/demo']
 
   static override flags = {
-    dir: Flags.string({description: 'run directory (emptied first)', default: join('.run', 'demo')}),
+    dir: Flags.string({description: 'run directory: a new or empty one, or one an earlier demo made (emptied first)', default: join('.run', 'demo')}),
   }
 
   async run(): Promise<void> {

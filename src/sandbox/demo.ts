@@ -9,7 +9,7 @@
  * `kpi rollback 1` returns to v1. kpi sees only registry addresses, a docker config and a
  * kubeconfig. Core code: it reports through `io` and never prints.
  */
-import {readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {parse, stringify} from 'yaml'
 import {KpiError} from '../errors.js'
@@ -33,11 +33,33 @@ export interface DemoOptions {
   signal?: AbortSignal
 }
 
+/** written into the demo's directory: the mark that a later demo may empty it */
+const DEMO_MARK = '.kpi-demo'
+
+/**
+ * Empties the demo's directory, which is only ever one the demo made (or a new or empty one):
+ * `--dir .` or `--dir ~` must not delete the user's files.
+ */
+async function emptyDemoDir(dir: string): Promise<void> {
+  const entries = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[]
+    throw new KpiError('usage', `--dir ${dir}: ${e.code === 'ENOTDIR' ? 'not a directory' : `cannot be read (${e.code})`}`, {hint: 'give a new directory for the demo'})
+  })
+  if (entries.length && !entries.includes(DEMO_MARK)) {
+    throw new KpiError('usage', `--dir ${dir} holds files kpi demo did not make, and the demo empties its directory`, {
+      hint: 'give a new or empty directory (an old demo directory without the .kpi-demo mark: remove it yourself)',
+    })
+  }
+  await rm(dir, {recursive: true, force: true})
+  await mkdir(dir, {recursive: true})
+  await writeFile(join(dir, DEMO_MARK), 'made by kpi demo, which empties this directory when it runs again\n')
+}
+
 export async function runDemo(opts: DemoOptions, ioArg: DemoIo): Promise<void> {
   const runDir = resolve(opts.dir)
   const step = (title: string) => ioArg.event({type: 'step', title})
   const info = (message: string) => ioArg.event({type: 'info', message})
-  await rm(runDir, {recursive: true, force: true})
+  await emptyDemoDir(runDir)
   step(`Starting the sandbox in ${runDir}`)
   const started = Date.now()
   let sb: Sandbox | undefined
