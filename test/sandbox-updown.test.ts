@@ -4,7 +4,7 @@
  * supervisor that was killed outright. Run `npm run build` first.
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {chmod, mkdtemp, readFile, readdir, rm} from 'node:fs/promises'
+import {chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -191,6 +191,17 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       await rm(dir, {recursive: true, force: true})
     }
   }, 300_000)
+
+  it('up leaves alone a run/ that no sandbox made (--dir ~ holds ~/run)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-home-'))
+    await mkdir(join(dir, 'run'))
+    await writeFile(join(dir, 'run', 'notes.txt'), 'mine\n')
+    const r = await kpi(['sandbox', 'up', '--dir', dir])
+    expect(r.code, r.stderr).toBe(2)
+    expect(expectCleanFailure(r)).toContain(`--dir ${dir} holds a run/ that no sandbox made`)
+    expect(await readFile(join(dir, 'run', 'notes.txt'), 'utf8')).toBe('mine\n')
+    await rm(dir, {recursive: true, force: true})
+  })
 
   it('down sweeps only paths under DIR, not paths that merely end in it (a sandbox in /var/tmp/X beside /tmp/X)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kpi-sandbox-suffix-'))

@@ -6,7 +6,7 @@
  */
 import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {mkdir, readdir, readFile, rm} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {KpiError} from '../errors.js'
@@ -91,7 +91,11 @@ async function up(dir: string, opts: {timeoutMs?: number; signal?: AbortSignal})
   }
   // leftovers of a supervisor that died without cleaning up
   if (prev) await sandboxDown(dir)
-  // a fresh sandbox every time: an old run's etcd data and certificates would not fit new ports
+  // a fresh sandbox every time: an old run's etcd data and certificates would not fit new ports;
+  // but a run/ with no sandbox state beside it is not one a sandbox made (--dir ~ holds ~/run)
+  if (!prev && (await stat(join(dir, 'run')).catch(() => undefined))) {
+    throw new KpiError('usage', `--dir ${dir} holds a run/ that no sandbox made (no state.json beside it), and up would delete it`, {hint: 'give a new or empty directory for the sandbox'})
+  }
   await rm(join(dir, 'run'), {recursive: true, force: true})
   await mkdir(dir, {recursive: true})
   const log = join(dir, 'supervisor.log')
