@@ -1,6 +1,6 @@
 /** A registry as a relocation source and sink, over the OCI client, and as the endpoints relocate() takes. */
 import {registryDetails} from '../errors.js'
-import {algorithmOf, type FetchedManifest, formatRepo, linkReferrer, type RegistryClient, type Repo} from '../oci/index.js'
+import {algorithmOf, type Descriptor, type FetchedManifest, formatRepo, linkReferrer, type RegistryClient, type Repo} from '../oci/index.js'
 import {limit} from '../pool.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
@@ -18,6 +18,20 @@ export function registrySource(client: RegistryClient): ImageSource {
 
 export function registrySink(client: RegistryClient, registry: string, concurrency = 8): ImageSink {
   let mounts: 'unknown' | 'asked' | 'check' | 'ignored' = 'unknown'
+  // A fallback tag index is read, extended and written again: two referrers of one subject linked
+  // at once (the executor links as each referrer lands) would each write the index they read, and
+  // all but one would be lost. Updates of one subject's index run one after the other.
+  const linking = new Map<string, Promise<void>>()
+  const linkOneAtATime = (repo: Repo, subject: string, referrer: Descriptor): Promise<void> => {
+    const k = `${formatRepo(repo)}@${subject}`
+    const run = (linking.get(k) ?? Promise.resolve()).catch(() => {}).then(() => linkReferrer(client, repo, subject, referrer))
+    linking.set(k, run)
+    const forget = () => {
+      if (linking.get(k) === run) linking.delete(k)
+    }
+    run.then(forget, forget)
+    return run
+  }
   return {
     name: `registry ${registry}`,
     registry,
@@ -45,7 +59,7 @@ export function registrySink(client: RegistryClient, registry: string, concurren
       if (!exists && !byTag) await client.putManifest(repo, m.digest, m.bytes, m.mediaType)
       for (const t of tags) await client.putManifest(repo, t, m.bytes, m.mediaType)
     },
-    linkReferrer: (repo, subject, referrer) => linkReferrer(client, repo, subject, referrer),
+    linkReferrer: linkOneAtATime,
   }
 }
 
