@@ -162,6 +162,25 @@ describe('OCI client transport: retries, redirects, proxies', () => {
     expect(await client().hasBlob({registry: reg.host, repository: 'net/upload'}, sha256Digest(bytes))).toBe(true)
   })
 
+  it('waits as long as Retry-After says when the PUT of a blob upload is answered 429', async () => {
+    // a rate limit on uploads: every PUT within a second of the first is refused again
+    let firstPut: number | undefined
+    let puts = 0
+    const proxy = await serve(faultyProxy(reg.host, (req) => {
+      if (req.method !== 'PUT' || !req.url!.includes('/blobs/uploads/')) return 'forward'
+      puts++
+      firstPut ??= Date.now()
+      return Date.now() - firstPut < 1000 ? {status: 429, headers: {'retry-after': '1'}} : 'forward'
+    }))
+    const r = {registry: `127.0.0.1:${proxy.port}`, repository: 'net/ratelimited'}
+    const bytes = Buffer.alloc(50_000, 9)
+    const start = Date.now()
+    expect(await client().putBlob(r, sha256Digest(bytes), bytes.length, () => Readable.from([bytes]))).toBe('uploaded')
+    expect(Date.now() - start).toBeGreaterThanOrEqual(950)
+    expect(puts).toBe(2)
+    expect(await client().hasBlob({registry: reg.host, repository: 'net/ratelimited'}, sha256Digest(bytes))).toBe(true)
+  })
+
   it('uploads an empty blob again when the kept-alive connection its PUT goes out on was just closed', async () => {
     // the second PUT on a connection meets a registry that has just closed it
     const puts = new WeakMap<Socket, number>()

@@ -14,7 +14,7 @@ import {checkDigest, formatRepo} from './reference.js'
 import type {ErrorContext} from './registry-errors.js'
 import {RANGED_MIN_BYTES, WINDOW_BYTES, partSpool, rangedStream} from './ranged.js'
 import {dump, fail, header, type Requester} from './request.js'
-import {backoffMs, errorCodes, isConnectionReset, retryableStatus} from './retry.js'
+import {backoffMs, errorCodes, isConnectionReset, retryableStatus, retryAfterMs} from './retry.js'
 import {mapTransportError} from './transport.js'
 import type {RegistryClient, Repo} from './types.js'
 
@@ -217,8 +217,11 @@ export function blobOps(http: Requester): BlobOps {
         return 'uploaded'
       }
       if (!last && retryableStatus(res.statusCode)) {
+        // the PUT carries a stream, so withRetry does not retry it: its wait is this loop's, and a
+        // registry limiting uploads says how long in Retry-After, as for every other request
+        const after = res.statusCode === 429 || res.statusCode === 503 ? retryAfterMs(res.headers['retry-after'], http.policy.maxMs) : undefined
         await dump(res)
-        await sleep(backoffMs(attempt, http.policy))
+        await sleep(after ?? backoffMs(attempt, http.policy))
         continue
       }
       return fail(res, blobCtx(repo, digest, 'push'))
