@@ -10,6 +10,9 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {promisify} from 'node:util'
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {createRegistryClient} from '../src/oci/client.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {PartWriter} from '../src/archive/parts.js'
 import {takesDirectIo} from './helpers/direct-io.js'
@@ -69,6 +72,36 @@ describe('the archive writer checking digests', () => {
     expect((await s.readBlob(digest(good), good.length))?.equals(good)).toBe(true)
     await s.abort()
     expect((await readdir(dir)).filter((f) => f.startsWith('refuse'))).toEqual(['refuse.tar.partial'])
+  })
+})
+
+describe('the archive writer and a source registry that drops the connection mid-blob', () => {
+  it('writes the blob again from a fresh download, as an upload to a registry is restarted', async () => {
+    const blob = randomBytes(3 << 20)
+    let gets = 0
+    // a registry (on loopback, plain HTTP) that resets the first download of the blob half-way
+    const server = createServer((req, res) => {
+      if (req.url === '/v2/') return void res.writeHead(200).end()
+      if (req.method !== 'GET' || req.url !== `/v2/app/blobs/${digest(blob)}`) return void res.writeHead(404).end()
+      res.writeHead(200, {'content-length': String(blob.length), 'content-type': 'application/octet-stream'})
+      if (++gets > 1) return void res.end(blob)
+      res.write(blob.subarray(0, 1 << 20), () => setTimeout(() => req.socket.destroy(), 20))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const client = createRegistryClient({credentials: async () => undefined, retryPolicy: {baseMs: 5, maxMs: 50}})
+    const repo = {registry: `127.0.0.1:${(server.address() as AddressInfo).port}`, repository: 'app'}
+    const s = await createArchiveSink(join(dir, 'reset.tar'), {order: [{digest: digest(blob), size: blob.length}]})
+    try {
+      await s.putBlob(repo, digest(blob), blob.length, () => client.getBlob(repo, digest(blob), blob.length, {verify: false}))
+      expect(gets).toBe(2)
+      expect([...s.written.keys()]).toEqual([digest(blob)])
+      expect((await s.readBlob(digest(blob), blob.length))?.equals(blob)).toBe(true)
+    } finally {
+      await s.abort()
+      await client.close()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
   })
 })
 

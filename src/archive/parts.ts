@@ -353,8 +353,12 @@ export interface SequenceWriter {
   write(bufs: readonly Buffer[]): Promise<void>
   /** pads with zeros to a multiple of 512 and waits until everything is written */
   end(): Promise<void>
-  /** gives up: what is in flight finishes on its own (settled() waits for it) */
-  abandon(): void
+  /**
+   * gives up: what is in flight finishes on its own (settled() waits for it); the promise
+   * resolves once this sequence's writes in flight are done, so that a member written again at
+   * the same place is not overwritten by a late write of the one given up
+   */
+  abandon(): Promise<void>
 }
 
 /**
@@ -575,7 +579,11 @@ export class PartWriter {
     const buffered = async (bufs: readonly Buffer[]): Promise<void> => {
       const from = at
       at += bufs.reduce((a, b) => a + b.length, 0)
-      await this.track(this.writeAll(from, bufs))
+      const p = this.track(this.writeAll(from, bufs))
+      const settle = () => void writes.delete(done)
+      const done: Promise<void> = p.then(settle, settle)
+      writes.add(done)
+      await p
     }
     return {
       write: async (bufs) => {
@@ -607,9 +615,10 @@ export class PartWriter {
         await Promise.all([...writes])
         if (failed) throw failed
       },
-      abandon: () => {
+      abandon: async () => {
         if (slab) this.slabs!.give(slab)
         slab = undefined
+        await Promise.allSettled([...writes])
       },
     }
   }

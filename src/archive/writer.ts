@@ -12,8 +12,10 @@
  */
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {KpiError, isKpiError} from '../errors.js'
-import {algorithmOf, digestCheck, doneWith, type FetchedManifest} from '../oci/index.js'
+import {algorithmOf, backoffMs, digestCheck, doneWith, type FetchedManifest} from '../oci/index.js'
+import {defaultRetryPolicy, isConnectionReset, isSilence} from '../oci/retry.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink} from '../relocate/endpoints.js'
 import {uploadPool} from '../relocate/upload-pool.js'
@@ -181,7 +183,26 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
   await layout.end()
   let closed = false
 
+  /**
+   * A blob's member, written again from a fresh download when the source's connection drops
+   * mid-blob (as an upload to a registry is restarted, blobs.ts): a reset in the middle of a big
+   * layer must not end the whole archive. A source that went silent already waited out its
+   * timeout (and was asked again) inside the client: it is tried once more at most.
+   */
   const writeBlob = async (slot: Slot, open: () => Promise<Readable>): Promise<void> => {
+    let stalled = 0
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await writeMember(slot, open)
+      } catch (e) {
+        // a write to disk that failed is not retried: only a source whose connection dropped
+        if (attempt >= defaultRetryPolicy.retries || opts.signal?.aborted || closed || !isConnectionReset(e) || (isSilence(e) && stalled++ > 0)) throw e
+        await sleep(backoffMs(attempt, defaultRetryPolicy))
+      }
+    }
+  }
+
+  const writeMember = async (slot: Slot, open: () => Promise<Readable>): Promise<void> => {
     if (closed) throw new KpiError('internal', `archive ${file} is already closed`)
     if (opts.signal?.aborted) throw aborted()
     const {digest, size} = slot
@@ -221,7 +242,8 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       sizes.set(digest, size)
     } catch (e) {
       source?.destroy()
-      member.abandon()
+      // written again at this place on a retry: the writes of this attempt must land first
+      await member.abandon()
       if (opts.signal?.aborted) throw aborted()
       throw isKpiError(e) ? e : new KpiError('failed', `writing blob ${digest} to ${file}: ${(e as Error).message}`, {cause: e, hint: writeHint(e)})
     }
@@ -271,7 +293,7 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
       await tail.write(bufs)
       await tail.end()
     } catch (e) {
-      tail.abandon()
+      void tail.abandon()
       throw new KpiError('failed', `writing the manifests, index.json, bundle files and ${TOC_MEMBER} to ${file}: ${(e as Error).message}`, {cause: e, hint: writeHint(e)})
     }
     const bytes = end + bufs.reduce((a, b) => a + b.length, 0)
