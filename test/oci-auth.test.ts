@@ -234,3 +234,38 @@ describe('a token realm in the clear', () => {
     }
   })
 })
+
+describe('a token server that is briefly unavailable', () => {
+  it('is asked again on 503 and on 429, as every idempotent request is', async () => {
+    const {createServer} = await import('node:http')
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest,
+      config: {mediaType: MediaTypes.ociConfig, digest: sha256Digest('{}'), size: 2}, layers: []}))
+    const answers: Array<{status: number; headers?: Record<string, string>}> = [{status: 503}, {status: 429, headers: {'retry-after': '0'}}]
+    let tokenRequests = 0
+    // a registry and its token server on one loopback port
+    const server = createServer((req, res) => {
+      const realm = `http://${req.headers.host}/token`
+      if (req.url!.startsWith('/token')) {
+        tokenRequests++
+        const a = answers.shift()
+        if (a) return void res.writeHead(a.status, {'content-type': 'text/plain', ...a.headers}).end('try later')
+        return void res.writeHead(200, {'content-type': 'application/json'}).end('{"token":"granted"}')
+      }
+      if (req.headers.authorization !== 'Bearer granted') {
+        return void res.writeHead(401, {'www-authenticate': `Bearer realm="${realm}",service="registry",scope="repository:team/app:pull"`}).end()
+      }
+      res.writeHead(200, {'content-type': MediaTypes.ociManifest, 'docker-content-digest': sha256Digest(manifest)}).end(manifest)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const host = `127.0.0.1:${(server.address() as {port: number}).port}`
+    const c = createRegistryClient({plainHttp: isLoopbackRegistry, credentials: async () => undefined, retryPolicy: {baseMs: 5, maxMs: 100}})
+    try {
+      const m = await c.getManifest({registry: host, repository: 'team/app'}, 'v1')
+      expect(m.bytes.equals(manifest)).toBe(true)
+      expect(tokenRequests).toBe(3)
+    } finally {
+      await c.close()
+      server.close()
+    }
+  })
+})

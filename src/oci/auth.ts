@@ -6,6 +6,7 @@
  */
 import type {Dispatcher} from 'undici'
 import {KpiError} from '../errors.js'
+import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
 import {mapTransportError} from './transport.js'
 import type {Credentials} from './types.js'
 
@@ -114,6 +115,8 @@ export interface AuthOptions {
    * named plain HTTP, or loopback). Unset: never.
    */
   plainAllowed?: (host: string) => boolean
+  /** retries of token requests on 429, 5xx and reset connections (the client's policy); default: defaultRetryPolicy */
+  retryPolicy?: RetryPolicy
 }
 
 export const userOf = (c: Credentials | undefined): string =>
@@ -256,24 +259,31 @@ export class Authenticator {
     }
     const service = c.params.service
     const headers: Record<string, string> = {'user-agent': this.opts.userAgent}
+    let request: Dispatcher.RequestOptions
+    if (creds?.identityToken) {
+      // OAuth2 refresh-token grant, as docker does with an identity token
+      const form = new URLSearchParams({grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: this.opts.clientId ?? 'kpi'})
+      if (service) form.set('service', service)
+      if (scopes.length) form.set('scope', scopes.join(' '))
+      request = {
+        origin: url.origin, path: url.pathname + url.search, method: 'POST', body: form.toString(),
+        headers: {...headers, 'content-type': 'application/x-www-form-urlencoded'},
+      }
+    } else {
+      if (service) url.searchParams.set('service', service)
+      for (const s of scopes) url.searchParams.append('scope', s)
+      if (creds?.username) url.searchParams.set('account', creds.username)
+      if (creds?.username || creds?.password) headers.authorization = basicHeader(creds)
+      request = {origin: url.origin, path: url.pathname + url.search, method: 'GET', headers}
+    }
     let res: Dispatcher.ResponseData
     try {
-      if (creds?.identityToken) {
-        // OAuth2 refresh-token grant, as docker does with an identity token
-        const form = new URLSearchParams({grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: this.opts.clientId ?? 'kpi'})
-        if (service) form.set('service', service)
-        if (scopes.length) form.set('scope', scopes.join(' '))
-        res = await this.opts.dispatcher.request({
-          origin: url.origin, path: url.pathname + url.search, method: 'POST', body: form.toString(),
-          headers: {...headers, 'content-type': 'application/x-www-form-urlencoded'},
-        })
-      } else {
-        if (service) url.searchParams.set('service', service)
-        for (const s of scopes) url.searchParams.append('scope', s)
-        if (creds?.username) url.searchParams.set('account', creds.username)
-        if (creds?.username || creds?.password) headers.authorization = basicHeader(creds)
-        res = await this.opts.dispatcher.request({origin: url.origin, path: url.pathname + url.search, method: 'GET', headers})
-      }
+      // a token server that is briefly unavailable or limits the rate (a public one under load)
+      // must not end a relocation any more than the registry itself: the request (a GET, or a
+      // POST that only exchanges a refresh token, with a body sent again as is) is retried alike
+      res = await withRetry(() => this.opts.dispatcher.request(request), this.opts.retryPolicy ?? defaultRetryPolicy, async (r) => {
+        await r.body.dump().catch(() => {})
+      })
     } catch (e) {
       throw mapTransportError(e, `${url.host} (token server of ${registry})`)
     }

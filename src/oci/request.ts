@@ -137,7 +137,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const credentials = memoAsync(opts.credentials ?? credentialResolver())
   const policy: RetryPolicy = {...defaultRetryPolicy, ...opts.retryPolicy, ...(opts.retries !== undefined ? {retries: opts.retries} : {})}
   const plainHttp = opts.plainHttp ?? (() => false)
-  const auth = new Authenticator({dispatcher, credentials, userAgent, plainAllowed: (host) => plainHttp(host) || isLoopbackRegistry(host)})
+  const auth = new Authenticator({dispatcher, credentials, userAgent, plainAllowed: (host) => plainHttp(host) || isLoopbackRegistry(host), retryPolicy: policy})
   // loopback registries found to answer plain HTTP (go-containerregistry and docker fall back the same way)
   const learnedPlain = new Set<string>()
   const isPlain = (registry: string): boolean => plainHttp(registry) || learnedPlain.has(registry)
