@@ -183,7 +183,13 @@ async function gate(stage: PlannedStage, objs: PlannedObject[], opts: StageRunOp
     // the abort (nor a bare error of a wait it cut short).
     const reason: unknown = abort.signal.reason
     const cutShort = abort.signal.aborted && (e === reason || (!isKpiError(e) && isKpiError(reason)))
-    if (!cutShort) throw e
+    if (!cutShort) {
+      // one wait's own error (the API refusing a read) ends the gate too: the other waits stop
+      // with it, or they would poll on until the stage's deadline behind the operation (its
+      // rollback), reporting on a stage that is over and keeping the process from exiting
+      abort.abort(e)
+      throw e
+    }
     const first = outcomes.find((x) => x.r.outcome === 'failed')
     throw first ? await failure(kube, first.o, first.r, stage, opts) : reason
   } finally {

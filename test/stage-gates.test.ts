@@ -1,0 +1,63 @@
+/**
+ * A stage's gates (stage.ts) against an in-memory API: what happens to the other waits of a gate
+ * when one of them cannot go on.
+ */
+import {describe, expect, it} from 'vitest'
+import type {PlannedStage} from '../src/apply/plan.js'
+import {runStage} from '../src/apply/stage.js'
+import {KpiError} from '../src/errors.js'
+import type {Kube} from '../src/kube/client.js'
+import type {LiveObject, ObjectRef} from '../src/kube/types.js'
+
+const deployment = (name: string): LiveObject => ({
+  apiVersion: 'apps/v1', kind: 'Deployment',
+  metadata: {name, namespace: 'kpack', generation: 1, uid: `uid-${name}`, labels: {'app.kubernetes.io/managed-by': 'kpi'}},
+  spec: {replicas: 1, selector: {matchLabels: {app: name}}, template: {metadata: {labels: {app: name}}, spec: {containers: [{name: 'c', image: 'x'}]}}},
+  // rolling out: observed, not updated yet
+  status: {observedGeneration: 1, replicas: 1, updatedReplicas: 0, availableReplicas: 0},
+})
+
+/** Objects by `kind/name`; `gets` counts the reads of each. */
+function fakeKube(objects: LiveObject[], o: {listPods?: (selector: string | undefined) => LiveObject[]} = {}) {
+  const byKey = new Map(objects.map((x) => [`${x.kind}/${x.metadata.name}`, x]))
+  const gets = new Map<string, number>()
+  const kube = {
+    server: 'https://fake', context: 'fake', tlsUnverified: false,
+    resourceFor: async (_v: string, kind: string) => ({name: `${kind.toLowerCase()}s`, namespaced: true, kind, verbs: []}),
+    get: async (ref: ObjectRef) => {
+      const k = `${ref.kind}/${ref.name}`
+      gets.set(k, (gets.get(k) ?? 0) + 1)
+      return structuredClone(byKey.get(k))
+    },
+    apply: async (obj: LiveObject) => ({...structuredClone(byKey.get(`${obj.kind}/${obj.metadata.name}`) ?? obj)}),
+    list: async (_v: string, kind: string, l: {labelSelector?: string} = {}) => (kind === 'Pod' ? o.listPods?.(l.labelSelector) ?? [] : []),
+    events: async () => [],
+  } as unknown as Kube
+  return {kube, gets}
+}
+
+const stageOf = (objs: LiveObject[]): PlannedStage => ({
+  name: 'controllers', title: 'kpack controller and webhook',
+  objects: objs.map((object) => ({stage: 'kpack', object, check: 'rollout', wave: 1})),
+})
+
+describe('a stage gate', () => {
+  it('stops every other wait of the gate when one wait fails with an error (the API refusing a read): none polls on behind the error', async () => {
+    const a = deployment('kpack-webhook')
+    const b = deployment('kpack-controller')
+    const refused = new KpiError('network', 'list Pod in kpack: connection refused')
+    const {kube, gets} = fakeKube([a, b], {
+      listPods: (selector) => {
+        if (selector?.includes('kpack-webhook')) throw refused
+        return []
+      },
+    })
+    const err = await runStage(stageOf([a, b]), {kube, wait: 'ready', timeoutMs: 4000, onEvent: () => {}}).catch((e: unknown) => e)
+    expect(err).toBe(refused)
+    // the operation goes on (an automatic rollback) while the stage's other wait would poll on
+    // until the stage's timeout, reporting on a stage that is over and holding the process open
+    const before = gets.get('Deployment/kpack-controller') ?? 0
+    await new Promise((r) => setTimeout(r, 400))
+    expect((gets.get('Deployment/kpack-controller') ?? 0) - before).toBeLessThanOrEqual(1)
+  })
+})
