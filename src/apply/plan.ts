@@ -46,6 +46,28 @@ export interface PlannedStage {
 
 export const waveOf = (o: {kind: string}): number => (o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition' ? 0 : 1)
 
+/**
+ * A Service whose pods can only come from rendered Deployments that all want 0 replicas (values
+ * `replicas: 0`: cert-injection-webhook switched off for a while) never has an endpoint: judged by
+ * its endpoints its stage would wait out its timeout, and an upgrade roll back. It is applied and
+ * not waited for; its Deployments' rollouts (their old pods gone) still are.
+ */
+function neverBacked(service: KubeObject, objects: RenderedObject[]): boolean {
+  const selector = (service.spec as {selector?: Record<string, string>} | undefined)?.selector
+  if (!selector || !Object.keys(selector).length) return false
+  const backing = objects.map((o) => o.object).filter((d) => {
+    if (d.apiVersion !== 'apps/v1' || d.kind !== 'Deployment' || d.metadata.namespace !== service.metadata.namespace) return false
+    const labels = (d.spec as {template?: {metadata?: {labels?: Record<string, string>}}} | undefined)?.template?.metadata?.labels ?? {}
+    return Object.entries(selector).every(([k, v]) => labels[k] === v)
+  })
+  return backing.length > 0 && backing.every((d) => (d.spec as {replicas?: number} | undefined)?.replicas === 0)
+}
+
+const checkOf = (o: KubeObject, objects: RenderedObject[]): CheckKind => {
+  const check = checkFor(o)
+  return check === 'endpoints' && neverBacked(o, objects) ? 'applied' : check
+}
+
 export function planStages(objects: RenderedObject[]): PlannedStage[] {
   const placed = new Set<RenderedObject>()
   const readers = secretReaders(objects)
@@ -62,7 +84,7 @@ export function planStages(objects: RenderedObject[]): PlannedStage[] {
       title: def.title,
       objects: mine.map((o) => {
         const secrets = secretsOf(o)
-        return {stage: o.stage, object: o.object, check: checkFor(o.object), wave: waveOf(o.object), ...(secrets?.length ? {secrets} : {})}
+        return {stage: o.stage, object: o.object, check: checkOf(o.object, objects), wave: waveOf(o.object), ...(secrets?.length ? {secrets} : {})}
       }),
     }
   })
