@@ -9,6 +9,7 @@ import {KpiError} from '../src/errors.js'
 import type {Kube} from '../src/kube/client.js'
 import type {LiveObject, ObjectRef} from '../src/kube/types.js'
 import {endpointsReadiness} from '../src/kube/readiness.js'
+import {CHECKS} from '../src/kube/checks.js'
 import {renderPlatform} from '../src/render/render.js'
 import {lock17, values} from './fixtures/render/helpers.js'
 
@@ -79,5 +80,25 @@ describe('the check of a Service', () => {
     // the Deployment is still waited for (its old pods gone), and a Service with pods still is judged by its endpoints
     expect(of('Deployment', 'cert-injection-webhook').check).toBe('rollout')
     expect(of('Service', 'kpack-webhook').check).toBe('endpoints')
+  })
+})
+
+describe('the rollout check', () => {
+  it('judges a Deployment with an unschedulable pod as rolling out when nodes cannot be read (a namespace admin), not as a forbidden error', async () => {
+    const d = deployment('kpack-controller')
+    const pod: LiveObject = {
+      apiVersion: 'v1', kind: 'Pod', metadata: {name: 'kpack-controller-1', namespace: 'kpack', uid: 'p1'},
+      spec: {containers: [{name: 'c', resources: {requests: {cpu: '100m'}}}], nodeSelector: {'node-role.kubernetes.io/platform': 'true'}},
+      status: {phase: 'Pending', conditions: [{type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 node(s) didn\'t match Pod\'s node affinity/selector.'}]},
+    }
+    const {kube} = fakeKube([d], {listPods: () => [pod]})
+    const list = kube.list.bind(kube)
+    kube.list = async (apiVersion, kind, o) => {
+      // as the API server answers a user RBAC lets read pods but not nodes (node-capacity.ts: no check, no error)
+      if (kind === 'Node') throw new KpiError('auth', 'list Node: forbidden: User "ns-admin" cannot list resource "nodes" in API group "" at the cluster scope')
+      return list(apiVersion, kind, o)
+    }
+    const r = await CHECKS.rollout.judge(kube, d, {apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, namespace: 'kpack'})
+    expect(r).toMatchObject({state: 'progressing', message: '0 of 1 replicas updated'})
   })
 })

@@ -4,6 +4,7 @@
  * counts it. The executor's gates and `kpi status` both read this table, so a rule changes in
  * one place.
  */
+import {isKpiError} from '../errors.js'
 import type {Kube} from './client.js'
 import {autoscalerTookIt, neverFits, unschedulable} from './capacity.js'
 import {crdReadiness, deploymentReadiness, endpointPods, endpointsReadiness, kpackReadiness, type Readiness} from './readiness.js'
@@ -75,7 +76,14 @@ async function podNoNodeFits(kube: Kube, deployment: LiveObject): Promise<string
   if (!labelSelector) return undefined
   const pending = (await kube.list('v1', 'Pod', {namespace: deployment.metadata.namespace, labelSelector, fieldSelector: 'status.phase=Pending'})).filter(unschedulable)
   if (!pending.length) return undefined
-  const nodes = (await kube.list('v1', 'Node')).filter((n) => !n.metadata.deletionTimestamp)
+  // a user who may not list nodes (a namespace admin: preflight's node-capacity.ts skips its check
+  // for one) gets no capacity judgement, the rollout is waited for as any other; not a forbidden error
+  const all = await kube.list('v1', 'Node').catch((e: unknown) => {
+    if (isKpiError(e) && e.kind === 'auth') return undefined
+    throw e
+  })
+  if (!all) return undefined
+  const nodes = all.filter((n) => !n.metadata.deletionTimestamp)
   for (const pod of pending) {
     const why = neverFits(pod, nodes)
     if (why && !autoscalerTookIt(await kube.events(pod, 20))) return `pod ${pod.metadata.name} can never be scheduled: ${why}`
