@@ -10,6 +10,8 @@ import type {Kube} from '../src/kube/client.js'
 import type {LiveObject, ObjectRef} from '../src/kube/types.js'
 import {endpointsReadiness} from '../src/kube/readiness.js'
 import {CHECKS} from '../src/kube/checks.js'
+import {checkAccessAndImages} from '../src/apply/preflight.js'
+import type {ResourceAttributes} from '../src/kube/client.js'
 import {renderPlatform} from '../src/render/render.js'
 import {lock17, values} from './fixtures/render/helpers.js'
 
@@ -100,5 +102,24 @@ describe('the rollout check', () => {
     }
     const r = await CHECKS.rollout.judge(kube, d, {apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, namespace: 'kpack'})
     expect(r).toMatchObject({state: 'progressing', message: '0 of 1 replicas updated'})
+  })
+})
+
+describe('preflight permissions', () => {
+  it('include what the gates read to judge readiness (a rollout\'s pods, a webhook Service\'s EndpointSlices and pods): without them the first gate fails after objects changed', async () => {
+    const v = await values()
+    const {objects} = renderPlatform(await lock17(), v)
+    const {kube} = fakeKube([])
+    const asked: ResourceAttributes[] = []
+    // a role that grants everything kpi writes, but not reading pods or EndpointSlices
+    kube.canI = async (a) => {
+      asked.push(a)
+      return {allowed: a.verb !== '*' && !(a.resource === 'pods' || a.resource === 'endpointslices')}
+    }
+    const err = await checkAccessAndImages({kube, onEvent: () => {}, objects, registry: v.registry, clientOptions: {}, images: Promise.resolve(0)}, () => {}).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KpiError)
+    expect((err as KpiError).kind).toBe('auth')
+    expect((err as KpiError).message).toContain('list pods in namespace kpack')
+    expect((err as KpiError).message).toContain('list endpointslices.discovery.k8s.io in namespace kpack')
   })
 })

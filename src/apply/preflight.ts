@@ -13,6 +13,7 @@
  */
 import {KpiError} from '../errors.js'
 import type {Kube, ResourceAttributes} from '../kube/client.js'
+import {checkFor} from '../kube/checks.js'
 import {describeRef, groupOf} from '../kube/types.js'
 import {createRegistryClient, type Credentials, dockerConfigCredentials, normaliseRegistry, type OciClientOptions, parseReference, type RegistryClient, repoOf} from '../oci/index.js'
 import type {OnEvent} from '../progress/events.js'
@@ -247,6 +248,15 @@ async function permissions(kube: Kube, rendered: RenderedObject[], task: Task, d
   for (const o of deletes) {
     const r = names.get(`${o.apiVersion}/${o.kind}`)!
     need({group: groupOf(o.apiVersion), resource: r.resource, namespace: r.namespaced ? o.metadata.namespace : undefined, verbs: ['get', 'delete'], kind: o.kind})
+  }
+  // what the gates read to judge readiness (kube/checks.ts): a rollout's pods (one that can never
+  // be scheduled), a webhook Service's EndpointSlices and the pods behind them. Denied, the first
+  // gate fails with a forbidden error after its stage changed objects, and so does the rollback.
+  for (const o of objects) {
+    const check = checkFor(o)
+    if (check !== 'rollout' && check !== 'endpoints') continue
+    need({group: '', resource: 'pods', namespace: o.metadata.namespace, verbs: check === 'rollout' ? ['list'] : ['get'], kind: 'Pod'})
+    if (check === 'endpoints') need({group: 'discovery.k8s.io', resource: 'endpointslices', namespace: o.metadata.namespace, verbs: ['list'], kind: 'EndpointSlice'})
   }
   // revision records (and removing the oldest past --history-max), and the operation lease
   need({group: '', resource: 'secrets', namespace: REVISION_NAMESPACE, verbs: ['get', 'list', 'create', 'update', 'delete'], kind: 'Secret'})
