@@ -7,7 +7,7 @@
  * since the rest may live in them or be of their kinds.
  */
 import {KpiError, isKpiError} from '../errors.js'
-import type {Kube} from '../kube/client.js'
+import {FIELD_MANAGER, type Kube} from '../kube/client.js'
 import {CHECKS, probeFor} from '../kube/checks.js'
 import {waitUntil, type WaitOutcome} from '../kube/wait.js'
 import {describeRef, formatCondition, podSelectorOf, type Condition, type KubeEvent, type LiveObject} from '../kube/types.js'
@@ -84,16 +84,66 @@ async function applyChange(kube: Kube, c: Change, force: boolean): Promise<void>
 
 /** PUT the live object with the desired spec; kpack writing status meanwhile (a new resourceVersion) is retried. */
 async function replaceSpec(kube: Kube, c: Change): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
+  const written = await retryConflicts(async (attempt) => {
     const live = attempt === 1 ? c.replacement! : await kube.get(c.ref)
-    if (!live) return
+    return live && kube.replace({...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...c.desired!.metadata.labels}}, spec: c.desired!.spec})
+  })
+  if (!written) return
+  await retryConflicts(async (attempt) => {
+    const live = attempt === 1 ? written : await kube.get(c.ref)
+    const handed = live && appliedOwnership(live)
+    return handed && kube.replace(handed)
+  })
+}
+
+/** `f` again while it meets a conflict (another writer between its read and its write), up to 5 times. */
+async function retryConflicts<T>(f: (attempt: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
     try {
-      await kube.replace({...live, metadata: {...live.metadata, labels: {...live.metadata.labels, ...c.desired!.metadata.labels}}, spec: c.desired!.spec})
-      return
+      return await f(attempt)
     } catch (e) {
       if (!(isKpiError(e) && e.kind === 'conflict') || attempt >= 5) throw e
     }
   }
+}
+
+interface ManagedEntry {
+  manager?: string
+  operation?: string
+  subresource?: string
+  time?: string
+  fieldsV1?: Record<string, unknown>
+}
+
+/** The union of two managedFields field sets (fieldsV1: a trie of JSON objects). */
+function unionFields(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {...a}
+  for (const [k, v] of Object.entries(b)) {
+    const had = out[k]
+    out[k] = had && typeof had === 'object' && v && typeof v === 'object' ? unionFields(had as Record<string, unknown>, v as Record<string, unknown>) : v
+  }
+  return out
+}
+
+/**
+ * A PUT makes the fields it changed kpi's by an Update (managedFields operation Update), no longer
+ * by its apply: the next upgrade's apply, leaving one of them out, would not remove it, yet would
+ * remove the fields beside it it still owned (serviceAccountRef.namespace gone, .name kept: the
+ * object refused as invalid, the upgrade failed). So the PUT's fields go to kpi's apply entry, as
+ * kubectl hands fields from an Update manager to an apply one (csaupgrade): the next apply keeps,
+ * changes or removes them as any it applied. The object with its managedFields rewritten, or
+ * undefined when kpi has no Update entry on it.
+ */
+function appliedOwnership(live: LiveObject): LiveObject | undefined {
+  const entries = ((live.metadata as {managedFields?: ManagedEntry[]}).managedFields ?? [])
+  const update = entries.find((m) => m.manager === FIELD_MANAGER && m.operation === 'Update' && !m.subresource)
+  if (!update) return undefined
+  const apply = entries.find((m) => m.manager === FIELD_MANAGER && m.operation === 'Apply' && !m.subresource)
+  const merged: ManagedEntry = apply
+    ? {...apply, time: update.time ?? apply.time, fieldsV1: unionFields(apply.fieldsV1 ?? {}, update.fieldsV1 ?? {})}
+    : {...update, operation: 'Apply'}
+  const managedFields = [...entries.filter((m) => m !== update && m !== apply), merged]
+  return {...live, metadata: {...live.metadata, managedFields} as LiveObject['metadata']}
 }
 
 export async function runStage(stage: PlannedStage, opts: StageRunOptions): Promise<StageResult> {
