@@ -2,6 +2,7 @@ import {spawn} from 'node:child_process'
 import {join} from 'node:path'
 import {Flags} from '@oclif/core'
 import {KpiCommand} from '../cli/base.js'
+import {whileInterruptible} from '../cli/interrupt.js'
 import {KpiError} from '../errors.js'
 import {packageRoot} from '../package-root.js'
 import {runDemo} from '../sandbox/demo.js'
@@ -22,34 +23,22 @@ and webhook), runs kpi as a user would at every step, and stops the sandbox at t
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Demo)
-    const abort = new AbortController()
-    // SIGTERM too, and every signal while the sandbox stops: Node's default action ends the process
-    // without its exit handlers, leaving every server of the sandbox (each in its own process
-    // group) running. `on`, not `once`: a second Ctrl-C did exactly that.
-    const interrupt = () => abort.abort()
-    process.on('SIGINT', interrupt)
-    process.on('SIGTERM', interrupt)
-    try {
-      await runDemo({dir: flags.dir, signal: abort.signal}, {
-        event: (e) => this.log(e.type === 'step' ? `\n=== ${e.title}` : e.message),
-        kpi: (args, env, exit = 0) => {
-          this.log(`$ kpi ${args.join(' ')}`)
-          return new Promise((resolve, reject) => {
-            const child = spawn(process.execPath, [bin, ...args], {stdio: 'inherit', env: {...process.env, ...env}})
-            // a terminal's Ctrl-C reaches the step itself; a SIGTERM to the demo alone does not
-            const stop = () => child.kill('SIGTERM')
-            abort.signal.addEventListener('abort', stop, {once: true})
-            child.on('close', (code) => {
-              abort.signal.removeEventListener('abort', stop)
-              if (code === exit) resolve()
-              else reject(new KpiError('failed', `demo step failed: kpi ${args[0]} exited with ${code}${exit ? ` (expected ${exit})` : ''}`))
-            })
+    await whileInterruptible((signal) => runDemo({dir: flags.dir, signal}, {
+      event: (e) => this.log(e.type === 'step' ? `\n=== ${e.title}` : e.message),
+      kpi: (args, env, exit = 0) => {
+        this.log(`$ kpi ${args.join(' ')}`)
+        return new Promise((resolve, reject) => {
+          const child = spawn(process.execPath, [bin, ...args], {stdio: 'inherit', env: {...process.env, ...env}})
+          // a terminal's Ctrl-C reaches the step itself; a SIGTERM to the demo alone does not
+          const stop = () => child.kill('SIGTERM')
+          signal.addEventListener('abort', stop, {once: true})
+          child.on('close', (code) => {
+            signal.removeEventListener('abort', stop)
+            if (code === exit) resolve()
+            else reject(new KpiError('failed', `demo step failed: kpi ${args[0]} exited with ${code}${exit ? ` (expected ${exit})` : ''}`))
           })
-        },
-      })
-    } finally {
-      process.off('SIGINT', interrupt)
-      process.off('SIGTERM', interrupt)
-    }
+        })
+      },
+    }))
   }
 }

@@ -170,10 +170,9 @@ function namesPathUnder(arg: string, dir: string): boolean {
   return value === dir || value.startsWith(`${dir}/`)
 }
 
-/** Processes whose command line names a path under dir: what the sandbox started there. */
-async function processesUnder(dir: string): Promise<number[]> {
+/** Processes whose command line names a path under dir: what the sandbox started there, but `spare`. */
+async function processesUnder(dir: string, spare: ReadonlySet<number>): Promise<number[]> {
   const out: number[] = []
-  const spare = await selfAndAncestors()
   for (const entry of await readdir('/proc')) {
     const pid = Number(entry)
     if (!Number.isInteger(pid) || spare.has(pid)) continue
@@ -216,8 +215,9 @@ export async function sandboxDown(dirArg: string, opts: {graceMs?: number} = {})
   // until none is left: a killed process is listed until it has exited, and an orphan of a dead
   // supervisor (a pod runner) may start another while the first are killed
   const swept = new Set<number>()
+  const spare = await selfAndAncestors()
   const deadline = Date.now() + 10_000
-  for (let left = await processesUnder(dir); left.length && Date.now() < deadline; left = await processesUnder(dir)) {
+  for (let left = await processesUnder(dir, spare); left.length && Date.now() < deadline; left = await processesUnder(dir, spare)) {
     for (const pid of left) {
       swept.add(pid)
       try {

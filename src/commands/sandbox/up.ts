@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {KpiCommand} from '../../cli/base.js'
+import {whileInterruptible} from '../../cli/interrupt.js'
 import {sandboxUp} from '../../sandbox/updown.js'
 
 export default class SandboxUp extends KpiCommand {
@@ -24,17 +25,7 @@ network namespaces). Stop it with kpi sandbox down --dir DIR.`
   async run(): Promise<void> {
     const {flags} = await this.parse(SandboxUp)
     // Ctrl-C or SIGTERM while it waits: up stops the sandbox it was starting (see sandboxUp)
-    const abort = new AbortController()
-    const interrupt = () => abort.abort()
-    process.on('SIGINT', interrupt)
-    process.on('SIGTERM', interrupt)
-    let r
-    try {
-      r = await sandboxUp(flags.dir, {timeoutMs: flags.timeout * 1000, signal: abort.signal})
-    } finally {
-      process.off('SIGINT', interrupt)
-      process.off('SIGTERM', interrupt)
-    }
+    const r = await whileInterruptible((signal) => sandboxUp(flags.dir, {timeoutMs: flags.timeout * 1000, signal}))
     if (flags.json) {
       this.log(JSON.stringify({ok: true, dir: r.dir, env: r.envFile, values: r.valuesFile, started: r.started, ...r.state}))
       return
