@@ -14,7 +14,7 @@ import {loadValues} from '../values/load.js'
 import type {Values} from '../values/types.js'
 import {isKpiError, KpiError} from '../errors.js'
 import {parseDuration} from './duration.js'
-import {plainHttpHosts, plainHttpNotice, readCaCerts, registryFlags, tlsSkipFromFlags} from './registry.js'
+import {plainHttpHosts, plainHttpNotice, readCaCerts, registryFlags, registryTimeoutMs, tlsSkipFromFlags} from './registry.js'
 
 export const inputFlags = {
   bundle: Flags.string({char: 'b', description: 'relocated lock (kpi relocate --lock-output), or a relocated bundle image REPO@sha256:<digest>', required: true}),
@@ -86,8 +86,8 @@ export async function registryOptions(flags: {'plain-http'?: string[]; 'ca-cert'
   const plain = plainHttpHosts(flags)
   // the registry CAs the cluster will trust (values) and those given here
   const caCerts = [...valuesCas, ...(await readCaCerts(flags['ca-cert']))]
-  // how long a registry may stay silent: KPI_REGISTRY_TIMEOUT, as for relocate (set but empty is unset)
-  const timeoutMs = parseDuration(process.env.KPI_REGISTRY_TIMEOUT || undefined, 'KPI_REGISTRY_TIMEOUT')
+  // how long a registry may stay silent: KPI_REGISTRY_TIMEOUT, as for relocate
+  const timeoutMs = registryTimeoutMs()
   return {caCerts, ...tlsSkipFromFlags(flags), plainHttp: (r) => plain.has(r), onPlainHttp: plainHttpNotice(flags.json), ...(timeoutMs ? {timeoutMs} : {})}
 }
 

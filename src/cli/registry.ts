@@ -43,6 +43,18 @@ export function warn(json: boolean | undefined, message: string): void {
   process.stderr.write(json ? jsonEventLine({type: 'warning', message}) : `Warning: ${message}\n`)
 }
 
+/** A note on stderr: a line, or with --json an info event. */
+function note(json: boolean | undefined, message: string): void {
+  process.stderr.write(json ? jsonEventLine({type: 'info', message}) : `note: ${message}\n`)
+}
+
+/**
+ * How long a registry may stay silent: --registry-timeout, else KPI_REGISTRY_TIMEOUT (set but
+ * empty is unset, as for the shell's ${VAR:-default}); undefined for the client's default.
+ */
+export const registryTimeoutMs = (flag?: string): number | undefined =>
+  flag !== undefined ? parseDuration(flag, '--registry-timeout') : parseDuration(process.env.KPI_REGISTRY_TIMEOUT || undefined, 'KPI_REGISTRY_TIMEOUT')
+
 /** the hosts named plain HTTP: --plain-http (repeated) and KPI_PLAIN_HTTP (comma-separated) */
 export const plainHttpHosts = (flags: {'plain-http'?: string[]}): Set<string> =>
   new Set([...(flags['plain-http'] ?? []), ...(process.env.KPI_PLAIN_HTTP?.split(',').map((h) => h.trim()).filter(Boolean) ?? [])])
@@ -57,8 +69,7 @@ export function plainHttpNotice(json: boolean | undefined): (registry: string) =
   return (registry) => {
     if (toldPlain.has(registry)) return
     toldPlain.add(registry)
-    const message = `registry ${registry} answers plain HTTP; it is on this machine (loopback), so kpi talks HTTP to it`
-    process.stderr.write(json ? jsonEventLine({type: 'info', message}) : `note: ${message}\n`)
+    note(json, `registry ${registry} answers plain HTTP; it is on this machine (loopback), so kpi talks HTTP to it`)
   }
 }
 
@@ -96,8 +107,7 @@ export async function registryClientFromFlags(flags: {
   'registry-timeout'?: string
 }, writesTo?: string): Promise<RegistryClient> {
   if (writesTo === undefined && hasUnscopedEnvCredentials()) {
-    const message = 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD have no KPI_REGISTRY_HOSTNAME and this command writes to no registry, so they are not used; set KPI_REGISTRY_HOSTNAME to the registry they are for'
-    process.stderr.write(flags.json ? jsonEventLine({type: 'info', message}) : `note: ${message}\n`)
+    note(flags.json, 'KPI_REGISTRY_USERNAME/KPI_REGISTRY_PASSWORD have no KPI_REGISTRY_HOSTNAME and this command writes to no registry, so they are not used; set KPI_REGISTRY_HOSTNAME to the registry they are for')
   }
   const plain = plainHttpHosts(flags)
   return createRegistryClient({
@@ -107,9 +117,6 @@ export async function registryClientFromFlags(flags: {
     credentials: credentialResolver({unscopedEnvFor: writesTo}),
     onPlainHttp: plainHttpNotice(flags.json),
     connections: Math.max(8, (flags.concurrency ?? 8) * 2),
-    timeoutMs: flags['registry-timeout'] !== undefined
-      ? parseDuration(flags['registry-timeout'], '--registry-timeout')
-      // set but empty is unset, as for the shell's ${VAR:-default}
-      : parseDuration(process.env.KPI_REGISTRY_TIMEOUT || undefined, 'KPI_REGISTRY_TIMEOUT'),
+    timeoutMs: registryTimeoutMs(flags['registry-timeout']),
   })
 }
