@@ -305,6 +305,34 @@ describe('kube client on a real control plane', () => {
     expect(last).toBe('2 ready endpoints')
   })
 
+  it('objects in a namespace the operation just created go in without a read; one someone made there meanwhile is decided again, its conflict named', async () => {
+    nameRunDir()
+    const ns = 'kpi-fresh-ns'
+    const reads: string[] = []
+    const counting: Kube = {...kube, get: (ref) => {
+      reads.push(`${ref.kind}/${ref.name}`)
+      return kube.get(ref)
+    }}
+    const planned = (o: Record<string, unknown>, wave: number) => ({stage: 'kpack' as const, object: o as unknown as KubeObject, check: 'applied' as const, wave})
+    const cm = (name: string, data: Record<string, string>) => ({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name, namespace: ns, labels: {'app.kubernetes.io/managed-by': 'kpi'}}, data})
+    const fresh = new Set<string>()
+    const opts = {kube: counting, wait: 'applied' as const, timeoutMs: 30_000, onEvent: () => {}, fresh}
+    const first = await runStage({name: 'crds', title: 'namespaces', objects: [planned({apiVersion: 'v1', kind: 'Namespace', metadata: {name: ns}}, 0)]}, opts)
+    expect(first.changes.map((c) => c.action)).toEqual(['create'])
+    expect([...fresh]).toEqual([ns])
+    // between the stages another tool makes one of the next stage's objects, with a value kpi sets otherwise
+    await kube.apply(obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'theirs', namespace: ns}, data: {a: 'theirs'}}), {fieldManager: 'someone-else'})
+    reads.length = 0
+    const second = await runStage({name: 'config', title: 'config', objects: [planned(cm('ours', {a: '1'}), 1), planned(cm('theirs', {a: 'kpi'}), 1)]}, opts)
+    expect(second.changes.map((c) => [c.object, c.action])).toEqual([['ConfigMap kpi-fresh-ns/ours', 'create'], ['ConfigMap kpi-fresh-ns/theirs', 'update']])
+    expect(second.conflicts).toEqual(['ConfigMap kpi-fresh-ns/theirs: took over fields from another manager: someone-else: .data.a'])
+    // the only read: the object whose apply met the other manager's field
+    expect(reads).toEqual(['ConfigMap/theirs'])
+    expect((await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'theirs', namespace: ns}))?.data).toEqual({a: 'kpi'})
+    expect((await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'ours', namespace: ns}))?.data).toEqual({a: '1'})
+    await kube.delete({apiVersion: 'v1', kind: 'Namespace', name: ns})
+  })
+
   it('a stage that rolls a Deployment judges its Service once only the new pods are behind it', async () => {
     nameRunDir()
     const labels = {app: 'probe'}

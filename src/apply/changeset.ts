@@ -84,6 +84,15 @@ const onlyOwn = (e: KpiError): boolean => {
 }
 
 /**
+ * In a namespace this operation created (`fresh`: the API server answered 404 for it, then kpi
+ * applied it, moments ago) nothing kpi renders exists yet: the object is a create without asking.
+ * On an install that is two thirds of the objects, a GET each (the stage applies it without
+ * force, so one that someone made meanwhile meets a conflict and is decided again: stage.ts).
+ */
+export const inFreshNamespace = (o: PlannedObject, fresh?: ReadonlySet<string>): boolean =>
+  !!o.object.metadata.namespace && !!fresh?.has(o.object.metadata.namespace)
+
+/**
  * Decides one object. `force` takes other managers' fields from the start (adopting).
  *
  * `replaceSpec` (rollbacks, for kpack's kinds): the object is written whole, its spec exactly the
@@ -91,11 +100,11 @@ const onlyOwn = (e: KpiError): boolean => {
  * refuses to decode (kpack 0.17 adds `spec.lifecycle` to builders; 0.16 answers `unknown field
  * "lifecycle"`); they are not kpi's fields, so a server-side apply would keep them.
  */
-export async function decide(kube: Kube, o: PlannedObject, force: boolean, replaceSpec = false, applied?: Applied): Promise<Change> {
+export async function decide(kube: Kube, o: PlannedObject, force: boolean, replaceSpec = false, applied?: Applied, fresh?: ReadonlySet<string>): Promise<Change> {
   // a Deployment carries the versions of the Secrets it reads, as they are now (secret-versions.ts)
   const desired = o.secrets ? await withSecretVersions(kube, o.object, o.secrets) : o.object
   const base = {object: describeRef(desired), ref: refOf(desired), check: o.check, wave: o.wave, desired, fields: [] as FieldChange[]}
-  if (!(await kube.resourceFor(desired.apiVersion, desired.kind))) return {...base, action: 'create'}
+  if (inFreshNamespace(o, fresh) || !(await kube.resourceFor(desired.apiVersion, desired.kind))) return {...base, action: 'create'}
   const live = await kube.get(base.ref)
   if (!live) return {...base, action: 'create'}
   // (not for a spec written whole: a newer kpack's webhook may have defaulted fields into it that an older one refuses)

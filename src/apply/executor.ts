@@ -29,11 +29,12 @@ export interface ExecuteResult {
 
 export async function execute(stages: PlannedStage[], stale: StaleObject[], o: ExecuteOptions): Promise<ExecuteResult> {
   const results: StageResult[] = []
+  const fresh = o.fresh ?? new Set<string>()
   for (const stage of stages) {
     // recorded before it is said: a kill after the event finds the stage in the record
     await o.onStage?.(stage, 'applying')
     o.onEvent({type: 'stage-start', stage: stage.name, message: stage.title})
-    const r = await runStage(stage, o)
+    const r = await runStage(stage, {...o, fresh})
     results.push(r)
     await o.onStage?.(stage, 'ready', r)
     const changed = r.changes.filter((c) => c.action !== 'unchanged').length

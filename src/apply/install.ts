@@ -8,7 +8,7 @@ import type {Bundle} from '../bundle/types.js'
 import type {RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
 import type {RevisionRecord} from '../revision/record.js'
-import {latestRevision, saveRevision} from '../revision/store.js'
+import {latestRevisionAfter, saveRevision} from '../revision/store.js'
 import {staleObjects, type ChangeAction} from './changeset.js'
 import {contextOf, desiredRevision, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {planStages} from './plan.js'
@@ -74,7 +74,7 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
 
   return withLease(ctx, 'install', async (_lease, signal) => {
     // what preflight saw must still be so now that this operation holds the lease
-    unchangedSincePreflight(pre.existing, await latestRevision(kube))
+    unchangedSincePreflight(pre.existing, await latestRevisionAfter(kube, pre.existing))
     const reconcile = pre.mode === 'reconcile'
     const record: RevisionRecord = {
       apiVersion: 'kpi.dev/v1alpha1',

@@ -8,7 +8,7 @@ import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {refOf} from '../kube/types.js'
 import type {RegistryValues} from '../values/types.js'
-import {latestRevision, listRevisionHeads, readInstallation} from '../revision/store.js'
+import {latestRevisionAfter, readInstallation} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, markInterrupted, RevisionFailed, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask, runningImages} from './preflight.js'
@@ -65,11 +65,10 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
 
   return withLease(ctx, 'rollback', async (_lease, signal) => {
-    const heads = await listRevisionHeads(kube)
-    const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
-    let interrupted: number | undefined
-    const now = await latestRevision(kube, heads)
+    const now = await latestRevisionAfter(kube, latest)
     unchangedSincePreflight(latest, now)
+    const next = (now?.record.revision ?? 0) + 1
+    let interrupted: number | undefined
     if (now?.record.status.startsWith('pending-')) {
       await markInterrupted(ctx, now, `finished by revision ${next} (kpi rollback to ${t.revision})`)
       interrupted = now.record.revision

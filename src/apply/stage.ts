@@ -14,7 +14,7 @@ import {describeRef, formatCondition, podSelectorOf, type Condition, type KubeEv
 import type {OnEvent} from '../progress/events.js'
 import type {KubeObject} from '../render/types.js'
 import type {WaitMode} from '../revision/record.js'
-import {decide, type Change} from './changeset.js'
+import {decide, inFreshNamespace, type Change} from './changeset.js'
 import type {PlannedObject, PlannedStage} from './plan.js'
 import {mapLimit} from '../pool.js'
 import type {Applied} from './untouched.js'
@@ -46,6 +46,8 @@ export interface StageRunOptions {
   replaceSpec?: (o: KubeObject) => boolean
   /** what the deployed revision applied, when it is the latest: untouched.ts */
   applied?: Applied
+  /** namespaces this operation created, filled in as it does (changeset.ts inFreshNamespace) */
+  fresh?: Set<string>
 }
 
 /** One object a gate found not ready: what `kpi upgrade` names when it fails. */
@@ -161,8 +163,17 @@ export async function runStage(stage: PlannedStage, opts: StageRunOptions): Prom
     const objs = stage.objects.filter((o) => o.wave === wave)
     await mapLimit(objs, limit, async (o) => {
       opts.signal?.throwIfAborted()
-      const c = await decide(kube, o, force, opts.replaceSpec?.(o.object) ?? false, opts.applied)
-      await applyChange(kube, c, force)
+      const replace = opts.replaceSpec?.(o.object) ?? false
+      let c = await decide(kube, o, force, replace, opts.applied, opts.fresh)
+      try {
+        await applyChange(kube, c, force)
+      } catch (e) {
+        // taken for new in a namespace just made, it was there after all (someone else's): decided as any other
+        if (!(inFreshNamespace(o, opts.fresh) && isKpiError(e) && e.kind === 'conflict')) throw e
+        c = await decide(kube, o, force, replace, opts.applied)
+        await applyChange(kube, c, force)
+      }
+      if (c.action === 'create' && c.ref.kind === 'Namespace') opts.fresh?.add(c.ref.name)
       changes.push(c)
       if (c.conflict) {
         const line = `${c.object}: took over fields from another manager: ${c.conflict}`

@@ -14,7 +14,7 @@ import {KpiError} from '../errors.js'
 import type {KubeObject, RenderedObject, RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
 import type {RevisionRecord} from '../revision/record.js'
-import {latestRevision, listRevisionHeads, readInstallation, type StoredRevision} from '../revision/store.js'
+import {latestRevisionAfter, readInstallation, type StoredRevision} from '../revision/store.js'
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
 import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
@@ -124,10 +124,9 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
 
   return withLease(ctx, 'upgrade', async (_lease, signal) => {
     let interrupted: number | undefined
-    const heads = await listRevisionHeads(kube)
-    const next = Math.max(0, ...heads.map((h) => h.revision)) + 1
-    const now = await latestRevision(kube, heads)
+    const now = await latestRevisionAfter(kube, latest)
     unchangedSincePreflight(latest, now)
+    const next = (now?.record.revision ?? 0) + 1
     if (now?.record.status.startsWith('pending-')) {
       // nobody holds the lease (this operation does): that operation died
       await markInterrupted(ctx, now, `finished by revision ${next} (kpi upgrade)`)

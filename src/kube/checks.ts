@@ -74,7 +74,8 @@ export const CHECKS: Record<CheckKind, Check> = {
 async function podNoNodeFits(kube: Kube, deployment: LiveObject): Promise<string | undefined> {
   const labelSelector = podSelectorOf(deployment)
   if (!labelSelector) return undefined
-  const pending = (await kube.list('v1', 'Pod', {namespace: deployment.metadata.namespace, labelSelector, fieldSelector: 'status.phase=Pending'})).filter(unschedulable)
+  // cached: a pod the scheduler gave up on stays so for the 15 s the judgement must hold (failAfterMs)
+  const pending = (await kube.list('v1', 'Pod', {namespace: deployment.metadata.namespace, labelSelector, fieldSelector: 'status.phase=Pending', cached: true})).filter(unschedulable)
   if (!pending.length) return undefined
   // a user who may not list nodes (a namespace admin: preflight's node-capacity.ts skips its check
   // for one) gets no capacity judgement, the rollout is waited for as any other; not a forbidden error

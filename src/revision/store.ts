@@ -81,6 +81,19 @@ export async function latestRevision(kube: Kube, listed?: RevisionHead[]): Promi
   return last ? readRevision(kube, last.revision) : undefined
 }
 
+/**
+ * The newest revision again, once the operation holds the lease, knowing it was `seen` (or none)
+ * at preflight: revisions are numbered one after another, so a newer one than `seen` would be
+ * `seen + 1`. Two GETs by name rather than a LIST: a LIST right after the lease's write waits
+ * for the API server's watch cache to catch up with that write (35-43 ms measured on the
+ * benchmark sandbox, against 2-5 ms for a GET). Only when `seen + 1` exists is the whole list read.
+ */
+export async function latestRevisionAfter(kube: Kube, seen: StoredRevision | undefined): Promise<StoredRevision | undefined> {
+  const n = seen?.record.revision ?? 0
+  const [newer, again] = await Promise.all([kube.get(secretRef(revisionSecretName(n + 1))), n ? readRevision(kube, n) : undefined])
+  return newer ? latestRevision(kube) : again
+}
+
 /** The newest revision that is deployed (the platform as it runs), if any. */
 const deployedHead = (heads: readonly RevisionHead[]): number | undefined => heads.filter((h) => h.status === 'deployed').at(-1)?.revision
 
