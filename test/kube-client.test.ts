@@ -17,6 +17,7 @@ import {createKubeClient, type Kube} from '../src/kube/client.js'
 import {loadKubeConfig} from '../src/kube/config.js'
 import {createRequester} from '../src/kube/http.js'
 import {endpointsProbe, crdProbe, deploymentProbe, kpackProbe, waitUntil} from '../src/kube/wait.js'
+import {watchWakeups} from '../src/kube/wake.js'
 import {refOf, type LiveObject} from '../src/kube/types.js'
 import type {ProgressEvent} from '../src/progress/events.js'
 import {renderPlatform} from '../src/render/render.js'
@@ -331,6 +332,41 @@ describe('kube client on a real control plane', () => {
     expect((await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'theirs', namespace: ns}))?.data).toEqual({a: 'kpi'})
     expect((await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'ours', namespace: ns}))?.data).toEqual({a: '1'})
     await kube.delete({apiVersion: 'v1', kind: 'Namespace', name: ns})
+  })
+
+  it('a gate\'s wake-up comes with a change of the object (its watch), not with the state its last read already saw, nor with objects that are not kpi\'s', async () => {
+    nameRunDir()
+    const cm = (name: string, data: Record<string, string>, labels: Record<string, string> = {'app.kubernetes.io/managed-by': 'kpi'}) =>
+      obj({apiVersion: 'v1', kind: 'ConfigMap', metadata: {name, namespace: 'default', labels}, data})
+    const seenRv = (await kube.apply(cm('kpi-wake', {ready: 'no'}))).metadata.resourceVersion
+    const wakeups = watchWakeups(kube, 'app.kubernetes.io/managed-by=kpi')
+    try {
+      const w = wakeups.of({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-wake', namespace: 'default'})
+      let woke = false
+      const c = w.changed(w.seen(), seenRv)
+      void c.promise.then(() => (woke = true))
+      // the watch starts with the object as the read saw it, and another object changes meanwhile
+      await kube.apply(cm('kpi-wake-other', {x: '1'}))
+      await kube.apply(cm('not-kpis', {x: '1'}, {}))
+      await new Promise((r) => setTimeout(r, 500))
+      expect(woke).toBe(false)
+      expect(w.seen(), 'the watch delivered the object as it was').toBe(1)
+      await kube.apply(cm('kpi-wake', {ready: 'yes'}))
+      await c.promise
+      expect(w.seen()).toBe(2)
+      // a change that came before the next wait was asked for wakes it at once, unless that read saw it
+      const now = (await kube.get({apiVersion: 'v1', kind: 'ConfigMap', name: 'kpi-wake', namespace: 'default'}))!.metadata.resourceVersion
+      let again = false
+      const d = w.changed(1, now)
+      void d.promise.then(() => (again = true))
+      await new Promise((r) => setTimeout(r, 200))
+      expect(again).toBe(false)
+      d.cancel()
+      await w.changed(1, seenRv).promise
+    } finally {
+      wakeups.close()
+    }
+    for (const n of ['kpi-wake', 'kpi-wake-other', 'not-kpis']) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: n, namespace: 'default'})
   })
 
   it('a stage that rolls a Deployment judges its Service once only the new pods are behind it', async () => {

@@ -10,6 +10,8 @@ import {KpiError, isKpiError} from '../errors.js'
 import {FIELD_MANAGER, type Kube} from '../kube/client.js'
 import {CHECKS, probeFor} from '../kube/checks.js'
 import {waitUntil, type WaitOutcome} from '../kube/wait.js'
+import {watchWakeups} from '../kube/wake.js'
+import {MANAGED_BY, MANAGED_BY_LABEL} from '../render/types.js'
 import {describeRef, formatCondition, podSelectorOf, type Condition, type KubeEvent, type LiveObject} from '../kube/types.js'
 import type {OnEvent} from '../progress/events.js'
 import type {KubeObject} from '../render/types.js'
@@ -213,13 +215,17 @@ async function gate(stage: PlannedStage, objs: PlannedObject[], opts: StageRunOp
   const onOuter = () => abort.abort(opts.signal!.reason)
   opts.signal?.addEventListener('abort', onOuter, {once: true})
   const outcomes: Array<{o: PlannedObject; r: WaitOutcome}> = []
+  const wakeups = watchWakeups(kube, `${MANAGED_BY_LABEL}=${MANAGED_BY}`)
   try {
     await Promise.all(objs.map(async (o) => {
       const name = describeRef(o.object)
       const task = `${name} ${CHECKS[o.check].title}`
       onEvent({type: 'task', stage: stage.name, task, status: 'start'})
-      const r = await waitUntil(probeFor(kube, o.check, {apiVersion: o.object.apiVersion, kind: o.object.kind, name: o.object.metadata.name, namespace: o.object.metadata.namespace}), {
+      const ref = {apiVersion: o.object.apiVersion, kind: o.object.kind, name: o.object.metadata.name, namespace: o.object.metadata.namespace}
+      const r = await waitUntil(probeFor(kube, o.check, ref), {
         timeoutMs: Math.max(0, deadline - Date.now()),
+        // a Service's endpoints change in its EndpointSlices, not in the Service: polled only
+        wake: o.check === 'endpoints' ? undefined : wakeups.of(ref),
         failAfterMs: CHECKS[o.check].failAfterMs,
         signal: abort.signal,
         onChange: (x) => {
@@ -254,6 +260,7 @@ async function gate(stage: PlannedStage, objs: PlannedObject[], opts: StageRunOp
     const first = outcomes.find((x) => x.r.outcome === 'failed')
     throw first ? await failure(kube, first.o, first.r, stage, opts) : reason
   } finally {
+    wakeups.close()
     opts.signal?.removeEventListener('abort', onOuter)
   }
   const late = outcomes.filter((x) => x.r.outcome === 'timeout')

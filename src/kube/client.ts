@@ -83,6 +83,12 @@ export interface Kube {
   patchStatus(ref: ObjectRef, status: Record<string, unknown>): Promise<LiveObject>
   /** the newest events about an object, newest last */
   events(obj: LiveObject, limit?: number): Promise<KubeEvent[]>
+  /**
+   * Watches the objects of a kind (in a namespace) from now: `onChange` gets each one as it is
+   * added or changed, the matching ones as they are first. Ends at the returned stop(), when the
+   * server ends it (5 minutes at most) or on any error, silently: callers poll besides.
+   */
+  watch(apiVersion: string, kind: string, opts: {namespace?: string; labelSelector?: string}, onChange: (obj: LiveObject) => void): () => void
   /** the raw requester, for reads kpi has no method for */
   request: Requester
   close(): void
@@ -196,6 +202,27 @@ export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Ku
         cont = res.body.metadata?.continue || undefined
       } while (cont)
       return items
+    },
+
+    watch(apiVersion, kind, o, onChange) {
+      const stop = new AbortController()
+      const run = async () => {
+        const path = await pathOf({apiVersion, kind, name: '', namespace: o.namespace}, {collection: true})
+        await request('GET', path, {
+          query: {watch: 'true', labelSelector: o.labelSelector, timeoutSeconds: 300}, timeoutMs: 310_000, signal: stop.signal,
+          onLine: (line) => {
+            let e: {type?: string; object?: LiveObject}
+            try {
+              e = JSON.parse(line) as typeof e
+            } catch {
+              return
+            }
+            if ((e.type === 'ADDED' || e.type === 'MODIFIED') && e.object?.metadata) onChange(e.object)
+          },
+        })
+      }
+      run().catch(() => {})
+      return () => stop.abort()
     },
 
     async create(obj) {

@@ -7,6 +7,7 @@
  * they serialise, which would silently strip fields of objects kpi applies.
  */
 import {readFileSync} from 'node:fs'
+import {StringDecoder} from 'node:string_decoder'
 import {Agent, request} from 'node:https'
 import {request as httpRequest, Agent as HttpAgent, type IncomingHttpHeaders} from 'node:http'
 import {KpiError} from '../errors.js'
@@ -24,6 +25,9 @@ export interface RequestOptions {
   contentType?: string
   /** milliseconds; the whole request (default 30 s) */
   timeoutMs?: number
+  /** a 200 answer's body is handed over line by line as it comes (a watch), not kept */
+  onLine?: (line: string) => void
+  signal?: AbortSignal
 }
 
 export type Requester = <T = unknown>(method: string, path: string, opts?: RequestOptions) => Promise<KubeResponse<T>>
@@ -126,10 +130,19 @@ export async function createRequester(k: LoadedKubeConfig, graceMs = API_UNAVAIL
     }
     const send = url.protocol === 'https:' ? request : httpRequest
     return new Promise<KubeResponse<T>>((resolve, reject) => {
-      const reqOpts = {method, headers, agent: (useOwnAgent ? agent : o.agent) as Agent, ...(useOwnAgent ? {} : tls)} as Parameters<typeof request>[1]
+      const reqOpts = {method, headers, agent: (useOwnAgent ? agent : o.agent) as Agent, ...(useOwnAgent ? {} : tls), ...(opts.signal ? {signal: opts.signal} : {})} as Parameters<typeof request>[1]
       const req = send(url, reqOpts, (res) => {
         const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
+        const lines = res.statusCode === 200 ? opts.onLine : undefined
+        let partial = ''
+        // a character split between two chunks is put together again
+        const text = new StringDecoder('utf8')
+        res.on('data', (c: Buffer) => {
+          if (!lines) return void chunks.push(c)
+          const parts = (partial + text.write(c)).split('\n')
+          partial = parts.pop()!
+          for (const l of parts) if (l) lines(l)
+        })
         res.on('error', (e) => reject(transportError(e, server)))
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8')

@@ -1,7 +1,8 @@
 /**
  * Waiting for readiness by polling: a probe reads the live state and judges it (readiness.ts).
- * Polling rather than watches: a handful of objects per stage, no long-lived connections to keep
- * healthy through proxies, and the same code path for every kind. The interval stays short while a
+ * Polls are the judgement, not watches: the same code path for every kind, nothing to lose when a
+ * long-lived connection breaks behind a proxy. A watch only wakes a sleeping poll early when the
+ * object changes (wake.ts), so a change is judged when it happens. The interval stays short while a
  * change is usually settling (FAST_MS), then grows slowly to a second (MAX_MS): a rollout is usually
  * done within a second, and every stage waits for its slowest object, so a late poll is time added
  * to the whole operation (measured with bench/upgrade.ts: 200 ms growing by half to 2 s left up to
@@ -12,6 +13,7 @@
 import type {Kube} from './client.js'
 import {probeFor} from './checks.js'
 import type {Readiness} from './readiness.js'
+import type {ObjectWake} from './wake.js'
 import type {LiveObject, ObjectRef} from './types.js'
 
 export interface WaitOptions {
@@ -21,6 +23,8 @@ export interface WaitOptions {
   signal?: AbortSignal
   /** called with each new judgement (for progress), only when the message changes */
   onChange?: (r: Readiness) => void
+  /** ends a sleep between polls early when the object changes (wake.ts) */
+  wake?: ObjectWake
 }
 
 export type WaitOutcome =
@@ -43,6 +47,7 @@ export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutco
   let failingSince: number | undefined
   for (;;) {
     o.signal?.throwIfAborted()
+    const since = o.wake?.seen() ?? 0
     const r = await probe()
     if (r.readiness.message !== lastMsg) {
       lastMsg = r.readiness.message
@@ -57,22 +62,31 @@ export async function waitUntil(probe: Probe, o: WaitOptions): Promise<WaitOutco
     }
     const left = deadline - Date.now()
     if (left <= 0) return {outcome: failingSince === undefined ? 'timeout' : 'failed', ...r}
-    await sleep(Math.min(interval, left), o.signal)
+    await sleep(Math.min(interval, left), o.signal, o.wake?.changed(since, r.live?.metadata.resourceVersion))
     if (Date.now() - started >= FAST_FOR_MS) interval = Math.min(MAX_MS, Math.round(interval * 1.25))
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal, wake?: {promise: Promise<void>; cancel(): void}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
+    const done = () => {
+      clearTimeout(t)
+      wake?.cancel()
       signal?.removeEventListener('abort', onAbort)
+    }
+    const t = setTimeout(() => {
+      done()
       resolve()
     }, ms)
     const onAbort = () => {
-      clearTimeout(t)
+      done()
       reject(signal!.reason)
     }
     signal?.addEventListener('abort', onAbort, {once: true})
+    void wake?.promise.then(() => {
+      done()
+      resolve()
+    })
   })
 }
 
