@@ -13,6 +13,10 @@ import {describe, expect, it} from 'vitest'
 import {readRevision, createRevision, deleteRevision, listRevisionHeads, saveRevision} from '../src/revision/store.js'
 import type {RevisionRecord} from '../src/revision/record.js'
 import type {ObjectRef} from '../src/kube/types.js'
+import {readFile} from 'node:fs/promises'
+import {KpiError} from '../src/errors.js'
+import {rollback} from '../src/apply/rollback-action.js'
+import type {ProgressEvent} from '../src/progress/events.js'
 import {MANAGED_BY, MANAGED_BY_LABEL} from '../src/render/types.js'
 import type {DiffResult} from '../src/apply/diff.js'
 import {expectCleanFailure, KPI_BIN, type CliResult} from './helpers/cli.js'
@@ -227,5 +231,31 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
       clearInterval(timer)
     }
     await p.kube.replace({...(await p.kube.get(ref))!, spec: {leaseDurationSeconds: 60, leaseTransitions: 0}})
+  })
+  it('a revision deployed whose bookkeeping then fails (the history trim refused) is reported deployed, with a warning saying what is left for the next operation', async () => {
+    p.nameRunDir()
+    const before = await listRevisionHeads(p.kube)
+    const last = before.at(-1)!.revision
+    const deployed = before.filter((h) => h.status === 'deployed').at(-1)!.revision
+    // every delete in kpi-system is refused, as by an API server that went away after the record was written
+    const kube = {...p.kube, delete: async (ref: ObjectRef) => {
+      if (ref.namespace === 'kpi-system') throw new KpiError('network', `cannot reach the Kubernetes API at ${p.kube.server} (ECONNREFUSED)`)
+      return p.kube.delete(ref)
+    }}
+    const events: ProgressEvent[] = []
+    const r = await rollback({
+      kube, revision: deployed, wait: 'applied', kpiVersion: 'test', historyMax: 1, onEvent: (e) => events.push(e),
+      registryOptions: {caCerts: [await readFile(p.sb.caFile, 'utf8')]},
+    })
+    expect(r.revision).toBe(last + 1)
+    const warning = events.filter((e) => e.type === 'warning').map((e) => e.message).find((m) => m?.includes('trimming the history'))
+    expect(warning).toBe(`revision ${last + 1} is deployed, but marking the revisions before it superseded and trimming the history failed: cannot reach the Kubernetes API at ${p.kube.server} (ECONNREFUSED); the next kpi operation does both`)
+    const after = await listRevisionHeads(p.kube)
+    expect(after.map((h) => h.revision)).toEqual([...before.map((h) => h.revision), last + 1])
+    expect(after.filter((h) => h.status === 'deployed').map((h) => h.revision)).toEqual([last + 1])
+    // the next operation trims what this one could not
+    const again = await p.run(['rollback', String(deployed), ...applied, '--history-max', '2'])
+    expect(again.code, again.stderr).toBe(0)
+    expect((await listRevisionHeads(p.kube)).map((h) => h.revision)).toEqual([last + 1, last + 2])
   })
 })

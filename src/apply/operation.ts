@@ -179,7 +179,14 @@ export async function runRevision(ctx: OperationContext, run: RevisionRun): Prom
     throw new RevisionFailed(record, err, current)
   }
   if (run.persist) await finish(ctx, record, () => stored, (s) => (stored = s), {status: 'deployed', message: undefined})
-  if (run.persist) await afterDeployed(ctx, record.revision)
+  // the platform is deployed and recorded so: bookkeeping that fails now (the API server gone a
+  // moment) is said, not made the operation's failure; the next operation's does it again
+  if (run.persist) {
+    await afterDeployed(ctx, record.revision).catch((e: unknown) => ctx.onEvent({
+      type: 'warning',
+      message: `revision ${record.revision} is deployed, but marking the revisions before it superseded and trimming the history failed: ${e instanceof Error ? e.message : String(e)}; the next kpi operation does both`,
+    }))
+  }
   return {record, stored, result}
 }
 
