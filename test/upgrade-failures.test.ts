@@ -219,7 +219,8 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     }
     await renew()
     // it renews every third of its duration, as kpi does
-    const timer = setInterval(() => void renew().catch(() => {}), 1000)
+    let renewing: Promise<void> = Promise.resolve()
+    const timer = setInterval(() => (renewing = renew().catch(() => {})), 1000)
     try {
       const lock2 = await p.relocate('v2')
       const r = await p.run(['upgrade', '-b', lock2, '-f', values, '--ca-cert', p.sb.caFile, ...applied])
@@ -229,6 +230,8 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
       expect(line).toMatch(/^Error: another kpi operation is running: upgrade by kpi upgrade \(pid 9 on skewed-host\) since /)
     } finally {
       clearInterval(timer)
+      // a renewal still in flight would change the lease between the read and the write below
+      await renewing
     }
     await p.kube.replace({...(await p.kube.get(ref))!, spec: {leaseDurationSeconds: 60, leaseTransitions: 0}})
   })
@@ -257,5 +260,25 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     const again = await p.run(['rollback', String(deployed), ...applied, '--history-max', '2'])
     expect(again.code, again.stderr).toBe(0)
     expect((await listRevisionHeads(p.kube)).map((h) => h.revision)).toEqual([last + 1, last + 2])
+  })
+  it('--no-rollback leaves a failed upgrade as it is; a bare kpi rollback then puts the deployed revision back', async () => {
+    p.nameRunDir()
+    const lock2 = await p.relocate('v2')
+    const greedy = await p.values('values-greedy-kept', {controller: {resources: {requests: {cpu: '64'}}}})
+    const deployed = (await listRevisionHeads(p.kube)).filter((h) => h.status === 'deployed').at(-1)!.revision
+    const image = await imageOf()
+    const r = await p.run(['upgrade', '-b', lock2, '-f', greedy, '--ca-cert', p.sb.caFile, ...applied, '--no-rollback'])
+    const line = expectCleanFailure(r)
+    expect(r.code).toBe(11)
+    const failed = deployed + 1
+    expect(line).toMatch(new RegExp(`^Error: upgrade to 1\\.1\\.0 failed at stage controllers \\(revision ${failed}, left as it is: --no-rollback\\): `))
+    expect(line).toContain(`kpi rollback ${deployed}`)
+    expect(r.stderr).not.toContain('rolling back')
+    expect(await imageOf(), 'the failed revision\'s controller is what runs now').not.toBe(image)
+    const back = await p.run(['rollback', ...applied])
+    expect(back.code, back.stderr).toBe(0)
+    expect(back.stdout).toMatch(new RegExp(`^Rolled back to revision ${deployed}: .* recorded as revision ${failed + 1}`))
+    expect(await imageOf()).toBe(image)
+    expect((await listRevisionHeads(p.kube)).slice(-3).map((h) => [h.revision, h.status])).toEqual([[deployed, 'superseded'], [failed, 'failed'], [failed + 1, 'deployed']])
   })
 })

@@ -99,7 +99,10 @@ export async function rollbackTarget(kube: Kube, wanted: number | undefined): Pr
   const heads = await listRevisionHeads(kube)
   if (!heads.length) throw new KpiError('not-found', `no kpi installation in the cluster at ${kube.server} (no revision record in namespace kpi-system)`, {hint: 'install with kpi install -b LOCK -f VALUES'})
   const deployed = heads.filter((h) => h.status === 'deployed').at(-1)
-  const revision = wanted ?? heads.filter((h) => h.status === 'superseded' && (!deployed || h.revision < deployed.revision)).at(-1)?.revision
+  // after a failed or interrupted operation (an upgrade with --no-rollback), going back means to
+  // the deployed revision, whose state it left half changed; otherwise to the one before it
+  const afterDeployed = deployed && heads.at(-1)!.revision > deployed.revision
+  const revision = wanted ?? (afterDeployed ? deployed.revision : heads.filter((h) => h.status === 'superseded' && (!deployed || h.revision < deployed.revision)).at(-1)?.revision)
   if (revision === undefined) throw new KpiError('not-found', 'there is no earlier revision to roll back to', {hint: 'kpi history lists the revisions'})
   const head = heads.find((h) => h.revision === revision)
   if (!head) {

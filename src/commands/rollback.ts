@@ -11,7 +11,9 @@ import {progressMode, withProgress} from '../cli/progress.js'
 export default class Rollback extends KpiCommand {
   static override description = `Put an earlier revision back, stage by stage, gated on health
 
-REVISION defaults to the revision deployed before the current one (kpi history lists them). Its
+REVISION defaults to the revision deployed before the current one (kpi history lists them); after
+an operation that failed and was left as it is (kpi upgrade --no-rollback) or was interrupted, to
+the deployed one, whose state that operation changed in part. Its
 objects are applied again in stage order, each stage waiting until ready, then what it did not
 have is deleted; the result is recorded as a new revision ("rollback to N").
 
@@ -25,7 +27,7 @@ that is no longer in the cluster is refused before anything changes.`
   ]
 
   static override args = {
-    revision: Args.string({description: 'the revision to go back to (default: the one before the deployed one)'}),
+    revision: Args.string({description: 'the revision to go back to (default: the one before the deployed one; the deployed one after a failed or interrupted operation)'}),
   }
 
   static override flags = {
