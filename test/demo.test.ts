@@ -66,7 +66,7 @@ describe('kpi demo', () => {
     await rm(dir, {recursive: true, force: true})
   })
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('%s while the sandbox starts stops the demo and everything it started', async (sig) => {
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s while the sandbox starts stops the demo and everything it started', async (sig) => {
     const dir = await mkdtemp(join(tmpdir(), 'kpi-demo-signal-'))
     const run = startKpi(['demo', '--dir', dir])
     try {

@@ -1,18 +1,18 @@
 /**
- * A long command that stops what it started when interrupted. Every SIGINT and SIGTERM while it
- * runs (`on`, not `once`): left to Node's default action, a second Ctrl-C or a SIGTERM ended the
- * process without its exit handlers, and every server it had started (each in a process group of
- * its own) kept running.
+ * A long command that stops what it started when interrupted. Every SIGINT, SIGTERM and SIGHUP (its
+ * terminal closed) while it runs (`on`, not `once`): left to Node's default action, a second
+ * Ctrl-C, a SIGTERM or a closed terminal ended the process without its exit handlers, and every
+ * server it had started (each in a process group of its own) kept running.
  */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
 export async function whileInterruptible<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const abort = new AbortController()
   const interrupt = () => abort.abort()
-  process.on('SIGINT', interrupt)
-  process.on('SIGTERM', interrupt)
+  for (const s of SIGNALS) process.on(s, interrupt)
   try {
     return await run(abort.signal)
   } finally {
-    process.off('SIGINT', interrupt)
-    process.off('SIGTERM', interrupt)
+    for (const s of SIGNALS) process.off(s, interrupt)
   }
 }
