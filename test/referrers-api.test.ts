@@ -238,6 +238,24 @@ describe('referrers API (ggcr registry) and fallback tag (distribution 2.8)', ()
     }
   })
 
+  it('ggcr -> distribution: six referrers of one subject, relocated at once, are all in its fallback tag index (each a read-modify-write of one tag)', async () => {
+    const c = freshClient()
+    const path = bundleImages(ggLock).map((i) => i.path).find((x) => !sigs.some((s) => s.subjectPath === x))!
+    const subject = image(ggLock, path)
+    const six: string[] = []
+    for (let i = 0; i < 6; i++) {
+      const bytes = await signature(c, subject.repo, subject.digest, `signer ${i}`, `${SIG_TYPE}.${i}`)
+      six.push(await attachReferrer(c, subject.repo, bytes, MediaTypes.ociManifest))
+    }
+    const lockFile = join(work, 'many-lock.yaml')
+    const r = await kpi(['relocate', '-b', join(work, 'gg-lock.yaml'), '--to-repo', `${sb.public.host}/many`, '--lock-output', lockFile, '--plain-http', gg.host, '--json'], sb.env)
+    expect(r.code, r.stderr).toBe(0)
+    const at = image(await lockOf(lockFile), path)
+    const res = await fetch(`${sb.public.url}/v2/${at.repo.repository}/manifests/${referrersTag(at.digest)}`, {headers: {accept: MediaTypes.ociIndex}})
+    expect(res.status).toBe(200)
+    expect(((await res.json()) as ImageIndex).manifests.map((d) => d.digest).sort()).toEqual([...six].sort())
+  })
+
   it('archive round trip: --to-tar from ggcr, --from-tar into distribution (ggcr stopped) keeps both signatures attached', async () => {
     const tar = join(work, 'gg.tar')
     const w = await kpi(['relocate', '-b', join(work, 'gg-lock.yaml'), '--to-tar', tar, '--plain-http', gg.host, '--json'], sb.env)
