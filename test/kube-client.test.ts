@@ -19,6 +19,8 @@ import {createRequester} from '../src/kube/http.js'
 import {endpointsProbe, crdProbe, deploymentProbe, kpackProbe, waitUntil} from '../src/kube/wait.js'
 import {watchWakeups} from '../src/kube/wake.js'
 import {refOf, type LiveObject} from '../src/kube/types.js'
+import {CHECKS} from '../src/kube/checks.js'
+import {checkAccessAndImages} from '../src/apply/preflight.js'
 import type {ProgressEvent} from '../src/progress/events.js'
 import {renderPlatform} from '../src/render/render.js'
 import type {KubeObject, RenderedObject} from '../src/render/types.js'
@@ -45,17 +47,17 @@ async function rejection(p: Promise<unknown>): Promise<KpiError> {
   throw new Error('expected a rejection')
 }
 
-/** A kubeconfig like the admin's, but for a user the cluster CA vouches for and RBAC grants nothing. */
-async function unprivilegedKubeconfig(): Promise<string> {
+/** A kubeconfig like the admin's, but for a user the cluster CA vouches for and RBAC grants nothing (until a test binds it a role). */
+async function unprivilegedKubeconfig(user = 'nobody'): Promise<string> {
   const pki = join(plane.cp.runDir, 'pki')
   const ca = {dir: pki, cert: join(pki, 'ca.crt'), key: join(pki, 'ca.key'), certPem: await readFile(join(pki, 'ca.crt'), 'utf8')}
-  const cert = await issueCert(ca, {name: 'nobody', commonName: 'nobody', usage: 'client'})
+  const cert = await issueCert(ca, {name: user, commonName: user, usage: 'client'})
   const doc = parse(await readFile(plane.cp.kubeconfig, 'utf8')) as {users: Array<{name: string; user: Record<string, string>}>}
   doc.users[0]!.user = {
     'client-certificate-data': Buffer.from(cert.certPem).toString('base64'),
     'client-key-data': Buffer.from(await readFile(cert.key, 'utf8')).toString('base64'),
   }
-  const file = join(plane.runDir, 'nobody.kubeconfig')
+  const file = join(plane.runDir, `${user}.kubeconfig`)
   await writeFile(file, stringify(doc), {mode: 0o600})
   return file
 }
@@ -367,6 +369,105 @@ describe('kube client on a real control plane', () => {
       wakeups.close()
     }
     for (const n of ['kpi-wake', 'kpi-wake-other', 'not-kpis']) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: n, namespace: 'default'})
+  })
+
+  describe('users RBAC grants less than a cluster admin', () => {
+    /** `user` bound to a role of these rules: in `namespace`, or cluster-wide */
+    const grant = async (user: string, rules: Array<Record<string, string[]>>, namespace?: string) => {
+      const name = `kpi-test-${user}${namespace ? `-${namespace}` : ''}`
+      const kind = namespace ? 'Role' : 'ClusterRole'
+      const meta = {name, ...(namespace ? {namespace} : {})}
+      await kube.apply(obj({apiVersion: 'rbac.authorization.k8s.io/v1', kind, metadata: meta, rules}))
+      await kube.apply(obj({
+        apiVersion: 'rbac.authorization.k8s.io/v1', kind: `${kind}Binding`, metadata: meta,
+        roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind, name}, subjects: [{apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user}],
+      }))
+    }
+    /** a Deployment no node can run (a node selector no KWOK node matches): its pod stays Pending, Unschedulable */
+    const stranded = async (namespace: string, name: string): Promise<LiveObject> => {
+      await kube.apply(obj({apiVersion: 'v1', kind: 'Namespace', metadata: {name: namespace}}))
+      const labels = {app: name}
+      const d = obj({
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name, namespace, labels: {'app.kubernetes.io/managed-by': 'kpi'}},
+        spec: {replicas: 1, selector: {matchLabels: labels}, template: {metadata: {labels}, spec: {nodeSelector: {'node-role.kubernetes.io/platform': 'true'}, containers: [{name: 'c', image: 'example.test/x@sha256:' + 'b'.repeat(64)}]}}},
+      })
+      await kube.apply(d)
+      for (let i = 0; i < 100; i++) {
+        const pods = await kube.list('v1', 'Pod', {namespace, labelSelector: `app=${name}`})
+        if (pods.some((p) => (p.status as {conditions?: Array<{type: string; reason?: string}>} | undefined)?.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable'))) return d
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      throw new Error(`${namespace}/${name}: no Unschedulable pod after 10 s`)
+    }
+    const plannedRollout = (d: LiveObject) => ({stage: 'kpack' as const, object: d as unknown as KubeObject, check: 'rollout' as const, wave: 1})
+
+    it('the rollout check of an unschedulable pod, for a user who may read pods but not nodes (a namespace admin), says rolling out, not forbidden', async () => {
+      nameRunDir()
+      const d = await stranded('kpi-ns-admin', 'stranded')
+      await grant('ns-admin', [{apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'watch']}, {apiGroups: [''], resources: ['pods', 'events'], verbs: ['get', 'list']}], 'kpi-ns-admin')
+      const nsAdmin = await createKubeClient({kubeconfig: await unprivilegedKubeconfig('ns-admin')})
+      try {
+        await expect(nsAdmin.list('v1', 'Node')).rejects.toMatchObject({kind: 'auth'})
+        const live = (await nsAdmin.get(refOf(d as unknown as KubeObject)))!
+        const r = await CHECKS.rollout.judge(nsAdmin, live, refOf(d as unknown as KubeObject))
+        expect(r.state).toBe('progressing')
+      } finally {
+        nsAdmin.close()
+      }
+    })
+
+    it('a gate whose wait meets an error (the API refusing a read) ends every other wait of the gate with it: none polls on behind the error', async () => {
+      nameRunDir()
+      const a = await stranded('kpi-gate-a', 'waits')
+      const b = await stranded('kpi-gate-b', 'refused')
+      const deployments = [{apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'watch', 'patch', 'create']}]
+      // pods may be listed in kpi-gate-a only: the rollout check of kpi-gate-b's Deployment is refused
+      await grant('gate-user', [...deployments, {apiGroups: [''], resources: ['pods'], verbs: ['list']}], 'kpi-gate-a')
+      await grant('gate-user', deployments, 'kpi-gate-b')
+      const user = await createKubeClient({kubeconfig: await unprivilegedKubeconfig('gate-user')})
+      const reads = new Map<string, number>()
+      const counting: Kube = {...user, get: (ref) => {
+        reads.set(`${ref.namespace}/${ref.name}`, (reads.get(`${ref.namespace}/${ref.name}`) ?? 0) + 1)
+        return user.get(ref)
+      }}
+      try {
+        const err = await runStage({name: 'controllers', title: 'controllers', objects: [plannedRollout(a), plannedRollout(b)]}, {kube: counting, wait: 'ready', timeoutMs: 60_000, onEvent: () => {}}).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(KpiError)
+        expect((err as KpiError).kind).toBe('auth')
+        expect((err as KpiError).message).toMatch(/pods .*kpi-gate-b|kpi-gate-b.*pods/)
+        // the operation goes on (an automatic rollback) while the other wait would poll on until
+        // the stage's timeout, reporting on a stage that is over and holding the process open
+        const before = reads.get('kpi-gate-a/waits') ?? 0
+        await new Promise((r) => setTimeout(r, 400))
+        expect((reads.get('kpi-gate-a/waits') ?? 0) - before).toBeLessThanOrEqual(1)
+      } finally {
+        user.close()
+      }
+    })
+
+    it('preflight asks for what the gates read (a rollout\'s pods, a webhook Service\'s EndpointSlices): a role without them is refused before anything changes', async () => {
+      nameRunDir()
+      // a role that may write everything kpi writes, but not read pods or EndpointSlices
+      await grant('platform-operator', [
+        {apiGroups: [''], resources: ['namespaces', 'serviceaccounts', 'configmaps', 'secrets', 'services', 'events'], verbs: ['*']},
+        {apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list']},
+        ...['apps', 'rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'admissionregistration.k8s.io', 'scheduling.k8s.io', 'coordination.k8s.io', 'kpack.io']
+          .map((g) => ({apiGroups: [g], resources: ['*'], verbs: ['*']})),
+      ])
+      const operator = await createKubeClient({kubeconfig: await unprivilegedKubeconfig('platform-operator')})
+      try {
+        const v = await values()
+        const err = await checkAccessAndImages({kube: operator, onEvent: () => {}, objects, registry: v.registry, clientOptions: {}, images: Promise.resolve(0)}, () => {}).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(KpiError)
+        expect((err as KpiError).kind).toBe('auth')
+        const message = (err as KpiError).message
+        expect(message).toContain('list pods in namespace kpack')
+        expect(message).toContain('list endpointslices.discovery.k8s.io in namespace kpack')
+        expect(message).not.toMatch(/deployments|configmaps|customresourcedefinitions|leases/)
+      } finally {
+        operator.close()
+      }
+    })
   })
 
   it('a stage that rolls a Deployment judges its Service once only the new pods are behind it', async () => {
