@@ -4,8 +4,7 @@
  * tags) behind a proxy on loopback that holds each request 20 ms and counts those in flight.
  */
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {createServer, request} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import type {IncomingMessage} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
@@ -15,6 +14,7 @@ import {loadBundle} from '../src/bundle/load.js'
 import {createRegistryClient} from '../src/oci/index.js'
 import {startRegistry} from '../src/sandbox/registry.js'
 import {kpDescriptorV1alpha3} from './helpers/kp.js'
+import {startDelayProxy} from './helpers/delay-proxy.js'
 
 describe('bundle import-kp', () => {
   it('looks up at most --concurrency tags at once', async () => {
@@ -23,25 +23,19 @@ describe('bundle import-kp', () => {
     let inFlight = 0
     let most = 0
     let lookups = 0
-    const proxy = createServer((req, res) => {
-      const manifest = req.method === 'HEAD' && req.url?.includes('/manifests/')
-      if (manifest) {
+    const lookup = (req: IncomingMessage) => req.method === 'HEAD' && !!req.url?.includes('/manifests/')
+    const proxy = await startDelayProxy(reg.host, {
+      delayMs: () => 20,
+      onStart: (req) => {
+        if (!lookup(req)) return
         lookups++
         most = Math.max(most, ++inFlight)
-      }
-      setTimeout(() => {
-        const up = request({host: '127.0.0.1', port: Number(reg.host.split(':')[1]), method: req.method, path: req.url, headers: req.headers}, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers)
-          r.pipe(res)
-          r.on('end', () => {
-            if (manifest) inFlight--
-          })
-        })
-        req.pipe(up)
-      }, 20)
+      },
+      onEnd: (req) => {
+        if (lookup(req)) inFlight--
+      },
     })
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
-    const host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`
+    const host = proxy.host
     const client = createRegistryClient({plainHttp: (r) => r === host})
     try {
       const {bundle: sample} = await loadBundle(join(import.meta.dirname, 'fixtures', 'bundles', 'valid'))
@@ -54,7 +48,7 @@ describe('bundle import-kp', () => {
       expect(most).toBe(2)
     } finally {
       await client.close()
-      await new Promise((r) => proxy.close(r))
+      await proxy.stop()
       await reg.stop()
       await rm(dir, {recursive: true, force: true})
     }

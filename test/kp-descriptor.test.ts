@@ -1,16 +1,18 @@
 /**
  * kp DependencyDescriptors read without a registry: what parseKpDescriptor and kpToBundle make of
  * fields kp reads strictly (kp unmarshals through JSON, so a value of the wrong type is an error),
- * and importKpDescriptor against a stand-in registry client.
+ * and importKpDescriptor against a real registry, one repository behind a slow path.
  */
-import {mkdtemp, writeFile} from 'node:fs/promises'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {isKpiError, KpiError} from '../src/errors.js'
 import {parseKpDescriptor} from '../src/bundle/kp/descriptor.js'
 import {importKpDescriptor} from '../src/bundle/kp/import.js'
-import type {RegistryClient} from '../src/oci/index.js'
+import {createRegistryClient} from '../src/oci/index.js'
+import {startRegistry} from '../src/sandbox/registry.js'
+import {startDelayProxy} from './helpers/delay-proxy.js'
 import {kpToBundle} from '../src/bundle/kp/to-bundle.js'
 
 const base = {
@@ -67,42 +69,46 @@ describe('importKpDescriptor: stack ids', () => {
   it('a stack whose images fail fast while another is still read is one error, not an unhandled rejection', async () => {
     const digest = (c: string) => `sha256:${c.repeat(64)}`
     const dir = await mkdtemp(join(tmpdir(), 'kpi-kp-'))
+    // a real registry that holds none of these images; the slow stack's are asked through a path
+    // that takes a while, the broken one's answer at once
+    const reg = await startRegistry({runDir: dir, name: 'plain'})
+    const proxy = await startDelayProxy(reg.host, {delayMs: (req) => (req.url?.includes('/slow/') ? 200 : 0)})
+    const host = proxy.host
+    const client = createRegistryClient({plainHttp: (r) => r === host})
     const file = join(dir, 'descriptor.yaml')
     await writeFile(file, `apiVersion: kp.kpack.io/v1alpha3
 kind: DependencyDescriptor
 clusterStores:
   - name: default
-    sources: [{image: "registry.example/buildpacks/java@${digest('1')}"}]
+    sources: [{image: "${host}/buildpacks/java@${digest('1')}"}]
 clusterStacks:
   - name: slow
-    buildImage: {image: "registry.example/slow/build@${digest('2')}"}
-    runImage: {image: "registry.example/slow/run@${digest('3')}"}
+    buildImage: {image: "${host}/slow/build@${digest('2')}"}
+    runImage: {image: "${host}/slow/run@${digest('3')}"}
   - name: broken
-    buildImage: {image: "registry.example/broken/build@${digest('4')}"}
-    runImage: {image: "registry.example/broken/run@${digest('5')}"}
+    buildImage: {image: "${host}/broken/build@${digest('4')}"}
+    runImage: {image: "${host}/broken/run@${digest('5')}"}
 `)
     const pinned = {
       ...base,
-      kpack: {version: '0.16.1', images: Object.fromEntries(Object.keys(base.kpack.images).map((k, i) => [k, `registry.example/kpack/${k.toLowerCase()}@${digest(String.fromCharCode(97 + i))}`])) as typeof base.kpack.images},
-      lifecycle: {image: `registry.example/lifecycle@${digest('6')}`},
+      kpack: {version: '0.16.1', images: Object.fromEntries(Object.keys(base.kpack.images).map((k, i) => [k, `${host}/kpack/${k.toLowerCase()}@${digest(String.fromCharCode(97 + i))}`])) as typeof base.kpack.images},
+      lifecycle: {image: `${host}/lifecycle@${digest('6')}`},
     }
-    // the slow stack's images answer after a while (missing), the broken one's at once
-    const client = {
-      getManifest: async (repo: {repository: string}) => {
-        if (repo.repository.startsWith('slow/')) await new Promise((r) => setTimeout(r, 200))
-        throw new KpiError('not-found', `no manifest in ${repo.repository}`)
-      },
-    } as unknown as RegistryClient
     const unhandled: unknown[] = []
     const onUnhandled = (e: unknown) => unhandled.push(e)
     process.on('unhandledRejection', onUnhandled)
     try {
       const e = await importKpDescriptor({file, base: pinned, client}).then(() => undefined, (err: unknown) => err)
       expect(isKpiError(e) && e.kind).toBe('not-found')
-      await new Promise((r) => setTimeout(r, 50))
+      // the slow stack's reads end after the import failed
+      await new Promise((r) => setTimeout(r, 400))
       expect(unhandled).toEqual([])
     } finally {
       process.off('unhandledRejection', onUnhandled)
+      await client.close()
+      await proxy.stop()
+      await reg.stop()
+      await rm(dir, {recursive: true, force: true})
     }
   })
 })
