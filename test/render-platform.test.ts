@@ -9,6 +9,7 @@ import {KpiError} from '../src/errors.js'
 import fc from 'fast-check'
 import {assertCredentialsOnlyInSecrets, holdsDigestRef, imageReferences, walkStrings} from '../src/render/guard.js'
 import {renderPlatform} from '../src/render/render.js'
+import {bypassesProxy, noProxyList} from '../src/render/trust.js'
 import {CONFIG_CHECKSUM_ANNOTATION} from '../src/render/config-checksum.js'
 import {makeCA} from '../src/sandbox/pki.js'
 import {STAGES, type KubeObject, type RenderedObject} from '../src/render/types.js'
@@ -518,6 +519,30 @@ describe('renderPlatform: CA certificates and proxy', () => {
     const pem = Object.values(cm.data as Record<string, string>)[0]!
     const want = new X509Certificate(await readFile(caFile))
     expect(new X509Certificate(pem).fingerprint256).toBe(want.fingerprint256)
+  })
+
+  it('warns when the proxy would carry the traffic to the registry (not in proxy.noProxy by Go\'s rules), and only then', async () => {
+    const lock = await lock17()
+    const v = await values()
+    const warned = (noProxy: string[]) => renderPlatform(lock, {...v, proxy: {...v.proxy!, noProxy}}).warnings.filter((w) => w.includes('proxy.noProxy'))
+    expect(v.registry.server).toBe('registry.corp.example:5000')
+    expect(warned(['.corp.example'])).toEqual([])
+    expect(warned(['corp.example']), 'a name matches the domains below it').toEqual([])
+    expect(warned(['registry.corp.example:5000'])).toEqual([])
+    expect(warned(['*'])).toEqual([])
+    expect(warned(['registry.corp.example:443']), 'another port').toHaveLength(1)
+    expect(warned(['.registry.corp.example']), 'a leading dot: only the domains below').toHaveLength(1)
+    expect(warned(['example.org'])).toEqual([
+      'the registry registry.corp.example:5000 is not in proxy.noProxy: the kpack controller and build pods reach it through the proxy; add it (or a domain above it) to proxy.noProxy unless the proxy is how the cluster reaches it',
+    ])
+    // registries named by address, against the list render gives the controller (the service CIDR 10.96.0.0/12 in it)
+    const list = (noProxy: string[]) => noProxyList({...v, proxy: {...v.proxy!, noProxy}})
+    expect(bypassesProxy('10.20.30.40:5000', list(['10.0.0.0/8'])), 'an address in a CIDR').toBe(true)
+    expect(bypassesProxy('10.96.0.9', list([])), 'an address in the service CIDR').toBe(true)
+    expect(bypassesProxy('192.168.1.5', list(['10.0.0.0/8']))).toBe(false)
+    expect(bypassesProxy('[fd00::5]:5000', list(['fd00::/8']))).toBe(true)
+    expect(bypassesProxy('registry.kpack.svc:5000', list([])), 'a Service of the cluster').toBe(true)
+    expect(renderPlatform(lock, {...v, proxy: undefined}).warnings.filter((w) => w.includes('proxy.noProxy')), 'no proxy').toEqual([])
   })
 
   it('warns that build pods will not get the CA or proxy when the bundle has no cert-injection-webhook', async () => {

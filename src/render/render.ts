@@ -12,7 +12,7 @@ import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js
 import {clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig} from './platform.js'
 import {teamObjects, teamRoles} from './teams.js'
 import {certInjection} from './cert-injection.js'
-import {controllerTrust, trustConfig} from './trust.js'
+import {bypassesProxy, controllerTrust, hasProxy, noProxyList, trustConfig} from './trust.js'
 import type {Values} from '../values/types.js'
 import {STAGES, type RenderedObject, type RenderOptions, type RenderResult} from './types.js'
 
@@ -87,6 +87,10 @@ function renderObjects(lock: Bundle, values: Values): RenderResult {
   const warnings: string[] = []
   const inj = certInjection(values, lock.certInjection, values.certInjection)
   warnings.push(...inj.warnings)
+  // said, not decided: some clusters do reach their registry through the proxy
+  if (hasProxy(values) && !bypassesProxy(values.registry.server, noProxyList(values))) {
+    warnings.push(`the registry ${values.registry.server} is not in proxy.noProxy: the kpack controller and build pods reach it through the proxy; add it (or a domain above it) to proxy.noProxy unless the proxy is how the cluster reaches it`)
+  }
 
   const teamBuilders = (ns: string): Builder[] => lock.builders.filter((b) => b.namespace === ns)
   const teams = [...values.teams].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))

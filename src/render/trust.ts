@@ -13,6 +13,8 @@
  * controller keeps reaching the apiserver and services. A proxy URL with user:password in it is a
  * credential: then the URLs live in a Secret and the env refers to it.
  */
+import {BlockList, isIP} from 'node:net'
+import {isCidr} from '../values/checks.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {Values} from '../values/types.js'
 import type {RenderedObject} from './types.js'
@@ -40,6 +42,45 @@ export function caBundle(caCerts: string[]): string {
     for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)) blocks.push(m[0].replace(/\r\n/g, '\n'))
   }
   return blocks.join('\n') + '\n'
+}
+
+/**
+ * Whether Go's proxy rules (net/http/httpproxy, as the kpack controller and the build images'
+ * tools apply NO_PROXY) send `hostPort` directly: `*`; an IP or CIDR containing its address; a
+ * name matching it or a domain above it (`.name`: only the domains below). An entry with a port
+ * matches that port only.
+ */
+export function bypassesProxy(hostPort: string, noProxy: string[]): boolean {
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(hostPort.toLowerCase())
+  if (!m) return false
+  const host = m[1]!.replace(/^\[|\]$/g, '')
+  const port = m[2]
+  for (const raw of noProxy) {
+    const e = raw.trim().toLowerCase()
+    if (e === '*') return true
+    if (isCidr(e)) {
+      if (isIP(host) && inCidr(host, e)) return true
+      continue
+    }
+    const em = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(e)
+    if (!em) continue
+    const name = em[1]!.replace(/^\[|\]$/g, '')
+    if (em[2] && em[2] !== port) continue
+    if (isIP(name)) {
+      if (name === host) return true
+      continue
+    }
+    if (name.startsWith('.') ? host.endsWith(name) : host === name || host.endsWith(`.${name}`)) return true
+  }
+  return false
+}
+
+function inCidr(ip: string, cidr: string): boolean {
+  const [net, bitsText] = cidr.split('/') as [string, string]
+  if (isIP(ip) !== isIP(net)) return false
+  const list = new BlockList()
+  list.addSubnet(net, Number(bitsText), isIP(net) === 6 ? 'ipv6' : 'ipv4')
+  return list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')
 }
 
 /** NO_PROXY entries: the user's, then the cluster-internal ones, without duplicates. */
