@@ -14,6 +14,7 @@ export type ErrorKind =
   | 'timeout'      // something did not become ready in time
   | 'failed'       // an operation failed for a reason reported by the server
   | 'rolled-back'  // an upgrade failed and the previous revision was put back, healthy
+  | 'interrupted'  // stopped by Ctrl-C, SIGTERM or SIGHUP, after stopping what it started
   | 'internal'
 
 /** The exit code of each kind (README "Exit codes"; src/cli/base.ts names them for commands). */
@@ -29,6 +30,8 @@ export const exitCodes: Record<ErrorKind, number> = {
   timeout: 10,
   failed: 11,
   'rolled-back': 12,
+  // 128 + SIGINT, what a shell reports for a command Ctrl-C ended
+  interrupted: 130,
   internal: 70,
 }
 

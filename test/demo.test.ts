@@ -76,7 +76,7 @@ describe('kpi demo', () => {
       run.child.kill(sig)
       const r = await Promise.race([run.done, sleep(60_000).then(() => undefined)])
       expect(r, `the demo still ran 60 s after ${sig}`).toBeDefined()
-      expect(r!.code).not.toBe(0)
+      expect(r!.code).toBe(130)
       expect(r!.stderr).toMatch(/^Error: the demo was interrupted; its sandbox is stopped/m)
       expect(r!.stdout).not.toContain('=== Connected side')
       expect(await processesUnder(dir)).toEqual([])

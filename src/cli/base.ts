@@ -24,6 +24,7 @@ export const EXIT = {
   failed: exitCodes.failed,
   /** an upgrade failed its gates and the previous revision was put back, healthy */
   rolledBack: exitCodes['rolled-back'],
+  interrupted: exitCodes.interrupted,
   internal: exitCodes.internal,
 } as const
 

@@ -71,7 +71,7 @@ export async function runDemo(opts: DemoOptions, ioArg: DemoIo): Promise<void> {
     await ioArg.kpi(...a)
   }}
   const interrupted = () => {
-    if (opts.signal?.aborted) throw new KpiError('failed', 'the demo was interrupted; its sandbox is stopped')
+    if (opts.signal?.aborted) throw new KpiError('interrupted', 'the demo was interrupted; its sandbox is stopped')
   }
   try {
     // the signal reaches the start too: Ctrl-C while the sandbox started was ignored until it was up

@@ -116,7 +116,7 @@ async function up(dir: string, opts: {timeoutMs?: number; signal?: AbortSignal})
     // terminal's SIGINT never reached it and it went on to start a sandbox nobody asked for
     if (opts.signal?.aborted) {
       await sandboxDown(dir)
-      throw new KpiError('failed', `interrupted: the sandbox that was starting in ${dir} is stopped`)
+      throw new KpiError('interrupted', `interrupted: the sandbox that was starting in ${dir} is stopped`)
     }
     // liveness before the state: a supervisor that fails writes why, then exits, so the state read
     // after seeing it gone holds the reason
