@@ -256,6 +256,26 @@ describe('referrers API (ggcr registry) and fallback tag (distribution 2.8)', ()
     expect(((await res.json()) as ImageIndex).manifests.map((d) => d.digest).sort()).toEqual([...six].sort())
   })
 
+  it('distribution -> ggcr: a referrer deleted at the source that its fallback tag still names is left out with a warning; the one still there is copied', async () => {
+    const c = freshClient()
+    const path = 'lifecycle.image'
+    const subject = image(sb.bundle.v1!, path)
+    const kept = await attachReferrer(c, subject.repo, await signature(c, subject.repo, subject.digest, 'kept', SIG_TYPE), MediaTypes.ociManifest)
+    const gone = await attachReferrer(c, subject.repo, await signature(c, subject.repo, subject.digest, 'deleted later', SIG_TYPE), MediaTypes.ociManifest)
+    // deleted as a user deletes a signature: the manifest goes, the fallback index kpi cannot see being written keeps naming it
+    const del = await fetch(`${sb.public.url}/v2/${subject.repo.repository}/manifests/${gone}`, {method: 'DELETE'})
+    expect(del.status).toBe(202)
+    expect((await c.referrers(subject.repo, subject.digest)).map((d) => d.digest).sort()).toEqual([kept, gone].sort())
+
+    const lockFile = join(work, 'stale-lock.yaml')
+    const r = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-repo', `${gg.host}/stale`, '--lock-output', lockFile, '--plain-http', gg.host], sb.env)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toContain(`warning: referrer ${gone} of `)
+    expect(r.stderr).toContain(`is listed for it but ${subject.repo.registry}/${subject.repo.repository} does not have it (a stale entry of its referrers list): not copied`)
+    const at = image(await lockOf(lockFile), path)
+    expect((await freshClient().referrers(at.repo, at.digest)).map((d) => d.digest)).toEqual([kept])
+  })
+
   it('archive round trip: --to-tar from ggcr, --from-tar into distribution (ggcr stopped) keeps both signatures attached', async () => {
     const tar = join(work, 'gg.tar')
     const w = await kpi(['relocate', '-b', join(work, 'gg-lock.yaml'), '--to-tar', tar, '--plain-http', gg.host, '--json'], sb.env)

@@ -14,6 +14,12 @@ export interface ImageSource {
   /** `verify: false`: the sink checks digests itself, the source need not (a source may check anyway) */
   getBlob(repo: Repo, digest: string, size: number, opts?: {verify?: boolean}): Promise<Readable>
   referrers(repo: Repo, digest: string): Promise<Descriptor[]>
+  /**
+   * its referrer lists may name manifests it no longer has (a registry's fallback tag index, kept
+   * by clients, outlives a deleted referrer): those are left out with a warning, not an error. An
+   * archive's list is what was written with it: one missing there is damage.
+   */
+  readonly referrersMayBeStale?: boolean
 }
 
 export interface ImageSink {

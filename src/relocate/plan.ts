@@ -4,8 +4,8 @@
  * lists them children first, so an executor that follows it never pushes a manifest before
  * what it refers to.
  */
-import {KpiError} from '../errors.js'
-import {type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest, isIndexMediaType, type Repo} from '../oci/index.js'
+import {isKpiError, KpiError} from '../errors.js'
+import {type Descriptor, type FetchedManifest, formatRepo, type ImageIndex, type ImageManifest, isIndexMediaType, type Repo} from '../oci/index.js'
 import type {ImageSource} from './endpoints.js'
 import {limit, once} from '../pool.js'
 
@@ -48,6 +48,8 @@ export interface Plan {
   blobs: Map<string, PlanBlob>
   /** sum of the sizes of the unique blobs */
   uniqueBytes: number
+  /** referrers a subject's list names that the source does not have, one line each: not copied */
+  missing?: string[]
 }
 
 export interface PlanOptions {
@@ -76,6 +78,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
   const visit = once<PlanManifest>()
   const ordered: PlanManifest[] = []
   const blobs = new Map<string, PlanBlob>()
+  const missing = new Set<string>()
 
   // Post-order walk: a manifest is appended after its children, referrers after their subject.
   const walk = (src: Repo, dst: Repo, digest: string, where: string, subject?: Descriptor): Promise<PlanManifest> =>
@@ -100,7 +103,13 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
       if (followReferrers) {
         const refs = await pool(() => source.referrers(src, manifest.digest))
         const subj: Descriptor = {mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length}
-        await Promise.all(refs.map((r) => walk(src, dst, r.digest, `referrer ${r.digest.slice(0, 19)} of ${where}`, subj)))
+        // A registry without the referrers API lists them in the subject's fallback tag, an index
+        // kept by clients: one whose referrer was deleted since still names it. What is gone
+        // cannot be copied; the rest of the platform can, and is.
+        await Promise.all(refs.map((r) => walk(src, dst, r.digest, `referrer ${r.digest.slice(0, 19)} of ${where}`, subj).catch((e: unknown) => {
+          if (!(source.referrersMayBeStale && isKpiError(e) && e.kind === 'not-found')) throw e
+          missing.add(`referrer ${r.digest} of ${where} is listed for it but ${formatRepo(src)} does not have it (a stale entry of its referrers list): not copied`)
+        })))
       }
       return node
     })
@@ -113,7 +122,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
   )
   let uniqueBytes = 0
   for (const b of blobs.values()) uniqueBytes += b.size
-  return {roots: [...roots].sort((a, b) => a.path.localeCompare(b.path)), manifests: ordered, blobs, uniqueBytes}
+  return {roots: [...roots].sort((a, b) => a.path.localeCompare(b.path)), manifests: ordered, blobs, uniqueBytes, ...(missing.size ? {missing: [...missing]} : {})}
 }
 
 export function platformName(d: Descriptor): string {

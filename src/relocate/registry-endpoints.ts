@@ -10,6 +10,7 @@ import type {OpenedSource, RelocationFrom, RelocationTo} from './relocate.js'
 export function registrySource(client: RegistryClient): ImageSource {
   return {
     name: 'source registry',
+    referrersMayBeStale: true,
     getManifest: (repo, reference) => client.getManifest(repo, reference),
     getBlob: (repo, digest, size, opts) => client.getBlob(repo, digest, size, opts),
     referrers: (repo, digest) => client.referrers(repo, digest),

@@ -133,6 +133,7 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
     o.to.lookAhead?.(roots)
     onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${from.source.name}`})
     let plan = await planImages(from.source, roots, {referrers: o.referrers, concurrency: o.concurrency})
+    for (const message of plan.missing ?? []) onEvent({type: 'warning', message})
     plan = from.arrange?.(plan) ?? plan
     const target = await o.to.open({bundle: from.bundle, loaded: from.loaded, source: from.source, roots, plan, referrers: o.referrers, concurrency: o.concurrency, onEvent})
     plan = target.plan ?? plan
