@@ -13,8 +13,8 @@
  * controller keeps reaching the apiserver and services. A proxy URL with user:password in it is a
  * credential: then the URLs live in a Secret and the env refers to it.
  */
-import {BlockList, isIP} from 'node:net'
-import {isCidr} from '../values/checks.js'
+import {isIP} from 'node:net'
+import {inCidr, isCidr} from '../values/cidr.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {Values} from '../values/types.js'
 import type {RenderedObject} from './types.js'
@@ -73,14 +73,6 @@ export function bypassesProxy(hostPort: string, noProxy: string[]): boolean {
     if (name.startsWith('.') ? host.endsWith(name) : host === name || host.endsWith(`.${name}`)) return true
   }
   return false
-}
-
-function inCidr(ip: string, cidr: string): boolean {
-  const [net, bitsText] = cidr.split('/') as [string, string]
-  if (isIP(ip) !== isIP(net)) return false
-  const list = new BlockList()
-  list.addSubnet(net, Number(bitsText), isIP(net) === 6 ? 'ipv6' : 'ipv4')
-  return list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')
 }
 
 /** NO_PROXY entries: the user's, then the cluster-internal ones, without duplicates. */

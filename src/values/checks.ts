@@ -13,6 +13,7 @@ import type {PathSegment} from '../problems/yaml.js'
 import {CERT_INJECTION_NS} from '../render/cert-injection.js'
 import {KPACK_NAMESPACE} from '../render/meta.js'
 import {REVISION_NAMESPACE} from '../revision/record.js'
+import {isCidr} from './cidr.js'
 import {dnsSubdomain, labelKey, patternMeaning} from './schema.js'
 import type {RegistryValues} from './types.js'
 
@@ -196,13 +197,6 @@ export function listOf(v: unknown): string[] {
   if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean)
   if (Array.isArray(v)) return v.filter((s): s is string => typeof s === 'string').map((s) => s.trim())
   return []
-}
-
-export function isCidr(s: string): boolean {
-  const [addr, bits, ...more] = s.split('/')
-  if (more.length || addr === undefined || bits === undefined || !/^\d{1,3}$/.test(bits)) return false
-  const v = isIP(addr)
-  return v !== 0 && Number(bits) <= (v === 4 ? 32 : 128)
 }
 
 export function checkCluster(raw: RawValues, at: At): void {
