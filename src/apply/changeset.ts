@@ -12,7 +12,7 @@
 import {isKpiError, type KpiError} from '../errors.js'
 import {FIELD_MANAGER, type Kube} from '../kube/client.js'
 import type {CheckKind} from '../kube/checks.js'
-import {describeRef, groupOf, refOf, type LiveObject, type ObjectRef} from '../kube/types.js'
+import {describeRef, groupOf, identity, refOf, type LiveObject, type ObjectRef} from '../kube/types.js'
 import {MANAGED_BY, MANAGED_BY_LABEL, type KubeObject, type RenderedObject} from '../render/types.js'
 import {diffFields, type FieldChange} from './fielddiff.js'
 import {installStageOf, type PlannedObject, type PlannedStage} from './plan.js'
@@ -57,9 +57,7 @@ export interface StaleObject {
   kept?: string
 }
 
-/** Same object across versions: group, kind, namespace, name (a CRD version change keeps the object). */
-export const identity = (o: {apiVersion: string; kind: string; metadata: {name: string; namespace?: string}}): string =>
-  `${groupOf(o.apiVersion)}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`
+export {identity} from '../kube/types.js'
 
 const isConflict = (e: unknown): e is KpiError => isKpiError(e) && e.kind === 'conflict'
 

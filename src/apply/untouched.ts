@@ -14,7 +14,7 @@
 import {FIELD_MANAGER} from '../kube/client.js'
 import type {LiveObject} from '../kube/types.js'
 import type {KubeObject, RenderedObject} from '../render/types.js'
-import {identity} from './changeset.js'
+import {identity} from '../kube/types.js'
 
 /** What the deployed revision applied, by identity; only when it is the latest revision. */
 export type Applied = Map<string, KubeObject>

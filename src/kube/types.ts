@@ -84,3 +84,7 @@ export function formatCondition(c: Condition | undefined): string {
   const why = [c.reason, c.message].filter(Boolean).join(': ')
   return `${c.type}=${c.status}${why ? ` (${why})` : ''}`
 }
+
+/** Same object across versions: group, kind, namespace, name (a CRD version change keeps the object). */
+export const identity = (o: {apiVersion: string; kind: string; metadata: {name: string; namespace?: string}}): string =>
+  `${groupOf(o.apiVersion)}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`
