@@ -369,6 +369,21 @@ describe('kube client on a real control plane', () => {
       wakeups.close()
     }
     for (const n of ['kpi-wake', 'kpi-wake-other', 'not-kpis']) await kube.delete({apiVersion: 'v1', kind: 'ConfigMap', name: n, namespace: 'default'})
+    // one watch per kind whatever the namespaces, and a few at most: each holds a connection the polls share
+    const opened: string[] = []
+    const counting: Kube = {...kube, watch: (apiVersion, kind, o, on) => {
+      opened.push(`${kind}${o.namespace ? ` in ${o.namespace}` : ''}`)
+      return kube.watch(apiVersion, kind, o, on)
+    }}
+    const many = watchWakeups(counting, 'app.kubernetes.io/managed-by=kpi')
+    try {
+      for (const [kind, apiVersion] of [['ConfigMap', 'v1'], ['Secret', 'v1'], ['ServiceAccount', 'v1'], ['Service', 'v1'], ['Deployment', 'apps/v1'], ['Role', 'rbac.authorization.k8s.io/v1']]) {
+        for (const namespace of ['a', 'b']) many.of({apiVersion: apiVersion!, kind: kind!, name: 'x', namespace}).changed(0, undefined).cancel()
+      }
+      expect(opened).toEqual(['ConfigMap', 'Secret', 'ServiceAccount', 'Service'])
+    } finally {
+      many.close()
+    }
   })
 
   describe('users RBAC grants less than a cluster admin', () => {

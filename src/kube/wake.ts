@@ -1,8 +1,11 @@
 /**
  * Wake-ups for the polls of a gate (wait.ts): a poll that finds an object not ready yet sleeps
  * until its next poll or until the API server says the object changed, whichever comes first.
- * A change is told by a watch of the object's kind in its namespace (label-selected to kpi's
- * objects), one per kind and namespace, opened only once an object of it was found not ready.
+ * A change is told by a watch of the object's kind, cluster-wide and label-selected to kpi's
+ * objects: one per kind (at most MAX_WATCHES, each holding a connection of the client's pool:
+ * a stage with teams' Builders in twenty namespaces must not take every connection the polls
+ * need), opened only once an object of it was found not ready. A user who may not watch a kind
+ * cluster-wide (a namespace admin) is refused it: polls alone, as before.
  * Polls stay the judgement and the fallback: a watch that is refused (no `watch` permission),
  * ends or breaks only means waiting for the next poll. Measured on the benchmark sandbox, polls
  * every 50 ms noticed a CRD Established or a rollout done 25-60 ms after it happened.
@@ -29,6 +32,8 @@ interface Waiter {
   resolve: () => void
 }
 
+const MAX_WATCHES = 4
+
 export function watchWakeups(kube: Kube, labelSelector: string): Wakeups {
   const watches = new Map<string, () => void>()
   // per object: the resourceVersion of each change seen, and who waits
@@ -39,11 +44,11 @@ export function watchWakeups(kube: Kube, labelSelector: string): Wakeups {
   const wakes = (list: string[], w: Waiter) => list.slice(w.since).some((rv) => rv !== w.rv)
 
   const open = (ref: ObjectRef) => {
-    const group = `${ref.apiVersion}/${ref.kind}/${ref.namespace ?? ''}`
-    if (closed || watches.has(group)) return
+    const group = `${ref.apiVersion}/${ref.kind}`
+    if (closed || watches.has(group) || watches.size >= MAX_WATCHES) return
     try {
-      watches.set(group, kube.watch(ref.apiVersion, ref.kind, {namespace: ref.namespace, labelSelector}, (obj) => {
-        const key = keyOf({apiVersion: ref.apiVersion, kind: ref.kind, namespace: ref.namespace, name: obj.metadata.name})
+      watches.set(group, kube.watch(ref.apiVersion, ref.kind, {labelSelector}, (obj) => {
+        const key = keyOf({apiVersion: ref.apiVersion, kind: ref.kind, namespace: obj.metadata.namespace, name: obj.metadata.name})
         const list = changes.get(key) ?? []
         list.push(obj.metadata.resourceVersion ?? '')
         changes.set(key, list)
