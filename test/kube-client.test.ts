@@ -15,7 +15,7 @@ import {runStage} from '../src/apply/stage.js'
 import {KpiError} from '../src/errors.js'
 import {createKubeClient, type Kube} from '../src/kube/client.js'
 import {loadKubeConfig} from '../src/kube/config.js'
-import {createRequester} from '../src/kube/http.js'
+import {createRequester, riding, type Requester} from '../src/kube/http.js'
 import {endpointsProbe, crdProbe, deploymentProbe, kpackProbe, waitUntil} from '../src/kube/wait.js'
 import {watchWakeups} from '../src/kube/wake.js'
 import {refOf, type LiveObject} from '../src/kube/types.js'
@@ -556,6 +556,19 @@ describe('kube client on a real control plane', () => {
     expect(again.readiness.message).toMatch(/replicas/)
     await kube.delete(ref)
   })
+
+  it('a request its caller stopped (a gate\'s watch, the gate over) waits out no outage: it ends at once, not after the 30 s grace', async () => {
+    let sends = 0
+    const unavailable: Requester = async <T>() => {
+      sends++
+      return {status: 503, body: {message: 'apiserver is shutting down'} as T, headers: {}}
+    }
+    const stop = new AbortController()
+    const pending = riding(unavailable, 30_000)('GET', '/apis/apps/v1/deployments', {signal: stop.signal})
+    setTimeout(() => stop.abort(), 300)
+    await expect(pending).rejects.toThrow(/aborted/i)
+    expect(sends).toBeGreaterThanOrEqual(1)
+  }, 5000)
 
   it('a request made while the API server restarts waits for it to come back (an unreachable one fails at once, above)', async () => {
     nameRunDir()

@@ -238,7 +238,18 @@ export function riding(send: Requester, graceMs = API_UNAVAILABLE_GRACE_MS): Req
         if (res.status !== 500) outageSeen = Date.now()
         if (Date.now() + pause > until) return res
       }
-      await new Promise((r) => setTimeout(r, pause))
+      // a request its caller stopped (a gate's watch, the gate over) waits out no outage
+      opts.signal?.throwIfAborted()
+      await new Promise<void>((r) => {
+        const done = () => {
+          clearTimeout(t)
+          opts.signal?.removeEventListener('abort', done)
+          r()
+        }
+        const t = setTimeout(done, pause)
+        opts.signal?.addEventListener('abort', done, {once: true})
+      })
+      opts.signal?.throwIfAborted()
     }
   }
 }
