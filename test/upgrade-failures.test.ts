@@ -16,6 +16,7 @@ import type {ObjectRef} from '../src/kube/types.js'
 import {readFile} from 'node:fs/promises'
 import {KpiError} from '../src/errors.js'
 import {rollback} from '../src/apply/rollback-action.js'
+import {rollbackTarget} from '../src/apply/rollback.js'
 import type {ProgressEvent} from '../src/progress/events.js'
 import {MANAGED_BY, MANAGED_BY_LABEL} from '../src/render/types.js'
 import type {DiffResult} from '../src/apply/diff.js'
@@ -277,8 +278,25 @@ describe('failed upgrades on the sandbox', {timeout: 600_000}, () => {
     expect(await imageOf(), 'the failed revision\'s controller is what runs now').not.toBe(image)
     const back = await p.run(['rollback', ...applied])
     expect(back.code, back.stderr).toBe(0)
+    // the failed upgrade may have replaced the deployed revision's pods: its images are asked for, not taken as running
+    expect(Number(/(\d+) images present/.exec(back.stdout + back.stderr)?.[1])).toBeGreaterThan(10)
     expect(back.stdout).toMatch(new RegExp(`^Rolled back to revision ${deployed}: .* recorded as revision ${failed + 1}`))
     expect(await imageOf()).toBe(image)
     expect((await listRevisionHeads(p.kube)).slice(-3).map((h) => [h.revision, h.status])).toEqual([[deployed, 'superseded'], [failed, 'failed'], [failed + 1, 'deployed']])
+  })
+  it('a bare kpi rollback goes to the revision before the deployed one even when that one is still labelled deployed (its superseding failed)', async () => {
+    p.nameRunDir()
+    const heads = await listRevisionHeads(p.kube)
+    const last = heads.at(-1)!.revision
+    const rec = await p.record(last)
+    // what a deploy whose bookkeeping failed leaves: the one before it still says deployed
+    await createRevision(p.kube, {...rec, revision: last + 1, status: 'deployed', description: 'left deployed'})
+    await createRevision(p.kube, {...rec, revision: last + 2, status: 'deployed', description: 'the newest'})
+    try {
+      expect((await rollbackTarget(p.kube, undefined)).record.revision).toBe(last + 1)
+    } finally {
+      await deleteRevision(p.kube, last + 2)
+      await deleteRevision(p.kube, last + 1)
+    }
   })
 })

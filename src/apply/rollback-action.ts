@@ -60,8 +60,11 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
   // the CAs the cluster trusts are in the record (values caCerts, not secret), beside --ca-cert
   const caCerts = [...(o.registryOptions?.caCerts ?? []), ...((t.values.caCerts as string[] | undefined) ?? [])]
-  // the images the rollback brings back are asked for; those the deployed revision runs are not (preflight.ts RunningImages)
-  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes, running: runningImages(deployed), onEvent}, task)
+  // the images the rollback brings back are asked for; those the deployed revision runs are not
+  // (preflight.ts RunningImages), unless an operation after it (a failed upgrade left as it is)
+  // may have replaced its pods
+  const running = later.length ? undefined : runningImages(deployed)
+  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes, running, onEvent}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
 
   return withLease(ctx, 'rollback', async (_lease, signal) => {

@@ -102,7 +102,9 @@ export async function rollbackTarget(kube: Kube, wanted: number | undefined): Pr
   // after a failed or interrupted operation (an upgrade with --no-rollback), going back means to
   // the deployed revision, whose state it left half changed; otherwise to the one before it
   const afterDeployed = deployed && heads.at(-1)!.revision > deployed.revision
-  const revision = wanted ?? (afterDeployed ? deployed.revision : heads.filter((h) => h.status === 'superseded' && (!deployed || h.revision < deployed.revision)).at(-1)?.revision)
+  // (one still labelled deployed below the newest deployed: its superseding failed, a warning said so)
+  const before = heads.filter((h) => (h.status === 'superseded' || h.status === 'deployed') && (!deployed || h.revision < deployed.revision))
+  const revision = wanted ?? (afterDeployed ? deployed.revision : before.at(-1)?.revision)
   if (revision === undefined) throw new KpiError('not-found', 'there is no earlier revision to roll back to', {hint: 'kpi history lists the revisions'})
   const head = heads.find((h) => h.revision === revision)
   if (!head) {

@@ -109,7 +109,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   const task = preflightTask(onEvent)
   const serverVersion = await checkCluster(kube, task)
   const {deployed, later, latest} = await installation(o, task)
-  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, running: runningImages(deployed)}
+  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, running: later.length ? undefined : runningImages(deployed)}
   // the images are the longest part of preflight: asked while the rest is checked
   const imageCheck = startImageCheck(registryCheck, task)
   const pre = await clusterChecks(o, render, deployed, later, task).catch((e) => {

@@ -72,6 +72,9 @@ function parseJson<T>(m: FetchedManifest, where: string): T {
   }
 }
 
+/** A referrer a registry lists that it does not have (ImageSource.referrersMayBeStale). */
+class StaleReferrer extends Error {}
+
 export async function planImages(source: ImageSource, roots: PlanRoot[], opts: PlanOptions = {}): Promise<Plan> {
   const followReferrers = opts.referrers ?? true
   const pool = limit(opts.concurrency ?? 16)
@@ -83,7 +86,10 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
   // Post-order walk: a manifest is appended after its children, referrers after their subject.
   const walk = (src: Repo, dst: Repo, digest: string, where: string, subject?: Descriptor): Promise<PlanManifest> =>
     visit(key(dst, digest), async () => {
-      const manifest = await pool(() => source.getManifest(src, digest))
+      const manifest = await pool(() => source.getManifest(src, digest)).catch((e: unknown) => {
+        // only the referrer's own manifest: one of its parts missing is damage, as anywhere
+        throw subject && source.referrersMayBeStale && isKpiError(e) && e.kind === 'not-found' ? new StaleReferrer() : e
+      })
       const node: PlanManifest = {src, dst, manifest, blobs: [], children: [], subject, tags: []}
       if (isIndexMediaType(manifest.mediaType)) {
         const index = parseJson<ImageIndex>(manifest, where)
@@ -107,7 +113,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
         // kept by clients: one whose referrer was deleted since still names it. What is gone
         // cannot be copied; the rest of the platform can, and is.
         await Promise.all(refs.map((r) => walk(src, dst, r.digest, `referrer ${r.digest.slice(0, 19)} of ${where}`, subj).catch((e: unknown) => {
-          if (!(source.referrersMayBeStale && isKpiError(e) && e.kind === 'not-found')) throw e
+          if (!(e instanceof StaleReferrer)) throw e
           missing.add(`referrer ${r.digest} of ${where} is listed for it but ${formatRepo(src)} does not have it (a stale entry of its referrers list): not copied`)
         })))
       }
