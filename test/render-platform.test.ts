@@ -542,6 +542,18 @@ describe('renderPlatform: CA certificates and proxy', () => {
     expect(bypassesProxy('192.168.1.5', list(['10.0.0.0/8']))).toBe(false)
     expect(bypassesProxy('[fd00::5]:5000', list(['fd00::/8']))).toBe(true)
     expect(bypassesProxy('registry.kpack.svc:5000', list([])), 'a Service of the cluster').toBe(true)
+    // as golang.org/x/net/http/httpproxy: the default port, *.name, bare IPv6, loopback, names never match addresses
+    expect(bypassesProxy('harbor.corp.example', ['harbor.corp.example:443'])).toBe(true)
+    expect(bypassesProxy('harbor.corp.example', ['harbor.corp.example:80'])).toBe(false)
+    expect(bypassesProxy('harbor.corp.example', ['*.corp.example'])).toBe(true)
+    expect(bypassesProxy('corp.example', ['*.corp.example'])).toBe(false)
+    expect(bypassesProxy('[fd00::5]:5000', ['fd00::5'])).toBe(true)
+    expect(bypassesProxy('[fd00:0:0::5]', ['[fd00::5]:443'])).toBe(true)
+    expect(bypassesProxy('127.0.0.1:5000', [])).toBe(true)
+    expect(bypassesProxy('localhost:5000', [])).toBe(true)
+    expect(bypassesProxy('10.1.2.3', ['3'])).toBe(false)
+    // an https registry goes through HTTPS_PROXY only: with HTTP_PROXY alone there is nothing to warn of
+    expect(renderPlatform(lock, {...v, proxy: {httpProxy: v.proxy!.httpProxy, noProxy: ['example.org']}}).warnings.filter((w) => w.includes('proxy.noProxy'))).toEqual([])
     expect(renderPlatform(lock, {...v, proxy: undefined}).warnings.filter((w) => w.includes('proxy.noProxy')), 'no proxy').toEqual([])
   })
 

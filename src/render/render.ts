@@ -12,7 +12,7 @@ import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js
 import {clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig} from './platform.js'
 import {teamObjects, teamRoles} from './teams.js'
 import {certInjection} from './cert-injection.js'
-import {bypassesProxy, controllerTrust, hasProxy, noProxyList, trustConfig} from './trust.js'
+import {bypassesProxy, controllerTrust, noProxyList, trustConfig} from './trust.js'
 import type {Values} from '../values/types.js'
 import {STAGES, type RenderedObject, type RenderOptions, type RenderResult} from './types.js'
 
@@ -88,7 +88,8 @@ function renderObjects(lock: Bundle, values: Values): RenderResult {
   const inj = certInjection(values, lock.certInjection, values.certInjection)
   warnings.push(...inj.warnings)
   // said, not decided: some clusters do reach their registry through the proxy
-  if (hasProxy(values) && !bypassesProxy(values.registry.server, noProxyList(values))) {
+  // HTTPS_PROXY only: Go sends an https request to no other
+  if (values.proxy?.httpsProxy && !bypassesProxy(values.registry.server, noProxyList(values))) {
     warnings.push(`the registry ${values.registry.server} is not in proxy.noProxy: the kpack controller and build pods reach it through the proxy; add it (or a domain above it) to proxy.noProxy unless the proxy is how the cluster reaches it`)
   }
 

@@ -13,7 +13,7 @@
  * controller keeps reaching the apiserver and services. A proxy URL with user:password in it is a
  * credential: then the URLs live in a Secret and the env refers to it.
  */
-import {isIP} from 'node:net'
+import {BlockList, isIP} from 'node:net'
 import {inCidr, isCidr} from '../values/cidr.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {Values} from '../values/types.js'
@@ -45,34 +45,55 @@ export function caBundle(caCerts: string[]): string {
 }
 
 /**
- * Whether Go's proxy rules (net/http/httpproxy, as the kpack controller and the build images'
- * tools apply NO_PROXY) send `hostPort` directly: `*`; an IP or CIDR containing its address; a
- * name matching it or a domain above it (`.name`: only the domains below). An entry with a port
- * matches that port only.
+ * Whether Go's proxy rules (golang.org/x/net/http/httpproxy, as the kpack controller and the build
+ * images' tools apply NO_PROXY) reach the registry `hostPort` directly over HTTPS: localhost and
+ * loopback addresses always; `*`; an address equal to an IP entry or inside a CIDR entry; a name
+ * matching a name entry or lying below it (`.name` and `*.name`: only below). An entry with a
+ * port matches that port only (443 when the registry names none). Names never match addresses.
  */
 export function bypassesProxy(hostPort: string, noProxy: string[]): boolean {
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(hostPort.toLowerCase())
-  if (!m) return false
-  const host = m[1]!.replace(/^\[|\]$/g, '')
-  const port = m[2]
+  const target = splitHostPort(hostPort.trim().toLowerCase())
+  if (!target) return false
+  const host = target.host
+  const port = target.port ?? '443'
+  const ip = isIP(host) !== 0
+  if (host === 'localhost' || (ip && isLoopback(host))) return true
   for (const raw of noProxy) {
     const e = raw.trim().toLowerCase()
+    if (!e) continue
     if (e === '*') return true
     if (isCidr(e)) {
-      if (isIP(host) && inCidr(host, e)) return true
+      if (ip && inCidr(host, e)) return true
       continue
     }
-    const em = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(e)
-    if (!em) continue
-    const name = em[1]!.replace(/^\[|\]$/g, '')
-    if (em[2] && em[2] !== port) continue
-    if (isIP(name)) {
-      if (name === host) return true
+    const entry = isIP(e) !== 0 ? {host: e, port: undefined} : splitHostPort(e)
+    if (!entry?.host) continue
+    if (entry.port && entry.port !== port) continue
+    if (isIP(entry.host) !== 0) {
+      if (ip && sameAddress(entry.host, host)) return true
       continue
     }
+    if (ip) continue
+    const name = entry.host.startsWith('*.') ? entry.host.slice(1) : entry.host
     if (name.startsWith('.') ? host.endsWith(name) : host === name || host.endsWith(`.${name}`)) return true
   }
   return false
+}
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address */
+function splitHostPort(s: string): {host: string; port?: string} | undefined {
+  if (isIP(s) === 6) return {host: s}
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d+))?$/.exec(s)
+  return m ? {host: (m[1] ?? m[2])!, port: m[3]} : undefined
+}
+
+const isLoopback = (ip: string): boolean => (isIP(ip) === 4 ? ip.startsWith('127.') : sameAddress(ip, '::1'))
+
+function sameAddress(a: string, b: string): boolean {
+  if (isIP(a) !== isIP(b)) return false
+  const list = new BlockList()
+  list.addAddress(a, isIP(a) === 6 ? 'ipv6' : 'ipv4')
+  return list.check(b, isIP(b) === 6 ? 'ipv6' : 'ipv4')
 }
 
 /** NO_PROXY entries: the user's, then the cluster-internal ones, without duplicates. */
