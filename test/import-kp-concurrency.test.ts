@@ -1,7 +1,7 @@
 /**
  * `kpi bundle import-kp --concurrency N` bounds the tag lookups the import makes, as it does for
  * `kpi bundle lock`: against a real registry (distribution, which holds none of the descriptor's
- * tags) behind a proxy on loopback that holds each request 20 ms and counts those in flight.
+ * tags) behind a proxy on loopback that holds each request 200 ms and counts those in flight.
  */
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import type {IncomingMessage} from 'node:http'
@@ -25,7 +25,8 @@ describe('bundle import-kp', () => {
     let lookups = 0
     const lookup = (req: IncomingMessage) => req.method === 'HEAD' && !!req.url?.includes('/manifests/')
     const proxy = await startDelayProxy(reg.host, {
-      delayMs: () => 20,
+      // long enough that two lookups the client runs at once overlap at the proxy even on a loaded machine
+      delayMs: () => 200,
       onStart: (req) => {
         if (!lookup(req)) return
         lookups++
