@@ -17,7 +17,7 @@ import type {RenderResult} from '../render/types.js'
 import {inputsDigest, redactObjects, redactValues, type Operation, type RevisionRecord, type StageRecord, type WaitMode} from '../revision/record.js'
 import type {Values} from '../values/types.js'
 import {
-  createRevision, DEFAULT_HISTORY_MAX, ensureRevisionNamespace, listRevisionHeads, pruneHistory, readRevision, saveRevision, type StoredRevision,
+  createRevision, DEFAULT_HISTORY_MAX, ensureRevisionNamespace, latestRevisionAfter, listRevisionHeads, pruneHistory, readRevision, saveRevision, type StoredRevision,
 } from '../revision/store.js'
 import type {StaleObject} from './changeset.js'
 import {execute, type ExecuteOptions, type ExecuteResult} from './executor.js'
@@ -97,6 +97,22 @@ export function unchangedSincePreflight(seen: StoredRevision | undefined, now: S
   throw new KpiError('conflict', `another kpi operation changed the installation while this one ran its preflight${r ? `: revision ${r.revision} (${r.description}) is now ${r.status}` : ''}`, {
     hint: 'run kpi status, then run this command again: it checks the installation as it is then',
   })
+}
+
+/**
+ * What an upgrade or rollback starts from once it holds the lease: the newest revision, which must
+ * be the one preflight `seen`; the number its own revision takes; and, when that newest one was
+ * left pending (nobody holds the lease, this operation does: its operation died), that revision,
+ * now recorded as failed and finished by this operation (`by`: `kpi upgrade`).
+ */
+export async function underLease(ctx: OperationContext, seen: StoredRevision | undefined, by: string): Promise<{now?: StoredRevision; next: number; interrupted?: number}> {
+  const now = await latestRevisionAfter(ctx.kube, seen)
+  unchangedSincePreflight(seen, now)
+  const next = (now?.record.revision ?? 0) + 1
+  if (!now?.record.status.startsWith('pending-')) return {now, next}
+  await markInterrupted(ctx, now, `finished by revision ${next} (${by})`)
+  ctx.onEvent({type: 'warning', message: `revision ${now.record.revision} (${now.record.operation}) was interrupted; recorded as failed`})
+  return {now, next, interrupted: now.record.revision}
 }
 
 export interface RevisionRun {

@@ -86,8 +86,11 @@ export interface RunningImages {
   refs: Set<string>
 }
 
-export const runningImages = (deployed: {record: {revision: number; objects: RenderedObject[]}} | undefined): RunningImages | undefined =>
-  deployed ? {revision: deployed.record.revision, refs: new Set(imageReferences(deployed.record.objects).map((f) => f.ref))} : undefined
+type Revision = {record: {revision: number; objects: RenderedObject[]}}
+
+/** None when an operation after the deployed revision (a failed upgrade left as it is) may have replaced its pods. */
+export const runningImages = (deployed: Revision | undefined, later: readonly Revision[]): RunningImages | undefined =>
+  deployed && !later.length ? {revision: deployed.record.revision, refs: new Set(imageReferences(deployed.record.objects).map((f) => f.ref))} : undefined
 
 type ImageCheckInput = Pick<PreflightInput, 'objects' | 'registry' | 'clientOptions' | 'client'> & {running?: RunningImages}
 

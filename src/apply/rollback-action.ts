@@ -8,9 +8,9 @@ import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {refOf} from '../kube/types.js'
 import type {RegistryValues} from '../values/types.js'
-import {latestRevisionAfter, readInstallation} from '../revision/store.js'
+import {readInstallation} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
-import {contextOf, markInterrupted, RevisionFailed, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
+import {contextOf, RevisionFailed, underLease, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask, runningImages} from './preflight.js'
 import {rollbackTarget, runRollback} from './rollback.js'
 import {summarize, type OperationSummary} from './summary.js'
@@ -60,23 +60,12 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   const deletes = staleObjects(current, t.objects).filter((s) => !s.kept).map((s) => s.object)
   // the CAs the cluster trusts are in the record (values caCerts, not secret), beside --ca-cert
   const caCerts = [...(o.registryOptions?.caCerts ?? []), ...((t.values.caCerts as string[] | undefined) ?? [])]
-  // the images the rollback brings back are asked for; those the deployed revision runs are not
-  // (preflight.ts RunningImages), unless an operation after it (a failed upgrade left as it is)
-  // may have replaced its pods
-  const running = later.length ? undefined : runningImages(deployed)
-  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes, running, onEvent}, task)
+  // the images the rollback brings back are asked for; those the deployed revision runs are not (preflight.ts RunningImages)
+  const images = await checkAccessAndImages({kube, objects: t.objects, registry, clientOptions: {...o.registryOptions, caCerts}, client: o.registryClient, deletes, running: runningImages(deployed, later), onEvent}, task)
   onEvent({type: 'stage-done', stage: PREFLIGHT_STAGE.name, message: `Kubernetes ${serverVersion}, ${images} images present`})
 
   return withLease(ctx, 'rollback', async (_lease, signal) => {
-    const now = await latestRevisionAfter(kube, latest)
-    unchangedSincePreflight(latest, now)
-    const next = (now?.record.revision ?? 0) + 1
-    let interrupted: number | undefined
-    if (now?.record.status.startsWith('pending-')) {
-      await markInterrupted(ctx, now, `finished by revision ${next} (kpi rollback to ${t.revision})`)
-      interrupted = now.record.revision
-      onEvent({type: 'warning', message: `revision ${now.record.revision} (${now.record.operation}) was interrupted; recorded as failed`})
-    }
+    const {now, next, interrupted} = await underLease(ctx, latest, `kpi rollback to ${t.revision}`)
     try {
       const done = await runRollback(ctx, {
         target, revision: next, previousRevision: deployed?.record.revision, current,

@@ -14,10 +14,10 @@ import {KpiError} from '../errors.js'
 import type {KubeObject, RenderedObject, RenderResult} from '../render/types.js'
 import type {Values} from '../values/types.js'
 import type {RevisionRecord} from '../revision/record.js'
-import {latestRevisionAfter, readInstallation, type StoredRevision} from '../revision/store.js'
+import {readInstallation, type StoredRevision} from '../revision/store.js'
 import {identity, staleObjects} from './changeset.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
-import {contextOf, desiredRevision, markInterrupted, nowIso, runRevision, RevisionFailed, stageRecords, unchangedSincePreflight, withLease, type OperationOptions} from './operation.js'
+import {contextOf, desiredRevision, nowIso, runRevision, RevisionFailed, stageRecords, underLease, withLease, type OperationOptions} from './operation.js'
 import {checkAccessAndImages, checkCluster, preflightTask, runningImages, startImageCheck, type Task} from './preflight.js'
 import {runRollback} from './rollback.js'
 import {gateFailureOf} from './stage.js'
@@ -109,7 +109,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   const task = preflightTask(onEvent)
   const serverVersion = await checkCluster(kube, task)
   const {deployed, later, latest} = await installation(o, task)
-  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, running: later.length ? undefined : runningImages(deployed)}
+  const registryCheck = {objects: render.objects, registry: o.values.registry, clientOptions: o.registryOptions ?? {}, client: o.registryClient, running: runningImages(deployed, later)}
   // the images are the longest part of preflight: asked while the rest is checked
   const imageCheck = startImageCheck(registryCheck, task)
   const pre = await clusterChecks(o, render, deployed, later, task).catch((e) => {
@@ -123,16 +123,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
 
 
   return withLease(ctx, 'upgrade', async (_lease, signal) => {
-    let interrupted: number | undefined
-    const now = await latestRevisionAfter(kube, latest)
-    unchangedSincePreflight(latest, now)
-    const next = (now?.record.revision ?? 0) + 1
-    if (now?.record.status.startsWith('pending-')) {
-      // nobody holds the lease (this operation does): that operation died
-      await markInterrupted(ctx, now, `finished by revision ${next} (kpi upgrade)`)
-      interrupted = now.record.revision
-      onEvent({type: 'warning', message: `revision ${now.record.revision} (${now.record.operation}) was interrupted; recorded as failed`})
-    }
+    const {now, next, interrupted} = await underLease(ctx, latest, 'kpi upgrade')
     const result = (r: Omit<UpgradeResult, 'name' | 'version' | 'kpackVersion' | 'from' | 'serverVersion' | 'warnings' | 'durationMs'>): UpgradeResult => ({
       name: o.lock.metadata.name, version: o.lock.metadata.version, kpackVersion: o.lock.kpack.version,
       from: {revision: d.revision, version: d.version, kpackVersion: d.kpackVersion}, serverVersion, warnings, durationMs: Date.now() - started, ...r,
