@@ -33,11 +33,16 @@ function sourcedEnv(dir: string): Record<string, string> {
   return Object.fromEntries(out.split('\0').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
 }
 
+/** What every test leaves behind: its sandbox stopped and its directory removed. */
+async function downAndRemove(dir: string): Promise<void> {
+  await kpi(['sandbox', 'down', '--dir', dir])
+  await rm(dir, {recursive: true, force: true})
+}
+
 describe('kpi sandbox up and down', () => {
   let dir = ''
   afterAll(async () => {
-    await kpi(['sandbox', 'down', '--dir', dir])
-    await rm(dir, {recursive: true, force: true})
+    await downAndRemove(dir)
   })
 
   it('up leaves a ready sandbox with env and values; down stops it, twice; a killed supervisor is swept up', async () => {
@@ -94,8 +99,7 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       expect(up.code).toBe(7) // not-found, as the tool lookup said
       expect(await processesUnder(dir)).toEqual([])
     } finally {
-      await kpi(['sandbox', 'down', '--dir', dir])
-      await rm(dir, {recursive: true, force: true})
+      await downAndRemove(dir)
       await rm(cache, {recursive: true, force: true})
     }
   }, 120_000)
@@ -109,8 +113,7 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       expect(line).toContain('scripts/setup.sh')
       expect(line).not.toContain('scripts/tools.sh')
     } finally {
-      await kpi(['sandbox', 'down', '--dir', dir])
-      await rm(dir, {recursive: true, force: true})
+      await downAndRemove(dir)
     }
   }, 120_000)
 
@@ -167,8 +170,7 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       expect(await processesUnder(dir)).toEqual([])
     } finally {
       run.child.kill('SIGKILL')
-      await kpi(['sandbox', 'down', '--dir', dir])
-      await rm(dir, {recursive: true, force: true})
+      await downAndRemove(dir)
     }
   }, 180_000)
 
@@ -187,8 +189,7 @@ describe('kpi sandbox up and down: failures and stale state', () => {
       const env = sourcedEnv(dir)
       expect((await kpi(['status'], env)).stderr).toContain('no kpi installation in the cluster')
     } finally {
-      await kpi(['sandbox', 'down', '--dir', dir])
-      await rm(dir, {recursive: true, force: true})
+      await downAndRemove(dir)
     }
   }, 300_000)
 

@@ -13,7 +13,7 @@
  * controller keeps reaching the apiserver and services. A proxy URL with user:password in it is a
  * credential: then the URLs live in a Secret and the env refers to it.
  */
-import {BlockList, isIP} from 'node:net'
+import {isIP} from 'node:net'
 import {inCidr, isCidr} from '../values/cidr.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
 import type {Values} from '../values/types.js'
@@ -89,12 +89,7 @@ function splitHostPort(s: string): {host: string; port?: string} | undefined {
 
 const isLoopback = (ip: string): boolean => (isIP(ip) === 4 ? ip.startsWith('127.') : sameAddress(ip, '::1'))
 
-function sameAddress(a: string, b: string): boolean {
-  if (isIP(a) !== isIP(b)) return false
-  const list = new BlockList()
-  list.addAddress(a, isIP(a) === 6 ? 'ipv6' : 'ipv4')
-  return list.check(b, isIP(b) === 6 ? 'ipv6' : 'ipv4')
-}
+const sameAddress = (a: string, b: string): boolean => inCidr(b, `${a}/${isIP(a) === 6 ? 128 : 32}`)
 
 /** NO_PROXY entries: the user's, then the cluster-internal ones, without duplicates. */
 export function noProxyList(values: Values): string[] {
