@@ -101,6 +101,20 @@ describe('revision record', () => {
     expect(secret.object.data).toEqual({'.dockerconfigjson': '<redacted>'})
   })
 
+  it("keeps no team's credential either: each team's password and docker config are removed, named by team", async () => {
+    const v: Values = await values()
+    v.teams[0]!.registry = {repository: 'teams/payments', username: 'payments-robot', password: `${CANARY}-team`}
+    v.teams[1]!.registry = {dockerConfigJson: JSON.stringify({auths: {x: {auth: Buffer.from(`w:${CANARY}-web`).toString('base64')}}})}
+    const r = redactValues(v)
+    expect(r.redactedFields).toEqual(['registry.password', 'teams[0].registry.password', 'teams[1].registry.dockerConfigJson'])
+    expect((r.values.teams as Array<{registry: unknown}>)[0]!.registry).toEqual({repository: 'teams/payments', username: 'payments-robot'})
+    const all = JSON.stringify({values: r.values, objects: redactObjects(renderPlatform(await lock17(), v).objects)})
+    expect(all).not.toContain(CANARY)
+    expect(all).not.toContain(Buffer.from(`w:${CANARY}`).toString('base64').slice(0, 12))
+    // the values given are untouched
+    expect(v.teams[0]!.registry!.password).toBe(`${CANARY}-team`)
+  })
+
   it('the inputs digest ignores key order and changes with the lock', async () => {
     const lock = await lock17()
     const v = redactValues(await values()).values

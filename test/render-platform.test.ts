@@ -27,6 +27,8 @@ const must = (objs: RenderedObject[], kind: string, name: string, namespace?: st
 
 type Container = {name: string; image: string; env?: Array<{name: string; value?: string; valueFrom?: unknown}>; volumeMounts?: Array<{name: string; mountPath: string}>}
 type PodSpec = {containers: Container[]; volumes?: Array<{name: string; configMap?: {name: string}}>; nodeSelector?: Record<string, string>; tolerations?: unknown[]}
+/** the warnings about CA certificates and the proxy (the fixture's team shares the platform's account, which is warned of too) */
+const aboutTrust = (ws: string[]): string[] => ws.filter((w) => !w.includes('teams[].registry'))
 const podSpec = (d: KubeObject): PodSpec => (d as unknown as {spec: {template: {spec: PodSpec}}}).spec.template.spec
 const envOf = (d: KubeObject): Map<string, {value?: string; valueFrom?: unknown}> =>
   new Map((podSpec(d).containers[0]!.env ?? []).map((e) => [e.name, e]))
@@ -415,6 +417,63 @@ describe('renderPlatform: air gap', () => {
 })
 
 describe('renderPlatform: credentials', () => {
+  const TEAM_CANARY = 'team-canary-S3cret-91ab'
+  const dockerAuth = (o: KubeObject) => JSON.parse(Buffer.from((o.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString()) as {auths: Record<string, {username: string; password: string}>}
+
+  it("gives a team with an account of its own that account, not the platform's, and pushes its Builders under its repository; teams sharing the platform's are warned of", async () => {
+    const v = await values()
+    v.teams[0]!.registry = {repository: 'teams/payments', username: 'payments-robot', password: TEAM_CANARY}
+    const {objects, warnings} = renderPlatform(await lock13(), v)
+    const own = dockerAuth(must(objects, 'Secret', 'kpi-registry-credentials', 'payments'))
+    expect(own.auths).toEqual({'registry.corp.example:5000': expect.objectContaining({username: 'payments-robot', password: TEAM_CANARY})})
+    expect(JSON.stringify(own)).not.toContain(CANARY)
+    // the other team and the platform keep the platform's
+    expect(dockerAuth(must(objects, 'Secret', 'kpi-registry-credentials', 'team-web')).auths['registry.corp.example:5000']!.password).toBe(CANARY)
+    expect(dockerAuth(must(objects, 'Secret', 'kp-default-repository-secret', 'kpack')).auths['registry.corp.example:5000']!.password).toBe(CANARY)
+    expect(must(objects, 'Builder', 'java-only', 'payments').spec).toMatchObject({tag: 'registry.corp.example:5000/teams/payments/builders/java-only'})
+    // the team's password in its Secret's data only
+    for (const {object} of objects) {
+      walkStrings(object, (str, path) => {
+        if (object.kind === 'Secret' && /^data\./.test(path)) return
+        expect(str.includes(TEAM_CANARY) || str.includes(Buffer.from(TEAM_CANARY).toString('base64')), `${object.kind} ${object.metadata.name}: ${path}`).toBe(false)
+      })
+    }
+    const shared = warnings.filter((w) => w.includes('teams[].registry'))
+    expect(shared).toHaveLength(1)
+    expect(shared[0]).toMatch(/^team web gets the platform's registry account, which can push the platform's own images/)
+    expect(shared[0]).not.toContain('payments')
+
+    // every team with its own: nothing to warn of; no platform account: nothing shared
+    v.teams[1]!.registry = {dockerConfigJson: JSON.stringify({auths: {'registry.corp.example:5000': {auth: Buffer.from(`web-robot:${TEAM_CANARY}x`).toString('base64')}}})}
+    const both = renderPlatform(await lock13(), v)
+    expect(both.warnings.filter((w) => w.includes('teams[].registry'))).toEqual([])
+    expect(dockerAuth(must(both.objects, 'Secret', 'kpi-registry-credentials', 'team-web')).auths['registry.corp.example:5000']).toEqual({auth: Buffer.from(`web-robot:${TEAM_CANARY}x`).toString('base64')})
+    // no repository of its own: its Builders stay under the platform's, by namespace
+    expect(find(both.objects, 'Builder', 'java-only', 'payments')).toBeDefined()
+    const anon = await values()
+    delete anon.registry.username
+    delete anon.registry.password
+    expect(renderPlatform(await lock13(), anon).warnings.filter((w) => w.includes('teams[].registry'))).toEqual([])
+  })
+
+  it("a team's repository without an account of its own moves its Builders and keeps the platform's account (and the warning)", async () => {
+    const v = await values()
+    v.teams[0]!.registry = {repository: 'teams/payments'}
+    const {objects, warnings} = renderPlatform(await lock13(), v)
+    expect(must(objects, 'Builder', 'java-only', 'payments').spec).toMatchObject({tag: 'registry.corp.example:5000/teams/payments/builders/java-only'})
+    expect(dockerAuth(must(objects, 'Secret', 'kpi-registry-credentials', 'payments')).auths['registry.corp.example:5000']!.password).toBe(CANARY)
+    expect(warnings.find((w) => w.includes('teams[].registry'))).toMatch(/^teams payments, web get the platform's registry account/)
+  })
+
+  it("the guard refuses a team's credential outside a Secret too", async () => {
+    const v = await values()
+    v.teams[0]!.registry = {username: 'payments-robot', password: TEAM_CANARY}
+    const {objects} = renderPlatform(await lock13(), v)
+    const leak = {stage: 'teams' as const, object: {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'oops', namespace: 'payments', labels: {}}, data: {token: TEAM_CANARY}}}
+    expect(() => assertCredentialsOnlyInSecrets([...objects, leak], [v.registry, v.teams[0]!.registry!])).toThrow("a registry credential would be written outside a Secret's data, at ConfigMap payments/oops: data.token")
+    expect(() => assertCredentialsOnlyInSecrets(objects, [v.registry, v.teams[0]!.registry!])).not.toThrow()
+  })
+
   it('puts the registry password only in Secret data', async () => {
     const {objects} = renderPlatform(await lock17(), await values())
     const needles = [CANARY, Buffer.from(CANARY).toString('base64'), Buffer.from(`robot$kpi:${CANARY}`).toString('base64')]
@@ -558,22 +617,22 @@ describe('renderPlatform: CA certificates and proxy', () => {
   })
 
   it('warns that build pods will not get the CA or proxy when the bundle has no cert-injection-webhook', async () => {
-    const {warnings} = renderPlatform(await lock13(), await values())
+    const warnings = aboutTrust(renderPlatform(await lock13(), await values()).warnings)
     expect(warnings).toHaveLength(1)
     expect(warnings[0]).toMatch(/no certInjection images/)
     expect(warnings[0]).toMatch(/build pods will not trust the CA or use the proxy/)
     const v = await values()
     v.caCerts = []
     delete v.proxy
-    expect(renderPlatform(await lock13(), v).warnings).toEqual([])
+    expect(aboutTrust(renderPlatform(await lock13(), v).warnings)).toEqual([])
     v.caCerts = [await readFile(caFile, 'utf8')]
-    expect(renderPlatform(await lock13(), v).warnings[0]).toMatch(/build pods will not trust the CA;/)
+    expect(aboutTrust(renderPlatform(await lock13(), v).warnings)[0]).toMatch(/build pods will not trust the CA;/)
   })
 
   it('renders cert-injection-webhook\'s own configuration when the bundle names its images', async () => {
     const lock = await lock17()
     const {objects, warnings} = renderPlatform(lock, await values())
-    expect(warnings).toEqual([])
+    expect(aboutTrust(warnings)).toEqual([])
     const ns = 'cert-injection-webhook'
     expect(find(objects, 'Namespace', ns)).toBeDefined()
     const d = must(objects, 'Deployment', 'cert-injection-webhook', ns)

@@ -195,7 +195,7 @@ describe('values: problems name the field and line', () => {
       '4:11: caCerts[0]: malformed PEM: no PEM certificate (expected -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)',
       '6:14: proxy.httpProxy: must be a URL with a scheme, e.g. http://proxy.corp:3128',
       '8:11: teams[0].name: invalid value: expected a DNS label: lowercase letters, digits and -, starting and ending with a letter or digit',
-      '9:5: teams[0].replicas: unknown field (known: name, namespace, serviceAccount, subjects, builders)',
+      '9:5: teams[0].replicas: unknown field (known: name, namespace, serviceAccount, subjects, builders, registry)',
       '12:20: kpack.webhook.failurePolicy: must be one of Fail, Ignore',
     ])
     expect((e.details as {problems: unknown[]}).problems).toHaveLength(7)
@@ -214,6 +214,25 @@ describe('values: problems name the field and line', () => {
     expect(e.message).not.toContain('secret-zzz')
     e = await problemsOf('registry:\n  server: r.example\n  repository: p\n  username: u\n  passwordFile: missing.txt\n')
     expect(e.message).toMatch(/5:17: registry\.passwordFile: cannot read .*missing\.txt \(ENOENT\)$/)
+  })
+
+  it("a team's own registry account: its password file read relative to the values file, a repository of its own, the same checks as the platform's, named at the team", async () => {
+    await writeFile(join(dir, 'team-pw.txt'), 'team-secret-1\n')
+    const head = 'registry:\n  server: r.example\n  repository: platform\n  username: u\n  password: pw-1234\nteams:\n'
+    await writeFile(join(dir, 'v-team.yaml'), head + '  - name: a\n    registry: {repository: teams/a, username: a-robot, passwordFile: team-pw.txt}\n  - name: b\n')
+    const v = await loadValues(join(dir, 'v-team.yaml'))
+    expect(v.teams[0]!.registry).toEqual({repository: 'teams/a', username: 'a-robot', password: 'team-secret-1'})
+    // a team without one has no registry field at all: the values recorded before stay as they were
+    expect(Object.keys(v.teams[1]!)).not.toContain('registry')
+    let e = await problemsOf(head + '  - name: a\n    registry:\n      username: a-robot\n')
+    expect(e.message).toMatch(/9:7: teams\[0\]\.registry\.username: a username needs password or passwordFile$/)
+    e = await problemsOf(head + `  - name: a\n    registry:\n      dockerConfigJson: '{"auths": {"other.example": {"auth": "dTpzZWNyZXQtenp6"}}}'\n`)
+    expect(e.message).toMatch(/9:25: teams\[0\]\.registry\.dockerConfigJson: no "auths" entry for r\.example/)
+    expect(e.message).not.toContain('dTpzZWNyZXQtenp6')
+    e = await problemsOf(head + '  - name: a\n    registry:\n      username: a-robot\n      passwordFile: nowhere.txt\n')
+    expect(e.message).toMatch(/10:21: teams\[0\]\.registry\.passwordFile: cannot read .*nowhere\.txt \(ENOENT\)$/)
+    e = await problemsOf(head + '  - name: a\n    registry:\n      server: other.example\n')
+    expect(e.message).toMatch(/teams\[0\]\.registry\.server: unknown field/)
   })
 
   it("credentials: a username with ':' is refused (the auth kpack and the kubelet decode would split it)", async () => {

@@ -7,7 +7,7 @@ import {KpiError} from '../errors.js'
 import {itemSegments} from '../kube/paths.js'
 import {normaliseRegistry, parseDockerConfig, parseReference} from '../oci/index.js'
 import {registryPrefix} from './platform.js'
-import type {RegistryValues} from '../values/types.js'
+import type {RegistryCredentials, RegistryValues} from '../values/types.js'
 import type {KubeObject, RenderedObject} from './types.js'
 
 export interface FoundImage {
@@ -110,7 +110,7 @@ export function assertAirGapped(objects: Array<RenderedObject | KubeObject>, reg
 }
 
 /** The strings that must never appear outside Secret data: the password, and encodings of it. */
-export function credentialNeedles(registry: RegistryValues): string[] {
+export function credentialNeedles(registry: RegistryCredentials): string[] {
   const needles = new Set<string>()
   const add = (s: string | undefined) => {
     if (s && s.length >= 4) {
@@ -152,8 +152,8 @@ export function stringsOf(objects: Array<RenderedObject | KubeObject>): Set<stri
  * the registry's own name of every image).
  * Called only when a string holds a credential.
  */
-export function assertCredentialsOnlyInSecrets(objects: Array<RenderedObject | KubeObject>, registry: RegistryValues, renderedAnyway?: () => ReadonlySet<string>): void {
-  const needles = credentialNeedles(registry)
+export function assertCredentialsOnlyInSecrets(objects: Array<RenderedObject | KubeObject>, accounts: RegistryCredentials | RegistryCredentials[], renderedAnyway?: () => ReadonlySet<string>): void {
+  const needles = [...new Set([accounts].flat().flatMap(credentialNeedles))]
   if (!needles.length) return
   let anyway: ReadonlySet<string> | undefined
   for (const o of objects.map(unwrap)) {

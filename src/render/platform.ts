@@ -8,7 +8,7 @@
  */
 import type {Builder, BuilderOrderEntry, Bundle} from '../bundle/types.js'
 import {KPACK_NAMESPACE as NS, obj} from './meta.js'
-import type {RegistryValues} from '../values/types.js'
+import type {RegistryCredentials, RegistryValues} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 
 export const REGISTRY_SA = 'kp-default-repository-serviceaccount'
@@ -19,7 +19,7 @@ export const CLUSTER_LIFECYCLE = 'default-lifecycle'
 
 const byName = <T extends {name: string}>(xs: T[]): T[] => [...xs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 
-export const hasCredentials = (r: RegistryValues): boolean => !!(r.dockerConfigJson || (r.username && r.password))
+export const hasCredentials = (r: RegistryCredentials): boolean => !!(r.dockerConfigJson || (r.username && r.password))
 
 /** `<server>/<repository>`: the prefix every image and builder tag sits under. */
 export const registryPrefix = (r: RegistryValues): string => (r.repository ? `${r.server}/${r.repository}` : r.server)

@@ -9,8 +9,8 @@ import {addConfigChecksums} from './config-checksum.js'
 import {kpackCrds, type KpackFeatures} from './crds.js'
 import {assertAirGapped, assertCredentialsOnlyInSecrets, stringsOf} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
-import {clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig} from './platform.js'
-import {teamObjects, teamRoles} from './teams.js'
+import {clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig, registryPrefix} from './platform.js'
+import {teamAccount, teamObjects, teamRoles} from './teams.js'
 import {certInjection} from './cert-injection.js'
 import {bypassesProxy, controllerTrust, noProxyList, trustConfig} from './trust.js'
 import type {Values} from '../values/types.js'
@@ -73,9 +73,15 @@ function checkFeatureFlags(lock: Bundle, values: Values, f: KpackFeatures): void
 export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions = {}): RenderResult {
   const {objects, warnings} = renderObjects(lock, values)
   if (!opts.skipAirGapGuard) assertAirGapped(objects, values.registry)
-  // the same render with another password: a string it has too holds a short password by coincidence
-  const other = {...values, registry: {server: values.registry.server, repository: values.registry.repository, username: 'kpi', password: '\u0000kpi-guard\u0000'}}
-  assertCredentialsOnlyInSecrets(objects, values.registry, () => stringsOf(renderObjects(lock, other).objects))
+  // the same render with other passwords: a string it has too holds a short password by coincidence
+  const guardAccount = {username: 'kpi', password: '\u0000kpi-guard\u0000'}
+  const other: Values = {
+    ...values,
+    registry: {server: values.registry.server, repository: values.registry.repository, ...guardAccount},
+    teams: values.teams.map((t) => (t.registry ? {...t, registry: {repository: t.registry.repository, ...guardAccount}} : t)),
+  }
+  const accounts = [values.registry, ...values.teams.flatMap((t) => (t.registry ? [t.registry] : []))]
+  assertCredentialsOnlyInSecrets(objects, accounts, () => stringsOf(renderObjects(lock, other).objects))
   return {objects, warnings}
 }
 
@@ -95,6 +101,11 @@ function renderObjects(lock: Bundle, values: Values): RenderResult {
 
   const teamBuilders = (ns: string): Builder[] => lock.builders.filter((b) => b.namespace === ns)
   const teams = [...values.teams].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  // said, not refused: one account for everything is how many start, but it should be a choice
+  const shared = hasCredentials(values.registry) ? teams.filter((t) => teamAccount(t, values.registry) === values.registry) : []
+  if (shared.length) {
+    warnings.push(`team${shared.length === 1 ? '' : 's'} ${shared.map((t) => t.name).join(', ')} get${shared.length === 1 ? 's' : ''} the platform's registry account, which can push the platform's own images (stacks, lifecycle, builders): every build in the team's namespace, and everyone who may read its Secrets, has it; give each team an account of its own in teams[].registry (pull on ${registryPrefix(values.registry)}, push on a repository of the team's)`)
+  }
 
   const objects: RenderedObject[] = [
     kpackNamespace(),

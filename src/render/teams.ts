@@ -5,8 +5,8 @@
  */
 import type {Builder} from '../bundle/types.js'
 import {labelValue, obj} from './meta.js'
-import {builderTag, kpackOrder, registrySecret, registryServiceAccount} from './platform.js'
-import type {RbacSubject, TeamValues, Values} from '../values/types.js'
+import {builderTag, hasCredentials, kpackOrder, registrySecret, registryServiceAccount} from './platform.js'
+import type {RbacSubject, RegistryValues, TeamValues, Values} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 
 export const TEAM_SECRET = 'kpi-registry-credentials'
@@ -48,11 +48,27 @@ export function teamRoles(clusterLifecycle: boolean): RenderedObject[] {
 const subject = (s: RbacSubject) =>
   s.kind === 'ServiceAccount' ? {kind: s.kind, name: s.name, namespace: s.namespace} : {kind: s.kind, name: s.name, apiGroup: 'rbac.authorization.k8s.io'}
 
+/**
+ * The account a team's builds pull and push with: its own when the values give one (on the
+ * platform's server), else the platform's, which can push the platform's own images.
+ */
+export function teamAccount(team: TeamValues, platform: RegistryValues): RegistryValues {
+  const own = team.registry
+  if (!own || !hasCredentials(own)) return platform
+  return {server: platform.server, repository: own.repository ?? platform.repository, username: own.username, password: own.password, dockerConfigJson: own.dockerConfigJson}
+}
+
+/** A team Builder's tag: under the team's own repository when it has one, else under the platform's, by namespace. */
+export function teamBuilderTag(team: TeamValues, platform: RegistryValues, name: string): string {
+  const repo = team.registry?.repository
+  return repo ? builderTag({server: platform.server, repository: repo}, name) : builderTag(platform, name, team.namespace)
+}
+
 /** Objects of one team; `bundleBuilders` are the bundle's builders placed in its namespace. */
 export function teamObjects(team: TeamValues, values: Values, bundleBuilders: Builder[]): RenderedObject[] {
   const ns = team.namespace
   const labels = {[TEAM_LABEL]: labelValue(team.name)}
-  const secret = registrySecret('teams', TEAM_SECRET, ns, values.registry)
+  const secret = registrySecret('teams', TEAM_SECRET, ns, teamAccount(team, values.registry))
   if (secret) secret.object.metadata.labels[TEAM_LABEL] = labels[TEAM_LABEL]
   const sa = registryServiceAccount('teams', team.serviceAccount, ns, secret ? TEAM_SECRET : undefined)
   sa.object.metadata.labels[TEAM_LABEL] = labels[TEAM_LABEL]
@@ -80,7 +96,7 @@ export function teamObjects(team: TeamValues, values: Values, bundleBuilders: Bu
     ...builders.map((b) =>
       obj('teams', 'kpack.io/v1alpha2', 'Builder', {name: b.name, namespace: ns, labels}, {
         spec: {
-          tag: builderTag(values.registry, b.name, ns),
+          tag: teamBuilderTag(team, values.registry, b.name),
           stack: {kind: 'ClusterStack', name: b.stack},
           store: {kind: 'ClusterStore', name: b.store},
           order: kpackOrder(b.order),

@@ -15,7 +15,7 @@ import {KPACK_NAMESPACE} from '../render/meta.js'
 import {REVISION_NAMESPACE} from '../revision/record.js'
 import {isCidr} from './cidr.js'
 import {dnsSubdomain, labelKey, patternMeaning} from './schema.js'
-import type {RegistryValues} from './types.js'
+import type {RegistryCredentials, RegistryValues, TeamRegistryValues} from './types.js'
 
 type Seg = PathSegment
 
@@ -27,7 +27,7 @@ export interface ReadFileOption {
 export type At = (path: Seg[], message: string, onKey?: boolean) => void
 
 export interface RawValues {
-  registry?: Partial<Record<'server' | 'repository' | 'username' | 'password' | 'passwordFile' | 'dockerConfigJson' | 'dockerConfigJsonFile', unknown>>
+  registry?: Partial<Record<'server' | 'repository' | CredentialField, unknown>>
   caCerts?: unknown
   proxy?: {httpProxy?: unknown; httpsProxy?: unknown; noProxy?: unknown}
   cluster?: {domain?: unknown; serviceCIDR?: unknown; podCIDR?: unknown}
@@ -38,25 +38,51 @@ export interface RawValues {
 
 export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
+type CredentialField = 'username' | 'password' | 'passwordFile' | 'dockerConfigJson' | 'dockerConfigJsonFile'
+
 export async function checkRegistry(raw: RawValues, file: string, opts: ReadFileOption, at: At, checkCombinations: boolean): Promise<RegistryValues | undefined> {
   const r = raw.registry
   if (!r || typeof r !== 'object') return undefined
   const server = str(r.server)
   const repository = str(r.repository)
   const out: RegistryValues = {server: server ?? '', repository: (repository ?? '').replace(/^\/+|\/+$/g, '')}
-  const has = (k: keyof typeof r): boolean => r[k] !== undefined
+  return Object.assign(out, await checkCredentials(r, ['registry'], out.server, file, opts, at, checkCombinations))
+}
+
+/**
+ * Each team's own registry account (teams[].registry), its files read, by the team's index; the
+ * combinations checked only for a team whose registry section has no schema problem.
+ */
+export async function checkTeamRegistries(raw: RawValues, server: string, file: string, opts: ReadFileOption, at: At, clean: (i: number) => boolean): Promise<Map<number, TeamRegistryValues>> {
+  const out = new Map<number, TeamRegistryValues>()
+  if (!Array.isArray(raw.teams)) return out
+  for (const [i, t] of raw.teams.entries()) {
+    const r = (t as {registry?: unknown} | null)?.registry
+    if (!r || typeof r !== 'object' || Array.isArray(r)) continue
+    const fields = r as Partial<Record<CredentialField | 'repository', unknown>>
+    const repository = str(fields.repository)?.replace(/^\/+|\/+$/g, '')
+    const creds = await checkCredentials(fields, ['teams', i, 'registry'], server, file, opts, at, clean(i))
+    out.set(i, {...(repository ? {repository} : {}), ...creds})
+  }
+  return out
+}
+
+/** An account's fields at `base`: the alternatives checked, files read, a docker config checked against `server`. */
+async function checkCredentials(r: Partial<Record<CredentialField, unknown>>, base: Seg[], server: string, file: string, opts: ReadFileOption, at: At, checkCombinations: boolean): Promise<RegistryCredentials> {
+  const out: RegistryCredentials = {}
+  const has = (k: CredentialField): boolean => r[k] !== undefined
   const readRel = async (field: 'passwordFile' | 'dockerConfigJsonFile'): Promise<string | undefined> => {
     const p = str(r[field])
     if (p === undefined) return undefined
     if (!opts.readFile) {
-      at(['registry', field], 'files cannot be read here; give the value inline')
+      at([...base, field], 'files cannot be read here; give the value inline')
       return undefined
     }
     const full = isAbsolute(p) ? p : resolve(dirname(file), p)
     try {
       return await opts.readFile(full)
     } catch (e) {
-      at(['registry', field], `cannot read ${full} (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
+      at([...base, field], `cannot read ${full} (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
       return undefined
     }
   }
@@ -64,18 +90,18 @@ export async function checkRegistry(raw: RawValues, file: string, opts: ReadFile
   const basic = has('username') || has('password') || has('passwordFile')
   if (checkCombinations) {
     if (docker && basic) {
-      at(['registry', has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'], 'give either username/password or a docker config, not both', true)
+      at([...base, has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'], 'give either username/password or a docker config, not both', true)
     }
-    if (has('dockerConfigJson') && has('dockerConfigJsonFile')) at(['registry', 'dockerConfigJsonFile'], 'give dockerConfigJson or dockerConfigJsonFile, not both', true)
-    if (has('password') && has('passwordFile')) at(['registry', 'passwordFile'], 'give password or passwordFile, not both', true)
-    if (has('username') && !has('password') && !has('passwordFile')) at(['registry', 'username'], 'a username needs password or passwordFile', true)
+    if (has('dockerConfigJson') && has('dockerConfigJsonFile')) at([...base, 'dockerConfigJsonFile'], 'give dockerConfigJson or dockerConfigJsonFile, not both', true)
+    if (has('password') && has('passwordFile')) at([...base, 'passwordFile'], 'give password or passwordFile, not both', true)
+    if (has('username') && !has('password') && !has('passwordFile')) at([...base, 'username'], 'a username needs password or passwordFile', true)
     if (!has('username') && (has('password') || has('passwordFile'))) {
-      at(['registry', has('password') ? 'password' : 'passwordFile'], 'a password needs a username', true)
+      at([...base, has('password') ? 'password' : 'passwordFile'], 'a password needs a username', true)
     }
   }
   // Basic auth (RFC 7617), and the `auth` field the kubelet and kpack decode, split user from
   // password at the first ':': such a username could never log in
-  if (str(r.username)?.includes(':')) at(['registry', 'username'], "a username cannot contain ':' (Basic authentication splits user and password at the first ':')")
+  if (str(r.username)?.includes(':')) at([...base, 'username'], "a username cannot contain ':' (Basic authentication splits user and password at the first ':')")
   if (has('username')) out.username = str(r.username)
   if (has('password')) out.password = str(r.password)
   if (has('passwordFile')) {
@@ -83,7 +109,7 @@ export async function checkRegistry(raw: RawValues, file: string, opts: ReadFile
     if (p !== undefined) {
       // files written by `echo` end in a newline that is no part of the password
       const pw = p.replace(/\r?\n$/, '')
-      if (!pw) at(['registry', 'passwordFile'], 'the password file is empty')
+      if (!pw) at([...base, 'passwordFile'], 'the password file is empty')
       out.password = pw
     }
   }
@@ -91,8 +117,8 @@ export async function checkRegistry(raw: RawValues, file: string, opts: ReadFile
   const dockerField = has('dockerConfigJson') ? 'dockerConfigJson' : 'dockerConfigJsonFile'
   if (has('dockerConfigJsonFile')) dockerJson = await readRel('dockerConfigJsonFile')
   if (dockerJson !== undefined) {
-    const why = checkDockerConfig(dockerJson, out.server)
-    if (why) at(['registry', dockerField], why)
+    const why = checkDockerConfig(dockerJson, server)
+    if (why) at([...base, dockerField], why)
     else out.dockerConfigJson = dockerJson
   }
   return out

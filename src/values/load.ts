@@ -11,7 +11,7 @@ import {readTextFile} from '../textfile.js'
 import {problemsError, sortProblems, type Problem} from '../problems/problem.js'
 import {closest} from '../problems/suggest.js'
 import {fieldPath, pathPosition, yamlSyntaxProblem, type PathSegment} from '../problems/yaml.js'
-import {checkCaCerts, checkCluster, checkProxy, checkRegistry, checkResources, checkTeams, checkTolerations, type At, type RawValues, type ReadFileOption} from './checks.js'
+import {checkCaCerts, checkCluster, checkProxy, checkRegistry, checkResources, checkTeamRegistries, checkTeams, checkTolerations, type At, type RawValues, type ReadFileOption} from './checks.js'
 import {normalise} from './normalise.js'
 import {patternMeaning} from './schema.js'
 import type {Values} from './types.js'
@@ -67,6 +67,8 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
   const raw = data as RawValues
   const registryClean = !problems.some((p) => p.path === 'registry' || p.path?.startsWith('registry.'))
   const registry = await checkRegistry(raw, file, opts, at, registryClean)
+  const teamRegistryClean = (i: number) => !problems.some((p) => p.path === `teams[${i}].registry` || p.path?.startsWith(`teams[${i}].registry.`))
+  const teamRegistries = await checkTeamRegistries(raw, registry?.server ?? '', file, opts, at, teamRegistryClean)
   checkCaCerts(raw, at)
   checkProxy(raw, at)
   checkCluster(raw, at)
@@ -74,7 +76,7 @@ export async function parseValues(text: string, file: string, opts: ParseValuesO
   checkResources(raw, at)
   checkTolerations(raw, at)
   if (problems.length) throw valuesError(file, problems)
-  return normalise(raw, registry!)
+  return normalise(raw, registry!, teamRegistries)
 }
 
 function valuesError(file: string, problems: Problem[]): KpiError {

@@ -1,7 +1,7 @@
 /** The checked values as the renderer reads them: defaults filled, alternatives resolved. */
 import {listOf, str, type RawValues} from './checks.js'
 import {KPACK_FEATURE_DEFAULTS} from './defaults.js'
-import type {KpackFeatureFlags, ProxyValues, RbacSubject, RegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
+import type {KpackFeatureFlags, ProxyValues, RbacSubject, RegistryValues, TeamRegistryValues, TeamValues, Values, WebhookValues, WorkloadValues} from './types.js'
 
 function workloadOf(raw: Record<string, unknown> | undefined): WorkloadValues {
   const w = raw ?? {}
@@ -24,7 +24,7 @@ function featuresOf(raw: Record<string, unknown>): KpackFeatureFlags {
   return flags
 }
 
-export function normalise(raw: RawValues, registry: RegistryValues): Values {
+export function normalise(raw: RawValues, registry: RegistryValues, teamRegistries: ReadonlyMap<number, TeamRegistryValues> = new Map()): Values {
   const proxy: ProxyValues | undefined = raw.proxy
     ? {
         ...(str(raw.proxy.httpProxy) ? {httpProxy: str(raw.proxy.httpProxy)} : {}),
@@ -32,8 +32,10 @@ export function normalise(raw: RawValues, registry: RegistryValues): Values {
         noProxy: listOf(raw.proxy.noProxy),
       }
     : undefined
-  const teams: TeamValues[] = (Array.isArray(raw.teams) ? raw.teams : []).map((t: Record<string, unknown>) => {
+  const teams: TeamValues[] = (Array.isArray(raw.teams) ? raw.teams : []).map((t: Record<string, unknown>, i) => {
     const namespace = str(t.namespace) ?? String(t.name)
+    // only when given: the recorded values (and their digest) of a team without stay as they were
+    const own = teamRegistries.get(i)
     return {
       name: String(t.name),
       namespace,
@@ -42,6 +44,7 @@ export function normalise(raw: RawValues, registry: RegistryValues): Values {
         s.kind === 'ServiceAccount' ? {kind: s.kind, name: s.name, namespace: s.namespace ?? namespace} : {kind: s.kind, name: s.name},
       ),
       builders: (t.builders as TeamValues['builders'] | undefined) ?? [],
+      ...(own ? {registry: own} : {}),
     }
   })
   return {

@@ -9,16 +9,32 @@ import type {Values} from './types.js'
 type SchemaNode = {properties?: Record<string, SchemaNode>; items?: SchemaNode; [SECRET_KEYWORD]?: boolean | 'userinfo'}
 
 interface SecretField {
-  /** property names from the root, e.g. ['registry', 'password'] */
+  /** property names from the root, `[]` for every item of a list: ['teams', '[]', 'registry', 'password'] */
   path: string[]
   how: true | 'userinfo'
 }
 
-/** The fields the schema marks secret, in schema order. Lists (`items`) hold no secret today and are not walked. */
+const EACH = '[]'
+
+/** The fields the schema marks secret, in schema order, in lists too (a team's own registry account). */
 function secretFields(node: SchemaNode, path: string[] = []): SecretField[] {
   const mark = node[SECRET_KEYWORD]
   if (mark === true || mark === 'userinfo') return [{path, how: mark}]
-  return Object.entries(node.properties ?? {}).flatMap(([k, child]) => secretFields(child, [...path, k]))
+  return [
+    ...Object.entries(node.properties ?? {}).flatMap(([k, child]) => secretFields(child, [...path, k])),
+    ...(node.items ? secretFields(node.items, [...path, EACH]) : []),
+  ]
+}
+
+/** Where `path` leads in `v`: each holder of its last key, with the field's name (`teams[0].registry.password`). */
+function holders(v: unknown, path: string[], name = ''): Array<{obj: Record<string, unknown>; key: string; name: string}> {
+  if (!v || typeof v !== 'object') return []
+  const [head, ...rest] = path as [string, ...string[]]
+  if (head === EACH) return Array.isArray(v) ? v.flatMap((x, i) => holders(x, rest, `${name}[${i}]`)) : []
+  if (Array.isArray(v)) return []
+  const obj = v as Record<string, unknown>
+  const here = name ? `${name}.${head}` : head
+  return rest.length ? holders(obj[head], rest, here) : [{obj, key: head, name: here}]
 }
 
 let fields: SecretField[] | undefined
@@ -28,31 +44,28 @@ export function redactValues(values: Values): {values: Record<string, unknown>; 
   const v = structuredClone(values) as unknown as Record<string, unknown>
   const removed: string[] = []
   for (const f of fields) {
-    const parent = f.path.slice(0, -1).reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), v)
-    if (!parent || typeof parent !== 'object') continue
-    const obj = parent as Record<string, unknown>
-    const key = f.path.at(-1)!
-    const name = f.path.join('.')
-    if (obj[key] === undefined) continue
-    if (f.how === true) {
-      delete obj[key]
-      removed.push(name)
-      continue
-    }
-    const u = obj[key]
-    if (typeof u !== 'string' || !u) continue
-    try {
-      const url = new URL(u)
-      if (url.username || url.password) {
-        url.username = ''
-        url.password = ''
-        obj[key] = url.toString()
-        removed.push(`${name} credentials`)
+    for (const {obj, key, name} of holders(v, f.path)) {
+      if (obj[key] === undefined) continue
+      if (f.how === true) {
+        delete obj[key]
+        removed.push(name)
+        continue
       }
-    } catch {
-      // not a URL: values validation would have refused it; drop it to be safe
-      delete obj[key]
-      removed.push(name)
+      const u = obj[key]
+      if (typeof u !== 'string' || !u) continue
+      try {
+        const url = new URL(u)
+        if (url.username || url.password) {
+          url.username = ''
+          url.password = ''
+          obj[key] = url.toString()
+          removed.push(`${name} credentials`)
+        }
+      } catch {
+        // not a URL: values validation would have refused it; drop it to be safe
+        delete obj[key]
+        removed.push(name)
+      }
     }
   }
   return {values: v, redactedFields: removed}

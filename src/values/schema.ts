@@ -121,6 +121,15 @@ const builder = {
   },
 }
 
+/** A registry account: username and password (or a file holding it), or a docker config. */
+const credentials = {
+  username: {type: 'string', minLength: 1, description: 'registry user (with password or passwordFile)'},
+  password: {type: 'string', minLength: 1, secret: true, description: 'registry password or token'},
+  passwordFile: {type: 'string', minLength: 1, description: 'file holding the password, relative to the values file'},
+  dockerConfigJson: {type: 'string', minLength: 1, secret: true, description: 'a docker config.json document (inline) instead of username/password'},
+  dockerConfigJsonFile: {type: 'string', minLength: 1, description: 'a docker config.json file, relative to the values file'},
+} as const
+
 export const valuesSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://kpi.dev/schemas/values.json',
@@ -148,11 +157,7 @@ export const valuesSchema = {
           pattern: repoPath,
           description: 'repository prefix under the server every image must sit under, e.g. platform/kpack',
         },
-        username: {type: 'string', minLength: 1, description: 'registry user (with password or passwordFile)'},
-        password: {type: 'string', minLength: 1, secret: true, description: 'registry password or token'},
-        passwordFile: {type: 'string', minLength: 1, description: 'file holding the password, relative to the values file'},
-        dockerConfigJson: {type: 'string', minLength: 1, secret: true, description: 'a docker config.json document (inline) instead of username/password'},
-        dockerConfigJsonFile: {type: 'string', minLength: 1, description: 'a docker config.json file, relative to the values file'},
+        ...credentials,
       },
     },
     caCerts: {
@@ -224,6 +229,20 @@ export const valuesSchema = {
             },
           },
           builders: {type: 'array', description: 'namespaced Builders of the team', items: builder},
+          registry: {
+            type: 'object',
+            additionalProperties: false,
+            description: "the team's own account on registry.server, instead of the platform's (which can push the platform's images), and where its Builders are pushed",
+            properties: {
+              repository: {
+                type: 'string',
+                minLength: 1,
+                pattern: repoPath,
+                description: "repository prefix on registry.server the team's account may push to: its Builders go to <server>/<repository>/builders/<name> (default: under registry.repository)",
+              },
+              ...credentials,
+            },
+          },
         },
       },
     },

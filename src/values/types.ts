@@ -26,16 +26,26 @@ export interface WebhookValues extends WorkloadValues {
   failurePolicy: FailurePolicy
 }
 
-export interface RegistryValues {
+export interface RegistryValues extends RegistryCredentials {
   /** host[:port] of the registry the lock points at */
   server: string
   /** repository prefix under the server, e.g. `platform/kpack` */
   repository: string
+}
+
+/** A registry account as the values resolve it (files read). */
+export interface RegistryCredentials {
   username?: string
   /** resolved from `password` or `passwordFile` */
   password?: string
   /** resolved from `dockerConfigJson` or `dockerConfigJsonFile`: the whole docker config JSON text */
   dockerConfigJson?: string
+}
+
+/** A team's own account on the platform's registry server, and where its Builders go. */
+export interface TeamRegistryValues extends RegistryCredentials {
+  /** repository prefix on registry.server */
+  repository?: string
 }
 
 export interface ProxyValues {
@@ -74,6 +84,8 @@ export interface TeamValues {
   serviceAccount: string
   subjects: RbacSubject[]
   builders: TeamBuilder[]
+  /** the team's own registry account (when given: its namespace gets it, not the platform's) */
+  registry?: TeamRegistryValues
 }
 
 /** kpack's feature flags, each a variable of the controller's environment (kpack's defaults filled in). */
