@@ -2,7 +2,8 @@
  * The whole platform really runs (issue "The platform really runs"): v2 (kpack 0.17.2) relocated to
  * the air-gapped registry and installed with --wait=ready, the default; kpack's own controller makes
  * the lifecycle, stack, store and builder Ready and pushes the builder image it assembles to the
- * air-gapped registry; the real kp works on what kpi installed; an Image created with kp in a team
+ * air-gapped registry (a team's Builder with the team's own registry account, to its repository);
+ * the real kp works on what kpi installed; an Image created with kp in a team
  * namespace makes kpack create a Build whose pod carries the CA and the proxy as the real
  * cert-injection-webhook injects them (KWOK plays the build pod: only its spec matters); an upgrade
  * that turns on kpack's injected-sidecar support and priority classes (values kpack.features)
@@ -10,7 +11,7 @@
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
-import {X509Certificate} from 'node:crypto'
+import {randomBytes, X509Certificate} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -26,8 +27,12 @@ import {usePlatformSandbox} from './helpers/platform.js'
 import {kpi} from './helpers/cli.js'
 import {refRepo, sandboxClients} from './helpers/images.js'
 import {parseReference} from '../src/oci/reference.js'
+import {latestRevision} from '../src/revision/store.js'
 
-const p = usePlatformSandbox('platform', {samples: ['v2'], runPods: true})
+// the team's own account on the air-gapped registry (teams[].registry), beside the platform's
+const TEAM_USER = {username: 'team-a-robot', password: `team-${randomBytes(9).toString('hex')}`}
+const TEAM_REPO = 'teams/team-a'
+const p = usePlatformSandbox('platform', {samples: ['v2'], runPods: true, moreUsers: [TEAM_USER]})
 const run = promisify(execFile)
 const PROXY = 'http://proxy.kpi.test:3128'
 const TEAM = 'team-a'
@@ -54,7 +59,12 @@ describe('the platform really runs', () => {
     // a team Builder too: kpack must make it Ready like the cluster-wide ones
     const stack = lock.stacks[0]!.name
     const store = lock.stores[0]!.name
-    values.teams = [{name: TEAM, builders: [{name: 'team-builder', stack, store, order: lock.builders[0]!.order}]}]
+    await writeFile(join(p.work, 'team-a.txt'), `${TEAM_USER.password}\n`, {mode: 0o600})
+    values.teams = [{
+      name: TEAM,
+      registry: {repository: TEAM_REPO, username: TEAM_USER.username, passwordFile: 'team-a.txt'},
+      builders: [{name: 'team-builder', stack, store, order: lock.builders[0]!.order}],
+    }]
     valuesFile = join(p.work, 'values.yaml')
     await writeFile(valuesFile, stringify(values), {mode: 0o600})
     const install = await kpi(['install', '-b', lockFile, '-f', valuesFile, '--ca-cert', p.sb.caFile], p.env)
@@ -69,6 +79,27 @@ describe('the platform really runs', () => {
     const teamBuilders = await p.kube.list('kpack.io/v1alpha2', 'Builder', {namespace: TEAM})
     expect(teamBuilders.map((b) => b.metadata.name)).toContain('team-builder')
     for (const b of teamBuilders) expect(condition(b, 'Ready')?.status, `Builder ${b.metadata.name}: ${condition(b, 'Ready')?.message}`).toBe('True')
+    // the team's own account, not the platform's, in its namespace; kpack pushed its Builder with
+    // it, to the team's repository (the registry says who pushed)
+    const teamSecret = (await p.kube.get({apiVersion: 'v1', kind: 'Secret', name: 'kpi-registry-credentials', namespace: TEAM}))!
+    const teamAuths = JSON.parse(Buffer.from((teamSecret.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString()) as {auths: Record<string, {username: string; password: string}>}
+    expect(teamAuths.auths[p.sb.airgap.host]).toMatchObject({username: TEAM_USER.username, password: TEAM_USER.password})
+    expect(JSON.stringify(teamAuths)).not.toContain(p.sb.airgap.password!)
+    const teamBuilder = teamBuilders.find((b) => b.metadata.name === 'team-builder')!
+    expect((teamBuilder.spec as {tag: string}).tag).toBe(`${p.sb.airgap.host}/${TEAM_REPO}/builders/team-builder`)
+    const teamLatest = parseReference((teamBuilder.status as {latestImage: string}).latestImage)
+    expect(teamLatest.repository).toBe(`${TEAM_REPO}/builders/team-builder`)
+    // distribution names the user on the lines of requests that answered an error (kpack's HEADs
+    // for blobs the team's repository did not have yet): every one there is the team's account
+    const users = (await readFile(p.sb.airgap.logFile, 'utf8')).split('\n')
+      .filter((l) => new RegExp(`http\\.request\\.uri="?/v2/${TEAM_REPO}/`).test(l))
+      .flatMap((l) => /auth\.user\.name=("[^"]*"|\S+)/.exec(l)?.[1]?.replace(/"/g, '') ?? [])
+    expect(users.length, "requests to the team's repository with a user in the registry log").toBeGreaterThan(0)
+    expect(new Set(users)).toEqual(new Set([TEAM_USER.username]))
+    // and no record keeps the team's password
+    const record = (await latestRevision(p.kube))!.record
+    expect(record.redactedFields).toContain('teams[0].registry.password')
+    expect(JSON.stringify(record)).not.toContain(TEAM_USER.password)
     // the builder image kpack assembled sits in the air-gapped registry at the builder's tag
     const {dst} = await sandboxClients(p.sb)
     try {

@@ -27,6 +27,8 @@ export interface RegistryOptions {
   name?: string
   /** one user, checked by htpasswd (bcrypt), or by the token server with `authMode: 'token'` */
   auth?: {username: string; password: string}
+  /** more htpasswd users beside `auth` (a team's own account; distribution lets each push anywhere) */
+  moreUsers?: Array<{username: string; password: string}>
   /**
    * `token`: distribution's bearer token auth, with a token server on loopback in this Node
    * process that checks `auth` (Basic on GET, or the OAuth2 POST grants) and signs RS256 JWTs.
@@ -124,8 +126,8 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     // cost (4): the registry checks it on every request, and at htpasswd's default (5) that was
     // about 3 ms of registry CPU per request, the larger part of an authenticated request's cost.
     // A throw-away password on loopback gains nothing from a slower hash.
-    const line = await run('htpasswd', ['-niBC', '4', opts.auth.username], opts.auth.password, fromSetup('apache2-utils'))
-    await writeFile(htpasswd, line.trim() + '\n', {mode: 0o600})
+    const lines = await Promise.all([opts.auth, ...(opts.moreUsers ?? [])].map((u) => run('htpasswd', ['-niBC', '4', u.username], u.password, fromSetup('apache2-utils'))))
+    await writeFile(htpasswd, lines.map((l) => l.trim() + '\n').join(''), {mode: 0o600})
   }
 
   let ca: CA | undefined

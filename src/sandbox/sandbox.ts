@@ -38,6 +38,8 @@ export interface SandboxOptions {
   /** the air-gapped registry's user */
   username?: string
   password?: string
+  /** more users of the air-gapped registry */
+  moreUsers?: Array<{username: string; password: string}>
   /** aborted (Ctrl-C): the start stops what it started and throws, rather than finishing first */
   signal?: AbortSignal
 }
@@ -95,7 +97,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     const ca = await makeCA(join(runDir, 'ca'), 'kpi sandbox CA')
     const [pub, airgap] = await Promise.all([
       startRegistry({runDir: join(runDir, 'public'), name: 'public'}),
-      startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, tls: {ca}}),
+      startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, moreUsers: opts.moreUsers, tls: {ca}}),
     ])
     stops.push(pub.stop, airgap.stop)
     interrupted()
