@@ -11,7 +11,7 @@
  * Run `npm run build` first (the CLI runs from dist/).
  */
 import {execFile} from 'node:child_process'
-import {randomBytes, X509Certificate} from 'node:crypto'
+import {X509Certificate} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -29,13 +29,12 @@ import {refRepo, sandboxClients} from './helpers/images.js'
 import {parseReference} from '../src/oci/reference.js'
 import {latestRevision} from '../src/revision/store.js'
 
+const TEAM = 'team-a'
 // the team's own account on the air-gapped registry (teams[].registry), beside the platform's
-const TEAM_USER = {username: 'team-a-robot', password: `team-${randomBytes(9).toString('hex')}`}
-const TEAM_REPO = 'teams/team-a'
-const p = usePlatformSandbox('platform', {samples: ['v2'], runPods: true, moreUsers: [TEAM_USER]})
+const TEAM_REPO = `teams/${TEAM}`
+const p = usePlatformSandbox('platform', {samples: ['v2'], runPods: true, teams: [TEAM]})
 const run = promisify(execFile)
 const PROXY = 'http://proxy.kpi.test:3128'
-const TEAM = 'team-a'
 
 let lock: Bundle
 let lockFile: string
@@ -59,6 +58,8 @@ describe('the platform really runs', () => {
     // a team Builder too: kpack must make it Ready like the cluster-wide ones
     const stack = lock.stacks[0]!.name
     const store = lock.stores[0]!.name
+    // its password from a file beside the values, as a user keeps it
+    const TEAM_USER = p.sb.teamAccounts[TEAM]!
     await writeFile(join(p.work, 'team-a.txt'), `${TEAM_USER.password}\n`, {mode: 0o600})
     values.teams = [{
       name: TEAM,

@@ -75,7 +75,7 @@ export async function runDemo(opts: DemoOptions, ioArg: DemoIo): Promise<void> {
   }
   try {
     // the signal reaches the start too: Ctrl-C while the sandbox started was ignored until it was up
-    sb = await startSandbox({runDir, controlPlane: true, samples: ['v1', 'v2'], signal: opts.signal})
+    sb = await startSandbox({runDir, controlPlane: true, samples: ['v1', 'v2'], teams: ['team-a'], signal: opts.signal})
     info(`public registry   ${sb.public.host} (plain HTTP, stands in for the internet)`)
     info(`air-gapped        ${sb.airgap.host} (htpasswd + TLS, CA ${sb.caFile})`)
     info(`control plane     ${sb.controlPlane?.server} (kubeconfig ${sb.controlPlane?.kubeconfig}), pods in ${sb.controlPlane?.podCidr}`)

@@ -14,7 +14,11 @@ export async function sandboxValues(sb: Sandbox, teams: string[] = []): Promise<
   return stringify({
     registry: {server: sb.airgap.host, repository: 'build-service', username: sb.airgap.username, password: sb.airgap.password},
     caCerts: [ca],
-    ...(teams.length ? {teams: teams.map((name) => ({name}))} : {}),
+    // a team with an account of its own (SandboxOptions.teams) pushes under teams/<name> with it
+    ...(teams.length ? {teams: teams.map((name) => {
+      const own = sb.teamAccounts[name]
+      return own ? {name, registry: {repository: `teams/${name}`, ...own}} : {name}
+    })} : {}),
   })
 }
 

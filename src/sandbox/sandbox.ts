@@ -38,8 +38,8 @@ export interface SandboxOptions {
   /** the air-gapped registry's user */
   username?: string
   password?: string
-  /** more users of the air-gapped registry */
-  moreUsers?: Array<{username: string; password: string}>
+  /** teams with an account of their own on the air-gapped registry (`<team>-robot`: teamAccounts) */
+  teams?: string[]
   /** aborted (Ctrl-C): the start stops what it started and throws, rather than finishing first */
   signal?: AbortSignal
 }
@@ -54,6 +54,8 @@ export interface Sandbox {
   bundle: Partial<Record<SampleVersion, Bundle>>
   /** where relocations go: `<airgap host>/build-service` */
   airgapPrefix: string
+  /** each team's own account on the air-gapped registry (SandboxOptions.teams) */
+  teamAccounts: Record<string, {username: string; password: string}>
   /** a docker config directory holding the air-gapped registry's credentials */
   dockerConfigDir: string
   /** the CA that signed the air-gapped registry's certificate */
@@ -73,6 +75,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   await mkdir(runDir, {recursive: true})
   const username = opts.username ?? 'platform'
   const password = opts.password ?? `kpi-sandbox-${Math.random().toString(36).slice(2, 12)}`
+  const teamAccounts = Object.fromEntries((opts.teams ?? []).map((t) => [t, {username: `${t}-robot`, password: `kpi-sandbox-${Math.random().toString(36).slice(2, 12)}`}]))
   const stops: Array<() => Promise<void>> = []
   // once, however often called: the demo calls it on Ctrl-C and again when it ends, and two runs
   // at once reversed the shared list under each other, so either could return before all stopped
@@ -97,7 +100,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     const ca = await makeCA(join(runDir, 'ca'), 'kpi sandbox CA')
     const [pub, airgap] = await Promise.all([
       startRegistry({runDir: join(runDir, 'public'), name: 'public'}),
-      startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, moreUsers: opts.moreUsers, tls: {ca}}),
+      startRegistry({runDir: join(runDir, 'airgap'), name: 'airgap', auth: {username, password}, moreUsers: Object.values(teamAccounts), tls: {ca}}),
     ])
     stops.push(pub.stop, airgap.stop)
     interrupted()
@@ -154,6 +157,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       bundles,
       bundle,
       airgapPrefix: `${airgap.host}/build-service`,
+      teamAccounts,
       dockerConfigDir,
       caFile: airgap.caFile ?? ca.cert,
       images,

@@ -39,7 +39,7 @@ export interface PlatformSandbox {
  * `runPods`: kpack's own controller and webhook run for their pods (default: KWOK alone, no kpack code).
  * `samples`: the sample versions the sandbox generates and serves (default v1 and v2).
  */
-export function usePlatformSandbox(name: string, opts: {runPods?: boolean; samples?: Array<'v1' | 'v2'>; moreUsers?: Array<{username: string; password: string}>} = {}): PlatformSandbox {
+export function usePlatformSandbox(name: string, opts: {runPods?: boolean; samples?: Array<'v1' | 'v2'>; teams?: string[]} = {}): PlatformSandbox {
   let sb: Sandbox | undefined
   let kube: Kube | undefined
   let work = ''
@@ -49,7 +49,7 @@ export function usePlatformSandbox(name: string, opts: {runPods?: boolean; sampl
   const locks: Partial<Record<'v1' | 'v2', string>> = {}
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), `kpi-${name}-`))
-    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: opts.samples ?? ['v1', 'v2'], runPods: opts.runPods ?? false, moreUsers: opts.moreUsers})
+    sb = await startSandbox({runDir: join(work, 'sandbox'), controlPlane: true, samples: opts.samples ?? ['v1', 'v2'], runPods: opts.runPods ?? false, teams: opts.teams})
     if (opts.runPods) expect(sb.missingPrograms, 'kpack binaries (bash scripts/tools.sh)').toEqual([])
     env = {...sb.env, KUBECONFIG: sb.controlPlane!.kubeconfig}
     kube = await createKubeClient({kubeconfig: sb.controlPlane!.kubeconfig})
