@@ -115,6 +115,21 @@ describe('revision record', () => {
     expect(v.teams[0]!.registry!.password).toBe(`${CANARY}-team`)
   })
 
+  it('redaction walks any list the schema marks: secret items themselves, and secret fields of lists in lists', () => {
+    const schema = {
+      properties: {
+        tokens: {type: 'array', items: {type: 'string', secret: true}},
+        groups: {type: 'array', items: {properties: {members: {type: 'array', items: {properties: {name: {type: 'string'}, password: {type: 'string', secret: true}, proxy: {type: 'string', secret: 'userinfo'}}}}}}},
+      },
+    }
+    const given = {tokens: ['t-1', 't-2'], groups: [{members: [{name: 'a', password: 'p-a', proxy: 'http://u:p@proxy:3128'}]}, {members: [{name: 'b'}]}]}
+    const r = redactValues(given as unknown as Values, schema)
+    expect(r.redactedFields).toEqual(['tokens[0]', 'tokens[1]', 'groups[0].members[0].password', 'groups[0].members[0].proxy credentials'])
+    const text = JSON.stringify(r.values)
+    for (const secret of ['t-1', 't-2', 'p-a', 'u:p']) expect(text).not.toContain(secret)
+    expect((r.values.groups as Array<{members: Array<Record<string, unknown>>}>)[0]!.members[0]).toEqual({name: 'a', proxy: 'http://proxy:3128/'})
+  })
+
   it('the inputs digest ignores key order and changes with the lock', async () => {
     const lock = await lock17()
     const v = redactValues(await values()).values

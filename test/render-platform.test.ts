@@ -465,6 +465,31 @@ describe('renderPlatform: credentials', () => {
     expect(warnings.find((w) => w.includes('teams[].registry'))).toMatch(/^teams payments, web get the platform's registry account/)
   })
 
+  it("refuses builders that would be pushed to one tag: a team's repository that is the platform's, or another team's", async () => {
+    const lock = await lock13()
+    const clusterBuilder = lock.builders.find((b) => !b.namespace)!.name
+    const v = await values()
+    v.teams[0]!.registry = {repository: 'platform/kpack'}
+    v.teams[0]!.builders[0]!.name = clusterBuilder
+    expect(() => renderPlatform(lock, v)).toThrow(`ClusterBuilder ${clusterBuilder} and Builder payments/${clusterBuilder} (teams[0].registry.repository platform/kpack) would both be pushed to registry.corp.example:5000/platform/kpack/builders/${clusterBuilder}`)
+    const w = await values()
+    w.teams[0]!.registry = {repository: 'teams/shared'}
+    w.teams[1]!.registry = {repository: 'teams/shared'}
+    w.teams[1]!.builders = [{...w.teams[0]!.builders[0]!}]
+    let e: unknown
+    try {
+      renderPlatform(lock, w)
+    } catch (err) {
+      e = err
+    }
+    expect((e as KpiError).kind).toBe('input')
+    expect((e as KpiError).message).toContain('Builder payments/java-only (teams[0].registry.repository teams/shared) and Builder team-web/java-only (teams[1].registry.repository teams/shared) would both be pushed to registry.corp.example:5000/teams/shared/builders/java-only')
+    expect((e as KpiError).hint).toMatch(/a repository of its own/)
+    // apart, they render
+    w.teams[1]!.registry = {repository: 'teams/web'}
+    expect(() => renderPlatform(lock, w)).not.toThrow()
+  })
+
   it("the guard refuses a team's credential outside a Secret too", async () => {
     const v = await values()
     v.teams[0]!.registry = {username: 'payments-robot', password: TEAM_CANARY}

@@ -5,6 +5,7 @@
  */
 import {describe, expect, it} from 'vitest'
 import {staleObjects} from '../src/apply/changeset.js'
+import {platformRegistrySecret} from '../src/apply/rollback-action.js'
 import {planStages} from '../src/apply/plan.js'
 import {renderPlatform} from '../src/render/render.js'
 import {diffFields, formatFieldChange, MASKED} from '../src/apply/fielddiff.js'
@@ -73,6 +74,19 @@ describe('field-level differences', () => {
       .toEqual(['spec.template.spec.containers[name=controller].args[0]: --a -> --b'])
     const twice = deploy(env(['X', '1'], ['X', '2']))
     expect(diffFields(twice, deploy(env(['X', '1'], ['X', '3']))).map(formatFieldChange)).toEqual([`${env0}[1].value: 2 -> 3`])
+  })
+})
+
+describe("rollback's image check", () => {
+  it("reads the platform's registry Secret, never a team's own account: with an anonymous platform a team's is the only one there", async () => {
+    const v = await values()
+    v.teams[0]!.registry = {username: 'payments-robot', password: 'team-pw-1234'}
+    expect(platformRegistrySecret(renderPlatform(await lock17(), v).objects)?.metadata).toMatchObject({name: 'kp-default-repository-secret', namespace: 'kpack'})
+    delete v.registry.username
+    delete v.registry.password
+    const anonymous = renderPlatform(await lock17(), v).objects
+    expect(anonymous.some((o) => o.object.kind === 'Secret' && o.object.metadata.namespace === 'payments')).toBe(true)
+    expect(platformRegistrySecret(anonymous)).toBeUndefined()
   })
 })
 

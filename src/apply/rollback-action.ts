@@ -7,6 +7,8 @@
 import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {refOf} from '../kube/types.js'
+import {KPACK_NAMESPACE} from '../render/meta.js'
+import {REGISTRY_SECRET} from '../render/platform.js'
 import type {RegistryValues} from '../values/types.js'
 import {readInstallation} from '../revision/store.js'
 import {DEFAULT_STAGE_TIMEOUT_MS, PREFLIGHT_STAGE} from './install.js'
@@ -36,9 +38,19 @@ export interface RollbackResult extends OperationSummary {
 }
 
 /** The registry credentials the cluster holds now (the platform's dockerconfigjson Secret), for the image check. */
-async function liveRegistry(kube: Kube, registry: Record<string, unknown>, objects: Array<{object: {kind: string; type?: unknown}}>): Promise<RegistryValues> {
+type RecordedObject = {object: {kind: string; type?: unknown; metadata: {name: string; namespace?: string}}}
+
+/**
+ * The platform's registry Secret among a revision's objects, by name: a team's Secret may hold an
+ * account of its own (teams[].registry), which need not read the platform's images, and with an
+ * anonymous platform it is the only dockerconfigjson Secret there is.
+ */
+export const platformRegistrySecret = (objects: RecordedObject[]): RecordedObject['object'] | undefined =>
+  objects.map((o) => o.object).find((o) => o.kind === 'Secret' && o.metadata.name === REGISTRY_SECRET && o.metadata.namespace === KPACK_NAMESPACE)
+
+async function liveRegistry(kube: Kube, registry: Record<string, unknown>, objects: RecordedObject[]): Promise<RegistryValues> {
   const r = registry as unknown as RegistryValues
-  const secret = objects.map((o) => o.object).find((o) => o.kind === 'Secret' && o.type === 'kubernetes.io/dockerconfigjson')
+  const secret = platformRegistrySecret(objects)
   const live = secret ? await kube.get(refOf(secret as never)) : undefined
   const json = (live?.data as Record<string, string> | undefined)?.['.dockerconfigjson']
   return {server: r.server, repository: r.repository, ...(json ? {dockerConfigJson: Buffer.from(json, 'base64').toString('utf8')} : {})}

@@ -9,8 +9,8 @@ import {addConfigChecksums} from './config-checksum.js'
 import {kpackCrds, type KpackFeatures} from './crds.js'
 import {assertAirGapped, assertCredentialsOnlyInSecrets, stringsOf} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
-import {clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig, registryPrefix} from './platform.js'
-import {teamAccount, teamObjects, teamRoles} from './teams.js'
+import {builderTag, clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig, registryPrefix} from './platform.js'
+import {teamAccount, teamBuilderTag, teamObjects, teamRoles} from './teams.js'
 import {certInjection} from './cert-injection.js'
 import {bypassesProxy, controllerTrust, noProxyList, trustConfig} from './trust.js'
 import type {Values} from '../values/types.js'
@@ -31,6 +31,31 @@ export function kpackFeatures(version: string): KpackFeatures {
   }
   // a pre-release of 0.17 (0.17.0-rc.1) already has ClusterLifecycle: compare the release numbers
   return {clusterLifecycle: semver.gte(v, CLUSTER_LIFECYCLE_SINCE), readsShallowCloneFlag: semver.gte(v, GIT_SHALLOW_CLONE_SINCE)}
+}
+
+/**
+ * Two builders pushed to one tag would overwrite each other's image, one kpack reconcile after
+ * another: a team's repository (whose Builders' tags carry no namespace) must keep them apart from
+ * the platform's and from other teams'.
+ */
+function checkBuilderTags(lock: Bundle, values: Values): void {
+  const owner = new Map<string, string>()
+  const clashes: string[] = []
+  const claim = (tag: string, who: string) => {
+    const other = owner.get(tag)
+    if (other) clashes.push(`${other} and ${who} would both be pushed to ${tag}`)
+    else owner.set(tag, who)
+  }
+  for (const b of lock.builders) if (!b.namespace) claim(builderTag(values.registry, b.name), `ClusterBuilder ${b.name}`)
+  values.teams.forEach((t, i) => {
+    const names = new Set([...t.builders.map((b) => b.name), ...lock.builders.filter((b) => b.namespace === t.namespace).map((b) => b.name)])
+    const field = t.registry?.repository ? ` (teams[${i}].registry.repository ${t.registry.repository})` : ''
+    for (const n of names) claim(teamBuilderTag(t, values.registry, n), `Builder ${t.namespace}/${n}${field}`)
+  })
+  if (!clashes.length) return
+  throw new KpiError('input', clashes.length === 1 ? clashes[0]! : [`${clashes.length} builder tags clash:`, ...clashes.map((c) => `  ${c}`)].join('\n'), {
+    hint: "give each team a repository of its own in teams[].registry.repository, apart from registry.repository and from other teams'",
+  })
 }
 
 /** Checks that every builder names a stack and store of the lock and a namespace that exists. */
@@ -89,6 +114,7 @@ export function renderPlatform(lock: Bundle, values: Values, opts: RenderOptions
 function renderObjects(lock: Bundle, values: Values): RenderResult {
   const f = kpackFeatures(lock.kpack.version)
   checkReferences(lock, values)
+  checkBuilderTags(lock, values)
   checkFeatureFlags(lock, values, f)
   const warnings: string[] = []
   const inj = certInjection(values, lock.certInjection, values.certInjection)

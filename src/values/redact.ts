@@ -30,17 +30,23 @@ function secretFields(node: SchemaNode, path: string[] = []): SecretField[] {
 function holders(v: unknown, path: string[], name = ''): Array<{obj: Record<string, unknown>; key: string; name: string}> {
   if (!v || typeof v !== 'object') return []
   const [head, ...rest] = path as [string, ...string[]]
-  if (head === EACH) return Array.isArray(v) ? v.flatMap((x, i) => holders(x, rest, `${name}[${i}]`)) : []
+  if (head === EACH) {
+    if (!Array.isArray(v)) return []
+    // the items themselves secret: each is a holder's key, as an object's field is
+    if (!rest.length) return v.map((_, i) => ({obj: v as unknown as Record<string, unknown>, key: String(i), name: `${name}[${i}]`}))
+    return v.flatMap((x, i) => holders(x, rest, `${name}[${i}]`))
+  }
   if (Array.isArray(v)) return []
   const obj = v as Record<string, unknown>
   const here = name ? `${name}.${head}` : head
   return rest.length ? holders(obj[head], rest, here) : [{obj, key: head, name: here}]
 }
 
-let fields: SecretField[] | undefined
+let valuesFields: SecretField[] | undefined
 
-export function redactValues(values: Values): {values: Record<string, unknown>; redactedFields: string[]} {
-  fields ??= secretFields(valuesSchema as unknown as SchemaNode)
+/** `schema`: the values schema; another only to test the walk on shapes the values do not have yet. */
+export function redactValues(values: Values, schema?: object): {values: Record<string, unknown>; redactedFields: string[]} {
+  const fields = schema ? secretFields(schema as SchemaNode) : (valuesFields ??= secretFields(valuesSchema as unknown as SchemaNode))
   const v = structuredClone(values) as unknown as Record<string, unknown>
   const removed: string[] = []
   for (const f of fields) {
