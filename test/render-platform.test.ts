@@ -1,5 +1,5 @@
 import {X509Certificate} from 'node:crypto'
-import {mkdtemp, readFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Ajv} from 'ajv'
@@ -694,7 +694,8 @@ describe('renderPlatform: CA certificates and proxy', () => {
     expect(base['cert-injection-webhook']).toMatch(/^[0-9a-f]{64}$/)
     expect(sums(renderPlatform(await lock17(), await values()).objects)).toEqual(base)
 
-    const other = await makeCA(join(await mkdtemp(join(tmpdir(), 'kpi-render-ca-')), 'ca'), 'another CA')
+    const caDir = await mkdtemp(join(tmpdir(), 'kpi-render-ca-'))
+    const other = await makeCA(join(caDir, 'ca'), 'another CA').finally(() => rm(caDir, {recursive: true, force: true}))
     const v = await values()
     v.caCerts = [other.certPem]
     const newCa = sums(renderPlatform(lock, v).objects)
