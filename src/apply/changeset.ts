@@ -57,8 +57,6 @@ export interface StaleObject {
   kept?: string
 }
 
-export {identity} from '../kube/types.js'
-
 const isConflict = (e: unknown): e is KpiError => isKpiError(e) && e.kind === 'conflict'
 
 const conflictsOf = (e: KpiError) => {

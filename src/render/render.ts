@@ -10,7 +10,7 @@ import {kpackCrds, type KpackFeatures} from './crds.js'
 import {assertAirGapped, assertCredentialsOnlyInSecrets, stringsOf} from './guard.js'
 import {kpackConfig, kpackNamespace, kpackRbac, kpackWorkloads} from './kpack.js'
 import {builderTag, clusterBuilders, clusterStacks, clusterStores, hasCredentials, lifecycle, REGISTRY_SECRET, registryConfig, registryPrefix} from './platform.js'
-import {teamAccount, teamBuilderTag, teamObjects, teamRoles} from './teams.js'
+import {hasOwnAccount, teamBuilderTag, teamObjects, teamRoles} from './teams.js'
 import {certInjection} from './cert-injection.js'
 import {bypassesProxy, controllerTrust, noProxyList, trustConfig} from './trust.js'
 import type {Values} from '../values/types.js'
@@ -128,7 +128,7 @@ function renderObjects(lock: Bundle, values: Values): RenderResult {
   const teamBuilders = (ns: string): Builder[] => lock.builders.filter((b) => b.namespace === ns)
   const teams = [...values.teams].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   // said, not refused: one account for everything is how many start, but it should be a choice
-  const shared = hasCredentials(values.registry) ? teams.filter((t) => teamAccount(t, values.registry) === values.registry) : []
+  const shared = hasCredentials(values.registry) ? teams.filter((t) => !hasOwnAccount(t)) : []
   if (shared.length) {
     warnings.push(`team${shared.length === 1 ? '' : 's'} ${shared.map((t) => t.name).join(', ')} get${shared.length === 1 ? 's' : ''} the platform's registry account, which can push the platform's own images (stacks, lifecycle, builders): every build in the team's namespace, and everyone who may read its Secrets, has it; give each team an account of its own in teams[].registry (pull on ${registryPrefix(values.registry)}, push on a repository of the team's)`)
   }

@@ -54,9 +54,12 @@ const subject = (s: RbacSubject) =>
  */
 export function teamAccount(team: TeamValues, platform: RegistryValues): RegistryValues {
   const own = team.registry
-  if (!own || !hasCredentials(own)) return platform
-  return {server: platform.server, repository: own.repository ?? platform.repository, username: own.username, password: own.password, dockerConfigJson: own.dockerConfigJson}
+  if (!hasOwnAccount(team)) return platform
+  return {server: platform.server, repository: own!.repository ?? platform.repository, username: own!.username, password: own!.password, dockerConfigJson: own!.dockerConfigJson}
 }
+
+/** The values give the team credentials of its own (a repository alone is not an account). */
+export const hasOwnAccount = (team: TeamValues): boolean => !!team.registry && hasCredentials(team.registry)
 
 /** A team Builder's tag: under the team's own repository when it has one, else under the platform's, by namespace. */
 export function teamBuilderTag(team: TeamValues, platform: RegistryValues, name: string): string {
