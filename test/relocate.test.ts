@@ -6,6 +6,7 @@ import {readFile, writeFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadBundle} from '../src/bundle/load.js'
+import {KpiError} from '../src/errors.js'
 import {bundleImages, mapBundleImages} from '../src/bundle/images.js'
 import {createRegistryClient} from '../src/oci/client.js'
 import {attachReferrer} from '../src/oci/referrers.js'
@@ -138,6 +139,63 @@ describe('kpi relocate registry to registry', () => {
     for (const k of roots) expect(asked.filter((a) => a === k), k).toHaveLength(1)
     expect(r.summary.bytesMoved).toBe(0)
     expect(r.summary.manifests.pushed).toBe(0)
+  })
+
+  it('starts copying an image missing at the destination while the rest of the plan is still read', async () => {
+    const bundle = sb.bundle.v1!
+    const to = `${sb.airgap.host}/early`
+    let uploaded = 0
+    const watched: RegistryClient = {...dst, putBlob: async (...args) => {
+      const r = await dst.putBlob(...args)
+      uploaded++
+      return r
+    }}
+    // the last root's manifest waits (10 s at most) until the destination holds a blob of another image
+    const [held] = bundleRoots(bundle, parseDestination(to)).slice(-1)
+    const source = registrySource(src)
+    let gate: Promise<number> | undefined
+    const holding: ImageSource = {...source, getManifest: async (repo, ref) => {
+      if (ref === held!.digest) {
+        gate ??= (async () => {
+          for (const t0 = Date.now(); uploaded === 0 && Date.now() - t0 < 10_000;) await new Promise((r) => setTimeout(r, 20))
+          return uploaded
+        })()
+        await gate
+      }
+      return source.getManifest(repo, ref)
+    }}
+    const r = await relocate({from: fromSource(holding, bundle), to: toRegistry(watched, to)})
+    expect(await gate).toBeGreaterThan(0)
+    expect(r.summary.manifests.skipped).toBe(0)
+    expect(r.summary.bytesMoved).toBe(r.summary.uniqueBytes)
+    for (const root of r.plan.roots) await assertComplete(dst, root.dst, root.digest)
+  })
+
+  it('a plan that fails while images are already moving ends those uploads and pushes no manifest', async () => {
+    const bundle = sb.bundle.v1!
+    const to = `${sb.airgap.host}/early-failed`
+    let started = 0
+    const watched: RegistryClient = {...dst, putBlob: (...args) => {
+      started++
+      return dst.putBlob(...args)
+    }}
+    const roots = bundleRoots(bundle, parseDestination(to))
+    const [held] = roots.slice(-1)
+    const source = registrySource(src)
+    const holding: ImageSource = {...source, getManifest: async (repo, ref) => {
+      if (ref === held!.digest) {
+        for (const t0 = Date.now(); started === 0 && Date.now() - t0 < 10_000;) await new Promise((r) => setTimeout(r, 20))
+        throw new KpiError('not-found', `manifest ${ref} is gone (test)`)
+      }
+      return source.getManifest(repo, ref)
+    }}
+    await expect(relocate({from: fromSource(holding, bundle), to: toRegistry(watched, to)})).rejects.toThrow(/is gone \(test\)/)
+    expect(started).toBeGreaterThan(0)
+    for (const root of roots) expect(await dst.headManifest(root.dst, root.digest), root.path).toBeUndefined()
+    // and nothing still writes there: a blob count taken now does not change
+    const count = started
+    await new Promise((r) => setTimeout(r, 300))
+    expect(started).toBe(count)
   })
 
   it('sets the tags of images already at the destination where they are missing or name another digest, and only those', async () => {

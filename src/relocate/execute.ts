@@ -42,16 +42,38 @@ const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
 const manifestRetry: RetryPolicy = {retries: 3, baseMs: 200, maxMs: 2000}
 
 export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Promise<RelocationSummary> {
+  return createExecutor(source, sink, opts).run(plan)
+}
+
+/**
+ * An executor made before its plan is complete can start an image's blobs while the rest of the
+ * plan is still read from the source (start()), when it is told the image is missing at the
+ * sink; run() then does the rest, and finds those blobs placed or on their way.
+ */
+export interface Executor {
+  /**
+   * Places the blobs of an image manifest of the plan being read, once `missing` says its image
+   * is not at the sink (a failed or false answer starts nothing). Not for a sink that writes in
+   * plan order, nor a plan whose copy must wait for a check (a delta archive's base).
+   */
+  start(m: PlanManifest, missing: Promise<boolean>): void
+  /** the plan is complete: copy it */
+  run(plan: Plan): Promise<RelocationSummary>
+  /** the plan failed: start nothing more, and return once what started has ended */
+  stop(reason: unknown): Promise<void>
+}
+
+export function createExecutor(source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Executor {
   const started = Date.now()
   const onEvent = opts.onEvent ?? noProgress
   const uploads = uploadPool(sink.concurrency, {bySize: opts.largestFirst})
   const requests = limit(opts.concurrency ?? 16)
   const summary: RelocationSummary = {
-    images: plan.roots.length,
+    images: 0,
     manifests: {pushed: 0, skipped: 0},
     blobs: {copied: 0, skipped: 0, mounted: 0},
     bytesMoved: 0,
-    uniqueBytes: plan.uniqueBytes,
+    uniqueBytes: 0,
     durationMs: 0,
   }
   let failure: unknown
@@ -112,7 +134,13 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   /** uploads `d`, or with `mountFrom` first mounts it from there (see ImageSink.mountsCheck) */
   const upload = async (dst: Repo, d: Descriptor, src: Repo, mountFrom?: string) => {
     const verify = sink.verifiesDigests ? {verify: false} : undefined
-    const open = async () => counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
+    const open = async () => {
+      if (failure) throw failure
+      const stream = counted(d.digest, await source.getBlob(src, d.digest, d.size, verify))
+      reading.add(stream)
+      stream.once('close', () => reading.delete(stream))
+      return stream
+    }
     const how = await uploads(d.size, guard(() => sink.putBlob(dst, d.digest, d.size, open, mountFrom ? {mountFrom} : undefined)))
       .catch((e: unknown) => { throw fromSource(e) })
     // mounted from its own repository: it was there already
@@ -183,7 +211,6 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
   /** manifests this run has seen missing at the sink */
   const knownMissing = new Set<string>()
   const byKey = new Map<string, PlanManifest>()
-  for (const m of plan.manifests) byKey.set(keyOf(m), m)
   const manifestDone = once<void>()
   /** manifests found whole at the sink (see below) */
   const done = new Set<string>()
@@ -235,63 +262,100 @@ export async function executePlan(plan: Plan, source: ImageSource, sink: ImageSi
       }
     })
 
-  // An image already at a sink that guarantees content (the registry refused its manifest until
-  // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
-  // A root found missing here is not asked about again before it is pushed.
-  if (sink.manifestImpliesContent) {
-    const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
-    const roots = plan.manifests.filter((m) => rootKeys.has(keyOf(m)))
-    await settleAll(roots.map(async (m) => {
-      if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) {
-        knownMissing.add(keyOf(m))
-        return
-      }
-      const skipTree = (n: PlanManifest) => {
-        done.add(keyOf(n))
-        // one with tags is settled with the others (retag), where a failure is the run's
-        if (n.tags.length === 0) {
-          void manifestDone(keyOf(n), async () => {
-            summary.manifests.skipped++
-          })
+  /**
+   * Whether a mount answers for a HEAD at this sink is learned from the smallest blob to place
+   * (of the plan, or of the first image started early), before the others ask (a few requests
+   * first; then one request per blob fewer)
+   */
+  let probing: Promise<void> | undefined
+  const probe = (ms: PlanManifest[]): Promise<void> => probing ??= (async () => {
+    if (!sink.probeMounts) return
+    let first: {m: PlanManifest; b: Descriptor} | undefined
+    for (const m of ms) {
+      if (done.has(keyOf(m))) continue
+      for (const b of m.blobs) if (!first || b.size < first.b.size) first = {m, b}
+    }
+    if (!first) return
+    const {m, b} = first
+    // a failure here is not the run's: the blob is placed (and retried) again with the others
+    await place(m.dst, b, m.src).then(() => {
+      void firstHome(b.digest, async () => m.dst)
+      void blobDone(`${repoKey(m.dst)}@${b.digest}`, async () => {})
+    }, () => {})
+  })()
+
+  /** blobs started before the plan was complete */
+  const early: Array<Promise<void>> = []
+  /** blob streams being read, ended by stop() */
+  const reading = new Set<Readable>()
+
+  const run = async (plan: Plan): Promise<RelocationSummary> => {
+    summary.images = plan.roots.length
+    summary.uniqueBytes = plan.uniqueBytes
+    for (const m of plan.manifests) byKey.set(keyOf(m), m)
+    // An image already at a sink that guarantees content (the registry refused its manifest until
+    // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
+    // A root found missing here is not asked about again before it is pushed.
+    if (sink.manifestImpliesContent) {
+      const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
+      const roots = plan.manifests.filter((m) => rootKeys.has(keyOf(m)))
+      await settleAll(roots.map(async (m) => {
+        if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) {
+          knownMissing.add(keyOf(m))
+          return
         }
-        for (const b of n.blobs) void blobDone(`${repoKey(n.dst)}@${b.digest}`, async () => record(b, 'skipped'))
-        for (const c of n.children) {
-          const child = byKey.get(`${repoKey(n.dst)}@${c}`)
-          if (child) skipTree(child)
+        const skipTree = (n: PlanManifest) => {
+          done.add(keyOf(n))
+          // one with tags is settled with the others (retag), where a failure is the run's
+          if (n.tags.length === 0) {
+            void manifestDone(keyOf(n), async () => {
+              summary.manifests.skipped++
+            })
+          }
+          for (const b of n.blobs) void blobDone(`${repoKey(n.dst)}@${b.digest}`, async () => record(b, 'skipped'))
+          for (const c of n.children) {
+            const child = byKey.get(`${repoKey(n.dst)}@${c}`)
+            if (child) skipTree(child)
+          }
         }
-      }
-      skipTree(m)
-    }))
+        skipTree(m)
+      }))
+    }
+
+    try {
+      await probe(plan.manifests)
+      await settleAll(plan.manifests.map((m) => ensureManifest(m).catch((e) => {
+        failure ??= e
+        throw e
+      })))
+      await sink.close?.()
+    } finally {
+      await Promise.allSettled(early)
+      summary.durationMs = Date.now() - started
+    }
+    for (const r of plan.roots) onEvent({type: 'image-done', image: r.path, digest: r.digest})
+    return summary
   }
 
-  try {
-    // Whether a mount answers for a HEAD at this sink is learned from the smallest blob to place,
-    // before the others ask (a few requests first; then one request per blob fewer)
-    if (sink.probeMounts) {
-      let first: {m: PlanManifest; b: Descriptor} | undefined
-      for (const m of plan.manifests) {
-        if (done.has(keyOf(m))) continue
-        for (const b of m.blobs) if (!first || b.size < first.b.size) first = {m, b}
-      }
-      if (first) {
-        const {m, b} = first
-        // a failure here is not the run's: the blob is placed (and retried) again with the others
-        await place(m.dst, b, m.src).then(() => {
-          void firstHome(b.digest, async () => m.dst)
-          void blobDone(`${repoKey(m.dst)}@${b.digest}`, async () => {})
-        }, () => {})
-      }
-    }
-    await settleAll(plan.manifests.map((m) => ensureManifest(m).catch((e) => {
-      failure ??= e
-      throw e
-    })))
-    await sink.close?.()
-  } finally {
-    summary.durationMs = Date.now() - started
+  return {
+    run,
+    start(m, missing) {
+      early.push(missing.then(async (yes) => {
+        if (!yes || failure) return
+        await probe([m])
+        await settleAll(m.blobs.map((b) => ensureBlob(m.dst, b, m.src)))
+      }, () => {
+        // the copy asks again, and reports the failure in its place
+      }).catch((e: unknown) => {
+        failure ??= e
+      }))
+    },
+    async stop(reason) {
+      failure ??= reason
+      for (const s of reading) s.destroy(reason instanceof Error ? reason : new Error(String(reason)))
+      await Promise.allSettled(early)
+    },
   }
-  for (const r of plan.roots) onEvent({type: 'image-done', image: r.path, digest: r.digest})
-  return summary
 }
 
 /** Like Promise.all, but waits for every promise to settle before rejecting with the first error. */

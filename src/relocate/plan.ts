@@ -56,6 +56,11 @@ export interface PlanOptions {
   /** follow OCI 1.1 referrers (signatures, SBOMs, attestations); default true */
   referrers?: boolean
   concurrency?: number
+  /**
+   * Called once per image manifest as soon as it is read, with the root it was first reached
+   * from: its blobs are known before the rest of the plan (relocate starts them early).
+   */
+  onImage?(m: PlanManifest, root: PlanRoot): void
 }
 
 // Layers that registries must not redistribute (Windows base layers) stay where their urls point.
@@ -84,7 +89,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
   const missing = new Set<string>()
 
   // Post-order walk: a manifest is appended after its children, referrers after their subject.
-  const walk = (src: Repo, dst: Repo, digest: string, where: string, subject?: Descriptor): Promise<PlanManifest> =>
+  const walk = (root: PlanRoot, src: Repo, dst: Repo, digest: string, where: string, subject?: Descriptor): Promise<PlanManifest> =>
     visit(key(dst, digest), async () => {
       const manifest = await pool(() => source.getManifest(src, digest)).catch((e: unknown) => {
         // only the referrer's own manifest: one of its parts missing is damage, as anywhere
@@ -94,7 +99,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
       if (isIndexMediaType(manifest.mediaType)) {
         const index = parseJson<ImageIndex>(manifest, where)
         if (!Array.isArray(index.manifests)) throw new KpiError('integrity', `index ${where} has no manifests list`)
-        await Promise.all(index.manifests.map((d) => walk(src, dst, d.digest, `${where} (${platformName(d)})`)))
+        await Promise.all(index.manifests.map((d) => walk(root, src, dst, d.digest, `${where} (${platformName(d)})`)))
         node.children = index.manifests.map((d) => d.digest)
       } else {
         const image = parseJson<ImageManifest>(manifest, where)
@@ -104,6 +109,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
         }
         node.blobs = [image.config, ...image.layers].filter((d) => !foreign(d))
         for (const b of node.blobs) blobs.set(b.digest, {digest: b.digest, size: b.size, mediaType: b.mediaType})
+        opts.onImage?.(node, root)
       }
       ordered.push(node)
       if (followReferrers) {
@@ -112,7 +118,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
         // A registry without the referrers API lists them in the subject's fallback tag, an index
         // kept by clients: one whose referrer was deleted since still names it. What is gone
         // cannot be copied; the rest of the platform can, and is.
-        await Promise.all(refs.map((r) => walk(src, dst, r.digest, `referrer ${r.digest.slice(0, 19)} of ${where}`, subj).catch((e: unknown) => {
+        await Promise.all(refs.map((r) => walk(root, src, dst, r.digest, `referrer ${r.digest.slice(0, 19)} of ${where}`, subj).catch((e: unknown) => {
           if (!(e instanceof StaleReferrer)) throw e
           missing.add(`referrer ${r.digest} of ${where} is listed for it but ${formatRepo(src)} does not have it (a stale entry of its referrers list): not copied`)
         })))
@@ -122,7 +128,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
 
   await Promise.all(
     roots.map(async (r) => {
-      const node = await walk(r.src, r.dst, r.digest, r.ref)
+      const node = await walk(r, r.src, r.dst, r.digest, r.ref)
       for (const t of r.tags) if (!node.tags.includes(t)) node.tags.push(t)
     }),
   )

@@ -5,6 +5,7 @@ import {limit} from '../pool.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {parseDestination, type Destination} from './naming.js'
+import type {PlanRoot} from './plan.js'
 import type {OpenedSource, RelocationFrom, RelocationTo} from './relocate.js'
 
 export function registrySource(client: RegistryClient): ImageSource {
@@ -109,6 +110,7 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
   }
   const hasManifest: ImageSink['hasManifest'] = (repo, digest) => firstAnswer(early, manifestKey(repo, digest), () => sink.hasManifest(repo, digest))
   const tagged: NonNullable<ImageSink['tagged']> = (repo, tag) => firstAnswer(earlyTags, tagKey(repo, tag), () => sink.tagged!(repo, tag))
+  const answering: ImageSink = {...sink, hasManifest, tagged}
   const askEarly = <T>(answers: Map<string, Promise<T>>, k: string, ask: () => Promise<T>): void => {
     if (answers.has(k)) return
     const answer = ask()
@@ -129,8 +131,11 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
         const tags = r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!.catch(() => undefined))
         askEarly(early, manifestKey(r.dst, r.digest), async () => (await Promise.all(tags)).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest)))
       }
+      // a root not asked about (none) is not started early: the copy asks in its turn
+      const missing = (r: PlanRoot) => early.get(manifestKey(r.dst, r.digest))?.then((there) => !there) ?? Promise.resolve(false)
+      return {sink: answering, missing}
     },
-    open: async () => ({sink: {...sink, hasManifest, tagged}, registry: {client, toRepo}}),
+    open: async () => ({sink: answering, registry: {client, toRepo}}),
   }
 }
 

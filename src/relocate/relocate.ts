@@ -11,7 +11,7 @@ import {KpiError} from '../errors.js'
 import {parseReference, type RegistryClient, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
-import {executePlan, type RelocationSummary} from './execute.js'
+import {createExecutor, type RelocationSummary} from './execute.js'
 import {destinationRepo, formatDigestRef, type Destination} from './naming.js'
 import {planImages, type Plan, type PlanRoot} from './plan.js'
 
@@ -44,10 +44,18 @@ export interface RelocationTo<X> {
   /**
    * Starts asking about the roots at the destination while the source is read (a registry:
    * whether each root manifest is there); its sink answers the copy's first question about each
-   * root from that.
+   * root from that. It may return the sink it will open with and those answers, so that the copy
+   * of an image missing there starts while the rest of the plan is read.
    */
-  lookAhead?(roots: PlanRoot[]): void
+  lookAhead?(roots: PlanRoot[]): LookAhead | void
   open(c: PlannedRelocation): Promise<OpenedTarget<X>>
+}
+
+export interface LookAhead {
+  /** the sink open() returns */
+  sink: ImageSink
+  /** whether `root` is missing at the destination (asking does not use up the copy's answer) */
+  missing(root: PlanRoot): Promise<boolean>
 }
 
 export interface PlannedRelocation {
@@ -130,12 +138,30 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
     const d = o.to.destination
     const roots = [...bundleRoots(from.bundle, d), ...(from.moreRoots?.(typeof d === 'function' ? d : (src) => destinationRepo(d, src)) ?? [])]
     from.checkRoots?.(roots)
-    o.to.lookAhead?.(roots)
+    const ahead = o.to.lookAhead?.(roots)
+    const copyOptions = {onEvent, concurrency: o.concurrency}
+    // An image missing at a registry starts moving as soon as its manifest is read (the patch
+    // release: its one changed layer used to wait for the other 40 images' manifests). Not where
+    // the plan is reordered first (an archive's order) or checked first (a delta's base).
+    const early = ahead && !from.arrange && !from.beforeCopy ? createExecutor(from.source, ahead.sink, {...copyOptions, largestFirst: true}) : undefined
     onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${from.source.name}`})
-    let plan = await planImages(from.source, roots, {referrers: o.referrers, concurrency: o.concurrency})
-    for (const message of plan.missing ?? []) onEvent({type: 'warning', message})
-    plan = from.arrange?.(plan) ?? plan
-    const target = await o.to.open({bundle: from.bundle, loaded: from.loaded, source: from.source, roots, plan, referrers: o.referrers, concurrency: o.concurrency, onEvent})
+    let plan: Plan
+    let target: OpenedTarget<X>
+    try {
+      plan = await planImages(from.source, roots, {
+        referrers: o.referrers,
+        concurrency: o.concurrency,
+        ...(early && ahead ? {onImage: (m, root) => early.start(m, ahead.missing(root))} : {}),
+      })
+      for (const message of plan.missing ?? []) onEvent({type: 'warning', message})
+      plan = from.arrange?.(plan) ?? plan
+      target = await o.to.open({bundle: from.bundle, loaded: from.loaded, source: from.source, roots, plan, referrers: o.referrers, concurrency: o.concurrency, onEvent})
+      if (early && target.sink !== ahead?.sink) throw new KpiError('internal', `${target.sink.name} opened with another sink than it looked ahead with`)
+    } catch (e) {
+      // what started early ends before the error is the run's
+      await early?.stop(e)
+      throw e
+    }
     plan = target.plan ?? plan
     let summary: RelocationSummary
     let result: X
@@ -145,7 +171,7 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
       // a target with its own order (an archive's writer) keeps the plan's order; an archive read
       // into a registry starts its largest blobs first like any copy (several blobs are read at
       // once either way; the last big one used to move alone for the last third of the run)
-      summary = await executePlan(plan, from.source, target.sink, {onEvent, concurrency: o.concurrency, largestFirst: !target.plan})
+      summary = await (early ?? createExecutor(from.source, target.sink, {...copyOptions, largestFirst: !target.plan})).run(plan)
       result = (await target.finish?.(summary)) as X
     } catch (e) {
       await target.abort?.()
