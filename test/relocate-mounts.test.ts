@@ -131,6 +131,32 @@ describe('placing blobs at a registry', () => {
   })
 })
 
+describe('a large blob', () => {
+  it('does not wait for the mount probe: it is asked about (HEAD) before the probe\'s mount, and copied once', async () => {
+    const repo = {registry: src.host, repository: 'team/big'}
+    const big = layer('large layer', 17 * 1024)
+    const small = layer('small layer', 4)
+    const layers = [await putBlob(repo, small), await putBlob(repo, big)]
+    const config = await putBlob(repo, Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', tag: 'big'})))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: {...config, mediaType: MediaTypes.ociConfig}, layers}))
+    const digest = await client.putManifest(repo, 'big', manifest, MediaTypes.ociManifest)
+    const {host, proxy} = await destination('dst-large', false)
+    const dst = {registry: host, repository: 'copy/team/big'}
+    const plan = await planImages(registrySource(client), [{path: 'big', ref: `${src.host}/team/big@${digest}`, src: repo, dst, digest, tags: []}])
+    const summary = await executePlan(plan, registrySource(client), registrySink(client, host), {largestFirst: true})
+    expect(summary.bytesMoved).toBe(plan.uniqueBytes)
+    const keys = proxy.log().map((r) => r.key)
+    const bigDigest = layers[1]!.digest
+    const probe = keys.findIndex((k) => /^POST \/v2\/copy\/team\/big\/blobs\/uploads\/\?mount=/.test(k) && k.includes(encodeURIComponent('copy/team/big')))
+    const bigHead = keys.indexOf(`HEAD /v2/copy/team/big/blobs/${bigDigest}`)
+    expect(probe, keys.join('\n')).toBeGreaterThan(-1)
+    expect(bigHead, keys.join('\n')).toBeGreaterThan(-1)
+    expect(bigHead).toBeLessThan(probe)
+    // and sent once
+    expect(keys.filter((k) => k.startsWith('PUT ') && k.includes(bigDigest.slice(7)))).toHaveLength(1)
+  })
+})
+
 describe('pushing manifests', () => {
   const relocate = async (host: string) => {
     const planRoots = roots.map(({dstRepository, ...r}) => ({...r, dst: {registry: host, repository: dstRepository}}))

@@ -127,9 +127,10 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
       for (const r of roots) {
         for (const t of r.tags) askEarly(earlyTags, tagKey(r.dst, t), () => ask(() => sink.tagged!(r.dst, t)))
         // a tag that names the root already says it is there: with nothing to move, one HEAD per
-        // root as before; the root itself is asked only when none of its tags does
+        // root as before; the root itself is asked only when none of its tags does, and then
+        // before the other roots' tags (an image that changed starts moving on that answer)
         const tags = r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!.catch(() => undefined))
-        askEarly(early, manifestKey(r.dst, r.digest), async () => (await Promise.all(tags)).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest)))
+        askEarly(early, manifestKey(r.dst, r.digest), async () => (await Promise.all(tags)).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest), 1))
       }
       // a root not asked about (none) is not started early: the copy asks in its turn
       const missing = (r: PlanRoot) => early.get(manifestKey(r.dst, r.digest))?.then((there) => !there) ?? Promise.resolve(false)
