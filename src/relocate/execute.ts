@@ -34,6 +34,13 @@ export interface ExecuteOptions {
    * writes in plan order (archives).
    */
   largestFirst?: boolean
+  /**
+   * Layers uploaded at once while the plan is still read (Executor.start()), until run() lets
+   * the sink's full width go: the largest layers are known only then. With every layer started
+   * as it was found, the benchmark platform's 560 MiB layer waited behind smaller ones found
+   * first, and moved alone at the end (registry to registry 7.4-8.1 s against 7.3-7.7).
+   */
+  layersBeforePlan?: number
 }
 
 const repoKey = (r: Repo) => `${r.registry}/${r.repository}`
@@ -69,7 +76,7 @@ export interface Executor {
 export function createExecutor(source: ImageSource, sink: ImageSink, opts: ExecuteOptions = {}): Executor {
   const started = Date.now()
   const onEvent = opts.onEvent ?? noProgress
-  const uploads = uploadPool(sink.concurrency, {bySize: opts.largestFirst})
+  const uploads = uploadPool(sink.concurrency, {bySize: opts.largestFirst, start: opts.layersBeforePlan})
   const requests = limit(opts.concurrency ?? 16)
   const summary: RelocationSummary = {
     images: 0,
@@ -302,6 +309,7 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
   const reading = new Set<Readable>()
 
   const run = async (plan: Plan): Promise<RelocationSummary> => {
+    for (let i = 0; i < sink.concurrency; i++) uploads.widen()
     summary.images = plan.roots.length
     summary.uniqueBytes = plan.uniqueBytes
     for (const m of plan.manifests) byKey.set(keyOf(m), m)
