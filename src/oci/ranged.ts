@@ -95,10 +95,13 @@ export type FetchRange = (from: number, to: number) => Promise<Readable>
 const SLOW_WAIT_MS = 40
 const SLOW_WAIT_SHARE = 0.5
 
-/** Pause the connection being read when this much of it waits for the consumer (or for the spool). */
-const HIGH_WATER = 256 << 10
+/**
+ * Pause the connection being read when this much of it waits for the consumer (or for the
+ * spool). Held per connection: see wire.ts's SLAB_BYTES for what 128 KiB rather than 256 saves.
+ */
+const HIGH_WATER = 128 << 10
 /** Bytes read back from a part's slot at a time. */
-const READ_BACK = 256 << 10
+const READ_BACK = 128 << 10
 
 /**
  * The blob of `size` bytes as one stream, given the body of its first range (`first`, bytes
