@@ -131,6 +131,9 @@ export function lockFor(bundle: Bundle, roots: PlanRoot[]): Bundle {
   return {...lock, kind: 'BundleLock', origins: Object.fromEntries(Object.entries(origins).sort(([a], [b]) => a.localeCompare(b)))}
 }
 
+/** layers uploaded at once while the plan is read (ExecuteOptions.layersBeforePlan) */
+const EARLY_LAYERS = 2
+
 export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<RelocateResult<X>> {
   const onEvent = o.onEvent ?? noProgress
   const from = await o.from.open(onEvent)
@@ -143,7 +146,7 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
     // An image missing at a registry starts moving as soon as its manifest is read (the patch
     // release: its one changed layer used to wait for the other 40 images' manifests). Not where
     // the plan is reordered first (an archive's order) or checked first (a delta's base).
-    const early = ahead && !from.arrange && !from.beforeCopy ? createExecutor(from.source, ahead.sink, {...copyOptions, largestFirst: true, layersBeforePlan: 2}) : undefined
+    const early = ahead && !from.arrange && !from.beforeCopy ? createExecutor(from.source, ahead.sink, {...copyOptions, largestFirst: true, layersBeforePlan: EARLY_LAYERS}) : undefined
     onEvent({type: 'phase', phase: 'plan', message: `reading ${roots.length} images from ${from.source.name}`})
     let plan: Plan
     let target: OpenedTarget<X>
