@@ -35,7 +35,7 @@ import {toolsCacheDir, toolVersions} from '../src/sandbox/tools.js'
 import {writeFloorPlan} from './lib/floor-plan.js'
 import {fmtBytes, fmtMs} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
-import {failureText, measure, measurePool, type Measured} from './lib/measure.js'
+import {failureText, measure, measurePool, processCpuSeconds, type Measured} from './lib/measure.js'
 import {archivePath, copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, PEER_PARALLEL, type Dest, type Job, type ReleaseImage, type Step, type ToolId, type ToolPaths} from './lib/peers.js'
 import {preparePlatform, type PlatformRelease} from './lib/platform.js'
 import {evictFromCache, primeMemory, settleDisk} from './lib/prime.js'
@@ -277,6 +277,9 @@ interface RunRecord {
   sourceBytes: number
   destRequests?: number
   sourceRequests: number
+  /** CPU seconds the source and destination registries spent during the run (serving this tool) */
+  sourceCpuS?: number
+  destCpuS?: number
   /** kpi's own summary, when it printed one */
   kpiBytesMoved?: number
   /** seconds a `sync` took right after the run: what the tool left in the page cache for the disk */
@@ -329,9 +332,9 @@ let primeFirst = 0
  * Runs one measured step: `prime` is the bytes it will write to the page cache (the destination
  * registry's blobs, an archive), made ready just before it starts (lib/prime.ts).
  */
-async function observed(round: number, step: Step, logs: {source: string; dest?: string}, sizes: Map<string, number>, prime = 0, syncAfter = false): Promise<RunRecord> {
-  const srcMark = await logMark(logs.source)
-  const destMark = logs.dest ? await logMark(logs.dest) : 0
+async function observed(round: number, step: Step, regs: {source: Registry; dest?: Registry}, sizes: Map<string, number>, prime = 0, syncAfter = false): Promise<RunRecord> {
+  const srcMark = await logMark(regs.source.logFile)
+  const destMark = regs.dest ? await logMark(regs.dest.logFile) : 0
   // removed before the sync: their dirty pages are dropped, not written
   const freed = await removeNow()
   const syncMs = await settleDisk()
@@ -339,15 +342,20 @@ async function observed(round: number, step: Step, logs: {source: string; dest?:
   const primeMs = freed ? 0 : await primeMemory(primeDir, firstRun ? Math.max(prime, primeFirst) : prime)
   firstRun = false
   if (primeMs + syncMs > 3000) say(`  (dirty pages written in ${fmtMs(syncMs)}, memory made ready in ${fmtMs(primeMs)}; not measured)`)
+  const cpu = () => Promise.all([processCpuSeconds(regs.source.pid()), processCpuSeconds(regs.dest?.pid())])
+  const [srcCpu0, destCpu0] = await cpu()
   const r = await runStep(step)
+  const [srcCpu1, destCpu1] = await cpu()
+  const delta = (a?: number, b?: number) => (a !== undefined && b !== undefined ? round3(b - a) : undefined)
   const syncAfterS = syncAfter && !r.failure ? (await settleDisk()) / 1000 : undefined
   // distribution logs a request just after answering it
   await new Promise((res) => setTimeout(res, 250))
-  const source = requestStats(await readLog(logs.source, srcMark), sizes)
-  const dest = logs.dest ? requestStats(await readLog(logs.dest, destMark), sizes) : undefined
+  const source = requestStats(await readLog(regs.source.logFile, srcMark), sizes)
+  const dest = regs.dest ? requestStats(await readLog(regs.dest.logFile, destMark), sizes) : undefined
   return {
     round, ok: !r.failure, reason: r.failure, wallS: r.wallMs / 1000, cpuS: r.cpuS, peakRssBytes: r.peakRssBytes, processes: r.processes,
     bytesMoved: dest?.bytesReceived, sourceBytes: source.blobBytesServed, destRequests: dest?.total, sourceRequests: source.total,
+    sourceCpuS: delta(srcCpu0, srcCpu1), destCpuS: delta(destCpu0, destCpu1),
     kpiBytesMoved: kpiSummary(r.last)?.bytesMoved, syncAfterS,
   }
 }
@@ -368,6 +376,8 @@ interface WorkloadResult {
   bytes_moved: Record<string, number | undefined>
   peak_rss_bytes: Record<string, number | undefined>
   cpu_seconds: Record<string, number | undefined>
+  /** medians of the CPU seconds the registries spent serving each tool (the WAN proxy not counted) */
+  registry_cpu_seconds: Record<string, {source?: number; dest?: number}>
   spread: Record<string, number | undefined>
   runs: Record<string, RunRecord[]>
 }
@@ -384,7 +394,7 @@ const description: Record<WorkloadName, string> = {
 }
 
 function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesNeeded: number): WorkloadResult {
-  const w: WorkloadResult = {name, description: description[name], bytes_needed: bytesNeeded, bytes_moved: {}, peak_rss_bytes: {}, cpu_seconds: {}, spread: {}, runs: {}}
+  const w: WorkloadResult = {name, description: description[name], bytes_needed: bytesNeeded, bytes_moved: {}, peak_rss_bytes: {}, cpu_seconds: {}, registry_cpu_seconds: {}, spread: {}, runs: {}}
   for (const [tool, rs] of records) {
     w.runs[tool] = rs
     const ok = rs.filter((r) => r.ok)
@@ -392,6 +402,11 @@ function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesN
     w[`${tool}_s`] = round3(median(ok.map((r) => r.wallS)))
     w.spread[tool] = round3(spread(ok.map((r) => r.wallS)))
     w.cpu_seconds[tool] = round3(median(ok.map((r) => r.cpuS).filter((x): x is number => x !== undefined)))
+    const regCpu = (k: 'sourceCpuS' | 'destCpuS') => {
+      const xs = ok.map((r) => r[k]).filter((x): x is number => x !== undefined)
+      return xs.length ? round3(median(xs)) : undefined
+    }
+    w.registry_cpu_seconds[tool] = {source: regCpu('sourceCpuS'), dest: regCpu('destCpuS')}
     w.bytes_moved[tool] = median(ok.map((r) => r.bytesMoved).filter((x): x is number => x !== undefined))
     const rss = ok.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined)
     w.peak_rss_bytes[tool] = rss.length ? Math.max(...rss) : undefined
@@ -455,6 +470,21 @@ function markdown(report: Report): string {
       return `${b !== undefined ? fmtBytes(b) : '-'} / ${r !== undefined ? fmtBytes(r) : '-'}`
     })
     out.push(`| ${w.name} | ${fmtBytes(w.bytes_needed)} | ${cells.join(' | ')} |`)
+  }
+  out.push('')
+  out.push('CPU seconds of a run: the tool\'s own / what the source registry spent serving it / the destination registry\'s (the two cores are shared by all three):')
+  out.push('')
+  out.push(`| ${head2.join(' | ')} |`.replace(' needed |', ''))
+  out.push(`|${head2.slice(1).map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
+  for (const w of relocation.filter((x) => x.name !== 'archive-write-durable')) {
+    const f = (x?: number) => (x !== undefined ? x.toFixed(1) : '-')
+    const cells = tools.map((t) => {
+      const c = w.cpu_seconds[t]
+      const reg = w.registry_cpu_seconds?.[t]
+      if (c === undefined && reg === undefined) return '-'
+      return [f(c), f(reg?.source), ...(reg?.dest !== undefined ? [f(reg.dest)] : [])].join(' / ')
+    })
+    out.push(`| ${w.name} | ${cells.join(' | ')} |`)
   }
   const cluster = clusterTable(report.workloads.filter((w): w is ClusterWorkload => !isRelocation(w)), report.upgrade)
   if (cluster.length) out.push('', ...cluster)
@@ -586,7 +616,7 @@ async function main(): Promise<number> {
       const m = records.get(w)!
       m.set(t, [...(m.get(t) ?? []), r])
       const moved = r.bytesMoved !== undefined ? `, ${fmtBytes(r.bytesMoved)} moved` : ''
-      say(`  ${w} ${t}: ${r.ok ? `${r.wallS.toFixed(2)} s${moved}, cpu ${r.cpuS?.toFixed(1)} s, peak RSS ${fmtBytes(r.peakRssBytes)}` : `FAILED: ${r.reason}`}`)
+      say(`  ${w} ${t}: ${r.ok ? `${r.wallS.toFixed(2)} s${moved}, cpu ${r.cpuS?.toFixed(1)} s${r.sourceCpuS !== undefined ? ` (registries ${r.sourceCpuS.toFixed(1)}${r.destCpuS !== undefined ? ` + ${r.destCpuS.toFixed(1)}` : ''})` : ''}, peak RSS ${fmtBytes(r.peakRssBytes)}` : `FAILED: ${r.reason}`}`)
     }
     const want = (w: WorkloadName) => wantedWorkloads.includes(w)
 
@@ -683,7 +713,7 @@ async function main(): Promise<number> {
           const d = await freshDest(workDir, ca, `r${round}-${t}-loopback`)
           try {
             const dir = join(workDir, 'runs', `r${round}-${t}-loopback`)
-            const logs = {source: pub.logFile, dest: d.registry.logFile}
+            const logs = {source: pub, dest: d.registry}
             const fp = join(dir, 'floor-v1.json')
             const j1 = await job(platform.v1, pub.host, dir, fp)
             await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: destEndpoint(d)})
@@ -713,7 +743,7 @@ async function main(): Promise<number> {
           try {
             const dir = join(workDir, 'runs', `r${round}-${t}-wan`)
             const j = await wanJob(wan, dir, join(dir, 'floor-wan.json'), destEndpoint(d))
-            record('registry-to-registry-wan', t, await observed(round, await copyStep(t, paths, j, d), {source: pub.logFile, dest: d.registry.logFile}, sizes))
+            record('registry-to-registry-wan', t, await observed(round, await copyStep(t, paths, j, d), {source: pub, dest: d.registry}, sizes))
           } finally {
             await d.dispose()
           }
@@ -732,7 +762,7 @@ async function main(): Promise<number> {
             // every tool's archive, then the sync that puts what it left in the page cache on
             // disk: kpi flushes as it writes and names the archive complete only once it is
             // durable; the peers return with it in the page cache
-            const rw = await observed(round, w, {source: pub.logFile}, sizes, 0, true)
+            const rw = await observed(round, w, {source: pub}, sizes, 0, true)
             record('archive-write', t, rw)
             if (rw.ok) record('archive-write-durable', t, {...rw, wallS: rw.wallS + (rw.syncAfterS ?? 0)})
             if (!rw.ok || !want('archive-read')) continue
@@ -742,7 +772,7 @@ async function main(): Promise<number> {
               const r = await fromArchiveStep(t, paths, j, d)
               // from the disk, as an archive that crossed the gap on a drive: every tool alike
               await evictFromCache(archivePath(t, j))
-              if (r) record('archive-read', t, await observed(round, r, {source: pub.logFile, dest: d.registry.logFile}, sizes, primeBytes))
+              if (r) record('archive-read', t, await observed(round, r, {source: pub, dest: d.registry}, sizes, primeBytes))
             } finally {
               await d.dispose()
             }
@@ -759,7 +789,7 @@ async function main(): Promise<number> {
           const w = await toArchiveStep(t, paths, j)
           if (!w) continue
           try {
-            record('archive-write-wan', t, await observed(round, w, {source: pub.logFile}, sizes, 0, true))
+            record('archive-write-wan', t, await observed(round, w, {source: pub}, sizes, 0, true))
           } finally {
             removeLater(dir)
           }

@@ -3,6 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Agent, request} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {processCpuSeconds} from '../bench/lib/measure.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`
@@ -44,6 +45,25 @@ describe('sandbox registry harness', () => {
     const res = await request(`${reg.url}/v2/a/blobs/${digest}`)
     expect(await res.body.text()).toBe('hello')
     expect(await readFile(reg.logFile, 'utf8')).toContain('listening on 127.0.0.1')
+  })
+
+  it('names the process serving it, whose CPU the benchmark reads from /proc', async () => {
+    const reg = await startRegistry({runDir: join(dir, 'pid'), name: 'counted'})
+    started.push(reg)
+    const first = reg.pid()
+    expect(first).toBeGreaterThan(0)
+    expect(await readFile(`/proc/${first}/cmdline`, 'utf8')).toContain(join(dir, 'pid', 'counted.config.yml'))
+    const before = (await processCpuSeconds(first))!
+    expect(before).toBeGreaterThanOrEqual(0)
+    // work the registry does for us shows in its counter: 200 uploads opened and answered
+    for (let i = 0; i < 200; i++) await (await request(`${reg.url}/v2/a/blobs/uploads/`, {method: 'POST'})).body.dump()
+    expect((await processCpuSeconds(first))!).toBeGreaterThan(before)
+    await reg.restart()
+    expect(reg.pid()).toBeGreaterThan(0)
+    expect(reg.pid()).not.toBe(first)
+    expect(await processCpuSeconds(first)).toBeUndefined()
+    await reg.stop()
+    expect(reg.pid()).toBeUndefined()
   })
 
   it('checks htpasswd credentials: right password 200, wrong or none 401', async () => {

@@ -59,6 +59,20 @@ export async function withRusage<T extends object>(cmd: string, args: string[], 
   }
 }
 
+/**
+ * CPU seconds (user + system, all threads) a running process has used so far, from
+ * /proc/PID/stat; undefined where there is no /proc or the process is gone. The clock tick is
+ * Linux's USER_HZ, 100 on every architecture Node runs on.
+ */
+export async function processCpuSeconds(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  // the command name (field 2) is in parentheses and may hold spaces: count fields after it
+  const rest = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')
+  if (!rest || rest.length < 13) return undefined
+  return (Number(rest[11]) + Number(rest[12])) / 100
+}
+
 /** Run one command under GNU time. Never throws for a failing command: check `code`. */
 export async function measure(spec: CommandSpec): Promise<Measured> {
   const label = spec.label ?? [spec.cmd, ...spec.args].join(' ')

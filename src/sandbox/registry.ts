@@ -63,6 +63,8 @@ export interface Registry {
   /** with `authMode: 'token'`: the realm URL and how many tokens it has issued or refused */
   tokenRealm?: string
   tokenRequests?: () => number
+  /** the serving process's pid (a new one after restart); undefined while stopped */
+  pid(): number | undefined
   stop(): Promise<void>
   /** stop and start again on the same port with the same storage */
   restart(): Promise<void>
@@ -179,6 +181,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     logFile: join(dir, `${name}.log`),
     tokenRealm: tokens?.config.realm,
     tokenRequests: tokens ? () => tokens.requests : undefined,
+    pid: () => (proc && !proc.exit() ? proc.pid : undefined),
     stop: async () => {
       await proc?.stop()
       await tokens?.close()
