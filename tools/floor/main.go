@@ -9,7 +9,8 @@
 //	                                  mount; then the manifests (fetched in parallel), leaves first
 //	floor write-tar -plan PLAN.json -out FILE   every blob and manifest into one tar whose layout
 //	                                  is computed up front, so downloads write in parallel (pwrite)
-//	floor read-tar  -plan PLAN.json -in FILE    the same tar into the destination, uploads in parallel
+//	floor read-tar  -plan PLAN.json -in FILE    the same tar into the destination, uploads in parallel,
+//	                                  read with O_DIRECT where the file system allows it (as kpi reads)
 //	floor head      -plan PLAN.json   one HEAD per tagged manifest at the destination: the least a
 //	                                  tool can do to find that nothing needs to move
 //
@@ -426,11 +427,19 @@ func readTar(p plan, dst registry, in string) {
 		}
 		return m
 	}
+	direct := openDirect(in)
+	if direct != nil {
+		defer direct.Close()
+	}
 	blobs := bySizeDesc(p.Blobs)
 	parallel(len(blobs), *jobs, func(i int) {
 		b := blobs[i]
 		m := find("blobs", b.Digest)
-		dst.put(b.Dst, b.Digest, b.Size, io.NewSectionReader(f, m.offset, m.size))
+		var body io.Reader = io.NewSectionReader(f, m.offset, m.size)
+		if direct != nil {
+			body = newDirectReader(direct, m.offset, m.size)
+		}
+		dst.put(b.Dst, b.Digest, b.Size, body)
 		mountAll(dst, b)
 	})
 	bodies := make([][]byte, len(p.Manifests))
