@@ -32,7 +32,7 @@ beforeAll(async () => {
   ;({sb, work, src, dst, env} = await startRegistrySandbox('kpi-relocate-opts-'))
 })
 
-afterAll(() => stopRegistrySandbox({sb, src, dst}))
+afterAll(() => stopRegistrySandbox({sb, src, dst, work}))
 
 async function relocateCli(bundle: string, toRepo: string, lock: string, extra: string[] = []): Promise<void> {
   const r = await kpi(['relocate', '-b', bundle, '--to-repo', toRepo, '--lock-output', lock, '--ca-cert', sb.caFile, ...extra], env)

@@ -31,7 +31,7 @@ beforeAll(async () => {
   ;({sb, work, src, dst, env} = await startRegistrySandbox('kpi-relocate-'))
 })
 
-afterAll(() => stopRegistrySandbox({sb, src, dst}))
+afterAll(() => stopRegistrySandbox({sb, src, dst, work}))
 
 describe('kpi relocate registry to registry', () => {
   let lockFile: string

@@ -1,5 +1,5 @@
 /** Checks and fixtures the relocation tests share, all through the real OCI client. */
-import {mkdtemp, readFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -41,11 +41,15 @@ export async function startRegistrySandbox(prefix: string): Promise<RegistrySand
   return {sb, work, env: {...sb.env}, ...(await sandboxClients(sb))}
 }
 
-/** Stops what startRegistrySandbox started (what of it there is, should it have failed half-way). */
-export async function stopRegistrySandbox(r: {sb?: Sandbox; src?: {close(): Promise<void>}; dst?: {close(): Promise<void>}}): Promise<void> {
+/**
+ * Stops what startRegistrySandbox started (what of it there is, should it have failed half-way)
+ * and removes its work directory: the registries' storage is a few hundred MiB per test file.
+ */
+export async function stopRegistrySandbox(r: {sb?: Sandbox; src?: {close(): Promise<void>}; dst?: {close(): Promise<void>}; work?: string}): Promise<void> {
   await r.dst?.close()
   await r.src?.close()
   await r.sb?.stop()
+  if (r.work) await rm(r.work, {recursive: true, force: true, maxRetries: 3})
 }
 
 /** Every manifest of the image (index children included) with its blobs, as `client` serves them. */
