@@ -8,6 +8,7 @@ import {existsSync} from 'node:fs'
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {procStat} from '../../src/sandbox/procs.js'
 
 export const GNU_TIME = process.env.KPI_BENCH_TIME_BIN ?? '/usr/bin/time'
 
@@ -65,12 +66,9 @@ export async function withRusage<T extends object>(cmd: string, args: string[], 
  * Linux's USER_HZ, 100 on every architecture Node runs on.
  */
 export async function processCpuSeconds(pid: number | undefined): Promise<number | undefined> {
-  if (pid === undefined) return undefined
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
-  // the command name (field 2) is in parentheses and may hold spaces: count fields after it
-  const rest = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')
-  if (!rest || rest.length < 13) return undefined
-  return (Number(rest[11]) + Number(rest[12])) / 100
+  const fields = pid === undefined ? undefined : await procStat(pid)
+  if (!fields || fields.length < 13) return undefined
+  return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
 /** Run one command under GNU time. Never throws for a failing command: check `code`. */

@@ -5,7 +5,7 @@
  */
 import {spawn} from 'node:child_process'
 import {closeSync, mkdirSync, openSync} from 'node:fs'
-import {open} from 'node:fs/promises'
+import {open, readFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -144,6 +144,17 @@ export async function freePorts(n: number): Promise<number[]> {
 }
 
 /** The last `lines` lines of a log file ('' when it cannot be read). */
+/**
+ * The fields of /proc/PID/stat from the third (state) on: [0] state, [1] ppid, [11] utime, [12]
+ * stime (clock ticks). The command name before them is in parentheses and may hold spaces and
+ * parentheses, so the fields are counted from after the last ')'. Undefined where there is no
+ * /proc or the process is gone.
+ */
+export async function procStat(pid: number): Promise<string[] | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
 export async function tailLog(file: string, lines = 20, maxBytes = 64 * 1024): Promise<string> {
   try {
     const fh = await open(file, 'r')

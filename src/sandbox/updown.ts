@@ -12,7 +12,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {KpiError} from '../errors.js'
 import {nodeScriptArgs} from './node-script.js'
 import {alive, releaseDeadOwnerSubnet} from './podnet.js'
-import {tailLog} from './procs.js'
+import {procStat, tailLog} from './procs.js'
 import {readState, type SandboxState} from './state.js'
 
 export interface SandboxUpResult {
@@ -152,9 +152,7 @@ async function selfAndAncestors(): Promise<Set<number>> {
   const out = new Set<number>()
   for (let pid = process.pid; pid > 1 && !out.has(pid);) {
     out.add(pid)
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so read after the last ')'
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    const ppid = Number((await procStat(pid))?.[1])
     if (!Number.isInteger(ppid)) break
     pid = ppid
   }
