@@ -33,7 +33,7 @@ import {makeCA, type CA} from '../src/sandbox/pki.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 import {toolsCacheDir, toolVersions} from '../src/sandbox/tools.js'
 import {writeFloorPlan} from './lib/floor-plan.js'
-import {fmtBytes, fmtMs} from './lib/format.js'
+import {fmtBytes, fmtMs, markdownHead} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
 import {failureText, measure, measurePool, processCpuSeconds, type Measured} from './lib/measure.js'
 import {archivePath, copyStep, fromArchiveStep, toArchiveStep, writeImagesLock, PEER_PARALLEL, type Dest, type Job, type ReleaseImage, type Step, type ToolId, type ToolPaths} from './lib/peers.js'
@@ -377,7 +377,7 @@ interface WorkloadResult {
   peak_rss_bytes: Record<string, number | undefined>
   cpu_seconds: Record<string, number | undefined>
   /** medians of the CPU seconds the registries spent serving each tool (the WAN proxy not counted) */
-  registry_cpu_seconds: Record<string, {source?: number; dest?: number}>
+  registry_cpu_seconds?: Record<string, {source?: number; dest?: number}>
   spread: Record<string, number | undefined>
   runs: Record<string, RunRecord[]>
 }
@@ -394,7 +394,8 @@ const description: Record<WorkloadName, string> = {
 }
 
 function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesNeeded: number): WorkloadResult {
-  const w: WorkloadResult = {name, description: description[name], bytes_needed: bytesNeeded, bytes_moved: {}, peak_rss_bytes: {}, cpu_seconds: {}, registry_cpu_seconds: {}, spread: {}, runs: {}}
+  const w: WorkloadResult = {name, description: description[name], bytes_needed: bytesNeeded, bytes_moved: {}, peak_rss_bytes: {}, cpu_seconds: {}, spread: {}, runs: {}}
+  const registryCpu: NonNullable<WorkloadResult['registry_cpu_seconds']> = (w.registry_cpu_seconds = {})
   for (const [tool, rs] of records) {
     w.runs[tool] = rs
     const ok = rs.filter((r) => r.ok)
@@ -406,7 +407,7 @@ function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesN
       const xs = ok.map((r) => r[k]).filter((x): x is number => x !== undefined)
       return xs.length ? round3(median(xs)) : undefined
     }
-    w.registry_cpu_seconds[tool] = {source: regCpu('sourceCpuS'), dest: regCpu('destCpuS')}
+    registryCpu[tool] = {source: regCpu('sourceCpuS'), dest: regCpu('destCpuS')}
     w.bytes_moved[tool] = median(ok.map((r) => r.bytesMoved).filter((x): x is number => x !== undefined))
     const rss = ok.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined)
     w.peak_rss_bytes[tool] = rss.length ? Math.max(...rss) : undefined
@@ -436,8 +437,7 @@ function markdown(report: Report): string {
     + `WAN: toxiproxy on the source, ${report.wan.latencyMs} ms each way, ${(report.wan.rateKiBps / 1024).toFixed(0)} MiB/s per connection.`)
   out.push('')
   const head = ['workload', ...tools.map((t) => (t === 'floor' ? 'floor' : t)), 'best peer / kpi', 'floor / kpi']
-  out.push(`| ${head.join(' | ')} |`)
-  out.push(`|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
+  out.push(...markdownHead(head))
   for (const w of relocation) {
     const cells = tools.map((t) => {
       const s = w[`${t}_s`]
@@ -458,9 +458,7 @@ function markdown(report: Report): string {
   out.push('')
   out.push('Bytes moved (blob bytes the destination received, from its log) and peak RSS (largest process):')
   out.push('')
-  const head2 = ['workload', 'needed', ...tools]
-  out.push(`| ${head2.join(' | ')} |`)
-  out.push(`|${head2.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
+  out.push(...markdownHead(['workload', 'needed', ...tools]))
   // the durable row's runs are archive-write's: the same bytes and memory
   for (const w of relocation.filter((x) => x.name !== 'archive-write-durable')) {
     const cells = tools.map((t) => {
@@ -474,12 +472,12 @@ function markdown(report: Report): string {
   out.push('')
   out.push('CPU seconds of a run: the tool\'s own / what the source registry spent serving it / the destination registry\'s (the two cores are shared by all three):')
   out.push('')
-  out.push(`| ${head2.join(' | ')} |`.replace(' needed |', ''))
-  out.push(`|${head2.slice(1).map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`)
+  out.push(...markdownHead(['workload', ...tools]))
   for (const w of relocation.filter((x) => x.name !== 'archive-write-durable')) {
     const f = (x?: number) => (x !== undefined ? x.toFixed(1) : '-')
     const cells = tools.map((t) => {
       const c = w.cpu_seconds[t]
+      // absent in a workload kept from a results file written before it was measured
       const reg = w.registry_cpu_seconds?.[t]
       if (c === undefined && reg === undefined) return '-'
       return [f(c), f(reg?.source), ...(reg?.dest !== undefined ? [f(reg.dest)] : [])].join(' / ')

@@ -20,6 +20,11 @@ export function renderTable(columns: Array<Column | string>, rows: Cell[][]): st
 
 const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
 
+/** A markdown table's header row and its separator: the first column left-aligned, the numbers right. */
+export function markdownHead(cells: ReadonlyArray<string | undefined>): [string, string] {
+  return [`| ${cells.join(' | ')} |`, `|${cells.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`]
+}
+
 export function fmtBytes(n: number | undefined): string | undefined {
   if (n === undefined || !Number.isFinite(n)) return undefined
   let v = n

@@ -4,7 +4,7 @@
  * ratio to the fastest peer and every tool's peak RSS, so latest.json holds every workload the
  * issue names in one list, and its checks judge them like the relocation workloads.
  */
-import {fmtBytes} from './format.js'
+import {fmtBytes, markdownHead} from './format.js'
 import {fastest, median, round3, spread} from './stats.js'
 
 type Verb = 'install' | 'upgrade' | 'rollback' | 'recover'
@@ -101,8 +101,7 @@ export function clusterTable(workloads: ClusterWorkload[], result: UpgradeBenchR
     `Install, upgrade and rollback to ready (bench/upgrade.ts${when}): ${result?.rounds === 1 ? 'one round' : `medians of ${result?.rounds ?? '?'} rounds`} on the sandbox's control plane with KWOK nodes, ${pause}; `
       + `seconds (spread = (max-min)/median)${rss.length ? ', then peak RSS (the largest of the rounds)' : ''}.`,
     '',
-    `| ${head.join(' | ')} |`,
-    `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...markdownHead(head),
     ...rows,
   ]
 }
