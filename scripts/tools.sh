@@ -47,7 +47,8 @@ versions_of() {
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
-    crane|ggcr-registry) echo "$CRANE_VERSION" ;;
+    crane) echo "$CRANE_VERSION" ;;
+    ggcr-registry) echo "$GGCR_REGISTRY_VERSION" ;;
     toxiproxy-server) echo "$TOXIPROXY_VERSION" ;;
     floor) echo "$FLOOR_VERSION" ;;
     kpack) echo "${KPACK_VERSIONS//,/ }" ;;
@@ -163,7 +164,7 @@ build_one() { # tool version tmpdir
       ;;
     ggcr-registry)
       # the module crane comes from, at the same pin: its pkg/registry with the referrers API on
-      check_pin ggcr-registry github.com/google/go-containerregistry "$version"
+      check_pin ggcr-registry github.com/google/go-containerregistry "${version%-r*}"
       (cd "$root/tools/ggcr-registry" && go build -trimpath -ldflags "-s -w" -o "$tmp/ggcr-registry" .)
       ;;
     floor)

@@ -1,9 +1,11 @@
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {connect} from 'node:tls'
 import {Agent, request} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {processCpuSeconds} from '../bench/lib/measure.js'
+import {startGgcrRegistry, type GgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
 
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`
@@ -16,7 +18,7 @@ async function status(url: string, headers: Record<string, string> = {}, dispatc
 
 describe('sandbox registry harness', () => {
   let dir: string
-  const started: Registry[] = []
+  const started: Array<Registry | GgcrRegistry> = []
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kpi-reg-harness-'))
   })
@@ -94,5 +96,19 @@ describe('sandbox registry harness', () => {
     const untrusted = new Agent()
     await expect(status(`${reg.url}/v2/`, {}, untrusted)).rejects.toMatchObject({code: expect.stringMatching(/CERT|SIGNATURE|ISSUER/)})
     await untrusted.close()
+  })
+
+  it('serves the ggcr registry over TLS with HTTP/1.1 only: its uploads hang over HTTP/2, which Go peers would pick', async () => {
+    const reg = await startGgcrRegistry({runDir: dir, name: 'ggcr-tls', tls: true})
+    started.push(reg)
+    const port = Number(reg.host.split(':')[1])
+    const socket = connect({host: '127.0.0.1', port, servername: 'localhost', ca: reg.caPem, ALPNProtocols: ['h2', 'http/1.1']})
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+    const protocol = socket.alpnProtocol
+    socket.destroy()
+    expect(protocol).toBe('http/1.1')
+    const trusted = new Agent({connect: {ca: reg.caPem}})
+    expect(await status(`${reg.url}/v2/`, {}, trusted)).toBe(200)
+    await trusted.close()
   })
 })

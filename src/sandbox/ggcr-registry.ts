@@ -8,7 +8,8 @@
  * by every repository (no per-repository blob links, no cross-repository mount); an image manifest
  * is accepted even when its blobs are missing (an index, though, needs its child manifests); the
  * referrers listing takes `artifactType` from the config media type and ignores `?artifactType=`;
- * and a repository it has never seen answers the referrers API with 404 NAME_UNKNOWN.
+ * a repository it has never seen answers the referrers API with 404 NAME_UNKNOWN; and over TLS it
+ * speaks HTTP/1.1 only (tools/ggcr-registry: its uploads hang over HTTP/2, go-containerregistry#1210).
  */
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'

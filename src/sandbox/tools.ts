@@ -41,7 +41,8 @@ const versionKey: Record<ToolName, string> = {
   kapp: 'KAPP_VERSION',
   'toxiproxy-server': 'TOXIPROXY_VERSION',
   // go-containerregistry's pkg/registry, from the module crane is built from, at the same pin
-  'ggcr-registry': 'CRANE_VERSION',
+  // (with a -rN of its own: tools/ggcr-registry's revision)
+  'ggcr-registry': 'GGCR_REGISTRY_VERSION',
   kp: 'KP_VERSION',
   helm: 'HELM_VERSION',
   regctl: 'REGCTL_VERSION',

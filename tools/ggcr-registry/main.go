@@ -6,6 +6,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,7 +51,9 @@ func run(address, disk, tlsCert, tlsKey string) error {
 		return err
 	}
 	log.Printf("ggcr-registry serving on %s (tls: %t, blobs in %s)", ln.Addr(), tlsCert != "", disk)
-	srv := &http.Server{Handler: handler}
+	// HTTP/1.1 only: pkg/registry's uploads hang over HTTP/2 (go-containerregistry#1210; oras cp
+	// stopped on its first blob PUT here, HTTP/2 being what Go clients negotiate over TLS)
+	srv := &http.Server{Handler: handler, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	if tlsCert != "" {
 		return srv.ServeTLS(ln, tlsCert, tlsKey)
 	}
