@@ -10,6 +10,9 @@
  *   nothing-to-move           the same again into the same registry
  *   patch                     v2 (its patch release) into the registry holding v1
  *   registry-to-registry-wan  v1 through toxiproxy: latency each way and a per-connection cap
+ *   registry-to-registry-ggcr v1 into go-containerregistry's registry (TLS, no auth), built with
+ *                             the local Go: it hashes with the CPU's SHA extensions, so it spends
+ *                             less than half of distribution 2.8's CPU and the tools' own CPU shows
  *   archive-write             v1 from the registry into an archive (file or files)
  *   archive-read              that archive into a fresh registry
  *   archive-write-wan         v1 through the WAN profile into an archive: the air gap's export
@@ -29,9 +32,10 @@ import type {RelocationSummary} from '../src/relocate/execute.js'
 import {planImages, type Plan} from '../src/relocate/plan.js'
 import {registrySource} from '../src/relocate/registry-endpoints.js'
 import {bundleRoots} from '../src/relocate/relocate.js'
+import {startGgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {makeCA, type CA} from '../src/sandbox/pki.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
-import {toolsCacheDir, toolVersions} from '../src/sandbox/tools.js'
+import {toolsCacheDir, toolVersion, toolVersions} from '../src/sandbox/tools.js'
 import {writeFloorPlan} from './lib/floor-plan.js'
 import {fmtBytes, fmtMs, markdownHead} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
@@ -52,7 +56,7 @@ const WARMUP_ROUNDS = 2
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
-const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
+const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
 type WorkloadName = (typeof WORKLOADS)[number]
 
 const {values: flags} = parseArgs({
@@ -181,6 +185,7 @@ async function ensureTools(): Promise<void> {
     if (k && v[k[1]] && !(await executable(cachedBinary(k[0], v[k[1]])))) missing.push(k[0])
   }
   if (wantedWorkloads.includes('registry-to-registry-wan') && !(await executable(cachedBinary('toxiproxy-server', v.TOXIPROXY_VERSION)))) missing.push('toxiproxy-server')
+  if (wantedWorkloads.includes('registry-to-registry-ggcr') && !(await executable(cachedBinary('ggcr-registry', toolVersion('ggcr-registry'))))) missing.push('ggcr-registry')
   // bench/upgrade.ts: its control plane, and Helm 4 and kapp with the kubectl that applies Helm's CRDs
   if (wantsUpgradeBench()) {
     for (const [tool, key] of UPGRADE_TOOLS) if (v[key] && !(await executable(cachedBinary(tool, v[key])))) missing.push(tool)
@@ -237,8 +242,11 @@ async function findTools(): Promise<{paths: ToolPaths; infos: ToolInfo[]}> {
 
 // ---- registries ----
 
+/** a registry a run is observed at: its CPU, and its requests where it writes distribution's access log */
+type Observable = Pick<Registry, 'pid'> & {logFile?: string}
+
 interface DestRegistry extends Dest {
-  registry: Registry
+  registry: Observable
   dispose(): Promise<void>
 }
 
@@ -254,6 +262,26 @@ async function freshDest(workDir: string, ca: CA, label: string): Promise<DestRe
   await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({auths: {[registry.host]: {auth}}}) + '\n', {mode: 0o600})
   return {
     registry, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
+    dispose: async () => {
+      await registry.stop()
+      if (!flags.keep) removeLater(dir)
+    },
+  }
+}
+
+/**
+ * A fresh go-containerregistry registry: no authentication (the tools are given the same
+ * credentials as for distribution, which it never asks for) and no access log to count from.
+ */
+async function freshGgcrDest(workDir: string, ca: CA, label: string): Promise<DestRegistry> {
+  const dir = join(workDir, 'dest', label)
+  const registry = await startGgcrRegistry({runDir: dir, name: 'dest', tls: {ca}})
+  const dockerConfigDir = join(dir, 'docker')
+  await mkdir(dockerConfigDir, {recursive: true})
+  const auth = Buffer.from(`${USER}:${PASSWORD}`).toString('base64')
+  await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({auths: {[registry.host]: {auth}}}) + '\n', {mode: 0o600})
+  return {
+    registry: {pid: registry.pid}, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
     dispose: async () => {
       await registry.stop()
       if (!flags.keep) removeLater(dir)
@@ -332,9 +360,10 @@ let primeFirst = 0
  * Runs one measured step: `prime` is the bytes it will write to the page cache (the destination
  * registry's blobs, an archive), made ready just before it starts (lib/prime.ts).
  */
-async function observed(round: number, step: Step, regs: {source: Registry; dest?: Registry}, sizes: Map<string, number>, prime = 0, syncAfter = false): Promise<RunRecord> {
+async function observed(round: number, step: Step, regs: {source: Registry; dest?: Observable}, sizes: Map<string, number>, prime = 0, syncAfter = false): Promise<RunRecord> {
   const srcMark = await logMark(regs.source.logFile)
-  const destMark = regs.dest ? await logMark(regs.dest.logFile) : 0
+  const destLog = regs.dest?.logFile
+  const destMark = destLog ? await logMark(destLog) : 0
   // removed before the sync: their dirty pages are dropped, not written
   const freed = await removeNow()
   const syncMs = await settleDisk()
@@ -351,7 +380,7 @@ async function observed(round: number, step: Step, regs: {source: Registry; dest
   // distribution logs a request just after answering it
   await new Promise((res) => setTimeout(res, 250))
   const source = requestStats(await readLog(regs.source.logFile, srcMark), sizes)
-  const dest = regs.dest ? requestStats(await readLog(regs.dest.logFile, destMark), sizes) : undefined
+  const dest = destLog ? requestStats(await readLog(destLog, destMark), sizes) : undefined
   return {
     round, ok: !r.failure, reason: r.failure, wallS: r.wallMs / 1000, cpuS: r.cpuS, peakRssBytes: r.peakRssBytes, processes: r.processes,
     bytesMoved: dest?.bytesReceived, sourceBytes: source.blobBytesServed, destRequests: dest?.total, sourceRequests: source.total,
@@ -387,6 +416,7 @@ const description: Record<WorkloadName, string> = {
   'nothing-to-move': 'v1 again into the same registry: nothing to move',
   patch: 'v2 (patch release) into the registry holding v1',
   'registry-to-registry-wan': 'v1 through the WAN profile (toxiproxy on the source)',
+  'registry-to-registry-ggcr': 'v1 into go-containerregistry\'s registry (TLS, built with current Go: SHA-256 on the CPU\'s SHA extensions), loopback',
   'archive-write': 'v1 from the public registry into an archive',
   'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache',
   'archive-read': 'that archive into a fresh registry',
@@ -623,7 +653,7 @@ async function main(): Promise<number> {
       if (warming) return
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
-        'registry-to-registry-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
+        'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
         'archive-write-wan': plan1.uniqueBytes,
       }
       const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
@@ -655,6 +685,8 @@ async function main(): Promise<number> {
       const r2r = get('registry-to-registry')
       goal('loopback: kpi at least 0.95 of the floor', r2r?.ratio_vs_floor !== undefined ? r2r.ratio_vs_floor >= 0.95 : undefined, `floor/kpi ${r2r?.ratio_vs_floor}`)
       goal('loopback: kpi ahead of every peer', r2r?.ratio_vs_best_peer !== undefined ? r2r.ratio_vs_best_peer > 1 : undefined, `best peer (${r2r?.best_peer})/kpi ${r2r?.ratio_vs_best_peer}`)
+      const ggcrW = get('registry-to-registry-ggcr')
+      goal('loopback into go-containerregistry\'s registry: kpi ahead of every peer', ggcrW?.ratio_vs_best_peer !== undefined ? ggcrW.ratio_vs_best_peer > 1 : undefined, `best peer (${ggcrW?.best_peer})/kpi ${ggcrW?.ratio_vs_best_peer}`)
       const wanW = get('registry-to-registry-wan')
       goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
       const wanA = get('archive-write-wan')
@@ -748,6 +780,22 @@ async function main(): Promise<number> {
         }
       }
       await report(round, undefined, true)
+      if (want('registry-to-registry-ggcr')) {
+        for (const t of order) {
+          const d = await freshGgcrDest(workDir, ca, `r${round}-${t}-ggcr`)
+          try {
+            const dir = join(workDir, 'runs', `r${round}-${t}-ggcr`)
+            const fp = join(dir, 'floor-ggcr.json')
+            const j = await job(platform.v1, pub.host, dir, fp)
+            // its blobs serve every repository and it declines mounts (202): the floor uploads each once
+            await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: {url: `https://${d.host}`, caFile: d.caFile}, mounts: false})
+            record('registry-to-registry-ggcr', t, await observed(round, await copyStep(t, paths, j, d), {source: pub, dest: d.registry}, sizes))
+          } finally {
+            await d.dispose()
+          }
+        }
+        await report(round, undefined, true)
+      }
       if (want('archive-write') || want('archive-read')) {
         for (const t of order) {
           const dir = join(workDir, 'runs', `r${round}-${t}-archive`)

@@ -19,6 +19,8 @@ export interface FloorPlanOptions {
   dest: FloorEndpoint
   /** blobs and manifests (by digest) the destination already holds: the floor of a patch skips them */
   have?: {blobs: Set<string>; manifests: Set<string>}
+  /** false: no mounts (a registry whose blobs serve every repository, and which declines them) */
+  mounts?: boolean
 }
 
 export async function writeFloorPlan(file: string, plan: Plan, opts: FloorPlanOptions): Promise<{bytes: number; blobs: number}> {
@@ -29,7 +31,7 @@ export async function writeFloorPlan(file: string, plan: Plan, opts: FloorPlanOp
       if (opts.have?.blobs.has(b.digest)) continue
       const seen = blobs.get(b.digest)
       if (!seen) blobs.set(b.digest, {digest: b.digest, size: b.size, src: m.src.repository, dst: m.dst.repository, mounts: []})
-      else if (seen.dst !== m.dst.repository && !seen.mounts.includes(m.dst.repository)) seen.mounts.push(m.dst.repository)
+      else if (opts.mounts !== false && seen.dst !== m.dst.repository && !seen.mounts.includes(m.dst.repository)) seen.mounts.push(m.dst.repository)
     }
     if (opts.have?.manifests.has(m.manifest.digest)) continue
     manifests.push({digest: m.manifest.digest, mediaType: m.manifest.mediaType, src: m.src.repository, dst: m.dst.repository, tags: m.tags, index: isIndexMediaType(m.manifest.mediaType)})

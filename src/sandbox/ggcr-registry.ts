@@ -39,6 +39,8 @@ export interface GgcrRegistry {
   logFile: string
   /** where the blobs are (`sha256/<hex>` below it); manifests are in the process only */
   dataDir: string
+  /** the serving process's pid; undefined once stopped */
+  pid(): number | undefined
   stop(): Promise<void>
 }
 
@@ -69,7 +71,7 @@ export async function startGgcrRegistry(opts: GgcrRegistryOptions): Promise<Ggcr
       const p = proc
       await waitFor(async () => (await probeV2(`${scheme}://127.0.0.1:${port}`, ca?.certPem)) === 200,
         {what: `ggcr registry ${name} on 127.0.0.1:${port}`, timeoutMs: 20_000, intervalMs: 50, procs: [p]})
-      return {...loopbackRegistryFields(port, scheme, name, ca, dataDir), logFile: proc.logFile, stop: () => p.stop()}
+      return {...loopbackRegistryFields(port, scheme, name, ca, dataDir), logFile: proc.logFile, pid: () => (p.exit() ? undefined : p.pid), stop: () => p.stop()}
     } catch (e) {
       const tail = proc ? await tailLog(proc.logFile, 5) : ''
       await proc?.stop()
