@@ -79,7 +79,10 @@ describe('cluster faults during install', () => {
     // killed at each stage, each run resuming the one killed before
     for (const stage of ['crds', 'config', 'controllers', 'platform', 'builders', 'teams']) {
       const ledger = faultInjected(`cluster kpi SIGKILL at stage ${stage}`)
-      const run = install()
+      // the last stage applies a few objects and records the revision deployed: on a loaded
+      // machine that can end before the kill lands (once in CI). Waiting for the team's builder
+      // Ready keeps kpi in that stage for as long as kpack takes to build it
+      const run = install(stage === 'teams' ? 'ready' : 'applied')
       const reached = await stderrShows(run, new RegExp(`^stage ${stage}\\b(?! done)`, 'm'))
       if (reached) run.child.kill('SIGKILL')
       const r = await run.done
