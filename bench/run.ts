@@ -253,15 +253,18 @@ interface DestRegistry extends Dest {
 const USER = 'bench'
 const PASSWORD = `bench-${Math.random().toString(36).slice(2, 12)}`
 
-async function freshDest(workDir: string, ca: CA, label: string): Promise<DestRegistry> {
-  const dir = join(workDir, 'dest', label)
-  const registry = await startRegistry({runDir: dir, name: 'dest', auth: {username: USER, password: PASSWORD}, tls: {ca}})
+/**
+ * A destination for one run: a docker config with the bench account for its host (the peers read
+ * credentials from there; a registry without authentication never asks for them), and its
+ * directory removed before the next measured run.
+ */
+async function asDest(dir: string, registry: Observable & {host: string; caFile?: string; stop(): Promise<void>}): Promise<DestRegistry> {
   const dockerConfigDir = join(dir, 'docker')
   await mkdir(dockerConfigDir, {recursive: true})
   const auth = Buffer.from(`${USER}:${PASSWORD}`).toString('base64')
   await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({auths: {[registry.host]: {auth}}}) + '\n', {mode: 0o600})
   return {
-    registry, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
+    registry: {pid: registry.pid, logFile: registry.logFile}, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
     dispose: async () => {
       await registry.stop()
       if (!flags.keep) removeLater(dir)
@@ -269,24 +272,16 @@ async function freshDest(workDir: string, ca: CA, label: string): Promise<DestRe
   }
 }
 
-/**
- * A fresh go-containerregistry registry: no authentication (the tools are given the same
- * credentials as for distribution, which it never asks for) and no access log to count from.
- */
+async function freshDest(workDir: string, ca: CA, label: string): Promise<DestRegistry> {
+  const dir = join(workDir, 'dest', label)
+  return asDest(dir, await startRegistry({runDir: dir, name: 'dest', auth: {username: USER, password: PASSWORD}, tls: {ca}}))
+}
+
+/** A fresh go-containerregistry registry: no authentication, and no access log to count requests from. */
 async function freshGgcrDest(workDir: string, ca: CA, label: string): Promise<DestRegistry> {
   const dir = join(workDir, 'dest', label)
   const registry = await startGgcrRegistry({runDir: dir, name: 'dest', tls: {ca}})
-  const dockerConfigDir = join(dir, 'docker')
-  await mkdir(dockerConfigDir, {recursive: true})
-  const auth = Buffer.from(`${USER}:${PASSWORD}`).toString('base64')
-  await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({auths: {[registry.host]: {auth}}}) + '\n', {mode: 0o600})
-  return {
-    registry: {pid: registry.pid}, host: registry.host, caFile: registry.caFile!, username: USER, password: PASSWORD, dockerConfigDir,
-    dispose: async () => {
-      await registry.stop()
-      if (!flags.keep) removeLater(dir)
-    },
-  }
+  return asDest(dir, {host: registry.host, caFile: registry.caFile, pid: registry.pid, stop: registry.stop})
 }
 
 // ---- one measured run ----
