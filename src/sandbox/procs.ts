@@ -143,7 +143,6 @@ export async function freePorts(n: number): Promise<number[]> {
   return [...ports]
 }
 
-/** The last `lines` lines of a log file ('' when it cannot be read). */
 /**
  * The fields of /proc/PID/stat from the third (state) on: [0] state, [1] ppid, [11] utime, [12]
  * stime (clock ticks). The command name before them is in parentheses and may hold spaces and
@@ -155,6 +154,7 @@ export async function procStat(pid: number): Promise<string[] | undefined> {
   return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')
 }
 
+/** The last `lines` lines of a log file ('' when it cannot be read). */
 export async function tailLog(file: string, lines = 20, maxBytes = 64 * 1024): Promise<string> {
   try {
     const fh = await open(file, 'r')
