@@ -157,6 +157,47 @@ describe('a large blob', () => {
   })
 })
 
+describe('an upload without a mount to ask for', () => {
+  /** one image whose config is at the destination already: its layer is the one blob uploaded */
+  const oneUpload = async (name: string, seed: string) => {
+    const repo = {registry: src.host, repository: `team/${name}`}
+    const l = await putBlob(repo, layer(seed, 256))
+    const config = await putBlob(repo, Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', tag: name})))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: {...config, mediaType: MediaTypes.ociConfig}, layers: [l]}))
+    const digest = await client.putManifest(repo, name, manifest, MediaTypes.ociManifest)
+    const srcProxy = await startFaultProxy(src.host)
+    stops.push(() => srcProxy.stop())
+    srcProxy.set([])
+    // a registry that ignores mounts: the layer goes by a HEAD, then a session without a mount
+    const {host, proxy} = await destination(`dst-${name}`, true)
+    await client.putBlob({registry: host, repository: `copy/team/${name}`}, config.digest, config.size, () => Readable.from([Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', tag: name}))]))
+    const plan = await planImages(registrySource(client), [{path: name, ref: `${srcProxy.host}/team/${name}@${digest}`, src: {registry: srcProxy.host, repository: `team/${name}`}, dst: {registry: host, repository: `copy/team/${name}`}, digest, tags: [name]}])
+    const session = new RegExp(`^POST /v2/copy/team/${name}/blobs/uploads/$`)
+    const layerGet = `GET /v2/team/${name}/blobs/${l.digest}`
+    return {plan, host, proxy, srcProxy, session, layerGet, layer: l}
+  }
+
+  it('reads the source while the registry opens the session', async () => {
+    const u = await oneUpload('slow-session', 'slow session layer')
+    u.proxy.set([{match: u.session, status: 0, delayMs: 500}])
+    const summary = await executePlan(u.plan, registrySource(client), registrySink(client, u.host), {largestFirst: true})
+    expect(summary.bytesMoved).toBe(u.layer.size)
+    const posts = u.proxy.log().filter((r) => u.session.test(r.key))
+    const gets = u.srcProxy.log().filter((r) => r.key === u.layerGet)
+    expect(posts, u.proxy.log().map((r) => r.key).join('\n')).toHaveLength(1)
+    expect(gets).toHaveLength(1)
+    // asked for while the session was still being opened, not after it was
+    expect(gets[0]!.at - posts[0]!.at).toBeLessThan(400)
+  })
+
+  it('lets the source go when the registry opens no session, and fails with its refusal', async () => {
+    const u = await oneUpload('no-session', 'no session layer')
+    u.proxy.set([{match: u.session, status: 403, code: 'DENIED'}])
+    await expect(executePlan(u.plan, registrySource(client), registrySink(client, u.host), {largestFirst: true})).rejects.toThrow(/denied|403/i)
+    expect(u.proxy.log().filter((r) => u.session.test(r.key)).length).toBeGreaterThanOrEqual(1)
+  })
+})
+
 describe('pushing manifests', () => {
   const relocate = async (host: string) => {
     const planRoots = roots.map(({dstRepository, ...r}) => ({...r, dst: {registry: host, repository: dstRepository}}))

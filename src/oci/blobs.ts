@@ -132,25 +132,35 @@ export function blobOps(http: Requester): BlobOps {
 
   /**
    * One attempt: POST (a mount from `mountFrom` when given), then the bytes in one streamed PUT.
-   * The source is opened only once the registry has opened a session, so a blob a mount placed
-   * is never read at all.
+   * Asking for a mount, the source is opened only once the registry has opened a session, so a
+   * blob a mount placed is never read at all.
    */
   async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable, mountFrom?: string): Promise<Dispatcher.ResponseData | 'mounted'> {
-    const started = mountFrom ? await startUpload(repo, mountQuery(digest, mountFrom), mountScopes(repo, mountFrom)) : await startUpload(repo)
-    if (mountFrom && started.statusCode === 201) {
-      await dump(started)
-      return 'mounted'
-    }
-    if (started.statusCode !== 202) return started
-    await dump(started)
-    const location = header(started, 'location')
-    if (!location) throw new KpiError('failed', `registry ${repo.registry} started an upload without a location`)
-    let stream: Readable
+    // Without a mount to ask for, the session is only a round trip before the bytes: the source
+    // is opened meanwhile (the patch release's changed layer began 20-40 ms sooner under the
+    // plan's load), and let go if no session opens.
+    const opening = mountFrom ? undefined : (async () => open())()
+    opening?.catch(() => {})
+    let stream: Readable | undefined
+    let location: string | undefined
     try {
-      stream = await open()
-    } catch (e) {
-      await cancelSession(repo, started)
-      throw e
+      const started = mountFrom ? await startUpload(repo, mountQuery(digest, mountFrom), mountScopes(repo, mountFrom)) : await startUpload(repo)
+      if (mountFrom && started.statusCode === 201) {
+        await dump(started)
+        return 'mounted'
+      }
+      if (started.statusCode !== 202) return started
+      await dump(started)
+      location = header(started, 'location')
+      if (!location) throw new KpiError('failed', `registry ${repo.registry} started an upload without a location`)
+      try {
+        stream = await (opening ?? open())
+      } catch (e) {
+        await cancelSession(repo, started)
+        throw e
+      }
+    } finally {
+      if (!stream) void opening?.then((s) => s.destroy(), () => {})
     }
     // The source can fail after undici has sent its last byte and stopped listening (a digest
     // mismatch found at the end): keep its error, so it is neither unhandled nor lost.

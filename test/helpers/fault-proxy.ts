@@ -1,7 +1,7 @@
 /**
  * A small HTTP proxy for the reliability tests that stands between kpi and a registry and answers
  * chosen requests with an error (500, 503, 429 with Retry-After, a 400 with a chosen registry
- * error code) instead of forwarding them.
+ * error code) instead of forwarding them, or forwards them late.
  * Everything else is forwarded unchanged (the Host header too, so the upload locations the
  * registry hands out point back through the proxy).
  */
@@ -18,6 +18,8 @@ export interface FaultRule {
   retryAfter?: number
   /** the registry error code in the body (default: TOOMANYREQUESTS for 429, else UNAVAILABLE) */
   code?: string
+  /** forward the request after this many ms instead of answering it (`status` is not used) */
+  delayMs?: number
 }
 
 export interface FaultProxy {
@@ -59,6 +61,10 @@ export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQ
     if (!rule) return forward(req, res)
     rule.left--
     rule.at.push(Date.now())
+    if (rule.delayMs !== undefined) {
+      setTimeout(() => forward(req, res), rule.delayMs)
+      return
+    }
     // read the request body first, as a registry would, so the client is not cut off mid-send
     req.resume()
     req.on('end', () => {
