@@ -3,12 +3,14 @@
  * distribution registries: the public one (plain) and the air-gapped one (htpasswd + TLS).
  */
 import {readFile, writeFile, mkdir} from 'node:fs/promises'
+import {Readable} from 'node:stream'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadBundle} from '../src/bundle/load.js'
 import {KpiError} from '../src/errors.js'
 import {bundleImages, mapBundleImages} from '../src/bundle/images.js'
 import {createRegistryClient} from '../src/oci/client.js'
+import {sha256Digest} from '../src/oci/digest.js'
 import {attachReferrer} from '../src/oci/referrers.js'
 import {formatReference, parseReference} from '../src/oci/reference.js'
 import {MediaTypes, type ImageIndex, type ImageManifest, type RegistryClient, type Repo} from '../src/oci/types.js'
@@ -169,6 +171,44 @@ describe('kpi relocate registry to registry', () => {
     expect(r.summary.manifests.skipped).toBe(0)
     expect(r.summary.bytesMoved).toBe(r.summary.uniqueBytes)
     for (const root of r.plan.roots) await assertComplete(dst, root.dst, root.digest)
+  })
+
+  it('asks about the large layers of an image no tag of which names it before asking about the image by digest', async () => {
+    // the image changed (or is new): its large layers start on the tag's answer, a round trip
+    // sooner than on the answer by digest (the patch release's changed layer waited for it)
+    const repo = {registry: sb.public.host, repository: 'changed/lifecycle'}
+    const big = Buffer.alloc(17 << 20, 'changed layer ')
+    const small = Buffer.from('small layer')
+    const layers = []
+    for (const b of [small, big]) {
+      const digest = sha256Digest(b)
+      await src.putBlob(repo, digest, b.length, () => Readable.from([b]))
+      layers.push({mediaType: MediaTypes.ociLayerGzip, digest, size: b.length})
+    }
+    const configBytes = Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux'}))
+    await src.putBlob(repo, sha256Digest(configBytes), configBytes.length, () => Readable.from([configBytes]))
+    const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: {mediaType: MediaTypes.ociConfig, digest: sha256Digest(configBytes), size: configBytes.length}, layers}))
+    const digest = await src.putManifest(repo, '1.0', manifest, MediaTypes.ociManifest)
+    const bundle = {...sb.bundle.v1!, lifecycle: {image: `${repo.registry}/${repo.repository}:1.0@${digest}`}}
+    const asked: string[] = []
+    const watched: RegistryClient = {
+      ...dst,
+      headManifest: (r, ref) => {
+        if (r.repository.endsWith('changed/lifecycle')) asked.push(`manifest ${ref}`)
+        return dst.headManifest(r, ref)
+      },
+      hasBlob: (r, d) => {
+        if (r.repository.endsWith('changed/lifecycle')) asked.push(`blob ${d}`)
+        return dst.hasBlob(r, d)
+      },
+    }
+    const r = await relocate({from: fromRegistry(src, bundle), to: toRegistry(watched, `${sb.airgap.host}/changed`)})
+    const bigAsked = asked.indexOf(`blob ${layers[1]!.digest}`)
+    expect(asked[0], asked.join('\n')).toBe('manifest 1.0')
+    expect(bigAsked, asked.join('\n')).toBeGreaterThan(-1)
+    expect(bigAsked, asked.join('\n')).toBeLessThan(asked.indexOf(`manifest ${digest}`))
+    await assertComplete(dst, {registry: sb.airgap.host, repository: r.plan.roots.find((x) => x.digest === digest)!.dst.repository}, digest)
+    expect(r.summary.bytesMoved).toBe(r.summary.uniqueBytes)
   })
 
   it('a plan that fails while images are already moving ends those uploads and pushes no manifest', async () => {

@@ -64,9 +64,10 @@ export interface Executor {
   /**
    * Places the blobs of an image manifest of the plan being read, once `missing` says its image
    * is not at the sink (a failed or false answer starts nothing). Not for a sink that writes in
-   * plan order, nor a plan whose copy must wait for a check (a delta archive's base).
+   * plan order, nor a plan whose copy must wait for a check (a delta archive's base). Its large
+   * blobs start sooner, once `changed` says yes.
    */
-  start(m: PlanManifest, missing: Promise<boolean>): void
+  start(m: PlanManifest, missing: Promise<boolean>, changed?: Promise<boolean>): void
   /** the plan is complete: copy it */
   run(plan: Plan): Promise<RelocationSummary>
   /** the plan failed: start nothing more, and return once what started has ended */
@@ -361,7 +362,14 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
 
   return {
     run,
-    start(m, missing) {
+    start(m, missing, changed) {
+      // A root no tag names (it changed) most likely is not there by digest either: its large
+      // blobs start now, each asked about (HEAD) first, which finds them there if it is after all
+      if (changed) {
+        early.push(changed.then((yes) => {
+          if (yes && !failure) placeLarge(m)
+        }, () => {}))
+      }
       early.push(missing.then(async (yes) => {
         if (!yes || failure) return
         const probed = probe([m])

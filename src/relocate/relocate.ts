@@ -56,6 +56,11 @@ export interface LookAhead {
   sink: ImageSink
   /** whether `root` is missing at the destination (asking does not use up the copy's answer) */
   missing(root: PlanRoot): Promise<boolean>
+  /**
+   * whether `root` has likely changed there, answered before `missing` (no tag of it names it):
+   * its large blobs start on that answer
+   */
+  changed?(root: PlanRoot): Promise<boolean>
 }
 
 export interface PlannedRelocation {
@@ -154,7 +159,7 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
       plan = await planImages(from.source, roots, {
         referrers: o.referrers,
         concurrency: o.concurrency,
-        ...(early && ahead ? {onImage: (m, root) => early.start(m, ahead.missing(root))} : {}),
+        ...(early && ahead ? {onImage: (m, root) => early.start(m, ahead.missing(root), ahead.changed?.(root))} : {}),
       })
       for (const message of plan.missing ?? []) onEvent({type: 'warning', message})
       plan = from.arrange?.(plan) ?? plan
