@@ -136,9 +136,11 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
       const missing = (r: PlanRoot) => early.get(manifestKey(r.dst, r.digest))?.then((there) => !there) ?? Promise.resolve(false)
       // every tag answered, and none names the root: it changed, or it is new. Asking for it by
       // digest is a round trip more (27 ms of the patch release's path to its changed layer,
-      // under the plan's load). A tag that could not be asked about says nothing.
-      const changedBy = new Map(roots.filter((r) => r.tags.length).map((r) => [manifestKey(r.dst, r.digest), Promise.all(r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!)).then((named) => !named.includes(r.digest), () => false)]))
-      const changed = (r: PlanRoot) => changedBy.get(manifestKey(r.dst, r.digest)) ?? missing(r)
+      // under the plan's load). A tag that could not be asked about says nothing; an untagged
+      // root has only `missing`. Taken now: the copy uses up the tags' answers later.
+      const changedAnswer = (r: PlanRoot) => Promise.all(r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!)).then((named) => !named.includes(r.digest), () => false)
+      const changedBy = new Map(roots.filter((r) => r.tags.length).map((r) => [manifestKey(r.dst, r.digest), changedAnswer(r)]))
+      const changed = (r: PlanRoot) => changedBy.get(manifestKey(r.dst, r.digest))
       return {sink: answering, missing, changed}
     },
     open: async () => ({sink: answering, registry: {client, toRepo}}),

@@ -58,9 +58,9 @@ export interface LookAhead {
   missing(root: PlanRoot): Promise<boolean>
   /**
    * whether `root` has likely changed there, answered before `missing` (no tag of it names it):
-   * its large blobs start on that answer
+   * its large blobs start on that answer; undefined where there is no such answer (no tags)
    */
-  changed?(root: PlanRoot): Promise<boolean>
+  changed?(root: PlanRoot): Promise<boolean> | undefined
 }
 
 export interface PlannedRelocation {
