@@ -159,9 +159,9 @@ describe('a large blob', () => {
 
 describe('an upload without a mount to ask for', () => {
   /** one image whose config is at the destination already: its layer is the one blob uploaded */
-  const oneUpload = async (name: string, seed: string) => {
+  const oneUpload = async (name: string, seed: string, kib = 256) => {
     const repo = {registry: src.host, repository: `team/${name}`}
-    const l = await putBlob(repo, layer(seed, 256))
+    const l = await putBlob(repo, layer(seed, kib))
     const config = await putBlob(repo, Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', tag: name})))
     const manifest = Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: {...config, mediaType: MediaTypes.ociConfig}, layers: [l]}))
     const digest = await client.putManifest(repo, name, manifest, MediaTypes.ociManifest)
@@ -191,10 +191,16 @@ describe('an upload without a mount to ask for', () => {
   })
 
   it('lets the source go when the registry opens no session, and fails with its refusal', async () => {
-    const u = await oneUpload('no-session', 'no session layer')
+    // a layer larger than the sockets' buffers: a download nobody let go would stall half-sent;
+    // held back 300 ms at the source, it is still on its way when the refusal comes
+    const u = await oneUpload('no-session', 'no session layer', 15 * 1024)
+    u.srcProxy.set([{match: new RegExp(`^GET /v2/team/no-session/blobs/`), status: 0, delayMs: 300}])
     u.proxy.set([{match: u.session, status: 403, code: 'DENIED'}])
     await expect(executePlan(u.plan, registrySource(client), registrySink(client, u.host), {largestFirst: true})).rejects.toThrow(/denied|403/i)
     expect(u.proxy.log().filter((r) => u.session.test(r.key)).length).toBeGreaterThanOrEqual(1)
+    const get = () => u.srcProxy.log().find((r) => r.key === u.layerGet)
+    for (const t0 = Date.now(); !get()?.ended && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 20))
+    expect(get()?.ended, 'the download opened beside the refused session').toBe('aborted')
   })
 })
 

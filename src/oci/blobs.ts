@@ -137,7 +137,7 @@ export function blobOps(http: Requester): BlobOps {
    */
   async function uploadOnce(repo: Repo, digest: string, size: number, open: () => Promise<Readable> | Readable, mountFrom?: string): Promise<Dispatcher.ResponseData | 'mounted'> {
     // Without a mount to ask for, the session is only a round trip before the bytes: the source
-    // is opened meanwhile (the patch release's changed layer began 20-40 ms sooner under the
+    // is opened meanwhile (the patch release's changed layer began 20-90 ms sooner under the
     // plan's load), and let go if no session opens.
     const opening = mountFrom ? undefined : (async () => open())()
     opening?.catch(() => {})

@@ -33,15 +33,18 @@ export interface FaultProxy {
   served(): number
   /** when each fault was answered (ms since the epoch), per rule */
   times(): number[][]
-  /** every request since the last set(): when, and `METHOD /path?query` */
-  log(): Array<{at: number; key: string; fault?: number}>
+  /**
+   * every request since the last set(): when, `METHOD /path?query`, and how its answer ended
+   * ('aborted': the client closed the connection before all of it was sent)
+   */
+  log(): Array<{at: number; key: string; fault?: number; ended?: 'finished' | 'aborted'}>
   stop(): Promise<void>
 }
 
 /** `rewrite`: the path and query forwarded instead of the one asked (a registry that ignores a parameter) */
 export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQuery: string) => string} = {}): Promise<FaultProxy> {
   let rules: Array<FaultRule & {left: number; at: number[]}> = []
-  let requests: Array<{at: number; key: string; fault?: number}> = []
+  let requests: Array<{at: number; key: string; fault?: number; ended?: 'finished' | 'aborted'}> = []
   const [targetHost, targetPort] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
@@ -57,7 +60,10 @@ export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQ
   const server: Server = createServer((req, res) => {
     const key = `${req.method} ${req.url}`
     const rule = rules.find((r) => r.left > 0 && r.match.test(key))
-    requests.push({at: Date.now(), key, ...(rule ? {fault: rule.status} : {})})
+    const entry: {at: number; key: string; fault?: number; ended?: 'finished' | 'aborted'} = {at: Date.now(), key, ...(rule ? {fault: rule.status} : {})}
+    requests.push(entry)
+    res.once('finish', () => (entry.ended ??= 'finished'))
+    res.once('close', () => (entry.ended ??= 'aborted'))
     if (!rule) return forward(req, res)
     rule.left--
     rule.at.push(Date.now())
