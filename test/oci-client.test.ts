@@ -195,6 +195,20 @@ describe('OCI client against a real distribution registry', () => {
     expect((err2 as KpiError).message).toContain(sha256Digest('other bytes!'))
   })
 
+  it('fails an upload with its source\'s own error when the source fails while the session opens', async () => {
+    // the source is opened beside the session's POST: a small corrupt blob is read and found
+    // wrong before the registry answers, with nobody yet reading the stream
+    const bytes = Buffer.from('a source that fails early')
+    const early = new KpiError('integrity', 'the source failed before the session opened')
+    const err = await client.putBlob(app, sha256Digest(bytes), bytes.length, () => {
+      const s = new Readable({read() {}})
+      setImmediate(() => s.destroy(early))
+      return s
+    }).catch((e: unknown) => e)
+    expect(err).toBe(early)
+    expect(await client.hasBlob(app, sha256Digest(bytes))).toBe(false)
+  })
+
   it('refuses a manifest pushed under a digest it does not hash to', async () => {
     const bytes = Buffer.from('{"schemaVersion":2}')
     await expect(client.putManifest(app, sha256Digest('other'), bytes, MediaTypes.ociManifest)).rejects.toMatchObject({kind: 'integrity'})

@@ -139,7 +139,17 @@ export function blobOps(http: Requester): BlobOps {
     // Without a mount to ask for, the session is only a round trip before the bytes: the source
     // is opened meanwhile (the patch release's changed layer began 20-90 ms sooner under the
     // plan's load), and let go if no session opens.
-    const opening = mountFrom ? undefined : (async () => open())()
+    // The source can fail while the session is being opened (a small corrupt blob is read and
+    // checked by then) or after undici has sent its last byte and stopped listening (a digest
+    // mismatch found at the end): keep its error from the moment it opens, so it is neither
+    // unhandled nor lost.
+    let sourceError: unknown
+    const openWatched = async () => {
+      const s = await open()
+      s.on('error', (e) => { sourceError ??= e })
+      return s
+    }
+    const opening = mountFrom ? undefined : openWatched()
     opening?.catch(() => {})
     let stream: Readable | undefined
     let location: string | undefined
@@ -154,7 +164,8 @@ export function blobOps(http: Requester): BlobOps {
       location = header(started, 'location')
       if (!location) throw new KpiError('failed', `registry ${repo.registry} started an upload without a location`)
       try {
-        stream = await (opening ?? open())
+        stream = await (opening ?? openWatched())
+        if (sourceError) throw sourceError
       } catch (e) {
         await cancelSession(repo, started)
         throw e
@@ -162,10 +173,6 @@ export function blobOps(http: Requester): BlobOps {
     } finally {
       if (!stream) void opening?.then((s) => s.destroy(), () => {})
     }
-    // The source can fail after undici has sent its last byte and stopped listening (a digest
-    // mismatch found at the end): keep its error, so it is neither unhandled nor lost.
-    let sourceError: unknown
-    stream.on('error', (e) => { sourceError ??= e })
     try {
       const target = new URL(location, http.repoUrl(repo, 'blobs/uploads/'))
       target.searchParams.set('digest', digest)
