@@ -6,7 +6,7 @@
 import {execFile} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, truncate, writeFile} from 'node:fs/promises'
+import {copyFile, mkdir, mkdtemp, open, readFile, readdir, readlink, rm, stat, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -407,6 +407,32 @@ describe('writing an archive', () => {
       await a.close()
       await f.close()
     }
+  })
+})
+
+describe('reading blobs from an OCI layout', () => {
+  it('lets the blob file go when its reader gives up early', async () => {
+    // a layout of its own, with one blob far larger than what the streams buffer
+    const own = join(dir, 'layout-one-blob')
+    const blob = Buffer.alloc(16 << 20, 7)
+    const file = join(own, 'blobs/sha256', sha(blob))
+    await mkdir(join(own, 'blobs/sha256'), {recursive: true})
+    await writeFile(join(own, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
+    await writeFile(join(own, 'index.json'), JSON.stringify({schemaVersion: 2, manifests: []}))
+    await writeFile(file, blob)
+    const heldOpen = async () => {
+      const fds = await readdir('/proc/self/fd')
+      return (await Promise.all(fds.map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')))).filter((t) => t === file)
+    }
+    const {source} = await openOciLayout(own)
+    const stream = await source.getBlob({registry: 'r.example', repository: 'a'}, `sha256:${sha(blob)}`, blob.length)
+    // one chunk read, then given up: as an upload the registry refused, or a run stopped
+    for await (const chunk of stream) {
+      expect((chunk as Buffer).length).toBeGreaterThan(0)
+      break
+    }
+    for (const t0 = Date.now(); (await heldOpen()).length > 0 && Date.now() - t0 < 2000;) await new Promise((r) => setTimeout(r, 20))
+    expect(await heldOpen()).toEqual([])
   })
 })
 

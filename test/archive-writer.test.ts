@@ -105,6 +105,27 @@ describe('the archive writer and a source registry that drops the connection mid
   })
 })
 
+describe('the archive writer and a source that fails before its first byte is written', () => {
+  it('keeps the failure for its retry while the blob\'s header waits for its file, and writes the blob again', async () => {
+    const blob = randomBytes(64 * 1024)
+    let opens = 0
+    // split small, the blob's member is the first write into a part of its own: its header waits
+    // for that file to open, and the source fails meanwhile with nothing reading it yet
+    const s = await createArchiveSink(join(dir, 'early.tar'), {order: [{digest: digest(blob), size: blob.length}], splitSize: 1024, direct: false})
+    try {
+      await s.putBlob({registry: 'r.example', repository: 'a'}, digest(blob), blob.length, async () => {
+        if (++opens > 1) return Readable.from([blob])
+        // failed as it opens: its 'error' comes once the writer waits for real I/O
+        return new Readable({read() {}}).destroy(Object.assign(new Error('socket hang up'), {code: 'ECONNRESET'}))
+      })
+      expect(opens).toBe(2)
+      expect((await s.readBlob(digest(blob), blob.length))?.equals(blob)).toBe(true)
+    } finally {
+      await s.abort()
+    }
+  })
+})
+
 describe('the archive writer on a full file system', () => {
   // a file system of its own, so that it fills up for real: 8 MiB of tmpfs
   let small: string

@@ -200,11 +200,8 @@ describe('OCI client against a real distribution registry', () => {
     // wrong before the registry answers, with nobody yet reading the stream
     const bytes = Buffer.from('a source that fails early')
     const early = new KpiError('integrity', 'the source failed before the session opened')
-    const err = await client.putBlob(app, sha256Digest(bytes), bytes.length, () => {
-      const s = new Readable({read() {}})
-      setImmediate(() => s.destroy(early))
-      return s
-    }).catch((e: unknown) => e)
+    // failed as it opens: its 'error' comes once the upload waits for the registry's answer
+    const err = await client.putBlob(app, sha256Digest(bytes), bytes.length, () => new Readable({read() {}}).destroy(early)).catch((e: unknown) => e)
     expect(err).toBe(early)
     expect(await client.hasBlob(app, sha256Digest(bytes))).toBe(false)
   })

@@ -8,7 +8,7 @@ import {lstat, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
-import {algorithmOf, type Descriptor, digestHex, digestOf, DigestVerifier, type FetchedManifest, type ImageIndex, isDigest, MediaTypes} from '../oci/index.js'
+import {algorithmOf, type Descriptor, digestHex, digestOf, DigestVerifier, type FetchedManifest, type ImageIndex, isDigest, MediaTypes, verifiedFrom} from '../oci/index.js'
 import type {ImageSource} from '../relocate/endpoints.js'
 import {MAX_MANIFEST_BYTES} from './reader.js'
 import {REF_NAME} from './toc.js'
@@ -112,10 +112,7 @@ export async function openOciLayout(dir: string): Promise<OciLayout> {
         throw new KpiError('integrity', `OCI layout ${dir}: blob ${digest} is ${actual} bytes, its manifest says ${size}`)
       }
       // into a registry, which checks every digest itself, the length is checked here, not the hash
-      const v = new DigestVerifier(digest, {size: actual, label: `blob ${digest} in OCI layout ${dir}`, digest: opts?.verify})
-      const s = createReadStream(path, {highWaterMark: 1 << 20})
-      s.on('error', (e) => v.destroy(e))
-      return s.pipe(v)
+      return verifiedFrom(createReadStream(path, {highWaterMark: 1 << 20}), new DigestVerifier(digest, {size: actual, label: `blob ${digest} in OCI layout ${dir}`, digest: opts?.verify}))
     },
     async referrers(_repo, digest) {
       subjects ??= referrerMap()

@@ -10,7 +10,7 @@ import type {Readable} from 'node:stream'
 import {parseBundle} from '../bundle/load.js'
 import type {Bundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
-import {algorithmOf, type Descriptor, digestOf, DigestVerifier, type FetchedManifest, type ImageIndex, isDigest} from '../oci/index.js'
+import {algorithmOf, type Descriptor, digestOf, DigestVerifier, type FetchedManifest, type ImageIndex, isDigest, verifiedFrom} from '../oci/index.js'
 import {decodeUtf8} from '../textfile.js'
 import type {ImageSource} from '../relocate/endpoints.js'
 import {PartSet, resolveParts} from './parts.js'
@@ -147,10 +147,7 @@ async function readArchive(file: string, files: string[], parts: PartSet): Promi
   const blobStream = (digest: string, opts: {digest?: boolean} = {}): Readable => {
     const m = members.get(blobMember(digest))
     if (!m) throw new KpiError('not-found', `archive ${file} does not hold blob ${digest}`)
-    const v = new DigestVerifier(digest, {size: m.size, label: `blob ${digest} in archive ${file}`, digest: opts.digest})
-    const s = parts.stream(m.offset, m.size)
-    s.on('error', (e) => v.destroy(e))
-    return s.pipe(v)
+    return verifiedFrom(parts.stream(m.offset, m.size), new DigestVerifier(digest, {size: m.size, label: `blob ${digest} in archive ${file}`, digest: opts.digest}))
   }
 
   const source: ImageSource = {

@@ -212,6 +212,9 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     const member = out.sequence(slot.start)
     try {
       source = await open()
+      // the header may wait for a free slab, and the source can fail meanwhile (a reset, a short
+      // body): its error stays on the stream (errored) for pipeline() below, not uncaught
+      source.on('error', () => {})
       await member.write([fileHeader(blobMember(digest), size)])
       // checked as it is written (no stream layer of its own): the digest is checked before the
       // member counts, so a wrong blob never counts as written

@@ -9,7 +9,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import type {Dispatcher} from 'undici'
 import {KpiError} from '../errors.js'
 import {pullScope, pushScope} from './auth.js'
-import {verifyingStream} from './digest.js'
+import {verifiedFrom, verifyingStream} from './digest.js'
 import {checkDigest, formatRepo} from './reference.js'
 import type {ErrorContext} from './registry-errors.js'
 import {RANGED_MIN_BYTES, WINDOW_BYTES, partSpool, rangedStream} from './ranged.js'
@@ -32,7 +32,8 @@ export function blobOps(http: Requester): BlobOps {
   const checkRange = (res: Dispatcher.ResponseData, from: number, to: number, size: number, label: string): void => {
     const got = header(res, 'content-range')
     if (got !== `bytes ${from}-${to}/${size}`) {
-      res.body.destroy()
+      // destroyed unread, a body may say so with an error: nobody listens to it any more
+      res.body.on('error', () => {}).destroy()
       throw new KpiError('integrity', `${label}: asked for bytes ${from}-${to} of ${size}, the registry answered ${got ? `"${got}"` : 'without a range'}`, {hint: 'the source serves different content than the manifest describes'})
     }
   }
@@ -102,14 +103,8 @@ export function blobOps(http: Requester): BlobOps {
       }
     }
     // without verify, the receiver checks the digest: the stream still counts the length
-    const verifier = verifyingStream(digest, {size, label, digest: opts.verify !== false})
     // socket errors become a KpiError naming the registry; a consumer that stops early frees the socket
-    body.once('error', (e) => verifier.destroy(mapTransportError(e, repo.registry)))
-    verifier.once('close', () => {
-      if (!body.destroyed) body.destroy()
-    })
-    body.pipe(verifier)
-    return verifier
+    return verifiedFrom(body, verifyingStream(digest, {size, label, digest: opts.verify !== false}), (e) => mapTransportError(e, repo.registry))
   }
 
   const mountQuery = (digest: string, from: string) => `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`

@@ -3,7 +3,7 @@
  * a blob is verified without ever being held whole.
  */
 import {createHash} from 'node:crypto'
-import {Transform, type TransformCallback} from 'node:stream'
+import {Transform, type Readable, type TransformCallback} from 'node:stream'
 import {KpiError} from '../errors.js'
 import {checkDigest} from './reference.js'
 
@@ -117,3 +117,16 @@ export class DigestVerifier extends Transform {
 }
 
 export const verifyingStream = (expected: string, opts?: VerifyOptions): DigestVerifier => new DigestVerifier(expected, opts)
+
+/**
+ * `source` piped through `verifier`: the source's errors fail the verifier (`mapError` names
+ * them), and a verifier closed early (its consumer gave up) lets the source go, so no socket,
+ * file or pooled buffer is held by a stream nobody reads.
+ */
+export function verifiedFrom(source: Readable, verifier: DigestVerifier, mapError: (e: Error) => Error = (e) => e): DigestVerifier {
+  source.on('error', (e) => verifier.destroy(mapError(e)))
+  verifier.once('close', () => {
+    if (!source.destroyed) source.destroy()
+  })
+  return source.pipe(verifier)
+}

@@ -5,7 +5,7 @@ export {MAX_MANIFEST_BYTES} from './manifests.js'
 export {attachReferrer, linkReferrer, parseIndexManifests, referrerDescriptor, referrersTag, type ReferrersApiProbe} from './referrers.js'
 export {nextLink} from './tags.js'
 export {parseReference, formatReference, formatRepo, formatImage, repoOf, isDigest, checkDigest, normaliseRegistry, DOCKER_HUB} from './reference.js'
-export {digestOf, sha256Digest, digestHex, algorithmOf, verifyingStream, DigestVerifier, digestCheck, type VerifyOptions} from './digest.js'
+export {digestOf, sha256Digest, digestHex, algorithmOf, verifyingStream, verifiedFrom, DigestVerifier, digestCheck, type VerifyOptions} from './digest.js'
 export {
   authEntryFor, credentialsFor, credentialResolver, dockerConfigCredentials, dockerConfigFile, envCredentials, entryCredentials, hasUnscopedEnvCredentials, parseDockerConfig,
   readDockerConfig, runCredentialHelper, type CredentialOptions, type DockerAuthEntry, type DockerConfig,

@@ -161,7 +161,8 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
   }
 
   const attach = (s: Segment, body: Readable) => {
-    if (failed || !segs.includes(s)) return void body.destroy()
+    // a part that came after the stream failed: destroyed unread, an undici body errors (aborted)
+    if (failed || !segs.includes(s)) return void body.on('error', () => {}).destroy()
     s.body = body
     body.on('data', (c: Buffer) => {
       if (failed) return
