@@ -27,6 +27,8 @@ setFlagsFromString('--semi-space-growth-factor=1')
 // side, 3-4 rounds, peak RSS 1-3 MiB lower (behind the WAN profile 93.6-97.1 MiB against
 // 96.8-99.7, registry to registry 90-93 against 92-94), times and CPU unchanged within the noise.
 setFlagsFromString('--optimize-for-size')
+// the bundle is minified (scripts/bundle.mjs): a stack trace KPI_DEBUG prints names the sources
+if (process.env.KPI_DEBUG) process.setSourceMapsEnabled(true)
 // oclif from the bundled CLI (scripts/bundle.mjs), the instance its commands extend
 // (dir: the package's root, whose package.json holds the oclif settings, not bin/'s)
 import('../dist/cli/entry.js').then(({execute}) => execute({dir: join(__dirname, '..')}))

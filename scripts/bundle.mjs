@@ -29,6 +29,12 @@ await build({
   platform: 'node',
   target: 'node20',
   sourcemap: true,
+  // less source for V8 to parse at every start (names kept: errors and classes read the same;
+  // KPI_DEBUG's stack traces map back through the source maps, bin/run.js). Side by side, 10
+  // rounds: nothing to move 0.40 s against 0.44, the patch 0.96 against 1.01, `kpi version`
+  // 138 ms against 143
+  minifyWhitespace: true,
+  minifySyntax: true,
   external: ['@kubernetes/client-node'],
   // CommonJS dependencies inside an ES module bundle still call require()
   banner: {js: "import {createRequire as __kpiRequire} from 'node:module'; const require = __kpiRequire(import.meta.url);"},
