@@ -124,22 +124,24 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
       early.clear()
       earlyTags.clear()
       const ask = limit(LOOK_AHEAD)
+      const changedBy = new Map<string, Promise<boolean>>()
       for (const r of roots) {
         for (const t of r.tags) askEarly(earlyTags, tagKey(r.dst, t), () => ask(() => sink.tagged!(r.dst, t)))
+        // taken now: the copy uses up the tags' answers later
+        const named = r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!)
         // a tag that names the root already says it is there: with nothing to move, one HEAD per
         // root as before; the root itself is asked only when none of its tags does, and then
         // before the other roots' tags (an image that changed starts moving on that answer)
-        const tags = r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!.catch(() => undefined))
-        askEarly(early, manifestKey(r.dst, r.digest), async () => (await Promise.all(tags)).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest), 1))
+        const key = manifestKey(r.dst, r.digest)
+        askEarly(early, key, async () => (await Promise.all(named.map((p) => p.catch(() => undefined)))).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest), 1))
+        // every tag answered, and none names the root: it changed, or it is new. Asking for it by
+        // digest is a round trip more (27 ms of the patch release's path to its changed layer,
+        // under the plan's load). A tag that could not be asked about says nothing; an untagged
+        // root has only `missing`.
+        if (named.length) changedBy.set(key, Promise.all(named).then((digests) => !digests.includes(r.digest), () => false))
       }
       // a root not asked about (none) is not started early: the copy asks in its turn
       const missing = (r: PlanRoot) => early.get(manifestKey(r.dst, r.digest))?.then((there) => !there) ?? Promise.resolve(false)
-      // every tag answered, and none names the root: it changed, or it is new. Asking for it by
-      // digest is a round trip more (27 ms of the patch release's path to its changed layer,
-      // under the plan's load). A tag that could not be asked about says nothing; an untagged
-      // root has only `missing`. Taken now: the copy uses up the tags' answers later.
-      const changedAnswer = (r: PlanRoot) => Promise.all(r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!)).then((named) => !named.includes(r.digest), () => false)
-      const changedBy = new Map(roots.filter((r) => r.tags.length).map((r) => [manifestKey(r.dst, r.digest), changedAnswer(r)]))
       const changed = (r: PlanRoot) => changedBy.get(manifestKey(r.dst, r.digest))
       return {sink: answering, missing, changed}
     },
