@@ -22,6 +22,15 @@ export interface FaultRule {
   delayMs?: number
 }
 
+/** a request the proxy saw: when, `METHOD /path?query`, the fault answered, how its answer ended */
+export interface LoggedRequest {
+  at: number
+  key: string
+  fault?: number
+  /** 'aborted': the client closed the connection before all of the answer was sent */
+  ended?: 'finished' | 'aborted'
+}
+
 export interface FaultProxy {
   /** `127.0.0.1:PORT` */
   host: string
@@ -33,18 +42,15 @@ export interface FaultProxy {
   served(): number
   /** when each fault was answered (ms since the epoch), per rule */
   times(): number[][]
-  /**
-   * every request since the last set(): when, `METHOD /path?query`, and how its answer ended
-   * ('aborted': the client closed the connection before all of it was sent)
-   */
-  log(): Array<{at: number; key: string; fault?: number; ended?: 'finished' | 'aborted'}>
+  /** every request since the last set() */
+  log(): LoggedRequest[]
   stop(): Promise<void>
 }
 
 /** `rewrite`: the path and query forwarded instead of the one asked (a registry that ignores a parameter) */
 export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQuery: string) => string} = {}): Promise<FaultProxy> {
   let rules: Array<FaultRule & {left: number; at: number[]}> = []
-  let requests: Array<{at: number; key: string; fault?: number; ended?: 'finished' | 'aborted'}> = []
+  let requests: LoggedRequest[] = []
   const [targetHost, targetPort] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
@@ -60,7 +66,7 @@ export async function startFaultProxy(target: string, opts: {rewrite?: (pathAndQ
   const server: Server = createServer((req, res) => {
     const key = `${req.method} ${req.url}`
     const rule = rules.find((r) => r.left > 0 && r.match.test(key))
-    const entry: {at: number; key: string; fault?: number; ended?: 'finished' | 'aborted'} = {at: Date.now(), key, ...(rule ? {fault: rule.status} : {})}
+    const entry: LoggedRequest = {at: Date.now(), key, ...(rule ? {fault: rule.status} : {})}
     requests.push(entry)
     res.once('finish', () => (entry.ended ??= 'finished'))
     res.once('close', () => (entry.ended ??= 'aborted'))
