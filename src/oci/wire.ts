@@ -55,7 +55,10 @@ const MIN_READ = 64 * 1024
 
 const kRead = Symbol('wire read')
 const kLetGo = Symbol('wire let go of the read buffer')
-type ReadingSocket = Socket & {[kRead]?: (chunk: Buffer, slab: Buffer) => boolean | void; [kLetGo]?: () => void}
+const kDeliver = Symbol('wire deliver what is gathered')
+type ReadingSocket = Socket & {[kRead]?: (chunk: Buffer, slab: Buffer) => boolean | void; [kLetGo]?: () => void; [kDeliver]?: () => void}
+/** the most plaintext one TLS record carries: node hands over each record's as a chunk */
+const TLS_RECORD = 16 * 1024
 /** the socket gives its read buffer back when it closes, whatever listeners an exchange removed */
 const keepLetGo = (socket: Socket): void => {
   const letGo = (socket as ReadingSocket)[kLetGo]
@@ -200,16 +203,17 @@ export function createWire(opts: WireOptions): Wire {
         if (holding) doneWith(holding)
         current = holding = undefined
       }
+      const next = (): void => {
+        moveOn()
+        current = takeBuffer(SLAB_BYTES)
+        used = 0
+        holding = current.subarray(0, 0)
+        handOut(holding, current)
+      }
       const onread = {
         buffer: (): Buffer => {
-          if (!current || SLAB_BYTES - used < MIN_READ) {
-            moveOn()
-            current = takeBuffer(SLAB_BYTES)
-            used = 0
-            holding = current.subarray(0, 0)
-            handOut(holding, current)
-          }
-          return current.subarray(used)
+          if (!current || SLAB_BYTES - used < MIN_READ) next()
+          return current!.subarray(used)
         },
         callback: (n: number, into: Buffer): boolean => {
           used += n
@@ -219,12 +223,43 @@ export function createWire(opts: WireOptions): Wire {
       const socket: Socket = secure
         ? tlsConnect({host, port, ...(isIP(host) ? {} : {servername: host}), ALPNProtocols: ['http/1.1'], ...opts.tls(u.host)})
         : netConnect({host, port, onread})
-      // a TLS socket takes no onread buffers (node decrypts into its own): it reads as a stream
-      if (secure) socket.on('data', (chunk: Buffer) => void (socket as ReadingSocket)[kRead]?.(chunk, chunk))
-      else {
-        ;(socket as ReadingSocket)[kLetGo] = moveOn
-        keepLetGo(socket)
+      // A TLS socket takes no onread buffers: node decrypts each record (16 KiB at most) into a
+      // Buffer of its own and hands it over as a chunk. Those are gathered into the socket's
+      // current read buffer and go on a slab's worth, or a read burst's, at a time: one copy of
+      // each byte, and an eighth of the chunks through the body, the pipe and the upload's TLS
+      // writes and syscalls downstream.
+      if (secure) {
+        let start = 0
+        let later = false
+        const deliver = (): void => {
+          later = false
+          if (!current || used === start) return
+          const from = start
+          start = used
+          ;(socket as ReadingSocket)[kRead]?.(current.subarray(from, used), current)
+        }
+        socket.on('data', (chunk: Buffer) => {
+          for (let off = 0; off < chunk.length; ) {
+            if (!current || used === SLAB_BYTES) {
+              deliver()
+              next()
+              start = 0
+            }
+            const n = chunk.copy(current!, used, off)
+            used += n
+            off += n
+          }
+          // a record short of full ends what the server sent (a response head, a body's end)
+          if (used === SLAB_BYTES || chunk.length < TLS_RECORD) deliver()
+          else if (!later) {
+            later = true
+            setImmediate(deliver)
+          }
+        })
+        ;(socket as ReadingSocket)[kDeliver] = deliver
       }
+      ;(socket as ReadingSocket)[kLetGo] = moveOn
+      keepLetGo(socket)
       const timer = setTimeout(() => socket.destroy(coded('UND_ERR_CONNECT_TIMEOUT', `connect to ${u.host} timed out`)), Math.min(15_000, opts.timeoutMs))
       const done = (e?: Error): void => {
         clearTimeout(timer)
@@ -428,6 +463,7 @@ export function createWire(opts: WireOptions): Wire {
         }
       }
       socket.on('end', () => {
+        ;(socket as ReadingSocket)[kDeliver]?.()
         if (head?.framing.kind === 'close' && !responseDone) {
           responseDone = true
           body?.push(null)
