@@ -309,6 +309,48 @@ describe('wire: blob bodies on plain sockets', () => {
     expect((await collect(res.body)).equals(blob)).toBe(true)
   })
 
+  it('times out an upload the server stops reading, but not a body that keeps coming slowly', async () => {
+    server = await scripted((req, so) => {
+      if (req.head.startsWith('PUT')) {
+        so.pause()
+        return
+      }
+      void (async () => {
+        so.write('HTTP/1.1 200 OK\r\ncontent-length: 20480\r\n\r\n')
+        // 1.2 s in all, more than the timeout, but never 300 ms without a byte
+        for (let i = 0; i < 20; i++) {
+          await sleep(60)
+          so.write(Buffer.alloc(1024, 1))
+        }
+      })()
+    }, {readBody: false})
+    open(300)
+    const big = 64 * 1024 * 1024
+    const put = wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: Readable.from(chunks(Buffer.alloc(big), 1 << 20)), size: big})
+    await expect(put).rejects.toMatchObject({code: 'UND_ERR_HEADERS_TIMEOUT'})
+    const res = await wire.request({method: 'GET', url: server.url('/slow'), headers: {}})
+    expect((await collect(res.body)).length).toBe(20480)
+  })
+
+  it('does not time out an upload that takes longer than the timeout while its source keeps giving', async () => {
+    const blob = randomBytes(20 * 65536)
+    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'))
+    open(300)
+    // a slow source (a copy from a distant registry): 0.8 s in all, never 300 ms without a write,
+    // and nothing to read until the server answers at the end
+    const slow = Readable.from((async function* () {
+      for (const c of chunks(blob, 65536)) {
+        await sleep(40)
+        yield c
+      }
+    })())
+    const started = Date.now()
+    const res = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: slow, size: blob.length})
+    expect(res.statusCode).toBe(201)
+    expect(Date.now() - started).toBeGreaterThan(600)
+    expect(server.requests[0]!.body.equals(blob)).toBe(true)
+  })
+
   it('reuses a connection whose last body filled its reader before being read', async () => {
     // the last bytes of a body arrive as its reader's buffer fills: the socket was paused then
     const sizes = [256 * 1024, 256 * 1024 + 700, 300 * 1024, 512 * 1024]
