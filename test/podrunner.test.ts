@@ -8,6 +8,7 @@
 import {AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig} from '@kubernetes/client-node'
 import {execFileSync} from 'node:child_process'
 import {get, type RequestOptions} from 'node:https'
+import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -124,7 +125,11 @@ describe('pod runner', () => {
     }, {what: 'the probe webhook to deny', timeoutMs: 60_000, logFile: runner.logFile})
     const [pod] = runner.running()
     expect(pod).toBeDefined()
-    expect(first).toContain(`probe says hello|from a volume|system:serviceaccount:${NS}:default|${pod!.ip}|${NS}`)
+    expect(first).toContain(`probe says hello|from a volume|system:serviceaccount:${NS}:default|${pod!.ip}|${NS}|`)
+    // its temporary files go to a directory of the pod's own, not the host's /tmp, and go with it
+    const scratch = new RegExp(`\\|(/[^|"]*/pods/${NS}_${pod!.name.split('/')[1]}_[^/]+/tmp/probe-\\w+)`).exec(first)?.[1]
+    expect(scratch, first).toBeDefined()
+    expect(existsSync(scratch!)).toBe(true)
     expect(cp.podCidr!.startsWith(pod!.ip.split('.').slice(0, 3).join('.'))).toBe(true)
     expect(await readFile(pod!.logFile, 'utf8')).toContain('probe listening as hello')
     const podReady = async (name: string) => (await core.readNamespacedPod({name, namespace: NS})).status?.conditions?.find((c) => c.type === 'Ready')?.status
@@ -149,6 +154,7 @@ describe('pod runner', () => {
       return r.length === 1 && r[0]!.uid !== pod!.uid ? r[0] : undefined
     }, {what: 'the rollout to replace the probe process', timeoutMs: 60_000, logFile: runner.logFile})
     expect(() => process.kill(pod!.pid, 0)).toThrow()
+    await waitFor(() => !existsSync(scratch!) || undefined, {what: `the old pod's temporary directory ${scratch!} to go`, timeoutMs: 10_000})
     await waitFor(async () => (await denial(core, 'c2'))?.includes(`|${second!.ip}|`), {what: 'the new probe process to answer', timeoutMs: 60_000})
 
     // a deleted pod stops its process and its network namespace goes

@@ -67,7 +67,9 @@ export async function startPodProcess(o: PodProcOptions): Promise<PodProc> {
   if (!container) throw new Error(`pod ${ns}/${name} has no container ${o.binary.container}`)
   const podDir = join(o.podsDir, `${ns}_${name}_${uid.slice(0, 8)}`)
   await rm(podDir, {recursive: true, force: true})
-  await mkdir(podDir, {recursive: true})
+  // a container's /tmp is its own and goes with it: kpack's controller writes a temporary file
+  // per builder layer it makes, which would pile up in the host's /tmp
+  await mkdir(join(podDir, 'tmp'), {recursive: true})
   const [env, mounts] = await Promise.all([containerEnv(o.core, pod, container), containerMounts(o.core, pod, container, podDir)])
   const spec: NsProcSpec = {
     sockDir: o.sockDir,
@@ -78,6 +80,7 @@ export async function startPodProcess(o: PodProcOptions): Promise<PodProc> {
     env: {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: podDir,
+      TMPDIR: join(podDir, 'tmp'),
       HOSTNAME: name,
       KUBERNETES_SERVICE_HOST: '127.0.0.1',
       KUBERNETES_SERVICE_PORT: String(o.apiPort),
