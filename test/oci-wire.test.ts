@@ -338,12 +338,7 @@ describe('wire: blob bodies on plain sockets', () => {
     open(300)
     // a slow source (a copy from a distant registry): 0.8 s in all, never 300 ms without a write,
     // and nothing to read until the server answers at the end
-    const slow = Readable.from((async function* () {
-      for (const c of chunks(blob, 65536)) {
-        await sleep(40)
-        yield c
-      }
-    })())
+    const slow = trickle(blob, 65536, 40)
     const started = Date.now()
     const res = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: slow, size: blob.length})
     expect(res.statusCode).toBe(201)
@@ -382,7 +377,7 @@ describe('wire: blob bodies over TLS', () => {
   let dir: string
   let tls: {cert: string; key: string}
   let ca: string
-  const open = (): Wire => (wire = createWire({tls: () => ({secureContext: createSecureContext({ca}), rejectUnauthorized: true}), timeoutMs: 5_000, userAgent: 'kpi-test'}))
+  const open = (timeoutMs = 5_000): Wire => (wire = createWire({tls: () => ({secureContext: createSecureContext({ca}), rejectUnauthorized: true}), timeoutMs, userAgent: 'kpi-test'}))
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kpi-wire-tls-'))
     const authority = await makeCA(dir, 'wire test CA')
@@ -424,6 +419,15 @@ describe('wire: blob bodies over TLS', () => {
     expect((await collect(res.body)).equals(blob)).toBe(true)
   })
 
+  it('does not time out an upload that takes longer than the timeout while its source keeps giving', async () => {
+    const blob = randomBytes(20 * 65536)
+    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'), {tls})
+    open(300)
+    const res = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: trickle(blob, 65536, 40), size: blob.length})
+    expect(res.statusCode).toBe(201)
+    expect(server.requests[0]!.body.equals(blob)).toBe(true)
+  })
+
   it('copies a download into an upload byte for byte while reusing the buffers it reads into', async () => {
     const blob = randomBytes(32 * 1024 * 1024)
     const source = await scripted((_req, so) => void so.write(ok(blob)), {tls})
@@ -445,6 +449,14 @@ describe('wire: blob bodies over TLS', () => {
     expect(after.reused - before.reused).toBeGreaterThan(after.allocated - before.allocated)
   })
 })
+
+/** `buf` in pieces of `size`, one every `ms`: a slow source */
+const trickle = (buf: Buffer, size: number, ms: number): Readable => Readable.from((async function* () {
+  for (const c of chunks(buf, size)) {
+    await sleep(ms)
+    yield c
+  }
+})())
 
 function* chunks(buf: Buffer, size: number): Generator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size)
