@@ -13,6 +13,9 @@
  *   registry-to-registry-ggcr v1 into go-containerregistry's registry (TLS, no auth), built with
  *                             the local Go: it hashes with the CPU's SHA extensions, so it spends
  *                             less than half of distribution 2.8's CPU and the tools' own CPU shows
+ *   registry-to-registry-https  v1 from the public registry's content served over HTTPS (as every
+ *                             public registry serves it) into a fresh registry (htpasswd + TLS):
+ *                             each tool decrypts what it reads as well as encrypting what it sends
  *   archive-write             v1 from the registry into an archive (file or files)
  *   archive-read              that archive into a fresh registry
  *   archive-write-wan         v1 through the WAN profile into an archive: the air gap's export
@@ -56,7 +59,7 @@ const WARMUP_ROUNDS = 2
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
-const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
+const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'registry-to-registry-https', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
 type WorkloadName = (typeof WORKLOADS)[number]
 
 const {values: flags} = parseArgs({
@@ -412,6 +415,7 @@ const description: Record<WorkloadName, string> = {
   patch: 'v2 (patch release) into the registry holding v1',
   'registry-to-registry-wan': 'v1 through the WAN profile (toxiproxy on the source)',
   'registry-to-registry-ggcr': 'v1 into go-containerregistry\'s registry (TLS, built with current Go: SHA-256 on the CPU\'s SHA extensions), loopback',
+  'registry-to-registry-https': 'v1 from the public registry over HTTPS (its content, served by a second registry with TLS) to a fresh registry (htpasswd + TLS), loopback',
   'archive-write': 'v1 from the public registry into an archive',
   'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache',
   'archive-read': 'that archive into a fresh registry',
@@ -603,6 +607,12 @@ async function main(): Promise<number> {
     const have = {blobs: new Set(plan1.blobs.keys()), manifests: new Set(plan1.manifests.map((m) => m.manifest.digest))}
     const largestBlob = Math.max(...[...plan1.blobs.values()].map((b) => b.size))
     say(`platform: ${plan1.roots.length} images, ${plan1.manifests.length} manifests, ${plan1.blobs.size} blobs, ${fmtBytes(plan1.uniqueBytes)} (largest ${fmtBytes(largestBlob)}); patch: ${changed.length} blobs, ${fmtBytes(changedBytes)}`)
+    // the same content over HTTPS: a second registry on the public one's storage, nothing pushed twice
+    let pubTls: Registry | undefined
+    if (wantedWorkloads.includes('registry-to-registry-https')) {
+      pubTls = await startRegistry({runDir: join(workDir, 'public-tls'), name: 'public-tls', tls: {ca}, dataDir: pub.dataDir})
+      stops.push(pubTls.stop)
+    }
     let wan: WanProxy | undefined
     if (wantedWorkloads.some((w) => w.endsWith('-wan'))) {
       wan = await startWanProxy(pub.host, wanProfile, join(workDir, 'toxiproxy'))
@@ -648,7 +658,7 @@ async function main(): Promise<number> {
       if (warming) return
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
-        'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
+        'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'registry-to-registry-https': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
         'archive-write-wan': plan1.uniqueBytes,
       }
       const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
@@ -682,6 +692,8 @@ async function main(): Promise<number> {
       goal('loopback: kpi ahead of every peer', r2r?.ratio_vs_best_peer !== undefined ? r2r.ratio_vs_best_peer > 1 : undefined, `best peer (${r2r?.best_peer})/kpi ${r2r?.ratio_vs_best_peer}`)
       const ggcrW = get('registry-to-registry-ggcr')
       goal('loopback into go-containerregistry\'s registry: kpi ahead of every peer', ggcrW?.ratio_vs_best_peer !== undefined ? ggcrW.ratio_vs_best_peer > 1 : undefined, `best peer (${ggcrW?.best_peer})/kpi ${ggcrW?.ratio_vs_best_peer}`)
+      const httpsW = get('registry-to-registry-https')
+      goal('loopback from an HTTPS source: kpi ahead of every peer', httpsW?.ratio_vs_best_peer !== undefined ? httpsW.ratio_vs_best_peer > 1 : undefined, `best peer (${httpsW?.best_peer})/kpi ${httpsW?.ratio_vs_best_peer}`)
       const wanW = get('registry-to-registry-wan')
       goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
       const wanA = get('archive-write-wan')
@@ -785,6 +797,21 @@ async function main(): Promise<number> {
             // its blobs serve every repository and it declines mounts (202): the floor uploads each once
             await writeFloorPlan(fp, plan1, {source: {url: `http://${pub.host}`}, dest: {url: `https://${d.host}`, caFile: d.caFile}, mounts: false})
             record('registry-to-registry-ggcr', t, await observed(round, await copyStep(t, paths, j, d), {source: pub, dest: d.registry}, sizes))
+          } finally {
+            await d.dispose()
+          }
+        }
+        await report(round, undefined, true)
+      }
+      if (want('registry-to-registry-https') && pubTls) {
+        for (const t of order) {
+          const d = await freshDest(workDir, ca, `r${round}-${t}-https`)
+          try {
+            const dir = join(workDir, 'runs', `r${round}-${t}-https`)
+            const fp = join(dir, 'floor-https.json')
+            const j = {...await job(platform.v1, pubTls.host, dir, fp), srcCaFile: ca.cert}
+            await writeFloorPlan(fp, plan1, {source: {url: `https://${pubTls.host}`, caFile: ca.cert}, dest: destEndpoint(d)})
+            record('registry-to-registry-https', t, await observed(round, await copyStep(t, paths, j, d), {source: pubTls, dest: d.registry}, sizes))
           } finally {
             await d.dispose()
           }

@@ -98,6 +98,25 @@ describe('sandbox registry harness', () => {
     await untrusted.close()
   })
 
+  it("serves another registry's storage over TLS: a blob pushed over plain HTTP is read over HTTPS", async () => {
+    const plain = await startRegistry({runDir: join(dir, 'shared'), name: 'plain-origin'})
+    started.push(plain)
+    const up = await request(`${plain.url}/v2/a/blobs/uploads/`, {method: 'POST'})
+    await up.body.dump()
+    const loc = new URL(String(up.headers.location), plain.url)
+    const digest = 'sha256:486ea46224d1bb4fb680f34f7c9ad96a8f24ec88be73ea8e5a6c65260e9cb8a7' // "world"
+    loc.searchParams.set('digest', digest)
+    await (await request(loc, {method: 'PUT', body: 'world', headers: {'content-type': 'application/octet-stream'}})).body.dump()
+    const secure = await startRegistry({runDir: join(dir, 'shared'), name: 'tls-mirror', tls: true, dataDir: plain.dataDir})
+    started.push(secure)
+    expect(secure.url).toBe(`https://${secure.host}`)
+    const trusted = new Agent({connect: {ca: secure.caPem}})
+    const res = await request(`${secure.url}/v2/a/blobs/${digest}`, {dispatcher: trusted})
+    expect(res.statusCode).toBe(200)
+    expect(await res.body.text()).toBe('world')
+    await trusted.close()
+  })
+
   it('serves the ggcr registry over TLS with HTTP/1.1 only: its uploads hang over HTTP/2, which Go peers would pick', async () => {
     const reg = await startGgcrRegistry({runDir: dir, name: 'ggcr-tls', tls: true})
     started.push(reg)

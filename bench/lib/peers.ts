@@ -8,7 +8,8 @@
  * - the floor (tools/floor) moves the plan's unique bytes once with the least client work.
  *
  * Every tool verifies the destination's TLS certificate against the sandbox CA, reads the
- * destination's credentials from a docker config, and reads the plain-HTTP source as such.
+ * destination's credentials from a docker config, and reads the plain-HTTP source as such; an
+ * HTTPS source (`Job.srcCaFile`, a certificate from the same CA) is verified the same way.
  */
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -50,6 +51,8 @@ export interface Job {
   floorPlan: string
   /** more arguments for the floor (the WAN job's Range GETs) */
   floorArgs?: string[]
+  /** the source speaks HTTPS with a certificate from this CA (the destination's), not plain HTTP */
+  srcCaFile?: string
   /** a directory this run may write into */
   workDir: string
 }
@@ -85,7 +88,7 @@ export async function writeImagesLock(file: string, srcHost: string, images: Rel
 
 /** regctl keeps registry settings in its own config file (REGCTL_CONFIG). */
 async function regctlConfig(job: Job, d?: Dest): Promise<string> {
-  const hosts: Record<string, Record<string, string>> = {[job.srcHost]: {tls: 'disabled'}}
+  const hosts: Record<string, Record<string, string>> = {[job.srcHost]: job.srcCaFile ? {tls: 'enabled', regcert: await readFile(job.srcCaFile, 'utf8')} : {tls: 'disabled'}}
   if (d) hosts[d.host] = {tls: 'enabled', regcert: await readFile(d.caFile, 'utf8'), user: d.username, pass: d.password}
   const file = join(job.workDir, 'regctl-config.json')
   await writeFile(file, JSON.stringify({hosts}), {mode: 0o600})
@@ -99,7 +102,7 @@ async function skopeoCertDir(job: Job, d: Dest): Promise<string> {
   return dir
 }
 
-const kpiEnv = (job: Job, d?: Dest): Record<string, string> => ({NO_COLOR: '1', CI: 'true', KPI_PLAIN_HTTP: job.srcHost, ...(d ? {DOCKER_CONFIG: d.dockerConfigDir} : {})})
+const kpiEnv = (job: Job, d?: Dest): Record<string, string> => ({NO_COLOR: '1', CI: 'true', ...(job.srcCaFile ? {} : {KPI_PLAIN_HTTP: job.srcHost}), ...(d ? {DOCKER_CONFIG: d.dockerConfigDir} : {})})
 const pool = (specs: CommandSpec[]): Step => ({kind: 'pool', specs, concurrency: PEER_PARALLEL})
 
 /** Registry to registry: every image of the job into `d` under `bench/`. */
@@ -119,14 +122,15 @@ export async function copyStep(tool: ToolId, p: ToolPaths, job: Job, d: Dest): P
       return pool(job.images.map((i) => ({label: `crane copy ${i.repository}`, cmd: p.crane!, args: ['copy', '--jobs', String(PEER_PARALLEL), srcRef(job, i), dstRef(d, i)], env: {DOCKER_CONFIG: d.dockerConfigDir, SSL_CERT_FILE: d.caFile}})))
     case 'skopeo': {
       const certDir = await skopeoCertDir(job, d)
-      return pool(job.images.map((i) => ({label: `skopeo copy ${i.repository}`, cmd: p.skopeo!, args: ['copy', '--all', '--preserve-digests', '--src-tls-verify=false', '--dest-cert-dir', certDir, '--dest-authfile', join(d.dockerConfigDir, 'config.json'), `docker://${srcRef(job, i)}`, `docker://${dstRef(d, i)}`]})))
+      const src = job.srcCaFile ? ['--src-cert-dir', certDir] : ['--src-tls-verify=false']
+      return pool(job.images.map((i) => ({label: `skopeo copy ${i.repository}`, cmd: p.skopeo!, args: ['copy', '--all', '--preserve-digests', ...src, '--dest-cert-dir', certDir, '--dest-authfile', join(d.dockerConfigDir, 'config.json'), `docker://${srcRef(job, i)}`, `docker://${dstRef(d, i)}`]})))
     }
     case 'regctl': {
       const cfg = await regctlConfig(job, d)
       return pool(job.images.map((i) => ({label: `regctl image copy ${i.repository}`, cmd: p.regctl!, args: ['image', 'copy', srcRef(job, i), dstRef(d, i)], env: {REGCTL_CONFIG: cfg}})))
     }
     case 'oras':
-      return pool(job.images.map((i) => ({label: `oras cp ${i.repository}`, cmd: p.oras!, args: ['cp', '--from-plain-http', '--to-ca-file', d.caFile, '--to-registry-config', join(d.dockerConfigDir, 'config.json'), srcRef(job, i), dstRef(d, i)]})))
+      return pool(job.images.map((i) => ({label: `oras cp ${i.repository}`, cmd: p.oras!, args: ['cp', ...(job.srcCaFile ? ['--from-ca-file', job.srcCaFile] : ['--from-plain-http']), '--to-ca-file', d.caFile, '--to-registry-config', join(d.dockerConfigDir, 'config.json'), srcRef(job, i), dstRef(d, i)]})))
   }
 }
 

@@ -44,6 +44,11 @@ export interface RegistryOptions {
   hostnames?: string[]
   /** distribution 2.8 has no referrers API; reserved for a registry that has one */
   referrersApi?: never
+  /**
+   * the storage root of another registry to serve (default: one of its own): the same content
+   * from a second server, e.g. over TLS beside plain HTTP, with nothing pushed twice
+   */
+  dataDir?: string
 }
 
 export interface Registry {
@@ -115,7 +120,8 @@ function configYaml(o: {port: number; dataDir: string; htpasswd?: string; token?
 export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   const name = opts.name ?? 'registry'
   const dir = opts.runDir
-  const dataDir = join(dir, `${name}-data`)
+  const dataDir = opts.dataDir ?? join(dir, `${name}-data`)
+  await mkdir(dir, {recursive: true})
   await mkdir(dataDir, {recursive: true})
 
   let htpasswd: string | undefined
