@@ -20,6 +20,7 @@ import {bundleImages, loadBundle, serializeBundle} from '../src/bundle/index.js'
 import type {Bundle, LoadedBundle} from '../src/bundle/types.js'
 import {formatError} from '../src/errors.js'
 import {generateSample, writeBundleDir, type SampleResult} from '../src/imagegen/index.js'
+import {poolCounts} from '../src/oci/buffer-pool.js'
 import {createRegistryClient, type OciClient} from '../src/oci/client.js'
 import {parseReference, repoOf} from '../src/oci/reference.js'
 import {attachReferrer} from '../src/oci/referrers.js'
@@ -217,6 +218,37 @@ describe('registry -> archive -> registry', () => {
 })
 
 describe('damage', () => {
+  it('writes the archive from the source over HTTPS, reading into pooled buffers: every blob verifies, the same as from plain HTTP', async () => {
+    // the source's storage, served over TLS: a big layer comes as Range windows through TLS reads
+    // paused and resumed by the archive writer
+    const secure = await startRegistry({runDir: dir, name: 'source-tls', auth: {username: USER, password: PASSWORD}, tls: true, dataDir: src.dataDir})
+    registries.push(secure)
+    const tlsClient = createRegistryClient({
+      plainHttp: (r) => r !== secure.host && isLoopbackRegistry(r),
+      caCerts: [secure.caPem!],
+      credentials: async (reg) => (reg === secure.host ? {username: USER, password: PASSWORD, source: 'test'} : undefined),
+    })
+    try {
+      const bundle = await loadBundle(await writeBundleDir(v1.bundle(secure.host, 'sample'), join(dir, 'bundle-v1-tls')))
+      const file = join(dir, 'v1-tls.tar')
+      const before = poolCounts()
+      await relocateToArchive({bundle, file, client: tlsClient})
+      const after = poolCounts()
+      expect(after.reused - before.reused, 'read buffers reused').toBeGreaterThan(0)
+      expect((await verifyArchive(file)).ok).toBe(true)
+      const [plain, tls] = [await openArchive(full1), await openArchive(file)]
+      try {
+        const blobs = (a: typeof plain) => [...a.members.keys()].filter((k) => k.startsWith('blobs/')).sort()
+        expect(blobs(plain).length).toBeGreaterThan(20)
+        expect(blobs(tls)).toEqual(blobs(plain))
+      } finally {
+        await Promise.all([plain.close(), tls.close()])
+      }
+    } finally {
+      await tlsClient.close()
+    }
+  })
+
   it('a flipped byte in a layer: verify names the blob and image; the import pushes no manifest of the affected images', async () => {
     const file = join(dir, 'flipped.tar')
     await copyFile(full1, file)
