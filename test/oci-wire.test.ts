@@ -91,6 +91,34 @@ async function collect(r: Readable): Promise<Buffer> {
   return Buffer.concat(parts)
 }
 
+/**
+ * A 32 MiB download piped into an upload, twice, through the wire `open` makes (`keep` is given
+ * the sink, to close after the test): every byte arrives, and read buffers are reused more often
+ * than new ones are allocated.
+ */
+async function copyTwice(open: () => Wire, keep: (sink: Scripted) => void, tls?: {cert: string; key: string}): Promise<void> {
+  const blob = randomBytes(32 * 1024 * 1024)
+  const source = await scripted((_req, so) => void so.write(ok(blob)), {tls})
+  const sink = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'), {tls})
+  keep(sink)
+  const wire = open()
+  const before = poolCounts()
+  try {
+    for (let i = 0; i < 2; i++) {
+      const down = await wire.request({method: 'GET', url: source.url('/blob'), headers: {}})
+      const up = await wire.request({method: 'PUT', url: sink.url('/up'), headers: {}, body: down.body, size: blob.length})
+      expect(up.statusCode).toBe(201)
+      await up.body.dump()
+    }
+  } finally {
+    await source.close()
+  }
+  // a read buffer reused while its bytes were still on their way would show here
+  for (const r of sink.requests) expect(r.body.equals(blob)).toBe(true)
+  const after = poolCounts()
+  expect(after.reused - before.reused).toBeGreaterThan(after.allocated - before.allocated)
+}
+
 describe('wire: blob bodies on plain sockets', () => {
   let wire: Wire
   let server: Scripted | undefined
@@ -154,27 +182,7 @@ describe('wire: blob bodies on plain sockets', () => {
     expect(createHash('sha256').update(got.body).digest('hex')).toBe(createHash('sha256').update(blob).digest('hex'))
   })
 
-  it('copies a download into an upload byte for byte while reusing the buffers it reads into', async () => {
-    const blob = randomBytes(32 * 1024 * 1024)
-    const source = await scripted((_req, so) => void so.write(ok(blob)))
-    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'))
-    open()
-    const before = poolCounts()
-    try {
-      for (let i = 0; i < 2; i++) {
-        const down = await wire.request({method: 'GET', url: source.url('/blob'), headers: {}})
-        const up = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: down.body, size: blob.length})
-        expect(up.statusCode).toBe(201)
-        await up.body.dump()
-      }
-    } finally {
-      await source.close()
-    }
-    // a read buffer reused while its bytes were still on their way would show here
-    for (const r of server.requests) expect(r.body.equals(blob)).toBe(true)
-    const after = poolCounts()
-    expect(after.reused - before.reused).toBeGreaterThan(after.allocated - before.allocated)
-  })
+  it('copies a download into an upload byte for byte while reusing the buffers it reads into', () => copyTwice(open, (sink) => (server = sink)))
 
   it('packs the short reads of a slow link into shared buffers, and an upload of them gets every byte', async () => {
     const blob = randomBytes(2 * 1024 * 1024)
@@ -428,26 +436,7 @@ describe('wire: blob bodies over TLS', () => {
     expect(server.requests[0]!.body.equals(blob)).toBe(true)
   })
 
-  it('copies a download into an upload byte for byte while reusing the buffers it reads into', async () => {
-    const blob = randomBytes(32 * 1024 * 1024)
-    const source = await scripted((_req, so) => void so.write(ok(blob)), {tls})
-    server = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'), {tls})
-    open()
-    const before = poolCounts()
-    try {
-      for (let i = 0; i < 2; i++) {
-        const down = await wire.request({method: 'GET', url: source.url('/blob'), headers: {}})
-        const up = await wire.request({method: 'PUT', url: server.url('/up'), headers: {}, body: down.body, size: blob.length})
-        expect(up.statusCode).toBe(201)
-        await up.body.dump()
-      }
-    } finally {
-      await source.close()
-    }
-    for (const r of server.requests) expect(r.body.equals(blob)).toBe(true)
-    const after = poolCounts()
-    expect(after.reused - before.reused).toBeGreaterThan(after.allocated - before.allocated)
-  })
+  it('copies a download into an upload byte for byte while reusing the buffers it reads into', () => copyTwice(() => open(), (sink) => (server = sink), tls))
 })
 
 /** `buf` in pieces of `size`, one every `ms`: a slow source */
