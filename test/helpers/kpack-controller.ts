@@ -114,6 +114,8 @@ export async function startKpackController(opts: {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: opts.workDir,
+      // its temporary files (a tar per builder layer it makes) go with the test's directory
+      TMPDIR: opts.workDir,
       ...env,
       SSL_CERT_FILE: opts.caFile,
       // out of the cluster, several controllers may share the host's ports
