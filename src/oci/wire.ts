@@ -56,12 +56,10 @@ const MIN_READ = 64 * 1024
 const kRead = Symbol('wire read')
 const kLetGo = Symbol('wire let go of the read buffer')
 const kDeliver = Symbol('wire deliver what is gathered')
-const kReads = Symbol('wire reads so far')
 type ReadingSocket = Socket & {
   [kRead]?: (chunk: Buffer, slab: Buffer) => boolean | void
   [kLetGo]?: () => void
   [kDeliver]?: () => void
-  [kReads]: number
 }
 /** the most plaintext one TLS record carries: node hands over each record's as a chunk */
 const TLS_RECORD = 16 * 1024
@@ -247,7 +245,6 @@ export function createWire(opts: WireOptions): Wire {
         },
         callback: (n: number): boolean => {
           used += n
-          ;(socket as ReadingSocket)[kReads]++
           if (!secure || n < TLS_RECORD || SLAB_BYTES - used < minRead) return deliver()
           if (!later) {
             later = true
@@ -262,7 +259,6 @@ export function createWire(opts: WireOptions): Wire {
         : netConnect({host, port, onread})
       ;(socket as ReadingSocket)[kDeliver] = deliver
       ;(socket as ReadingSocket)[kLetGo] = moveOn
-      ;(socket as ReadingSocket)[kReads] = 0
       keepLetGo(socket)
       const timer = setTimeout(() => socket.destroy(coded('UND_ERR_CONNECT_TIMEOUT', `connect to ${u.host} timed out`)), Math.min(15_000, opts.timeoutMs))
       const done = (e?: Error): void => {
@@ -277,34 +273,6 @@ export function createWire(opts: WireOptions): Wire {
       socket.once('error', done)
       socket.once(secure ? 'secureConnect' : 'connect', () => done())
     })
-  }
-
-  // An exchange's silence is found by a sweep over the sockets in use, not by socket.setTimeout:
-  // node refreshes a socket's timer on every read and write (each 16 KiB TLS record), which was
-  // 2% of a copy's CPU. A timeout fires between timeoutMs and an eighth of it (a second at most) later.
-  const watched = new Map<Socket, {seen: number; since: number; onSilence: () => void}>()
-  let sweeper: NodeJS.Timeout | undefined
-  const activity = (s: Socket): number => (s as ReadingSocket)[kReads] + (s.bytesWritten ?? 0)
-  function sweep(): void {
-    const now = Date.now()
-    for (const [s, w] of watched) {
-      const seen = activity(s)
-      if (seen !== w.seen) {
-        w.seen = seen
-        w.since = now
-      } else if (now - w.since >= opts.timeoutMs) {
-        w.since = now
-        w.onSilence()
-      }
-    }
-    if (!watched.size) {
-      clearInterval(sweeper)
-      sweeper = undefined
-    }
-  }
-  function watch(socket: Socket, onSilence: () => void): void {
-    watched.set(socket, {seen: activity(socket), since: Date.now(), onSilence})
-    sweeper ??= setInterval(sweep, Math.max(10, Math.min(1000, opts.timeoutMs / 8))).unref()
   }
 
   function takeIdle(key: string): Socket | undefined {
@@ -361,7 +329,7 @@ export function createWire(opts: WireOptions): Wire {
   function exchange(req: WireRequest, key: string, socket: Socket, reused: boolean): Promise<WireResponse> {
     socket.removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('timeout')
     keepLetGo(socket)
-    // the idle timer of the pool goes: in use, its silence is the sweep's (watch below)
+    // the pool's idle timer goes: the exchange sets its own (onTimeout below)
     socket.setTimeout(0)
     socket.ref()
     // a socket paused stops reading (readStop, with onread): nothing would see the response
@@ -392,7 +360,7 @@ export function createWire(opts: WireOptions): Wire {
         if (finished) return
         finished = true
         stopSending()
-        watched.delete(socket)
+        socket.setTimeout(0)
         if (e) {
           socket.destroy()
           if (!head) reject(e)
@@ -515,11 +483,14 @@ export function createWire(opts: WireOptions): Wire {
       socket.on('close', () => {
         if (!finished) finish(coded('UND_ERR_SOCKET', `${u.host} closed the connection`))
       })
-      watch(socket, () => {
-        // a body its consumer is not reading yet is not a silent server (undici's bodyTimeout alike)
-        if (socket.isPaused() && head && !responseDone) return
+      const onTimeout = (): void => {
+        if (socket.isPaused() && head && !responseDone) {
+          socket.setTimeout(opts.timeoutMs, onTimeout)
+          return
+        }
         finish(coded(head ? 'UND_ERR_BODY_TIMEOUT' : 'UND_ERR_HEADERS_TIMEOUT', `${u.host} sent nothing for ${opts.timeoutMs} ms`))
-      })
+      }
+      socket.setTimeout(opts.timeoutMs, onTimeout)
 
       socket.write(lines.join('\r\n'))
       const src = req.body
