@@ -19,9 +19,12 @@ interface Scripted {
   close(): Promise<void>
 }
 
+/** a TLS server's certificate and key, PEM */
+type TlsFiles = {cert: string; key: string}
+
 type Answer = (req: {head: string; body: Buffer}, socket: Socket) => void | Promise<void>
 
-async function scripted(answer: Answer, opts: {readBody?: boolean; tls?: {cert: string; key: string}} = {}): Promise<Scripted> {
+async function scripted(answer: Answer, opts: {readBody?: boolean; tls?: TlsFiles} = {}): Promise<Scripted> {
   const s: Scripted = {url: () => new URL('http://x'), connections: 0, requests: [], close: async () => {}}
   const sockets = new Set<Socket>()
   const onConnection = (socket: Socket): void => {
@@ -96,7 +99,7 @@ async function collect(r: Readable): Promise<Buffer> {
  * the sink, to close after the test): every byte arrives, and read buffers are reused more often
  * than new ones are allocated.
  */
-async function copyTwice(open: () => Wire, keep: (sink: Scripted) => void, tls?: {cert: string; key: string}): Promise<void> {
+async function copyTwice(open: () => Wire, keep: (sink: Scripted) => void, tls?: TlsFiles): Promise<void> {
   const blob = randomBytes(32 * 1024 * 1024)
   const source = await scripted((_req, so) => void so.write(ok(blob)), {tls})
   const sink = await scripted((_req, so) => void so.write('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n'), {tls})
@@ -383,7 +386,7 @@ describe('wire: blob bodies over TLS', () => {
   let wire: Wire
   let server: Scripted | undefined
   let dir: string
-  let tls: {cert: string; key: string}
+  let tls: TlsFiles
   let ca: string
   const open = (timeoutMs = 5_000): Wire => (wire = createWire({tls: () => ({secureContext: createSecureContext({ca}), rejectUnauthorized: true}), timeoutMs, userAgent: 'kpi-test'}))
   beforeAll(async () => {

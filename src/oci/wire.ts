@@ -61,7 +61,7 @@ type ReadingSocket = Socket & {
   [kLetGo]?: () => void
   [kDeliver]?: () => void
 }
-/** the most plaintext one TLS record carries: node hands over each record's as a chunk */
+/** the most plaintext one TLS record carries: node decrypts one record per read */
 const TLS_RECORD = 16 * 1024
 /** the socket gives its read buffer back when it closes, whatever listeners an exchange removed */
 const keepLetGo = (socket: Socket): void => {
@@ -329,8 +329,6 @@ export function createWire(opts: WireOptions): Wire {
   function exchange(req: WireRequest, key: string, socket: Socket, reused: boolean): Promise<WireResponse> {
     socket.removeAllListeners('end').removeAllListeners('close').removeAllListeners('error').removeAllListeners('timeout')
     keepLetGo(socket)
-    // the pool's idle timer goes: the exchange sets its own (onTimeout below)
-    socket.setTimeout(0)
     socket.ref()
     // a socket paused stops reading (readStop, with onread): nothing would see the response
     socket.resume()
@@ -484,6 +482,7 @@ export function createWire(opts: WireOptions): Wire {
         if (!finished) finish(coded('UND_ERR_SOCKET', `${u.host} closed the connection`))
       })
       const onTimeout = (): void => {
+        // a body its consumer is not reading yet is not a silent server (undici's bodyTimeout alike)
         if (socket.isPaused() && head && !responseDone) {
           socket.setTimeout(opts.timeoutMs, onTimeout)
           return
