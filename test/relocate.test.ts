@@ -143,6 +143,36 @@ describe('kpi relocate registry to registry', () => {
     expect(r.summary.manifests.pushed).toBe(0)
   })
 
+  it('reads no image the destination holds under every tag from the source, yet copies a signature attached to it since', async () => {
+    const bundle = sb.bundle.v1!
+    // signed at the source after the platform was relocated (the first test): only its referrers tell
+    const ref = bundle.lifecycle.image
+    const repo = repoOf(ref)
+    const digest = parseReference(ref).digest!
+    const sigDigest = await attachReferrer(src, repo, await signature(src, repo, digest, 'signed later'), MediaTypes.ociManifest)
+    const read: string[] = []
+    const source = registrySource(src)
+    const watched: ImageSource = {...source, getManifest: (r, reference) => {
+      read.push(reference)
+      return source.getManifest(r, reference)
+    }}
+    const r = await relocate({from: fromSource(watched, bundle), to: toRegistry(dst, sb.airgapPrefix)})
+    // an index is read (its children may have referrers of their own); no other root is
+    const roots = bundleRoots(bundle, parseDestination(sb.airgapPrefix))
+    const kinds = await Promise.all(roots.map(async (root) => ({root, index: /index|list/.test((await src.headManifest(root.src, root.digest))!.mediaType)})))
+    const images = new Set(kinds.filter((k) => !k.index).map((k) => k.root.digest))
+    expect(images.size).toBeGreaterThan(5)
+    expect(read.filter((d) => images.has(d))).toEqual([])
+    expect(read).toContain(sigDigest)
+    expect(r.summary.imagesThere).toBe(images.size)
+    // the new signature is the one manifest pushed, its two small blobs all that moved
+    expect(r.summary.manifests.pushed).toBe(1)
+    expect(r.summary.blobs.copied).toBe(1)
+    const refs = await dst.referrers({registry: sb.airgap.host, repository: r.plan.roots.find((x) => x.digest === digest)!.dst.repository}, digest)
+    expect(refs.map((d) => d.digest)).toContain(sigDigest)
+    await assertComplete(dst, r.plan.roots.find((x) => x.digest === digest)!.dst, sigDigest)
+  })
+
   it('starts copying an image missing at the destination while the rest of the plan is still read', async () => {
     const bundle = sb.bundle.v1!
     const to = `${sb.airgap.host}/early`

@@ -152,9 +152,11 @@ and KPI_REGISTRY_PASSWORD (for the --to-repo registry, or for KPI_REGISTRY_HOSTN
     }
     const secs = s.durationMs / 1000
     this.log(headline)
-    this.log(`  images: ${s.images}, manifests: ${s.manifests.pushed} pushed, ${s.manifests.skipped} already there`)
+    const there = s.imagesThere ? ` (${s.imagesThere === s.images ? 'all' : s.imagesThere} already there under every tag: not read again)` : ''
+    this.log(`  images: ${s.images}${there}, manifests: ${s.manifests.pushed} pushed, ${s.manifests.skipped} already there`)
     this.log(`  blobs: ${s.blobs.copied} copied, ${s.blobs.mounted} mounted, ${s.blobs.skipped} already there`)
-    this.log(`  bytes moved: ${formatBytes(s.bytesMoved)} of ${formatBytes(s.uniqueBytes)} unique${s.bytesMoved === 0 ? ' (nothing to move: the destination had every blob)' : ''}`)
+    const of = s.imagesThere === s.images ? '' : ` of ${formatBytes(s.uniqueBytes)} unique${s.imagesThere ? ' in the images read' : ''}`
+    this.log(`  bytes moved: ${formatBytes(s.bytesMoved)}${of}${s.bytesMoved === 0 ? ` (nothing to move: the destination had every ${s.imagesThere === s.images ? 'image' : 'blob'})` : ''}`)
     this.log(`  time: ${secs.toFixed(1)}s (${formatBytes(s.bytesMoved / Math.max(secs, 0.001))}/s)`)
   }
 }

@@ -30,15 +30,27 @@ function inferMediaType(bytes: Buffer, contentType: string | undefined): string 
 const manifestCtx = (repo: Repo, ref: string, action: 'pull' | 'push' = 'pull'): ErrorContext =>
   ({registry: repo.registry, subject: `manifest ${formatImage(repo, ref)}`, action})
 
-export type ManifestOps = Pick<RegistryClient, 'getManifest' | 'headManifest' | 'putManifest'>
+export type ManifestOps = Pick<RegistryClient, 'getManifest' | 'headManifest' | 'putManifest'> & {
+  /**
+   * getManifest, but undefined where the registry answers 404: for a lookup that mostly finds
+   * nothing (a referrers fallback tag per manifest), without an error made and caught each time
+   */
+  findManifest(repo: Repo, reference: string): Promise<FetchedManifest | undefined>
+}
 
 export function manifestOps(http: Requester): ManifestOps {
-  async function getManifest(repo: Repo, reference: string): Promise<FetchedManifest> {
+  const getManifest = async (repo: Repo, reference: string): Promise<FetchedManifest> => (await fetchManifest(repo, reference, false))!
+
+  async function fetchManifest(repo: Repo, reference: string, missingIsUndefined: boolean): Promise<FetchedManifest | undefined> {
     const byDigest = isDigest(reference)
     const res = await http.send(repo.registry, {
       method: 'GET', url: http.repoUrl(repo, `manifests/${reference}`), scopes: [pullScope(repo.repository)],
       headers: {accept: manifestAccept}, retry: true,
     })
+    if (res.statusCode === 404 && missingIsUndefined) {
+      await dump(res)
+      return undefined
+    }
     if (res.statusCode !== 200) return fail(res, manifestCtx(repo, reference))
     const image = formatImage(repo, reference)
     const bytes = await readLimited(res, MAX_MANIFEST_BYTES, `manifest ${image}`)
@@ -100,5 +112,5 @@ export function manifestOps(http: Requester): ManifestOps {
     return reported && isDigest(reported) ? reported : computed
   }
 
-  return {getManifest, headManifest, putManifest}
+  return {getManifest, findManifest: (repo, reference) => fetchManifest(repo, reference, true), headManifest, putManifest}
 }

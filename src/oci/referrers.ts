@@ -35,7 +35,7 @@ export function parseIndexManifests(bytes: Buffer): Descriptor[] {
 
 // ---- reading ----
 
-export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getManifest'>): ReferrersApiProbe & Pick<RegistryClient, 'referrers'> {
+export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'findManifest'>): ReferrersApiProbe & Pick<RegistryClient, 'referrers'> {
   const referrersSupport = new Map<string, Promise<boolean | null>>()
 
   /** The referrers listed by the API; undefined: no API; null: the repository is unknown, and so is the API. */
@@ -106,13 +106,8 @@ export function referrerOps(http: Requester, manifests: Pick<ManifestOps, 'getMa
       viaApi = await first
     }
     if (viaApi) return viaApi
-    try {
-      const m = await manifests.getManifest(repo, referrersTag(digest))
-      return parseIndexManifests(m.bytes)
-    } catch (e) {
-      if (e instanceof KpiError && e.kind === 'not-found') return []
-      throw e
-    }
+    const m = await manifests.findManifest(repo, referrersTag(digest))
+    return m ? parseIndexManifests(m.bytes) : []
   }
 
   return {referrersApi, referrers}

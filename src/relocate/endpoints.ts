@@ -43,10 +43,10 @@ export interface ImageSink {
   readonly manifestImpliesContent?: boolean
   hasManifest(repo: Repo, digest: string): Promise<boolean>
   /**
-   * The digest `tag` names at the sink, undefined when none: a manifest found whole there has
-   * only the tags that name something else set again. Without it, all its tags are set again.
+   * What `tag` names at the sink, undefined when nothing: a manifest found whole there has only
+   * the tags that name something else set again. Without it, all its tags are set again.
    */
-  tagged?(repo: Repo, tag: string): Promise<string | undefined>
+  tagged?(repo: Repo, tag: string): Promise<Descriptor | undefined>
   /** mount a blob from another repository of the same registry; false when declined */
   mountBlob?(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
   /**

@@ -11,10 +11,12 @@ import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {limit, once} from '../pool.js'
 import {uploadPool} from './upload-pool.js'
-import type {Plan, PlanManifest} from './plan.js'
+import {manifestKey, type Plan, type PlanManifest} from './plan.js'
 
 export interface RelocationSummary {
   images: number
+  /** of `images`, those the destination held whole under every tag: not read from the source (Plan.atDestination) */
+  imagesThere: number
   manifests: {pushed: number; skipped: number}
   blobs: {copied: number; skipped: number; mounted: number}
   /** blob bytes that crossed the wire */
@@ -81,6 +83,7 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
   const requests = limit(opts.concurrency ?? 16)
   const summary: RelocationSummary = {
     images: 0,
+    imagesThere: 0,
     manifests: {pushed: 0, skipped: 0},
     blobs: {copied: 0, skipped: 0, mounted: 0},
     bytesMoved: 0,
@@ -218,19 +221,21 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
   }
 
   /** a manifest at its destination: repo@digest */
-  const keyOf = (m: PlanManifest): string => `${repoKey(m.dst)}@${m.manifest.digest}`
+  const keyOf = (m: PlanManifest): string => manifestKey(m.dst, m.manifest.digest)
   /** manifests this run has seen missing at the sink */
   const knownMissing = new Set<string>()
   const byKey = new Map<string, PlanManifest>()
   const manifestDone = once<void>()
   /** manifests found whole at the sink (see below) */
   const done = new Set<string>()
+  /** roots the plan found whole at the sink and did not read (Plan.atDestination) */
+  let atDestination: ReadonlySet<string> = new Set()
 
   /** the tags of `m` that do not name it at the sink; all of them where the sink cannot tell */
   const staleTags = async (m: PlanManifest): Promise<string[]> => {
     if (!sink.tagged) return m.tags
     const named = await Promise.all(m.tags.map((t) => requests(guard(() => sink.tagged!(m.dst, t)))))
-    return m.tags.filter((_, i) => named[i] !== m.manifest.digest)
+    return m.tags.filter((_, i) => named[i]?.digest !== m.manifest.digest)
   }
   /**
    * A tagged manifest found whole at the sink: its content is there, but a tag may be missing
@@ -248,12 +253,12 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
       if (done.has(keyOf(m))) return retag(m)
       const deps: Array<Promise<void>> = m.blobs.map((b) => ensureBlob(m.dst, b, m.src))
       for (const c of m.children) {
-        const child = byKey.get(`${repoKey(m.dst)}@${c}`)
-        if (!child) throw new KpiError('internal', `plan lacks child ${c} of ${m.manifest.digest}`)
-        deps.push(ensureManifest(child))
+        const child = byKey.get(manifestKey(m.dst, c))
+        if (child) deps.push(ensureManifest(child))
+        else if (!atDestination.has(manifestKey(m.dst, c))) throw new KpiError('internal', `plan lacks child ${c} of ${m.manifest.digest}`)
       }
       if (m.subject) {
-        const subject = byKey.get(`${repoKey(m.dst)}@${m.subject.digest}`)
+        const subject = byKey.get(manifestKey(m.dst, m.subject.digest))
         if (subject) deps.push(ensureManifest(subject))
       }
       await settleAll(deps)
@@ -313,12 +318,15 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
     for (let i = 0; i < sink.concurrency; i++) uploads.widen()
     summary.images = plan.roots.length
     summary.uniqueBytes = plan.uniqueBytes
+    atDestination = plan.atDestination ?? atDestination
+    summary.imagesThere = atDestination.size
+    summary.manifests.skipped += atDestination.size
     for (const m of plan.manifests) byKey.set(keyOf(m), m)
     // An image already at a sink that guarantees content (the registry refused its manifest until
     // every blob and child was there) is done whole: one HEAD instead of one per blob and manifest.
     // A root found missing here is not asked about again before it is pushed.
     if (sink.manifestImpliesContent) {
-      const rootKeys = new Set(plan.roots.map((r) => `${repoKey(r.dst)}@${r.digest}`))
+      const rootKeys = new Set(plan.roots.map((r) => manifestKey(r.dst, r.digest)))
       const roots = plan.manifests.filter((m) => rootKeys.has(keyOf(m)))
       await settleAll(roots.map(async (m) => {
         if (!(await requests(() => sink.hasManifest(m.dst, m.manifest.digest)))) {
@@ -335,7 +343,7 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
           }
           for (const b of n.blobs) void blobDone(`${repoKey(n.dst)}@${b.digest}`, async () => record(b, 'skipped'))
           for (const c of n.children) {
-            const child = byKey.get(`${repoKey(n.dst)}@${c}`)
+            const child = byKey.get(manifestKey(n.dst, c))
             if (child) skipTree(child)
           }
         }

@@ -5,7 +5,7 @@ import {limit} from '../pool.js'
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {parseDestination, type Destination} from './naming.js'
-import type {PlanRoot} from './plan.js'
+import {manifestKey, type PlanRoot} from './plan.js'
 import type {OpenedSource, RelocationFrom, RelocationTo} from './relocate.js'
 
 export function registrySource(client: RegistryClient): ImageSource {
@@ -43,7 +43,7 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     hasBlob: (repo, digest) => client.hasBlob(repo, digest).catch(unknownIsMissing),
     hasManifest: (repo, digest) => client.headManifest(repo, digest).then((m) => m !== undefined, unknownIsMissing),
     // a tag the registry cannot answer for (500) is set again, as a missing one
-    tagged: (repo, tag) => client.headManifest(repo, tag).then((m) => m?.digest, (e: unknown) => void unknownIsMissing(e)),
+    tagged: (repo, tag) => manifestAt(client, repo, tag),
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open, opts) => client.putBlob(repo, digest, size, open, opts),
     mountsCheck: () => mounts === 'check',
@@ -78,6 +78,10 @@ function unknownIsMissing(e: unknown): false {
   throw e
 }
 
+/** What `reference` names at the registry; undefined when nothing, or when it cannot say (unknownIsMissing). */
+const manifestAt = (client: RegistryClient, repo: Repo, reference: string): Promise<Descriptor | undefined> =>
+  client.headManifest(repo, reference).catch((e: unknown) => void unknownIsMissing(e))
+
 /**
  * A bundle's images read through `source` (registries by default); `bundle` may be a loaded
  * bundle (its files go into an archive) or a bundle in memory.
@@ -101,7 +105,7 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
   // copy's first question about its root (asked before anything is pushed); later ones go out.
   // The same for what the roots' tags name, which a root found there is asked next.
   const early = new Map<string, Promise<boolean>>()
-  const earlyTags = new Map<string, Promise<string | undefined>>()
+  const earlyTags = new Map<string, Promise<Descriptor | undefined>>()
   const firstAnswer = <T>(answers: Map<string, Promise<T>>, k: string, ask: () => Promise<T>): Promise<T> => {
     const answer = answers.get(k)
     if (!answer) return ask()
@@ -125,25 +129,43 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
       earlyTags.clear()
       const ask = limit(LOOK_AHEAD)
       const changedBy = new Map<string, Promise<boolean>>()
+      const wholeBy = new Map<string, Promise<Descriptor | undefined>>()
+      // roots of one image at one destination (a bundle may name it twice) are asked about once, with all their tags
+      const images = new Map<string, {r: PlanRoot; tags: string[]}>()
       for (const r of roots) {
-        for (const t of r.tags) askEarly(earlyTags, tagKey(r.dst, t), () => ask(() => sink.tagged!(r.dst, t)))
+        const key = manifestKey(r.dst, r.digest)
+        const image = images.get(key)
+        if (!image) images.set(key, {r, tags: [...r.tags]})
+        else for (const t of r.tags) if (!image.tags.includes(t)) image.tags.push(t)
+      }
+      for (const [key, {r, tags}] of images) {
+        if (tags.length === 0) {
+          const at = ask(() => manifestAt(client, r.dst, r.digest), 1)
+          askEarly(early, key, () => at.then((d) => d !== undefined))
+          wholeBy.set(key, at.catch(() => undefined))
+          continue
+        }
+        for (const t of tags) askEarly(earlyTags, tagKey(r.dst, t), () => ask(() => sink.tagged!(r.dst, t)))
         // taken now: the copy uses up the tags' answers later
-        const named = r.tags.map((t) => earlyTags.get(tagKey(r.dst, t))!)
+        const named = tags.map((t) => earlyTags.get(tagKey(r.dst, t))!)
+        const names = (d: Descriptor | undefined) => d?.digest === r.digest
         // a tag that names the root already says it is there: with nothing to move, one HEAD per
         // root as before; the root itself is asked only when none of its tags does, and then
         // before the other roots' tags (an image that changed starts moving on that answer)
-        const key = manifestKey(r.dst, r.digest)
-        askEarly(early, key, async () => (await Promise.all(named.map((p) => p.catch(() => undefined)))).includes(r.digest) || ask(() => sink.hasManifest(r.dst, r.digest), 1))
+        askEarly(early, key, async () => (await Promise.all(named.map((p) => p.catch(() => undefined)))).some(names) || ask(() => sink.hasManifest(r.dst, r.digest), 1))
         // every tag answered, and none names the root: it changed, or it is new. Asking for it by
         // digest is a round trip more (27 ms of the patch release's path to its changed layer,
         // under the plan's load). A tag that could not be asked about says nothing; an untagged
         // root has only `missing`.
-        if (named.length) changedBy.set(key, Promise.all(named).then((digests) => !digests.includes(r.digest), () => false))
+        changedBy.set(key, Promise.all(named).then((ds) => !ds.some(names), () => false))
+        // every tag names it: nothing of it is left to copy
+        wholeBy.set(key, Promise.all(named).then((ds) => (ds.every(names) ? ds[0] : undefined), () => undefined))
       }
       // a root not asked about (none) is not started early: the copy asks in its turn
       const missing = (r: PlanRoot) => early.get(manifestKey(r.dst, r.digest))?.then((there) => !there) ?? Promise.resolve(false)
       const changed = (r: PlanRoot) => changedBy.get(manifestKey(r.dst, r.digest))
-      return {sink: answering, missing, changed}
+      const atDestination = (r: PlanRoot) => wholeBy.get(manifestKey(r.dst, r.digest))
+      return {sink: answering, missing, changed, atDestination}
     },
     open: async () => ({sink: answering, registry: {client, toRepo}}),
   }
@@ -151,5 +173,4 @@ export function toRegistry(client: RegistryClient, to: string | Destination, upl
 
 /** root HEADs at once while the source is read (the copy's own requests are 16 at once) */
 const LOOK_AHEAD = 8
-const manifestKey = (repo: Repo, digest: string) => `${formatRepo(repo)}@${digest}`
 const tagKey = (repo: Repo, tag: string) => `${formatRepo(repo)}:${tag}`

@@ -8,7 +8,7 @@
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import {bundleImages, mapBundleImages} from '../bundle/images.js'
 import {KpiError} from '../errors.js'
-import {parseReference, type RegistryClient, type Repo} from '../oci/index.js'
+import {parseReference, type Descriptor, type RegistryClient, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
 import type {ImageSink, ImageSource} from './endpoints.js'
 import {createExecutor, type RelocationSummary} from './execute.js'
@@ -61,6 +61,8 @@ export interface LookAhead {
    * its large blobs start on that answer; undefined where there is no such answer (no tags)
    */
   changed?(root: PlanRoot): Promise<boolean> | undefined
+  /** the root's descriptor there when it holds the root under its digest and every tag (PlanOptions.atDestination) */
+  atDestination?(root: PlanRoot): Promise<Descriptor | undefined> | undefined
 }
 
 export interface PlannedRelocation {
@@ -159,7 +161,7 @@ export async function relocate<X = undefined>(o: RelocateOptions<X>): Promise<Re
       plan = await planImages(from.source, roots, {
         referrers: o.referrers,
         concurrency: o.concurrency,
-        ...(early && ahead ? {onImage: (m, root) => early.start(m, ahead.missing(root), ahead.changed?.(root))} : {}),
+        ...(early && ahead ? {onImage: (m, root) => early.start(m, ahead.missing(root), ahead.changed?.(root)), atDestination: ahead.atDestination} : {}),
       })
       for (const message of plan.missing ?? []) onEvent({type: 'warning', message})
       plan = from.arrange?.(plan) ?? plan
