@@ -419,6 +419,33 @@ describe('wire: blob bodies over TLS', () => {
     expect(server.connections).toBe(1)
   })
 
+  it('opens connections ahead of requests when asked, and the requests that come use them', async () => {
+    server = await scripted((_req, so) => void so.write(ok('done')), {tls})
+    open()
+    const url = server.url('/v2/a/blobs/x')
+    wire.preconnect(url, 2)
+    // asked again while they open: still two
+    wire.preconnect(url, 2)
+    for (const t0 = Date.now(); server.connections < 2 && Date.now() - t0 < 5000;) await sleep(10)
+    await sleep(50)
+    expect(server.connections).toBe(2)
+    const get = async () => (await collect((await wire.request({method: 'GET', url, headers: {}})).body)).toString()
+    expect(await Promise.all([get(), get()])).toEqual(['done', 'done'])
+    // open and idle now: none more
+    wire.preconnect(url, 2)
+    expect(await Promise.all([get(), get()])).toEqual(['done', 'done'])
+    expect(server.connections).toBe(2)
+  })
+
+  it('a connection opened ahead that fails leaves the request to connect and report for itself', async () => {
+    const gone = await scripted(() => {}, {tls})
+    const url = gone.url('/v2/a/blobs/x')
+    await gone.close()
+    open()
+    wire.preconnect(url, 1)
+    await expect(wire.request({method: 'GET', url, headers: {}})).rejects.toMatchObject({code: 'ECONNREFUSED'})
+  })
+
   it('ends a body framed by the close of its connection with every byte, its last record full', async () => {
     const blob = randomBytes(4 * 16384)
     server = await scripted((_req, so) => {

@@ -24,6 +24,7 @@ export function createRegistryClient(opts: OciClientOptions = {}): OciClient {
   const manifests = manifestOps(http)
   return {
     ping: http.ping,
+    preconnect: http.preconnect,
     ...manifests,
     ...blobOps(http),
     ...referrerOps(http, manifests),

@@ -60,6 +60,8 @@ export interface Requester {
   raw(url: string, method: Method, headers: Record<string, string>, body: Body, o: RawOptions): Promise<Dispatcher.ResponseData>
   /** checks the credentials for a registry now rather than at the first operation */
   ping(registry: string): Promise<void>
+  /** opens connections for blob bodies (uploads) to a registry ahead of the requests: see RegistryClient.preconnect */
+  preconnect(registry: string, count: number): void
   close(): Promise<void>
 }
 
@@ -250,7 +252,14 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     }
   }
 
-  return {policy, base, repoUrl, send, raw, ping, close: async () => {
+  // only where blob bodies go over the wire (once()); after the probe, which may learn the
+  // registry answers plain HTTP (a failed probe is the next request's to report)
+  const preconnect = (registry: string, count: number): void => void probe(registry).then(() => {
+    const u = new URL(base(registry))
+    if (route.direct(u.host)) wire.preconnect(u, count)
+  }, () => {})
+
+  return {policy, base, repoUrl, send, raw, ping, preconnect, close: async () => {
     wire.close()
     await dispatcher.close()
   }}

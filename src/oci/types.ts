@@ -96,6 +96,12 @@ export interface RegistryClient {
   ping(registry: string): Promise<void>
   /** Fetch a manifest or index by tag or digest; the digest is verified when asked by digest. */
   getManifest(repo: Repo, reference: string): Promise<FetchedManifest>
+  /**
+   * Opens `count` connections for blob uploads to `registry` before they are needed: a TLS
+   * handshake under a relocation's load took 25-30 ms of the patch release's path to its changed
+   * layer. A hint: nothing fails here.
+   */
+  preconnect?(registry: string, count: number): void
   /** HEAD a manifest; undefined when it does not exist. */
   headManifest(repo: Repo, reference: string): Promise<Descriptor | undefined>
   /** PUT a manifest under a tag or its digest; returns the digest the registry reports. */

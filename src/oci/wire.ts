@@ -182,11 +182,18 @@ function chunkedDecoder(): (buf: Buffer) => {data: Buffer[]; done: boolean} {
 
 export interface Wire {
   request(req: WireRequest): Promise<WireResponse>
+  /**
+   * Opens connections to `url`'s origin until `count` are idle or opening, for requests about to
+   * come: the next request takes one instead of waiting for its own handshake.
+   */
+  preconnect(url: URL, count: number): void
   close(): void
 }
 
 export function createWire(opts: WireOptions): Wire {
   const idle = new Map<string, Socket[]>()
+  /** connections preconnect() is opening; a request takes one out, else it goes idle when open */
+  const opening = new Map<string, Array<Promise<Socket | undefined>>>()
   let closed = false
 
   const keyOf = (u: URL): string => `${u.protocol}//${u.host}`
@@ -310,13 +317,38 @@ export function createWire(opts: WireOptions): Wire {
     idle.set(key, list)
   }
 
+  function preconnect(url: URL, count: number): void {
+    const key = keyOf(url)
+    const list = opening.get(key) ?? []
+    for (let n = (idle.get(key)?.length ?? 0) + list.length; n < count && !closed; n++) {
+      // a connection that fails to open is the next request's to report, on a connection of its own
+      const socket = connect(url).catch(() => undefined)
+      list.push(socket)
+      void socket.then((s) => {
+        const i = list.indexOf(socket)
+        if (i < 0) return
+        list.splice(i, 1)
+        if (s) release(key, s)
+      })
+    }
+    if (list.length) opening.set(key, list)
+  }
+
+  /** an idle connection, else one preconnect() is opening (undefined if that fails) */
+  async function takeReady(key: string): Promise<Socket | undefined> {
+    const s = takeIdle(key)
+    if (s) return s
+    const socket = opening.get(key)?.shift()
+    return socket && (await socket)
+  }
+
   async function request(req: WireRequest): Promise<WireResponse> {
     // a value from elsewhere (a token server's token) must not add lines of its own; undici refuses the same
     for (const [k, v] of Object.entries(req.headers)) {
       if (/[\r\n\0]/.test(k + v)) throw coded('UND_ERR_INVALID_ARG', `invalid request header ${JSON.stringify(k)}: it holds a line break`)
     }
     const key = keyOf(req.url)
-    const reused = takeIdle(key)
+    const reused = await takeReady(key)
     try {
       return await exchange(req, key, reused ?? (await connect(req.url)), reused !== undefined)
     } catch (e) {
@@ -537,6 +569,7 @@ export function createWire(opts: WireOptions): Wire {
 
   return {
     request,
+    preconnect,
     close(): void {
       closed = true
       for (const list of idle.values()) for (const s of list) s.destroy()

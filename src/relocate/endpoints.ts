@@ -47,6 +47,8 @@ export interface ImageSink {
    * the tags that name something else set again. Without it, all its tags are set again.
    */
   tagged?(repo: Repo, tag: string): Promise<Descriptor | undefined>
+  /** uploads are coming, `count` at once at first: get ready for them (a registry opens connections) */
+  prepare?(count: number): void
   /** mount a blob from another repository of the same registry; false when declined */
   mountBlob?(repo: Repo, digest: string, fromRepository: string): Promise<boolean>
   /**

@@ -147,6 +147,8 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
   }
   /** uploads `d`, or with `mountFrom` first mounts it from there (see ImageSink.mountsCheck) */
   const upload = async (dst: Repo, d: Descriptor, src: Repo, mountFrom?: string) => {
+    // its connection opens while the upload session does
+    sink.prepare?.(1)
     const verify = sink.verifiesDigests ? {verify: false} : undefined
     const open = async () => {
       if (failure) throw failure
@@ -371,15 +373,20 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
   return {
     run,
     start(m, missing, changed) {
+      // the first image to copy opens connections for its uploads while its blobs are asked about
+      const prepare = () => sink.prepare?.(opts.layersBeforePlan ?? 1)
       // A root no tag names (it changed) most likely is not there by digest either: its large
       // blobs start now, each asked about (HEAD) first, which finds them there if it is after all
       if (changed) {
         early.push(changed.then((yes) => {
-          if (yes && !failure) placeLarge(m)
+          if (!yes || failure) return
+          prepare()
+          placeLarge(m)
         }, () => {}))
       }
       early.push(missing.then(async (yes) => {
         if (!yes || failure) return
+        prepare()
         const probed = probe([m])
         placeLarge(m)
         await probed

@@ -44,6 +44,7 @@ export function registrySink(client: RegistryClient, registry: string, concurren
     hasManifest: (repo, digest) => client.headManifest(repo, digest).then((m) => m !== undefined, unknownIsMissing),
     // a tag the registry cannot answer for (500) is set again, as a missing one
     tagged: (repo, tag) => manifestAt(client, repo, tag),
+    prepare: (count) => client.preconnect?.(registry, count),
     mountBlob: (repo, digest, from) => client.mountBlob(repo, digest, from),
     putBlob: (repo, digest, size, open, opts) => client.putBlob(repo, digest, size, open, opts),
     mountsCheck: () => mounts === 'check',
