@@ -16,6 +16,8 @@
  *   registry-to-registry-https  v1 from the public registry's content served over HTTPS (as every
  *                             public registry serves it) into a fresh registry (htpasswd + TLS):
  *                             each tool decrypts what it reads as well as encrypting what it sends
+ *   registry-to-registry-https-wan  the same HTTPS source through the WAN profile: a public
+ *                             registry as a platform team really pulls from one
  *   archive-write             v1 from the registry into an archive (file or files)
  *   archive-read              that archive into a fresh registry
  *   archive-write-wan         v1 through the WAN profile into an archive: the air gap's export
@@ -59,7 +61,7 @@ const WARMUP_ROUNDS = 2
 const WAN_FLOOR_ARGS = ['-range-min', String(32 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '4']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
-const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'registry-to-registry-https', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
+const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'registry-to-registry-https', 'registry-to-registry-https-wan', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
 type WorkloadName = (typeof WORKLOADS)[number]
 
 const {values: flags} = parseArgs({
@@ -187,7 +189,7 @@ async function ensureTools(): Promise<void> {
     const k = peerKeys[t]
     if (k && v[k[1]] && !(await executable(cachedBinary(k[0], v[k[1]])))) missing.push(k[0])
   }
-  if (wantedWorkloads.includes('registry-to-registry-wan') && !(await executable(cachedBinary('toxiproxy-server', v.TOXIPROXY_VERSION)))) missing.push('toxiproxy-server')
+  if (wantedWorkloads.some((w) => w.endsWith('-wan')) && !(await executable(cachedBinary('toxiproxy-server', v.TOXIPROXY_VERSION)))) missing.push('toxiproxy-server')
   if (wantedWorkloads.includes('registry-to-registry-ggcr') && !(await executable(cachedBinary('ggcr-registry', toolVersion('ggcr-registry'))))) missing.push('ggcr-registry')
   // bench/upgrade.ts: its control plane, and Helm 4 and kapp with the kubectl that applies Helm's CRDs
   if (wantsUpgradeBench()) {
@@ -416,6 +418,7 @@ const description: Record<WorkloadName, string> = {
   'registry-to-registry-wan': 'v1 through the WAN profile (toxiproxy on the source)',
   'registry-to-registry-ggcr': 'v1 into go-containerregistry\'s registry (TLS, built with current Go: SHA-256 on the CPU\'s SHA extensions), loopback',
   'registry-to-registry-https': 'v1 from the public registry over HTTPS (its content, served by a second registry with TLS) to a fresh registry (htpasswd + TLS), loopback',
+  'registry-to-registry-https-wan': 'v1 from the public registry over HTTPS through the WAN profile (toxiproxy in front of the TLS registry)',
   'archive-write': 'v1 from the public registry into an archive',
   'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache',
   'archive-read': 'that archive into a fresh registry',
@@ -609,7 +612,7 @@ async function main(): Promise<number> {
     say(`platform: ${plan1.roots.length} images, ${plan1.manifests.length} manifests, ${plan1.blobs.size} blobs, ${fmtBytes(plan1.uniqueBytes)} (largest ${fmtBytes(largestBlob)}); patch: ${changed.length} blobs, ${fmtBytes(changedBytes)}`)
     // the same content over HTTPS: a second registry on the public one's storage, nothing pushed twice
     let pubTls: Registry | undefined
-    if (wantedWorkloads.includes('registry-to-registry-https')) {
+    if (wantedWorkloads.includes('registry-to-registry-https') || wantedWorkloads.includes('registry-to-registry-https-wan')) {
       pubTls = await startRegistry({runDir: join(workDir, 'public-tls'), name: 'public-tls', tls: {ca}, dataDir: pub.dataDir})
       stops.push(pubTls.stop)
     }
@@ -618,6 +621,13 @@ async function main(): Promise<number> {
       wan = await startWanProxy(pub.host, wanProfile, join(workDir, 'toxiproxy'))
       stops.push(wan.stop)
       say(`WAN profile: ${wan.host} -> ${pub.host}, ${wanProfile.latencyMs} ms each way, ${wanProfile.rateKiBps} KiB/s per connection`)
+    }
+    // TLS passes through toxiproxy untouched: the tools verify the registry's certificate (issued for 127.0.0.1) behind it
+    let wanTls: WanProxy | undefined
+    if (wantedWorkloads.includes('registry-to-registry-https-wan') && pubTls) {
+      wanTls = await startWanProxy(pubTls.host, wanProfile, join(workDir, 'toxiproxy-tls'))
+      stops.push(wanTls.stop)
+      say(`WAN profile over HTTPS: ${wanTls.host} -> ${pubTls.host}`)
     }
     const setupS = (performance.now() - started) / 1000
 
@@ -635,9 +645,9 @@ async function main(): Promise<number> {
      * must fetch big blobs in parallel ranges too (kpi does, see src/oci/ranged.ts); a
      * one-connection-per-blob floor was beaten by kpi.
      */
-    const wanJob = async (proxy: WanProxy, dir: string, fp: string, dest: {url: string}): Promise<Job> => {
-      const j = {...await job(platform.v1, proxy.host, dir, fp), floorArgs: WAN_FLOOR_ARGS}
-      await writeFloorPlan(fp, plan1, {source: {url: `http://${proxy.host}`}, dest})
+    const wanJob = async (proxy: WanProxy, dir: string, fp: string, dest: {url: string}, caFile?: string): Promise<Job> => {
+      const j = {...await job(platform.v1, proxy.host, dir, fp), floorArgs: WAN_FLOOR_ARGS, ...(caFile ? {srcCaFile: caFile} : {})}
+      await writeFloorPlan(fp, plan1, {source: caFile ? {url: `https://${proxy.host}`, caFile} : {url: `http://${proxy.host}`}, dest})
       return j
     }
     const destEndpoint = (d: Dest) => ({url: `https://${d.host}`, username: d.username, password: d.password, caFile: d.caFile})
@@ -658,7 +668,7 @@ async function main(): Promise<number> {
       if (warming) return
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
-        'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'registry-to-registry-https': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
+        'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'registry-to-registry-https': plan1.uniqueBytes, 'registry-to-registry-https-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
         'archive-write-wan': plan1.uniqueBytes,
       }
       const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
@@ -696,6 +706,8 @@ async function main(): Promise<number> {
       goal('loopback from an HTTPS source: kpi ahead of every peer', httpsW?.ratio_vs_best_peer !== undefined ? httpsW.ratio_vs_best_peer > 1 : undefined, `best peer (${httpsW?.best_peer})/kpi ${httpsW?.ratio_vs_best_peer}`)
       const wanW = get('registry-to-registry-wan')
       goal('WAN: kpi at least 2x the fastest peer', wanW?.ratio_vs_best_peer !== undefined ? wanW.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanW?.best_peer})/kpi ${wanW?.ratio_vs_best_peer}`)
+      const wanHttps = get('registry-to-registry-https-wan')
+      goal('WAN from an HTTPS source: kpi at least 2x the fastest peer', wanHttps?.ratio_vs_best_peer !== undefined ? wanHttps.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanHttps?.best_peer})/kpi ${wanHttps?.ratio_vs_best_peer}`)
       const wanA = get('archive-write-wan')
       goal('WAN archive write: kpi at least 2x the fastest peer', wanA?.ratio_vs_best_peer !== undefined ? wanA.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanA?.best_peer})/kpi ${wanA?.ratio_vs_best_peer}`)
       for (const n of ['archive-write', 'archive-write-durable', 'archive-read'] as const) {
@@ -812,6 +824,19 @@ async function main(): Promise<number> {
             const j = {...await job(platform.v1, pubTls.host, dir, fp), srcCaFile: ca.cert}
             await writeFloorPlan(fp, plan1, {source: {url: `https://${pubTls.host}`, caFile: ca.cert}, dest: destEndpoint(d)})
             record('registry-to-registry-https', t, await observed(round, await copyStep(t, paths, j, d), {source: pubTls, dest: d.registry}, sizes))
+          } finally {
+            await d.dispose()
+          }
+        }
+        await report(round, undefined, true)
+      }
+      if (want('registry-to-registry-https-wan') && wanTls && pubTls) {
+        for (const t of order) {
+          const d = await freshDest(workDir, ca, `r${round}-${t}-https-wan`)
+          try {
+            const dir = join(workDir, 'runs', `r${round}-${t}-https-wan`)
+            const j = await wanJob(wanTls, dir, join(dir, 'floor-https-wan.json'), destEndpoint(d), ca.cert)
+            record('registry-to-registry-https-wan', t, await observed(round, await copyStep(t, paths, j, d), {source: pubTls, dest: d.registry}, sizes))
           } finally {
             await d.dispose()
           }
