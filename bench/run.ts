@@ -420,7 +420,7 @@ const description: Record<WorkloadName, string> = {
   'registry-to-registry-https': 'v1 from the public registry over HTTPS (its content, served by a second registry with TLS) to a fresh registry (htpasswd + TLS), loopback',
   'registry-to-registry-https-wan': 'v1 from the public registry over HTTPS through the WAN profile (toxiproxy in front of the TLS registry)',
   'archive-write': 'v1 from the public registry into an archive',
-  'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache',
+  'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache (the floor: its own run around the page cache, synced)',
   'archive-read': 'that archive into a fresh registry',
   'archive-write-wan': 'v1 through the WAN profile into an archive (the air gap\'s export from a public registry)',
 }
@@ -857,7 +857,15 @@ async function main(): Promise<number> {
             // durable; the peers return with it in the page cache
             const rw = await observed(round, w, {source: pub}, sizes, 0, true)
             record('archive-write', t, rw)
-            if (rw.ok) record('archive-write-durable', t, {...rw, wallS: rw.wallS + (rw.syncAfterS ?? 0)})
+            if (rw.ok && t !== 'floor') record('archive-write-durable', t, {...rw, wallS: rw.wallS + (rw.syncAfterS ?? 0)})
+            // the floor to the disk goes the way kpi does, around the page cache (O_DIRECT), synced
+            // before it returns: through the page cache and a sync after, it was beaten by kpi
+            // (3.47 s against 3.37). Its archive is written again for it, then the one read below.
+            if (rw.ok && t === 'floor') {
+              const wd = await toArchiveStep(t, paths, {...j, floorArgs: [...(j.floorArgs ?? []), '-direct']})
+              const rd = wd && await observed(round, wd, {source: pub}, sizes, 0, true)
+              if (rd) record('archive-write-durable', t, {...rd, wallS: rd.wallS + (rd.syncAfterS ?? 0)})
+            }
             if (!rw.ok || !want('archive-read')) continue
             const d = await freshDest(workDir, ca, `r${round}-${t}-archive`)
             try {

@@ -8,7 +8,9 @@
 //	                                  each GET streamed into a monolithic PUT; other repositories
 //	                                  mount; then the manifests (fetched in parallel), leaves first
 //	floor write-tar -plan PLAN.json -out FILE   every blob and manifest into one tar whose layout
-//	                                  is computed up front, so downloads write in parallel (pwrite)
+//	                                  is computed up front, so downloads write in parallel (pwrite);
+//	                                  with -direct around the page cache (O_DIRECT, as kpi writes)
+//	                                  and synced: on disk when it returns
 //	floor read-tar  -plan PLAN.json -in FILE    the same tar into the destination, uploads in parallel,
 //	                                  read with O_DIRECT where the file system allows it (as kpi reads)
 //	floor head      -plan PLAN.json   one HEAD per tagged manifest at the destination: the least a
@@ -76,6 +78,7 @@ var (
 	h2         = flag.Bool("h2", false, "allow HTTP/2 to TLS registries")
 	planFile   = flag.String("plan", "", "plan file")
 	outFile    = flag.String("out", "", "write-tar: the archive")
+	direct     = flag.Bool("direct", false, "write-tar: write around the page cache (O_DIRECT, where allowed) and sync before returning")
 	inFile     = flag.String("in", "", "read-tar: the archive")
 )
 
@@ -360,6 +363,12 @@ func writeTar(p plan, src registry, out string) {
 		sizes[i] = int64(len(b))
 	}
 	members, total := layout(p, sizes)
+	if *direct {
+		if f := createDirect(out, total); f != nil {
+			writeTarDirect(f, p, src, members, bodies, total)
+			return
+		}
+	}
 	f, err := os.Create(out)
 	if err != nil {
 		die("%v", err)
@@ -392,6 +401,55 @@ func writeTar(p plan, src registry, out string) {
 			die("writing %s: %d of %d bytes: %v", p.Blobs[i].Digest, n, p.Blobs[i].Size, err)
 		}
 	})
+	if *direct {
+		if err := f.Sync(); err != nil {
+			die("%v", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		die("%v", err)
+	}
+}
+
+// writeTarDirect writes each member (header, body, padding: one run of whole 512-byte blocks)
+// through an aligned buffer with O_DIRECT, as kpi writes archives, then syncs the file's size.
+func writeTarDirect(f *os.File, p plan, src registry, members []member, bodies [][]byte, total int64) {
+	for i := range p.Manifests {
+		m := members[len(p.Blobs)+i]
+		w := newRunWriter(f, m.offset-512)
+		w.Write(tarHeader(m.name, m.size))
+		w.Write(bodies[i])
+		if err := w.flush(); err != nil {
+			die("%v", err)
+		}
+	}
+	end := newRunWriter(f, total-1024)
+	end.Write(make([]byte, 1024))
+	if err := end.flush(); err != nil {
+		die("%v", err)
+	}
+	order := make([]int, len(p.Blobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return p.Blobs[order[a]].Size > p.Blobs[order[b]].Size })
+	parallel(len(order), *jobs, func(k int) {
+		i := order[k]
+		w := newRunWriter(f, members[i].offset-512)
+		w.Write(tarHeader(members[i].name, members[i].size))
+		body := src.get(p.Blobs[i].Src, p.Blobs[i])
+		n, err := w.ReadFrom(body)
+		body.Close()
+		if err == nil {
+			err = w.flush()
+		}
+		if err != nil || n != p.Blobs[i].Size {
+			die("writing %s: %d of %d bytes: %v", p.Blobs[i].Digest, n, p.Blobs[i].Size, err)
+		}
+	})
+	if err := f.Sync(); err != nil {
+		die("%v", err)
+	}
 	if err := f.Close(); err != nil {
 		die("%v", err)
 	}
