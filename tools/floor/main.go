@@ -387,19 +387,8 @@ func writeTar(p plan, src registry, out string) {
 			die("%v", err)
 		}
 	}
-	order := make([]int, len(p.Blobs))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return p.Blobs[order[a]].Size > p.Blobs[order[b]].Size })
-	parallel(len(order), *jobs, func(k int) {
-		i := order[k]
-		body := src.get(p.Blobs[i].Src, p.Blobs[i])
-		n, err := io.Copy(io.NewOffsetWriter(f, members[i].offset), body)
-		body.Close()
-		if err != nil || n != p.Blobs[i].Size {
-			die("writing %s: %d of %d bytes: %v", p.Blobs[i].Digest, n, p.Blobs[i].Size, err)
-		}
+	copyBlobs(p, src, func(i int, body io.Reader) (int64, error) {
+		return io.Copy(io.NewOffsetWriter(f, members[i].offset), body)
 	})
 	if *direct {
 		if err := f.Sync(); err != nil {
@@ -428,24 +417,14 @@ func writeTarDirect(f *os.File, p plan, src registry, members []member, bodies [
 	if err := end.flush(); err != nil {
 		die("%v", err)
 	}
-	order := make([]int, len(p.Blobs))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return p.Blobs[order[a]].Size > p.Blobs[order[b]].Size })
-	parallel(len(order), *jobs, func(k int) {
-		i := order[k]
+	copyBlobs(p, src, func(i int, body io.Reader) (int64, error) {
 		w := newRunWriter(f, members[i].offset-512)
 		w.Write(tarHeader(members[i].name, members[i].size))
-		body := src.get(p.Blobs[i].Src, p.Blobs[i])
 		n, err := w.ReadFrom(body)
-		body.Close()
 		if err == nil {
 			err = w.flush()
 		}
-		if err != nil || n != p.Blobs[i].Size {
-			die("writing %s: %d of %d bytes: %v", p.Blobs[i].Digest, n, p.Blobs[i].Size, err)
-		}
+		return n, err
 	})
 	if err := f.Sync(); err != nil {
 		die("%v", err)
@@ -453,6 +432,25 @@ func writeTarDirect(f *os.File, p plan, src registry, members []member, bodies [
 	if err := f.Close(); err != nil {
 		die("%v", err)
 	}
+}
+
+// copyBlobs downloads every blob of the plan, largest first, -jobs at a time, and has `put` write
+// blob i's body where it belongs in the archive; put returns the bytes it wrote.
+func copyBlobs(p plan, src registry, put func(i int, body io.Reader) (int64, error)) {
+	order := make([]int, len(p.Blobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return p.Blobs[order[a]].Size > p.Blobs[order[b]].Size })
+	parallel(len(order), *jobs, func(k int) {
+		b := p.Blobs[order[k]]
+		body := src.get(b.Src, b)
+		n, err := put(order[k], body)
+		body.Close()
+		if err != nil || n != b.Size {
+			die("writing %s: %d of %d bytes: %v", b.Digest, n, b.Size, err)
+		}
+	})
 }
 
 // readTar finds the members by their headers (it trusts nothing else in the file) and uploads them.
