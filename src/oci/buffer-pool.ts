@@ -23,15 +23,22 @@ interface Held {
   out: number
 }
 
+// What the pool knows of a buffer and of a view is kept on the object itself, under symbols: two
+// WeakMaps did it before, and a WeakMap entry per chunk (tens of thousands per copy) cost more
+// than the rest of the pool (handOut: 106 ms of kpi's CPU behind the WAN profile) and gave the
+// collector ephemerons to trace. Views from the pool share one shape, the property set when they
+// are handed out and cleared when they come back.
+const kHeld = Symbol('kpi pool: this buffer, taken')
+const kBack = Symbol('kpi pool: what gives this view back')
+type Taken = Buffer & {[kHeld]?: Held}
+type View = Buffer & {[kBack]?: Held | (() => void)}
+
 const free = new Map<number, Buffer[]>()
 let freeBytes = 0
-const held = new WeakMap<ArrayBufferLike, Held>()
-/** each view handed out: what gives it back to its buffer */
-const handedOut = new WeakMap<Buffer, () => void>()
 const counts = {allocated: 0, reused: 0}
 
 const release = (h: Held): void => {
-  held.delete(h.buf.buffer)
+  ;(h.buf as Taken)[kHeld] = undefined
   if (freeBytes + h.buf.length > FREE_LIMIT) return
   freeBytes += h.buf.length
   let list = free.get(h.buf.length)
@@ -49,18 +56,16 @@ export function takeBuffer(size: number): Buffer {
     buf = Buffer.allocUnsafeSlow(size)
     counts.allocated++
   }
-  held.set(buf.buffer, {buf, out: 0})
+  ;(buf as Taken)[kHeld] = {buf, out: 0}
   return buf
 }
 
 /** `view` (of `buf`, from takeBuffer) is handed out: `buf` is read into again only once doneWith(view). */
 export function handOut(view: Buffer, buf: Buffer): void {
-  const h = held.get(buf.buffer)
+  const h = (buf as Taken)[kHeld]
   if (!h) return
   h.out++
-  handedOut.set(view, () => {
-    if (--h.out === 0) release(h)
-  })
+  ;(view as View)[kBack] = h
 }
 
 /**
@@ -68,12 +73,12 @@ export function handOut(view: Buffer, buf: Buffer): void {
  * whoever writes it out gives it back with doneWith as any pooled chunk, and `back` runs then.
  */
 export function lend(view: Buffer, back: () => void): void {
-  handedOut.set(view, back)
+  ;(view as View)[kBack] = back
 }
 
 /** A buffer from takeBuffer that was read into but none of it handed out: straight back. */
 export function recycle(buf: Buffer): void {
-  const h = held.get(buf.buffer)
+  const h = (buf as Taken)[kHeld]
   if (h && h.out === 0) release(h)
 }
 
@@ -82,14 +87,15 @@ export function recycle(buf: Buffer): void {
  * read into can be read into again; any other chunk is left alone.
  */
 export function doneWith(chunk: Buffer): void {
-  const back = handedOut.get(chunk)
-  if (!back) return
-  handedOut.delete(chunk)
-  back()
+  const back = (chunk as View)[kBack]
+  if (back === undefined) return
+  ;(chunk as View)[kBack] = undefined
+  if (typeof back === 'function') back()
+  else if (--back.out === 0) release(back)
 }
 
 /** A chunk that doneWith() would give back. */
-export const isPooled = (chunk: Buffer): boolean => handedOut.has(chunk)
+export const isPooled = (chunk: Buffer): boolean => (chunk as View)[kBack] !== undefined
 
 /** Buffers allocated, and taken again after being given back (for tests and measurement). */
 export const poolCounts = (): {allocated: number; reused: number} => ({...counts})
