@@ -22,6 +22,8 @@
  *   archive-read              that archive into a fresh registry
  *   archive-write-wan         v1 through the WAN profile into an archive: the air gap's export
  *                             from a public registry
+ *   archive-write-https-wan   the same from the HTTPS source through the WAN profile, as a public
+ *                             registry really serves it
  *
  * Every run gets a fresh destination registry, so no tool benefits from another's uploads.
  * Results: bench/results/latest.json and latest.md; README.md's table (unless --quick or
@@ -64,7 +66,7 @@ const WARMUP_ROUNDS = 2
 const WAN_FLOOR_ARGS = ['-range-min', String(16 * MIB), '-range-chunk', String(8 * MIB), '-range-parts', '8']
 const ALL_TOOLS: ToolId[] = ['kpi', 'kpi-base', 'floor', 'imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
 const PEERS: ToolId[] = ['imgpkg', 'crane', 'skopeo', 'regctl', 'oras']
-const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'registry-to-registry-https', 'registry-to-registry-https-wan', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan'] as const
+const WORKLOADS = ['registry-to-registry', 'nothing-to-move', 'patch', 'registry-to-registry-wan', 'registry-to-registry-ggcr', 'registry-to-registry-https', 'registry-to-registry-https-wan', 'archive-write', 'archive-write-durable', 'archive-read', 'archive-write-wan', 'archive-write-https-wan'] as const
 type WorkloadName = (typeof WORKLOADS)[number]
 
 const {values: flags} = parseArgs({
@@ -426,6 +428,7 @@ const description: Record<WorkloadName, string> = {
   'archive-write-durable': 'the same archive until it is on disk: the run, then a sync of what it left in the page cache (the floor: its own run around the page cache, synced)',
   'archive-read': 'that archive into a fresh registry',
   'archive-write-wan': 'v1 through the WAN profile into an archive (the air gap\'s export from a public registry)',
+  'archive-write-https-wan': 'v1 from the public registry over HTTPS through the WAN profile into an archive (the air gap\'s export as a public registry serves it)',
 }
 
 function summarize(name: WorkloadName, records: Map<ToolId, RunRecord[]>, bytesNeeded: number): WorkloadResult {
@@ -615,7 +618,8 @@ async function main(): Promise<number> {
     say(`platform: ${plan1.roots.length} images, ${plan1.manifests.length} manifests, ${plan1.blobs.size} blobs, ${fmtBytes(plan1.uniqueBytes)} (largest ${fmtBytes(largestBlob)}); patch: ${changed.length} blobs, ${fmtBytes(changedBytes)}`)
     // the same content over HTTPS: a second registry on the public one's storage, nothing pushed twice
     let pubTls: Registry | undefined
-    if (wantedWorkloads.includes('registry-to-registry-https') || wantedWorkloads.includes('registry-to-registry-https-wan')) {
+    const overHttps = (['registry-to-registry-https', 'registry-to-registry-https-wan', 'archive-write-https-wan'] as const).some((w) => wantedWorkloads.includes(w))
+    if (overHttps) {
       pubTls = await startRegistry({runDir: join(workDir, 'public-tls'), name: 'public-tls', tls: {ca}, dataDir: pub.dataDir})
       stops.push(pubTls.stop)
     }
@@ -627,7 +631,7 @@ async function main(): Promise<number> {
     }
     // TLS passes through toxiproxy untouched: the tools verify the registry's certificate (issued for 127.0.0.1) behind it
     let wanTls: WanProxy | undefined
-    if (wantedWorkloads.includes('registry-to-registry-https-wan') && pubTls) {
+    if ((wantedWorkloads.includes('registry-to-registry-https-wan') || wantedWorkloads.includes('archive-write-https-wan')) && pubTls) {
       wanTls = await startWanProxy(pubTls.host, wanProfile, join(workDir, 'toxiproxy-tls'))
       stops.push(wanTls.stop)
       say(`WAN profile over HTTPS: ${wanTls.host} -> ${pubTls.host}`)
@@ -672,7 +676,7 @@ async function main(): Promise<number> {
       const needed: Record<WorkloadName, number> = {
         'registry-to-registry': plan1.uniqueBytes, 'nothing-to-move': 0, patch: changedBytes,
         'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'registry-to-registry-https': plan1.uniqueBytes, 'registry-to-registry-https-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
-        'archive-write-wan': plan1.uniqueBytes,
+        'archive-write-wan': plan1.uniqueBytes, 'archive-write-https-wan': plan1.uniqueBytes,
       }
       const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
       // a run of some workloads keeps the others from the results it replaces, so runs of parts add up
@@ -713,6 +717,8 @@ async function main(): Promise<number> {
       goal('WAN from an HTTPS source: kpi at least 2x the fastest peer', wanHttps?.ratio_vs_best_peer !== undefined ? wanHttps.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanHttps?.best_peer})/kpi ${wanHttps?.ratio_vs_best_peer}`)
       const wanA = get('archive-write-wan')
       goal('WAN archive write: kpi at least 2x the fastest peer', wanA?.ratio_vs_best_peer !== undefined ? wanA.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanA?.best_peer})/kpi ${wanA?.ratio_vs_best_peer}`)
+      const wanHttpsA = get('archive-write-https-wan')
+      goal('WAN archive write from an HTTPS source: kpi at least 2x the fastest peer', wanHttpsA?.ratio_vs_best_peer !== undefined ? wanHttpsA.ratio_vs_best_peer >= 2 : undefined, `best peer (${wanHttpsA?.best_peer})/kpi ${wanHttpsA?.ratio_vs_best_peer}`)
       for (const n of ['archive-write', 'archive-write-durable', 'archive-read'] as const) {
         const w = get(n)
         const r = w?.kpi_s && w.imgpkg_s ? w.imgpkg_s / w.kpi_s : undefined
@@ -894,6 +900,20 @@ async function main(): Promise<number> {
           if (!w) continue
           try {
             record('archive-write-wan', t, await observed(round, w, {source: pub}, sizes, 0, true))
+          } finally {
+            removeLater(dir)
+          }
+        }
+      }
+      if (want('archive-write-https-wan') && wanTls && pubTls) {
+        await report(round, undefined, true)
+        for (const t of order) {
+          const dir = join(workDir, 'runs', `r${round}-${t}-archive-https-wan`)
+          const j = await wanJob(wanTls, dir, join(dir, 'floor-archive-https-wan.json'), {url: 'https://unused'}, ca.cert)
+          const w = await toArchiveStep(t, paths, j)
+          if (!w) continue
+          try {
+            record('archive-write-https-wan', t, await observed(round, w, {source: pubTls}, sizes, 0, true))
           } finally {
             removeLater(dir)
           }

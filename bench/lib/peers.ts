@@ -95,10 +95,11 @@ async function regctlConfig(job: Job, d?: Dest): Promise<string> {
   return file
 }
 
-async function skopeoCertDir(job: Job, d: Dest): Promise<string> {
+/** skopeo reads CA certificates from a directory: one holding `caFile` (the run's one CA signs every registry) */
+async function skopeoCertDir(job: Job, caFile: string): Promise<string> {
   const dir = join(job.workDir, 'skopeo-certs')
   await mkdir(dir, {recursive: true})
-  await writeFile(join(dir, 'ca.crt'), await readFile(d.caFile))
+  await writeFile(join(dir, 'ca.crt'), await readFile(caFile))
   return dir
 }
 
@@ -121,7 +122,7 @@ export async function copyStep(tool: ToolId, p: ToolPaths, job: Job, d: Dest): P
       // and --insecure would also skip verifying the destination's certificate
       return pool(job.images.map((i) => ({label: `crane copy ${i.repository}`, cmd: p.crane!, args: ['copy', '--jobs', String(PEER_PARALLEL), srcRef(job, i), dstRef(d, i)], env: {DOCKER_CONFIG: d.dockerConfigDir, SSL_CERT_FILE: d.caFile}})))
     case 'skopeo': {
-      const certDir = await skopeoCertDir(job, d)
+      const certDir = await skopeoCertDir(job, d.caFile)
       const src = job.srcCaFile ? ['--src-cert-dir', certDir] : ['--src-tls-verify=false']
       return pool(job.images.map((i) => ({label: `skopeo copy ${i.repository}`, cmd: p.skopeo!, args: ['copy', '--all', '--preserve-digests', ...src, '--dest-cert-dir', certDir, '--dest-authfile', join(d.dockerConfigDir, 'config.json'), `docker://${srcRef(job, i)}`, `docker://${dstRef(d, i)}`]})))
     }
@@ -147,19 +148,21 @@ export async function toArchiveStep(tool: ToolId, p: ToolPaths, job: Job): Promi
   switch (tool) {
     case 'kpi':
     case 'kpi-base':
-      return {kind: 'one', spec: {label: `${tool} relocate --to-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-tar', out, '--json'], env: kpiEnv(job)}}
+      return {kind: 'one', spec: {label: `${tool} relocate --to-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-tar', out, ...(job.srcCaFile ? ['--ca-cert', job.srcCaFile] : []), '--json'], env: kpiEnv(job)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor write-tar', cmd: p.floor!, args: ['write-tar', '-plan', job.floorPlan, '-out', out, ...(job.floorArgs ?? [])]}}
     case 'imgpkg':
-      return {kind: 'one', spec: {label: 'imgpkg copy --to-tar', cmd: p.imgpkg!, args: ['copy', '--lock', job.imagesLock, '--to-tar', out]}}
-    case 'skopeo':
-      return pool(job.images.map((i) => ({label: `skopeo copy ${i.repository} oci-archive`, cmd: p.skopeo!, args: ['copy', '--all', '--src-tls-verify=false', `docker://${srcRef(job, i)}`, `oci-archive:${join(out, fileName(i))}.tar:${i.repository}:${i.tag}`]})))
+      return {kind: 'one', spec: {label: 'imgpkg copy --to-tar', cmd: p.imgpkg!, args: ['copy', '--lock', job.imagesLock, '--to-tar', out, ...(job.srcCaFile ? ['--registry-ca-cert-path', job.srcCaFile] : [])]}}
+    case 'skopeo': {
+      const src = job.srcCaFile ? ['--src-cert-dir', await skopeoCertDir(job, job.srcCaFile)] : ['--src-tls-verify=false']
+      return pool(job.images.map((i) => ({label: `skopeo copy ${i.repository} oci-archive`, cmd: p.skopeo!, args: ['copy', '--all', ...src, `docker://${srcRef(job, i)}`, `oci-archive:${join(out, fileName(i))}.tar:${i.repository}:${i.tag}`]})))
+    }
     case 'regctl': {
       const cfg = await regctlConfig(job)
       return pool(job.images.map((i) => ({label: `regctl image export ${i.repository}`, cmd: p.regctl!, args: ['image', 'export', srcRef(job, i), `${join(out, fileName(i))}.tar`], env: {REGCTL_CONFIG: cfg}})))
     }
     case 'oras':
-      return pool(job.images.map((i) => ({label: `oras cp --to-oci-layout ${i.repository}`, cmd: p.oras!, args: ['cp', '--from-plain-http', srcRef(job, i), '--to-oci-layout', `${join(out, fileName(i))}:${i.tag}`]})))
+      return pool(job.images.map((i) => ({label: `oras cp --to-oci-layout ${i.repository}`, cmd: p.oras!, args: ['cp', ...(job.srcCaFile ? ['--from-ca-file', job.srcCaFile] : ['--from-plain-http']), srcRef(job, i), '--to-oci-layout', `${join(out, fileName(i))}:${i.tag}`]})))
     case 'crane':
       return undefined
   }
@@ -177,7 +180,7 @@ export async function fromArchiveStep(tool: ToolId, p: ToolPaths, job: Job, d: D
     case 'imgpkg':
       return {kind: 'one', spec: {label: 'imgpkg copy --tar', cmd: p.imgpkg!, args: ['copy', '--tar', from, '--to-repo', `${d.host}/${PREFIX}/imgpkg`, '--registry-ca-cert-path', d.caFile], env: {DOCKER_CONFIG: d.dockerConfigDir}}}
     case 'skopeo': {
-      const certDir = await skopeoCertDir(job, d)
+      const certDir = await skopeoCertDir(job, d.caFile)
       return pool(job.images.map((i) => ({label: `skopeo copy oci-archive ${i.repository}`, cmd: p.skopeo!, args: ['copy', '--all', '--preserve-digests', '--dest-cert-dir', certDir, '--dest-authfile', join(d.dockerConfigDir, 'config.json'), `oci-archive:${join(from, fileName(i))}.tar:${i.repository}:${i.tag}`, `docker://${dstRef(d, i)}`]})))
     }
     case 'regctl': {
