@@ -891,34 +891,23 @@ async function main(): Promise<number> {
           }
         }
       }
-      if (want('archive-write-wan') && wan) {
+      /** every tool's archive of v1 written through `proxy` (the WAN profile), from `source` */
+      const wanArchives = async (name: 'archive-write-wan' | 'archive-write-https-wan', proxy: WanProxy, source: Registry, caFile?: string): Promise<void> => {
         await report(round, undefined, true)
         for (const t of order) {
-          const dir = join(workDir, 'runs', `r${round}-${t}-archive-wan`)
-          const j = await wanJob(wan, dir, join(dir, 'floor-archive-wan.json'), {url: 'https://unused'})
+          const dir = join(workDir, 'runs', `r${round}-${t}-${name}`)
+          const j = await wanJob(proxy, dir, join(dir, `floor-${name}.json`), {url: 'https://unused'}, caFile)
           const w = await toArchiveStep(t, paths, j)
           if (!w) continue
           try {
-            record('archive-write-wan', t, await observed(round, w, {source: pub}, sizes, 0, true))
+            record(name, t, await observed(round, w, {source}, sizes, 0, true))
           } finally {
             removeLater(dir)
           }
         }
       }
-      if (want('archive-write-https-wan') && wanTls && pubTls) {
-        await report(round, undefined, true)
-        for (const t of order) {
-          const dir = join(workDir, 'runs', `r${round}-${t}-archive-https-wan`)
-          const j = await wanJob(wanTls, dir, join(dir, 'floor-archive-https-wan.json'), {url: 'https://unused'}, ca.cert)
-          const w = await toArchiveStep(t, paths, j)
-          if (!w) continue
-          try {
-            record('archive-write-https-wan', t, await observed(round, w, {source: pubTls}, sizes, 0, true))
-          } finally {
-            removeLater(dir)
-          }
-        }
-      }
+      if (want('archive-write-wan') && wan) await wanArchives('archive-write-wan', wan, pub)
+      if (want('archive-write-https-wan') && wanTls && pubTls) await wanArchives('archive-write-https-wan', wanTls, pubTls, ca.cert)
       if (round < rounds - 1) await report(round + 1)
     }
     warming = false
