@@ -5,14 +5,20 @@ import {doneWith, handOut, isPooled, lend, recycle, takeBuffer} from '../src/oci
 let size = 40_961
 const fresh = (): number => size++
 
+/** a fresh buffer of `n` bytes with two views of it handed out */
+const withTwoViews = (n: number): {buf: Buffer; a: Buffer; b: Buffer} => {
+  const buf = takeBuffer(n)
+  const a = buf.subarray(0, 10)
+  const b = buf.subarray(10, 20)
+  handOut(a, buf)
+  handOut(b, buf)
+  return {buf, a, b}
+}
+
 describe('buffer pool: a buffer is read into again only once every view handed out is given back', () => {
   it('keeps a buffer until its last view comes back, then gives it out again', () => {
     const n = fresh()
-    const buf = takeBuffer(n)
-    const a = buf.subarray(0, 10)
-    const b = buf.subarray(10, 20)
-    handOut(a, buf)
-    handOut(b, buf)
+    const {buf, a, b} = withTwoViews(n)
     expect(isPooled(a)).toBe(true)
     doneWith(a)
     expect(isPooled(a)).toBe(false)
@@ -24,11 +30,7 @@ describe('buffer pool: a buffer is read into again only once every view handed o
 
   it('counts a view given back twice once', () => {
     const n = fresh()
-    const buf = takeBuffer(n)
-    const a = buf.subarray(0, 10)
-    const b = buf.subarray(10, 20)
-    handOut(a, buf)
-    handOut(b, buf)
+    const {buf, a} = withTwoViews(n)
     doneWith(a)
     doneWith(a)
     expect(takeBuffer(n)).not.toBe(buf)

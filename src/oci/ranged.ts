@@ -53,8 +53,11 @@ export const PARTS_AHEAD = 8
  * Bytes all downloads of a client may have in parts fetched ahead (their spool file's size: the
  * page cache's, not the process's memory). Behind the benchmark's WAN profile, side by side in 3
  * rounds: the archive write took 8.47-8.70 s with 64 MiB against 9.98-10.15 with 32 (7.13-7.82
- * with 128), peak RSS 88-89 MiB against 85-86 (90-91 with 128, and the HTTPS WAN copy up to 95:
- * each part in flight holds a connection's read buffers); registry to registry within the noise.
+ * with 128), peak RSS 88-89 MiB against 85-86; registry to registry within the noise. More is not
+ * better from an HTTPS source: each part in flight holds a connection's read buffers and TLS's,
+ * and the main thread, decrypting and hashing every byte, is the limit there. With 128 MiB the
+ * HTTPS WAN copy peaked at 95 MiB, and the HTTPS WAN archive write took 9.06-9.30 s against 8.68
+ * at a peak of 101.6-103.4 MiB against 93-94.
  */
 export const AHEAD_BUDGET_BYTES = 64 << 20
 
