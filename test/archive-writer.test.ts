@@ -16,7 +16,7 @@ import {createRegistryClient} from '../src/oci/client.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {PartWriter} from '../src/archive/parts.js'
 import {takesDirectIo} from './helpers/direct-io.js'
-import {createArchiveSink, wantsAnotherWriter} from '../src/archive/writer.js'
+import {createArchiveSink, writersWanted} from '../src/archive/writer.js'
 import {formatError, isKpiError, KpiError} from '../src/errors.js'
 import {handOut, takeBuffer} from '../src/oci/index.js'
 import {poolCounts} from '../src/oci/buffer-pool.js'
@@ -200,18 +200,20 @@ describe('the archive writer\'s pace', () => {
     }
   })())
 
-  it('asks for another writer only when every writer is busy, layers wait, and each brought less than 32 MiB/s', () => {
+  it('runs every writer the concurrency allows once every writer is busy, layers wait, and each brought less than 32 MiB/s', () => {
     const MiB = 1024 * 1024
-    const busy = {running: 4, waiting: 3, width: 4, ms: 250}
-    // 4 writers, 250 ms: 32 MiB/s each is 32 MiB in all
-    expect(wantsAnotherWriter({...busy, bytes: 32 * MiB - 1})).toBe(true)
-    expect(wantsAnotherWriter({...busy, bytes: 32 * MiB})).toBe(false)
-    expect(wantsAnotherWriter({...busy, bytes: 0})).toBe(true)
-    // a writer idle, or nothing waiting: another would not help
-    expect(wantsAnotherWriter({...busy, running: 3, bytes: 0})).toBe(false)
-    expect(wantsAnotherWriter({...busy, waiting: 0, bytes: 0})).toBe(false)
+    const busy = {running: 4, waiting: 3, width: 4, most: 8, ms: 250}
+    // 4 writers, 250 ms: 32 MiB/s each is 32 MiB in all; a slow source gets all 8 at once
+    expect(writersWanted({...busy, bytes: 32 * MiB - 1})).toBe(8)
+    expect(writersWanted({...busy, bytes: 32 * MiB})).toBe(4)
+    expect(writersWanted({...busy, bytes: 0})).toBe(8)
+    // a writer idle, or nothing waiting: more would not help
+    expect(writersWanted({...busy, running: 3, bytes: 0})).toBe(4)
+    expect(writersWanted({...busy, waiting: 0, bytes: 0})).toBe(4)
     // loopback: 4 writers at 100-200 MiB/s each
-    expect(wantsAnotherWriter({...busy, bytes: 4 * 100 * MiB / 4})).toBe(false)
+    expect(writersWanted({...busy, bytes: 4 * 100 * MiB / 4})).toBe(4)
+    // never fewer than run already
+    expect(writersWanted({...busy, width: 6, running: 6, most: 4, bytes: 0})).toBe(6)
   })
 
   it('writes 4 layers at once to begin with, and says so', async () => {
