@@ -11,7 +11,7 @@ export const registryFlags = {
     description: 'talk plain HTTP (no TLS) to this registry host[:port] (repeatable; loopback registries that answer plain HTTP need none)',
     multiple: true,
   }),
-  concurrency: Flags.integer({description: 'parallel blob transfers (an archive write starts with 4 and adds more, up to this, while the source is slow)', default: 8, min: 1, max: 64}),
+  concurrency: Flags.integer({description: 'parallel blob transfers (an archive write starts with 4, and runs this many once the source shows it is the slow side)', default: 8, min: 1, max: 64}),
   'insecure-registry': Flags.string({
     description: 'do not verify the TLS certificate of this registry host[:port] (repeatable; unsafe: a warning is printed on every run)',
     multiple: true,
