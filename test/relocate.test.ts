@@ -169,15 +169,20 @@ describe('kpi relocate registry to registry', () => {
     expect(read).toContain(sigDigest)
     expect(r.summary.imagesThere).toBe(images.size)
     // the new signature is the one manifest pushed, its two small blobs all that was placed: its
-    // payload copied, and its empty config mounted from the controller's repository (the first
-    // test's signature put it there) or copied, whichever of the two repositories the run reaches
-    // first (the plan reads them at once)
+    // payload copied once; its empty config copied or mounted, whichever repository (the
+    // lifecycle's, or the controller's, where the first test's signature put it) the run reaches
+    // first (the plan reads them at once). Where the lifecycle's comes first, the controller's is
+    // then "mounted" from it too: with mounts answering for HEADs, a mount into a repository that
+    // holds the blob already is answered alike, one request and no bytes.
     expect(r.summary.manifests.pushed).toBe(1)
     const sig = JSON.parse((await src.getManifest(repo, sigDigest)).bytes.toString('utf8')) as ImageManifest
-    expect(placed.find((p) => p.digest === sig.layers[0]!.digest)?.action).toBe('copied')
-    expect(placed.find((p) => p.digest === sig.config.digest)?.action).toMatch(/^(mounted|copied)$/)
-    expect(placed).toHaveLength(2)
-    expect(r.summary.bytesMoved).toBeLessThanOrEqual(sig.layers[0]!.size + sig.config.size)
+    const payload = sig.layers[0]!
+    expect(placed.filter((p) => p.digest === payload.digest)).toEqual([{digest: payload.digest, action: 'copied'}])
+    const config = placed.filter((p) => p.digest === sig.config.digest)
+    expect(config.length, JSON.stringify(placed)).toBeGreaterThanOrEqual(1)
+    expect(config.length, JSON.stringify(placed)).toBeLessThanOrEqual(2)
+    expect(placed, JSON.stringify(placed)).toHaveLength(1 + config.length)
+    expect(r.summary.bytesMoved).toBeLessThanOrEqual(payload.size + sig.config.size)
     const refs = await dst.referrers({registry: sb.airgap.host, repository: r.plan.roots.find((x) => x.digest === digest)!.dst.repository}, digest)
     expect(refs.map((d) => d.digest)).toContain(sigDigest)
     await assertComplete(dst, r.plan.roots.find((x) => x.digest === digest)!.dst, sigDigest)
