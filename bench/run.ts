@@ -618,8 +618,9 @@ async function main(): Promise<number> {
     say(`platform: ${plan1.roots.length} images, ${plan1.manifests.length} manifests, ${plan1.blobs.size} blobs, ${fmtBytes(plan1.uniqueBytes)} (largest ${fmtBytes(largestBlob)}); patch: ${changed.length} blobs, ${fmtBytes(changedBytes)}`)
     // the same content over HTTPS: a second registry on the public one's storage, nothing pushed twice
     let pubTls: Registry | undefined
-    const wantsAny = (...ws: WorkloadName[]): boolean => ws.some((w) => wantedWorkloads.includes(w))
-    if (wantsAny('registry-to-registry-https', 'registry-to-registry-https-wan', 'archive-write-https-wan')) {
+    /** whether the run measures any of these workloads */
+    const want = (...ws: WorkloadName[]): boolean => ws.some((w) => wantedWorkloads.includes(w))
+    if (want('registry-to-registry-https', 'registry-to-registry-https-wan', 'archive-write-https-wan')) {
       pubTls = await startRegistry({runDir: join(workDir, 'public-tls'), name: 'public-tls', tls: {ca}, dataDir: pub.dataDir})
       stops.push(pubTls.stop)
     }
@@ -631,7 +632,7 @@ async function main(): Promise<number> {
     }
     // TLS passes through toxiproxy untouched: the tools verify the registry's certificate (issued for 127.0.0.1) behind it
     let wanTls: WanProxy | undefined
-    if (wantsAny('registry-to-registry-https-wan', 'archive-write-https-wan') && pubTls) {
+    if (want('registry-to-registry-https-wan', 'archive-write-https-wan') && pubTls) {
       wanTls = await startWanProxy(pubTls.host, wanProfile, join(workDir, 'toxiproxy-tls'))
       stops.push(wanTls.stop)
       say(`WAN profile over HTTPS: ${wanTls.host} -> ${pubTls.host}`)
@@ -668,8 +669,6 @@ async function main(): Promise<number> {
       const moved = r.bytesMoved !== undefined ? `, ${fmtBytes(r.bytesMoved)} moved` : ''
       say(`  ${w} ${t}: ${r.ok ? `${r.wallS.toFixed(2)} s${moved}, cpu ${r.cpuS?.toFixed(1)} s${r.sourceCpuS !== undefined ? ` (registries ${r.sourceCpuS.toFixed(1)}${r.destCpuS !== undefined ? ` + ${r.destCpuS.toFixed(1)}` : ''})` : ''}, peak RSS ${fmtBytes(r.peakRssBytes)}` : `FAILED: ${r.reason}`}`)
     }
-    const want = (w: WorkloadName) => wantedWorkloads.includes(w)
-
     /** Aggregates the rounds done so far and writes the results (after every round: a run cut short still reports). */
     const report = async (roundsDone: number, upgrade?: UpgradeBenchResult, partial = false): Promise<void> => {
       if (warming) return
@@ -678,7 +677,7 @@ async function main(): Promise<number> {
         'registry-to-registry-wan': plan1.uniqueBytes, 'registry-to-registry-ggcr': plan1.uniqueBytes, 'registry-to-registry-https': plan1.uniqueBytes, 'registry-to-registry-https-wan': plan1.uniqueBytes, 'archive-write': plan1.uniqueBytes, 'archive-write-durable': plan1.uniqueBytes, 'archive-read': plan1.uniqueBytes,
         'archive-write-wan': plan1.uniqueBytes, 'archive-write-https-wan': plan1.uniqueBytes,
       }
-      const workloads: WorkloadResult[] = WORKLOADS.filter(want).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
+      const workloads: WorkloadResult[] = WORKLOADS.filter((w) => want(w)).map((w) => ({...summarize(w, records.get(w)!, needed[w]), measured_at: machine.date}))
       // a run of some workloads keeps the others from the results it replaces, so runs of parts add up
       // (only results of the same platform: the same scale and unique bytes)
       const found = flags.quick || flags['no-merge'] ? undefined : await previousResults()
@@ -763,7 +762,7 @@ async function main(): Promise<number> {
       warming = round < 0
       const order = warming ? [tools.includes('floor') ? 'floor' as const : tools[0]!] : rotate(tools, round)
       say(warming ? `warm-up (not counted): ${order[0]}` : `round ${round + 1} of ${rounds}: ${order.join(', ')}`)
-      if (want('registry-to-registry') || want('nothing-to-move') || want('patch')) {
+      if (want('registry-to-registry', 'nothing-to-move', 'patch')) {
         for (const t of order) {
           const d = await freshDest(workDir, ca, `r${round}-${t}-loopback`)
           try {
@@ -849,7 +848,7 @@ async function main(): Promise<number> {
         }
         await report(round, undefined, true)
       }
-      if (want('archive-write') || want('archive-read')) {
+      if (want('archive-write', 'archive-read')) {
         for (const t of order) {
           const dir = join(workDir, 'runs', `r${round}-${t}-archive`)
           const fp = join(dir, 'floor-archive.json')
