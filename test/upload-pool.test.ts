@@ -72,7 +72,7 @@ describe('upload pool', () => {
     await Promise.all([...done, ...small])
   })
 
-  it('starts with fewer layers when told, and widens one at a time up to n, small blobs unaffected', async () => {
+  it('starts with fewer layers when told, and widens to a width up to n, small blobs unaffected', async () => {
     const h = harness()
     const pool = uploadPool(3, {start: 1})
     const big = [50, 40, 30, 20].map((mib, i) => pool(mib * MiB, h.task(`b${i}`)))
@@ -81,10 +81,12 @@ describe('upload pool', () => {
     expect([...h.running].sort()).toEqual(['b0', 's0', 's1'])
     const lane = () => ({running: pool.layers.running, waiting: pool.layers.waiting, width: pool.layers.width})
     expect(lane()).toEqual({running: 1, waiting: 3, width: 1})
-    pool.widen()
+    pool.widenTo(2)
     expect([...h.running].sort()).toEqual(['b0', 'b1', 's0', 's1'])
-    pool.widen()
-    pool.widen()
+    // never narrower than it is
+    pool.widenTo(1)
+    expect(lane()).toEqual({running: 2, waiting: 2, width: 2})
+    pool.widenTo(5)
     // never past n
     expect(lane()).toEqual({running: 3, waiting: 1, width: 3})
     for (const n of ['s0', 's1', 'b0', 'b1', 'b2', 'b3']) await h.finish(n)

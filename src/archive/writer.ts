@@ -270,7 +270,7 @@ export async function createArchiveSink(file: string, opts: ArchiveSinkOptions):
     const {running, waiting, width} = pool.layers
     const bytes = paced
     paced = 0
-    for (let more = writersWanted({running, waiting, width, most, bytes, ms: PACE_MS}) - width; more > 0; more--) pool.widen()
+    pool.widenTo(writersWanted({running, waiting, width, most, bytes, ms: PACE_MS}))
   }
   const stopPacing = () => {
     if (pacer) clearInterval(pacer)

@@ -317,7 +317,7 @@ export function createExecutor(source: ImageSource, sink: ImageSink, opts: Execu
   const reading = new Set<Readable>()
 
   const run = async (plan: Plan): Promise<RelocationSummary> => {
-    for (let i = 0; i < sink.concurrency; i++) uploads.widen()
+    uploads.widenTo(sink.concurrency)
     summary.images = plan.roots.length
     summary.uniqueBytes = plan.uniqueBytes
     atDestination = plan.atDestination ?? atDestination

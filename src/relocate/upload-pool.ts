@@ -9,8 +9,8 @@ export interface UploadPool {
   <T>(size: number, task: () => Promise<T>): Promise<T>
   /** the layers' lane: running, waiting, and how many may run (small blobs always have `n`) */
   readonly layers: {readonly running: number; readonly waiting: number; readonly width: number}
-  /** one more layer at once, up to `n` */
-  widen(): void
+  /** up to `width` layers at once (never fewer than now, nor more than `n`) */
+  widenTo(width: number): void
 }
 
 /**
@@ -25,7 +25,7 @@ export interface UploadPoolOptions {
   bySize?: boolean
   /** start nothing until the tasks given in the same turn are all in (they then start largest first) */
   gather?: boolean
-  /** layers at once to begin with (default `n`); widen() adds one at a time up to `n` */
+  /** layers at once to begin with (default `n`); widenTo() lets more run, up to `n` */
   start?: number
 }
 
@@ -38,8 +38,8 @@ export function uploadPool(n: number, o: UploadPoolOptions = {}): UploadPool {
   const run = <T>(size: number, task: () => Promise<T>): Promise<T> => (size < SMALL_BLOB_BYTES ? small(task) : layers(task, bySize ? size : 0))
   return Object.assign(run, {
     layers,
-    widen: () => {
-      if (layers.width < max) layers.widen()
+    widenTo: (width: number) => {
+      while (layers.width < Math.min(width, max)) layers.widen()
     },
   })
 }
