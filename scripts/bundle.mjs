@@ -1,31 +1,29 @@
-// `npm run build`, after tsc: bundles the CLI (oclif's entry and every command) with esbuild
-// over tsc's per-module output in dist/. Start-up loads a few files instead of ~300 modules
-// (oclif alone is ~150 CommonJS files): `kpi relocate` with nothing to move went from
-// 0.83-0.94 to 0.63-0.69 CPU-s. Shared code goes into dist/chunks/ (one oclif instance for the
-// entry and the commands); each command loads only the chunks it imports. tsc's output stays
-// for the programs kpi spawns (dist/cli/sandbox-*.js) and for anything importing dist/ modules.
-// undici is loaded at run time by src/oci/undici.ts (createRequire), the Kubernetes client
-// stays external (its optional dependencies are resolved at run time).
-import {readdirSync, rmSync, statSync} from 'node:fs'
-import {join} from 'node:path'
+// `npm run build`, after tsc: bundles the CLI (oclif and every command, src/cli/entry.ts) with
+// esbuild into one CommonJS file, dist/kpi.cjs. Start-up loads one file instead of ~300 modules
+// (oclif alone is ~150 CommonJS files): `kpi relocate` with nothing to move went from 0.83-0.94 to
+// 0.63-0.69 CPU-s. CommonJS, not an ES module, because Node 20 compiles only scripts with V8's code
+// cache: bin/run.js compiles this file with the cache a previous run left (bin/code-cache.js),
+// which takes the first request of a relocation with nothing to move from about 215 to 160 ms.
+// One file, not chunks: a CommonJS bundle cannot be split; what a command imports on demand is
+// still evaluated on demand (esbuild wraps it), and V8 compiles a function only when it first runs.
+// tsc's output stays for the programs kpi spawns (dist/cli/sandbox-*.js) and for anything
+// importing dist/ modules. undici is loaded at run time by src/oci/undici.ts (createRequire), the
+// Kubernetes client stays external (an ES module only, imported; its optional dependencies are
+// resolved at run time).
+import {readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {init, parse} from 'es-module-lexer'
 import {build} from 'esbuild'
 
-const ts = (dir) => readdirSync(dir).flatMap((f) => {
-  const p = join(dir, f)
-  return statSync(p).isDirectory() ? ts(p) : f.endsWith('.ts') ? [p] : []
-})
-
-// chunks are named by content hash: the last build's must not pile up
+// what the ES module bundles of earlier builds left
 rmSync('dist/chunks', {recursive: true, force: true})
 
+const out = 'dist/kpi.cjs'
 await build({
-  entryPoints: ['src/cli/entry.ts', ...ts('src/commands')],
+  entryPoints: {kpi: 'src/cli/entry.ts'},
   outdir: 'dist',
-  outbase: 'src',
-  chunkNames: 'chunks/[name]-[hash]',
+  outExtension: {'.js': '.cjs'},
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   sourcemap: true,
@@ -36,7 +34,24 @@ await build({
   minifyWhitespace: true,
   minifySyntax: true,
   external: ['@kubernetes/client-node'],
-  // CommonJS dependencies inside an ES module bundle still call require()
-  banner: {js: "import {createRequire as __kpiRequire} from 'node:module'; const require = __kpiRequire(import.meta.url);"},
+  // modules find kpi's files from their own URL (src/package-root.ts): here, the bundle's
+  define: {'import.meta.url': '__kpiModuleUrl'},
+  banner: {js: 'var __kpiModuleUrl=require("node:url").pathToFileURL(__filename).href;'},
   logLevel: 'warning',
 })
+
+// Node 20 loses a script's dynamic import callback when V8 compiles it from a code cache (every
+// import() then fails with ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), so the bundle's import()
+// expressions (the Kubernetes client, the values validator, oclif loading an ES module plugin)
+// call a function bin/code-cache.js hands in instead, whose own import() Node compiled. Found by
+// a lexer, not a pattern: "import(" also appears in strings. Same length, so the source map holds.
+await init
+let code = readFileSync(out, 'utf8')
+if (code.includes('__kImp')) throw new Error(`${out} already names __kImp, the name bin/code-cache.js gives its import`)
+const [imports] = parse(code)
+const dynamic = imports.filter((i) => i.d > -1).sort((a, b) => b.ss - a.ss)
+for (const {ss} of dynamic) {
+  if (code.slice(ss, ss + 6) !== 'import') throw new Error(`${out}: no import() at ${ss}`)
+  code = `${code.slice(0, ss)}__kImp${code.slice(ss + 6)}`
+}
+writeFileSync(out, code)

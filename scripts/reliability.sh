@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .run/reliability
 export KPI_RELIABILITY_LEDGER="$PWD/.run/reliability/ledger.jsonl"
 rm -f "$KPI_RELIABILITY_LEDGER"
-[ -f dist/commands/relocate.js ] || npm run --silent build || exit $?
+[ -f dist/kpi.cjs ] || npm run --silent build || exit $?
 npx vitest run --project reliability "$@"
 code=$?
 node scripts/reliability-summary.cjs

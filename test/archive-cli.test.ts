@@ -33,7 +33,7 @@ let file: string
 beforeAll(async () => {
   // the CLI runs from dist/ (npm test builds it first; alone, run npm run build): never rebuilt
   // here, where other test files run it at the same time
-  expect(existsSync(join(root, 'dist/commands/tar/inspect.js')), 'npm run build first').toBe(true)
+  expect(existsSync(join(root, 'dist/kpi.cjs')), 'npm run build first').toBe(true)
   dir = await mkdtemp(join(tmpdir(), 'kpi-archive-cli-'))
   const layout = join(dir, 'layout')
   const v1 = await generateSample({version: 'v1', layoutDir: layout})

@@ -198,7 +198,7 @@ describe('kpi bundle lint', () => {
   beforeAll(async () => {
     // the CLI runs from dist/ (npm test builds it first; alone, run npm run build): never rebuilt
     // here, where other test files run it at the same time
-    expect(existsSync(join(root, 'dist/commands/bundle/lint.js')), 'npm run build first').toBe(true)
+    expect(existsSync(join(root, 'dist/kpi.cjs')), 'npm run build first').toBe(true)
   }, 300_000)
 
   it('prints a summary for a valid bundle', async () => {

@@ -6,7 +6,7 @@
  * process, a pod that is deleted (a rollout replacing it, a scale-down) stops its process, a
  * process that exits is started again after a pause, as a kubelet restarts a container.
  */
-import {CoreV1Api, KubeConfig, Watch, type V1Pod} from '@kubernetes/client-node'
+import type {V1Pod} from '@kubernetes/client-node'
 import {appendFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {startPodProcess, type PodBinary, type PodProc} from './podproc.js'
@@ -78,6 +78,8 @@ function runnable(pod: V1Pod): boolean {
 }
 
 export async function startPodRunner(o: PodRunnerOptions): Promise<PodRunner> {
+  // imported, not required: the client is an ES module only, and kpi's CLI is one CommonJS bundle
+  const {CoreV1Api, KubeConfig, Watch} = await import('@kubernetes/client-node')
   const kc = new KubeConfig()
   kc.loadFromFile(o.kubeconfig)
   const core = kc.makeApiClient(CoreV1Api)

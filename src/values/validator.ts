@@ -53,4 +53,4 @@ export async function writeGenerated(file = fileURLToPath(GENERATED)): Promise<s
   return file
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await writeGenerated()
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void writeGenerated()
