@@ -21,7 +21,6 @@ const Module = require('node:module')
 const {homedir} = require('node:os')
 const {dirname, join} = require('node:path')
 const {setFlagsFromString} = require('node:v8')
-const {pathToFileURL} = require('node:url')
 const vm = require('node:vm')
 
 // help and version run none of a command's own functions: a cache written after them would be
@@ -70,7 +69,8 @@ function commandKey(argv) {
 function loadWithCodeCache(file, {argv = process.argv, env = process.env, v8Flags = []} = {}) {
   const setFlags = () => v8Flags.forEach((f) => setFlagsFromString(f))
   setFlags()
-  const importFromBundle = (specifier) => import(specifier.startsWith('.') ? pathToFileURL(join(dirname(file), specifier)).href : specifier)
+  // the bundle imports file URLs and package names only, which resolve the same from here
+  const importFromBundle = (specifier) => import(specifier)
   // Node's own loader maps the stack traces KPI_DEBUG prints through the bundle's source map
   // (vm.Script does not); the bundle's import() is then a global
   if (env.KPI_DEBUG) {

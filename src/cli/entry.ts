@@ -14,64 +14,34 @@
  */
 export {execute} from '@oclif/core'
 
-const command = (m: {default: unknown}): unknown => m.default
+type CommandModule = {default: unknown}
 
-export const COMMANDS = {
-  get 'bundle:import-kp'() {
-    return command(require('../commands/bundle/import-kp.js'))
-  },
-  get 'bundle:lint'() {
-    return command(require('../commands/bundle/lint.js'))
-  },
-  get 'bundle:lock'() {
-    return command(require('../commands/bundle/lock.js'))
-  },
-  get 'bundle:push'() {
-    return command(require('../commands/bundle/push.js'))
-  },
-  get demo() {
-    return command(require('../commands/demo.js'))
-  },
-  get diff() {
-    return command(require('../commands/diff.js'))
-  },
-  get history() {
-    return command(require('../commands/history.js'))
-  },
-  get install() {
-    return command(require('../commands/install.js'))
-  },
-  get relocate() {
-    return command(require('../commands/relocate.js'))
-  },
-  get render() {
-    return command(require('../commands/render.js'))
-  },
-  get rollback() {
-    return command(require('../commands/rollback.js'))
-  },
-  get 'sandbox:down'() {
-    return command(require('../commands/sandbox/down.js'))
-  },
-  get 'sandbox:up'() {
-    return command(require('../commands/sandbox/up.js'))
-  },
-  get status() {
-    return command(require('../commands/status.js'))
-  },
-  get 'tar:inspect'() {
-    return command(require('../commands/tar/inspect.js'))
-  },
-  get 'tar:verify'() {
-    return command(require('../commands/tar/verify.js'))
-  },
-  get upgrade() {
-    return command(require('../commands/upgrade.js'))
-  },
-  get 'values:schema'() {
-    return command(require('../commands/values/schema.js'))
-  },
-  get version() {
-    return command(require('../commands/version.js'))
-  },
+/** Each id's loader as a getter: oclif reads `COMMANDS[id]` for the one command it runs. */
+function lazily(loaders: Record<string, () => CommandModule>): Record<string, unknown> {
+  const out = {}
+  for (const [id, load] of Object.entries(loaders)) Object.defineProperty(out, id, {enumerable: true, get: () => load().default})
+  return out
 }
+
+// each require() names its file, which is what lets esbuild bundle it to be evaluated on first use
+export const COMMANDS = lazily({
+  'bundle:import-kp': () => require('../commands/bundle/import-kp.js'),
+  'bundle:lint': () => require('../commands/bundle/lint.js'),
+  'bundle:lock': () => require('../commands/bundle/lock.js'),
+  'bundle:push': () => require('../commands/bundle/push.js'),
+  demo: () => require('../commands/demo.js'),
+  diff: () => require('../commands/diff.js'),
+  history: () => require('../commands/history.js'),
+  install: () => require('../commands/install.js'),
+  relocate: () => require('../commands/relocate.js'),
+  render: () => require('../commands/render.js'),
+  rollback: () => require('../commands/rollback.js'),
+  'sandbox:down': () => require('../commands/sandbox/down.js'),
+  'sandbox:up': () => require('../commands/sandbox/up.js'),
+  status: () => require('../commands/status.js'),
+  'tar:inspect': () => require('../commands/tar/inspect.js'),
+  'tar:verify': () => require('../commands/tar/verify.js'),
+  upgrade: () => require('../commands/upgrade.js'),
+  'values:schema': () => require('../commands/values/schema.js'),
+  version: () => require('../commands/version.js'),
+})
