@@ -4,7 +4,6 @@
  */
 import {Readable} from 'node:stream'
 import {KpiError} from '../errors.js'
-import {doneWith} from './buffer-pool.js'
 import {digestOf} from './digest.js'
 import {formatRepo} from './reference.js'
 import type {RegistryClient, Repo} from './types.js'
@@ -14,10 +13,7 @@ export async function readBlobBytes(client: RegistryClient, repo: Repo, blob: {d
   if (blob.size > max) throw new KpiError('input', `${what}: blob ${formatRepo(repo)}@${blob.digest} is ${blob.size} bytes, more than the ${max} it may have`)
   const chunks: Buffer[] = []
   for await (const c of await client.getBlob(repo, blob.digest, blob.size)) chunks.push(c as Buffer)
-  const bytes = Buffer.concat(chunks)
-  // copied: the buffers the chunks were read into can be read into again
-  for (const c of chunks) doneWith(c)
-  return bytes
+  return Buffer.concat(chunks)
 }
 
 /** Uploads bytes as a blob unless the repository has it; returns its descriptor fields. */

@@ -36,12 +36,6 @@ type View = Buffer & {[kBack]?: Held | (() => void)}
 const free = new Map<number, Buffer[]>()
 let freeBytes = 0
 const counts = {allocated: 0, reused: 0}
-/** buffers allocated per size and not collected: in use, or free */
-const allocatedBySize = new Map<number, number>()
-// a buffer whose view went elsewhere is never given back: collected, it no longer counts
-const collected = new FinalizationRegistry<number>((size) => allocatedBySize.set(size, (allocatedBySize.get(size) ?? 1) - 1))
-/** buffers taken per size, allocated or reused (for tests) */
-const takenBySize = new Map<number, number>()
 
 const release = (h: Held): void => {
   ;(h.buf as Taken)[kHeld] = undefined
@@ -61,21 +55,9 @@ export function takeBuffer(size: number): Buffer {
   } else {
     buf = Buffer.allocUnsafeSlow(size)
     counts.allocated++
-    allocatedBySize.set(size, (allocatedBySize.get(size) ?? 0) + 1)
-    collected.register(buf, size)
   }
-  takenBySize.set(size, (takenBySize.get(size) ?? 0) + 1)
   ;(buf as Taken)[kHeld] = {buf, out: 0}
   return buf
-}
-
-/**
- * Whether takeBuffer(size) can be had without going past `most` buffers of that size: one is
- * free, or fewer were ever allocated (a size that may only be had a few times: wire.ts's large
- * reads).
- */
-export function mayTake(size: number, most: number): boolean {
-  return (free.get(size)?.length ?? 0) > 0 || (allocatedBySize.get(size) ?? 0) < most
 }
 
 /** `view` (of `buf`, from takeBuffer) is handed out: `buf` is read into again only once doneWith(view). */
@@ -117,6 +99,3 @@ export const isPooled = (chunk: Buffer): boolean => (chunk as View)[kBack] !== u
 
 /** Buffers allocated, and taken again after being given back (for tests and measurement). */
 export const poolCounts = (): {allocated: number; reused: number} => ({...counts})
-
-/** Buffers of `size` allocated (and not collected), and taken in all (for tests). */
-export const sizeCounts = (size: number): {allocated: number; taken: number} => ({allocated: allocatedBySize.get(size) ?? 0, taken: takenBySize.get(size) ?? 0})

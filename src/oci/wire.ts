@@ -11,7 +11,7 @@
 import {isIP, connect as netConnect, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
 import {connect as tlsConnect, type ConnectionOptions, type SecureContext} from 'node:tls'
-import {doneWith, handOut, isPooled, mayTake, takeBuffer} from './buffer-pool.js'
+import {doneWith, handOut, isPooled, takeBuffer} from './buffer-pool.js'
 
 export interface WireOptions {
   tls: (host: string) => {secureContext?: SecureContext; rejectUnauthorized: boolean}
@@ -52,20 +52,6 @@ const IDLE_MS = 30_000
  */
 const SLAB_BYTES = 128 * 1024
 const MIN_READ = 64 * 1024
-/**
- * A plain-HTTP socket whose last read filled all it was offered (the sender is ahead: bytes were
- * left waiting in the kernel) reads next into a buffer of LARGE_SLAB_BYTES, while the process has
- * fewer than LARGE_SLABS of them: fewer, larger reads, each a system call, a callback, and a
- * window update the kernel sends back to the registry. An archive write of the benchmark
- * platform, by hand in alternation (4 rounds): 3.69-4.21 s with 8 of them against 3.83-4.62 with
- * none, 0.1-0.4 CPU-s less, peak RSS 90-92 MiB against 87-93. Every socket at 512 KiB took
- * 3.70-4.08 s at 95-98 MiB (1 MiB: 3.32-3.70 s at 111-113 MiB; a registry-to-registry copy at 512
- * KiB, 109-111 MiB against 87-88): a large buffer is held as long as any chunk of it waits
- * downstream, so their number is bounded, not their use. A TLS socket decrypts one record (16 KiB)
- * per read whatever it is offered, so it keeps SLAB_BYTES.
- */
-export const LARGE_SLAB_BYTES = 512 * 1024
-export const LARGE_SLABS = 8
 
 const kRead = Symbol('wire read')
 const kLetGo = Symbol('wire let go of the read buffer')
@@ -98,8 +84,6 @@ export class WireBody extends Readable {
     let n = 0
     for await (const chunk of this) {
       n += (chunk as Buffer).length
-      // read and let go: its buffer can be read into again
-      doneWith(chunk as Buffer)
       if (n > 128 * 1024) {
         this.destroy()
         return
@@ -110,9 +94,7 @@ export class WireBody extends Readable {
   async text(): Promise<string> {
     const parts: Buffer[] = []
     for await (const chunk of this) parts.push(chunk as Buffer)
-    const text = Buffer.concat(parts).toString('utf8')
-    for (const p of parts) doneWith(p)
-    return text
+    return Buffer.concat(parts).toString('utf8')
   }
 }
 
@@ -228,16 +210,13 @@ export function createWire(opts: WireOptions): Wire {
       let current: Buffer | undefined
       let used = 0
       let holding: Buffer | undefined
-      /** what the last read was offered, and whether it filled that (see LARGE_SLAB_BYTES) */
-      let offered = 0
-      let filledAll = false
       const moveOn = (): void => {
         if (holding) doneWith(holding)
         current = holding = undefined
       }
       const next = (): void => {
         moveOn()
-        current = takeBuffer(!secure && filledAll && mayTake(LARGE_SLAB_BYTES, LARGE_SLABS) ? LARGE_SLAB_BYTES : SLAB_BYTES)
+        current = takeBuffer(SLAB_BYTES)
         used = start = 0
         holding = current.subarray(0, 0)
         handOut(holding, current)
@@ -265,17 +244,15 @@ export function createWire(opts: WireOptions): Wire {
       // full collections (175 in one copy, 1.9 s of its 9 CPU-s)
       const onread = {
         buffer: (): Buffer => {
-          if (!current || current.length - used < minRead) {
+          if (!current || SLAB_BYTES - used < minRead) {
             deliver()
             next()
           }
-          offered = current!.length - used
           return current!.subarray(used)
         },
         callback: (n: number): boolean => {
           used += n
-          filledAll = n === offered
-          if (!secure || n < TLS_RECORD || current!.length - used < minRead) return deliver()
+          if (!secure || n < TLS_RECORD || SLAB_BYTES - used < minRead) return deliver()
           if (!later) {
             later = true
             setImmediate(deliverLater)
