@@ -49,7 +49,10 @@ function readWhole(file) {
   }
 }
 
-/** Where caches go (beside kpi's other caches: $KPI_CACHE_DIR, else ~/.cache/kpi), or undefined. */
+/**
+ * Where caches go, or undefined: code-cache in kpi's cache directory ($KPI_CACHE_DIR, else
+ * $XDG_CACHE_HOME/kpi, else ~/.cache/kpi: src/cache-dir.ts's rule, which this file runs before)
+ */
 function cacheDir(env) {
   if (env.KPI_CODE_CACHE === 'off') return undefined
   return join(env.KPI_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kpi'), 'code-cache')
@@ -132,4 +135,4 @@ function writeCache(data, dir, cacheFile, stem) {
   } catch {}
 }
 
-module.exports = {loadWithCodeCache, commandKey}
+module.exports = {loadWithCodeCache, commandKey, cacheDir}

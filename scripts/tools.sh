@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the third-party tools kpi's tests, demo and benchmarks run, from Go modules (never prebuilt
-# binaries), into ~/.cache/kpi/<tool>-<version>/bin/<tool>. A tool already there is skipped, so a warm
+# binaries), into <cache>/<tool>-<version>/bin/<tool>. A tool already there is skipped, so a warm
 # machine passes through in a moment. Versions are pinned in tools/versions.env (src/sandbox/tools.ts
 # reads the same file).
 #
@@ -16,6 +16,7 @@
 #                                          # minimal blob copier), kapp, helm (4), regctl, oras
 #   bash scripts/tools.sh peers            # testpeers and benchpeers
 #   bash scripts/tools.sh crane kpack      # single tools by name
+#   bash scripts/tools.sh where            # prints the cache directory, builds nothing
 #
 # Each tool comes from `go install MODULE@VERSION` through the Go module proxy when the proxy serves it.
 # The proxy this project may reach refuses kpack, kpack-cli, cert-injection-webhook, imgpkg and kapp;
@@ -23,12 +24,12 @@
 # beside the checkout, see its README), unpacked into a temporary directory under the cache and removed
 # after the build. Sources never enter the repository.
 #
-# KPI_CACHE_DIR overrides ~/.cache/kpi. Cold builds of Kubernetes and kpack take many minutes on 2 cores.
+# The cache is $KPI_CACHE_DIR, else $XDG_CACHE_HOME/kpi, else ~/.cache/kpi (src/cache-dir.ts's rule). Cold builds of Kubernetes and kpack take many minutes on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tools/versions.env
 . "$root/tools/versions.env"
-cache=${KPI_CACHE_DIR:-$HOME/.cache/kpi}
+cache=${KPI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kpi}
 
 upstream=${KPI_UPSTREAM_DIR:-$root/../shared/upstream}
 
@@ -308,6 +309,7 @@ groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=("${groups_all[@]}")
 for g in "${groups[@]}"; do
   case $g in
+    where) echo "$cache"; exit 0 ;; # the cache directory, nothing built
     controlplane) for t in "${tools_controlplane[@]}"; do ensure "$t"; done ;;
     platform) for t in "${tools_platform[@]}"; do ensure "$t"; done ;;
     testpeers) for t in "${tools_testpeers[@]}"; do ensure "$t"; done ;;

@@ -8,9 +8,9 @@
  */
 import {createHash, randomUUID} from 'node:crypto'
 import {mkdir, open, readFile, rename, unlink} from 'node:fs/promises'
-import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {END_OF_ARCHIVE, entryHeader, paddingBytes} from '../archive/tar.js'
+import {kpiCacheDir} from '../cache-dir.js'
 import {MediaTypes} from '../oci/index.js'
 import {storedGzip} from './gzip.js'
 import {blobDir, blobPath, ensureLayout, exists, writeAtomic} from './layout.js'
@@ -56,15 +56,12 @@ export interface LayerBlob {
 export interface LayerOptions {
   /**
    * Where to remember spec -> digest so an existing blob is reused without regenerating it;
-   * default `$KPI_CACHE_DIR/imagegen` or `~/.cache/kpi/imagegen`. `false`: always generate.
+   * default `imagegen` in kpi's cache directory (src/cache-dir.ts). `false`: always generate.
    */
   cacheDir?: string | false
 }
 
-export function defaultCacheDir(): string {
-  const base = process.env.KPI_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'kpi')
-  return join(base, 'imagegen')
-}
+export const defaultCacheDir = (): string => join(kpiCacheDir(), 'imagegen')
 
 interface Entry {
   path: string

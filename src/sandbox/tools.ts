@@ -1,13 +1,13 @@
 /**
- * Where the Go-built tools that scripts/tools.sh caches live: ~/.cache/kpi/<tool>-<version>/bin/<tool>
- * (KPI_CACHE_DIR overrides ~/.cache/kpi), with versions from tools/versions.env, the one file both
+ * Where the Go-built tools that scripts/tools.sh caches live: <cache>/<tool>-<version>/bin/<tool>
+ * in kpi's cache directory (src/cache-dir.ts: ~/.cache/kpi by default), with versions from tools/versions.env, the one file both
  * the script and this module read. Two tools hold several binaries in one cache dir: kpack, one dir
  * per version (kpack-<version>/bin/{controller,webhook}), and cert-injection-webhook
  * (bin/{webhook,setup-ca-certs}).
  */
 import {accessSync, constants, readFileSync} from 'node:fs'
-import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
+import {kpiCacheDir} from '../cache-dir.js'
 import {KpiError} from '../errors.js'
 import {packageRoot} from '../package-root.js'
 
@@ -79,9 +79,7 @@ export function toolVersions(): Record<string, string> {
   return out
 }
 
-export function toolsCacheDir(): string {
-  return process.env.KPI_CACHE_DIR || join(homedir(), '.cache', 'kpi')
-}
+export const toolsCacheDir = (): string => kpiCacheDir()
 
 export function toolVersion(name: ToolName): string | undefined {
   return toolVersions()[versionKey[name]]
