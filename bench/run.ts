@@ -34,6 +34,7 @@ import {existsSync} from 'node:fs'
 import {access, constants, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
+import {kpiCacheDir} from '../src/cache-dir.js'
 import {createRegistryClient} from '../src/oci/index.js'
 import type {RelocationSummary} from '../src/relocate/execute.js'
 import {planImages, type Plan} from '../src/relocate/plan.js'
@@ -42,7 +43,7 @@ import {bundleRoots} from '../src/relocate/relocate.js'
 import {startGgcrRegistry} from '../src/sandbox/ggcr-registry.js'
 import {makeCA, type CA} from '../src/sandbox/pki.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
-import {toolsCacheDir, toolVersion, toolVersions} from '../src/sandbox/tools.js'
+import {toolVersion, toolVersions} from '../src/sandbox/tools.js'
 import {writeFloorPlan} from './lib/floor-plan.js'
 import {fmtBytes, fmtMs, markdownHead} from './lib/format.js'
 import {fmtLoad, formatMachineFacts, machineFacts, type MachineFacts} from './lib/machine.js'
@@ -167,7 +168,7 @@ function exec(cmd: string, args: string[]): Promise<string> {
 }
 
 const cachedBinary = (name: string, version: string | undefined): string | undefined =>
-  version ? join(toolsCacheDir(), `${name}-${version}`, 'bin', name) : undefined
+  version ? join(kpiCacheDir(), `${name}-${version}`, 'bin', name) : undefined
 
 /** Where scripts/tools.sh puts each peer, with the versions.env key of its version. */
 const peerKeys: Partial<Record<ToolId, [string, string]>> = {
@@ -201,7 +202,7 @@ async function ensureTools(): Promise<void> {
     for (const [tool, key] of UPGRADE_TOOLS) if (v[key] && !(await executable(cachedBinary(tool, v[key])))) missing.push(tool)
   }
   if (missing.length === 0 || flags['no-build']) return
-  say(`building ${missing.join(', ')} with scripts/tools.sh (once; cached in ${toolsCacheDir()})`)
+  say(`building ${missing.join(', ')} with scripts/tools.sh (once; cached in ${kpiCacheDir()})`)
   await new Promise<void>((resolve, reject) => {
     const child = spawn('bash', [join(REPO_ROOT, 'scripts', 'tools.sh'), ...missing], {stdio: ['ignore', 'inherit', 'inherit']})
     child.once('error', reject)

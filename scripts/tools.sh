@@ -24,7 +24,8 @@
 # beside the checkout, see its README), unpacked into a temporary directory under the cache and removed
 # after the build. Sources never enter the repository.
 #
-# The cache is $KPI_CACHE_DIR, else $XDG_CACHE_HOME/kpi, else ~/.cache/kpi (src/cache-dir.ts's rule). Cold builds of Kubernetes and kpack take many minutes on 2 cores.
+# The cache is $KPI_CACHE_DIR, else $XDG_CACHE_HOME/kpi, else ~/.cache/kpi (src/cache-dir.ts's rule).
+# Cold builds of Kubernetes and kpack take many minutes on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tools/versions.env

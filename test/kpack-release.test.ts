@@ -14,7 +14,8 @@ import {describe, expect, it} from 'vitest'
 import {parseAllDocuments} from 'yaml'
 import {renderPlatform} from '../src/render/render.js'
 import type {KubeObject} from '../src/render/types.js'
-import {kpackVersions, toolsCacheDir} from '../src/sandbox/tools.js'
+import {kpiCacheDir} from '../src/cache-dir.js'
+import {kpackVersions} from '../src/sandbox/tools.js'
 import {lock17, values} from './fixtures/render/helpers.js'
 
 // kpack's YAML as parsed: any shape, read field by field
@@ -22,7 +23,7 @@ type Obj = KubeObject & Record<string, any>
 interface Rule {apiGroups?: string[]; resources?: string[]; resourceNames?: string[]; verbs: string[]; nonResourceURLs?: string[]}
 
 async function kpackRelease(version: string): Promise<Obj[]> {
-  const dir = join(toolsCacheDir(), `kpack-${version}`, 'config')
+  const dir = join(kpiCacheDir(), `kpack-${version}`, 'config')
   if (!existsSync(join(dir, 'controller.yaml'))) throw new Error(`no kpack ${version} release config in ${dir}: run bash scripts/tools.sh platform`)
   const out: Obj[] = []
   for (const f of (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort()) {

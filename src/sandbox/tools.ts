@@ -1,9 +1,9 @@
 /**
  * Where the Go-built tools that scripts/tools.sh caches live: <cache>/<tool>-<version>/bin/<tool>
- * in kpi's cache directory (src/cache-dir.ts: ~/.cache/kpi by default), with versions from tools/versions.env, the one file both
- * the script and this module read. Two tools hold several binaries in one cache dir: kpack, one dir
- * per version (kpack-<version>/bin/{controller,webhook}), and cert-injection-webhook
- * (bin/{webhook,setup-ca-certs}).
+ * in kpi's cache directory (src/cache-dir.ts: ~/.cache/kpi by default), with versions from
+ * tools/versions.env, the one file both the script and this module read. Two tools hold several
+ * binaries in one cache dir: kpack, one dir per version (kpack-<version>/bin/{controller,webhook}),
+ * and cert-injection-webhook (bin/{webhook,setup-ca-certs}).
  */
 import {accessSync, constants, readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
@@ -79,15 +79,13 @@ export function toolVersions(): Record<string, string> {
   return out
 }
 
-export const toolsCacheDir = (): string => kpiCacheDir()
-
 export function toolVersion(name: ToolName): string | undefined {
   return toolVersions()[versionKey[name]]
 }
 
 /** `<cache>/<tool>-<version>/bin/<binary>` when it is executable; else KpiError('not-found'). */
 function cachedBinary(tool: string, version: string, binary: string): string {
-  const path = join(toolsCacheDir(), `${tool}-${version}`, 'bin', binary)
+  const path = join(kpiCacheDir(), `${tool}-${version}`, 'bin', binary)
   try {
     accessSync(path, constants.X_OK)
   } catch {
