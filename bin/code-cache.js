@@ -16,7 +16,7 @@
  * loads the bundle without it.
  */
 const {createHash} = require('node:crypto')
-const {closeSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, writeFileSync} = require('node:fs')
+const {closeSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync} = require('node:fs')
 const Module = require('node:module')
 const {homedir} = require('node:os')
 const {dirname, join} = require('node:path')
@@ -121,6 +121,14 @@ function loadWithCodeCache(file, {argv = process.argv, env = process.env, v8Flag
   return m.exports
 }
 
+const mtimeOf = (file) => {
+  try {
+    return statSync(file).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
 /** Written whole under another name, then renamed: a kpi starting meanwhile reads all or none. */
 function writeCache(data, dir, cacheFile, stem) {
   try {
@@ -128,10 +136,14 @@ function writeCache(data, dir, cacheFile, stem) {
     const tmp = `${cacheFile}.${process.pid}.tmp`
     writeFileSync(tmp, data)
     renameSync(tmp, cacheFile)
-    // the same command's caches for other builds of kpi
-    for (const f of readdirSync(dir)) {
-      if (f.startsWith(stem) && join(dir, f) !== cacheFile && f.endsWith('.v8')) rmSync(join(dir, f), {force: true})
-    }
+    // the same command's caches for other builds of kpi, but the newest of them: two installs used
+    // in turn (a global kpi and a project's, a benchmark's build and its base) would otherwise
+    // remove each other's at every run, and every run would compile everything and write it again
+    const others = readdirSync(dir)
+      .filter((f) => f.startsWith(stem) && f.endsWith('.v8') && join(dir, f) !== cacheFile)
+      .map((f) => ({f, at: mtimeOf(join(dir, f))}))
+      .sort((a, b) => b.at - a.at)
+    for (const {f} of others.slice(1)) rmSync(join(dir, f), {force: true})
   } catch {}
 }
 

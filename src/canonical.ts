@@ -16,3 +16,11 @@ export function canonical<T>(v: T): T {
   }
   return v
 }
+
+/**
+ * Orders strings by UTF-16 code unit, as Array.prototype.sort does: the same order on every machine
+ * and Node (localeCompare follows ICU's collation, which changes with its version and locale, so a
+ * bundle artifact's digest or a lock's order could too), and no ICU collation data loaded (about 3
+ * MiB of RSS and 20 ms of a start).
+ */
+export const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)

@@ -2,11 +2,12 @@
  * How the CLI starts: src/cli/entry.ts lists every command under the id oclif would give its
  * file in src/commands/, and bin/run.js compiles the bundle (dist/kpi.cjs) with V8's code cache
  * (bin/code-cache.js): written after a successful run that found none, used by the next, replaced
- * when V8 refuses it, never written after help or a failure, and off with KPI_CODE_CACHE=off.
+ * when V8 refuses it, kept beside the newest cache of another build, never written after help or a
+ * failure, and off with KPI_CODE_CACHE=off.
  * Run `npm run build` first.
  */
 import {existsSync} from 'node:fs'
-import {mkdtemp, readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readdir, readFile, stat, utimes, writeFile} from 'node:fs/promises'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {join, relative, sep} from 'node:path'
@@ -100,6 +101,27 @@ describe('the code cache', () => {
     const at = (await stat(file)).mtimeMs
     expect((await kpi(['version'], env())).code).toBe(0)
     expect((await stat(file)).mtimeMs).toBe(at)
+  })
+
+  it("keeps the newest cache of another build of kpi beside its own, and removes older ones", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpi-code-cache-builds-'))
+    const cc = join(dir, 'code-cache')
+    await mkdir(cc)
+    // two other builds' caches of the same command (one of another command), the older an hour older
+    const stem = `${process.version}-${process.arch}-version-`
+    const [older, newer, render] = [`${stem}000000000000000a.v8`, `${stem}000000000000000b.v8`, `${process.version}-${process.arch}-render-000000000000000a.v8`]
+    for (const f of [older, newer, render]) await writeFile(join(cc, f), 'x')
+    const hourAgo = new Date(Date.now() - 3600_000)
+    await utimes(join(cc, older), hourAgo, hourAgo)
+    expect((await kpi(['version'], {KPI_CACHE_DIR: dir})).code).toBe(0)
+    const left = (await readdir(cc)).sort()
+    expect(left).toHaveLength(3)
+    expect(left).toContain(newer)
+    expect(left).toContain(render)
+    expect(left).not.toContain(older)
+    // this build's, written: two builds used in turn each keep theirs
+    const own = left.find((f) => f !== newer && f !== render)!
+    expect(own).toMatch(new RegExp(`^${stem}[0-9a-f]{16}\\.v8$`))
   })
 
   it("is made under kpi's V8 flags even when a Worker has run (NODE_ENV=test starts one)", async () => {

@@ -14,6 +14,7 @@
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {CommandSpec} from './measure.js'
+import {kpiCacheDir} from '../../src/cache-dir.js'
 
 /** Per-image peers run this many images at once. */
 export const PEER_PARALLEL = 4
@@ -103,7 +104,12 @@ async function skopeoCertDir(job: Job, caFile: string): Promise<string> {
   return dir
 }
 
-const kpiEnv = (job: Job, d?: Dest): Record<string, string> => ({NO_COLOR: '1', CI: 'true', ...(job.srcCaFile ? {} : {KPI_PLAIN_HTTP: job.srcHost}), ...(d ? {DOCKER_CONFIG: d.dockerConfigDir} : {})})
+/**
+ * kpi-base keeps its code cache (bin/code-cache.js) apart: a build before 2026-12-07 removed every
+ * other build's cache of a command when it wrote its own, so two builds measured in turn each
+ * started without one
+ */
+const kpiEnv = (tool: 'kpi' | 'kpi-base', job: Job, d?: Dest): Record<string, string> => ({NO_COLOR: '1', CI: 'true', ...(job.srcCaFile ? {} : {KPI_PLAIN_HTTP: job.srcHost}), ...(d ? {DOCKER_CONFIG: d.dockerConfigDir} : {}), ...(tool === 'kpi-base' ? {KPI_CACHE_DIR: join(kpiCacheDir(process.env), 'kpi-base')} : {})})
 const pool = (specs: CommandSpec[]): Step => ({kind: 'pool', specs, concurrency: PEER_PARALLEL})
 
 /** Registry to registry: every image of the job into `d` under `bench/`. */
@@ -111,7 +117,7 @@ export async function copyStep(tool: ToolId, p: ToolPaths, job: Job, d: Dest): P
   switch (tool) {
     case 'kpi':
     case 'kpi-base':
-      return {kind: 'one', spec: {label: `${tool} relocate`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, `${tool}-lock.yaml`), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
+      return {kind: 'one', spec: {label: `${tool} relocate`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, `${tool}-lock.yaml`), '--ca-cert', d.caFile, '--json'], env: kpiEnv(tool, job, d)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor copy', cmd: p.floor!, args: ['copy', '-plan', job.floorPlan, ...(job.floorArgs ?? [])]}}
     case 'imgpkg':
@@ -148,7 +154,7 @@ export async function toArchiveStep(tool: ToolId, p: ToolPaths, job: Job): Promi
   switch (tool) {
     case 'kpi':
     case 'kpi-base':
-      return {kind: 'one', spec: {label: `${tool} relocate --to-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-tar', out, ...(job.srcCaFile ? ['--ca-cert', job.srcCaFile] : []), '--json'], env: kpiEnv(job)}}
+      return {kind: 'one', spec: {label: `${tool} relocate --to-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '-b', job.bundleDir, '--to-tar', out, ...(job.srcCaFile ? ['--ca-cert', job.srcCaFile] : []), '--json'], env: kpiEnv(tool, job)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor write-tar', cmd: p.floor!, args: ['write-tar', '-plan', job.floorPlan, '-out', out, ...(job.floorArgs ?? [])]}}
     case 'imgpkg':
@@ -174,7 +180,7 @@ export async function fromArchiveStep(tool: ToolId, p: ToolPaths, job: Job, d: D
   switch (tool) {
     case 'kpi':
     case 'kpi-base':
-      return {kind: 'one', spec: {label: `${tool} relocate --from-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '--from-tar', from, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, `${tool}-lock-from-tar.yaml`), '--ca-cert', d.caFile, '--json'], env: kpiEnv(job, d)}}
+      return {kind: 'one', spec: {label: `${tool} relocate --from-tar`, cmd: p.node, args: [kpiBin(tool, p), 'relocate', '--from-tar', from, '--to-repo', `${d.host}/${PREFIX}`, '--lock-output', join(job.workDir, `${tool}-lock-from-tar.yaml`), '--ca-cert', d.caFile, '--json'], env: kpiEnv(tool, job, d)}}
     case 'floor':
       return {kind: 'one', spec: {label: 'floor read-tar', cmd: p.floor!, args: ['read-tar', '-plan', job.floorPlan, '-in', from]}}
     case 'imgpkg':

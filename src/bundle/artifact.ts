@@ -10,6 +10,7 @@ import {dirname, join, normalize, sep} from 'node:path'
 import {gunzipSync, gzipSync} from 'node:zlib'
 import {BLOCK, END_OF_ARCHIVE, entryHeader, isZeroBlock, paddedSize, paddingBytes, parseHeader, parsePax} from '../archive/tar.js'
 import type {BundleFile} from '../archive/bundle-files.js'
+import {byCodeUnit} from '../canonical.js'
 import {KpiError} from '../errors.js'
 import {pushBlobBytes, readBlobBytes, digestOf, formatImage, MediaTypes, type ImageManifest, type RegistryClient, type Repo} from '../oci/index.js'
 import {BUNDLE_FILE} from './load.js'
@@ -28,7 +29,7 @@ export interface BundleArtifact {
 
 function tarOf(files: BundleFile[]): Buffer {
   const parts: Buffer[] = []
-  for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) {
+  for (const f of [...files].sort((a, b) => byCodeUnit(a.path, b.path))) {
     parts.push(entryHeader(f.path, f.bytes.length), f.bytes, paddingBytes(f.bytes.length))
   }
   parts.push(END_OF_ARCHIVE)

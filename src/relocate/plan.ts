@@ -4,6 +4,7 @@
  * lists them children first, so an executor that follows it never pushes a manifest before
  * what it refers to.
  */
+import {byCodeUnit} from '../canonical.js'
 import {isKpiError, KpiError} from '../errors.js'
 import {type Descriptor, type FetchedManifest, formatRepo, type ImageIndex, type ImageManifest, isIndexMediaType, type Repo} from '../oci/index.js'
 import type {ImageSource} from './endpoints.js'
@@ -159,7 +160,7 @@ export async function planImages(source: ImageSource, roots: PlanRoot[], opts: P
   )
   let uniqueBytes = 0
   for (const b of blobs.values()) uniqueBytes += b.size
-  return {roots: [...roots].sort((a, b) => a.path.localeCompare(b.path)), manifests: ordered, blobs, uniqueBytes, ...(missing.size ? {missing: [...missing]} : {}), ...(atDestination.size ? {atDestination} : {})}
+  return {roots: [...roots].sort((a, b) => byCodeUnit(a.path, b.path)), manifests: ordered, blobs, uniqueBytes, ...(missing.size ? {missing: [...missing]} : {}), ...(atDestination.size ? {atDestination} : {})}
 }
 
 export function platformName(d: Descriptor): string {

@@ -7,6 +7,7 @@
  */
 import type {Bundle, LoadedBundle} from '../bundle/types.js'
 import {bundleImages, mapBundleImages} from '../bundle/images.js'
+import {byCodeUnit} from '../canonical.js'
 import {KpiError} from '../errors.js'
 import {parseReference, type Descriptor, type RegistryClient, type Repo} from '../oci/index.js'
 import {noProgress, type OnEvent} from '../progress/events.js'
@@ -135,7 +136,7 @@ export function lockFor(bundle: Bundle, roots: PlanRoot[]): Bundle {
     origins[to] = bundle.origins?.[ref] ?? ref
     return to
   })
-  return {...lock, kind: 'BundleLock', origins: Object.fromEntries(Object.entries(origins).sort(([a], [b]) => a.localeCompare(b)))}
+  return {...lock, kind: 'BundleLock', origins: Object.fromEntries(Object.entries(origins).sort(([a], [b]) => byCodeUnit(a, b)))}
 }
 
 /** layers uploaded at once while the plan is read (ExecuteOptions.layersBeforePlan) */
