@@ -104,8 +104,12 @@ interface RegistryState {
   inflight: Map<string, Promise<CachedToken>>
 }
 
+/** One HTTP exchange, as the client sends it (request.ts): errors as they come, not mapped. */
+export type TokenRequest = (url: URL, method: 'GET' | 'POST', headers: Record<string, string>, body?: string) => Promise<Dispatcher.ResponseData>
+
 export interface AuthOptions {
-  dispatcher: Dispatcher
+  /** how token requests are sent */
+  request: TokenRequest
   credentials: (registry: string) => Promise<Credentials | undefined>
   userAgent: string
   /** client id sent with OAuth2 requests */
@@ -259,29 +263,28 @@ export class Authenticator {
     }
     const service = c.params.service
     const headers: Record<string, string> = {'user-agent': this.opts.userAgent}
-    let request: Dispatcher.RequestOptions
+    let method: 'GET' | 'POST' = 'GET'
+    let form: string | undefined
     if (creds?.identityToken) {
       // OAuth2 refresh-token grant, as docker does with an identity token
-      const form = new URLSearchParams({grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: this.opts.clientId ?? 'kpi'})
-      if (service) form.set('service', service)
-      if (scopes.length) form.set('scope', scopes.join(' '))
-      request = {
-        origin: url.origin, path: url.pathname + url.search, method: 'POST', body: form.toString(),
-        headers: {...headers, 'content-type': 'application/x-www-form-urlencoded'},
-      }
+      const params = new URLSearchParams({grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: this.opts.clientId ?? 'kpi'})
+      if (service) params.set('service', service)
+      if (scopes.length) params.set('scope', scopes.join(' '))
+      method = 'POST'
+      form = params.toString()
+      headers['content-type'] = 'application/x-www-form-urlencoded'
     } else {
       if (service) url.searchParams.set('service', service)
       for (const s of scopes) url.searchParams.append('scope', s)
       if (creds?.username) url.searchParams.set('account', creds.username)
       if (creds?.username || creds?.password) headers.authorization = basicHeader(creds)
-      request = {origin: url.origin, path: url.pathname + url.search, method: 'GET', headers}
     }
     let res: Dispatcher.ResponseData
     try {
       // a token server that is briefly unavailable or limits the rate (a public one under load)
       // must not end a relocation any more than the registry itself: the request (a GET, or a
       // POST that only exchanges a refresh token, with a body sent again as is) is retried alike
-      res = await withRetry(() => this.opts.dispatcher.request(request), this.opts.retryPolicy ?? defaultRetryPolicy, async (r) => {
+      res = await withRetry(() => this.opts.request(url, method, headers, form), this.opts.retryPolicy ?? defaultRetryPolicy, async (r) => {
         await r.body.dump().catch(() => {})
       })
     } catch (e) {

@@ -58,9 +58,9 @@ export function blobOps(http: Requester): BlobOps {
   /** GET `url` for a blob of `repo`: with the registry's credentials at the registry, with none elsewhere. */
   const getAt = (repo: Repo, url: string, range?: string): Promise<Dispatcher.ResponseData> => {
     const headers = range ? {range} : undefined
-    if (sameOrigin(url, repo)) return http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true, bulk: true, ...(headers ? {headers} : {})})
+    if (sameOrigin(url, repo)) return http.send(repo.registry, {method: 'GET', url, scopes: [pullScope(repo.repository)], retry: true, ...(headers ? {headers} : {})})
     // storage (S3, a CDN) gets no registry credentials: they are for the registry only
-    return http.raw(url, 'GET', headers ?? {}, undefined, {where: new URL(url).host, retry: true, bulk: true})
+    return http.raw(url, 'GET', headers ?? {}, undefined, {where: new URL(url).host, retry: true})
   }
 
   /** GET a blob (with `range` when given), following redirects; the response and the URL that gave it. */
@@ -173,8 +173,8 @@ export function blobOps(http: Requester): BlobOps {
       target.searchParams.set('digest', digest)
       const headers = {'content-type': 'application/octet-stream', 'content-length': String(size)}
       const res = sameOrigin(target.toString(), repo)
-        ? await http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream, bulk: true})
-        : await http.raw(target.toString(), 'PUT', headers, stream, {where: target.host, bulk: true})
+        ? await http.send(repo.registry, {method: 'PUT', url: target.toString(), scopes: [pushScope(repo.repository)], headers, body: stream})
+        : await http.raw(target.toString(), 'PUT', headers, stream, {where: target.host})
       if (res.statusCode >= 400 && !sourceError && !stream.destroyed) {
         // the registry refused the bytes; the source may be about to say why, in its own words.
         // Meanwhile nothing reads the refusal: a connection reset now errors its body, which

@@ -34,8 +34,6 @@ export interface Req {
   body?: Body
   /** retry on 429/5xx/resets; only for idempotent requests with a replayable body */
   retry?: boolean
-  /** a blob GET or PUT: its body goes over wire.ts unless a proxy is in the way */
-  bulk?: boolean
 }
 
 /** How a request without registry credentials is sent (Requester.raw). */
@@ -44,8 +42,6 @@ export interface RawOptions {
   where: string
   /** as Req.retry; a body that cannot be replayed is sent once whatever this says */
   retry?: boolean
-  /** as Req.bulk */
-  bulk?: boolean
 }
 
 /** What the operation modules (manifests, blobs, referrers, tags) build on. */
@@ -133,13 +129,28 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     connections: opts.connections, proxy: opts.proxy, timeoutMs: opts.timeoutMs,
   }
   const route = connectionPolicy(transport)
-  const dispatcher = createDispatcher(transport, route)
   const wire = createWire({userAgent, timeoutMs: opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS, tls: route.tlsFor})
+  // undici, only for hosts a proxy is in the way of (wire.ts speaks no proxy protocol)
+  let dispatcher: Dispatcher | undefined
+
+  /** One exchange: over wire.ts to a host reached directly, else through the proxy. Errors unmapped. */
+  function exchange(u: URL, method: Method, headers: Record<string, string>, body: Body): Promise<Dispatcher.ResponseData> {
+    // the operations read statusCode, headers and a body with dump() and text(), as undici's
+    if (route.direct(u.host)) return wire.request({method, url: u, headers, body}) as unknown as Promise<Dispatcher.ResponseData>
+    dispatcher ??= createDispatcher(transport, route)
+    return dispatcher.request({
+      origin: u.origin, path: u.pathname + u.search, method, headers: {'user-agent': userAgent, ...headers},
+      body: body as Dispatcher.DispatchOptions['body'],
+      // undici closes the connection after every HEAD unless told otherwise; relocation is
+      // mostly HEADs, and a new TLS connection per HEAD made it several times slower
+      reset: false,
+    })
+  }
   // helpers run once per registry, failures retried
   const credentials = memoAsync(opts.credentials ?? credentialResolver())
   const policy: RetryPolicy = {...defaultRetryPolicy, ...opts.retryPolicy, ...(opts.retries !== undefined ? {retries: opts.retries} : {})}
   const plainHttp = opts.plainHttp ?? (() => false)
-  const auth = new Authenticator({dispatcher, credentials, userAgent, plainAllowed: (host) => plainHttp(host) || isLoopbackRegistry(host), retryPolicy: policy})
+  const auth = new Authenticator({request: exchange, credentials, userAgent, plainAllowed: (host) => plainHttp(host) || isLoopbackRegistry(host), retryPolicy: policy})
   // loopback registries found to answer plain HTTP (go-containerregistry and docker fall back the same way)
   const learnedPlain = new Set<string>()
   const isPlain = (registry: string): boolean => plainHttp(registry) || learnedPlain.has(registry)
@@ -147,31 +158,19 @@ export function createRequester(opts: RequestOptions = {}): Requester {
   const base = (registry: string): string => registryBaseUrl(registry, isPlain(registry))
   const repoUrl = (repo: Repo, rest: string): string => `${base(repo.registry)}/v2/${repo.repository}/${rest}`
 
-  async function once(url: string, method: Method, headers: Record<string, string>, body: Body, where: string, bulk: boolean): Promise<Dispatcher.ResponseData> {
+  async function once(url: string, method: Method, headers: Record<string, string>, body: Body, where: string): Promise<Dispatcher.ResponseData> {
     const u = new URL(url)
     try {
-      if (bulk && route.direct(u.host) && (method === 'GET' || (method === 'PUT' && body !== undefined && !replayable(body)))) {
-        const size = Number(headers['content-length'] ?? 0)
-        const res = await wire.request({method, url: u, headers, ...(method === 'PUT' ? {body: body as Readable, size} : {})})
-        // the blob code reads statusCode, headers and a body with dump() and text(), as undici's
-        return res as unknown as Dispatcher.ResponseData
-      }
-      return await dispatcher.request({
-        origin: u.origin, path: u.pathname + u.search, method, headers: {'user-agent': userAgent, ...headers},
-        body: body as Dispatcher.DispatchOptions['body'],
-        // undici closes the connection after every HEAD unless told otherwise; relocation is
-        // mostly HEADs, and a new TLS connection per HEAD made it several times slower
-        reset: false,
-      })
+      return await exchange(u, method, headers, body)
     } catch (e) {
       throw mapTransportError(e, where, u.host)
     }
   }
 
-  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, {where, retry = false, bulk = false}: RawOptions): Promise<Dispatcher.ResponseData> {
-    if (!retry || !replayable(body)) return once(url, method, headers, body, where, bulk)
+  async function raw(url: string, method: Method, headers: Record<string, string>, body: Body, {where, retry = false}: RawOptions): Promise<Dispatcher.ResponseData> {
+    if (!retry || !replayable(body)) return once(url, method, headers, body, where)
     try {
-      return await withRetry(() => once(url, method, headers, body, where, bulk), policy, dump)
+      return await withRetry(() => once(url, method, headers, body, where), policy, dump)
     } catch (e) {
       throw mapTransportError(e, where)
     }
@@ -228,7 +227,7 @@ export function createRequester(opts: RequestOptions = {}): Requester {
       const authz = await auth.authorization(registry, scopes)
       const headers: Record<string, string> = {...req.headers}
       if (authz) headers.authorization = authz
-      const res = await raw(req.url, req.method, headers, req.body, {where: registry, retry: req.retry ?? false, bulk: req.bulk})
+      const res = await raw(req.url, req.method, headers, req.body, {where: registry, retry: req.retry ?? false})
       if (res.statusCode !== 401) return res
       await dump(res)
       const again = round === 0 ? await auth.refused(registry, scopes, res.headers['www-authenticate'], authz) : {retry: false, scopes}
@@ -261,6 +260,6 @@ export function createRequester(opts: RequestOptions = {}): Requester {
 
   return {policy, base, repoUrl, send, raw, ping, preconnect, close: async () => {
     wire.close()
-    await dispatcher.close()
+    await dispatcher?.close()
   }}
 }

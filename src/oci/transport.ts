@@ -1,7 +1,8 @@
 /**
- * Connections to registries: one undici dispatcher per client (a keep-alive pool per origin,
- * bounded), TLS with the system CAs plus the user's, HTTP(S)_PROXY/NO_PROXY, and the mapping
- * of socket and TLS failures to one clear KpiError.
+ * Connections to registries: which hosts are reached directly (over wire.ts) and which through a
+ * proxy (HTTP(S)_PROXY/NO_PROXY, over an undici dispatcher made only then: a keep-alive pool per
+ * origin, bounded), TLS with the system CAs plus the user's, and the mapping of socket and TLS
+ * failures to one clear KpiError.
  */
 import {readFileSync} from 'node:fs'
 import {createSecureContext, rootCertificates, type SecureContext} from 'node:tls'

@@ -1,12 +1,12 @@
 /**
- * Blob bodies over plain sockets: one HTTP/1.1 exchange per request on kept-alive connections,
- * for the two requests that carry the gigabytes (blob GET, blob PUT). undici parses every byte in
- * its wasm llhttp and copies each body chunk out of wasm memory into a new Buffer; here the
- * socket's own chunks go straight to the consumer, and a PUT body's chunks straight to the socket.
- * A 1 GiB copy from a plain-HTTP registry to a TLS one, without hashing: 1.75-2.42 CPU-s through
- * undici, 1.45-1.69 here with the read buffers pooled (buffer-pool.ts). Everything else (auth
- * probes, tokens, manifests, HEADs, upload sessions) and every request a proxy may carry stays on
- * undici: request.ts chooses per request.
+ * Registry requests over plain sockets: one HTTP/1.1 exchange per request on kept-alive
+ * connections. Blob bodies were why: undici parses every byte in its wasm llhttp and copies each
+ * body chunk out of wasm memory into a new Buffer; here the socket's own chunks go straight to the
+ * consumer, and a PUT body's chunks straight to the socket. A 1 GiB copy from a plain-HTTP
+ * registry to a TLS one, without hashing: 1.75-2.42 CPU-s through undici, 1.45-1.69 here with the
+ * read buffers pooled (buffer-pool.ts). Every other request reached directly (auth probes, tokens,
+ * manifests, HEADs, upload sessions) goes here too, so that undici is not loaded at all unless a
+ * proxy is in the way (request.ts chooses): loading it cost each run about 5 MiB of RSS and 15 ms.
  */
 import {isIP, connect as netConnect, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
@@ -20,15 +20,15 @@ export interface WireOptions {
 }
 
 export interface WireRequest {
-  method: 'GET' | 'PUT'
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
   url: URL
   headers: Record<string, string>
-  /** a PUT's body, exactly `size` bytes */
-  body?: Readable
+  /** a stream of exactly `size` bytes (a blob), or a whole small body */
+  body?: Readable | Buffer | string
   size?: number
 }
 
-/** The subset of undici's ResponseData that the blob code reads. */
+/** The subset of undici's ResponseData that kpi reads. */
 export interface WireResponse {
   statusCode: number
   headers: Record<string, string | string[]>
@@ -365,9 +365,16 @@ export function createWire(opts: WireOptions): Wire {
     // a socket paused stops reading (readStop, with onread): nothing would see the response
     socket.resume()
     const u = req.url
-    const lines = [`${req.method} ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`, `user-agent: ${opts.userAgent}`]
-    for (const [k, v] of Object.entries(req.headers)) lines.push(`${k}: ${v}`)
-    if (req.method === 'PUT' && req.headers['content-length'] === undefined) lines.push(`content-length: ${req.size ?? 0}`)
+    const src = req.body instanceof Readable ? req.body : undefined
+    const whole = src || req.body === undefined ? undefined : Buffer.from(req.body as Buffer | string)
+    const lines = [`${req.method} ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`]
+    if (req.headers['user-agent'] === undefined) lines.push(`user-agent: ${opts.userAgent}`)
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (k !== 'content-length') lines.push(`${k}: ${v}`)
+    }
+    // as undici: a length for every body, and 0 for a method that carries one but has none
+    const length = src ? (req.size ?? Number(req.headers['content-length'] ?? 0)) : whole ? whole.length : req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH' ? 0 : undefined
+    if (length !== undefined) lines.push(`content-length: ${length}`)
     lines.push('', '')
 
     return new Promise<WireResponse>((resolve, reject) => {
@@ -375,16 +382,16 @@ export function createWire(opts: WireOptions): Wire {
       let headBuf: Buffer | undefined
       let body: WireBody | undefined
       let decode: ReturnType<typeof chunkedDecoder> | undefined
-      let requestDone = req.method !== 'PUT' || !req.body
+      let requestDone = !src
       let responseDone = false
       let received = false
       let sentBody = 0
       let finished = false
       let stopSending = (): void => {}
       // a kept-alive connection the server had closed is asked again on a new one only when
-      // nothing of this exchange was used up: no answer, and nothing of the body taken from its
-      // source; an empty body that ended is used up too, a retry would find it ended
-      const stale = (): boolean => reused && !received && sentBody === 0 && !(req.body && req.method === 'PUT' && requestDone)
+      // nothing of this exchange was used up: no answer, and nothing of a streamed body taken from
+      // its source; an empty stream that ended is used up too, a retry would find it ended
+      const stale = (): boolean => reused && !received && (!src || (sentBody === 0 && !requestDone))
 
       const finish = (e?: Error): void => {
         if (finished) return
@@ -523,10 +530,10 @@ export function createWire(opts: WireOptions): Wire {
       }
       socket.setTimeout(opts.timeoutMs, onTimeout)
 
-      socket.write(lines.join('\r\n'))
-      const src = req.body
-      if (src && req.method === 'PUT') {
-        const size = req.size ?? 0
+      const headText = lines.join('\r\n')
+      socket.write(whole ? Buffer.concat([Buffer.from(headText), whole]) : headText)
+      if (src) {
+        const size = length ?? 0
         const mismatch = (): Error => coded('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', `request body is not the ${size} bytes announced`)
         const onData = (chunk: Buffer): void => {
           sentBody += chunk.length
