@@ -122,7 +122,7 @@ async function copyTwice(open: () => Wire, keep: (sink: Scripted) => void, tls?:
   expect(after.reused - before.reused).toBeGreaterThan(after.allocated - before.allocated)
 }
 
-describe('wire: blob bodies on plain sockets', () => {
+describe('wire: requests on plain sockets', () => {
   let wire: Wire
   let server: Scripted | undefined
   const open = (timeoutMs = 5_000): Wire => (wire = createWire({tls: () => ({rejectUnauthorized: true}), timeoutMs, userAgent: 'kpi-test'}))
@@ -183,6 +183,50 @@ describe('wire: blob bodies on plain sockets', () => {
     const got = server.requests[0]!
     expect(got.head).toMatch(/^PUT \/up\?digest=d HTTP\/1.1/)
     expect(createHash('sha256').update(got.body).digest('hex')).toBe(createHash('sha256').update(blob).digest('hex'))
+  })
+
+  it('sends the small requests too: a whole body with its length, 0 for a bodyless POST, none for HEAD and DELETE; a HEAD answer has no body', async () => {
+    server = await scripted((req, so) => {
+      // a HEAD answer names the length of a body it does not send
+      if (req.head.startsWith('HEAD ')) so.write('HTTP/1.1 200 OK\r\ncontent-length: 1234\r\ndocker-content-digest: sha256:x\r\n\r\n')
+      else so.write('HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nlocation: /up/1\r\n\r\n')
+    })
+    open()
+    const manifest = JSON.stringify({schemaVersion: 2, note: 'é'})
+    const sent = [
+      {method: 'PUT' as const, url: server.url('/v2/a/manifests/t'), headers: {'content-type': 'application/vnd.oci.image.manifest.v1+json'}, body: manifest},
+      {method: 'POST' as const, url: server.url('/v2/a/blobs/uploads/'), headers: {}},
+      {method: 'POST' as const, url: server.url('/token'), headers: {'user-agent': 'kpi-auth', 'content-type': 'application/x-www-form-urlencoded'}, body: Buffer.from('grant_type=refresh_token')},
+      {method: 'HEAD' as const, url: server.url('/v2/a/manifests/t'), headers: {}},
+      {method: 'DELETE' as const, url: server.url('/up/1'), headers: {}},
+    ]
+    const answers = []
+    for (const req of sent) {
+      const res = await wire.request(req)
+      answers.push({status: res.statusCode, body: await res.body.text()})
+    }
+    expect(answers).toEqual([{status: 202, body: ''}, {status: 202, body: ''}, {status: 202, body: ''}, {status: 200, body: ''}, {status: 202, body: ''}])
+    // every answer ended where its framing said: one connection for all five
+    expect(server.connections).toBe(1)
+    const [put, post, token, head, del] = server.requests
+    expect(put!.head).toContain(`\r\ncontent-length: ${Buffer.byteLength(manifest)}`)
+    expect(put!.body.toString('utf8')).toBe(manifest)
+    expect(post!.head).toMatch(/\r\ncontent-length: 0$/)
+    expect(token!.body.toString()).toBe('grant_type=refresh_token')
+    expect(token!.head.match(/user-agent: .*/g)).toEqual(['user-agent: kpi-auth'])
+    for (const r of [head, del]) expect(r!.head).not.toMatch(/content-length/i)
+  })
+
+  it('sends a whole body again on a new connection when the kept-alive one closes as it goes out', async () => {
+    server = await closesOnSecondRequest('HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n')
+    open()
+    for (let i = 0; i < 2; i++) {
+      const res = await wire.request({method: 'PUT', url: server.url('/v2/a/manifests/t'), headers: {}, body: '{"n":1}'})
+      expect(res.statusCode).toBe(201)
+      await res.body.dump()
+    }
+    expect(server.connections).toBe(2)
+    expect(server.requests.map((r) => r.body.toString())).toEqual(['{"n":1}', '{"n":1}', '{"n":1}'])
   })
 
   it('copies a download into an upload byte for byte while reusing the buffers it reads into', () => copyTwice(open, (sink) => (server = sink)))
