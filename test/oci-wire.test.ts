@@ -189,6 +189,7 @@ describe('wire: requests on plain sockets', () => {
     server = await scripted((req, so) => {
       // a HEAD answer names the length of a body it does not send
       if (req.head.startsWith('HEAD ')) so.write('HTTP/1.1 200 OK\r\ncontent-length: 1234\r\ndocker-content-digest: sha256:x\r\n\r\n')
+      else if (req.head.startsWith('GET ')) so.write(ok('{"token":"t"}'))
       else so.write('HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nlocation: /up/1\r\n\r\n')
     })
     open()
@@ -206,7 +207,8 @@ describe('wire: requests on plain sockets', () => {
       answers.push({status: res.statusCode, body: await res.body.text()})
     }
     expect(answers).toEqual([{status: 202, body: ''}, {status: 202, body: ''}, {status: 202, body: ''}, {status: 200, body: ''}, {status: 202, body: ''}])
-    // every answer ended where its framing said: one connection for all five
+    expect(await (await wire.request({method: 'GET', url: server.url('/token?scope=x'), headers: {}})).body.json()).toEqual({token: 't'})
+    // every answer ended where its framing said: one connection for all six
     expect(server.connections).toBe(1)
     const [put, post, token, head, del] = server.requests
     expect(put!.head).toContain(`\r\ncontent-length: ${Buffer.byteLength(manifest)}`)
