@@ -13,7 +13,7 @@ import {credentialResolver} from './dockerconfig.js'
 import {readErrorBody, registryError, type ErrorContext} from './registry-errors.js'
 import {defaultRetryPolicy, withRetry, type RetryPolicy} from './retry.js'
 import {connectionPolicy, createDispatcher, DEFAULT_REGISTRY_TIMEOUT_MS, isLoopbackRegistry, mapTransportError, registryBaseUrl, servesPlainHttp, type ProxyOptions} from './transport.js'
-import {createWire} from './wire.js'
+import {createWire, type Method} from './wire.js'
 import type {ClientOptions, Repo} from './types.js'
 
 export interface RequestOptions extends ClientOptions {
@@ -24,7 +24,7 @@ export interface RequestOptions extends ClientOptions {
 }
 
 export type Body = Buffer | string | Readable | undefined
-export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
+export type {Method}
 
 export interface Req {
   method: Method

@@ -19,8 +19,11 @@ export interface WireOptions {
   userAgent: string
 }
 
+/** The methods registry requests use (request.ts's, too). */
+export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
+
 export interface WireRequest {
-  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
+  method: Method
   url: URL
   headers: Record<string, string>
   /** a stream of exactly `size` bytes (a blob), or a whole small body */
@@ -378,7 +381,10 @@ export function createWire(opts: WireOptions): Wire {
       if (k !== 'content-length') lines.push(`${k}: ${v}`)
     }
     // as undici: a length for every body, and 0 for a method that carries one but has none
-    const length = src ? (req.size ?? Number(req.headers['content-length'] ?? 0)) : whole ? whole.length : req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH' ? 0 : undefined
+    let length: number | undefined
+    if (src) length = req.size ?? Number(req.headers['content-length'] ?? 0)
+    else if (whole) length = whole.length
+    else if (req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH') length = 0
     if (length !== undefined) lines.push(`content-length: ${length}`)
     lines.push('', '')
 
