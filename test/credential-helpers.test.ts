@@ -77,6 +77,9 @@ beforeAll(async () => {
   store = join(work, 'helper-store.json')
   calls = join(work, 'helper-calls.log')
   await writeFile(join(bin, 'docker-credential-kpifile'), helperSource(store, calls))
+  // the helper is CommonJS whatever package.json a directory above TMPDIR holds ("type": "module"
+  // in /tmp made node load it as an ES module once)
+  await writeFile(join(bin, 'package.json'), '{"type": "commonjs"}\n')
   await writeFile(join(bin, 'docker-credential-broken'), '#!/bin/sh\necho "the keychain is locked" >&2\nexit 1\n')
   await chmod(join(bin, 'docker-credential-kpifile'), 0o755)
   await chmod(join(bin, 'docker-credential-broken'), 0o755)
