@@ -472,7 +472,7 @@ function markdown(report: Report): string {
   const m = report.machine
   out.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cores} cores (${m.cpuModel}), ${(m.memTotalBytes / 2 ** 30).toFixed(0)} GiB, ${m.os}, node ${m.node}; load ${fmtLoad(m.loadavg)} at the start, ${fmtLoad(report.machineAtEnd.loadavg)} at the end (a shared machine: compare within the run). `
     + `Platform: ${report.platform.images} images, ${fmtBytes(report.platform.uniqueBytes)} of unique blobs; its patch release changes ${fmtBytes(report.platform.changedBytes)}. `
-    + `Medians of ${report.partialRound ? `${report.roundsDone + 1} rounds, the last one cut short (some workloads have a run fewer)` : `${report.roundsDone} rounds`}, tools in rotating order; seconds (spread = (max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
+    + `Medians of ${report.partialRound ? `${report.roundsDone + 1} rounds, the last one cut short (some workloads have a run fewer)` : `${report.roundsDone} rounds`}, tools in rotating order; seconds, ± half the spread ((max-min)/median). Per-image peers run ${PEER_PARALLEL} images at a time. `
     + `WAN: toxiproxy on the source, ${report.wan.latencyMs} ms each way, ${(report.wan.rateKiBps / 1024).toFixed(0)} MiB/s per connection.`)
   out.push('')
   const head = ['workload', ...tools.map((t) => (t === 'floor' ? 'floor' : t)), 'best peer / kpi', 'floor / kpi']

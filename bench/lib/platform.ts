@@ -2,7 +2,7 @@
  * The benchmark's platform: a SampleSpec (src/imagegen) shaped like a real build service at real
  * sizes, bigger than bundles/sample/sample.yaml (which tests and the demo keep small):
  *
- * - 41 images: 6 kpack images and lifecycle on one small base; a build image and a run image
+ * - 43 images: 6 kpack images and lifecycle on one small base; a build image and a run image
  *   sharing the stack's base layer, the run image an index over linux/amd64 and linux/arm64;
  *   34 buildpackages, most of them small (one layer of a few MiB), a few composites with large
  *   layers (a JDK, a .NET SDK, a Go distribution), as in a real store.

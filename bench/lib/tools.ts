@@ -65,16 +65,17 @@ async function newestTs(dir: string): Promise<number> {
  * a benchmark exercises (`srcDirs` under src/) changed after the build: the numbers would be old.
  */
 export async function findKpi(srcDirs: string[] = ['relocate', 'oci', 'archive']): Promise<Tool & {note?: string}> {
-  const built = join(REPO_ROOT, 'dist', 'commands', 'relocate.js')
+  // bin/run.js runs the bundle, which only `npm run build` makes (tsc alone leaves an old one)
+  const built = join(REPO_ROOT, 'dist', 'kpi.cjs')
   let builtAt: number
   try {
     builtAt = (await stat(built)).mtimeMs
   } catch {
-    throw new Error(`kpi is not built (${built} is missing): run npx tsc -p . first`)
+    throw new Error(`kpi is not built (${built} is missing): run npm run build first`)
   }
   const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as {version: string}
   let srcAt = 0
   for (const d of srcDirs) srcAt = Math.max(srcAt, await newestTs(join(REPO_ROOT, 'src', d)))
-  const note = srcAt > builtAt ? `src/{${srcDirs.join(',')}} changed after dist/ was built: run npx tsc -p . to measure the current code` : undefined
+  const note = srcAt > builtAt ? `src/{${srcDirs.join(',')}} changed after dist/ was built: run npm run build to measure the current code` : undefined
   return {name: 'kpi', path: KPI_BIN, version: pkg.version, note}
 }

@@ -99,7 +99,7 @@ export function clusterTable(workloads: ClusterWorkload[], result: UpgradeBenchR
   const pause = result?.settleS ? `a ${result.settleS} s pause before each timed operation, so each starts on a settled cluster` : 'each operation timed right after the one before'
   return [
     `Install, upgrade and rollback to ready (bench/upgrade.ts${when}): ${result?.rounds === 1 ? 'one round' : `medians of ${result?.rounds ?? '?'} rounds`} on the sandbox's control plane with KWOK nodes, ${pause}; `
-      + `seconds (spread = (max-min)/median)${rss.length ? ', then peak RSS (the largest of the rounds)' : ''}.`,
+      + `seconds, ± half the spread ((max-min)/median)${rss.length ? ', then peak RSS (the largest of the rounds)' : ''}.`,
     '',
     ...markdownHead(head),
     ...rows,
