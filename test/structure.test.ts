@@ -70,6 +70,47 @@ function cycles(graph: Map<string, string[]>): string[][] {
   return found
 }
 
+/** Every relative module `text` imports or re-exports, types included (a layer is broken by a type as much as by a value). */
+const allImports = (text: string): string[] => [...text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'(\.[^']+)'/gm)].map((m) => m[1]!)
+
+/**
+ * The data flow of CONTRIBUTING.md: what each folder may import besides src/'s top-level leaves,
+ * `problems/` and `progress/`. The two clients import only leaves; each stage imports the clients
+ * and the stages before it. `revision/` is the storage under `apply/` (Helm's storage driver under
+ * pkg/action). cli, commands, sandbox and imagegen assemble everything and are left out.
+ */
+const LEAF_FOLDERS = ['problems', 'progress']
+const FLOW: Record<string, string[]> = {
+  problems: [], progress: [], oci: [], kube: [],
+  bundle: ['oci', 'kube'], values: ['oci', 'kube'],
+  relocate: ['oci', 'kube', 'bundle'],
+  archive: ['oci', 'kube', 'bundle', 'relocate'],
+  render: ['oci', 'kube', 'bundle', 'values'],
+  revision: ['oci', 'kube', 'bundle', 'values', 'render'],
+  apply: ['oci', 'kube', 'bundle', 'values', 'render', 'revision', 'relocate'],
+}
+/** Format leaves inside a folder, shared with folders before it: the tar format (archives, bundle images, the image generator). */
+const SHARED_FILES = new Set(['archive/tar.ts'])
+
+/** The imports of `files` that run back up the flow, as `from -> to` (paths below src/). */
+function upstreamImports(files: Map<string, string[]>): string[] {
+  const bad: string[] = []
+  for (const [file, deps] of files) {
+    const from = relative(SRC, file).split('/')
+    if (from.length < 2) continue
+    const allowed = FLOW[from[0]!]
+    if (!allowed) continue
+    for (const dep of deps) {
+      const to = relative(SRC, dep)
+      const folder = to.split('/')
+      if (folder.length < 2 || folder[0] === from[0] || folder[0]!.startsWith('..')) continue
+      if (LEAF_FOLDERS.includes(folder[0]!) || allowed.includes(folder[0]!) || SHARED_FILES.has(to)) continue
+      bad.push(`${from.join('/')} -> ${to}`)
+    }
+  }
+  return bad.sort()
+}
+
 describe('source structure', () => {
   it('tells value imports from type-only ones', () => {
     expect(valueImports(`import {a, type B} from './a.js'\nimport type {C} from './c.js'\nimport {type D} from './d.js'\nexport {e} from './e.js'\nimport {\n  f,\n  g,\n} from './f.js'\nimport './side.js'\n`))
@@ -84,5 +125,30 @@ describe('source structure', () => {
     }
     expect(graph.size).toBeGreaterThan(100)
     expect(cycles(graph).map((c) => c.map((f) => relative(SRC, f)))).toEqual([])
+  })
+
+  it('has no import that runs back up the flow (CONTRIBUTING.md: bundle -> relocate -> render -> apply, over two clients)', async () => {
+    const files = new Map<string, string[]>()
+    for (const file of await sources(SRC)) {
+      files.set(file, allImports(await readFile(file, 'utf8')).map((d) => normalize(join(dirname(file), d)).replace(/\.js$/, '.ts')))
+    }
+    expect(upstreamImports(files)).toEqual([])
+    // the check itself: a bundle module importing render, a client importing a stage
+    expect(upstreamImports(new Map([
+      [join(SRC, 'bundle', 'x.ts'), [join(SRC, 'render', 'meta.ts'), join(SRC, 'archive', 'tar.ts'), join(SRC, 'oci', 'index.ts'), join(SRC, 'errors.ts')]],
+      [join(SRC, 'oci', 'y.ts'), [join(SRC, 'bundle', 'types.ts'), join(SRC, 'problems', 'problem.ts')]],
+    ]))).toEqual(['bundle/x.ts -> render/meta.ts', 'oci/y.ts -> bundle/types.ts'])
+  })
+
+  it('reaches the registry client through src/oci/index.ts only, from the rest of src/', async () => {
+    const inside: string[] = []
+    for (const file of await sources(SRC)) {
+      if (relative(SRC, file).startsWith('oci/')) continue
+      for (const d of allImports(await readFile(file, 'utf8'))) {
+        const to = relative(SRC, normalize(join(dirname(file), d)).replace(/\.js$/, '.ts'))
+        if (to.startsWith('oci/') && to !== 'oci/index.ts') inside.push(`${relative(SRC, file)} -> ${to}`)
+      }
+    }
+    expect(inside).toEqual([])
   })
 })

@@ -7,16 +7,12 @@
  */
 import {lstat, readFile, readdir} from 'node:fs/promises'
 import {join, relative, sep} from 'node:path'
-import type {LoadedBundle} from '../bundle/types.js'
+import type {BundleFile, LoadedBundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import type {OnEvent} from '../progress/events.js'
 import {badName} from './scan.js'
 
-export interface BundleFile {
-  /** path inside the bundle directory, with `/` separators */
-  path: string
-  bytes: Buffer
-}
+export type {BundleFile}
 
 const MAX_FILE = 16 * 1024 * 1024
 const MAX_TOTAL = 64 * 1024 * 1024

@@ -9,12 +9,11 @@ import {mkdir, writeFile} from 'node:fs/promises'
 import {dirname, join, normalize, sep} from 'node:path'
 import {gunzipSync, gzipSync} from 'node:zlib'
 import {BLOCK, END_OF_ARCHIVE, entryHeader, isZeroBlock, paddedSize, paddingBytes, parseHeader, parsePax} from '../archive/tar.js'
-import type {BundleFile} from '../archive/bundle-files.js'
 import {byCodeUnit} from '../canonical.js'
 import {KpiError} from '../errors.js'
 import {pushBlobBytes, readBlobBytes, digestOf, formatImage, MediaTypes, type ImageManifest, type RegistryClient, type Repo} from '../oci/index.js'
 import {BUNDLE_FILE} from './load.js'
-import type {Bundle} from './types.js'
+import type {Bundle, BundleFile} from './types.js'
 
 /** The config label that marks a bundle image; its value is the bundle apiVersion. */
 export const BUNDLE_LABEL = 'dev.kpi.bundle'

@@ -87,3 +87,10 @@ export interface LoadedBundle {
   /** optional (added): non-fatal findings, e.g. unknown descriptive fields that are ignored */
   warnings?: BundleProblem[]
 }
+
+/** A file of a bundle directory as it travels (in an archive or a bundle image). */
+export interface BundleFile {
+  /** path inside the bundle directory, with `/` separators */
+  path: string
+  bytes: Buffer
+}

@@ -14,4 +14,4 @@ export {isLoopbackRegistry, registryBaseUrl, mapTransportError, type ProxyOption
 export {readImageConfig, type ImageConfig} from './image-config.js'
 export {pushBlobBytes, readBlobBytes} from './blob-bytes.js'
 export {doneWith, handOut, lend, recycle, takeBuffer} from './buffer-pool.js'
-export {backoffMs, type RetryPolicy} from './retry.js'
+export {backoffMs, defaultRetryPolicy, isConnectionReset, isSilence, type RetryPolicy} from './retry.js'

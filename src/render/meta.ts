@@ -4,7 +4,7 @@
  */
 import {MANAGED_BY, MANAGED_BY_LABEL, STAGE_LABEL, type KubeObject, type RenderedObject, type Stage} from './types.js'
 
-export const KPACK_NAMESPACE = 'kpack'
+export {KPACK_NAMESPACE} from '../namespaces.js'
 
 export interface MetaInput {
   name: string

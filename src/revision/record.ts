@@ -23,9 +23,10 @@ import type {LiveObject} from '../kube/types.js'
 import {labelValue} from '../render/meta.js'
 import type {KubeObject, Stage} from '../render/types.js'
 import {canonical} from '../canonical.js'
+import {REVISION_NAMESPACE} from '../namespaces.js'
 
 export const RECORD_API_VERSION = 'kpi.dev/v1alpha1'
-export const REVISION_NAMESPACE = 'kpi-system'
+export {REVISION_NAMESPACE}
 export const REVISION_SECRET_TYPE = 'kpi.dev/revision'
 export const REVISION_DATA_KEY = 'revision.json.gz'
 export const PLATFORM = 'platform'
