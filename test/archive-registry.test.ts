@@ -210,6 +210,7 @@ describe('registry -> archive -> registry', () => {
     const a = await openArchive(full1)
     const images = a.toc.images.filter((i) => ['stacks[0].runImage', 'kpack.images.controller'].includes(i.path))
     await a.close()
+    expect(images).toHaveLength(2)
     for (const img of images) {
       const {stdout} = await run('skopeo', ['inspect', '--raw', `oci-archive:${full1}:${img.name}`], {encoding: 'buffer', maxBuffer: 1 << 24})
       expect(`sha256:${sha(stdout as unknown as Buffer)}`).toBe(img.digest)

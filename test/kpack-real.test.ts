@@ -107,7 +107,7 @@ describe('kpack runs for real on the sandbox', () => {
     }
   })
 
-  it('every kind kpack serves as v1alpha1 reads as v1alpha1: converted by kpack\'s webhook, or the same object', async () => {
+  it('every kind kpack serves lists as v1alpha1, and its objects (the cluster-scoped ones kpi installed at least) read as v1alpha1: converted by kpack\'s webhook, or the same object', async () => {
     logsOnFailure()
     for (const kind of ['ClusterStack', 'ClusterStore', 'ClusterBuilder', 'Builder', 'Image', 'Build', 'SourceResolver']) {
       // the webhook's CA reaches the CRDs it converts a moment after it starts

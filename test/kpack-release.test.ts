@@ -43,7 +43,12 @@ async function kpiRender(version: string): Promise<Obj[]> {
 }
 
 const id = (o: Obj) => `${o.kind} ${o.metadata.namespace ? o.metadata.namespace + '/' : ''}${o.metadata.name}`
-const byKind = (objs: Obj[], ...kinds: string[]) => objs.filter((o) => kinds.includes(o.kind))
+/** The objects of those kinds; none at all fails, so that a loop over them cannot pass empty. */
+const byKind = (objs: Obj[], ...kinds: string[]) => {
+  const found = objs.filter((o) => kinds.includes(o.kind))
+  expect(found.length, `no ${kinds.join(' or ')} among ${objs.length} objects`).toBeGreaterThan(0)
+  return found
+}
 const find = (objs: Obj[], like: Obj) => objs.find((o) => id(o) === id(like))
 
 /** Every (apiGroup, resource, verb) a rule grants, one string each; `*` stays as it is. */

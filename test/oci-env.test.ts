@@ -172,8 +172,10 @@ describe('proxy settings from the environment', () => {
     setEnv({HTTP_PROXY: proxy.url})
     const before = proxy.requests.length
     // the registry listens on 127.0.0.1 only, so a direct try is refused; either way it errs
-    await client({plainHttp: () => true, retries: 0}).ping(`127.0.0.2:${plain.host.split(':')[1]}`).catch(() => {})
+    const err = await client({plainHttp: () => true, retries: 0}).ping(`127.0.0.2:${plain.host.split(':')[1]}`).then(() => undefined, (e: unknown) => e)
     expect(proxy.requests.slice(before)).toEqual([])
+    // refused by 127.0.0.2 itself: the client went there directly, not nowhere
+    expect(String((err as Error | undefined)?.message)).toMatch(/127\.0\.0\.2.*(refused|connect)/i)
   })
 
   it('reads the lower-case http_proxy too', async () => {

@@ -373,7 +373,9 @@ describe('kpi relocate registry to registry', () => {
     const lock3 = (await loadBundle(join(work, 'lock3.yaml'))).bundle
     for (const img of bundleImages(lock3)) await assertComplete(dst, repoOf(img.ref), parseReference(img.ref).digest!)
     // origins still name the public registry, not the intermediate copy
-    expect(Object.values(lock3.origins ?? {}).every((o) => o.startsWith(sb.public.host))).toBe(true)
+    const origins = Object.values(lock3.origins ?? {})
+    expect(origins.length).toBeGreaterThan(10)
+    expect(origins.filter((o) => !o.startsWith(sb.public.host))).toEqual([])
   })
 
   it('refuses a wrong password with one line naming the registry, pushes nothing, and never prints the password', async () => {
@@ -384,10 +386,16 @@ describe('kpi relocate registry to registry', () => {
     const r = await kpi(['relocate', '-b', sb.bundles.v1!, '--to-repo', `${sb.airgap.host}/wrong-pass`, '--lock-output', join(work, 'bad.yaml'), '--ca-cert', sb.caFile], {...env, DOCKER_CONFIG: bad})
     const line = expectCleanFailure(r)
     expect(line).toContain(sb.airgap.host)
+    // refused credentials, not any failure (exit 4: auth)
+    expect(r.code, line).toBe(4)
     expect(r.stdout + r.stderr).not.toContain(wrong)
-    const tags = await dst.listTags({registry: sb.airgap.host, repository: 'wrong-pass/kpack/controller'}).catch(() => [])
-    expect(tags).toEqual([])
-    expect(await dst.headManifest({registry: sb.airgap.host, repository: 'wrong-pass/kpack/controller'}, parseReference(sb.bundle.v1!.kpack.images.controller).digest!)).toBeUndefined()
+    // no image of the bundle is there, by digest
+    const images = bundleImages(sb.bundle.v1!)
+    expect(images.length).toBeGreaterThan(5)
+    for (const img of images) {
+      const ref = parseReference(img.ref)
+      expect(await dst.headManifest({registry: sb.airgap.host, repository: `wrong-pass/${ref.repository}`}, ref.digest!), img.ref).toBeUndefined()
+    }
   })
 
   it('fails clearly on a TLS registry with an unknown CA unless --ca-cert is given', async () => {

@@ -202,6 +202,8 @@ describe('TLS to the Kubernetes API', () => {
         `Warning: the TLS certificate of the Kubernetes API at ${sb.controlPlane!.server} is not verified (insecure-skip-tls-verify in the kubeconfig): anyone on the network path can impersonate it`,
       ])
       expect(r.stderr).not.toMatch(/^Error: cannot verify the TLS certificate/m)
+      // it reached the API server and reported the platform (0: ready, 11: not ready)
+      reported(r)
     }
   })
 })
