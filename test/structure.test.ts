@@ -153,4 +153,17 @@ describe('source structure', () => {
     }
     expect(inside).toEqual([])
   })
+
+  it('core code never prints and never exits: only src/cli/ and src/commands/ do', async () => {
+    const writes = /\bconsole\.(log|error|warn|info|debug)\(|\bprocess\.(stdout|stderr)\.write\(|\bprocess\.exit\(/
+    const found: string[] = []
+    for (const file of await sources(SRC)) {
+      const at = relative(SRC, file)
+      if (/^(cli|commands)\//.test(at)) continue
+      const lines = (await readFile(file, 'utf8')).split('\n')
+      lines.forEach((l, i) => { if (writes.test(l) && !/^\s*(\/\/|\*)/.test(l)) found.push(`${at}:${i + 1}`) })
+    }
+    expect(found).toEqual([])
+    expect(writes.test('  process.stdout.write(line)')).toBe(true)
+  })
 })
