@@ -7,7 +7,7 @@
 import {KpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import {refOf} from '../kube/types.js'
-import {KPACK_NAMESPACE} from '../render/meta.js'
+import {KPACK_NAMESPACE} from '../namespaces.js'
 import {REGISTRY_SECRET} from '../render/platform.js'
 import type {RegistryValues} from '../values/types.js'
 import {readInstallation} from '../revision/store.js'

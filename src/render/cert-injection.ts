@@ -18,7 +18,6 @@ import type {RenderedObject} from './types.js'
 import type {Values, WebhookValues} from '../values/types.js'
 import {CERT_INJECTION_NS} from '../namespaces.js'
 
-export {CERT_INJECTION_NS}
 export const CERT_INJECTION_NAME = 'cert-injection-webhook'
 export const CERT_INJECTION_SA = 'cert-injection-webhook-sa'
 export const CERT_INJECTION_WEBHOOK = 'defaults.webhook.cert-injection.tanzu.vmware.com'

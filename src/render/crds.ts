@@ -14,7 +14,8 @@
  * its webhook writes no CA into them: a Webhook strategy there fails every v1alpha1 read, and the
  * apiserver's watch cache for v1alpha1 retries it without end).
  */
-import {KPACK_NAMESPACE, obj} from './meta.js'
+import {KPACK_NAMESPACE} from '../namespaces.js'
+import {obj} from './meta.js'
 import type {RenderedObject} from './types.js'
 
 type Schema = Record<string, unknown>

@@ -6,7 +6,8 @@
  */
 import type {Bundle} from '../bundle/types.js'
 import {convertedCrdNames, type KpackFeatures} from './crds.js'
-import {KPACK_NAMESPACE as NS, obj} from './meta.js'
+import {KPACK_NAMESPACE as NS} from '../namespaces.js'
+import {obj} from './meta.js'
 import type {ControllerTrust} from './trust.js'
 import {KPACK_FEATURE_DEFAULTS, KPACK_SCALING_FACTOR_DEFAULT} from '../values/defaults.js'
 import type {ResourceRequirements, Values, WorkloadValues} from '../values/types.js'

@@ -4,8 +4,6 @@
  */
 import {MANAGED_BY, MANAGED_BY_LABEL, STAGE_LABEL, type KubeObject, type RenderedObject, type Stage} from './types.js'
 
-export {KPACK_NAMESPACE} from '../namespaces.js'
-
 export interface MetaInput {
   name: string
   namespace?: string

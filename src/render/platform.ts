@@ -7,7 +7,8 @@
  * kp CLI and kpi agree on where builders go and with which credentials.
  */
 import type {Builder, BuilderOrderEntry, Bundle} from '../bundle/types.js'
-import {KPACK_NAMESPACE as NS, obj} from './meta.js'
+import {KPACK_NAMESPACE as NS} from '../namespaces.js'
+import {obj} from './meta.js'
 import type {RegistryCredentials, RegistryValues} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 

@@ -15,7 +15,8 @@
  */
 import {isIP} from 'node:net'
 import {inCidr, isCidr} from '../values/cidr.js'
-import {KPACK_NAMESPACE as NS, obj} from './meta.js'
+import {KPACK_NAMESPACE as NS} from '../namespaces.js'
+import {obj} from './meta.js'
 import type {Values} from '../values/types.js'
 import type {RenderedObject} from './types.js'
 

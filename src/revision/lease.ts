@@ -15,7 +15,7 @@ import {hostname} from 'node:os'
 import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import type {LiveObject} from '../kube/types.js'
-import {REVISION_NAMESPACE} from './record.js'
+import {REVISION_NAMESPACE} from '../namespaces.js'
 
 export const LEASE_NAME = 'kpi-operation'
 export const DEFAULT_LEASE_SECONDS = 60

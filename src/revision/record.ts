@@ -26,7 +26,6 @@ import {canonical} from '../canonical.js'
 import {REVISION_NAMESPACE} from '../namespaces.js'
 
 export const RECORD_API_VERSION = 'kpi.dev/v1alpha1'
-export {REVISION_NAMESPACE}
 export const REVISION_SECRET_TYPE = 'kpi.dev/revision'
 export const REVISION_DATA_KEY = 'revision.json.gz'
 export const PLATFORM = 'platform'

@@ -8,8 +8,9 @@
 import {KpiError, isKpiError} from '../errors.js'
 import type {Kube} from '../kube/client.js'
 import type {LiveObject} from '../kube/types.js'
+import {REVISION_NAMESPACE} from '../namespaces.js'
 import {
-  decodeRecord, PART_RECORD, PARTS_ANNOTATION, PARTS_ID_ANNOTATION, partSecretName, RECORD_LABEL, REVISION_DATA_KEY, REVISION_LABEL, REVISION_NAMESPACE,
+  decodeRecord, PART_RECORD, PARTS_ANNOTATION, PARTS_ID_ANNOTATION, partSecretName, RECORD_LABEL, REVISION_DATA_KEY, REVISION_LABEL,
   REVISION_SECRET_TYPE, revisionSecretName, revisionSecrets, STATUS_LABEL, type RevisionRecord, type RevisionStatus,
 } from './record.js'
 
