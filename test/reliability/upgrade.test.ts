@@ -19,11 +19,15 @@ import {waitFor} from '../../src/sandbox/procs.js'
 import {usePlatformSandbox} from '../helpers/platform.js'
 import {faultInjected} from './ledger.js'
 import {comparable, differences, distinguishing, type Rendered} from './platform-state.js'
+import {refOf} from '../../src/kube/types.js'
+import type {KubeObject} from '../../src/render/types.js'
 
 type Version = 'v1' | 'v2'
 const p = usePlatformSandbox('reliability-upgrade', {runPods: true})
 const locks: Record<Version, string> = {v1: '', v2: ''}
 const rendered: Partial<Record<Version, Rendered>> = {}
+/** every object each version renders */
+const renderedAll: Partial<Record<Version, KubeObject[]>> = {}
 const platformVersion: Partial<Record<Version, string>> = {}
 let values = ''
 let ca: string[] = []
@@ -46,6 +50,7 @@ beforeAll(async () => {
     const r = await p.run(['render', '-b', locks[v], '-f', values, '--json'])
     expect(r.code, r.stderr).toBe(0)
     rendered[v] = comparable(r.stdout)
+    renderedAll[v] = (JSON.parse(r.stdout) as {objects: Array<{object: KubeObject}>}).objects.map((o) => o.object)
     platformVersion[v] = (await p.lock(v)).metadata.version
   }
   // the check can tell the versions apart: kpack's Deployments run other images
@@ -173,6 +178,29 @@ function descendants(pid: number): Array<{pid: number; cmd: string}> {
   return out
 }
 
+/**
+ * Puts a finalizer on an object v1 renders and v2 does not, so that an upgrade reaching its prune
+ * stage waits there (prune waits for each object it deletes to be gone) until the returned
+ * function lets it go. Without it, a prune of one object could finish, and the revision be
+ * recorded deployed, before a SIGKILL sent on its "stage prune" line arrived.
+ */
+const HOLD = 'kpi.test/hold-prune'
+async function holdAStaleObject(): Promise<() => Promise<void>> {
+  const id = (o: KubeObject) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}`
+  const inV2 = new Set(renderedAll.v2!.map(id))
+  const stale = renderedAll.v1!.filter((o) => !inV2.has(id(o)) && !['CustomResourceDefinition', 'Namespace'].includes(o.kind) && !o.apiVersion.startsWith('kpack.io/'))
+  expect(stale.length, 'v1 renders an object v2 does not, for the prune stage to delete').toBeGreaterThan(0)
+  const ref = refOf(stale[0]!)
+  const live = await p.kube.get(ref)
+  expect(live, `${id(stale[0]!)} is in the cluster`).toBeDefined()
+  await p.kube.replace({...live!, metadata: {...live!.metadata, finalizers: [...(live!.metadata.finalizers ?? []), HOLD]}})
+  step(`holding ${id(stale[0]!)} with a finalizer`)
+  return async () => {
+    const now = await p.kube.get(ref)
+    if (now) await p.kube.replace({...now, metadata: {...now.metadata, finalizers: (now.metadata.finalizers ?? []).filter((f) => f !== HOLD)}})
+  }
+}
+
 describe('cluster faults during upgrade and rollback', () => {
   beforeEach(() => p.nameRunDir())
 
@@ -181,10 +209,17 @@ describe('cluster faults during upgrade and rollback', () => {
     const deployedBefore = (await p.heads()).filter((h) => h.status === 'deployed').map((h) => h.revision)
     for (const stage of ['crds', 'config', 'controllers', 'platform', 'builders', 'teams', 'prune']) {
       const ledger = faultInjected(`cluster kpi SIGKILL at upgrade stage ${stage}`)
+      const release = stage === 'prune' ? await holdAStaleObject() : undefined
       const run = start(upgradeArgs('v2', 'applied'))
-      const reached = await stderrShows(run, new RegExp(`^stage ${stage}\\b(?! done)`, 'm'))
-      if (reached) run.child.kill('SIGKILL')
-      const r = await run.done
+      let r: CliResult
+      let reached: boolean
+      try {
+        reached = await stderrShows(run, new RegExp(`^stage ${stage}\\b(?! done)`, 'm'))
+        if (reached) run.child.kill('SIGKILL')
+        r = await run.done
+      } finally {
+        await release?.()
+      }
       step(`upgrade killed at stage ${stage}: ${reached ? 'reached' : 'not reached'}, ${r.signal ?? `exit ${r.code}`}`, r)
       expect(reached && r.signal === 'SIGKILL', `the upgrade reached stage ${stage} and was killed there:\n${r.stderr}`).toBe(true)
       // never recorded deployed over a half-applied platform: the revision before stays the deployed one
