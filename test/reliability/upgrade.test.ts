@@ -181,8 +181,9 @@ function descendants(pid: number): Array<{pid: number; cmd: string}> {
 /**
  * Puts a finalizer on an object v1 renders and v2 does not, so that an upgrade reaching its prune
  * stage waits there (prune waits for each object it deletes to be gone) until the returned
- * function lets it go. Without it, a prune of one object could finish, and the revision be
- * recorded deployed, before a SIGKILL sent on its "stage prune" line arrived.
+ * function lets it go. Without it, the last stages and a prune of one object could finish, and
+ * the revision be recorded deployed, before a SIGKILL sent on a "stage" line arrived (a CI run
+ * lost that race once at prune).
  */
 const HOLD = 'kpi.test/hold-prune'
 async function holdAStaleObject(): Promise<() => Promise<void>> {
@@ -209,7 +210,8 @@ describe('cluster faults during upgrade and rollback', () => {
     const deployedBefore = (await p.heads()).filter((h) => h.status === 'deployed').map((h) => h.revision)
     for (const stage of ['crds', 'config', 'controllers', 'platform', 'builders', 'teams', 'prune']) {
       const ledger = faultInjected(`cluster kpi SIGKILL at upgrade stage ${stage}`)
-      const release = stage === 'prune' ? await holdAStaleObject() : undefined
+      // held at every stage: a kill on the teams line could otherwise also land after the end
+      const release = await holdAStaleObject()
       const run = start(upgradeArgs('v2', 'applied'))
       let r: CliResult
       let reached: boolean
@@ -218,7 +220,7 @@ describe('cluster faults during upgrade and rollback', () => {
         if (reached) run.child.kill('SIGKILL')
         r = await run.done
       } finally {
-        await release?.()
+        await release()
       }
       step(`upgrade killed at stage ${stage}: ${reached ? 'reached' : 'not reached'}, ${r.signal ?? `exit ${r.code}`}`, r)
       expect(reached && r.signal === 'SIGKILL', `the upgrade reached stage ${stage} and was killed there:\n${r.stderr}`).toBe(true)
