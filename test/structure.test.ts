@@ -22,6 +22,17 @@ async function sources(dir: string): Promise<string[]> {
   return out
 }
 
+/** Every module of src/ and its text, read once for all the checks below. */
+let texts: Promise<Map<string, string>> | undefined
+const sourceTexts = () => (texts ??= sources(SRC).then(async (files) => new Map(await Promise.all(files.map(async (f) => [f, await readFile(f, 'utf8')] as const)))))
+
+/** Each module of src/ with the files it imports, as `pick` finds them in its text (`./x.js` resolved to `x.ts`). */
+async function importGraph(pick: (text: string) => string[]): Promise<Map<string, string[]>> {
+  const graph = new Map<string, string[]>()
+  for (const [file, text] of await sourceTexts()) graph.set(file, pick(text).map((d) => normalize(join(dirname(file), d)).replace(/\.js$/, '.ts')))
+  return graph
+}
+
 /** The relative modules `text` imports or re-exports for their values (not `import type`, not `{type A}` alone). */
 function valueImports(text: string): string[] {
   const out: string[] = []
@@ -118,11 +129,7 @@ describe('source structure', () => {
   })
 
   it('has no import cycle among the modules of src/', async () => {
-    const graph = new Map<string, string[]>()
-    for (const file of await sources(SRC)) {
-      const deps = valueImports(await readFile(file, 'utf8')).map((d) => normalize(join(dirname(file), d)).replace(/\.js$/, '.ts'))
-      graph.set(file, deps)
-    }
+    const graph = await importGraph(valueImports)
     expect(graph.size).toBeGreaterThan(100)
     expect(cycles(graph).map((c) => c.map((f) => relative(SRC, f)))).toEqual([])
     // the check itself: a cycle of three beside a module that imports itself
@@ -130,11 +137,7 @@ describe('source structure', () => {
   })
 
   it('has no import that runs back up the flow (CONTRIBUTING.md: bundle -> relocate -> render -> apply, over two clients)', async () => {
-    const files = new Map<string, string[]>()
-    for (const file of await sources(SRC)) {
-      files.set(file, allImports(await readFile(file, 'utf8')).map((d) => normalize(join(dirname(file), d)).replace(/\.js$/, '.ts')))
-    }
-    expect(upstreamImports(files)).toEqual([])
+    expect(upstreamImports(await importGraph(allImports))).toEqual([])
     // the check itself: a bundle module importing render, a client importing a stage
     expect(upstreamImports(new Map([
       [join(SRC, 'bundle', 'x.ts'), [join(SRC, 'render', 'meta.ts'), join(SRC, 'archive', 'tar.ts'), join(SRC, 'oci', 'index.ts'), join(SRC, 'errors.ts')]],
@@ -144,12 +147,9 @@ describe('source structure', () => {
 
   it('reaches the registry client through src/oci/index.ts only, from the rest of src/', async () => {
     const inside: string[] = []
-    for (const file of await sources(SRC)) {
+    for (const [file, deps] of await importGraph(allImports)) {
       if (relative(SRC, file).startsWith('oci/')) continue
-      for (const d of allImports(await readFile(file, 'utf8'))) {
-        const to = relative(SRC, normalize(join(dirname(file), d)).replace(/\.js$/, '.ts'))
-        if (to.startsWith('oci/') && to !== 'oci/index.ts') inside.push(`${relative(SRC, file)} -> ${to}`)
-      }
+      for (const to of deps.map((d) => relative(SRC, d))) if (to.startsWith('oci/') && to !== 'oci/index.ts') inside.push(`${relative(SRC, file)} -> ${to}`)
     }
     expect(inside).toEqual([])
   })
@@ -157,11 +157,10 @@ describe('source structure', () => {
   it('core code never prints and never exits: only src/cli/ and src/commands/ do', async () => {
     const writes = /\bconsole\.(log|error|warn|info|debug)\(|\bprocess\.(stdout|stderr)\.write\(|\bprocess\.exit\(/
     const found: string[] = []
-    for (const file of await sources(SRC)) {
+    for (const [file, text] of await sourceTexts()) {
       const at = relative(SRC, file)
       if (/^(cli|commands)\//.test(at)) continue
-      const lines = (await readFile(file, 'utf8')).split('\n')
-      lines.forEach((l, i) => { if (writes.test(l) && !/^\s*(\/\/|\*)/.test(l)) found.push(`${at}:${i + 1}`) })
+      text.split('\n').forEach((l, i) => { if (writes.test(l) && !/^\s*(\/\/|\*)/.test(l)) found.push(`${at}:${i + 1}`) })
     }
     expect(found).toEqual([])
     expect(writes.test('  process.stdout.write(line)')).toBe(true)

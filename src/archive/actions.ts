@@ -5,7 +5,7 @@
  *   OCI layout dir -> registry            relocateFromOciLayout
  * Each gives the same lock as registry-to-registry relocation to the same --to-repo.
  */
-import type {Bundle, LoadedBundle} from '../bundle/types.js'
+import type {Bundle, BundleFile, LoadedBundle} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import type {RegistryClient} from '../oci/index.js'
 import type {OnEvent} from '../progress/events.js'
@@ -13,7 +13,6 @@ import type {ImageSource} from '../relocate/endpoints.js'
 import type {RelocationSummary} from '../relocate/execute.js'
 import {fromRegistry, fromSource, toRegistry} from '../relocate/registry-endpoints.js'
 import {relocate} from '../relocate/relocate.js'
-import type {BundleFile} from './bundle-files.js'
 import {toArchive, type ToArchiveTargetOptions} from './export.js'
 import {fromArchive, fromLayout} from './import.js'
 import type {OpenedArchive} from './reader.js'

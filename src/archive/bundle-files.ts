@@ -12,8 +12,6 @@ import {KpiError} from '../errors.js'
 import type {OnEvent} from '../progress/events.js'
 import {badName} from './scan.js'
 
-export type {BundleFile}
-
 const MAX_FILE = 16 * 1024 * 1024
 const MAX_TOTAL = 64 * 1024 * 1024
 const MAX_FILES = 1000

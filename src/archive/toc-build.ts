@@ -3,13 +3,12 @@
  * plan after every blob is in: per image its manifests, blobs, bytes and platforms; the
  * manifests in archive order; the blobs it holds and those a delta leaves to its base.
  */
-import type {Bundle} from '../bundle/types.js'
+import type {Bundle, BundleFile} from '../bundle/types.js'
 import {KpiError} from '../errors.js'
 import {type Descriptor, digestOf, formatReference, type ImageIndex, isIndexMediaType, MediaTypes, parseReference, type Platform, type Repo} from '../oci/index.js'
 import type {ImageSource} from '../relocate/endpoints.js'
 import {artifactTypeOf} from '../relocate/execute.js'
 import type {Plan, PlanManifest, PlanRoot} from '../relocate/plan.js'
-import type {BundleFile} from './bundle-files.js'
 import {blobOrder, manifestOrder} from './order.js'
 import {REF_NAME, TOC_FORMAT, platformString, type Toc, type TocBlob, type TocImage} from './toc.js'
 import type {ArchiveSink} from './writer.js'

@@ -19,7 +19,7 @@ import {waitFor} from '../../src/sandbox/procs.js'
 import {usePlatformSandbox} from '../helpers/platform.js'
 import {faultInjected} from './ledger.js'
 import {comparable, differences, distinguishing, type Rendered} from './platform-state.js'
-import {refOf} from '../../src/kube/types.js'
+import {describeRef, refOf, type ObjectRef} from '../../src/kube/types.js'
 import type {KubeObject} from '../../src/render/types.js'
 
 type Version = 'v1' | 'v2'
@@ -186,20 +186,24 @@ function descendants(pid: number): Array<{pid: number; cmd: string}> {
  * lost that race once at prune).
  */
 const HOLD = 'kpi.test/hold-prune'
+let held: ObjectRef | undefined
 async function holdAStaleObject(): Promise<() => Promise<void>> {
-  const id = (o: KubeObject) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}`
-  const inV2 = new Set(renderedAll.v2!.map(id))
-  const stale = renderedAll.v1!.filter((o) => !inV2.has(id(o)) && !['CustomResourceDefinition', 'Namespace'].includes(o.kind) && !o.apiVersion.startsWith('kpack.io/'))
-  expect(stale.length, 'v1 renders an object v2 does not, for the prune stage to delete').toBeGreaterThan(0)
-  const ref = refOf(stale[0]!)
-  const live = await p.kube.get(ref)
-  expect(live, `${id(stale[0]!)} is in the cluster`).toBeDefined()
-  await p.kube.replace({...live!, metadata: {...live!.metadata, finalizers: [...(live!.metadata.finalizers ?? []), HOLD]}})
-  step(`holding ${id(stale[0]!)} with a finalizer`)
-  return async () => {
-    const now = await p.kube.get(ref)
-    if (now) await p.kube.replace({...now, metadata: {...now.metadata, finalizers: (now.metadata.finalizers ?? []).filter((f) => f !== HOLD)}})
+  if (!held) {
+    const id = (o: KubeObject) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}`
+    const inV2 = new Set(renderedAll.v2!.map(id))
+    const stale = renderedAll.v1!.find((o) => !inV2.has(id(o)) && !['CustomResourceDefinition', 'Namespace'].includes(o.kind) && !o.apiVersion.startsWith('kpack.io/'))
+    expect(stale, 'v1 renders an object v2 does not, for the prune stage to delete').toBeDefined()
+    held = refOf(stale!)
+    step(`holding ${id(stale!)} with a finalizer while kpi is killed`)
   }
+  const ref = held
+  const withFinalizers = async (edit: (f: string[]) => string[]) => {
+    const live = await p.kube.get(ref)
+    if (live) await p.kube.replace({...live, metadata: {...live.metadata, finalizers: edit(live.metadata.finalizers ?? [])}})
+    return live
+  }
+  expect(await withFinalizers((f) => [...f, HOLD]), `${describeRef(ref)} is in the cluster`).toBeDefined()
+  return async () => void (await withFinalizers((f) => f.filter((x) => x !== HOLD)))
 }
 
 describe('cluster faults during upgrade and rollback', () => {
