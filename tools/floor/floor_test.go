@@ -50,8 +50,7 @@ func TestRangedBudgetAcrossBlobs(t *testing.T) {
 	*rangeChunk = 1000
 	*rangeParts = 4
 	for _, slots := range []int{1, 2, 5} {
-		partSlots = make(chan struct{}, slots)
-		freeParts = make(chan []byte, slots)
+		setPartSlots(slots)
 		r := registry{endpoint{URL: srv.URL}, client(endpoint{URL: srv.URL})}
 		sizes := []int{1, 999, 1000, 1001, 4321, 12000, 7777, 2500}
 		var wg sync.WaitGroup

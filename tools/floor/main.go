@@ -96,6 +96,9 @@ func client(e endpoint) *http.Client {
 		WriteBufferSize:     256 << 10,
 		ReadBufferSize:      256 << 10,
 	}
+	if !*h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
 	if e.CAFile != "" {
 		pem, err := os.ReadFile(e.CAFile)
 		if err != nil {
@@ -104,9 +107,6 @@ func client(e endpoint) *http.Client {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(pem)
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	}
-	if !*h2 {
-		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
@@ -218,6 +218,12 @@ var (
 	partSlots chan struct{}
 	freeParts chan []byte
 )
+
+// setPartSlots makes room for n Range parts at once across blobs, and for their n buffers.
+func setPartSlots(n int) {
+	partSlots = make(chan struct{}, n)
+	freeParts = make(chan []byte, n)
+}
 
 func takePart() []byte {
 	select {
@@ -563,9 +569,7 @@ func main() {
 	if err := json.Unmarshal(raw, &p); err != nil {
 		die("-plan %s: %v", *planFile, err)
 	}
-	slots := max(1, int(*rangeBudget / *rangeChunk))
-	partSlots = make(chan struct{}, slots)
-	freeParts = make(chan []byte, slots)
+	setPartSlots(max(1, int(*rangeBudget / *rangeChunk)))
 	src := registry{p.Source, client(p.Source)}
 	dst := registry{p.Dest, client(p.Dest)}
 	start := time.Now()
