@@ -197,7 +197,7 @@ async function ensureTools(): Promise<void> {
   }
   if (wantedWorkloads.some((w) => w.endsWith('-wan')) && !(await executable(cachedBinary('toxiproxy-server', v.TOXIPROXY_VERSION)))) missing.push('toxiproxy-server')
   if (wantedWorkloads.includes('registry-to-registry-ggcr') && !(await executable(cachedBinary('ggcr-registry', toolVersion('ggcr-registry'))))) missing.push('ggcr-registry')
-  // bench/upgrade.ts: its control plane, and Helm 4 and kapp with the kubectl that applies Helm's CRDs
+  // bench/upgrade.ts: its control plane, and Helm 4, kapp and kubectl (a peer, and what applies Helm's CRDs)
   if (wantsUpgradeBench()) {
     for (const [tool, key] of UPGRADE_TOOLS) if (v[key] && !(await executable(cachedBinary(tool, v[key])))) missing.push(tool)
   }
@@ -572,7 +572,7 @@ async function planOf(release: PlatformRelease, host: string): Promise<Plan> {
 
 async function runUpgradeBench(): Promise<UpgradeBenchResult | undefined> {
   if (!wantsUpgradeBench()) return undefined
-  say('bench/upgrade.ts: install, upgrade and rollback against helm and kapp')
+  say('bench/upgrade.ts: install, upgrade and rollback against helm, kapp and kubectl')
   const m = await measure({cmd: process.execPath, args: [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), UPGRADE_BENCH, '--json', ...(flags.quick ? ['--quick'] : [])], label: 'bench/upgrade.ts'})
   const line = m.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'))
   const text = m.stdout.trim().startsWith('{') ? m.stdout.trim() : line

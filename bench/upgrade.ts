@@ -9,6 +9,8 @@
  *         helm upgrade --install --rollback-on-failure --wait=watcher, helm rollback --wait=watcher
  * - kapp: kapp deploy of the rendered objects; kapp has no rollback, so "back to healthy" is the
  *         failed deploy followed by kapp deploy of v1
+ * - kubectl: kubectl apply --server-side (CRDs first, waited for until Established, then the rest)
+ *         and rollout status of every Deployment; rollback and recovery apply v1 again
  *
  * The failing upgrade asks more CPU for kpack-controller than any KWOK node has: the scheduler
  * leaves its pod Pending, and each tool's wait times out after the same gate timeout. "failed gate
@@ -24,7 +26,7 @@
  * Each kpi run is given --json, and its event stream says where its time went (bench/lib/phases.ts):
  * start-up, preflight, each stage's apply and gate, record writes, prune, the tail.
  *
- *   npm run build && npx tsx bench/upgrade.ts [--rounds 3] [--gate 15] [--settle 2] [--tools kpi,helm,kapp] [--json] [--quick]
+ *   npm run build && npx tsx bench/upgrade.ts [--rounds 3] [--gate 15] [--settle 2] [--tools kpi,helm,kapp,kubectl] [--json] [--quick]
  *
  * Results: bench/results/upgrade.json and upgrade.md (with --tools: upgrade-kpi-helm.*; none with --quick).
  */
@@ -177,6 +179,54 @@ async function main(): Promise<void> {
     } else {
       say(`helm: skipped (${helm ? 'kubectl' : 'helm 4'} not built: bash scripts/tools.sh peers, or KPI_HELM_BIN)`)
     }
+    if (kubectl && (!only || only.includes('kubectl'))) {
+      const kc = (...a: string[]) => exec(kubectl, ['--kubeconfig', kubeconfig, ...a], env)
+      /**
+       * kubectl at its documented best: server-side apply, the CRDs first and waited for until
+       * Established (custom resources in the same apply would not be recognised yet), then the rest,
+       * then `rollout status` of every Deployment at once. It prunes nothing: an object the new
+       * version drops stays (kpi, Helm and kapp delete it), which only spares kubectl work.
+       */
+      const deploy = async (k: string, timeout: string): Promise<Run & {failed?: {what: string; run: Run}}> => {
+        const t0 = performance.now()
+        const chart = files[`chart-${k}`]!
+        const crds = join(chart, 'crds', 'crds.yaml')
+        const rest = join(chart, 'templates', 'platform.yaml')
+        const runs: Run[] = []
+        const step = async (what: string, p: Promise<Run>) => {
+          const r = await p
+          runs.push(r)
+          return r.code === 0 ? undefined : {what, run: r}
+        }
+        const failed = await step('apply CRDs', kc('apply', '--server-side', '--force-conflicts', '-f', crds))
+          ?? await step('wait for CRDs', kc('wait', '--for=condition=Established', '--timeout', timeout, '-f', crds))
+          ?? await step('apply', kc('apply', '--server-side', '--force-conflicts', '-f', rest))
+          ?? (await Promise.all(platforms[k as keyof typeof platforms].filter((o) => o.kind === 'Deployment').map((d) =>
+            step('rollout status', kc('rollout', 'status', `deployment/${d.metadata.name}`, '-n', d.metadata.namespace!, '--timeout', timeout))))).find(Boolean)
+        const last = runs.at(-1)!
+        return {...last, ms: performance.now() - t0, peakRssBytes: maxRss(...runs), failed}
+      }
+      const ok = async (what: string, k: string) => {
+        const r = await deploy(k, '5m')
+        if (r.failed) throw new Error(`${what}: kubectl ${r.failed.what} failed (exit ${r.failed.run.code}):\n${r.failed.run.out.slice(-2000)}`)
+        return r
+      }
+      flows.push({
+        name: 'kubectl',
+        install: () => ok('kubectl apply v1', 'v1'),
+        upgrade: () => ok('kubectl apply v2', 'v2'),
+        rollback: () => ok('kubectl apply v1', 'v1'),
+        failAndRecover: async () => {
+          const r = await deploy('bad', gate)
+          if (!r.failed) throw new Error('kubectl rollout of the unschedulable controller succeeded')
+          say(`  kubectl's failed ${r.failed.what}: ${failure(r.failed.run)}`)
+          const back = await ok('kubectl apply v1', 'v1')
+          return {ms: r.ms + back.ms, peakRssBytes: maxRss(r, back)}
+        },
+      })
+    } else if (only?.includes('kubectl')) {
+      say('kubectl: skipped (not built: bash scripts/tools.sh)')
+    }
     if (kapp) {
       const k = (f: string, ...a: string[]) => exec(kapp, ['deploy', '-a', 'kpi-bench', '-f', f, '-y', '--kubeconfig', kubeconfig, ...a], env)
       flows.push({
@@ -253,12 +303,12 @@ async function main(): Promise<void> {
     const md = [
       `# bench/upgrade.ts, ${machine.date}`, '',
       `${machine.cores} cores, load ${fmtLoad(machine.loadavg)} at the start, ${fmtLoad(endLoad)} at the end; kpi ${kpiTool.version ?? ''} (commit ${commit}); medians of ${rounds} rounds, gate timeout ${gate}, ${settleS} s pause before each operation (the cluster settles from the one before)`, '',
-      ...table, '', 'Peak RSS, the largest of the rounds (Helm\'s upgrades include the kubectl that applies the CRDs first; kapp\'s recovery, both deploys):', '', ...rssTable, '',
+      ...table, '', 'Peak RSS, the largest of the rounds (Helm\'s upgrades include the kubectl that applies the CRDs first; kapp\'s recovery, both deploys; kubectl, the largest of its processes):', '', ...rssTable, '',
       'kpi, median seconds per phase (its --json events; "records between stages" is the time between a stage\'s last task and the next stage\'s start: revision record writes):', '', ...phaseTable, '',
     ].join('\n')
     say(`\nmedians of ${rounds} (same sandbox, same rendered objects):\n${table.join('\n')}\n\nkpi phases (median s):\n${VERBS.map((v) => `  ${v}: ${formatPhases(phases[v])}`).join('\n')}`)
     say(`load at the end: ${fmtLoad(endLoad)}`)
-    say('kapp has no rollback (v1 deployed again); Helm upgrades no CRD (applied first by kubectl); install is from a clean cluster.')
+    say('kapp and kubectl have no rollback (v1 applied again); Helm upgrades no CRD (applied first by kubectl); kubectl prunes nothing; install is from a clean cluster.')
     const result = {ok: true, commit, machine, endLoad, rounds, gateS, settleS, tools: flows.map((f) => f.name), medians_s: Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms / 1000]))])),
       runs_s: Object.fromEntries([...times].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([x, ms]) => [x, ms.map((m) => m / 1000)]))])),
       peak_rss_bytes: peakRss,

@@ -1,6 +1,6 @@
 /**
  * bench/upgrade.ts's result as workloads of the benchmark report: install, upgrade, rollback and
- * recovery from a failed health gate, each with kpi's seconds, each peer's (Helm 4, kapp), the
+ * recovery from a failed health gate, each with kpi's seconds, each peer's (Helm 4, kapp, kubectl), the
  * ratio to the fastest peer and every tool's peak RSS, so latest.json holds every workload the
  * issue names in one list, and its checks judge them like the relocation workloads.
  */
@@ -37,7 +37,7 @@ export interface ClusterWorkload {
 const WORKLOADS: Array<{verb: Verb; name: string; description: string}> = [
   {verb: 'install', name: 'install', description: 'v1 onto an empty cluster, until every rollout is done (the sandbox\'s control plane, KWOK nodes)'},
   {verb: 'upgrade', name: 'upgrade', description: 'v1 to v2 (the patch release), until every rollout is done'},
-  {verb: 'rollback', name: 'rollback', description: 'v2 back to v1, until every rollout is done (kapp has no rollback: v1 deployed again)'},
+  {verb: 'rollback', name: 'rollback', description: 'v2 back to v1, until every rollout is done (kapp and kubectl have no rollback: v1 applied again)'},
   {verb: 'recover', name: 'failed-upgrade-recovery', description: 'an upgrade whose controller cannot be scheduled, back to a healthy v1 (the health gate\'s timeout not counted)'},
 ]
 
@@ -69,7 +69,7 @@ export function clusterWorkloads(result: UpgradeBenchResult | undefined): Cluste
   })
 }
 
-/** The issue's goal for these workloads: kpi faster than every peer (Helm 4 and kapp). */
+/** The issue's goal for these workloads: kpi faster than every peer (Helm 4, kapp and kubectl). */
 export function clusterChecks(workloads: ClusterWorkload[]): Array<{name: string; ok: boolean; detail: string}> {
   return workloads.filter((w) => w.ratio_vs_best_peer !== undefined).map((w) => ({
     name: `${w.name}: kpi faster than every peer`,
