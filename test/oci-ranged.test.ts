@@ -12,14 +12,17 @@ const MiB = 1 << 20
 
 /**
  * bytes of `buf` from `from` to `to` (inclusive) in 64 KiB chunks, `delayMs` apart, the first after
- * `firstMs`: a slow network, and its round trip
+ * `firstMs`, the second after `stallMs` more: a slow network, its round trip, and a stall in the
+ * middle of a response (the first byte's wait alone is the registry's time to answer, see
+ * rangedStream)
  */
-function slow(buf: Buffer, from: number, to: number, delayMs: number, firstMs = 0): Readable {
+function slow(buf: Buffer, from: number, to: number, delayMs: number, firstMs = 0, stallMs = 0): Readable {
   let at = from
   return new Readable({
     async read() {
       if (at > to) return void this.push(null)
       if (at === from && firstMs) await sleep(firstMs)
+      if (at === from + 64 * 1024 && stallMs) await sleep(stallMs)
       if (delayMs) await sleep(delayMs)
       const n = Math.min(64 * 1024, to + 1 - at)
       this.push(buf.subarray(at, at + n))
@@ -103,6 +106,20 @@ describe('ranged blob download', () => {
     expect(asked).toEqual([[WINDOW_BYTES, blob.length - 1]])
   })
 
+  it('fetches no parts for a blob whose first byte took long but whose bytes then come at once (a busy registry, not a slow path)', async () => {
+    const blob = randomBytes(3 * WINDOW_BYTES + 12345)
+    const spool = partSpool(8 * PART_BYTES)
+    const asked: Array<[number, number]> = []
+    // the registry took 60 ms to answer (on loopback, busy with a plan's manifests), then gave everything at once
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 0, 60), async (from, to) => {
+      asked.push([from, to])
+      return slow(blob, from, to, 0)
+    }, spool)
+    expect(sha(await collect(s))).toBe(sha(blob))
+    expect(asked).toEqual([[WINDOW_BYTES, blob.length - 1]])
+    expect(spool.free).toBe(8)
+  })
+
   it('asks for the rest of the blob once a window came fast, and keeps windows at WINDOW_BYTES while they do not', async () => {
     /** `blob` read through a ranged stream from a source giving 64 KiB every `delayMs(from)` ms: the ranges asked for */
     const asks = async (blob: Buffer, delayMs: (from: number) => number): Promise<Array<[number, number]>> => {
@@ -150,7 +167,7 @@ describe('ranged blob download', () => {
     const blob = randomBytes(WINDOW_BYTES + 4 * PART_BYTES)
     const spool = partSpool(2 * PART_BYTES)
     let asked = 0
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 60), async (from, to) => {
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 0, 60), async (from, to) => {
       asked++
       return slow(blob, from, to - 100, 0)
     }, spool)
@@ -164,7 +181,7 @@ describe('ranged blob download', () => {
     const blob = randomBytes(WINDOW_BYTES + 8 * MiB)
     const spool = partSpool(2 * PART_BYTES)
     let asked = 0
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => {
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 0, 60), async (from, to) => {
       asked++
       return slow(blob, from, to, 5)
     }, spool)
@@ -183,7 +200,7 @@ describe('ranged blob download', () => {
     const spool = partSpool(4 * PART_BYTES, dir)
     // parts come at once; the consumer is slow to reach them, so they wait in their slots
     let sawFile: string[] = []
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 60), async (from, to) => slow(blob, from, to, 0), spool)
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 2, 0, 60), async (from, to) => slow(blob, from, to, 0), spool)
     const chunks: Buffer[] = []
     for await (const c of s) {
       chunks.push(Buffer.from(c as Buffer))
@@ -203,7 +220,7 @@ describe('ranged blob download', () => {
     const blob = randomBytes(WINDOW_BYTES + 4 * PART_BYTES)
     const dir = join(tmpdir(), `kpi-spool-missing-${process.pid}`)
     const spool = partSpool(2 * PART_BYTES, dir)
-    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 60), async (from, to) => slow(blob, from, to, 0), spool)
+    const s = rangedStream(blob.length, slow(blob, 0, firstEnd(blob), 3, 0, 60), async (from, to) => slow(blob, from, to, 0), spool)
     const err = await collect(s).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(KpiError)
     expect((err as KpiError).message).toContain(`keeping parts of a blob in ${dir}/kpi-parts-`)
