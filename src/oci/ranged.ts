@@ -170,6 +170,8 @@ export function rangedStream(size: number, first: Readable, fetchRange: FetchRan
       flowing = true
       started = performance.now()
       waitingSince = 0
+      waited = 0
+      longWait = false
       return
     }
     if (!waitingSince) return
