@@ -143,6 +143,10 @@ async function main(): Promise<void> {
       files[`chart-${k}`] = chart
     }
     const gate = `${gateS}s`
+    // kubectl is a peer of its own and what applies Helm's new CRDs (Helm never upgrades crds/)
+    const kc = (...a: string[]) => exec(kubectl!, ['--kubeconfig', kubeconfig, ...a], env)
+    const crdsFile = (k: string) => join(files[`chart-${k}`]!, 'crds', 'crds.yaml')
+    const applyCrds = (k: string) => kc('apply', '--server-side', '--force-conflicts', '-f', crdsFile(k))
     const flows: Flow[] = [{
       name: 'kpi',
       install: () => must('kpi install', kpi('install', '-b', lock1, '-f', vals, '--ca-cert', sb.caFile, '--wait=applied', '--json')),
@@ -156,7 +160,7 @@ async function main(): Promise<void> {
     }]
     if (helm && kubectl) {
       const h = (what: string, ...a: string[]) => exec(helm, [what, ...a, '--kubeconfig', kubeconfig], env)
-      const crdsFirst = (k: string) => must('kubectl apply crds', exec(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', '--force-conflicts', '-f', join(files[`chart-${k}`]!, 'crds', 'crds.yaml')], env))
+      const crdsFirst = (k: string) => must('kubectl apply crds', applyCrds(k))
       flows.push({
         name: 'helm',
         install: () => must('helm install', h('upgrade', '--install', 'kpi-bench', files['chart-v1']!, '--wait=watcher', '--timeout', '5m')),
@@ -180,7 +184,6 @@ async function main(): Promise<void> {
       say(`helm: skipped (${helm ? 'kubectl' : 'helm 4'} not built: bash scripts/tools.sh peers, or KPI_HELM_BIN)`)
     }
     if (kubectl && (!only || only.includes('kubectl'))) {
-      const kc = (...a: string[]) => exec(kubectl, ['--kubeconfig', kubeconfig, ...a], env)
       /**
        * kubectl at its documented best: server-side apply, the CRDs first and waited for until
        * Established (custom resources in the same apply would not be recognised yet), then the rest,
@@ -189,17 +192,15 @@ async function main(): Promise<void> {
        */
       const deploy = async (k: string, timeout: string): Promise<Run & {failed?: {what: string; run: Run}}> => {
         const t0 = performance.now()
-        const chart = files[`chart-${k}`]!
-        const crds = join(chart, 'crds', 'crds.yaml')
-        const rest = join(chart, 'templates', 'platform.yaml')
+        const rest = join(files[`chart-${k}`]!, 'templates', 'platform.yaml')
         const runs: Run[] = []
         const step = async (what: string, p: Promise<Run>) => {
           const r = await p
           runs.push(r)
           return r.code === 0 ? undefined : {what, run: r}
         }
-        const failed = await step('apply CRDs', kc('apply', '--server-side', '--force-conflicts', '-f', crds))
-          ?? await step('wait for CRDs', kc('wait', '--for=condition=Established', '--timeout', timeout, '-f', crds))
+        const failed = await step('apply CRDs', applyCrds(k))
+          ?? await step('wait for CRDs', kc('wait', '--for=condition=Established', '--timeout', timeout, '-f', crdsFile(k)))
           ?? await step('apply', kc('apply', '--server-side', '--force-conflicts', '-f', rest))
           ?? (await Promise.all(platforms[k as keyof typeof platforms].filter((o) => o.kind === 'Deployment').map((d) =>
             step('rollout status', kc('rollout', 'status', `deployment/${d.metadata.name}`, '-n', d.metadata.namespace!, '--timeout', timeout))))).find(Boolean)
