@@ -13,10 +13,12 @@ import {KpiError} from '../src/errors.js'
 import {createRegistryClient, referrersTag, type OciClient} from '../src/oci/index.js'
 import {sha256Digest} from '../src/oci/digest.js'
 import {attachReferrer} from '../src/oci/referrers.js'
+import {NEAR_ANSWER_MS, RANGED_MIN_BYTES} from '../src/oci/ranged.js'
 import {isLoopbackRegistry} from '../src/oci/transport.js'
 import {MediaTypes, type Repo} from '../src/oci/types.js'
 import {freePort} from '../src/sandbox/procs.js'
 import {startRegistry, type Registry} from '../src/sandbox/registry.js'
+import {startToxiproxy} from './helpers/toxiproxy.js'
 
 const MiB = 1024 * 1024
 const run = promisify(execFile)
@@ -136,9 +138,31 @@ describe('OCI client against a real distribution registry', () => {
     expect(down.buffers).toBeLessThan(16 * MiB)
     expect(up.rss).toBeLessThan(24 * MiB)
     expect(down.rss).toBeLessThan(24 * MiB)
-    // the blob came as one Range GET and parts of it, each answered 206
-    const log = await readFile(reg.logFile, 'utf8')
-    expect(log).toMatch(new RegExp(`"GET /v2/kpi/app/blobs/${digest} HTTP/1.1" 206`))
+    // a registry on loopback is near: the blob came in one GET, no Range windows, no parts
+    const gets = (await readFile(reg.logFile, 'utf8')).match(new RegExp(`"GET /v2/kpi/app/blobs/${digest} HTTP/1.1" \\d+`, 'g'))
+    expect(gets).toEqual([`"GET /v2/kpi/app/blobs/${digest} HTTP/1.1" 200`])
+  })
+
+  it('gets a big blob from the same registry in Range windows once the path to it is long (every answer takes NEAR_ANSWER_MS or more)', async () => {
+    const size = RANGED_MIN_BYTES + 3 * MiB
+    const {digest} = await digestOfStream(generated(size, 3))
+    await client.putBlob(app, digest, size, () => generated(size, 3))
+    const toxi = await startToxiproxy(join(dir, 'toxiproxy'))
+    const far = createRegistryClient({plainHttp: isLoopbackRegistry})
+    try {
+      const proxy = await toxi.proxy('registry', reg.host)
+      for (const stream of ['upstream', 'downstream'] as const) await proxy.addToxic(`lag-${stream}`, {type: 'latency', stream, attributes: {latency: NEAR_ANSWER_MS}})
+      const seen = (await readFile(reg.logFile, 'utf8')).length
+      const got = await digestOfStream(await far.getBlob({registry: proxy.host, repository: app.repository}, digest, size))
+      expect(got).toEqual({digest, size})
+      const gets = (await readFile(reg.logFile, 'utf8')).slice(seen).match(new RegExp(`"GET /v2/kpi/app/blobs/${digest} HTTP/1.1" \\d+`, 'g'))!
+      // the first window, then the rest (in one more GET or in parts): every one a 206
+      expect(gets.length).toBeGreaterThanOrEqual(2)
+      expect(new Set(gets.map((g) => g.slice(-3)))).toEqual(new Set(['206']))
+    } finally {
+      await far.close()
+      await toxi.stop()
+    }
   })
 
   it('pushes an OCI manifest and an index and gets them back byte-identical', async () => {

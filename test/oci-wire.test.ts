@@ -145,6 +145,35 @@ describe('wire: requests on plain sockets', () => {
     expect(server.requests[0]!.head).toMatch(/^GET \/v2\/a\/blobs\/x HTTP\/1.1\r\nhost: 127.0.0.1:\d+\r\nuser-agent: kpi-test\r\nauthorization: Bearer t$/)
   })
 
+  it('keeps each origin\'s quickest answer, head written to head read: the answer\'s wait counts, the body\'s length does not', async () => {
+    // a slow answer first, then quick ones with a big body: the quickest is the quick head
+    let n = 0
+    server = await scripted(async (_req, so) => {
+      if (n++ === 0) await sleep(60)
+      so.write(ok(n === 1 ? 'slow' : randomBytes(4 << 20)))
+    })
+    const other = await scripted(async (_req, so) => {
+      await sleep(40)
+      so.write(ok('far'))
+    })
+    open()
+    try {
+      expect(wire.quickestAnswerMs(server.url('/'))).toBe(Infinity)
+      await (await wire.request({method: 'GET', url: server.url('/a'), headers: {}})).body.dump()
+      const first = wire.quickestAnswerMs(server.url('/'))
+      expect(first).toBeGreaterThanOrEqual(55)
+      for (let i = 0; i < 3; i++) await collect((await wire.request({method: 'GET', url: server.url('/b'), headers: {}})).body)
+      expect(wire.quickestAnswerMs(server.url('/other/path'))).toBeLessThan(first)
+      expect(wire.quickestAnswerMs(server.url('/'))).toBeLessThan(40)
+      // another origin (another port) has its own
+      expect(wire.quickestAnswerMs(other.url('/'))).toBe(Infinity)
+      await (await wire.request({method: 'GET', url: other.url('/'), headers: {}})).body.dump()
+      expect(wire.quickestAnswerMs(other.url('/'))).toBeGreaterThanOrEqual(35)
+    } finally {
+      await other.close()
+    }
+  })
+
   it('refuses a header value with a line break, sending nothing (a token cannot add headers of its own)', async () => {
     server = await scripted((_req, so) => void so.write(ok('x')))
     open()

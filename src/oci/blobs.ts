@@ -12,7 +12,7 @@ import {pullScope, pushScope} from './auth.js'
 import {verifiedFrom, verifyingStream} from './digest.js'
 import {checkDigest, formatRepo} from './reference.js'
 import type {ErrorContext} from './registry-errors.js'
-import {RANGED_MIN_BYTES, WINDOW_BYTES, partSpool, rangedStream} from './ranged.js'
+import {NEAR_ANSWER_MS, RANGED_MIN_BYTES, WINDOW_BYTES, partSpool, rangedStream} from './ranged.js'
 import {dump, fail, header, type Requester} from './request.js'
 import {backoffMs, errorCodes, isConnectionReset, retryableStatus, retryAfterMs} from './retry.js'
 import {mapTransportError} from './transport.js'
@@ -63,16 +63,23 @@ export function blobOps(http: Requester): BlobOps {
     return http.raw(url, 'GET', headers ?? {}, undefined, {where: new URL(url).host, retry: true})
   }
 
-  /** GET a blob (with `range` when given), following redirects; the response and the URL that gave it. */
+  /** A long path to `url`'s origin, or one not yet measured: see ranged.ts's NEAR_ANSWER_MS. */
+  const far = (url: string): boolean => !(http.quickestAnswerMs(url) < NEAR_ANSWER_MS)
+
+  /**
+   * GET a blob, following redirects; the response and the URL that gave it. `range` is asked of
+   * each origin on a long path (far()): on a short one the whole blob comes in one GET.
+   */
   async function openBlob(repo: Repo, digest: string, label: string, range?: string): Promise<{res: Dispatcher.ResponseData; url: string}> {
     let url = http.repoUrl(repo, `blobs/${digest}`)
-    let res = await getAt(repo, url, range)
+    const rangeFor = (at: string): string | undefined => (range && far(at) ? range : undefined)
+    let res = await getAt(repo, url, rangeFor(url))
     for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304; hops++) {
       const location = header(res, 'location')
       await dump(res)
       if (!location || hops >= 5) throw new KpiError('failed', `${label}: registry ${repo.registry} redirected ${location ? 'too many times' : 'without a location'}`)
       url = new URL(location, url).toString()
-      res = await getAt(repo, url, range)
+      res = await getAt(repo, url, rangeFor(url))
     }
     return {res, url}
   }
@@ -80,8 +87,8 @@ export function blobOps(http: Requester): BlobOps {
   async function getBlob(repo: Repo, digest: string, size?: number, opts: {verify?: boolean} = {}): Promise<Readable> {
     checkDigest(digest, 'blob digest')
     const label = `blob ${formatRepo(repo)}@${digest}`
-    // a big blob is asked for in ranges (ranged.ts); a registry that ignores Range answers 200
-    // with all of it, which is read as usual
+    // a big blob is asked for in ranges over a long path (ranged.ts); a registry that ignores
+    // Range answers 200 with all of it, which is read as usual
     const ranged = size !== undefined && size >= RANGED_MIN_BYTES
     const {res, url} = await openBlob(repo, digest, label, ranged ? `bytes=0-${WINDOW_BYTES - 1}` : undefined)
     let body: Readable = res.body

@@ -7,8 +7,8 @@
  *
  * The blob comes as Range GETs of WINDOW_BYTES one after another, each read with backpressure like
  * a plain GET, except that a window which came faster than one connection over a long path brings
- * (FAST_WINDOW_BYTES_PER_S) is followed by the rest of the blob in one GET: on loopback or a LAN a
- * big blob costs two requests, and nothing else happens.
+ * (FAST_WINDOW_BYTES_PER_S) is followed by the rest of the blob in one GET. Over a short path
+ * (NEAR_ANSWER_MS: loopback, a LAN) none of this happens: a big blob is one GET.
  * Only while the consumer waits for bytes that have not come, and has waited long enough to tell a
  * slow path from a moment's pause (SLOW_WAIT_MS), are parts after the last range asked for
  * fetched side by side. Parts fetched ahead wait for their turn in a temporary file (part-spool.ts)
@@ -30,6 +30,18 @@ import {PartSpool} from './part-spool.js'
  * values took 14.8-17.8 s over two side-by-side runs (see bench/README.md, --base-bin).
  */
 export const RANGED_MIN_BYTES = 16 << 20
+/**
+ * An origin that answered any request within this many milliseconds (wire.ts's
+ * quickestAnswerMs: a round trip and the server's quickest reply) is near, and its big blobs come
+ * in one GET: no windows, no parts. One TCP connection over such a path carries its window (6 MiB
+ * at most by Linux's defaults) every 10 ms, 600 MiB/s, more than any copy here moves; a consumer
+ * that waits there waits on a busy server or host, and more connections only add to its load. On
+ * a busy 2-core host, loopback archive writes fetched parts ahead after a stall in the middle of a
+ * blob (two of three in one benchmark run, 399 and 361 source requests against 231, 4.97 and 4.64
+ * s against 4.20). Behind the benchmark's WAN profile (25 ms each way) every answer takes 50 ms
+ * or more. A per-connection cap on a short path (a bandwidth limit on a LAN) is not split.
+ */
+export const NEAR_ANSWER_MS = 10
 /** Bytes per range read in turn (the first one included). */
 export const WINDOW_BYTES = 8 << 20
 /**

@@ -58,6 +58,8 @@ export interface Requester {
   ping(registry: string): Promise<void>
   /** opens connections for blob bodies (uploads) to a registry ahead of the requests: see RegistryClient.preconnect */
   preconnect(registry: string, count: number): void
+  /** wire.ts's quickestAnswerMs for `url`'s origin; Infinity through a proxy (not measured) */
+  quickestAnswerMs(url: string): number
   close(): Promise<void>
 }
 
@@ -258,7 +260,12 @@ export function createRequester(opts: RequestOptions = {}): Requester {
     if (route.direct(u.host)) wire.preconnect(u, count)
   }, () => {})
 
-  return {policy, base, repoUrl, send, raw, ping, preconnect, close: async () => {
+  const quickestAnswerMs = (url: string): number => {
+    const u = new URL(url)
+    return route.direct(u.host) ? wire.quickestAnswerMs(u) : Infinity
+  }
+
+  return {policy, base, repoUrl, send, raw, ping, preconnect, quickestAnswerMs, close: async () => {
     wire.close()
     await dispatcher?.close()
   }}

@@ -195,6 +195,12 @@ export interface Wire {
    * come: the next request takes one instead of waiting for its own handshake.
    */
   preconnect(url: URL, count: number): void
+  /**
+   * The shortest time any request to `url`'s origin took from its head written to its answer's
+   * head read (Infinity before the first answer): a round trip and the server's quickest reply,
+   * what tells a short path from a long one (see ranged.ts's NEAR_ANSWER_MS).
+   */
+  quickestAnswerMs(url: URL): number
   close(): void
 }
 
@@ -202,6 +208,7 @@ export function createWire(opts: WireOptions): Wire {
   const idle = new Map<string, Socket[]>()
   /** connections preconnect() is opening; a request takes one out, else it goes idle when open */
   const opening = new Map<string, Array<Promise<Socket | undefined>>>()
+  const quickest = new Map<string, number>()
   let closed = false
 
   const keyOf = (u: URL): string => `${u.protocol}//${u.host}`
@@ -397,6 +404,7 @@ export function createWire(opts: WireOptions): Wire {
       let responseDone = false
       let received = false
       let sentBody = 0
+      let sentAt = 0
       let finished = false
       let stopSending = (): void => {}
       // a kept-alive connection the server had closed is asked again on a new one only when
@@ -448,6 +456,8 @@ export function createWire(opts: WireOptions): Wire {
 
       const onHead = (h: Head, rest: Buffer, slab: Buffer): void => {
         head = h
+        const took = performance.now() - sentAt
+        if (took < (quickest.get(key) ?? Infinity)) quickest.set(key, took)
         body = new WireBody(() => {
           if (!finished && !socket.destroyed) socket.resume()
         })
@@ -542,6 +552,7 @@ export function createWire(opts: WireOptions): Wire {
       socket.setTimeout(opts.timeoutMs, onTimeout)
 
       const headText = lines.join('\r\n')
+      sentAt = performance.now()
       socket.write(whole ? Buffer.concat([Buffer.from(headText), whole]) : headText)
       if (src) {
         const size = length ?? 0
@@ -588,6 +599,7 @@ export function createWire(opts: WireOptions): Wire {
   return {
     request,
     preconnect,
+    quickestAnswerMs: (url: URL): number => quickest.get(keyOf(url)) ?? Infinity,
     close(): void {
       closed = true
       for (const list of idle.values()) for (const s of list) s.destroy()
