@@ -145,12 +145,19 @@ describe('wire: requests on plain sockets', () => {
     expect(server.requests[0]!.head).toMatch(/^GET \/v2\/a\/blobs\/x HTTP\/1.1\r\nhost: 127.0.0.1:\d+\r\nuser-agent: kpi-test\r\nauthorization: Bearer t$/)
   })
 
-  it('keeps each origin\'s quickest answer, head written to head read: the answer\'s wait counts, the body\'s length does not', async () => {
-    // a slow answer first, then quick ones with a big body: the quickest is the quick head
+  it('keeps each origin\'s quickest answer, head written to head read: the wait for the head counts, the body\'s time does not', async () => {
+    // a slow answer first, then quick heads whose bodies take 60 ms to finish: the quickest is a quick head
     let n = 0
     server = await scripted(async (_req, so) => {
-      if (n++ === 0) await sleep(60)
-      so.write(ok(n === 1 ? 'slow' : randomBytes(4 << 20)))
+      if (n++ === 0) {
+        await sleep(60)
+        so.write(ok('slow'))
+        return
+      }
+      const whole = ok(randomBytes(1 << 20)) as Buffer
+      so.write(whole.subarray(0, 1000))
+      await sleep(60)
+      so.write(whole.subarray(1000))
     })
     const other = await scripted(async (_req, so) => {
       await sleep(40)
