@@ -64,7 +64,7 @@ export function blobOps(http: Requester): BlobOps {
   }
 
   /** A long path to `url`'s origin, or one not yet measured: see ranged.ts's NEAR_ANSWER_MS. */
-  const far = (url: string): boolean => !(http.quickestAnswerMs(url) < NEAR_ANSWER_MS)
+  const far = (url: string): boolean => http.quickestAnswerMs(url) >= NEAR_ANSWER_MS
 
   /**
    * GET a blob, following redirects; the response and the URL that gave it. `range` is asked of
